@@ -1,0 +1,7 @@
+//! tcpmap: a layer-4 TCP/TLS proxy serving Ambassador `TCPMapping` configs.
+#![allow(missing_docs)]
+
+pub mod close;
+pub mod config;
+pub mod route;
+pub(crate) mod rt;

@@ -1,0 +1,227 @@
+//! The route table: what a validated config means at runtime.
+//!
+//! ```text
+//! RouteTable ─┬─ Listener (address, port) ─┬─ plain group   (no `host`: relayed without SNI match)
+//!             │                            └─ host groups   (SNI → terminate; exact, then `*.suffix`)
+//!             └─ …                              └─ Group: weighted Upstreams + TLS settings + limits
+//! ```
+//!
+//! Pure values only: no sockets, no tasks. rustls configs are built once per config
+//! generation by the config pipeline and shared here by `Arc`, so a connection never
+//! builds one.
+
+pub mod diff;
+pub mod host;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use host::HostMap;
+
+/// The whole routing state of one config generation.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Config generation; the Supervisor numbers each applied table.
+    pub generation: u64,
+    /// One entry per bound `(address, port)`.
+    pub listeners: BTreeMap<SocketAddr, Listener>,
+}
+
+/// The routes of one `(address, port)`.
+#[derive(Debug)]
+pub struct Listener {
+    /// The bind address.
+    pub addr: SocketAddr,
+    /// The host-less group: raw relay (or origination) for anything without a matching SNI.
+    pub plain: Option<Arc<Group>>,
+    /// The `host` groups, matched against the ClientHello's SNI.
+    pub hosts: HostMap<Arc<Group>>,
+}
+
+impl Listener {
+    /// True when connections must be peeked for a ClientHello before routing.
+    pub fn needs_peek(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The group for a TLS SNI name: exact first, then the most specific wildcard.
+    pub fn by_sni(&self, sni: &str) -> Option<&Arc<Group>> {
+        self.hosts.lookup(sni)
+    }
+}
+
+/// The mappings sharing `(address, port, host)`: they agree on TLS, families and idle timeout.
+#[derive(Debug)]
+pub struct Group {
+    /// The SNI host (`None` for the host-less group).
+    pub host: Option<String>,
+    /// Weighted upstreams; their `share`s sum to 100.
+    pub upstreams: Vec<Upstream>,
+    /// Termination settings when `host` is set.
+    pub termination: Option<Termination>,
+    /// Origination settings when `tls`/`https://` is set.
+    pub origination: Option<Origination>,
+    /// Close after this long without a byte either way (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Address families for resolving services.
+    pub families: Families,
+    /// Per-group pick counter (drives the weighted choice).
+    pub picks: AtomicU64,
+}
+
+impl Group {
+    /// Picks the upstream for the next connection.
+    ///
+    /// Deterministic and allocation-free: pick number `n` maps to slot `(n * 37) % 100`
+    /// (37 is coprime with 100, so every run of 100 picks visits each slot once, interleaved),
+    /// and the slot falls into the upstream whose cumulative share covers it. Every window
+    /// of 100 connections therefore gets the exact percentages.
+    pub fn choose(&self) -> Option<&Upstream> {
+        let n = self.picks.fetch_add(1, Ordering::Relaxed);
+        pick_by_share(&self.upstreams, n)
+    }
+}
+
+/// The weighted choice behind [`Group::choose`], as a pure function of the pick number.
+pub fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
+    let slot = ((n % 100) * 37 % 100) as u32;
+    let mut acc = 0u32;
+    for u in upstreams {
+        acc += u32::from(u.share);
+        if slot < acc {
+            return Some(u);
+        }
+    }
+    // Shares sum to 100 by construction; a table without shares still routes somewhere.
+    upstreams.iter().find(|u| u.share > 0).or(upstreams.first())
+}
+
+/// TLS termination for a host group.
+#[derive(Clone)]
+pub struct Termination {
+    /// Where the certificate came from, for humans (`TLSContext my-context`, `Host foo`).
+    pub source: String,
+    /// Whether a client certificate is required.
+    pub client_auth: bool,
+    /// The server config, built once per generation.
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for Termination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Termination")
+            .field("source", &self.source)
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How TLS is originated towards the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginationMode {
+    /// `tls: true` or `https://`: no client certificate, no verification.
+    Insecure,
+    /// `tls: CONTEXT`: that context's client certificate, SNI and (with a CA) verification.
+    Context(String),
+}
+
+/// TLS origination for a group.
+#[derive(Clone)]
+pub struct Origination {
+    /// Which form of origination.
+    pub mode: OriginationMode,
+    /// The context's `sni`, overriding the service host name.
+    pub sni: Option<String>,
+    /// True when the upstream's chain and name are verified (a CA is configured).
+    pub verify: bool,
+    /// The client config, built once per generation.
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for Origination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origination")
+            .field("mode", &self.mode)
+            .field("sni", &self.sni)
+            .field("verify", &self.verify)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which address families a service may resolve to (at least one is true).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Families {
+    /// A records / IPv4 literals allowed.
+    pub ipv4: bool,
+    /// AAAA records / IPv6 literals allowed (preferred when both).
+    pub ipv6: bool,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Self {
+            ipv4: true,
+            ipv6: false,
+        }
+    }
+}
+
+/// Identifies a mapping in logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MappingId {
+    /// The mapping's name.
+    pub name: String,
+    /// The mapping's namespace.
+    pub namespace: String,
+    /// The listener port.
+    pub port: u16,
+    /// The SNI host, empty when none.
+    pub host: String,
+}
+
+/// The host part of a `service`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServiceHost {
+    /// An IP literal: no lookup.
+    Ip(IpAddr),
+    /// A DNS name (already namespace-qualified).
+    Dns(String),
+}
+
+impl fmt::Display for ServiceHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            ServiceHost::Ip(ip) => write!(f, "{ip}"),
+            ServiceHost::Dns(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One weighted upstream (one mapping of a group).
+#[derive(Debug)]
+pub struct Upstream {
+    /// The mapping this upstream comes from.
+    pub mapping: Arc<MappingId>,
+    /// Service host.
+    pub host: ServiceHost,
+    /// Service port (defaulted: 443 when originating, else 80).
+    pub port: u16,
+    /// Percentage of the group's connections (all shares of a group sum to 100).
+    pub share: u8,
+    /// How long to try connecting (all addresses together).
+    pub connect_timeout: Duration,
+    /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
+    pub max_connections: Option<u32>,
+}
+
+impl Upstream {
+    /// `host:port` as written for humans.
+    pub fn service(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}

@@ -1,0 +1,57 @@
+//! The runtime seam: the only file that names async-std and flume.
+//!
+//! async-std is discontinued upstream (RUSTSEC-2025-0052) and is a thin layer over
+//! `async-io` + `async-executor`. Everything else in tcpmap is written against
+//! `futures-io`, `futures-lite` and `async-io` (sockets are `async_io::Async<std::net::…>`,
+//! timers are `async_io::Timer`), so moving to smol means rewriting this file alone.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A handle to a spawned task; dropping it detaches the task (it keeps running).
+pub(crate) type Task<T> = async_std::task::JoinHandle<T>;
+
+/// Sending side of an actor mailbox or a reply channel.
+pub(crate) type Sender<T> = flume::Sender<T>;
+/// Receiving side of an actor mailbox or a reply channel.
+pub(crate) type Receiver<T> = flume::Receiver<T>;
+
+/// A bounded actor mailbox.
+pub(crate) fn mailbox<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    flume::bounded(capacity)
+}
+
+/// A one-shot reply channel (a bounded channel of one; a dropped sender means the actor is gone).
+pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+    flume::bounded(1)
+}
+
+/// Spawns a task on the runtime's executor.
+pub(crate) fn spawn<F>(future: F) -> Task<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    async_std::task::spawn(future)
+}
+
+/// Runs a future to completion on the current thread, driving the runtime.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    async_std::task::block_on(future)
+}
+
+/// Sleeps for `duration` (runtime-neutral timer).
+pub(crate) async fn sleep(duration: Duration) {
+    async_io::Timer::after(duration).await;
+}
+
+/// Races `future` against a timer; `None` when the timer wins.
+pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    use futures_lite::FutureExt;
+    async { Some(future.await) }
+        .or(async {
+            async_io::Timer::after(duration).await;
+            None
+        })
+        .await
+}
