@@ -1,7 +1,44 @@
-//! tcpmap: a layer-4 TCP/TLS proxy serving Ambassador `TCPMapping` configs.
-#![allow(missing_docs)]
+//! tcpmap: a layer-4 TCP/TLS proxy that serves Ambassador `TCPMapping` configs, as a daemon
+//! (`tcpmap run`) and as a library ([`ProxyBuilder`] → [`ProxyHandle`]).
+//!
+//! ```text
+//!  YAML files / inline YAML ──▶ config (pure: parse, validate, build) ──▶ route::RouteTable
+//!                                                                              │ Apply
+//!  ConfigActor ──▶ Supervisor ──▶ ListenerActor (per address:port) ──▶ ConnectionActor (per socket)
+//!                                                                       │ resolve      │ relay
+//!                                                                  ResolverActor    net::copy / splice
+//! ```
+//!
+//! Pure core (values in, values out; unit- and fuzz-tested): [`config`], [`route`], [`sni`],
+//! [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
+//! the runtime (async-std) and the channel crate (flume).
+//!
+//! The public interface is: [`ProxyBuilder`], [`ProxyHandle`], [`Error`], [`ConfigError`],
+//! the read-only [`RouteTable`] and [`check`].
 
+// pure core
 pub mod close;
 pub mod config;
+pub mod metrics;
 pub mod route;
+pub mod sni;
+
+// I/O shell
+pub(crate) mod actors;
+pub(crate) mod admin;
+mod api;
+#[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod daemon;
+mod error;
+pub(crate) mod net;
 pub(crate) mod rt;
+
+pub use actors::config::ReloadReport;
+pub use actors::supervisor::ApplyReport;
+pub use api::{ProxyBuilder, ProxyHandle};
+pub use config::{ConfigError, ConfigInput, check};
+pub use error::{Error, Result};
+pub use metrics::MetricsSnapshot;
+pub use route::RouteTable;

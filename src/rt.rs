@@ -55,3 +55,70 @@ pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<
         })
         .await
 }
+
+/// The firing side of a [`Tripwire`]: dropping (or [`Trigger::fire`]) trips every clone.
+#[derive(Debug)]
+pub(crate) struct Trigger(#[allow(dead_code)] Sender<()>);
+
+impl Trigger {
+    /// Trips the wire.
+    pub(crate) fn fire(self) {}
+}
+
+/// A cheap, cloneable signal that completes once its [`Trigger`] is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct Tripwire(Receiver<()>);
+
+impl Tripwire {
+    /// Waits until the trigger fires (returns at once if it already has).
+    pub(crate) async fn tripped(&self) {
+        while self.0.recv_async().await.is_ok() {}
+    }
+
+    /// True once the trigger has fired.
+    pub(crate) fn is_tripped(&self) -> bool {
+        self.0.is_disconnected()
+    }
+}
+
+/// A trigger and its wire.
+pub(crate) fn tripwire() -> (Trigger, Tripwire) {
+    let (tx, rx) = flume::bounded(1);
+    (Trigger(tx), Tripwire(rx))
+}
+
+/// Held by every listener and connection; the Supervisor's [`DrainWait`] completes when
+/// all tokens are dropped (the "shutdown complete" trick: no counters).
+#[derive(Debug, Clone)]
+pub(crate) struct DrainToken(#[allow(dead_code)] Sender<()>);
+
+/// Waits for every [`DrainToken`] to be dropped.
+#[derive(Debug)]
+pub(crate) struct DrainWait(Receiver<()>);
+
+impl DrainWait {
+    /// Completes once no token is left.
+    pub(crate) async fn all_dropped(&self) {
+        while self.0.recv_async().await.is_ok() {}
+    }
+
+    /// Tokens still held (listeners + connections).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.0.sender_count()
+    }
+}
+
+/// A token source and its waiter.
+pub(crate) fn drain_pair() -> (DrainToken, DrainWait) {
+    let (tx, rx) = flume::bounded(1);
+    (DrainToken(tx), DrainWait(rx))
+}
+
+/// Runs `f` on a thread meant for blocking work (file reads, config parsing).
+pub(crate) async fn spawn_blocking<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    async_std::task::spawn_blocking(f).await
+}

@@ -1,0 +1,153 @@
+//! ConfigActor: turns reload requests into validated route tables for the Supervisor.
+//!
+//! Messages: `Reload` (SIGHUP, file watch, `ProxyHandle::reload`) and `ApplyYaml`
+//! (`ProxyHandle::apply`). Each one re-reads config and secrets, validates completely
+//! (`crate::config::load`, on a blocking thread), then sends `Apply` to the Supervisor — or
+//! keeps the old table and reports every error. One reload at a time, in order.
+
+use std::sync::Arc;
+
+use super::Status;
+use super::supervisor::{ApplyError, ApplyReport, SupervisorHandle};
+use crate::config::{ConfigError, ConfigInput};
+use crate::rt::{self, Receiver, Sender};
+
+/// The outcome of a successful reload.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    /// What the Supervisor changed.
+    pub applied: ApplyReport,
+    /// Warnings of the new config.
+    pub warnings: Vec<ConfigError>,
+}
+
+pub(crate) enum ConfigMsg {
+    Reload {
+        respond_to: Sender<crate::Result<ReloadReport>>,
+    },
+    ApplyYaml {
+        name: String,
+        yaml: String,
+        respond_to: Sender<crate::Result<ReloadReport>>,
+    },
+}
+
+/// The only way to talk to the ConfigActor.
+#[derive(Clone)]
+pub(crate) struct ConfigHandle {
+    tx: Sender<ConfigMsg>,
+}
+
+impl ConfigHandle {
+    pub(crate) fn spawn(input: ConfigInput, supervisor: SupervisorHandle, status: Arc<Status>) -> Self {
+        let (tx, rx) = rt::mailbox(16);
+        rt::spawn(
+            ConfigActor {
+                input,
+                supervisor,
+                status,
+                rx,
+            }
+            .run(),
+        );
+        ConfigHandle { tx }
+    }
+
+    /// Re-reads every config source and secret and applies the result.
+    pub(crate) async fn reload(&self) -> crate::Result<ReloadReport> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(ConfigMsg::Reload { respond_to })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)?
+    }
+
+    /// Replaces the config sources with in-memory YAML and applies it.
+    pub(crate) async fn apply_yaml(&self, name: String, yaml: String) -> crate::Result<ReloadReport> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(ConfigMsg::ApplyYaml {
+                name,
+                yaml,
+                respond_to,
+            })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)?
+    }
+}
+
+struct ConfigActor {
+    input: ConfigInput,
+    supervisor: SupervisorHandle,
+    status: Arc<Status>,
+    rx: Receiver<ConfigMsg>,
+}
+
+impl ConfigActor {
+    async fn run(mut self) {
+        while let Ok(msg) = self.rx.recv_async().await {
+            match msg {
+                ConfigMsg::Reload { respond_to } => {
+                    let input = self.input.clone();
+                    let _ = respond_to.send(self.load_and_apply(input).await);
+                }
+                ConfigMsg::ApplyYaml {
+                    name,
+                    yaml,
+                    respond_to,
+                } => {
+                    let mut input = self.input.clone();
+                    input.paths.clear();
+                    input.inline = vec![(name, yaml)];
+                    let result = self.load_and_apply(input.clone()).await;
+                    if result.is_ok() {
+                        // Later reloads re-read this in-memory config (and the secrets).
+                        self.input = input;
+                    }
+                    let _ = respond_to.send(result);
+                }
+            }
+        }
+    }
+
+    async fn load_and_apply(&self, input: ConfigInput) -> crate::Result<ReloadReport> {
+        let loaded = rt::spawn_blocking(move || crate::config::load(&input)).await;
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(problems) => {
+                let (errors, warnings): (Vec<_>, Vec<_>) =
+                    problems.into_iter().partition(|p| p.is_error());
+                tracing::warn!(errors = errors.len(), "config rejected; the old routes keep serving");
+                for e in &errors {
+                    tracing::warn!("{e}");
+                }
+                self.status.record_reload(false, self.current_generation(), &errors, &warnings);
+                return Err(crate::Error::Config(errors));
+            }
+        };
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        match self.supervisor.apply(loaded.table).await? {
+            Ok(applied) => {
+                self.status.record_reload(true, applied.generation, &[], &loaded.warnings);
+                Ok(ReloadReport {
+                    applied,
+                    warnings: loaded.warnings,
+                })
+            }
+            Err(ApplyError::Bind(addr, source)) => {
+                let msg = ConfigError::error("-", 0, "Listener", addr.to_string(), format!("cannot bind {addr}: {source}"));
+                self.status.record_reload(false, self.current_generation(), &[msg], &loaded.warnings);
+                Err(crate::Error::Bind { addr, source })
+            }
+            Err(ApplyError::ShuttingDown) => Err(crate::Error::ActorGone),
+        }
+    }
+
+    fn current_generation(&self) -> u64 {
+        self.status.table().generation
+    }
+}

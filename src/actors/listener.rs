@@ -1,0 +1,216 @@
+//! ListenerActor: one per `(address, port)`.
+//!
+//! Owns the bound socket and the current [`Generation`] (swapped by `Retarget`, so open
+//! connections keep the generation they started with). Accepts in a loop, taking every
+//! pending connection per wakeup, and spawns a ConnectionActor per socket. Accept errors
+//! such as EMFILE back off instead of spinning.
+//!
+//! Messages (from the Supervisor only): `Retarget(generation)`, `Stop`.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_io::Async;
+use futures_lite::FutureExt;
+
+use super::{Generation, Shared, connection};
+use crate::close::CloseReason;
+use crate::rt::{self, DrainToken, Receiver, Sender};
+
+/// Messages a ListenerActor takes.
+#[derive(Debug)]
+pub(crate) enum ListenerMsg {
+    /// Route new connections with this generation from now on.
+    Retarget(Arc<Generation>),
+    /// Stop accepting and close the socket; open connections run on.
+    Stop,
+}
+
+/// The Supervisor's handle to a running listener.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerHandle {
+    tx: Sender<ListenerMsg>,
+    addr: SocketAddr,
+}
+
+impl ListenerHandle {
+    /// Starts accepting on an already bound socket.
+    pub(crate) fn spawn(
+        socket: Async<TcpListener>,
+        generation: Arc<Generation>,
+        shared: Arc<Shared>,
+        token: DrainToken,
+    ) -> io::Result<ListenerHandle> {
+        let addr = socket.get_ref().local_addr()?;
+        let (tx, rx) = rt::mailbox(8);
+        let actor = ListenerActor {
+            socket,
+            addr,
+            generation,
+            shared,
+            token,
+            rx,
+        };
+        rt::spawn(actor.supervised());
+        Ok(ListenerHandle { tx, addr })
+    }
+
+    /// Swaps the routes for new connections.
+    pub(crate) async fn retarget(&self, generation: Arc<Generation>) -> bool {
+        self.tx
+            .send_async(ListenerMsg::Retarget(generation))
+            .await
+            .is_ok()
+    }
+
+    /// Stops accepting (the socket closes; the port refuses new connections).
+    pub(crate) async fn stop(&self) {
+        // A send error means the actor is already gone, which is what we want.
+        let _ = self.tx.send_async(ListenerMsg::Stop).await;
+    }
+
+    /// The bound address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+struct ListenerActor {
+    socket: Async<TcpListener>,
+    addr: SocketAddr,
+    generation: Arc<Generation>,
+    shared: Arc<Shared>,
+    token: DrainToken,
+    rx: Receiver<ListenerMsg>,
+}
+
+enum Event {
+    Msg(Option<ListenerMsg>),
+    Accepted(io::Result<(Async<TcpStream>, SocketAddr)>),
+}
+
+impl ListenerActor {
+    /// Runs the accept loop; a panic inside it is caught, counted and the loop restarted
+    /// with backoff, keeping the socket (the Supervisor's restart policy for listeners).
+    async fn supervised(mut self) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match AssertUnwindSafe(self.run()).catch_unwind().await {
+                Ok(()) => break,
+                Err(_) => {
+                    tracing::error!(listener = %self.addr, "listener actor panicked; restarting");
+                    self.shared.metrics.actor_restart("listener");
+                    rt::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::debug!(listener = %self.addr, "listener stopped");
+    }
+
+    async fn run(&mut self) {
+        let mut accept_backoff = Duration::from_millis(10);
+        loop {
+            let event = async { Event::Msg(self.rx.recv_async().await.ok()) }
+                .or(async { Event::Accepted(self.socket.accept().await) })
+                .await;
+            match event {
+                Event::Msg(Some(ListenerMsg::Retarget(generation))) => {
+                    self.generation = generation;
+                }
+                Event::Msg(Some(ListenerMsg::Stop)) | Event::Msg(None) => return,
+                Event::Accepted(Ok((stream, peer))) => {
+                    accept_backoff = Duration::from_millis(10);
+                    self.start_connection(stream, peer);
+                    // Take whatever else is already queued without another wakeup.
+                    for _ in 0..64 {
+                        match self.socket.get_ref().accept() {
+                            Ok((s, peer)) => match Async::new(s) {
+                                Ok(stream) => self.start_connection(stream, peer),
+                                Err(_) => continue,
+                            },
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Event::Accepted(Err(e)) => {
+                    if is_transient_accept_error(&e) {
+                        continue;
+                    }
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning.
+                    tracing::warn!(listener = %self.addr, error = %e, backoff_ms = accept_backoff.as_millis() as u64, "accept failed; backing off");
+                    self.shared.metrics.internal_error("accept");
+                    rt::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn start_connection(&self, stream: Async<TcpStream>, peer: SocketAddr) {
+        let shared = self.shared.clone();
+        if let Some(max) = shared.limits.max_connections {
+            let now = shared.active.fetch_add(1, Ordering::AcqRel);
+            if now >= max {
+                shared.active.fetch_sub(1, Ordering::AcqRel);
+                shared.metrics.rejected("global");
+                tracing::debug!(listener = %self.addr, client = %peer, max, "connection limit reached; closing");
+                log_rejected(self.addr, peer);
+                return;
+            }
+        } else {
+            shared.active.fetch_add(1, Ordering::AcqRel);
+        }
+        let generation = self.generation.clone();
+        let token = self.token.clone();
+        let listener = self.addr;
+        rt::spawn(async move {
+            let guard = connection::ActiveGuard(shared.clone());
+            let metrics = shared.metrics.clone();
+            let served = AssertUnwindSafe(connection::serve(
+                stream, peer, listener, generation, shared,
+            ))
+            .catch_unwind()
+            .await;
+            if served.is_err() {
+                // A bug ended this connection only; its sockets were dropped during unwinding.
+                tracing::error!(listener = %listener, client = %peer, end = CloseReason::Internal.as_str(), "connection task panicked");
+                metrics.internal_error("connection");
+            }
+            drop(guard);
+            drop(token);
+        });
+    }
+}
+
+/// Errors that concern one failed handshake, not the listener (retry at once).
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+fn log_rejected(listener: SocketAddr, client: SocketAddr) {
+    tracing::info!(
+        target: "tcpmap::access",
+        mapping = "-",
+        listener = %listener,
+        client = %client,
+        sni = "-",
+        upstream = "-",
+        tls = "none",
+        bytes_in = 0u64,
+        bytes_out = 0u64,
+        duration_ms = 0u64,
+        end = CloseReason::Limit.as_str(),
+        "connection closed"
+    );
+}

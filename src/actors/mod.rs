@@ -1,0 +1,165 @@
+//! The five actors and what they share.
+//!
+//! ```text
+//!   SIGHUP / file watch / ProxyHandle::reload()           ProxyHandle::{routes, shutdown}
+//!                 │ Reload / ApplyYaml                             │ Routes / Shutdown
+//!                 ▼                                                ▼
+//!          ┌─────────────┐  Apply(RouteTable) ─▶ reply   ┌──────────────┐
+//!          │ ConfigActor │ ─────────────────────────────▶ │  Supervisor  │
+//!          └─────────────┘                                └──────┬───────┘
+//!                                 Retarget(Generation) / Stop    │ spawn (bound socket)
+//!                                                                ▼
+//!                                                       ┌────────────────┐
+//!                                                       │ ListenerActor  │ one per (address, port)
+//!                                                       └──────┬─────────┘
+//!                                                              │ spawn per accepted socket
+//!                                                              ▼
+//!                           Resolve{host, families} ┌──────────────────┐
+//!        ┌───────────────┐ ◀─────────────────────── │ ConnectionActor  │ peek → route → resolve →
+//!        │ ResolverActor │ ───────────────────────▶ │                  │ connect → TLS → relay
+//!        └───────────────┘        reply (addrs)     └──────────────────┘
+//! ```
+//!
+//! Bounded sends only go down this chain; replies come back on one-shot channels, so there
+//! is no cycle of bounded sends. Every listener and connection holds a [`DrainToken`]
+//! (crate::rt) and the Supervisor's drain waits until all are dropped.
+
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod listener;
+pub(crate) mod resolver;
+pub(crate) mod supervisor;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::config::ConfigError;
+use crate::metrics::{MappingMetrics, Metrics};
+use crate::route::{MappingId, RouteTable};
+use crate::rt::Tripwire;
+
+/// Process-wide state every connection reads; built once at start.
+pub(crate) struct Shared {
+    pub(crate) resolver: resolver::ResolverHandle,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
+    /// Connections currently open (for `--max-connections`).
+    pub(crate) active: AtomicUsize,
+    /// Trips when the drain timeout passes: remaining connections end with `shutdown`.
+    pub(crate) kill: Tripwire,
+}
+
+/// Limits on what peers can make tcpmap hold.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// `--max-connections`: open connections allowed overall.
+    pub(crate) max_connections: Option<usize>,
+    /// Deadline for the SNI peek and each TLS handshake.
+    pub(crate) handshake_timeout: Duration,
+}
+
+/// One applied config generation as the data plane sees it: the route table plus the
+/// per-mapping metric handles, looked up once here instead of once per connection.
+pub(crate) struct Generation {
+    pub(crate) table: Arc<RouteTable>,
+    pub(crate) metrics: HashMap<Arc<MappingId>, Arc<MappingMetrics>>,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("generation", &self.table.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Generation {
+    /// Binds a table's mappings to their metric handles.
+    pub(crate) fn new(table: Arc<RouteTable>, metrics: &Metrics) -> Self {
+        let mut map = HashMap::new();
+        for listener in table.listeners.values() {
+            let groups = listener
+                .plain
+                .iter()
+                .chain(listener.hosts.iter().map(|(_, g)| g));
+            for group in groups {
+                for up in &group.upstreams {
+                    map.entry(up.mapping.clone())
+                        .or_insert_with(|| metrics.mapping(&up.mapping));
+                }
+            }
+        }
+        Generation {
+            table,
+            metrics: map,
+        }
+    }
+}
+
+/// What the admin endpoint and the handle read without asking an actor.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    inner: Mutex<StatusInner>,
+}
+
+/// The last reload's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ReloadResult {
+    pub(crate) ok: bool,
+    pub(crate) generation: u64,
+    pub(crate) at_unix_ms: u64,
+    pub(crate) errors: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    table: Arc<RouteTable>,
+    ready: bool,
+    last_reload: Option<ReloadResult>,
+}
+
+impl Status {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        // A poisoned lock only means a panic elsewhere; the data is plain values.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_table(&self, table: Arc<RouteTable>, ready: bool) {
+        let mut s = self.lock();
+        s.table = table;
+        s.ready = ready;
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.lock().ready = ready;
+    }
+
+    pub(crate) fn table(&self) -> Arc<RouteTable> {
+        self.lock().table.clone()
+    }
+
+    pub(crate) fn ready(&self) -> bool {
+        self.lock().ready
+    }
+
+    pub(crate) fn record_reload(&self, ok: bool, generation: u64, errors: &[ConfigError], warnings: &[ConfigError]) {
+        let at_unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.lock().last_reload = Some(ReloadResult {
+            ok,
+            generation,
+            at_unix_ms,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            warnings: warnings.iter().map(|e| e.to_string()).collect(),
+        });
+    }
+
+    pub(crate) fn last_reload(&self) -> Option<ReloadResult> {
+        self.lock().last_reload.clone()
+    }
+}

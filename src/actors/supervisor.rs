@@ -1,0 +1,243 @@
+//! Supervisor: owns the active route table and the ListenerActors.
+//!
+//! Messages: `Apply(table)` from the ConfigActor (a reload: applied whole or not at all),
+//! `Routes` and `Shutdown` from the handle. Apply is one step (SPEC section 4): bind every new
+//! listener first — one failure closes those just bound and rejects the reload — then
+//! retarget kept listeners, start the new ones, stop the removed ones. Open connections keep
+//! the generation they started with.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::listener::ListenerHandle;
+use super::{Generation, Shared, Status};
+use crate::net::socket;
+use crate::route::{RouteTable, diff::diff};
+use crate::rt::{self, DrainToken, DrainWait, Receiver, Sender, Trigger};
+
+/// What a successful apply changed.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// The new generation number.
+    pub generation: u64,
+    /// Listeners bound by this apply.
+    pub started: Vec<SocketAddr>,
+    /// Listeners that stopped accepting.
+    pub stopped: Vec<SocketAddr>,
+    /// Listeners that kept their socket and took the new routes.
+    pub retargeted: Vec<SocketAddr>,
+}
+
+/// Why an apply was rejected (nothing changed).
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    Bind(SocketAddr, std::io::Error),
+    ShuttingDown,
+}
+
+pub(crate) enum SupervisorMsg {
+    Apply {
+        table: RouteTable,
+        respond_to: Sender<Result<ApplyReport, ApplyError>>,
+    },
+    Routes {
+        respond_to: Sender<Arc<RouteTable>>,
+    },
+    Shutdown {
+        graceful: bool,
+        drain_timeout: Duration,
+        respond_to: Sender<()>,
+    },
+}
+
+/// The only way to talk to the Supervisor.
+#[derive(Clone)]
+pub(crate) struct SupervisorHandle {
+    tx: Sender<SupervisorMsg>,
+}
+
+impl SupervisorHandle {
+    /// Spawns the Supervisor with an empty table.
+    pub(crate) fn spawn(shared: Arc<Shared>, status: Arc<Status>, kill: Trigger) -> Self {
+        let (tx, rx) = rt::mailbox(16);
+        let (token, drain) = rt::drain_pair();
+        let actor = Supervisor {
+            rx,
+            shared,
+            status,
+            table: Arc::new(RouteTable::default()),
+            generation: 0,
+            listeners: BTreeMap::new(),
+            token: Some(token),
+            drain,
+            kill: Some(kill),
+        };
+        rt::spawn(actor.run());
+        SupervisorHandle { tx }
+    }
+
+    /// Applies a validated table (see the module docs).
+    pub(crate) async fn apply(&self, table: RouteTable) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::Apply { table, respond_to })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
+    }
+
+    /// The active route table.
+    pub(crate) async fn routes(&self) -> Result<Arc<RouteTable>, crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::Routes { respond_to })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
+    }
+
+    /// Stops accepting, drains (graceful) or closes everything, and returns when done.
+    pub(crate) async fn shutdown(&self, graceful: bool, drain_timeout: Duration) -> Result<(), crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::Shutdown {
+                graceful,
+                drain_timeout,
+                respond_to,
+            })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
+    }
+}
+
+struct Supervisor {
+    rx: Receiver<SupervisorMsg>,
+    shared: Arc<Shared>,
+    status: Arc<Status>,
+    table: Arc<RouteTable>,
+    generation: u64,
+    listeners: BTreeMap<SocketAddr, ListenerHandle>,
+    /// Source of drain tokens for new listeners; dropped at shutdown.
+    token: Option<DrainToken>,
+    drain: DrainWait,
+    /// Fired when the drain timeout passes.
+    kill: Option<Trigger>,
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        while let Ok(msg) = self.rx.recv_async().await {
+            match msg {
+                SupervisorMsg::Apply { table, respond_to } => {
+                    let result = self.apply(table).await;
+                    let _ = respond_to.send(result);
+                }
+                SupervisorMsg::Routes { respond_to } => {
+                    let _ = respond_to.send(self.table.clone());
+                }
+                SupervisorMsg::Shutdown {
+                    graceful,
+                    drain_timeout,
+                    respond_to,
+                } => {
+                    self.shutdown(graceful, drain_timeout).await;
+                    let _ = respond_to.send(());
+                    // Keep answering Routes until every handle is gone; refuse new applies.
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, mut table: RouteTable) -> Result<ApplyReport, ApplyError> {
+        let Some(token) = self.token.clone() else {
+            return Err(ApplyError::ShuttingDown);
+        };
+        let plan = diff(&self.table, &table);
+        // 1. Bind every new listener; any failure rejects the whole reload (the ones just
+        //    bound close when `bound` drops).
+        let mut bound = Vec::with_capacity(plan.start.len());
+        for addr in &plan.start {
+            match socket::bind(*addr) {
+                Ok(s) => bound.push((*addr, s)),
+                Err(e) => {
+                    tracing::warn!(listener = %addr, error = %e, "cannot bind; reload rejected");
+                    return Err(ApplyError::Bind(*addr, e));
+                }
+            }
+        }
+        self.generation += 1;
+        table.generation = self.generation;
+        let table = Arc::new(table);
+        let generation = Arc::new(Generation::new(table.clone(), &self.shared.metrics));
+
+        // 2. Retarget kept listeners.
+        for addr in &plan.retarget {
+            if let Some(l) = self.listeners.get(addr) {
+                l.retarget(generation.clone()).await;
+            }
+        }
+        // 3. Start new listeners.
+        let mut started = Vec::new();
+        for (addr, socket) in bound {
+            match ListenerHandle::spawn(socket, generation.clone(), self.shared.clone(), token.clone()) {
+                Ok(handle) => {
+                    started.push(addr);
+                    self.listeners.insert(addr, handle);
+                }
+                Err(e) => tracing::error!(listener = %addr, error = %e, "listener failed to start"),
+            }
+        }
+        // 4. Stop removed listeners (their open connections run on).
+        for addr in &plan.stop {
+            if let Some(l) = self.listeners.remove(addr) {
+                l.stop().await;
+            }
+        }
+        self.table = table.clone();
+        self.status.set_table(table, true);
+        self.shared.metrics.set_generation(self.generation);
+        self.shared.metrics.listeners(self.listeners.len());
+        let report = ApplyReport {
+            generation: self.generation,
+            started,
+            stopped: plan.stop,
+            retargeted: plan.retarget,
+        };
+        tracing::info!(
+            generation = report.generation,
+            started = ?report.started,
+            stopped = ?report.stopped,
+            retargeted = report.retargeted.len(),
+            "config applied"
+        );
+        Ok(report)
+    }
+
+    async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
+        if self.token.is_none() {
+            return;
+        }
+        let listeners = std::mem::take(&mut self.listeners);
+        for l in listeners.values() {
+            l.stop().await;
+        }
+        self.status.set_ready(false);
+        self.token = None;
+        let open = self.drain.outstanding();
+        tracing::info!(graceful, open, drain_timeout_s = drain_timeout.as_secs_f64(), "shutting down");
+        if graceful && rt::timeout(drain_timeout, self.drain.all_dropped()).await.is_some() {
+            tracing::info!("drained: every connection finished");
+            return;
+        }
+        if let Some(kill) = self.kill.take() {
+            kill.fire();
+        }
+        // Killed connections end at their next poll; give them a moment to log and close.
+        if rt::timeout(Duration::from_secs(2), self.drain.all_dropped()).await.is_none() {
+            tracing::warn!(open = self.drain.outstanding(), "connections still open after kill");
+        }
+    }
+}

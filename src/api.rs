@@ -1,0 +1,306 @@
+//! The embedding API: [`ProxyBuilder`] → [`ProxyBuilder::start`] → [`ProxyHandle`].
+//!
+//! The embedder owns signals and decides when to reload or shut down; the daemon binary is
+//! one such embedder (`src/daemon.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use crate::actors::config::{ConfigHandle, ReloadReport};
+use crate::actors::resolver::{ResolverConfig, ResolverHandle};
+use crate::actors::supervisor::{ApplyError, SupervisorHandle};
+use crate::actors::{Limits, Shared, Status};
+use crate::config::{ConfigError, ConfigInput};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::route::RouteTable;
+use crate::rt::{self, Receiver};
+use crate::{Error, Result};
+
+/// Configures and starts a proxy.
+///
+/// ```no_run
+/// # async fn demo() -> tcpmap::Result<()> {
+/// let proxy = tcpmap::ProxyBuilder::new()
+///     .config_path("examples/config/quickstart.yaml")
+///     .start()
+///     .await?;
+/// proxy.reload().await?;
+/// proxy.shutdown(true).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProxyBuilder {
+    input: ConfigInput,
+    admin: Option<SocketAddr>,
+    drain_timeout: Duration,
+    max_connections: Option<usize>,
+    handshake_timeout: Duration,
+    resolver: ResolverConfig,
+}
+
+impl Default for ProxyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProxyBuilder {
+    /// A builder with no config yet, namespace and ambassador id `default`.
+    pub fn new() -> Self {
+        ProxyBuilder {
+            input: ConfigInput {
+                paths: Vec::new(),
+                inline: Vec::new(),
+                secrets_dir: None,
+                namespace: "default".to_string(),
+                ambassador_id: "default".to_string(),
+            },
+            admin: None,
+            drain_timeout: Duration::from_secs(30),
+            max_connections: None,
+            handshake_timeout: Duration::from_secs(10),
+            resolver: ResolverConfig::default(),
+        }
+    }
+
+    /// Adds a config file or directory (repeatable).
+    pub fn config_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.input.paths.push(path.into());
+        self
+    }
+
+    /// Adds in-memory YAML (one or many `---` documents); `name` stands for the file in errors.
+    pub fn config_yaml(mut self, name: impl Into<String>, yaml: impl Into<String>) -> Self {
+        self.input.inline.push((name.into(), yaml.into()));
+        self
+    }
+
+    /// Where Kubernetes-style TLS secrets live (`<dir>/NAME/tls.crt`, `tls.key`).
+    pub fn secrets_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.input.secrets_dir = Some(dir.into());
+        self
+    }
+
+    /// The proxy's own namespace (`AMBASSADOR_NAMESPACE`).
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.input.namespace = ns.into();
+        self
+    }
+
+    /// The `ambassador_id` resources must name to apply (`AMBASSADOR_ID`).
+    pub fn ambassador_id(mut self, id: impl Into<String>) -> Self {
+        self.input.ambassador_id = id.into();
+        self
+    }
+
+    /// Serves the admin endpoints on this address (off by default).
+    pub fn admin(mut self, addr: SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
+
+    /// How long a graceful shutdown waits for open connections (default 30 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Open connections allowed overall; extra ones are closed at once.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// Deadline for the SNI peek and for each TLS handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The resolver configuration file (default `/etc/resolv.conf`).
+    pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolver.resolv_conf = path.into();
+        self
+    }
+
+    /// The hosts file (default `/etc/hosts`).
+    pub fn hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolver.hosts_file = path.into();
+        self
+    }
+
+    /// Per-lookup DNS timeout (default 2 s).
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.resolver.lookup_timeout = timeout;
+        self
+    }
+
+    /// Loads and validates the config, binds every listener and starts serving.
+    ///
+    /// Fails with [`Error::Config`] (every problem listed) or [`Error::Bind`]; nothing keeps
+    /// running after a failure.
+    pub async fn start(self) -> Result<ProxyHandle> {
+        let input = self.input.clone();
+        let loaded = rt::spawn_blocking(move || crate::config::load(&input))
+            .await
+            .map_err(|problems| Error::Config(problems.into_iter().filter(ConfigError::is_error).collect()))?;
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        let metrics = Metrics::new();
+        let (kill, tripwire) = rt::tripwire();
+        let shared = Arc::new(Shared {
+            resolver: ResolverHandle::spawn(self.resolver.clone()),
+            metrics: metrics.clone(),
+            limits: Limits {
+                max_connections: self.max_connections,
+                handshake_timeout: self.handshake_timeout,
+            },
+            active: AtomicUsize::new(0),
+            kill: tripwire,
+        });
+        let status = Arc::new(Status::default());
+        let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);
+        match supervisor.apply(loaded.table).await? {
+            Ok(report) => {
+                status.record_reload(true, report.generation, &[], &loaded.warnings);
+                metrics.reload(true);
+            }
+            Err(ApplyError::Bind(addr, source)) => return Err(Error::Bind { addr, source }),
+            Err(ApplyError::ShuttingDown) => return Err(Error::ActorGone),
+        }
+        let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), status.clone());
+        let (exit_tx, exit_rx) = rt::oneshot();
+        let admin_addr = match self.admin {
+            Some(addr) => Some(start_admin(addr, metrics.clone(), status.clone()).await?),
+            None => None,
+        };
+        Ok(ProxyHandle {
+            inner: Arc::new(Inner {
+                supervisor,
+                config,
+                status,
+                metrics,
+                drain_timeout: self.drain_timeout,
+                exit_tx: std::sync::Mutex::new(Some(exit_tx)),
+                exit_rx,
+                admin_addr,
+            }),
+        })
+    }
+}
+
+async fn start_admin(addr: SocketAddr, metrics: Arc<Metrics>, status: Arc<Status>) -> Result<SocketAddr> {
+    let listener = crate::admin::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener.get_ref().local_addr()?;
+    let ready_status = status.clone();
+    let state = crate::admin::AdminState {
+        metrics,
+        ready: Arc::new(move || ready_status.ready()),
+        config_json: Arc::new(move || config_json(&status)),
+    };
+    rt::spawn(crate::admin::serve(listener, state));
+    Ok(local)
+}
+
+fn config_json(status: &Status) -> serde_json::Value {
+    let table = status.table();
+    serde_json::json!({
+        "generation": table.generation,
+        "ready": status.ready(),
+        "routes": table.to_json(),
+        "last_reload": status.last_reload(),
+    })
+}
+
+struct Inner {
+    supervisor: SupervisorHandle,
+    config: ConfigHandle,
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+    drain_timeout: Duration,
+    exit_tx: std::sync::Mutex<Option<rt::Sender<()>>>,
+    exit_rx: Receiver<()>,
+    admin_addr: Option<SocketAddr>,
+}
+
+/// A cloneable handle to a running proxy.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle").finish_non_exhaustive()
+    }
+}
+
+impl ProxyHandle {
+    /// Re-reads every config source and secret and applies the result whole, or keeps the
+    /// old routes and returns every error.
+    pub async fn reload(&self) -> Result<ReloadReport> {
+        let r = self.inner.config.reload().await;
+        self.inner.metrics.reload(r.is_ok());
+        r
+    }
+
+    /// Replaces the config with in-memory YAML (later reloads re-read it) and applies it.
+    pub async fn apply(&self, yaml: impl Into<String>) -> Result<ReloadReport> {
+        let r = self
+            .inner
+            .config
+            .apply_yaml("<inline>".to_string(), yaml.into())
+            .await;
+        self.inner.metrics.reload(r.is_ok());
+        r
+    }
+
+    /// The active route table.
+    pub async fn routes(&self) -> Result<Arc<RouteTable>> {
+        self.inner.supervisor.routes().await
+    }
+
+    /// True once every listener of the active config is bound (false while shutting down).
+    pub fn ready(&self) -> bool {
+        self.inner.status.ready()
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// The Prometheus text exposition of the metrics.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// The address the admin endpoint is bound to, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin_addr
+    }
+
+    /// Stops accepting; `graceful` waits up to the drain timeout for open connections,
+    /// then closes the rest. Returns when done; [`ProxyHandle::wait`] then returns too.
+    pub async fn shutdown(&self, graceful: bool) -> Result<()> {
+        let r = self
+            .inner
+            .supervisor
+            .shutdown(graceful, self.inner.drain_timeout)
+            .await;
+        let tx = self.inner.exit_tx.lock().map(|mut g| g.take()).unwrap_or(None);
+        drop(tx);
+        r
+    }
+
+    /// Waits until the proxy has shut down.
+    pub async fn wait(&self) {
+        while self.inner.exit_rx.recv_async().await.is_ok() {}
+    }
+}

@@ -1,0 +1,158 @@
+//! The foreground daemon (`tcpmap run`): the library plus signals and a file watch.
+//!
+//! `SIGHUP` → reload; a change under any config path or the secrets dir → reload (debounced);
+//! `SIGTERM`/`SIGINT` → graceful drain, exit 0; a second one → exit at once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_lite::StreamExt;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::cli::RunArgs;
+use crate::rt;
+use crate::{ProxyBuilder, ProxyHandle};
+
+/// Runs the proxy until a shutdown signal; returns once drained.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    rt::block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let mut builder = ProxyBuilder::new()
+        .namespace(args.namespace.clone())
+        .ambassador_id(args.ambassador_id.clone())
+        .drain_timeout(Duration::from_secs(args.drain_timeout));
+    for p in &args.config {
+        builder = builder.config_path(p.clone());
+    }
+    if let Some(dir) = &args.secrets_dir {
+        builder = builder.secrets_dir(dir.clone());
+    }
+    if let Some(addr) = args.admin {
+        builder = builder.admin(addr);
+    }
+    if let Some(max) = args.max_connections {
+        builder = builder.max_connections(max);
+    }
+    if let Some(path) = &args.resolv_conf {
+        builder = builder.resolv_conf(path.clone());
+    }
+    // Register signals before starting so none is lost in between.
+    let mut signals = signal_hook_async_std::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .context("cannot install signal handlers")?;
+    let proxy = builder.start().await?;
+    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
+
+    let mut watched: Vec<PathBuf> = args.config.clone();
+    watched.extend(args.secrets_dir.iter().cloned());
+    let _watcher = watch(&watched, proxy.clone());
+
+    while let Some(signal) = signals.next().await {
+        match signal {
+            SIGHUP => {
+                tracing::info!("SIGHUP: reloading");
+                report(proxy.reload().await);
+            }
+            SIGTERM | SIGINT => {
+                tracing::info!(signal, "shutting down gracefully (a second signal exits at once)");
+                let drain = proxy.shutdown(true);
+                let second = async {
+                    while let Some(s) = signals.next().await {
+                        if s == SIGTERM || s == SIGINT {
+                            return;
+                        }
+                    }
+                };
+                use futures_lite::FutureExt;
+                let done = async { Some(drain.await) }.or(async {
+                    second.await;
+                    None
+                });
+                if done.await.is_none() {
+                    tracing::warn!("second signal: exiting now");
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn report(result: crate::Result<crate::ReloadReport>) {
+    match result {
+        Ok(r) => tracing::info!(generation = r.applied.generation, "reload applied"),
+        Err(e) => tracing::warn!("reload rejected, old config keeps serving: {e}"),
+    }
+}
+
+/// Watches config paths and the secrets dir; debounces bursts (editors write, rename,
+/// chmod; Kubernetes swaps `..data`) into one reload.
+fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = rt::mailbox::<()>(1);
+    let targets: Vec<PathBuf> = paths.iter().map(|p| absolute(p)).collect();
+    let filter = targets.clone();
+    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event.kind.is_access() {
+                return;
+            }
+            if event.paths.iter().any(|p| relevant(p, &filter)) {
+                // Full mailbox = a reload is already pending.
+                let _ = tx.try_send(());
+            }
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "file watch unavailable; reload with SIGHUP");
+            return None;
+        }
+    };
+    for t in &targets {
+        // Watch a file's directory: editors and ConfigMaps replace files by rename.
+        let (dir, mode) = if t.is_dir() {
+            (t.clone(), RecursiveMode::Recursive)
+        } else {
+            (t.parent().map(Path::to_path_buf).unwrap_or_else(|| t.clone()), RecursiveMode::NonRecursive)
+        };
+        if let Err(e) = watcher.watch(&dir, mode) {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot watch");
+        }
+    }
+    rt::spawn(async move {
+        while rx.recv_async().await.is_ok() {
+            // Debounce: wait for 300 ms of quiet.
+            loop {
+                match rt::timeout(Duration::from_millis(300), rx.recv_async()).await {
+                    Some(Ok(())) => continue,
+                    Some(Err(_)) => return,
+                    None => break,
+                }
+            }
+            tracing::info!("config or secret changed: reloading");
+            report(proxy.reload().await);
+        }
+    });
+    Some(watcher)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// True when a changed path concerns one of the targets: inside a watched directory, the
+/// file itself, or a Kubernetes `..data` swap next to it.
+fn relevant(changed: &Path, targets: &[PathBuf]) -> bool {
+    targets.iter().any(|t| {
+        if changed.starts_with(t) {
+            return true;
+        }
+        let same_dir = changed.parent() == t.parent();
+        let name = changed.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        same_dir && (Some(changed.file_name()) == Some(t.file_name()) || name.starts_with(".."))
+    })
+}

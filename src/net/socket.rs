@@ -1,0 +1,68 @@
+//! Binding listeners and connecting to upstreams; no routing policy in here.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use async_io::Async;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds a listening socket: `SO_REUSEADDR` (fast rebinding after a restart), `IPV6_V6ONLY` on
+/// IPv6 addresses (so `0.0.0.0:p` and `[::]:p` can be separate listeners), a deep backlog.
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Async::new(TcpListener::from(socket))
+}
+
+/// Why connecting to an upstream failed.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// No address was left to try.
+    NoAddress,
+    /// The overall connect timeout passed.
+    Timeout,
+    /// The last address tried failed with this error (refused, unreachable, …).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::NoAddress => f.write_str("no address to connect to"),
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Connects to the first address that answers, in order, all within `timeout`.
+/// A refusal moves on to the next address at once (fail fast).
+pub(crate) async fn connect_any(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(Async<TcpStream>, SocketAddr), ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = ConnectError::NoAddress;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnectError::Timeout);
+        }
+        match crate::rt::timeout(left, Async::<TcpStream>::connect(*addr)).await {
+            Some(Ok(stream)) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                return Ok((stream, *addr));
+            }
+            Some(Err(e)) => last = ConnectError::Io(e),
+            None => return Err(ConnectError::Timeout),
+        }
+    }
+    Err(last)
+}
