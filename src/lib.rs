@@ -3,5 +3,7 @@
 
 pub mod close;
 pub mod config;
+pub mod metrics;
 pub mod route;
+pub(crate) mod admin;
 pub(crate) mod rt;
