@@ -12,9 +12,9 @@
 //! Pure: values in, text out. No sockets, no tasks, no clock (latencies are passed in).
 
 mod mapping;
-mod text;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,8 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-pub use mapping::{ConnectionMeter, MappingMetrics};
 use mapping::{BytesLabels, EndedLabels, MappingLabels, REASONS};
+pub use mapping::{ConnectionMeter, MappingMetrics};
 
 use crate::close::CloseReason;
 use crate::route::MappingId;
@@ -157,81 +157,81 @@ impl Metrics {
         let r = &mut registry;
         r.register(
             "connections_accepted",
-            "Connections accepted, per mapping.",
+            "Connections accepted, per mapping",
             families.accepted.clone(),
         );
         r.register(
             "connections_active",
-            "Connections open now, per mapping.",
+            "Connections open now, per mapping",
             families.active.clone(),
         );
         r.register(
             "connections_ended",
-            "Connections ended, per mapping and close reason.",
+            "Connections ended, per mapping and close reason",
             families.ended.clone(),
         );
         r.register(
             "bytes",
-            "Bytes relayed, per mapping and direction.",
+            "Bytes relayed, per mapping and direction",
             families.bytes.clone(),
         );
         r.register(
             "upstream_connect_failures",
-            "Failed upstream connect attempts, per mapping.",
+            "Failed upstream connect attempts, per mapping",
             families.connect_failures.clone(),
         );
         r.register(
             "upstream_connect_duration_seconds",
-            "Time to connect to an upstream (successful connects), per mapping.",
+            "Time to connect to an upstream (successful connects), per mapping",
             families.connect_latency.clone(),
         );
 
         let reloads = Family::<ResultLabel, Counter>::default();
         r.register(
             "config_reloads",
-            "Config reloads, by result.",
+            "Config reloads, by result",
             reloads.clone(),
         );
         let generation = Gauge::<u64, std::sync::atomic::AtomicU64>::default();
         r.register(
             "config_generation",
-            "The active config generation.",
+            "The active config generation",
             generation.clone(),
         );
         let tls_failures = Family::<TlsLabels, Counter>::default();
         r.register(
             "tls_handshake_failures",
-            "TLS handshake failures, by side (client|upstream) and reason.",
+            "TLS handshake failures, by side (client|upstream) and reason",
             tls_failures.clone(),
         );
         let dns_lookups = Counter::default();
-        r.register("dns_lookups", "DNS lookups.", dns_lookups.clone());
+        r.register("dns_lookups", "DNS lookups", dns_lookups.clone());
         let dns_failures = Counter::default();
         r.register(
             "dns_lookup_failures",
-            "DNS lookups that failed.",
+            "DNS lookups that failed",
             dns_failures.clone(),
         );
         let rejected = Family::<ScopeLabel, Counter>::default();
         r.register(
             "connections_rejected",
-            "Connections refused by a limit, by scope (global|mapping).",
+            "Connections refused by a limit, by scope (global|mapping)",
             rejected.clone(),
         );
         let internal_errors = Family::<WhatLabel, Counter>::default();
         r.register(
             "internal_errors",
-            "Caught internal errors (panics), by component.",
+            "Caught internal errors (panics), by component",
             internal_errors.clone(),
         );
         let actor_restarts = Family::<ActorLabel, Counter>::default();
         r.register(
             "actor_restarts",
-            "Actors restarted after a failure, by actor.",
+            "Actors restarted after a failure, by actor",
             actor_restarts.clone(),
         );
         let listeners = Gauge::default();
-        r.register("listeners", "Listeners bound now.", listeners.clone());
+        r.register("listeners", "Listeners bound now", listeners.clone());
 
         let handle = |f: &Family<ResultLabel, Counter>, result| {
             f.get_or_create(&ResultLabel { result }).clone()
@@ -267,8 +267,11 @@ impl Metrics {
         }
         let labels = MappingLabels::of(id);
         let f = &self.families;
-        let ended: [Counter; REASONS] = CloseReason::ALL
-            .map(|reason| f.ended.get_or_create(&EndedLabels::new(&labels, reason)).clone());
+        let ended: [Counter; REASONS] = CloseReason::ALL.map(|reason| {
+            f.ended
+                .get_or_create(&EndedLabels::new(&labels, reason))
+                .clone()
+        });
         let bytes = |direction| {
             f.bytes
                 .get_or_create(&BytesLabels::new(&labels, direction))
@@ -374,7 +377,10 @@ impl Metrics {
         match scope {
             "global" => self.rejected_global.inc(),
             "mapping" => self.rejected_mapping.inc(),
-            other => self.rejected.get_or_create(&ScopeLabel { scope: other }).inc(),
+            other => self
+                .rejected
+                .get_or_create(&ScopeLabel { scope: other })
+                .inc(),
         };
     }
 
