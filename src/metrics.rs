@@ -1,0 +1,405 @@
+//! The metrics registry: counters, gauges and histograms, rendered as Prometheus text.
+//!
+//! One [`Metrics`] per process, shared as `Arc<Metrics>`. Per-mapping series live in
+//! [`MappingMetrics`], looked up once per config generation with [`Metrics::mapping`]
+//! (a lock there is fine) and then updated by connections with atomics only.
+//! Global, rarely-hit events (reloads, handshake failures, DNS, limits) go through
+//! the methods on [`Metrics`].
+//!
+//! Every name has the `tcpmap_` prefix; per-mapping series carry the labels
+//! `mapping`, `namespace`, `port`, `host` (`host=""` when the mapping has no SNI host).
+//!
+//! Pure: values in, text out. No sockets, no tasks, no clock (latencies are passed in).
+
+mod mapping;
+#[cfg(test)]
+mod tests;
+mod text;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use mapping::{BytesLabels, EndedLabels, MappingLabels, REASONS};
+pub use mapping::{ConnectionMeter, MappingMetrics};
+
+use crate::close::CloseReason;
+use crate::route::MappingId;
+
+/// Upstream connect latency buckets, in seconds (0.5 ms .. 3 s).
+const CONNECT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
+];
+
+fn connect_histogram() -> Histogram {
+    Histogram::new(CONNECT_BUCKETS)
+}
+
+/// A single `key="value"` label set for the global families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabel {
+    actor: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsLabels {
+    side: &'static str,
+    reason: &'static str,
+}
+
+/// The per-mapping families (each clone shares the series with the registry).
+struct MappingFamilies {
+    accepted: Family<MappingLabels, Counter>,
+    active: Family<MappingLabels, Gauge>,
+    ended: Family<EndedLabels, Counter>,
+    bytes: Family<BytesLabels, Counter>,
+    connect_failures: Family<MappingLabels, Counter>,
+    connect_latency: Family<MappingLabels, Histogram, fn() -> Histogram>,
+}
+
+/// The process-wide metrics registry.
+pub struct Metrics {
+    registry: Registry,
+    families: MappingFamilies,
+    mappings: Mutex<BTreeMap<MappingId, Arc<MappingMetrics>>>,
+    reload_ok: Counter,
+    reload_error: Counter,
+    generation: Gauge<u64, std::sync::atomic::AtomicU64>,
+    tls_failures: Family<TlsLabels, Counter>,
+    dns_lookups: Counter,
+    dns_failures: Counter,
+    rejected_global: Counter,
+    rejected_mapping: Counter,
+    rejected: Family<ScopeLabel, Counter>,
+    internal_errors: Family<WhatLabel, Counter>,
+    actor_restarts: Family<ActorLabel, Counter>,
+    listeners: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Plain numbers of one mapping, for the library API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingSnapshot {
+    /// Which mapping.
+    pub id: MappingId,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: i64,
+    /// Connections ended, by reason (every reason present, zero included).
+    pub ended: BTreeMap<CloseReason, u64>,
+    /// Bytes relayed client → upstream.
+    pub bytes_client_to_upstream: u64,
+    /// Bytes relayed upstream → client.
+    pub bytes_upstream_to_client: u64,
+    /// Failed upstream connect attempts.
+    pub connect_failures: u64,
+}
+
+/// Plain numbers of the whole process, for the library API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsSnapshot {
+    /// Per mapping, sorted by [`MappingId`].
+    pub mappings: Vec<MappingSnapshot>,
+    /// Reloads applied.
+    pub reloads_ok: u64,
+    /// Reloads rejected.
+    pub reloads_error: u64,
+    /// The active config generation.
+    pub generation: u64,
+    /// Listeners bound now.
+    pub listeners: i64,
+    /// DNS lookups done.
+    pub dns_lookups: u64,
+    /// DNS lookups that failed.
+    pub dns_failures: u64,
+    /// Connections refused by the global limit (`--max-connections`).
+    pub rejected_global: u64,
+    /// Connections refused by a mapping's circuit breaker.
+    pub rejected_mapping: u64,
+}
+
+impl Metrics {
+    /// Creates the registry with every family registered (globals start at zero).
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("tcpmap");
+        let families = MappingFamilies {
+            accepted: Family::default(),
+            active: Family::default(),
+            ended: Family::default(),
+            bytes: Family::default(),
+            connect_failures: Family::default(),
+            connect_latency: Family::new_with_constructor(connect_histogram),
+        };
+        let r = &mut registry;
+        r.register(
+            "connections_accepted",
+            "Connections accepted, per mapping",
+            families.accepted.clone(),
+        );
+        r.register(
+            "connections_active",
+            "Connections open now, per mapping",
+            families.active.clone(),
+        );
+        r.register(
+            "connections_ended",
+            "Connections ended, per mapping and close reason",
+            families.ended.clone(),
+        );
+        r.register(
+            "bytes",
+            "Bytes relayed, per mapping and direction",
+            families.bytes.clone(),
+        );
+        r.register(
+            "upstream_connect_failures",
+            "Failed upstream connect attempts, per mapping",
+            families.connect_failures.clone(),
+        );
+        r.register(
+            "upstream_connect_duration_seconds",
+            "Time to connect to an upstream (successful connects), per mapping",
+            families.connect_latency.clone(),
+        );
+
+        let reloads = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "config_reloads",
+            "Config reloads, by result",
+            reloads.clone(),
+        );
+        let generation = Gauge::<u64, std::sync::atomic::AtomicU64>::default();
+        r.register(
+            "config_generation",
+            "The active config generation",
+            generation.clone(),
+        );
+        let tls_failures = Family::<TlsLabels, Counter>::default();
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshake failures, by side (client|upstream) and reason",
+            tls_failures.clone(),
+        );
+        let dns_lookups = Counter::default();
+        r.register("dns_lookups", "DNS lookups", dns_lookups.clone());
+        let dns_failures = Counter::default();
+        r.register(
+            "dns_lookup_failures",
+            "DNS lookups that failed",
+            dns_failures.clone(),
+        );
+        let rejected = Family::<ScopeLabel, Counter>::default();
+        r.register(
+            "connections_rejected",
+            "Connections refused by a limit, by scope (global|mapping)",
+            rejected.clone(),
+        );
+        let internal_errors = Family::<WhatLabel, Counter>::default();
+        r.register(
+            "internal_errors",
+            "Caught internal errors (panics), by component",
+            internal_errors.clone(),
+        );
+        let actor_restarts = Family::<ActorLabel, Counter>::default();
+        r.register(
+            "actor_restarts",
+            "Actors restarted after a failure, by actor",
+            actor_restarts.clone(),
+        );
+        let listeners = Gauge::default();
+        r.register("listeners", "Listeners bound now", listeners.clone());
+
+        let handle = |f: &Family<ResultLabel, Counter>, result| {
+            f.get_or_create(&ResultLabel { result }).clone()
+        };
+        let scope = |scope| rejected.get_or_create(&ScopeLabel { scope }).clone();
+        Arc::new(Metrics {
+            reload_ok: handle(&reloads, "ok"),
+            reload_error: handle(&reloads, "error"),
+            rejected_global: scope("global"),
+            rejected_mapping: scope("mapping"),
+            rejected,
+            registry,
+            families,
+            mappings: Mutex::new(BTreeMap::new()),
+            generation,
+            tls_failures,
+            dns_lookups,
+            dns_failures,
+            internal_errors,
+            actor_restarts,
+            listeners,
+        })
+    }
+
+    /// The handles of mapping `id`, created on first use. The same `id` always returns
+    /// the same `Arc` (values and circuit-breaker slots survive reloads).
+    ///
+    /// Takes a lock: call it when a config is applied, not per connection.
+    pub fn mapping(&self, id: &MappingId) -> Arc<MappingMetrics> {
+        let mut map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = map.get(id) {
+            return Arc::clone(m);
+        }
+        let labels = MappingLabels::of(id);
+        let f = &self.families;
+        let ended: [Counter; REASONS] = CloseReason::ALL.map(|reason| {
+            f.ended
+                .get_or_create(&EndedLabels::new(&labels, reason))
+                .clone()
+        });
+        let bytes = |direction| {
+            f.bytes
+                .get_or_create(&BytesLabels::new(&labels, direction))
+                .clone()
+        };
+        let m = Arc::new(MappingMetrics {
+            id: id.clone(),
+            accepted: f.accepted.get_or_create(&labels).clone(),
+            active: f.active.get_or_create(&labels).clone(),
+            ended,
+            bytes_c2u: bytes("client_to_upstream"),
+            bytes_u2c: bytes("upstream_to_client"),
+            connect_failures: f.connect_failures.get_or_create(&labels).clone(),
+            connect_latency: f.connect_latency.get_or_create(&labels).clone(),
+            in_flight: std::sync::atomic::AtomicU32::new(0),
+        });
+        map.insert(id.clone(), Arc::clone(&m));
+        m
+    }
+
+    /// Prometheus text exposition format 0.0.4 (serve as `text/plain; version=0.0.4`).
+    pub fn render(&self) -> String {
+        text::openmetrics_to_prometheus(&self.render_openmetrics())
+    }
+
+    /// OpenMetrics 1.0 text (serve as `application/openmetrics-text; version=1.0.0`).
+    pub fn render_openmetrics(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Plain numbers for the library API.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        let mappings = map
+            .values()
+            .map(|m| MappingSnapshot {
+                id: m.id.clone(),
+                accepted: m.accepted.get(),
+                active: m.active.get(),
+                ended: CloseReason::ALL
+                    .iter()
+                    .zip(m.ended.iter())
+                    .map(|(r, c)| (*r, c.get()))
+                    .collect(),
+                bytes_client_to_upstream: m.bytes_c2u.get(),
+                bytes_upstream_to_client: m.bytes_u2c.get(),
+                connect_failures: m.connect_failures.get(),
+            })
+            .collect();
+        MetricsSnapshot {
+            mappings,
+            reloads_ok: self.reload_ok.get(),
+            reloads_error: self.reload_error.get(),
+            generation: self.generation.get(),
+            listeners: self.listeners.get(),
+            dns_lookups: self.dns_lookups.get(),
+            dns_failures: self.dns_failures.get(),
+            rejected_global: self.rejected_global.get(),
+            rejected_mapping: self.rejected_mapping.get(),
+        }
+    }
+
+    /// Counts a config reload: `tcpmap_config_reloads_total{result="ok"|"error"}`.
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            self.reload_ok.inc();
+        } else {
+            self.reload_error.inc();
+        }
+    }
+
+    /// Sets `tcpmap_config_generation`.
+    pub fn set_generation(&self, g: u64) {
+        self.generation.set(g);
+    }
+
+    /// Counts a TLS handshake failure; `side` is `"client"` or `"upstream"`.
+    pub fn tls_handshake_failure(&self, side: &'static str, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&TlsLabels { side, reason })
+            .inc();
+    }
+
+    /// Counts a DNS lookup (and a failure when `!ok`).
+    pub fn dns_lookup(&self, ok: bool) {
+        self.dns_lookups.inc();
+        if !ok {
+            self.dns_failures.inc();
+        }
+    }
+
+    /// Records an upstream connect attempt of mapping `m`: a failure count, or the
+    /// latency of a successful connect.
+    pub fn upstream_connect(&self, m: &MappingMetrics, ok: bool, latency: Duration) {
+        m.record_connect(ok, latency);
+    }
+
+    /// Counts a connection refused by a limit; `scope` is `"global"` or `"mapping"`.
+    pub fn rejected(&self, scope: &'static str) {
+        match scope {
+            "global" => self.rejected_global.inc(),
+            "mapping" => self.rejected_mapping.inc(),
+            other => self
+                .rejected
+                .get_or_create(&ScopeLabel { scope: other })
+                .inc(),
+        };
+    }
+
+    /// Counts a caught internal error (a panic) in component `what`.
+    pub fn internal_error(&self, what: &'static str) {
+        self.internal_errors
+            .get_or_create(&WhatLabel { what })
+            .inc();
+    }
+
+    /// Counts a restart of `actor`.
+    pub fn actor_restart(&self, actor: &'static str) {
+        self.actor_restarts
+            .get_or_create(&ActorLabel { actor })
+            .inc();
+    }
+
+    /// Sets the `tcpmap_listeners` gauge.
+    pub fn listeners(&self, bound: usize) {
+        self.listeners.set(i64::try_from(bound).unwrap_or(i64::MAX));
+    }
+}

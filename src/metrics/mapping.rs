@@ -1,0 +1,253 @@
+//! Per-mapping metric handles: what a connection touches on the hot path.
+//!
+//! A [`MappingMetrics`] holds pre-resolved clones of the registry's series for one
+//! mapping (prometheus-client metrics are `Arc`s of atomics, so a clone shares the
+//! value). Connections only do atomic adds on them; no map lookup and no lock.
+//! This file must not create registry families: [`super::Metrics`] owns those.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::text::escape_label;
+use crate::close::CloseReason;
+use crate::route::MappingId;
+
+/// Number of close reasons (the length of `CloseReason::ALL`).
+pub(super) const REASONS: usize = CloseReason::ALL.len();
+
+/// Labels identifying a mapping's series: `mapping`, `namespace`, `port`, `host`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct MappingLabels {
+    /// The mapping's name.
+    pub(super) mapping: String,
+    /// The mapping's namespace.
+    pub(super) namespace: String,
+    /// The listener port.
+    pub(super) port: u16,
+    /// The SNI host; empty when the mapping has none.
+    pub(super) host: String,
+}
+
+impl MappingLabels {
+    /// The (escaped) labels of `id`.
+    pub(super) fn of(id: &MappingId) -> Self {
+        Self {
+            mapping: escape_label(&id.name),
+            namespace: escape_label(&id.namespace),
+            port: id.port,
+            host: escape_label(&id.host),
+        }
+    }
+}
+
+/// Mapping labels plus the close `reason` (the derive's `flatten` is broken in 0.23,
+/// so the fields are repeated).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct EndedLabels {
+    mapping: String,
+    namespace: String,
+    port: u16,
+    host: String,
+    reason: &'static str,
+}
+
+impl EndedLabels {
+    /// `labels` plus `reason`.
+    pub(super) fn new(labels: &MappingLabels, reason: CloseReason) -> Self {
+        let l = labels.clone();
+        Self {
+            mapping: l.mapping,
+            namespace: l.namespace,
+            port: l.port,
+            host: l.host,
+            reason: reason.as_str(),
+        }
+    }
+}
+
+/// Mapping labels plus the byte `direction` (`client_to_upstream`|`upstream_to_client`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct BytesLabels {
+    mapping: String,
+    namespace: String,
+    port: u16,
+    host: String,
+    direction: &'static str,
+}
+
+impl BytesLabels {
+    /// `labels` plus `direction`.
+    pub(super) fn new(labels: &MappingLabels, direction: &'static str) -> Self {
+        let l = labels.clone();
+        Self {
+            mapping: l.mapping,
+            namespace: l.namespace,
+            port: l.port,
+            host: l.host,
+            direction,
+        }
+    }
+}
+
+/// The live metric handles of one mapping.
+///
+/// Obtained once per config generation from [`super::Metrics::mapping`]; the same
+/// [`MappingId`] always yields the same `Arc`, so values (including [`Self::in_flight`])
+/// survive reloads.
+#[derive(Debug)]
+pub struct MappingMetrics {
+    pub(super) id: MappingId,
+    pub(super) accepted: Counter,
+    pub(super) active: Gauge,
+    pub(super) ended: [Counter; REASONS],
+    pub(super) bytes_c2u: Counter,
+    pub(super) bytes_u2c: Counter,
+    pub(super) connect_failures: Counter,
+    pub(super) connect_latency: Histogram,
+    pub(super) in_flight: AtomicU32,
+}
+
+impl MappingMetrics {
+    /// The mapping these handles count for.
+    pub fn id(&self) -> &MappingId {
+        &self.id
+    }
+
+    /// A connection was accepted for this mapping: `accepted_total += 1`, `active += 1`.
+    pub fn accepted(&self) {
+        self.accepted.inc();
+        self.active.inc();
+    }
+
+    /// A connection of this mapping ended: `active -= 1`, `ended_total{reason} += 1`.
+    ///
+    /// The byte arguments are only the bytes **not yet reported** through
+    /// [`Self::add_bytes`] (the remainder), so nothing is counted twice. Callers that
+    /// track cumulative totals should use [`ConnectionMeter`], which does the
+    /// subtraction for them.
+    pub fn ended(&self, reason: CloseReason, client_to_upstream: u64, upstream_to_client: u64) {
+        self.active.dec();
+        if let Some(counter) = self.ended.get(reason_index(reason)) {
+            counter.inc();
+        }
+        self.add_bytes(client_to_upstream, upstream_to_client);
+    }
+
+    /// Adds bytes moved since the last report (deltas, not totals), for live
+    /// progress of long connections.
+    pub fn add_bytes(&self, client_to_upstream: u64, upstream_to_client: u64) {
+        if client_to_upstream > 0 {
+            self.bytes_c2u.inc_by(client_to_upstream);
+        }
+        if upstream_to_client > 0 {
+            self.bytes_u2c.inc_by(upstream_to_client);
+        }
+    }
+
+    /// Connections of this mapping currently open.
+    pub fn active(&self) -> i64 {
+        self.active.get()
+    }
+
+    /// The circuit-breaker slot counter (connections holding a slot).
+    ///
+    /// Prefer [`Self::try_acquire`] / [`Self::release`]; the raw atomic is exposed for
+    /// callers that need their own protocol.
+    pub fn in_flight(&self) -> &AtomicU32 {
+        &self.in_flight
+    }
+
+    /// Takes a circuit-breaker slot unless `max` are taken (compare-and-increment).
+    /// `None` means unlimited (the slot is still counted). Pair with [`Self::release`].
+    pub fn try_acquire(&self, max: Option<u32>) -> bool {
+        let limit = max.unwrap_or(u32::MAX);
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a slot taken by [`Self::try_acquire`] (never goes below zero).
+    pub fn release(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Records one upstream connect attempt (called by [`super::Metrics::upstream_connect`]).
+    pub(super) fn record_connect(&self, ok: bool, latency: Duration) {
+        if ok {
+            self.connect_latency.observe(latency.as_secs_f64());
+        } else {
+            self.connect_failures.inc();
+        }
+    }
+
+    /// Starts metering one connection: counts it as accepted and returns a guard that
+    /// reports cumulative byte totals without double counting and always ends the
+    /// connection once (as `internal` if dropped without [`ConnectionMeter::finish`]).
+    pub fn start(self: &Arc<Self>) -> ConnectionMeter {
+        self.accepted();
+        ConnectionMeter {
+            mapping: Arc::clone(self),
+            reported_c2u: 0,
+            reported_u2c: 0,
+            finished: false,
+        }
+    }
+}
+
+/// Position of `reason` in `CloseReason::ALL` (the enum is declared in that order).
+pub(super) fn reason_index(reason: CloseReason) -> usize {
+    reason as usize
+}
+
+/// One connection's view of its mapping's metrics; see [`MappingMetrics::start`].
+#[derive(Debug)]
+pub struct ConnectionMeter {
+    mapping: Arc<MappingMetrics>,
+    reported_c2u: u64,
+    reported_u2c: u64,
+    finished: bool,
+}
+
+impl ConnectionMeter {
+    /// Reports the connection's cumulative byte totals so far; only the growth since
+    /// the previous report is added.
+    pub fn progress(&mut self, total_c2u: u64, total_u2c: u64) {
+        let d_c2u = total_c2u.saturating_sub(self.reported_c2u);
+        let d_u2c = total_u2c.saturating_sub(self.reported_u2c);
+        self.reported_c2u = self.reported_c2u.max(total_c2u);
+        self.reported_u2c = self.reported_u2c.max(total_u2c);
+        self.mapping.add_bytes(d_c2u, d_u2c);
+    }
+
+    /// Ends the connection with its final cumulative byte totals.
+    pub fn finish(mut self, reason: CloseReason, total_c2u: u64, total_u2c: u64) {
+        self.progress(total_c2u, total_u2c);
+        self.finished = true;
+        self.mapping.ended(reason, 0, 0);
+    }
+
+    /// The mapping being metered.
+    pub fn mapping(&self) -> &Arc<MappingMetrics> {
+        &self.mapping
+    }
+}
+
+impl Drop for ConnectionMeter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropped without a reason: a task died (panic/cancel). Count it so
+            // `active` never leaks.
+            self.mapping.ended(CloseReason::Internal, 0, 0);
+        }
+    }
+}
