@@ -1,0 +1,252 @@
+//! Test upstreams and clients on loopback: plain echo, banner (server speaks first),
+//! TLS echo that reports the client certificate it saw. Blocking std threads, so they are
+//! independent of the proxy's runtime.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running test upstream.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(bind: &str, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
+    let listener = TcpListener::bind(bind).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let handler = Arc::new(handler);
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            let h = handler.clone();
+            thread::spawn(move || h(s));
+        }
+    });
+    Upstream { addr, accepted }
+}
+
+/// Echoes every byte; on EOF from the client it shuts its write side (half-close aware).
+pub fn echo(bind: &str) -> Upstream {
+    serve(bind, |mut s| {
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = s.shutdown(Shutdown::Write);
+    })
+}
+
+/// Writes `NAME\n` at once (server speaks first), then echoes.
+pub fn banner(bind: &str, name: &'static str) -> Upstream {
+    serve(bind, move |mut s| {
+        let _ = s.write_all(format!("{name}\n").as_bytes());
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = s.shutdown(Shutdown::Write);
+    })
+}
+
+/// A TLS upstream: on handshake it writes `NAME client-cert=<CN|none> sni=<name|none>\n`, then echoes.
+pub fn tls_banner(bind: &str, name: &'static str, config: Arc<rustls::ServerConfig>) -> Upstream {
+    serve(bind, move |s| {
+        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+            return;
+        };
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        // Drive the handshake.
+        while tls.conn.is_handshaking() {
+            if tls.conn.complete_io(&mut tls.sock).is_err() {
+                return;
+            }
+        }
+        let sni = tls.conn.server_name().unwrap_or("none").to_string();
+        let cert = tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first().cloned())
+            .map(|c| common_name(&c))
+            .unwrap_or_else(|| "none".to_string());
+        let _ = tls.write_all(format!("{name} client-cert={cert} sni={sni}\n").as_bytes());
+        let mut buf = [0u8; 16384];
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tls.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tls.conn.send_close_notify();
+        let _ = tls.conn.complete_io(&mut tls.sock);
+    })
+}
+
+/// The subject CN of a DER certificate (test helper; crude but enough for rcgen certs).
+pub fn common_name(der: &[u8]) -> String {
+    // Find the OID 2.5.4.3 (55 04 03) and read the following string.
+    let oid = [0x55u8, 0x04, 0x03];
+    let mut last = None;
+    for i in 0..der.len().saturating_sub(5) {
+        if der[i..i + 3] == oid {
+            let len = der[i + 4] as usize;
+            let start = i + 5;
+            if start + len <= der.len() {
+                last = Some(String::from_utf8_lossy(&der[start..start + len]).to_string());
+            }
+        }
+    }
+    last.unwrap_or_else(|| "?".to_string())
+}
+
+/// Connects with a 5 s read timeout.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Reads one `\n`-terminated line.
+pub fn read_line(s: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while let Ok(1) = s.read(&mut b) {
+        if b[0] == b'\n' {
+            break;
+        }
+        out.push(b[0]);
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Sends `msg`, expects it echoed back.
+pub fn roundtrip(s: &mut (impl Read + Write), msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(got, msg);
+}
+
+/// True when the peer closed (EOF or reset) within `within`.
+pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_)) && {
+        // Distinguish a timeout from a close.
+        !matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+    }
+}
+
+/// A rustls client config that trusts `ca_pem` (and offers `client` if given).
+pub fn tls_client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client {
+        None => b.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    Arc::new(cfg)
+}
+
+/// A rustls server config for a test upstream (optionally requesting client certs from `client_ca`).
+pub fn tls_server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let b = match client_ca {
+        None => b.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .unwrap();
+            b.with_client_cert_verifier(v)
+        }
+    };
+    Arc::new(b.with_single_cert(chain, key).unwrap())
+}
+
+/// A blocking TLS client connection through `addr` with SNI `sni`.
+pub fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let sock = connect(addr);
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}

@@ -1,0 +1,63 @@
+//! A host group and a host-less group on one port: matching SNI terminates, everything
+//! else goes raw to the host-less upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use common::net::{self, free_port};
+use common::pki::{Ca, write_secret};
+use common::proxy;
+
+#[test]
+fn matching_sni_terminates_and_the_rest_goes_raw() {
+    let ca = Ca::new("mixed CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["known.test"]);
+    write_secret(dir.path(), "known", &cert, &key);
+    let term_up = net::banner("127.0.0.1:0", "terminated-upstream");
+    // The raw upstream is itself a TLS server for other names, so raw TLS can be checked end to end.
+    let (raw_cert, raw_key) = common::pki::self_signed(&["other.test"]);
+    let raw_tls_up = net::tls_banner("127.0.0.1:0", "raw-tls-upstream", net::tls_server_config(&raw_cert, &raw_key, None));
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: known\nhosts: [known.test]\nsecret: known\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: known.test\nservice: {}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: raw\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
+        term_up.addr, raw_tls_up.addr
+    );
+    let _p = proxy::start(&yaml, Some(dir.path()));
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+
+    let mut t = net::tls_connect(a, "known.test", net::tls_client_config(&ca.cert_pem(), None)).unwrap();
+    assert_eq!(net::read_line(&mut t), "terminated-upstream");
+
+    // Unknown SNI: relayed raw, so the handshake is with the raw upstream itself.
+    let mut r = net::tls_connect(a, "other.test", net::tls_client_config(&raw_cert, None)).unwrap();
+    assert!(net::read_line(&mut r).starts_with("raw-tls-upstream"));
+    net::roundtrip(&mut r, b"raw tls");
+    assert_eq!(term_up.connections(), 1);
+}
+
+#[test]
+fn plain_bytes_go_raw_to_the_hostless_upstream() {
+    let ca = Ca::new("mixed CA 2");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["known.test"]);
+    write_secret(dir.path(), "known", &cert, &key);
+    let term_up = net::banner("127.0.0.1:0", "terminated-upstream");
+    let raw_up = net::echo("127.0.0.1:0");
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: known\nhosts: [known.test]\nsecret: known\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: known.test\nservice: {}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: raw\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
+        term_up.addr, raw_up.addr
+    );
+    let _p = proxy::start(&yaml, Some(dir.path()));
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = [0u8; 18];
+    use std::io::Read;
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!((raw_up.connections(), term_up.connections()), (1, 0));
+}

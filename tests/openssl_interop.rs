@@ -1,0 +1,48 @@
+//! A non-Rust client: `openssl s_client -servername` through termination.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::net::{self, free_port};
+use common::pki::{Ca, write_secret};
+use common::proxy;
+
+#[test]
+fn openssl_s_client_through_termination() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        panic!("openssl is required for this test (.ci/run installs it)");
+    }
+    let ca = Ca::new("interop CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["interop.test"]);
+    write_secret(dir.path(), "interop", &cert, &key);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let up = net::echo("127.0.0.1:0");
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: interop\nhosts: [interop.test]\nsecret: interop\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: interop\naddress: 127.0.0.1\nport: {port}\nhost: interop.test\nservice: {}\n",
+        up.addr
+    );
+    let _p = proxy::start(&yaml, Some(dir.path()));
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "interop.test"])
+        .arg("-CAfile")
+        .arg(&ca_file)
+        .args(["-verify_return_error", "-quiet", "-no_ign_eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello from openssl\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("hello from openssl"), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("verify return:1") || !stderr.contains("verify error"), "{stderr}");
+    assert_eq!(up.connections(), 1);
+}

@@ -1,0 +1,148 @@
+//! Plain relay (no `host`, no `tls`): bytes intact both ways, half-close in both orders,
+//! server-speaks-first protocols, TLS passthrough, bind address and IPv6 upstreams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::thread;
+use std::time::Duration;
+
+use common::net::{self, free_port};
+use common::proxy;
+use sha2::{Digest, Sha256};
+
+fn plain_mapping(port: u16, service: &str) -> String {
+    format!(
+        "---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nname: plain\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
+    )
+}
+
+#[test]
+fn one_mebibyte_each_way_arrives_intact() {
+    let up = net::echo("127.0.0.1:0");
+    let port = free_port();
+    let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let data: Vec<u8> = (0..1 << 20).map(|_| fastrand::u8(..)).collect();
+    let sent = Sha256::digest(&data);
+    let mut w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    assert_eq!(Sha256::digest(&got), sent, "bytes changed on the way");
+}
+
+#[test]
+fn client_half_close_still_gets_the_reply() {
+    // The upstream answers only after it sees EOF.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
+        s.read_to_end(&mut req).unwrap();
+        s.write_all(b"got:").unwrap();
+        s.write_all(&req).unwrap();
+    });
+    let port = free_port();
+    let _p = proxy::start(&plain_mapping(port, &up.to_string()), None);
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    s.write_all(b"question").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "got:question");
+}
+
+#[test]
+fn upstream_half_close_lets_the_client_keep_sending() {
+    // The upstream sends a greeting and shuts its write side, then reads everything.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"bye").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        tx.send(rest).unwrap();
+    });
+    let port = free_port();
+    let _p = proxy::start(&plain_mapping(port, &up.to_string()), None);
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut greeting = Vec::new();
+    s.read_to_end(&mut greeting).unwrap();
+    assert_eq!(greeting, b"bye");
+    s.write_all(b"still talking").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let rest = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(rest, b"still talking");
+}
+
+#[test]
+fn server_speaks_first() {
+    let up = net::banner("127.0.0.1:0", "SSH-2.0-test");
+    let port = free_port();
+    let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    // We send nothing: the banner must arrive anyway.
+    assert_eq!(net::read_line(&mut s), "SSH-2.0-test");
+    net::roundtrip(&mut s, b"after banner");
+}
+
+#[test]
+fn tls_passes_through_untouched() {
+    let (cert, key) = common::pki::self_signed(&["passthrough.test"]);
+    let up = net::tls_banner("127.0.0.1:0", "upstream", net::tls_server_config(&cert, &key, None));
+    let port = free_port();
+    let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
+    // The client trusts only the upstream's own certificate: the handshake proves it is end to end.
+    let cfg = net::tls_client_config(&cert, None);
+    let mut tls = net::tls_connect(SocketAddr::from(([127, 0, 0, 1], port)), "passthrough.test", cfg).unwrap();
+    assert!(net::read_line(&mut tls).starts_with("upstream client-cert=none"));
+    net::roundtrip(&mut tls, b"end to end");
+}
+
+#[test]
+fn address_binds_only_there() {
+    let up = net::echo("127.0.0.1:0");
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: only2\naddress: 127.0.0.2\nport: {port}\nservice: {}\n",
+        up.addr
+    );
+    let _p = proxy::start(&yaml, None);
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 2], port)));
+    net::roundtrip(&mut s, b"on .2");
+    assert!(
+        std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err(),
+        "127.0.0.1 must not accept"
+    );
+}
+
+#[test]
+fn ipv6_literal_upstream() {
+    let Ok(l) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    };
+    drop(l);
+    let up = net::echo("[::1]:0");
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: v6\naddress: 127.0.0.1\nport: {port}\nservice: '[::1]:{}'\nenable_ipv6: true\n",
+        up.port()
+    );
+    let _p = proxy::start(&yaml, None);
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    net::roundtrip(&mut s, b"over v6");
+    assert_eq!(up.connections(), 1);
+}

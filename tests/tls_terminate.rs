@@ -1,0 +1,168 @@
+//! Termination (`host` set): SNI picks the upstream, the configured certificate is served,
+//! unknown or missing SNI fails the handshake, wildcards, client certificates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::net::{self, free_port};
+use common::pki::{Ca, write_ca_secret, write_secret};
+use common::proxy;
+
+struct Setup {
+    ca: Ca,
+    dir: tempfile::TempDir,
+    port: u16,
+    proxy: tcpmap::ProxyHandle,
+    up1: net::Upstream,
+    up2: net::Upstream,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The seed's termination example: my-host-1 → upstream 1, my-host-2 → upstream 2.
+fn seed_setup(extra_ctx: &str) -> Setup {
+    let ca = Ca::new("tcpmap test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["my-host-1", "my-host-2"]);
+    write_secret(dir.path(), "supersecret", &cert, &key);
+    let up1 = net::banner("127.0.0.1:0", "upstream-host-1");
+    let up2 = net::banner("127.0.0.1:0", "upstream-host-2");
+    let port = free_port();
+    let yaml = format!(
+        r#"---
+apiVersion: ambassador/v1
+kind: TLSContext
+name: my-context
+hosts:
+- my-host-1
+- my-host-2
+secret: supersecret
+{extra_ctx}
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: test_mapping
+address: 127.0.0.1
+port: {port}
+host: my-host-1
+service: {}
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: test_mapping
+address: 127.0.0.1
+port: {port}
+host: my-host-2
+service: {}
+"#,
+        up1.addr, up2.addr
+    );
+    let proxy = proxy::start(&yaml, Some(dir.path()));
+    Setup { ca, dir, port, proxy, up1, up2 }
+}
+
+#[test]
+fn two_hosts_on_one_port_reach_two_upstreams_in_cleartext() {
+    let s = seed_setup("");
+    let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
+    let mut a = net::tls_connect(addr(s.port), "my-host-1", cfg.clone()).unwrap();
+    assert_eq!(net::read_line(&mut a), "upstream-host-1");
+    net::roundtrip(&mut a, b"decrypted for host 1");
+    let mut b = net::tls_connect(addr(s.port), "my-host-2", cfg).unwrap();
+    assert_eq!(net::read_line(&mut b), "upstream-host-2");
+    net::roundtrip(&mut b, b"decrypted for host 2");
+    assert_eq!((s.up1.connections(), s.up2.connections()), (1, 1));
+    // The certificate served is the configured one: the client verified it against our CA
+    // for the requested name; check the leaf too.
+    let leaf = b.conn.peer_certificates().unwrap()[0].clone();
+    let (configured, _) = std::fs::read_to_string(s.dir.path().join("supersecret/tls.crt"))
+        .map(|pem| (pem, ()))
+        .unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let configured = rustls::pki_types::CertificateDer::from_pem_slice(configured.as_bytes()).unwrap();
+    assert_eq!(leaf, configured);
+    drop(s.proxy);
+}
+
+#[test]
+fn unknown_sni_and_no_sni_fail_and_reach_no_upstream() {
+    let s = seed_setup("");
+    let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
+    let err = net::tls_connect(addr(s.port), "my-host-3", cfg.clone()).err();
+    assert!(err.is_some(), "unknown SNI must fail the handshake");
+    // An IP address as server name: rustls sends no SNI.
+    let err = net::tls_connect(addr(s.port), "127.0.0.1", cfg).err();
+    assert!(err.is_some(), "no SNI must fail the handshake");
+    assert_eq!(s.up1.connections() + s.up2.connections(), 0);
+}
+
+#[test]
+fn unknown_sni_gets_an_unrecognized_name_alert() {
+    let s = seed_setup("");
+    let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
+    let err = net::tls_connect(addr(s.port), "nobody.test", cfg).err().unwrap();
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("unrecognizedname") || text.contains("unrecognized"), "{text}");
+}
+
+#[test]
+fn wildcard_context_terminates_any_subdomain() {
+    let ca = Ca::new("wild CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["*.example.test"]);
+    write_secret(dir.path(), "wild", &cert, &key);
+    let up = net::banner("127.0.0.1:0", "wild-upstream");
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: wild\nhosts: ['*.example.test']\nsecret: wild\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: wild\naddress: 127.0.0.1\nport: {port}\nhost: '*.example.test'\nservice: {}\n",
+        up.addr
+    );
+    let _p = proxy::start(&yaml, Some(dir.path()));
+    let cfg = net::tls_client_config(&ca.cert_pem(), None);
+    let mut c = net::tls_connect(addr(port), "api.example.test", cfg.clone()).unwrap();
+    assert_eq!(net::read_line(&mut c), "wild-upstream");
+    assert!(net::tls_connect(addr(port), "example.test", cfg).is_err());
+}
+
+#[test]
+fn cert_required_accepts_a_good_client_and_rejects_none_and_bad() {
+    let ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let stranger_ca = Ca::new("stranger CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["secure.test"]);
+    write_secret(dir.path(), "srv", &cert, &key);
+    write_ca_secret(dir.path(), "clients", &client_ca.cert_pem());
+    let up = net::banner("127.0.0.1:0", "secure-upstream");
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: mtls\nhosts: [secure.test]\nsecret: srv\nca_secret: clients\ncert_required: true\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: mtls\naddress: 127.0.0.1\nport: {port}\nhost: secure.test\nservice: {}\n",
+        up.addr
+    );
+    let _p = proxy::start(&yaml, Some(dir.path()));
+    let (cc, ck) = client_ca.leaf(&["good-client"]);
+    let good = net::tls_client_config(&ca.cert_pem(), Some((&cc, &ck)));
+    let mut c = net::tls_connect(addr(port), "secure.test", good).unwrap();
+    assert_eq!(net::read_line(&mut c), "secure-upstream");
+
+    // Without a certificate: TLS 1.3 reports the rejection on the first read.
+    let none = net::tls_client_config(&ca.cert_pem(), None);
+    let rejected = match net::tls_connect(addr(port), "secure.test", none) {
+        Err(_) => true,
+        Ok(mut t) => net::read_line(&mut t).is_empty(),
+    };
+    assert!(rejected, "no client certificate must be refused");
+
+    let (bc, bk) = stranger_ca.leaf(&["bad-client"]);
+    let bad = net::tls_client_config(&ca.cert_pem(), Some((&bc, &bk)));
+    let rejected = match net::tls_connect(addr(port), "secure.test", bad) {
+        Err(_) => true,
+        Ok(mut t) => net::read_line(&mut t).is_empty(),
+    };
+    assert!(rejected, "a client certificate from another CA must be refused");
+    assert_eq!(up.connections(), 1);
+}
