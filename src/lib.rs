@@ -5,3 +5,4 @@ pub mod close;
 pub mod config;
 pub mod route;
 pub(crate) mod rt;
+pub mod sni;
