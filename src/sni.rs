@@ -277,6 +277,9 @@ fn server_name(
     let mut host = None;
     let mut left = list;
     while left > 0 {
+        if left < 3 {
+            return Err(Stop::NotTls); // an entry header would run past the extension
+        }
         let kind = body.u8()?;
         let len = body.len(2)?;
         left = left.checked_sub(3 + len).ok_or(Stop::NotTls)?;

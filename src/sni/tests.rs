@@ -269,6 +269,12 @@ fn malformed_hellos_are_not_tls() {
     bad_list[1] += 1; // list length says one byte more than the extension holds
     let bad_list = frame(&hello_message(Some(&[(0, bad_list)])), MAX_RECORD);
     assert_eq!(parse_client_hello(&bad_list), Peek::NotTls);
+    // A list whose only entry is cut short inside its header, followed by another extension.
+    let short_entry = frame(
+        &hello_message(Some(&[(0, vec![0, 2, 0, 0]), (10, vec![0, 0])])),
+        MAX_RECORD,
+    );
+    assert_eq!(parse_client_hello(&short_entry), Peek::NotTls);
     let mut msg = hello_message(Some(&[(0, sni_body(&[(0, b"a.b")]))]));
     let block_len_at = 4 + 2 + 32 + 1 + 4 + 2;
     msg[block_len_at + 1] -= 1; // extensions block shorter than the rest of the body
