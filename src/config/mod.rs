@@ -9,5 +9,6 @@
 //! ```
 
 pub mod error;
+pub mod tls;
 
 pub use error::{ConfigError, Severity};

@@ -1,5 +1,5 @@
 //! Shared test harness: loopback upstreams and clients, the test PKI, starting a proxy.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod net;
 pub mod pki;

@@ -1,0 +1,271 @@
+//! TLS material for the config pipeline: PEM certificates and keys, TLS versions and cipher-suite
+//! names, and the rustls `ServerConfig` / `ClientConfig` a validated TLSContext turns into.
+//!
+//! Everything here is pure (bytes in, values or `String` errors out); the validator wraps the
+//! errors into `ConfigError`s with file and line. It must not read files or open sockets: the
+//! caller hands in PEM bytes. Configs are built once per config generation, with the aws-lc-rs
+//! provider restricted to the chosen suites and to TLS 1.2+.
+//!
+//! ```text
+//! PEM ─ parse_cert_key ─▶ CertKey ─┐
+//! TLSContext fields ─▶ TlsParams ──┼─ server_config ─▶ Arc<ServerConfig>  (termination)
+//! ca PEM ─ parse_cert_chain ───────┘─ client_config ─▶ Arc<ClientConfig>  (origination)
+//! ```
+
+mod any_cert;
+mod suites;
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::aws_lc_rs::{Ticketer, default_provider};
+use rustls::pki_types::pem::PemObject;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use suites::{TlsVersion, check_cipher_suite, parse_tls_version};
+
+/// A certificate chain (leaf first) with the private key of its leaf, checked to match.
+pub struct CertKey {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key (never printed).
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for CertKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertKey")
+            .field("chain_len", &self.chain.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Clone for CertKey {
+    fn clone(&self) -> Self {
+        CertKey {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// The TLSContext knobs that shape a rustls config (names already checked by the validator,
+/// though the builders check them again).
+#[derive(Debug, Clone, Default)]
+pub struct TlsParams {
+    /// Lowest version allowed; `None` = TLS 1.2.
+    pub min_version: Option<TlsVersion>,
+    /// Highest version allowed; `None` = TLS 1.3.
+    pub max_version: Option<TlsVersion>,
+    /// Cipher-suite names (rustls or OpenSSL spelling); empty = the provider's defaults.
+    pub cipher_suites: Vec<String>,
+    /// ALPN protocols in preference order; empty = no ALPN.
+    pub alpn_protocols: Vec<String>,
+}
+
+/// Parses every `CERTIFICATE` block of a PEM file; an error when there is none.
+pub fn parse_cert_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate found in PEM".to_owned());
+    }
+    Ok(chain)
+}
+
+/// Parses a certificate chain and its private key (RSA, ECDSA or Ed25519; PKCS#8, SEC1 or
+/// PKCS#1 PEM) and checks that the key belongs to the leaf certificate.
+pub fn parse_cert_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, String> {
+    let chain = parse_cert_chain(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => "no private key found in PEM".to_owned(),
+        other => format!("invalid private key PEM: {other}"),
+    })?;
+    let provider = default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| format!("unsupported private key: {e}"))?;
+    match CertifiedKey::new(chain.clone(), signing_key).keys_match() {
+        Ok(()) => Ok(CertKey { chain, key }),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err("private key does not match the certificate".to_owned())
+        }
+        Err(e) => Err(format!(
+            "cannot check the private key against the certificate: {e}"
+        )),
+    }
+}
+
+/// Builds the config that terminates TLS with `cert`. With `client_ca`, client certificates are
+/// verified against it: required when `client_cert_required`, else optional but verified when
+/// sent. Requiring client certificates without a CA is an error.
+pub fn server_config(
+    cert: &CertKey,
+    params: &TlsParams,
+    client_ca: Option<&[CertificateDer<'static>]>,
+    client_cert_required: bool,
+) -> Result<Arc<ServerConfig>, String> {
+    let (provider, versions) = provider_and_versions(params)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("TLS settings: {e}"))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(root_store(ca)?, provider);
+            let verifier = if client_cert_required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder
+                .with_client_cert_verifier(verifier.build().map_err(|e| format!("client CA: {e}"))?)
+        }
+        None if client_cert_required => {
+            return Err("cert_required needs a CA (ca_secret or cacert_chain_file) to verify client certificates".to_owned());
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+        .map_err(|e| format!("certificate: {e}"))?;
+    config.alpn_protocols = alpn(&params.alpn_protocols)?;
+    // The default in-memory session cache stays; stateless tickets add resumption across
+    // connections that land on a different cache slot. One ticketer per config generation.
+    config.ticketer = Ticketer::new().map_err(|e| format!("session tickets: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// Builds the config that originates TLS to an upstream. Without `verify_with`, any server
+/// certificate is accepted (Ambassador semantics) though handshake signatures are still checked;
+/// with it, the chain and the host name are verified against those CA certificates.
+pub fn client_config(
+    client_cert: Option<&CertKey>,
+    params: &TlsParams,
+    verify_with: Option<&[CertificateDer<'static>]>,
+) -> Result<Arc<ClientConfig>, String> {
+    let (provider, versions) = provider_and_versions(params)?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("TLS settings: {e}"))?;
+    let builder = match verify_with {
+        Some(ca) => {
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                root_store(ca)?,
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("upstream CA: {e}"))?;
+            builder.with_webpki_verifier(verifier)
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(any_cert::AcceptAnyServerCert {
+                algorithms: provider.signature_verification_algorithms,
+            })),
+    };
+    let mut config = match client_cert {
+        Some(cert) => builder
+            .with_client_auth_cert(cert.chain.clone(), cert.key.clone_key())
+            .map_err(|e| format!("client certificate: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn(&params.alpn_protocols)?;
+    Ok(Arc::new(config))
+}
+
+/// The aws-lc-rs provider restricted to the chosen suites, and the versions to enable.
+///
+/// Like Envoy, a list naming only TLS 1.2 suites leaves the TLS 1.3 suites at their defaults.
+/// A version for which no chosen suite exists is dropped; none left is an error.
+fn provider_and_versions(
+    params: &TlsParams,
+) -> Result<(Arc<CryptoProvider>, Vec<&'static SupportedProtocolVersion>), String> {
+    let min = params.min_version.unwrap_or(TlsVersion::V1_2);
+    let max = params.max_version.unwrap_or(TlsVersion::V1_3);
+    if min > max {
+        return Err(format!(
+            "min_tls_version {min:?} is above max_tls_version {max:?}"
+        ));
+    }
+    let mut provider = default_provider();
+    if !params.cipher_suites.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &params.cipher_suites {
+            for suite in suites::resolve(name)? {
+                if !chosen.contains(&suite) {
+                    chosen.push(suite);
+                }
+            }
+        }
+        if !chosen
+            .iter()
+            .any(|s| s.version() == &rustls::version::TLS13)
+        {
+            chosen.extend(
+                provider
+                    .cipher_suites
+                    .iter()
+                    .filter(|s| s.version() == &rustls::version::TLS13),
+            );
+        }
+        provider.cipher_suites = chosen;
+    }
+    let wanted = [
+        (TlsVersion::V1_2, &rustls::version::TLS12),
+        (TlsVersion::V1_3, &rustls::version::TLS13),
+    ];
+    let versions: Vec<&'static SupportedProtocolVersion> = wanted
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, version)| version)
+        .filter(|version| {
+            provider
+                .cipher_suites
+                .iter()
+                .any(|s| s.version() == *version)
+        })
+        .collect();
+    if versions.is_empty() {
+        return Err("no chosen cipher suite works with the allowed TLS versions".to_owned());
+    }
+    Ok((Arc::new(provider), versions))
+}
+
+/// A root store holding exactly the given CA certificates.
+fn root_store(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in ca {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("invalid CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate to verify with".to_owned());
+    }
+    Ok(Arc::new(roots))
+}
+
+/// ALPN protocol ids as bytes; each must be 1 to 255 bytes long.
+fn alpn(protocols: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    protocols
+        .iter()
+        .map(|p| match p.len() {
+            1..=255 => Ok(p.as_bytes().to_vec()),
+            _ => Err(format!("ALPN protocol {p:?} must be 1 to 255 bytes long")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod handshake_tests;
+#[cfg(test)]
+mod test_pki;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,88 @@
+//! Test PKI: certificate authorities, leaf and self-signed certificates made with rcgen at test
+//! time, and writers that lay them out like mounted Kubernetes TLS secrets under a secrets dir.
+//! Nothing here is checked in: every run makes fresh keys. It must not talk to the proxy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A self-signed ECDSA P-256 certificate authority that signs leaf certificates.
+pub struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    /// A new CA whose subject common name is `name`.
+    pub fn new(name: &str) -> Ca {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        Ca { cert, key }
+    }
+
+    /// The CA certificate as PEM (what goes into `ca.crt`).
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A leaf certificate signed by this CA, usable as server and as client certificate, with
+    /// `names` as subject alternative names (IP literals become IP SANs, the rest DNS SANs).
+    /// Returns (certificate PEM, PKCS#8 private key PEM).
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("leaf key");
+        let cert = leaf_params(names)
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Leaf parameters: SANs from `names`, first name as common name, server + client auth usage.
+fn leaf_params(names: &[&str]) -> CertificateParams {
+    let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(sans).expect("leaf params");
+    let cn = names.first().copied().unwrap_or("tcpmap test leaf");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params
+}
+
+/// A self-signed ECDSA P-256 leaf for `names`: (certificate PEM, PKCS#8 private key PEM).
+pub fn self_signed(names: &[&str]) -> (String, String) {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = leaf_params(names)
+        .self_signed(&key)
+        .expect("self-sign leaf");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Writes a Kubernetes-style TLS secret: `<dir>/<name>/tls.crt` and `<dir>/<name>/tls.key`.
+/// `name` may contain `/` (e.g. `namespace/secret`) for namespaced layouts.
+pub fn write_secret(dir: &Path, name: &str, cert_pem: &str, key_pem: &str) {
+    let folder = dir.join(name);
+    fs::create_dir_all(&folder).expect("create secret dir");
+    fs::write(folder.join("tls.crt"), cert_pem).expect("write tls.crt");
+    fs::write(folder.join("tls.key"), key_pem).expect("write tls.key");
+}
+
+/// Writes a CA secret: `<dir>/<name>/ca.crt`.
+pub fn write_ca_secret(dir: &Path, name: &str, ca_pem: &str) {
+    let folder = dir.join(name);
+    fs::create_dir_all(&folder).expect("create secret dir");
+    fs::write(folder.join("ca.crt"), ca_pem).expect("write ca.crt");
+}
