@@ -113,9 +113,16 @@ type Answer = Result<Vec<IpAddr>, ResolveError>;
 /// The actor's protocol.
 enum ResolverMsg {
     /// Resolve `name` (not an IP literal) under `families`.
-    Resolve { name: String, families: Families, respond_to: Sender<Answer> },
+    Resolve {
+        name: String,
+        families: Families,
+        respond_to: Sender<Answer>,
+    },
     /// A lookup task finished: cache the outcome and answer everyone waiting for `key`.
-    Store { key: CacheKey, outcome: Result<Resolved, ResolveError> },
+    Store {
+        key: CacheKey,
+        outcome: Result<Resolved, ResolveError>,
+    },
 }
 
 /// The way in to the ResolverActor; cheap to clone.
@@ -128,7 +135,9 @@ pub(crate) struct ResolverHandle {
 impl std::fmt::Debug for ResolverMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ResolverMsg::Resolve { name, families, .. } => write!(f, "Resolve({name}, {families:?})"),
+            ResolverMsg::Resolve { name, families, .. } => {
+                write!(f, "Resolve({name}, {families:?})")
+            }
             ResolverMsg::Store { key, outcome } => write!(f, "Store({key:?}, {outcome:?})"),
         }
     }
@@ -138,14 +147,22 @@ impl ResolverHandle {
     /// Reads the files, starts the actor task and returns its handle. The actor stops when
     /// the last handle is dropped.
     pub(crate) fn spawn(config: ResolverConfig) -> ResolverHandle {
-        let files = Files::load(config.resolv_conf.clone(), config.hosts_file.clone(), Instant::now());
+        let files = Files::load(
+            config.resolv_conf.clone(),
+            config.hosts_file.clone(),
+            Instant::now(),
+        );
         let policy = CachePolicy {
             min_ttl: MIN_TTL,
             max_ttl: config.max_ttl,
             negative_ttl: config.negative_ttl,
             capacity: CACHE_CAPACITY,
         };
-        let shared = Arc::new(Shared { config, files: Mutex::new(files), counters: Counters::default() });
+        let shared = Arc::new(Shared {
+            config,
+            files: Mutex::new(files),
+            counters: Counters::default(),
+        });
         let (mailbox, inbox) = rt::mailbox(MAILBOX);
         let (store_tx, stores) = rt::mailbox(STORE_MAILBOX);
         let actor = ResolverActor {
@@ -174,7 +191,11 @@ impl ResolverHandle {
         if result.is_err() {
             counters.failures.fetch_add(1, Ordering::Relaxed);
         }
-        result.map(|ips| ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+        result.map(|ips| {
+            ips.into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect()
+        })
     }
 
     /// The counters so far.
@@ -193,7 +214,10 @@ impl ResolverHandle {
             ServiceHost::Ip(ip) => return literal(*ip, families),
             ServiceHost::Dns(name) => name,
         };
-        let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+        let bare = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return literal(ip, families);
         }
@@ -209,9 +233,21 @@ impl ResolverHandle {
             }
         }
         let (respond_to, reply) = rt::oneshot();
-        let msg = ResolverMsg::Resolve { name: name.clone(), families, respond_to };
-        self.mailbox.send_async(msg).await.map_err(|_| ResolveError::ActorGone)?;
-        match rt::timeout(self.shared.config.lookup_timeout + REPLY_GRACE, reply.recv_async()).await {
+        let msg = ResolverMsg::Resolve {
+            name: name.clone(),
+            families,
+            respond_to,
+        };
+        self.mailbox
+            .send_async(msg)
+            .await
+            .map_err(|_| ResolveError::ActorGone)?;
+        match rt::timeout(
+            self.shared.config.lookup_timeout + REPLY_GRACE,
+            reply.recv_async(),
+        )
+        .await
+        {
             Some(Ok(answer)) => answer,
             Some(Err(_)) => Err(ResolveError::ActorGone),
             None => Err(ResolveError::Timeout(name.clone())),
@@ -222,7 +258,11 @@ impl ResolverHandle {
 /// An IP literal resolves to itself when its family is allowed.
 fn literal(ip: IpAddr, families: Families) -> Answer {
     let allowed = order_by_family(&[ip], families);
-    if allowed.is_empty() { Err(ResolveError::NoData(ip.to_string())) } else { Ok(allowed) }
+    if allowed.is_empty() {
+        Err(ResolveError::NoData(ip.to_string()))
+    } else {
+        Ok(allowed)
+    }
 }
 
 /// The actor: owns the cache and the lists of callers waiting for an in-flight lookup.
@@ -252,7 +292,11 @@ impl ResolverActor {
 
     fn handle(&mut self, msg: ResolverMsg) {
         match msg {
-            ResolverMsg::Resolve { name, families, respond_to } => self.resolve(name, families, respond_to),
+            ResolverMsg::Resolve {
+                name,
+                families,
+                respond_to,
+            } => self.resolve(name, families, respond_to),
             ResolverMsg::Store { key, outcome } => {
                 self.cache.put(key.clone(), &outcome, Instant::now());
                 let answer = outcome.map(|resolved| resolved.addrs);
@@ -268,7 +312,10 @@ impl ResolverActor {
         let key = CacheKey::new(&name, families);
         let now = Instant::now();
         if let Some(answer) = self.cache.get(&key, now) {
-            self.shared.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .cache_hits
+                .fetch_add(1, Ordering::Relaxed);
             let _ = respond_to.try_send(answer);
             return;
         }
@@ -282,7 +329,9 @@ impl ResolverActor {
         let shared = Arc::clone(&self.shared);
         let store = self.store_tx.clone();
         drop(rt::spawn(async move {
-            let outcome = crate::net::dns::lookup(&name, families, &conf, deadline, &shared.counters.queries).await;
+            let outcome =
+                crate::net::dns::lookup(&name, families, &conf, deadline, &shared.counters.queries)
+                    .await;
             tracing::debug!(%name, ?families, ?outcome, "DNS lookup finished");
             // The actor reads this channel in every loop turn; if it stopped, nobody waits.
             let _ = store.send_async(ResolverMsg::Store { key, outcome }).await;

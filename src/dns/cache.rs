@@ -23,7 +23,11 @@ pub(crate) struct CacheKey {
 impl CacheKey {
     /// The key for `name` under `families`.
     pub(crate) fn new(name: &str, families: Families) -> CacheKey {
-        CacheKey { name: name.to_ascii_lowercase(), ipv4: families.ipv4, ipv6: families.ipv6 }
+        CacheKey {
+            name: name.to_ascii_lowercase(),
+            ipv4: families.ipv4,
+            ipv6: families.ipv6,
+        }
     }
 }
 
@@ -56,16 +60,31 @@ pub(crate) struct Cache {
 impl Cache {
     /// An empty cache.
     pub(crate) fn new(policy: CachePolicy) -> Cache {
-        Cache { policy, entries: HashMap::new() }
+        Cache {
+            policy,
+            entries: HashMap::new(),
+        }
     }
 
     /// The live answer for `key` at `now`, if any.
-    pub(crate) fn get(&self, key: &CacheKey, now: Instant) -> Option<Result<Vec<IpAddr>, ResolveError>> {
-        self.entries.get(key).filter(|e| e.expires > now).map(|e| e.answer.clone())
+    pub(crate) fn get(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+    ) -> Option<Result<Vec<IpAddr>, ResolveError>> {
+        self.entries
+            .get(key)
+            .filter(|e| e.expires > now)
+            .map(|e| e.answer.clone())
     }
 
     /// Stores the outcome of a lookup; timeouts and I/O errors are not stored.
-    pub(crate) fn put(&mut self, key: CacheKey, outcome: &Result<Resolved, ResolveError>, now: Instant) {
+    pub(crate) fn put(
+        &mut self,
+        key: CacheKey,
+        outcome: &Result<Resolved, ResolveError>,
+        now: Instant,
+    ) {
         let (answer, lifetime) = match outcome {
             Ok(resolved) => {
                 let ttl = clamp_ttl(resolved.ttl, self.policy.min_ttl, self.policy.max_ttl);
@@ -83,7 +102,13 @@ impl Cache {
         if self.entries.len() >= self.policy.capacity && !self.entries.contains_key(&key) {
             self.make_room(now);
         }
-        self.entries.insert(key, Entry { answer, expires: now + lifetime });
+        self.entries.insert(
+            key,
+            Entry {
+                answer,
+                expires: now + lifetime,
+            },
+        );
     }
 
     /// Number of stored entries (live or not yet purged).
@@ -94,7 +119,11 @@ impl Cache {
     fn make_room(&mut self, now: Instant) {
         self.entries.retain(|_, e| e.expires > now);
         while self.entries.len() >= self.policy.capacity.max(1) {
-            let soonest = self.entries.iter().min_by_key(|(_, e)| e.expires).map(|(k, _)| k.clone());
+            let soonest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.expires)
+                .map(|(k, _)| k.clone());
             match soonest {
                 Some(key) => self.entries.remove(&key),
                 None => break,
@@ -107,8 +136,14 @@ impl Cache {
 mod tests {
     use super::*;
 
-    const V4: Families = Families { ipv4: true, ipv6: false };
-    const BOTH: Families = Families { ipv4: true, ipv6: true };
+    const V4: Families = Families {
+        ipv4: true,
+        ipv6: false,
+    };
+    const BOTH: Families = Families {
+        ipv4: true,
+        ipv6: true,
+    };
 
     fn policy() -> CachePolicy {
         CachePolicy {
@@ -120,7 +155,10 @@ mod tests {
     }
 
     fn found(ttl: u32) -> Result<Resolved, ResolveError> {
-        Ok(Resolved { addrs: vec!["10.0.0.1".parse().unwrap()], ttl: Some(ttl) })
+        Ok(Resolved {
+            addrs: vec!["10.0.0.1".parse().unwrap()],
+            ttl: Some(ttl),
+        })
     }
 
     #[test]
@@ -132,9 +170,15 @@ mod tests {
         assert!(cache.get(&key, now + Duration::from_secs(59)).is_some());
         assert!(cache.get(&key, now + Duration::from_secs(60)).is_none());
         cache.put(key.clone(), &found(0), now);
-        assert!(cache.get(&key, now + Duration::from_millis(999)).is_some(), "TTL 0 still caches 1 s");
+        assert!(
+            cache.get(&key, now + Duration::from_millis(999)).is_some(),
+            "TTL 0 still caches 1 s"
+        );
         cache.put(key.clone(), &found(100_000), now);
-        assert!(cache.get(&key, now + Duration::from_secs(300)).is_none(), "TTL capped at 300 s");
+        assert!(
+            cache.get(&key, now + Duration::from_secs(300)).is_none(),
+            "TTL capped at 300 s"
+        );
     }
 
     #[test]
@@ -151,10 +195,21 @@ mod tests {
         let now = Instant::now();
         let mut cache = Cache::new(policy());
         let key = CacheKey::new("gone.test", V4);
-        cache.put(key.clone(), &Err(ResolveError::NotFound("gone.test".into())), now);
-        assert_eq!(cache.get(&key, now + Duration::from_secs(4)), Some(Err(ResolveError::NotFound("gone.test".into()))));
+        cache.put(
+            key.clone(),
+            &Err(ResolveError::NotFound("gone.test".into())),
+            now,
+        );
+        assert_eq!(
+            cache.get(&key, now + Duration::from_secs(4)),
+            Some(Err(ResolveError::NotFound("gone.test".into())))
+        );
         assert_eq!(cache.get(&key, now + Duration::from_secs(5)), None);
-        cache.put(key.clone(), &Err(ResolveError::Timeout("gone.test".into())), now);
+        cache.put(
+            key.clone(),
+            &Err(ResolveError::Timeout("gone.test".into())),
+            now,
+        );
         assert_eq!(cache.get(&key, now), None);
     }
 
@@ -166,7 +221,10 @@ mod tests {
             cache.put(CacheKey::new(&format!("n{i}.test"), V4), &found(ttl), now);
         }
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&CacheKey::new("n1.test", V4), now).is_none(), "the soonest to expire went first");
+        assert!(
+            cache.get(&CacheKey::new("n1.test", V4), now).is_none(),
+            "the soonest to expire went first"
+        );
         assert!(cache.get(&CacheKey::new("n3.test", V4), now).is_some());
     }
 }

@@ -56,7 +56,9 @@ impl ResolvConf {
             let line_no = index + 1;
             let line = raw.split(['#', ';']).next().unwrap_or("");
             let mut words = line.split_whitespace();
-            let Some(keyword) = words.next() else { continue };
+            let Some(keyword) = words.next() else {
+                continue;
+            };
             match keyword {
                 "nameserver" => match words.next().and_then(parse_nameserver) {
                     Some(addr) if conf.nameservers.len() < MAX_NAMESERVERS => conf.nameservers.push(addr),
@@ -82,7 +84,8 @@ impl ResolvConf {
             }
         }
         if conf.nameservers.is_empty() {
-            conf.nameservers.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT));
+            conf.nameservers
+                .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT));
         }
         conf
     }
@@ -92,10 +95,13 @@ impl ResolvConf {
         let number = value.parse::<u64>().ok();
         match (name, number) {
             ("ndots", Some(n)) => self.ndots = n.min(u64::from(MAX_NDOTS)) as u8,
-            ("timeout", Some(n)) => self.timeout = Duration::from_secs(n.clamp(1, MAX_TIMEOUT_SECS)),
+            ("timeout", Some(n)) => {
+                self.timeout = Duration::from_secs(n.clamp(1, MAX_TIMEOUT_SECS))
+            }
             ("attempts", Some(n)) => self.attempts = n.clamp(1, u64::from(MAX_ATTEMPTS)) as u8,
             ("ndots" | "timeout" | "attempts", None) => {
-                self.problems.push(format!("line {line_no}: bad option `{option}` ignored"));
+                self.problems
+                    .push(format!("line {line_no}: bad option `{option}` ignored"));
             }
             // rotate, edns0, single-request, use-vc, …: accepted and not needed here.
             _ => {}
@@ -108,7 +114,9 @@ fn parse_nameserver(word: &str) -> Option<SocketAddr> {
     if let Ok(ip) = word.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, DNS_PORT));
     }
-    word.parse::<SocketAddr>().ok().filter(|addr| addr.port() != 0)
+    word.parse::<SocketAddr>()
+        .ok()
+        .filter(|addr| addr.port() != 0)
 }
 
 #[cfg(test)]
@@ -124,7 +132,10 @@ mod tests {
         let conf = ResolvConf::parse("");
         assert_eq!(conf.nameservers, vec![sa("127.0.0.1:53")]);
         assert!(conf.search.is_empty());
-        assert_eq!((conf.ndots, conf.timeout, conf.attempts), (1, Duration::from_secs(5), 2));
+        assert_eq!(
+            (conf.ndots, conf.timeout, conf.attempts),
+            (1, Duration::from_secs(5), 2)
+        );
     }
 
     #[test]
@@ -132,13 +143,23 @@ mod tests {
         let conf = ResolvConf::parse(
             "# comment\nnameserver 10.0.0.1\nnameserver ::1   # trailing comment\nnameserver [::1]:5353\nnameserver 127.0.0.1:5353\n",
         );
-        assert_eq!(conf.nameservers, vec![sa("10.0.0.1:53"), sa("[::1]:53"), sa("[::1]:5353")]);
-        assert_eq!(conf.problems.len(), 1, "the fourth nameserver is reported: {:?}", conf.problems);
+        assert_eq!(
+            conf.nameservers,
+            vec![sa("10.0.0.1:53"), sa("[::1]:53"), sa("[::1]:5353")]
+        );
+        assert_eq!(
+            conf.problems.len(),
+            1,
+            "the fourth nameserver is reported: {:?}",
+            conf.problems
+        );
     }
 
     #[test]
     fn bad_nameserver_lines_are_reported_not_fatal() {
-        let conf = ResolvConf::parse("nameserver not-an-ip\nnameserver 127.0.0.1:0\nnameserver 127.0.0.2\n");
+        let conf = ResolvConf::parse(
+            "nameserver not-an-ip\nnameserver 127.0.0.1:0\nnameserver 127.0.0.2\n",
+        );
         assert_eq!(conf.nameservers, vec![sa("127.0.0.2:53")]);
         assert_eq!(conf.problems.len(), 2);
     }
@@ -146,13 +167,19 @@ mod tests {
     #[test]
     fn every_option_on_one_line_is_read() {
         let conf = ResolvConf::parse("options rotate ndots:5 timeout:1 attempts:3 edns0\n");
-        assert_eq!((conf.ndots, conf.timeout, conf.attempts), (5, Duration::from_secs(1), 3));
+        assert_eq!(
+            (conf.ndots, conf.timeout, conf.attempts),
+            (5, Duration::from_secs(1), 3)
+        );
     }
 
     #[test]
     fn options_are_clamped_and_later_lines_override() {
         let conf = ResolvConf::parse("options ndots:99 timeout:0 attempts:50\noptions ndots:2\n");
-        assert_eq!((conf.ndots, conf.timeout, conf.attempts), (2, Duration::from_secs(1), 5));
+        assert_eq!(
+            (conf.ndots, conf.timeout, conf.attempts),
+            (2, Duration::from_secs(1), 5)
+        );
         let bad = ResolvConf::parse("options ndots:x\n");
         assert_eq!(bad.ndots, 1);
         assert_eq!(bad.problems.len(), 1);
@@ -160,8 +187,12 @@ mod tests {
 
     #[test]
     fn the_last_search_or_domain_line_wins() {
-        let conf = ResolvConf::parse("domain corp.example\nsearch Svc.Cluster.Local. cluster.local\n");
-        assert_eq!(conf.search, vec!["svc.cluster.local".to_string(), "cluster.local".to_string()]);
+        let conf =
+            ResolvConf::parse("domain corp.example\nsearch Svc.Cluster.Local. cluster.local\n");
+        assert_eq!(
+            conf.search,
+            vec!["svc.cluster.local".to_string(), "cluster.local".to_string()]
+        );
         let conf = ResolvConf::parse("search a.example b.example\ndomain c.example\n");
         assert_eq!(conf.search, vec!["c.example".to_string()]);
     }

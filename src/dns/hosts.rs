@@ -21,7 +21,9 @@ impl HostsFile {
         for raw in text.lines() {
             let line = raw.split('#').next().unwrap_or("");
             let mut words = line.split_whitespace();
-            let Some(Ok(addr)) = words.next().map(str::parse::<IpAddr>) else { continue };
+            let Some(Ok(addr)) = words.next().map(str::parse::<IpAddr>) else {
+                continue;
+            };
             for name in words {
                 let key = normalize(name);
                 if key.is_empty() {
@@ -72,8 +74,15 @@ not-an-ip broken.example
     #[test]
     fn exact_names_match_and_substrings_do_not() {
         let hosts = HostsFile::parse(SAMPLE);
-        assert_eq!(hosts.lookup("localhost"), Some(&[ip("127.0.0.1"), ip("::1")][..]));
-        assert_eq!(hosts.lookup("host"), None, "`host` must not match `localhost`");
+        assert_eq!(
+            hosts.lookup("localhost"),
+            Some(&[ip("127.0.0.1"), ip("::1")][..])
+        );
+        assert_eq!(
+            hosts.lookup("host"),
+            None,
+            "`host` must not match `localhost`"
+        );
         assert_eq!(hosts.lookup("local"), None);
         assert_eq!(hosts.lookup("localhost.localdomain"), None);
         assert_eq!(hosts.lookup("ip6-loopback"), Some(&[ip("::1")][..]));
@@ -94,7 +103,11 @@ not-an-ip broken.example
         assert_eq!(hosts.lookup("commented.example"), None);
         assert_eq!(hosts.lookup("scoped.example"), None);
         assert_eq!(hosts.lookup("broken.example"), None);
-        assert_eq!(hosts.lookup("the"), None, "words of a comment are not names");
+        assert_eq!(
+            hosts.lookup("the"),
+            None,
+            "words of a comment are not names"
+        );
         assert_eq!(hosts.len(), 5);
     }
 }

@@ -103,7 +103,11 @@ pub(crate) enum TypeOutcome {
 /// Combines the AAAA and A outcomes of one candidate name into the family policy's answer:
 /// IPv6 addresses first, then IPv4. Addresses from one family win over an error from the
 /// other; otherwise an error beats "no data", and "no data" beats NXDOMAIN (the name exists).
-pub(crate) fn combine(name: &str, aaaa: TypeOutcome, a: TypeOutcome) -> Result<Resolved, ResolveError> {
+pub(crate) fn combine(
+    name: &str,
+    aaaa: TypeOutcome,
+    a: TypeOutcome,
+) -> Result<Resolved, ResolveError> {
     let mut addrs = Vec::new();
     let mut ttl: Option<u32> = None;
     let mut failure = None;
@@ -133,9 +137,18 @@ pub(crate) fn combine(name: &str, aaaa: TypeOutcome, a: TypeOutcome) -> Result<R
 mod tests {
     use super::*;
 
-    const BOTH: Families = Families { ipv4: true, ipv6: true };
-    const V4: Families = Families { ipv4: true, ipv6: false };
-    const V6: Families = Families { ipv4: false, ipv6: true };
+    const BOTH: Families = Families {
+        ipv4: true,
+        ipv6: true,
+    };
+    const V4: Families = Families {
+        ipv4: true,
+        ipv6: false,
+    };
+    const V6: Families = Families {
+        ipv4: false,
+        ipv6: true,
+    };
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -143,12 +156,21 @@ mod tests {
 
     #[test]
     fn family_policy_orders_ipv6_first_and_filters() {
-        let addrs = [ip("10.0.0.1"), ip("::1"), ip("10.0.0.2"), ip("::2"), ip("::1")];
+        let addrs = [
+            ip("10.0.0.1"),
+            ip("::1"),
+            ip("10.0.0.2"),
+            ip("::2"),
+            ip("::1"),
+        ];
         assert_eq!(
             order_by_family(&addrs, BOTH),
             vec![ip("::1"), ip("::2"), ip("10.0.0.1"), ip("10.0.0.2")]
         );
-        assert_eq!(order_by_family(&addrs, V4), vec![ip("10.0.0.1"), ip("10.0.0.2")]);
+        assert_eq!(
+            order_by_family(&addrs, V4),
+            vec![ip("10.0.0.1"), ip("10.0.0.2")]
+        );
         assert_eq!(order_by_family(&addrs, V6), vec![ip("::1"), ip("::2")]);
     }
 
@@ -171,16 +193,30 @@ mod tests {
         );
         assert_eq!(
             got,
-            Ok(Resolved { addrs: vec![ip("::3"), ip("127.0.0.3")], ttl: Some(10) })
+            Ok(Resolved {
+                addrs: vec![ip("::3"), ip("127.0.0.3")],
+                ttl: Some(10)
+            })
         );
     }
 
     #[test]
     fn combine_prefers_addresses_then_errors_then_nodata_then_nxdomain() {
         let timeout = ResolveError::Timeout("x".into());
-        let got = combine("x", TypeOutcome::Failed(timeout.clone()), TypeOutcome::Found(vec![ip("1.2.3.4")], 5));
+        let got = combine(
+            "x",
+            TypeOutcome::Failed(timeout.clone()),
+            TypeOutcome::Found(vec![ip("1.2.3.4")], 5),
+        );
         assert_eq!(got.map(|r| r.addrs), Ok(vec![ip("1.2.3.4")]));
-        assert_eq!(combine("x", TypeOutcome::Failed(timeout.clone()), TypeOutcome::NoData), Err(timeout));
+        assert_eq!(
+            combine(
+                "x",
+                TypeOutcome::Failed(timeout.clone()),
+                TypeOutcome::NoData
+            ),
+            Err(timeout)
+        );
         assert_eq!(
             combine("x", TypeOutcome::NxDomain, TypeOutcome::NoData),
             Err(ResolveError::NoData("x".into()))

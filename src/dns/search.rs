@@ -47,29 +47,46 @@ mod tests {
     fn ndots_1_asks_dotted_names_as_is_first() {
         assert_eq!(
             candidates("api.example", &search(), 1),
-            vec!["api.example", "api.example.ns.svc.cluster.local", "api.example.svc.cluster.local"]
+            vec![
+                "api.example",
+                "api.example.ns.svc.cluster.local",
+                "api.example.svc.cluster.local"
+            ]
         );
-        assert_eq!(candidates("api", &search(), 1), vec!["api.ns.svc.cluster.local", "api.svc.cluster.local", "api"]);
+        assert_eq!(
+            candidates("api", &search(), 1),
+            vec!["api.ns.svc.cluster.local", "api.svc.cluster.local", "api"]
+        );
     }
 
     #[test]
     fn ndots_5_searches_first_like_kubernetes() {
         assert_eq!(
             candidates("db.other", &search(), 5),
-            vec!["db.other.ns.svc.cluster.local", "db.other.svc.cluster.local", "db.other"]
+            vec![
+                "db.other.ns.svc.cluster.local",
+                "db.other.svc.cluster.local",
+                "db.other"
+            ]
         );
         assert_eq!(candidates("a.b.c.d.e.f", &search(), 5)[0], "a.b.c.d.e.f");
     }
 
     #[test]
     fn a_trailing_dot_means_absolute_only() {
-        assert_eq!(candidates("api.example.", &search(), 5), vec!["api.example"]);
+        assert_eq!(
+            candidates("api.example.", &search(), 5),
+            vec!["api.example"]
+        );
         assert_eq!(candidates("api.", &search(), 1), vec!["api"]);
     }
 
     #[test]
     fn no_search_list_means_the_name_alone() {
         assert_eq!(candidates("api", &[], 1), vec!["api"]);
-        assert_eq!(candidates("api", &["".into(), "x.".into(), "X".into()], 1), vec!["api.x", "api"]);
+        assert_eq!(
+            candidates("api", &["".into(), "x.".into(), "X".into()], 1),
+            vec!["api.x", "api"]
+        );
     }
 }

@@ -74,16 +74,32 @@ pub(crate) fn encode_query(id: u16, name: &str, rtype: RecordType) -> Result<Vec
         RecordType::Aaaa => ResourceType::AAAA,
     };
     let mut questions = [Question::new(name, ty, CLASS_IN)];
-    let message = Message::new(id, Flags::standard_query(), &mut questions, &mut [], &mut [], &mut []);
+    let message = Message::new(
+        id,
+        Flags::standard_query(),
+        &mut questions,
+        &mut [],
+        &mut [],
+        &mut [],
+    );
     let mut buf = vec![0u8; message.space_needed()];
-    let len = message.write(&mut buf).map_err(|_| WireError::BadName(name.to_owned()))?;
+    let len = message
+        .write(&mut buf)
+        .map_err(|_| WireError::BadName(name.to_owned()))?;
     buf.truncate(len);
     Ok(buf)
 }
 
 /// Checks and decodes `buf` as the reply to query `id` for `name`/`rtype`.
-pub(crate) fn decode_reply(buf: &[u8], id: u16, name: &str, rtype: RecordType) -> Result<Reply, WireError> {
-    let header = buf.get(..HEADER_LEN).ok_or(WireError::Malformed("shorter than a header"))?;
+pub(crate) fn decode_reply(
+    buf: &[u8],
+    id: u16,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Reply, WireError> {
+    let header = buf
+        .get(..HEADER_LEN)
+        .ok_or(WireError::Malformed("shorter than a header"))?;
     let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
     let flags = word(2);
     if word(0) != id {
@@ -144,7 +160,16 @@ fn read_record(buf: &[u8], pos: usize) -> Result<(Record, usize), WireError> {
     }
     // RFC 2181 §8: a TTL with the top bit set counts as zero.
     let ttl = if ttl > i32::MAX as u32 { 0 } else { ttl };
-    Ok((Record { owner, rtype, class, ttl, rdata: start..start + len }, start + len))
+    Ok((
+        Record {
+            owner,
+            rtype,
+            class,
+            ttl,
+            rdata: start..start + len,
+        },
+        start + len,
+    ))
 }
 
 /// Follows the CNAME chain from the asked name, then takes that owner's address records.
@@ -156,16 +181,27 @@ fn pick_addresses(buf: &[u8], records: &[Record], asked: Vec<u8>, rtype: RecordT
             .iter()
             .find(|r| r.rtype == TYPE_CNAME && r.class == CLASS_IN && r.owner == owner);
         let Some(cname) = cname else { break };
-        let Ok((target, _)) = read_name(buf, cname.rdata.start) else { break };
+        let Ok((target, _)) = read_name(buf, cname.rdata.start) else {
+            break;
+        };
         ttl = ttl.min(cname.ttl);
         owner = target;
     }
     let mut addrs = Vec::new();
-    for r in records.iter().filter(|r| r.rtype == rtype.code() && r.class == CLASS_IN && r.owner == owner) {
-        let Some(data) = buf.get(r.rdata.clone()) else { continue };
+    for r in records
+        .iter()
+        .filter(|r| r.rtype == rtype.code() && r.class == CLASS_IN && r.owner == owner)
+    {
+        let Some(data) = buf.get(r.rdata.clone()) else {
+            continue;
+        };
         let addr = match (rtype, data.len()) {
-            (RecordType::A, 4) => <[u8; 4]>::try_from(data).ok().map(|b| IpAddr::V4(Ipv4Addr::from(b))),
-            (RecordType::Aaaa, 16) => <[u8; 16]>::try_from(data).ok().map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+            (RecordType::A, 4) => <[u8; 4]>::try_from(data)
+                .ok()
+                .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+            (RecordType::Aaaa, 16) => <[u8; 16]>::try_from(data)
+                .ok()
+                .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
             _ => None,
         };
         if let Some(addr) = addr {
@@ -175,7 +211,11 @@ fn pick_addresses(buf: &[u8], records: &[Record], asked: Vec<u8>, rtype: RecordT
             }
         }
     }
-    if addrs.is_empty() { Reply::NoData } else { Reply::Records(addrs, ttl) }
+    if addrs.is_empty() {
+        Reply::NoData
+    } else {
+        Reply::Records(addrs, ttl)
+    }
 }
 
 fn read_u16(buf: &[u8], pos: usize) -> Result<u16, WireError> {
@@ -192,7 +232,9 @@ fn read_name(buf: &[u8], mut pos: usize) -> Result<(Vec<u8>, usize), WireError> 
     let mut end = None;
     let mut jumps = 0;
     loop {
-        let len = *buf.get(pos).ok_or(WireError::Malformed("name past the end"))?;
+        let len = *buf
+            .get(pos)
+            .ok_or(WireError::Malformed("name past the end"))?;
         match len & 0xC0 {
             0x00 if len == 0 => return Ok((key, end.unwrap_or(pos + 1))),
             0x00 => {
@@ -207,7 +249,9 @@ fn read_name(buf: &[u8], mut pos: usize) -> Result<(Vec<u8>, usize), WireError> 
                 pos += 1 + usize::from(len);
             }
             0xC0 => {
-                let low = *buf.get(pos + 1).ok_or(WireError::Malformed("pointer past the end"))?;
+                let low = *buf
+                    .get(pos + 1)
+                    .ok_or(WireError::Malformed("pointer past the end"))?;
                 let target = usize::from(len & 0x3F) << 8 | usize::from(low);
                 jumps += 1;
                 if target >= pos || jumps > MAX_POINTER_JUMPS {
@@ -225,10 +269,16 @@ fn read_name(buf: &[u8], mut pos: usize) -> Result<(Vec<u8>, usize), WireError> 
 fn checked_name(name: &str) -> Result<&str, WireError> {
     let bare = name.strip_suffix('.').unwrap_or(name);
     let bad = || WireError::BadName(name.to_owned());
-    if bare.is_empty() || bare.len() + 2 > MAX_NAME_LEN || !bare.bytes().all(|b| b.is_ascii_graphic()) {
+    if bare.is_empty()
+        || bare.len() + 2 > MAX_NAME_LEN
+        || !bare.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(bad());
     }
-    if bare.split('.').any(|label| label.is_empty() || label.len() > 63) {
+    if bare
+        .split('.')
+        .any(|label| label.is_empty() || label.len() > 63)
+    {
         return Err(bad());
     }
     Ok(bare)

@@ -56,7 +56,11 @@ pub(crate) async fn lookup(
                 }
             }
         };
-        let (aaaa, a) = futures_lite::future::zip(ask(families.ipv6, RecordType::Aaaa), ask(families.ipv4, RecordType::A)).await;
+        let (aaaa, a) = futures_lite::future::zip(
+            ask(families.ipv6, RecordType::Aaaa),
+            ask(families.ipv4, RecordType::A),
+        )
+        .await;
         match combine(name, aaaa, a) {
             Ok(resolved) => return Ok(resolved),
             Err(ResolveError::NotFound(_)) => {}
@@ -71,6 +75,9 @@ pub(crate) async fn lookup(
         None => Err(ResolveError::NotFound(name.to_owned())),
     }
 }
+
+/// One pending question to one nameserver (boxed so any number can be polled together).
+type Pending<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 /// Why one nameserver gave no usable answer.
 #[derive(Debug)]
@@ -92,17 +99,30 @@ async fn ask_type(
     let id = fastrand::u16(..);
     let query = match wire::encode_query(id, candidate, rtype) {
         Ok(query) => query,
-        Err(err) => return TypeOutcome::Failed(ResolveError::Io(asked.to_owned(), err.to_string())),
+        Err(err) => {
+            return TypeOutcome::Failed(ResolveError::Io(asked.to_owned(), err.to_string()));
+        }
     };
     queries.fetch_add(1, Ordering::Relaxed);
     let left = deadline.saturating_duration_since(Instant::now());
-    let per_try = conf.timeout.min(left / u32::from(conf.attempts.max(1))).max(MIN_TRY);
-    let servers: Vec<Pin<Box<dyn Future<Output = Result<Reply, ServerFail>> + Send + '_>>> = conf
+    let per_try = conf
+        .timeout
+        .min(left / u32::from(conf.attempts.max(1)))
+        .max(MIN_TRY);
+    let servers: Vec<Pending<'_, Reply, ServerFail>> = conf
         .nameservers
         .iter()
         .map(|server| {
-            let fut = ask_server(*server, &query, id, candidate, rtype, per_try, conf.attempts.max(1));
-            Box::pin(fut) as Pin<Box<dyn Future<Output = _> + Send + '_>>
+            let fut = ask_server(
+                *server,
+                &query,
+                id,
+                candidate,
+                rtype,
+                per_try,
+                conf.attempts.max(1),
+            );
+            Box::pin(fut) as Pending<'_, _, _>
         })
         .collect();
     match rt::timeout(left, first_answer(servers)).await {
@@ -129,11 +149,14 @@ fn summarize(asked: &str, fails: &[ServerFail]) -> ResolveError {
             ServerFail::Timeout => "timeout".to_owned(),
         })
         .collect();
-    ResolveError::Io(asked.to_owned(), format!("no nameserver answered: {}", why.join(", ")))
+    ResolveError::Io(
+        asked.to_owned(),
+        format!("no nameserver answered: {}", why.join(", ")),
+    )
 }
 
 /// Polls all futures together; the first `Ok` wins, or every `Err` is returned.
-async fn first_answer<T, E>(mut futures: Vec<Pin<Box<dyn Future<Output = Result<T, E>> + Send + '_>>>) -> Result<T, Vec<E>> {
+async fn first_answer<T, E>(mut futures: Vec<Pending<'_, T, E>>) -> Result<T, Vec<E>> {
     let mut errors = Vec::new();
     std::future::poll_fn(move |cx| {
         let mut i = 0;
@@ -147,7 +170,11 @@ async fn first_answer<T, E>(mut futures: Vec<Pin<Box<dyn Future<Output = Result<
                 Poll::Pending => i += 1,
             }
         }
-        if futures.is_empty() { Poll::Ready(Err(std::mem::take(&mut errors))) } else { Poll::Pending }
+        if futures.is_empty() {
+            Poll::Ready(Err(std::mem::take(&mut errors)))
+        } else {
+            Poll::Pending
+        }
     })
     .await
 }
@@ -178,10 +205,14 @@ async fn ask_server(
         let try_ends = Instant::now() + per_try;
         loop {
             let left = try_ends.saturating_duration_since(Instant::now());
-            let Some(received) = rt::timeout(left, socket.recv(&mut buf)).await else { break };
+            let Some(received) = rt::timeout(left, socket.recv(&mut buf)).await else {
+                break;
+            };
             let datagram = buf.get(..received.map_err(io_fail)?).unwrap_or_default();
             match wire::decode_reply(datagram, id, name, rtype) {
-                Ok(Reply::Truncated) => return ask_server_tcp(server, query, id, name, rtype).await,
+                Ok(Reply::Truncated) => {
+                    return ask_server_tcp(server, query, id, name, rtype).await;
+                }
                 Ok(Reply::ServerError(code)) => return Err(ServerFail::Rcode(code)),
                 Ok(reply) => return Ok(reply),
                 // A stray or spoofed datagram: keep waiting for the real answer.
@@ -193,8 +224,15 @@ async fn ask_server(
 }
 
 /// The same question over TCP (two-byte length prefix each way).
-async fn ask_server_tcp(server: SocketAddr, query: &[u8], id: u16, name: &str, rtype: RecordType) -> Result<Reply, ServerFail> {
-    let len = u16::try_from(query.len()).map_err(|_| ServerFail::Io("query too long for TCP".into()))?;
+async fn ask_server_tcp(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Reply, ServerFail> {
+    let len =
+        u16::try_from(query.len()).map_err(|_| ServerFail::Io("query too long for TCP".into()))?;
     let mut stream = Async::<TcpStream>::connect(server).await.map_err(io_fail)?;
     let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(query);

@@ -38,7 +38,15 @@ impl Files {
         let hosts_stamp = stamp(&hosts_path);
         let conf = Arc::new(read_conf(&resolv_path));
         let hosts = Arc::new(read_hosts(&hosts_path));
-        Files { resolv_path, hosts_path, conf, hosts, conf_stamp, hosts_stamp, checked: now }
+        Files {
+            resolv_path,
+            hosts_path,
+            conf,
+            hosts,
+            conf_stamp,
+            hosts_stamp,
+            checked: now,
+        }
     }
 
     /// The current resolv.conf, re-read first if it changed (checked at most once a second).
@@ -118,12 +126,27 @@ mod tests {
 
         fs::write(&resolv, "nameserver 10.0.0.2:5353\n").unwrap();
         fs::write(&hosts, "10.0.0.6 six six-alias\n").unwrap();
-        assert!(files.hosts(start + Duration::from_millis(500)).lookup("five").is_some(), "not re-checked yet");
+        assert!(
+            files
+                .hosts(start + Duration::from_millis(500))
+                .lookup("five")
+                .is_some(),
+            "not re-checked yet"
+        );
         let later = start + Duration::from_secs(2);
         assert!(files.hosts(later).lookup("six").is_some());
-        assert_eq!(files.conf(later).nameservers, vec!["10.0.0.2:5353".parse().unwrap()]);
+        assert_eq!(
+            files.conf(later).nameservers,
+            vec!["10.0.0.2:5353".parse().unwrap()]
+        );
 
         fs::remove_file(&hosts).unwrap();
-        assert!(files.hosts(later + Duration::from_secs(2)).lookup("six").is_none(), "a removed file empties");
+        assert!(
+            files
+                .hosts(later + Duration::from_secs(2))
+                .lookup("six")
+                .is_none(),
+            "a removed file empties"
+        );
     }
 }
