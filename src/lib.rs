@@ -19,6 +19,7 @@
 // pure core
 pub mod close;
 pub mod config;
+pub(crate) mod dns;
 pub mod metrics;
 pub mod route;
 pub mod sni;
@@ -36,6 +37,7 @@ pub(crate) mod net;
 pub(crate) mod rt;
 
 pub use actors::config::ReloadReport;
+pub use actors::resolver::{ResolveError, ResolverConfig};
 pub use actors::supervisor::ApplyReport;
 pub use api::{ProxyBuilder, ProxyHandle};
 pub use config::{ConfigError, ConfigInput, check};
