@@ -20,6 +20,9 @@ pub mod source;
 pub mod tls;
 pub mod validate;
 
+#[cfg(test)]
+pub(crate) mod testutil;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
