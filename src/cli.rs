@@ -132,8 +132,11 @@ mod tests {
 
     #[test]
     fn run_flags_parse_with_defaults() {
-        let cli = Cli::try_parse_from(["tcpmap", "run", "--config", "a.yaml", "--config", "d/"]).unwrap();
-        let Command::Run(a) = cli.command else { panic!("not run") };
+        let cli =
+            Cli::try_parse_from(["tcpmap", "run", "--config", "a.yaml", "--config", "d/"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.config.config.len(), 2);
         assert_eq!(a.drain_timeout, 30);
         assert_eq!(a.log_format, LogFormat::Text);
@@ -144,11 +147,21 @@ mod tests {
     fn check_requires_config() {
         assert!(Cli::try_parse_from(["tcpmap", "check"]).is_err());
         let cli = Cli::try_parse_from([
-            "tcpmap", "check", "--config", "x", "--secrets-dir", "s", "--namespace", "ns",
-            "--ambassador-id", "id",
+            "tcpmap",
+            "check",
+            "--config",
+            "x",
+            "--secrets-dir",
+            "s",
+            "--namespace",
+            "ns",
+            "--ambassador-id",
+            "id",
         ])
         .unwrap();
-        let Command::Check(a) = cli.command else { panic!("not check") };
+        let Command::Check(a) = cli.command else {
+            panic!("not check")
+        };
         let input = a.config.input();
         assert_eq!(input.namespace, "ns");
         assert_eq!(input.ambassador_id, "id");
@@ -156,6 +169,8 @@ mod tests {
 
     #[test]
     fn bad_log_format_is_rejected() {
-        assert!(Cli::try_parse_from(["tcpmap", "run", "--config", "x", "--log-format", "xml"]).is_err());
+        assert!(
+            Cli::try_parse_from(["tcpmap", "run", "--config", "x", "--log-format", "xml"]).is_err()
+        );
     }
 }

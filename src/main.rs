@@ -30,7 +30,11 @@ fn main() -> ExitCode {
             // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
             let _ = out.write_all(report.text.as_bytes());
             let _ = out.flush();
-            if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Run(args) => {
             init_tracing(args.log_format, "info");

@@ -31,10 +31,15 @@ fn lines(s: &str) -> Vec<&str> {
 #[test]
 fn every_example_config_passes() {
     let mut n = 0;
-    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")).unwrap() {
+    for entry in
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")).unwrap()
+    {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let rel = format!("examples/config/{}", path.file_name().unwrap().to_string_lossy());
+            let rel = format!(
+                "examples/config/{}",
+                path.file_name().unwrap().to_string_lossy()
+            );
             let out = check(&["--config", &rel, "--secrets-dir", "examples/config/secrets"]);
             assert_eq!(out.code, 0, "{rel}:\n{}", out.stdout);
             assert!(!out.stdout.contains("warning:"), "{rel}:\n{}", out.stdout);
@@ -46,12 +51,20 @@ fn every_example_config_passes() {
 
 #[test]
 fn example_directory_prints_the_route_table() {
-    let out = check(&["--config", "examples/config/termination-origination.yaml", "--secrets-dir", "examples/config/secrets"]);
-    assert_eq!(out.code, 0, "{}", out.stdout);
-    assert_eq!(lines(&out.stdout), [
-        "0.0.0.0:2222 my-host-1 terminate(TLSContext my-context)+originate(insecure) -> upstream-host-1:9999 (100%) [test_mapping]",
-        "0.0.0.0:2222 my-host-2 terminate(TLSContext my-context)+originate(TLSContext origination-context) -> upstream-host-2:9999 (100%) [test_mapping_2]",
+    let out = check(&[
+        "--config",
+        "examples/config/termination-origination.yaml",
+        "--secrets-dir",
+        "examples/config/secrets",
     ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "0.0.0.0:2222 my-host-1 terminate(TLSContext my-context)+originate(insecure) -> upstream-host-1:9999 (100%) [test_mapping]",
+            "0.0.0.0:2222 my-host-2 terminate(TLSContext my-context)+originate(TLSContext origination-context) -> upstream-host-2:9999 (100%) [test_mapping_2]",
+        ]
+    );
 }
 
 #[test]
@@ -68,7 +81,11 @@ fn five_mistakes_give_five_lines() {
         (3, format!("{f}:25: TCPMapping heavy: ")),
         (4, format!("{f}:31: TCPMapping named_address: ")),
     ] {
-        assert!(got[line].starts_with(&prefix), "{} does not start with {prefix}", got[line]);
+        assert!(
+            got[line].starts_with(&prefix),
+            "{} does not start with {prefix}",
+            got[line]
+        );
     }
 }
 
@@ -78,10 +95,27 @@ fn warnings_do_not_change_the_exit_code() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     let f = "tests/fixtures/check/warnings.yaml";
     let got = lines(&out.stdout);
-    assert!(got[0].starts_with(&format!("warning: {f}:8: TCPMapping test_mapping: unknown attribute `idle_timout_ms`")), "{}", out.stdout);
-    assert!(got[1].starts_with(&format!("warning: {f}:10: TCPMapping test_mapping: ")) && got[1].contains(&format!("{f}:3")), "{}", out.stdout);
-    assert!(out.stdout.contains("0.0.0.0:7001 * raw -> upstream-a:9000 (100%)"));
-    assert!(out.stdout.contains("0.0.0.0:7002 * raw -> upstream-b:9000 (100%)"));
+    assert!(
+        got[0].starts_with(&format!(
+            "warning: {f}:8: TCPMapping test_mapping: unknown attribute `idle_timout_ms`"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        got[1].starts_with(&format!("warning: {f}:10: TCPMapping test_mapping: "))
+            && got[1].contains(&format!("{f}:3")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("0.0.0.0:7001 * raw -> upstream-a:9000 (100%)")
+    );
+    assert!(
+        out.stdout
+            .contains("0.0.0.0:7002 * raw -> upstream-b:9000 (100%)")
+    );
 }
 
 #[test]
@@ -90,7 +124,11 @@ fn yaml_syntax_error_names_file_and_line() {
     assert_eq!(out.code, 1);
     let got = lines(&out.stdout);
     assert_eq!(got.len(), 1, "{}", out.stdout);
-    assert!(got[0].starts_with("tests/fixtures/check/syntax.yaml:12: YAML -: syntax error"), "{}", out.stdout);
+    assert!(
+        got[0].starts_with("tests/fixtures/check/syntax.yaml:12: YAML -: syntax error"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -100,13 +138,28 @@ fn group_disagreement_names_both_mappings() {
     let f = "tests/fixtures/check/disagree.yaml";
     let got = lines(&out.stdout);
     assert_eq!(got.len(), 2, "{}", out.stdout);
-    assert!(got[0].starts_with(&format!("{f}:19: TCPMapping second: `tls` is true here but false in TCPMapping first ({f}:3)")), "{}", out.stdout);
-    assert!(got[1].starts_with(&format!("{f}:20: TCPMapping second: `idle_timeout_ms`")), "{}", out.stdout);
+    assert!(
+        got[0].starts_with(&format!(
+            "{f}:19: TCPMapping second: `tls` is true here but false in TCPMapping first ({f}:3)"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        got[1].starts_with(&format!("{f}:20: TCPMapping second: `idle_timeout_ms`")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn missing_secret_names_the_context_and_file() {
-    let out = check(&["--config", "tests/fixtures/check/bad-secret.yaml", "--secrets-dir", "examples/config/secrets"]);
+    let out = check(&[
+        "--config",
+        "tests/fixtures/check/bad-secret.yaml",
+        "--secrets-dir",
+        "examples/config/secrets",
+    ]);
     assert_eq!(out.code, 1);
     let got = lines(&out.stdout);
     assert_eq!(got.len(), 1, "{}", out.stdout);
@@ -117,14 +170,22 @@ fn missing_secret_names_the_context_and_file() {
 fn secret_without_secrets_dir_is_an_error() {
     let out = check(&["--config", "examples/config/termination.yaml"]);
     assert_eq!(out.code, 1);
-    assert!(out.stdout.contains("TLSContext my-context: secret `supersecret` needs --secrets-dir"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("TLSContext my-context: secret `supersecret` needs --secrets-dir"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn weighted_split_shows_percentages() {
     let out = check(&["--config", "tests/fixtures/check/weighted.yaml"]);
     assert_eq!(out.code, 0);
-    assert_eq!(lines(&out.stdout), ["0.0.0.0:7007 * raw -> stable:80 (70%) [stable], canary:80 (30%) [canary]"]);
+    assert_eq!(
+        lines(&out.stdout),
+        ["0.0.0.0:7007 * raw -> stable:80 (70%) [stable], canary:80 (30%) [canary]"]
+    );
 }
 
 #[test]
@@ -132,8 +193,16 @@ fn configmap_directory_is_read_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("..2025_01_01_00_00_00.1");
     std::fs::create_dir(&data).unwrap();
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/ssh.yaml"), data.join("b-ssh.yaml")).unwrap();
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/quickstart.yaml"), data.join("a-quick.yml")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/ssh.yaml"),
+        data.join("b-ssh.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/quickstart.yaml"),
+        data.join("a-quick.yml"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(data.file_name().unwrap(), dir.path().join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/b-ssh.yaml", dir.path().join("b-ssh.yaml")).unwrap();
     std::os::unix::fs::symlink("..data/a-quick.yml", dir.path().join("a-quick.yml")).unwrap();
@@ -157,5 +226,10 @@ fn ambassador_id_flag_filters() {
 fn missing_config_path_exits_1() {
     let out = check(&["--config", "tests/fixtures/check/nope.yaml"]);
     assert_eq!(out.code, 1);
-    assert!(out.stdout.starts_with("tests/fixtures/check/nope.yaml:1: File -: cannot read"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .starts_with("tests/fixtures/check/nope.yaml:1: File -: cannot read"),
+        "{}",
+        out.stdout
+    );
 }

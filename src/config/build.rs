@@ -47,7 +47,11 @@ pub fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
             Err(e) => errs.push(e),
         }
     }
-    if errs.is_empty() { Ok(table) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(table)
+    } else {
+        Err(errs)
+    }
 }
 
 fn group<'m>(
@@ -55,9 +59,19 @@ fn group<'m>(
     plan: &GroupPlan,
     cache: &mut Configs,
 ) -> Result<(&'m Mapping, Group), ConfigError> {
-    let members: Vec<&Mapping> = plan.members.iter().filter_map(|i| model.mappings.get(*i)).collect();
+    let members: Vec<&Mapping> = plan
+        .members
+        .iter()
+        .filter_map(|i| model.mappings.get(*i))
+        .collect();
     let Some(first) = members.first().copied() else {
-        return Err(ConfigError::error("-", 1, "TCPMapping", "-", "internal: empty group"));
+        return Err(ConfigError::error(
+            "-",
+            1,
+            "TCPMapping",
+            "-",
+            "internal: empty group",
+        ));
     };
     let termination = match &first.host {
         Some(h) => Some(termination(model, first, h, cache)?),
@@ -102,7 +116,9 @@ fn termination(
     let globs: Vec<&str> = model.hosts.iter().map(|h| h.hostname.as_str()).collect();
     let ctx_hosts: Vec<&[String]> = model.contexts.iter().map(|c| c.hosts.as_slice()).collect();
     let Some(src) = find_cert(host, &globs, &ctx_hosts) else {
-        return Err(m.loc.err(&["host"], format!("no certificate for host `{host}`")));
+        return Err(m
+            .loc
+            .err(&["host"], format!("no certificate for host `{host}`")));
     };
     if let Some(t) = cache.termination.get(&src) {
         return Ok(t.clone());
@@ -122,10 +138,14 @@ fn termination(
         }
         CertSource::Context(i) => {
             let Some(c) = model.contexts.get(i) else {
-                return Err(m.loc.err(&["host"], "internal: TLSContext index out of range"));
+                return Err(m
+                    .loc
+                    .err(&["host"], "internal: TLSContext index out of range"));
             };
             let Some(cert) = &c.cert else {
-                return Err(c.loc.err(&["hosts"], "`hosts` are listed but there is no certificate"));
+                return Err(c
+                    .loc
+                    .err(&["hosts"], "`hosts` are listed but there is no certificate"));
             };
             let config = tls::server_config(cert, &c.params, c.ca.as_deref(), c.cert_required)
                 .map_err(|e| c.loc.err(&["secret"], e))?;
@@ -167,7 +187,9 @@ fn origination(
                 return Ok(Some(o.clone()));
             }
             let Some(c) = model.contexts.iter().find(|c| c.loc.name == *name) else {
-                return Err(m.loc.err(&["tls"], format!("tls: unknown TLSContext `{name}`")));
+                return Err(m
+                    .loc
+                    .err(&["tls"], format!("tls: unknown TLSContext `{name}`")));
             };
             let config = tls::client_config(c.cert.as_ref(), &c.params, c.ca.as_deref())
                 .map_err(|e| c.loc.err(&[], e))?;

@@ -116,9 +116,8 @@ fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
             .position(|x| x == f || f.starts_with(x))
             .unwrap_or(usize::MAX)
     };
-    problems.sort_by(|a, b| {
-        (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line))
-    });
+    problems
+        .sort_by(|a, b| (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line)));
 }
 
 #[cfg(test)]

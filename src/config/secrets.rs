@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn plain_and_namespaced_names() {
         let d = Path::new("/s");
-        assert_eq!(secret_dir(d, "supersecret", true), Path::new("/s/supersecret"));
+        assert_eq!(
+            secret_dir(d, "supersecret", true),
+            Path::new("/s/supersecret")
+        );
         assert_eq!(secret_dir(d, "cert.prod", true), Path::new("/s/prod/cert"));
         assert_eq!(secret_dir(d, "a.b.prod", true), Path::new("/s/prod/a.b"));
         assert_eq!(secret_dir(d, "cert.prod", false), Path::new("/s/cert.prod"));
@@ -97,8 +100,14 @@ mod tests {
 
     #[test]
     fn relative_files_resolve_against_the_config_dir() {
-        assert_eq!(resolve_file(Some(Path::new("/cfg")), "c.pem"), Path::new("/cfg/c.pem"));
-        assert_eq!(resolve_file(Some(Path::new("/cfg")), "/abs.pem"), Path::new("/abs.pem"));
+        assert_eq!(
+            resolve_file(Some(Path::new("/cfg")), "c.pem"),
+            Path::new("/cfg/c.pem")
+        );
+        assert_eq!(
+            resolve_file(Some(Path::new("/cfg")), "/abs.pem"),
+            Path::new("/abs.pem")
+        );
         assert_eq!(resolve_file(None, "c.pem"), Path::new("c.pem"));
     }
 }

@@ -223,10 +223,14 @@ mod tests {
 
     #[test]
     fn key_line_follows_nested_paths_and_list_items() {
-        let text = "metadata:\n  name: a\nspec:\n  circuit_breakers:\n  - max_connections: x\n  name: b\n";
+        let text =
+            "metadata:\n  name: a\nspec:\n  circuit_breakers:\n  - max_connections: x\n  name: b\n";
         let (docs, _) = parse_text(Path::new("c.yaml"), text);
         assert_eq!(docs[0].key_line(&["spec", "name"]), 6);
-        assert_eq!(docs[0].key_line(&["circuit_breakers", "max_connections"]), 5);
+        assert_eq!(
+            docs[0].key_line(&["circuit_breakers", "max_connections"]),
+            5
+        );
         assert!(!line_has_key("  portal: 1", "port"));
         assert!(line_has_key("  \"port\" : 1", "port"));
     }
@@ -257,6 +261,10 @@ mod tests {
     fn missing_path_is_an_error_naming_it() {
         let (_, errs) = read_paths(&[PathBuf::from("/nonexistent/x.yaml")]);
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].to_string().starts_with("/nonexistent/x.yaml:1: File -: cannot read"));
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("/nonexistent/x.yaml:1: File -: cannot read")
+        );
     }
 }

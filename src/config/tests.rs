@@ -67,24 +67,46 @@ fn termination_and_origination_build_the_route_table() {
     let l = load(&input(TERM, Some(dir.path()))).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     assert_eq!(l.table.generation, 0);
-    let listener = l.table.listeners.get(&"0.0.0.0:2222".parse().unwrap()).unwrap();
+    let listener = l
+        .table
+        .listeners
+        .get(&"0.0.0.0:2222".parse().unwrap())
+        .unwrap();
     assert!(listener.needs_peek());
     let plain = listener.plain.as_ref().unwrap();
     assert_eq!(plain.upstreams[0].port, 80);
     let g1 = listener.by_sni("MY-HOST-1").unwrap();
     let g2 = listener.by_sni("my-host-2").unwrap();
-    let (t1, t2) = (g1.termination.as_ref().unwrap(), g2.termination.as_ref().unwrap());
+    let (t1, t2) = (
+        g1.termination.as_ref().unwrap(),
+        g2.termination.as_ref().unwrap(),
+    );
     assert_eq!(t1.source, "TLSContext my-context");
-    assert!(Arc::ptr_eq(&t1.config, &t2.config), "one ServerConfig per certificate source");
+    assert!(
+        Arc::ptr_eq(&t1.config, &t2.config),
+        "one ServerConfig per certificate source"
+    );
     let o1 = g1.origination.as_ref().unwrap();
-    assert_eq!((o1.mode.clone(), o1.verify, o1.sni.clone()), (OriginationMode::Insecure, false, None));
+    assert_eq!(
+        (o1.mode.clone(), o1.verify, o1.sni.clone()),
+        (OriginationMode::Insecure, false, None)
+    );
     let o2 = g2.origination.as_ref().unwrap();
-    assert_eq!(o2.mode, OriginationMode::Context("origination-context".into()));
-    assert_eq!((o2.verify, o2.sni.as_deref()), (true, Some("upstream.internal")));
+    assert_eq!(
+        o2.mode,
+        OriginationMode::Context("origination-context".into())
+    );
+    assert_eq!(
+        (o2.verify, o2.sni.as_deref()),
+        (true, Some("upstream.internal"))
+    );
     assert_eq!(g2.upstreams[0].port, 443, "default port when originating");
     let text = l.table.render_text();
     assert!(text.contains("0.0.0.0:2222 my-host-1 terminate(TLSContext my-context)+originate(insecure) -> upstream-host-1:9999 (100%)"), "{text}");
-    assert!(text.contains("0.0.0.0:2222 * raw -> fallback:80 (100%)"), "{text}");
+    assert!(
+        text.contains("0.0.0.0:2222 * raw -> fallback:80 (100%)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -109,7 +131,14 @@ metadata: {name: a}
 spec: {port: 443, host: a.example.com, service: a}
 ";
     let l = load(&input(yaml, Some(dir.path()))).unwrap();
-    let g = l.table.listeners.values().next().unwrap().by_sni("a.example.com").unwrap();
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .by_sni("a.example.com")
+        .unwrap();
     assert_eq!(g.termination.as_ref().unwrap().source, "Host wild-host");
 }
 
@@ -136,7 +165,15 @@ port: 1
 service: c
 ";
     let l = load(&input(yaml, None)).unwrap();
-    let g = l.table.listeners.values().next().unwrap().plain.clone().unwrap();
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
     let shares: Vec<u8> = g.upstreams.iter().map(|u| u.share).collect();
     assert_eq!(shares, [70, 15, 15]);
     let mut hits = [0; 3];
@@ -149,18 +186,40 @@ service: c
 
 #[test]
 fn weight_sum_over_100_is_one_error() {
-    let e = errors("---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nservice: a\nweight: 70\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: b\nport: 1\nservice: b\nweight: 40\n", None);
-    assert_eq!(e, ["t.yaml:14: TCPMapping b: the weights of this group add up to 110, over 100"]);
+    let e = errors(
+        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nservice: a\nweight: 70\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: b\nport: 1\nservice: b\nweight: 40\n",
+        None,
+    );
+    assert_eq!(
+        e,
+        ["t.yaml:14: TCPMapping b: the weights of this group add up to 110, over 100"]
+    );
 }
 
 #[test]
 fn module_sets_family_defaults() {
     let yaml = "---\napiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig: {enable_ipv6: true}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nservice: a\n";
     let l = load(&input(yaml, None)).unwrap();
-    let g = l.table.listeners.values().next().unwrap().plain.clone().unwrap();
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
     assert!(g.families.ipv4 && g.families.ipv6);
-    let e = errors("apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n  enable_ipv4: false\n", None);
-    assert_eq!(e, ["t.yaml:4: Module ambassador: enable_ipv4 and enable_ipv6 are both false: no address family left"]);
+    let e = errors(
+        "apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n  enable_ipv4: false\n",
+        None,
+    );
+    assert_eq!(
+        e,
+        [
+            "t.yaml:4: Module ambassador: enable_ipv4 and enable_ipv6 are both false: no address family left"
+        ]
+    );
 }
 
 #[test]
@@ -169,16 +228,28 @@ fn duplicate_mapping_names_are_kept_with_a_warning() {
     let l = load(&input(yaml, None)).unwrap();
     assert_eq!(l.table.listeners.len(), 2);
     assert_eq!(l.warnings.len(), 1);
-    assert_eq!(l.warnings[0].to_string(), "warning: t.yaml:8: TCPMapping test_mapping: TCPMapping `test_mapping` is also defined at t.yaml:2; both are kept (names should be unique)");
+    assert_eq!(
+        l.warnings[0].to_string(),
+        "warning: t.yaml:8: TCPMapping test_mapping: TCPMapping `test_mapping` is also defined at t.yaml:2; both are kept (names should be unique)"
+    );
 }
 
 #[test]
 fn unknown_host_certificate_and_context_are_errors() {
-    let e = errors("apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: h.example\ntls: ghost\nservice: a\n", None);
+    let e = errors(
+        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: h.example\ntls: ghost\nservice: a\n",
+        None,
+    );
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].starts_with("t.yaml:6: TCPMapping a: tls: unknown TLSContext `ghost`"));
-    let e = errors("apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: h.example\nservice: a\n", None);
-    assert!(e[0].starts_with("t.yaml:5: TCPMapping a: no certificate for host `h.example`"), "{e:?}");
+    let e = errors(
+        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: h.example\nservice: a\n",
+        None,
+    );
+    assert!(
+        e[0].starts_with("t.yaml:5: TCPMapping a: no certificate for host `h.example`"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -198,7 +269,15 @@ fn namespace_and_ambassador_id_come_from_the_input() {
     i.ambassador_id = "edge".into();
     i.namespace = "proxy".into();
     let l = load(&i).unwrap();
-    let g = l.table.listeners.values().next().unwrap().plain.clone().unwrap();
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
     assert_eq!(g.upstreams[0].host, ServiceHost::Dns("svc.web".into()));
     i.ambassador_id = "default".into();
     assert!(load(&i).unwrap().table.listeners.is_empty());
@@ -208,11 +287,14 @@ fn namespace_and_ambassador_id_come_from_the_input() {
 fn problems_are_sorted_by_file_then_line_and_keep_warnings() {
     let yaml = "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 0\nservice: a\nbogus: 1\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: b\nservice: b\n";
     let e = errors(yaml, None);
-    assert_eq!(e, [
-        "t.yaml:5: TCPMapping a: port 0 is out of range (1-65535)",
-        "warning: t.yaml:7: TCPMapping a: unknown attribute `bogus` (ignored)",
-        "t.yaml:9: TCPMapping b: `port` is required",
-    ]);
+    assert_eq!(
+        e,
+        [
+            "t.yaml:5: TCPMapping a: port 0 is out of range (1-65535)",
+            "warning: t.yaml:7: TCPMapping a: unknown attribute `bogus` (ignored)",
+            "t.yaml:9: TCPMapping b: `port` is required",
+        ]
+    );
 }
 
 #[test]
@@ -220,7 +302,13 @@ fn cert_chain_files_resolve_relative_to_the_config_file() {
     let dir = secrets();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, "apiVersion: ambassador/v1\nkind: TLSContext\nname: f\nhosts: [my-host-1]\ncert_chain_file: supersecret/tls.crt\nprivate_key_file: supersecret/tls.key\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: my-host-1\nservice: a\n").unwrap();
-    let i = ConfigInput { paths: vec![cfg], ..ConfigInput::default() };
+    let i = ConfigInput {
+        paths: vec![cfg],
+        ..ConfigInput::default()
+    };
     let l = load(&i).unwrap();
-    assert_eq!(l.table.to_json()["listeners"][0]["groups"][0]["termination"]["source"], "TLSContext f");
+    assert_eq!(
+        l.table.to_json()["listeners"][0]["groups"][0]["termination"]["source"],
+        "TLSContext f"
+    );
 }

@@ -23,8 +23,9 @@ pub(crate) fn resource(yaml: &str) -> Resource {
 
 /// Writes a self-signed `tls.crt` + `tls.key` for `hosts` into `dir/rel/`.
 pub(crate) fn write_secret(dir: &Path, rel: &str, hosts: &[&str]) {
-    let ck = rcgen::generate_simple_self_signed(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-        .expect("rcgen");
+    let ck =
+        rcgen::generate_simple_self_signed(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .expect("rcgen");
     let d = dir.join(rel);
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::write(d.join("tls.crt"), ck.cert.pem()).expect("write crt");

@@ -137,10 +137,8 @@ pub fn server_config(
             for c in ca {
                 roots.add(c.clone()).map_err(|e| e.to_string())?;
             }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                prov,
-            );
+            let v =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), prov);
             let v = if client_cert_required {
                 v
             } else {
@@ -153,7 +151,11 @@ pub fn server_config(
     let mut cfg = builder
         .with_single_cert(cert.chain.clone(), cert.key.clone_key())
         .map_err(|e| e.to_string())?;
-    cfg.alpn_protocols = params.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+    cfg.alpn_protocols = params
+        .alpn_protocols
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
     Ok(Arc::new(cfg))
 }
 
@@ -185,7 +187,11 @@ pub fn client_config(
             .map_err(|e| e.to_string())?,
         None => builder.with_no_client_auth(),
     };
-    cfg.alpn_protocols = params.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+    cfg.alpn_protocols = params
+        .alpn_protocols
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
     Ok(Arc::new(cfg))
 }
 

@@ -98,8 +98,10 @@ impl<'a> Fields<'a> {
                     .collect(),
             ),
             Value::Sequence(items) => {
-                let out: Option<Vec<String>> =
-                    items.iter().map(|v| v.as_str().map(str::to_string)).collect();
+                let out: Option<Vec<String>> = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect();
                 if out.is_none() {
                     self.wrong(key, "a list of strings");
                 }
@@ -132,10 +134,10 @@ impl<'a> Fields<'a> {
                 other => format!("{other:?}"),
             };
             if !self.used.contains(&name) {
-                out.push(self.loc.warn(
-                    &[&name],
-                    format!("unknown attribute `{name}` (ignored)"),
-                ));
+                out.push(
+                    self.loc
+                        .warn(&[&name], format!("unknown attribute `{name}` (ignored)")),
+                );
             }
         }
         out

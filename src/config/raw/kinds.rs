@@ -63,9 +63,8 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(RawTls::Bool(false)),
         Some(Value::String(_)) => f.string("tls").map(RawTls::Context),
         Some(_) => {
-            f.problems.push(
-                loc.err(&["tls"], "`tls` must be true, false or a TLSContext name"),
-            );
+            f.problems
+                .push(loc.err(&["tls"], "`tls` must be true, false or a TLSContext name"));
             None
         }
         None => None,

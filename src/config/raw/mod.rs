@@ -152,7 +152,10 @@ pub fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
         Some(v) => {
             out.problems.push(loc.err(
                 &[],
-                format!("unsupported apiVersion `{v}` (expected one of {})", API_VERSIONS.join(", ")),
+                format!(
+                    "unsupported apiVersion `{v}` (expected one of {})",
+                    API_VERSIONS.join(", ")
+                ),
             ));
             return out;
         }

@@ -24,7 +24,10 @@ pub fn group(mappings: &[Mapping]) -> Vec<Vec<usize>> {
         }
         slot.push(i);
     }
-    order.into_iter().filter_map(|k| by_key.remove(&k)).collect()
+    order
+        .into_iter()
+        .filter_map(|k| by_key.remove(&k))
+        .collect()
 }
 
 fn describe(m: &Mapping) -> String {
@@ -50,9 +53,21 @@ pub fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigErr
     for m in it {
         let diffs = [
             ("tls", first.origin.to_string(), m.origin.to_string()),
-            ("enable_ipv4", first.families.ipv4.to_string(), m.families.ipv4.to_string()),
-            ("enable_ipv6", first.families.ipv6.to_string(), m.families.ipv6.to_string()),
-            ("idle_timeout_ms", ms(first.idle_timeout), ms(m.idle_timeout)),
+            (
+                "enable_ipv4",
+                first.families.ipv4.to_string(),
+                m.families.ipv4.to_string(),
+            ),
+            (
+                "enable_ipv6",
+                first.families.ipv6.to_string(),
+                m.families.ipv6.to_string(),
+            ),
+            (
+                "idle_timeout_ms",
+                ms(first.idle_timeout),
+                ms(m.idle_timeout),
+            ),
         ];
         for (key, a, b) in diffs {
             if a != b {
@@ -73,7 +88,11 @@ pub fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigErr
 
 /// Which certificate serves `host`: a `Host` whose hostname glob matches (exact, then the
 /// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard).
-pub fn find_cert(host: &str, host_globs: &[&str], context_hosts: &[&[String]]) -> Option<CertSource> {
+pub fn find_cert(
+    host: &str,
+    host_globs: &[&str],
+    context_hosts: &[&[String]],
+) -> Option<CertSource> {
     let glob_match = |g: &str| g == "*" || matches(g, host);
     let best_host = host_globs
         .iter()

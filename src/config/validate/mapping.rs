@@ -54,9 +54,8 @@ pub fn check_host(host: &str) -> Result<String, String> {
     let h = host.trim().to_ascii_lowercase();
     let h = h.strip_suffix('.').unwrap_or(&h).to_string();
     let name = h.strip_prefix("*.").unwrap_or(&h);
-    check_dns_name(name).map_err(|_| {
-        format!("host `{host}` must be a DNS name or a `*.example.com` wildcard")
-    })?;
+    check_dns_name(name)
+        .map_err(|_| format!("host `{host}` must be a DNS name or a `*.example.com` wildcard"))?;
     Ok(h)
 }
 
@@ -104,7 +103,10 @@ pub fn connect_timeout(ms: Option<i64>) -> Result<Duration, String> {
     match ms.map(u64::try_from) {
         None => Ok(Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS)),
         Some(Ok(ms)) if ms > 0 => Ok(Duration::from_millis(ms)),
-        Some(_) => Err(format!("connect_timeout_ms {} must be at least 1", ms.unwrap_or(0))),
+        Some(_) => Err(format!(
+            "connect_timeout_ms {} must be at least 1",
+            ms.unwrap_or(0)
+        )),
     }
 }
 
@@ -172,7 +174,11 @@ pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<
         };
     }
     let port = take!(check_port(raw.port, raw.has("port")), &["port"]).flatten();
-    ok(check_service_present(raw.service.as_deref(), raw.has("service")), &["service"], &mut errs);
+    ok(
+        check_service_present(raw.service.as_deref(), raw.has("service")),
+        &["service"],
+        &mut errs,
+    );
     let parsed = raw
         .service
         .as_deref()
@@ -195,7 +201,10 @@ pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<
         Some(ms) => take!(idle_timeout(ms), &["idle_timeout_ms"]),
         None => Some(None),
     };
-    let connect = take!(connect_timeout(raw.connect_timeout_ms), &["connect_timeout_ms"]);
+    let connect = take!(
+        connect_timeout(raw.connect_timeout_ms),
+        &["connect_timeout_ms"]
+    );
     let max_conn = match raw.max_connections {
         Some(n) => take!(max_connections(n), &["circuit_breakers", "max_connections"]).map(Some),
         None => Some(None),
@@ -205,11 +214,18 @@ pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<
         // Both off only because of the Module: reported once, at the Module.
         Err(_) if raw.enable_ipv4.is_none() && raw.enable_ipv6.is_none() => None,
         other => {
-            let key = if raw.enable_ipv4.is_some() { "enable_ipv4" } else { "enable_ipv6" };
+            let key = if raw.enable_ipv4.is_some() {
+                "enable_ipv4"
+            } else {
+                "enable_ipv6"
+            };
             take!(other, &[key])
         }
     };
-    let namespace = raw.namespace.clone().unwrap_or_else(|| env.namespace.to_string());
+    let namespace = raw
+        .namespace
+        .clone()
+        .unwrap_or_else(|| env.namespace.to_string());
     if let (Some(p), Some(f)) = (&parsed, fam) {
         ok(check_literal_family(&p.host, f), &["service"], &mut errs);
     }

@@ -44,7 +44,10 @@ fn service_required() {
 #[test]
 fn address_is_an_ip_literal_defaulting_to_any() {
     assert_eq!(parse_address(None).unwrap().to_string(), "0.0.0.0");
-    assert_eq!(parse_address(Some("127.0.0.1")).unwrap().to_string(), "127.0.0.1");
+    assert_eq!(
+        parse_address(Some("127.0.0.1")).unwrap().to_string(),
+        "127.0.0.1"
+    );
     assert_eq!(parse_address(Some("::1")).unwrap().to_string(), "::1");
     assert_eq!(parse_address(Some("[::]")).unwrap().to_string(), "::");
     assert!(parse_address(Some("localhost")).is_err());
@@ -64,9 +67,15 @@ fn host_is_a_name_or_wildcard() {
 fn tls_and_https_give_the_origination() {
     assert_eq!(origin(None, false), Ok(Origin::Plain));
     assert_eq!(origin(Some(&RawTls::Bool(false)), false), Ok(Origin::Plain));
-    assert_eq!(origin(Some(&RawTls::Bool(true)), false), Ok(Origin::Insecure));
+    assert_eq!(
+        origin(Some(&RawTls::Bool(true)), false),
+        Ok(Origin::Insecure)
+    );
     assert_eq!(origin(None, true), Ok(Origin::Insecure));
-    assert_eq!(origin(Some(&RawTls::Context("c".into())), true), Ok(Origin::Context("c".into())));
+    assert_eq!(
+        origin(Some(&RawTls::Context("c".into())), true),
+        Ok(Origin::Context("c".into()))
+    );
     assert!(origin(Some(&RawTls::Bool(false)), true).is_err());
 }
 
@@ -112,9 +121,24 @@ fn max_connections_at_least_one() {
 #[test]
 fn families_module_defaults_and_both_off() {
     let d = Families::default();
-    assert_eq!(families(None, None, d), Ok(Families { ipv4: true, ipv6: false }));
-    assert_eq!(families(None, Some(true), d), Ok(Families { ipv4: true, ipv6: true }));
-    let m6 = Families { ipv4: false, ipv6: true };
+    assert_eq!(
+        families(None, None, d),
+        Ok(Families {
+            ipv4: true,
+            ipv6: false
+        })
+    );
+    assert_eq!(
+        families(None, Some(true), d),
+        Ok(Families {
+            ipv4: true,
+            ipv6: true
+        })
+    );
+    let m6 = Families {
+        ipv4: false,
+        ipv6: true,
+    };
     assert_eq!(families(None, None, m6), Ok(m6));
     assert!(families(Some(false), Some(false), d).is_err());
     assert!(families(Some(false), None, d).is_err());
@@ -124,9 +148,27 @@ fn families_module_defaults_and_both_off() {
 fn ip_literal_must_match_a_family() {
     let v6 = ServiceHost::Ip("::1".parse().unwrap());
     assert!(check_literal_family(&v6, Families::default()).is_err());
-    assert!(check_literal_family(&v6, Families { ipv4: true, ipv6: true }).is_ok());
+    assert!(
+        check_literal_family(
+            &v6,
+            Families {
+                ipv4: true,
+                ipv6: true
+            }
+        )
+        .is_ok()
+    );
     let v4 = ServiceHost::Ip("127.0.0.1".parse().unwrap());
-    assert!(check_literal_family(&v4, Families { ipv4: false, ipv6: true }).is_err());
+    assert!(
+        check_literal_family(
+            &v4,
+            Families {
+                ipv4: false,
+                ipv6: true
+            }
+        )
+        .is_err()
+    );
     assert!(check_literal_family(&ServiceHost::Dns("x".into()), Families::default()).is_ok());
 }
 
@@ -148,7 +190,10 @@ fn good_mapping_gets_defaults() {
 #[test]
 fn namespace_qualifies_services_of_other_namespaces() {
     let (m, _) = check("namespace: other\nport: 1\nservice: svc:81\n");
-    assert_eq!(m.unwrap().service_host, ServiceHost::Dns("svc.other".into()));
+    assert_eq!(
+        m.unwrap().service_host,
+        ServiceHost::Dns("svc.other".into())
+    );
     let (m, _) = check("namespace: default\nport: 1\nservice: svc:81\n");
     assert_eq!(m.unwrap().service_host, ServiceHost::Dns("svc".into()));
 }
@@ -161,16 +206,26 @@ fn every_mistake_of_a_mapping_is_reported_at_its_line() {
     assert!(m.is_none());
     assert_eq!(errs.len(), 9, "{errs:#?}");
     for (i, line) in [4, 5, 6, 7, 8, 9, 10, 12, 13].into_iter().enumerate() {
-        assert!(errs.iter().any(|e| e.starts_with(&format!("t.yaml:{line}: TCPMapping m: "))), "line {line} missing ({i}): {errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("t.yaml:{line}: TCPMapping m: "))),
+            "line {line} missing ({i}): {errs:#?}"
+        );
     }
 }
 
 #[test]
 fn both_families_off_via_module_is_not_repeated_on_the_mapping() {
     let none = BTreeSet::new();
-    let off = Families { ipv4: false, ipv6: false };
+    let off = Families {
+        ipv4: false,
+        ipv6: false,
+    };
     let (m, errs) = mapping(&raw("port: 1\nservice: x\n"), &env_with(&none, off));
     assert!(m.is_none() && errs.is_empty());
-    let (_, errs) = mapping(&raw("port: 1\nservice: x\nenable_ipv4: false\n"), &env_with(&none, off));
+    let (_, errs) = mapping(
+        &raw("port: 1\nservice: x\nenable_ipv4: false\n"),
+        &env_with(&none, off),
+    );
     assert_eq!(errs.len(), 1);
 }

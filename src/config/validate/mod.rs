@@ -37,7 +37,10 @@ pub fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigError>) {
     for m in modules.iter().skip(1) {
         problems.push(m.loc.warn(
             &[],
-            format!("another Module ambassador is at {}; that one applies", first.loc.place()),
+            format!(
+                "another Module ambassador is at {}; that one applies",
+                first.loc.place()
+            ),
         ));
     }
     let f = Families {
@@ -128,10 +131,13 @@ pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigErr
             Err(e) => {
                 // Reported once, at the mapping whose weight pushes the sum over 100.
                 let mut sum = 0u32;
-                let culprit = members.iter().filter_map(|i| model.mappings.get(*i)).find(|m| {
-                    sum += u32::from(m.weight.unwrap_or(0));
-                    sum > 100
-                });
+                let culprit = members
+                    .iter()
+                    .filter_map(|i| model.mappings.get(*i))
+                    .find(|m| {
+                        sum += u32::from(m.weight.unwrap_or(0));
+                        sum > 100
+                    });
                 problems.extend(culprit.map(|m| m.loc.err(&["weight"], e)));
             }
         }

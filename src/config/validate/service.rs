@@ -72,7 +72,9 @@ pub fn parse_service(s: &str) -> Result<ParsedService, String> {
 
 fn parse_port(p: &str) -> Result<u16, String> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("service port `{p}` must be a number from 1 to 65535")),
+        Ok(0) | Err(_) => Err(format!(
+            "service port `{p}` must be a number from 1 to 65535"
+        )),
         Ok(n) => Ok(n),
     }
 }
@@ -134,7 +136,10 @@ mod tests {
     #[test]
     fn plain_names_ips_and_ports() {
         let p = parse_service("upstream:22").unwrap();
-        assert_eq!((p.https, p.host, p.port), (false, dns("upstream"), Some(22)));
+        assert_eq!(
+            (p.https, p.host, p.port),
+            (false, dns("upstream"), Some(22))
+        );
         let p = parse_service("10.0.0.1").unwrap();
         assert_eq!(p.host, ServiceHost::Ip("10.0.0.1".parse().unwrap()));
         assert_eq!(p.port, None);

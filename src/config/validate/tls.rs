@@ -28,7 +28,11 @@ pub fn cert_paths(
         (Some(s), _) => {
             let dir = secret_folder(s, raw.secret_namespacing.unwrap_or(true), secrets_dir)
                 .map_err(|m| ("secret", m))?;
-            Ok(Some((secrets::cert_file(&dir), secrets::key_file(&dir), "secret")))
+            Ok(Some((
+                secrets::cert_file(&dir),
+                secrets::key_file(&dir),
+                "secret",
+            )))
         }
         (None, (Some(c), Some(k))) => Ok(Some((
             secrets::resolve_file(base.as_deref(), c),
@@ -59,7 +63,10 @@ pub fn ca_path(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> Result<Option
                 .map_err(|m| ("ca_secret", m))?;
             Ok(Some(secrets::ca_file(&dir)))
         }
-        (None, Some(f)) => Ok(Some(secrets::resolve_file(base_dir(&raw.loc).as_deref(), f))),
+        (None, Some(f)) => Ok(Some(secrets::resolve_file(
+            base_dir(&raw.loc).as_deref(),
+            f,
+        ))),
         (None, None) => Ok(None),
     }
 }
@@ -74,7 +81,9 @@ fn secret_folder(name: &str, namespacing: bool, dir: Option<&Path>) -> Result<Pa
 /// The directory of the config file, for relative certificate paths (none for inline YAML).
 fn base_dir(loc: &Loc) -> Option<PathBuf> {
     let f = &loc.doc.file;
-    f.is_file().then(|| f.parent().map(Path::to_path_buf)).flatten()
+    f.is_file()
+        .then(|| f.parent().map(Path::to_path_buf))
+        .flatten()
 }
 
 /// `cert_required` needs a CA to check client certificates against.
@@ -100,7 +109,10 @@ pub fn versions(
         .map_err(|e| ("max_tls_version", e))?;
     if let (Some(l), Some(h)) = (lo, hi) {
         if l > h {
-            return Err(("min_tls_version", "min_tls_version is above max_tls_version".into()));
+            return Err((
+                "min_tls_version",
+                "min_tls_version is above max_tls_version".into(),
+            ));
         }
     }
     Ok((lo, hi))
@@ -109,7 +121,9 @@ pub fn versions(
 /// A context listing `hosts` terminates TLS for them, so it needs a certificate.
 pub fn check_hosts_have_cert(hosts: &[String], has_cert: bool) -> Result<(), String> {
     if !hosts.is_empty() && !has_cert {
-        return Err("`hosts` are listed but there is no certificate (`secret` or `cert_chain_file`)".into());
+        return Err(
+            "`hosts` are listed but there is no certificate (`secret` or `cert_chain_file`)".into(),
+        );
     }
     Ok(())
 }
@@ -130,16 +144,22 @@ pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// Applies every rule to a TLSContext and loads its files; `None` when any failed.
-pub fn context(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> (Option<TlsContext>, Vec<ConfigError>) {
+pub fn context(
+    raw: &RawTlsContext,
+    secrets_dir: Option<&Path>,
+) -> (Option<TlsContext>, Vec<ConfigError>) {
     let loc = &raw.loc;
     let mut errs = Vec::new();
     let mut keyed = |r: Keyed| errs.push(loc.err(&[r.0], r.1));
     let hosts = raw.hosts.clone().unwrap_or_default();
     let cert_paths = cert_paths(raw, secrets_dir).map_err(&mut keyed).ok();
     let ca_path = ca_path(raw, secrets_dir).map_err(&mut keyed).ok();
-    let (min, max) = versions(raw.min_tls_version.as_deref(), raw.max_tls_version.as_deref())
-        .map_err(&mut keyed)
-        .unwrap_or((None, None));
+    let (min, max) = versions(
+        raw.min_tls_version.as_deref(),
+        raw.max_tls_version.as_deref(),
+    )
+    .map_err(&mut keyed)
+    .unwrap_or((None, None));
     let has_cert = raw.secret.is_some() || raw.cert_chain_file.is_some();
     let has_ca = raw.ca_secret.is_some() || raw.cacert_chain_file.is_some();
     for c in raw.cipher_suites.iter().flatten() {
@@ -154,12 +174,19 @@ pub fn context(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> (Option<TlsCo
         keyed(("hosts", e));
     }
     let cert = match cert_paths.flatten() {
-        Some((c, k, key)) => load_cert_key(&c, &k).map_err(|e| keyed((key, e))).ok().map(Some),
+        Some((c, k, key)) => load_cert_key(&c, &k)
+            .map_err(|e| keyed((key, e)))
+            .ok()
+            .map(Some),
         None => Some(None),
     };
     let ca = match ca_path.flatten() {
         Some(p) => {
-            let key = if raw.ca_secret.is_some() { "ca_secret" } else { "cacert_chain_file" };
+            let key = if raw.ca_secret.is_some() {
+                "ca_secret"
+            } else {
+                "cacert_chain_file"
+            };
             load_ca(&p).map_err(|e| keyed((key, e))).ok().map(Some)
         }
         None => Some(None),
@@ -191,7 +218,10 @@ pub fn context(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> (Option<TlsCo
 pub fn host(raw: &RawHost, secrets_dir: Option<&Path>) -> (Option<Host>, Vec<ConfigError>) {
     let loc = &raw.loc;
     let Some(hostname) = raw.hostname.clone() else {
-        return (None, vec![loc.err(&[], "`hostname` is required on a Host with `tlsSecret`")]);
+        return (
+            None,
+            vec![loc.err(&[], "`hostname` is required on a Host with `tlsSecret`")],
+        );
     };
     let Some(dir) = secrets_dir else {
         let m = format!("tlsSecret `{}` needs --secrets-dir", raw.secret);

@@ -17,7 +17,9 @@ pub fn shares(weights: &[Option<u8>]) -> Result<Vec<u8>, String> {
     }
     let sum: u32 = weights.iter().flatten().map(|w| u32::from(*w)).sum();
     if sum > 100 {
-        return Err(format!("the weights of this group add up to {sum}, over 100"));
+        return Err(format!(
+            "the weights of this group add up to {sum}, over 100"
+        ));
     }
     let unweighted = weights.iter().filter(|w| w.is_none()).count();
     if unweighted > 0 {
@@ -31,7 +33,10 @@ pub fn shares(weights: &[Option<u8>]) -> Result<Vec<u8>, String> {
     if sum == 0 {
         return Ok(spread(100, n));
     }
-    Ok(scale(weights.iter().map(|w| u32::from(w.unwrap_or(0))), sum))
+    Ok(scale(
+        weights.iter().map(|w| u32::from(w.unwrap_or(0))),
+        sum,
+    ))
 }
 
 /// `total` split over `k` parts as equally as possible, larger parts first.
@@ -46,7 +51,9 @@ fn spread(total: u32, k: usize) -> Vec<u8> {
 /// Scales weights summing to `sum` (1..100) to 100 by the largest-remainder method;
 /// ties go to the earlier mapping. A zero weight stays zero.
 fn scale(weights: impl Iterator<Item = u32>, sum: u32) -> Vec<u8> {
-    let parts: Vec<(u32, u32)> = weights.map(|w| ((w * 100) / sum, (w * 100) % sum)).collect();
+    let parts: Vec<(u32, u32)> = weights
+        .map(|w| ((w * 100) / sum, (w * 100) % sum))
+        .collect();
     let given: u32 = parts.iter().map(|p| p.0).sum();
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by(|a, b| {
@@ -88,7 +95,10 @@ mod tests {
     fn unweighted_share_the_remainder_exactly() {
         assert_eq!(shares(&[Some(70), None]).unwrap(), [70, 30]);
         assert_eq!(shares(&[None, None, None]).unwrap(), [34, 33, 33]);
-        assert_eq!(shares(&[Some(10), None, Some(20), None, None]).unwrap(), [10, 24, 20, 23, 23]);
+        assert_eq!(
+            shares(&[Some(10), None, Some(20), None, None]).unwrap(),
+            [10, 24, 20, 23, 23]
+        );
         assert_eq!(shares(&[Some(100), None]).unwrap(), [100, 0]);
     }
 
