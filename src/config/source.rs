@@ -173,6 +173,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut cur_start = 1;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
         if marker || line == "..." {
             if !cur.trim().is_empty() {
