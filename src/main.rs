@@ -1,1 +1,50 @@
-fn main() {}
+//! The `tcpmap` binary: parse the command line, set up logging, run, map the outcome to an
+//! exit code (check: 0 valid, 1 invalid; run: 1 on a startup error).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tcpmap::cli::{Cli, Command, LogFormat};
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (never here) would fail; ignoring it keeps logging best-effort.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            let report = tcpmap::cli::check(&args.config.input());
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
+            let _ = out.write_all(report.text.as_bytes());
+            let _ = out.flush();
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Run(args) => {
+            init_tracing(args.log_format, "info");
+            match tcpmap::daemon::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tcpmap: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

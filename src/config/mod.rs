@@ -2,13 +2,123 @@
 //! validated model → [`RouteTable`](crate::route::RouteTable).
 //!
 //! ```text
-//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw.rs ─▶ Raw{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘                                                        │ validate.rs (+ secrets.rs, tls.rs)
+//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
+//!   inline YAML ──┘                                                        │ validate/ (+ secrets.rs, tls.rs)
 //!                                                                          ▼
-//!                                              Loaded { table: RouteTable, warnings } | Vec<ConfigError>
+//!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
+//!                                                                        | Err(Vec<ConfigError>)
 //! ```
+//!
+//! Must not: resolve names, bind sockets, spawn tasks or name the runtime.
 
+pub mod build;
 pub mod error;
+pub mod model;
+pub mod raw;
+pub mod secrets;
+pub mod source;
 pub mod tls;
+pub mod validate;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::{ConfigError, Severity};
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct ConfigInput {
+    /// `--config` paths: files or directories.
+    pub paths: Vec<PathBuf>,
+    /// In-memory YAML: `(name shown as FILE, text)`.
+    pub inline: Vec<(String, String)>,
+    /// `--secrets-dir`.
+    pub secrets_dir: Option<PathBuf>,
+    /// The proxy's namespace (default `default`).
+    pub namespace: String,
+    /// The proxy's `ambassador_id` (default `default`).
+    pub ambassador_id: String,
+}
+
+impl Default for ConfigInput {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            inline: Vec::new(),
+            secrets_dir: None,
+            namespace: "default".into(),
+            ambassador_id: "default".into(),
+        }
+    }
+}
+
+/// A valid config.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The routes (generation 0; the supervisor numbers it).
+    pub table: crate::route::RouteTable,
+    /// Warnings (unknown attributes, duplicate names, …).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads, validates and builds the config. `Err` holds every error and the warnings,
+/// ordered by file (in reading order) and line.
+pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
+    let (mut docs, mut problems) = source::read_paths(&input.paths);
+    for (name, text) in &input.inline {
+        let (d, p) = source::parse_text(Path::new(name), text);
+        docs.extend(d);
+        problems.extend(p);
+    }
+    let files: Vec<PathBuf> = input
+        .paths
+        .iter()
+        .cloned()
+        .chain(docs.iter().map(|d| d.file.clone()))
+        .collect();
+    let mut resources = Vec::new();
+    for doc in docs {
+        let c = raw::classify(Arc::new(doc), &input.ambassador_id);
+        problems.extend(c.problems);
+        resources.extend(c.resource);
+    }
+    let env = validate::Env {
+        namespace: &input.namespace,
+        secrets_dir: input.secrets_dir.as_deref(),
+    };
+    let (model, p) = validate::validate(resources, env);
+    problems.extend(p);
+    sort_problems(&mut problems, &files);
+    if problems.iter().any(ConfigError::is_error) {
+        return Err(problems);
+    }
+    match build::build(&model) {
+        Ok(table) => Ok(Loaded {
+            table,
+            warnings: problems,
+        }),
+        Err(mut errs) => {
+            errs.extend(problems);
+            sort_problems(&mut errs, &files);
+            Err(errs)
+        }
+    }
+}
+
+/// Stable order: files as first read, then line.
+fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
+    let rank = |f: &Path| {
+        files
+            .iter()
+            .position(|x| x == f || f.starts_with(x))
+            .unwrap_or(usize::MAX)
+    };
+    problems
+        .sort_by(|a, b| (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line)));
+}
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@
 
 pub mod diff;
 pub mod host;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,206 @@
+//! Validated [`Model`] → [`RouteTable`]: listeners, groups, upstreams with shares, and the
+//! rustls configs (one per certificate source, shared by every host it serves).
+//!
+//! Must not: re-check rules (that is `validate`), resolve names or touch sockets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::ConfigError;
+use super::model::{CertSource, GroupPlan, Mapping, Model, Origin};
+use super::tls::{self, TlsParams};
+use super::validate::groups::find_cert;
+use crate::route::{
+    Group, HostMap, Listener, MappingId, Origination, OriginationMode, RouteTable, Termination,
+    Upstream,
+};
+
+/// Caches so each certificate source / context builds one rustls config.
+#[derive(Default)]
+struct Configs {
+    termination: HashMap<CertSource, Termination>,
+    insecure: Option<Origination>,
+    context: HashMap<String, Origination>,
+}
+
+/// Builds the route table (generation 0: the supervisor numbers it).
+pub fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
+    let mut table = RouteTable::default();
+    let mut cache = Configs::default();
+    let mut errs = Vec::new();
+    for plan in &model.groups {
+        match group(model, plan, &mut cache) {
+            Ok((first, g)) => {
+                let addr = SocketAddr::new(first.address, first.port);
+                let listener = table.listeners.entry(addr).or_insert_with(|| Listener {
+                    addr,
+                    plain: None,
+                    hosts: HostMap::default(),
+                });
+                match &first.host {
+                    Some(h) => listener.hosts.insert(h, Arc::new(g)),
+                    None => listener.plain = Some(Arc::new(g)),
+                }
+            }
+            Err(e) => errs.push(e),
+        }
+    }
+    if errs.is_empty() {
+        Ok(table)
+    } else {
+        Err(errs)
+    }
+}
+
+fn group<'m>(
+    model: &'m Model,
+    plan: &GroupPlan,
+    cache: &mut Configs,
+) -> Result<(&'m Mapping, Group), ConfigError> {
+    let members: Vec<&Mapping> = plan
+        .members
+        .iter()
+        .filter_map(|i| model.mappings.get(*i))
+        .collect();
+    let Some(first) = members.first().copied() else {
+        return Err(ConfigError::error(
+            "-",
+            1,
+            "TCPMapping",
+            "-",
+            "internal: empty group",
+        ));
+    };
+    let termination = match &first.host {
+        Some(h) => Some(termination(model, first, h, cache)?),
+        None => None,
+    };
+    let origination = origination(model, first, cache)?;
+    let upstreams = members
+        .iter()
+        .zip(&plan.shares)
+        .map(|(m, share)| Upstream {
+            mapping: Arc::new(MappingId {
+                name: m.loc.name.clone(),
+                namespace: m.namespace.clone(),
+                port: m.port,
+                host: m.host.clone().unwrap_or_default(),
+            }),
+            host: m.service_host.clone(),
+            port: m.service_port,
+            share: *share,
+            connect_timeout: m.connect_timeout,
+            max_connections: m.max_connections,
+        })
+        .collect();
+    let g = Group {
+        host: first.host.clone(),
+        upstreams,
+        termination,
+        origination,
+        idle_timeout: first.idle_timeout,
+        families: first.families,
+        picks: AtomicU64::new(0),
+    };
+    Ok((first, g))
+}
+
+fn termination(
+    model: &Model,
+    m: &Mapping,
+    host: &str,
+    cache: &mut Configs,
+) -> Result<Termination, ConfigError> {
+    let globs: Vec<&str> = model.hosts.iter().map(|h| h.hostname.as_str()).collect();
+    let ctx_hosts: Vec<&[String]> = model.contexts.iter().map(|c| c.hosts.as_slice()).collect();
+    let Some(src) = find_cert(host, &globs, &ctx_hosts) else {
+        return Err(m
+            .loc
+            .err(&["host"], format!("no certificate for host `{host}`")));
+    };
+    if let Some(t) = cache.termination.get(&src) {
+        return Ok(t.clone());
+    }
+    let t = match src {
+        CertSource::Host(i) => {
+            let Some(h) = model.hosts.get(i) else {
+                return Err(m.loc.err(&["host"], "internal: Host index out of range"));
+            };
+            let config = tls::server_config(&h.cert, &TlsParams::default(), None, false)
+                .map_err(|e| h.loc.err(&["tlsSecret"], e))?;
+            Termination {
+                source: format!("Host {}", h.loc.name),
+                client_auth: false,
+                config,
+            }
+        }
+        CertSource::Context(i) => {
+            let Some(c) = model.contexts.get(i) else {
+                return Err(m
+                    .loc
+                    .err(&["host"], "internal: TLSContext index out of range"));
+            };
+            let Some(cert) = &c.cert else {
+                return Err(c
+                    .loc
+                    .err(&["hosts"], "`hosts` are listed but there is no certificate"));
+            };
+            let config = tls::server_config(cert, &c.params, c.ca.as_deref(), c.cert_required)
+                .map_err(|e| c.loc.err(&["secret"], e))?;
+            Termination {
+                source: format!("TLSContext {}", c.loc.name),
+                client_auth: c.cert_required,
+                config,
+            }
+        }
+    };
+    cache.termination.insert(src, t.clone());
+    Ok(t)
+}
+
+fn origination(
+    model: &Model,
+    m: &Mapping,
+    cache: &mut Configs,
+) -> Result<Option<Origination>, ConfigError> {
+    match &m.origin {
+        Origin::Plain => Ok(None),
+        Origin::Insecure => {
+            if let Some(o) = &cache.insecure {
+                return Ok(Some(o.clone()));
+            }
+            let config = tls::client_config(None, &TlsParams::default(), None)
+                .map_err(|e| m.loc.err(&["tls"], e))?;
+            let o = Origination {
+                mode: OriginationMode::Insecure,
+                sni: None,
+                verify: false,
+                config,
+            };
+            cache.insecure = Some(o.clone());
+            Ok(Some(o))
+        }
+        Origin::Context(name) => {
+            if let Some(o) = cache.context.get(name) {
+                return Ok(Some(o.clone()));
+            }
+            let Some(c) = model.contexts.iter().find(|c| c.loc.name == *name) else {
+                return Err(m
+                    .loc
+                    .err(&["tls"], format!("tls: unknown TLSContext `{name}`")));
+            };
+            let config = tls::client_config(c.cert.as_ref(), &c.params, c.ca.as_deref())
+                .map_err(|e| c.loc.err(&[], e))?;
+            let o = Origination {
+                mode: OriginationMode::Context(name.clone()),
+                sni: c.sni.clone(),
+                verify: c.ca.is_some(),
+                config,
+            };
+            cache.context.insert(name.clone(), o.clone());
+            Ok(Some(o))
+        }
+    }
+}

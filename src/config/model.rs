@@ -1,0 +1,133 @@
+//! Validated resources: defaults applied, every value checked, secrets loaded.
+//!
+//! Owns: the types between `validate` and `build`. Must not: read files or build rustls
+//! configs (that is `validate`/`secrets` and `build`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+use super::raw::Loc;
+use super::tls::{CertKey, TlsParams};
+use crate::route::{Families, ServiceHost};
+
+/// How a mapping talks to its upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Plain TCP.
+    Plain,
+    /// `tls: true` or `https://`: TLS without client certificate or verification.
+    Insecure,
+    /// `tls: CONTEXT`.
+    Context(String),
+}
+
+impl Origin {
+    /// True when TLS is originated.
+    pub fn originates(&self) -> bool {
+        *self != Origin::Plain
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Plain => f.write_str("false"),
+            Origin::Insecure => f.write_str("true"),
+            Origin::Context(c) => f.write_str(c),
+        }
+    }
+}
+
+/// A validated `TCPMapping`.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// Where it is (kind, name, file, line).
+    pub loc: Loc,
+    /// Its namespace (the proxy's when unset).
+    pub namespace: String,
+    /// Bind address.
+    pub address: IpAddr,
+    /// Listener port.
+    pub port: u16,
+    /// SNI host, lower-cased (`None`: host-less).
+    pub host: Option<String>,
+    /// TLS origination.
+    pub origin: Origin,
+    /// Upstream host (namespace-qualified).
+    pub service_host: ServiceHost,
+    /// Upstream port (defaulted).
+    pub service_port: u16,
+    /// `weight`, when written.
+    pub weight: Option<u8>,
+    /// `idle_timeout_ms` (`None`: no idle timeout).
+    pub idle_timeout: Option<Duration>,
+    /// Effective address families (Module defaults applied).
+    pub families: Families,
+    /// `circuit_breakers.max_connections`.
+    pub max_connections: Option<u32>,
+    /// `connect_timeout_ms` (default 3000).
+    pub connect_timeout: Duration,
+}
+
+/// A validated `TLSContext` with its secrets loaded.
+#[derive(Debug)]
+pub struct TlsContext {
+    /// Where it is.
+    pub loc: Loc,
+    /// `hosts` it terminates for.
+    pub hosts: Vec<String>,
+    /// Its certificate and key (termination, or client certificate for origination).
+    pub cert: Option<CertKey>,
+    /// Its CA: verifies upstreams (origination) or client certificates (termination).
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    /// Client certificates required on termination.
+    pub cert_required: bool,
+    /// SNI sent when originating with this context.
+    pub sni: Option<String>,
+    /// Versions, ciphers, ALPN.
+    pub params: TlsParams,
+}
+
+/// A validated `Host` with its certificate loaded.
+#[derive(Debug)]
+pub struct Host {
+    /// Where it is.
+    pub loc: Loc,
+    /// `hostname` glob (`*.example.com`, `*`).
+    pub hostname: String,
+    /// Its certificate and key.
+    pub cert: CertKey,
+}
+
+/// One group: the mappings sharing `(address, port, host)`, in config order, with their shares.
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    /// Indexes into [`Model::mappings`].
+    pub members: Vec<usize>,
+    /// Share of each member (sums to 100).
+    pub shares: Vec<u8>,
+}
+
+/// Where a host group's certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertSource {
+    /// `Model::hosts[i]`.
+    Host(usize),
+    /// `Model::contexts[i]`.
+    Context(usize),
+}
+
+/// Everything `build` needs.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Valid mappings in config order.
+    pub mappings: Vec<Mapping>,
+    /// Valid TLSContexts in config order.
+    pub contexts: Vec<TlsContext>,
+    /// Valid Hosts in config order.
+    pub hosts: Vec<Host>,
+    /// The groups.
+    pub groups: Vec<GroupPlan>,
+}

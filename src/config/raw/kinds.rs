@@ -1,0 +1,284 @@
+//! Serde-free mirrors of the four kinds: attributes as written, typed but unchecked.
+
+use std::collections::BTreeSet;
+
+use serde_yaml_ng::Value;
+
+use super::Loc;
+use super::fields::Fields;
+
+/// `tls:` as written: a boolean or a TLSContext name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawTls {
+    /// `tls: true` / `tls: false`.
+    Bool(bool),
+    /// `tls: CONTEXT`.
+    Context(String),
+}
+
+/// A `TCPMapping` as written.
+#[derive(Debug, Clone)]
+pub struct RawMapping {
+    /// Where it is.
+    pub loc: Loc,
+    /// `namespace` / `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// Attribute keys present (also those with a wrong type).
+    pub present: BTreeSet<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `service`.
+    pub service: Option<String>,
+    /// `address`.
+    pub address: Option<String>,
+    /// `host`.
+    pub host: Option<String>,
+    /// `tls`.
+    pub tls: Option<RawTls>,
+    /// `weight`.
+    pub weight: Option<i64>,
+    /// `idle_timeout_ms`.
+    pub idle_timeout_ms: Option<i64>,
+    /// `enable_ipv4`.
+    pub enable_ipv4: Option<bool>,
+    /// `enable_ipv6`.
+    pub enable_ipv6: Option<bool>,
+    /// `circuit_breakers[..].max_connections` of the default-priority entry.
+    pub max_connections: Option<i64>,
+    /// `connect_timeout_ms` (ext).
+    pub connect_timeout_ms: Option<i64>,
+}
+
+impl RawMapping {
+    /// True when the attribute was written (even with a wrong type).
+    pub fn has(&self, key: &str) -> bool {
+        self.present.contains(key)
+    }
+}
+
+pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> RawMapping {
+    let tls = match f.value("tls") {
+        Some(Value::Bool(b)) => Some(RawTls::Bool(*b)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(RawTls::Bool(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(RawTls::Bool(false)),
+        Some(Value::String(_)) => f.string("tls").map(RawTls::Context),
+        Some(_) => {
+            f.problems
+                .push(loc.err(&["tls"], "`tls` must be true, false or a TLSContext name"));
+            None
+        }
+        None => None,
+    };
+    RawMapping {
+        loc: loc.clone(),
+        namespace,
+        present: f.present(),
+        port: f.integer("port"),
+        service: f.string("service"),
+        address: f.string("address"),
+        host: f.string("host"),
+        tls,
+        weight: f.integer("weight"),
+        idle_timeout_ms: f.integer("idle_timeout_ms"),
+        enable_ipv4: f.boolean("enable_ipv4"),
+        enable_ipv6: f.boolean("enable_ipv6"),
+        max_connections: circuit_breakers(f, loc),
+        connect_timeout_ms: f.integer("connect_timeout_ms"),
+    }
+}
+
+/// `circuit_breakers: [{max_connections: N}]`: the entry without `priority: high` counts.
+fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
+    let items = match f.value("circuit_breakers")? {
+        Value::Sequence(items) => items,
+        _ => {
+            f.problems.push(loc.err(
+                &["circuit_breakers"],
+                "`circuit_breakers` must be a list like [{max_connections: N}]",
+            ));
+            return None;
+        }
+    };
+    const KNOWN: [&str; 5] = [
+        "priority",
+        "max_connections",
+        "max_pending_requests",
+        "max_requests",
+        "max_retries",
+    ];
+    let mut found = None;
+    for item in items {
+        let Some(m) = item.as_mapping() else {
+            f.problems.push(loc.err(
+                &["circuit_breakers"],
+                "each circuit_breakers entry must be a mapping",
+            ));
+            continue;
+        };
+        for key in m.keys() {
+            let k = key.as_str().unwrap_or("?");
+            if !KNOWN.contains(&k) {
+                f.problems.push(loc.warn(
+                    &["circuit_breakers", k],
+                    format!("unknown attribute `circuit_breakers.{k}` (ignored)"),
+                ));
+            }
+        }
+        if m.get("priority").and_then(Value::as_str) == Some("high") {
+            continue;
+        }
+        match m.get("max_connections") {
+            None => {}
+            Some(Value::Number(n)) if n.as_i64().is_some() => {
+                found = found.or(n.as_i64());
+            }
+            Some(_) => f.problems.push(loc.err(
+                &["circuit_breakers", "max_connections"],
+                "`circuit_breakers.max_connections` must be an integer",
+            )),
+        }
+    }
+    found
+}
+
+/// A `TLSContext` as written.
+#[derive(Debug, Clone)]
+pub struct RawTlsContext {
+    /// Where it is.
+    pub loc: Loc,
+    /// `namespace` / `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// `hosts`.
+    pub hosts: Option<Vec<String>>,
+    /// `secret`.
+    pub secret: Option<String>,
+    /// `ca_secret`.
+    pub ca_secret: Option<String>,
+    /// `cert_required`.
+    pub cert_required: Option<bool>,
+    /// `sni`.
+    pub sni: Option<String>,
+    /// `alpn_protocols` (list or comma-separated string).
+    pub alpn_protocols: Option<Vec<String>>,
+    /// `min_tls_version`.
+    pub min_tls_version: Option<String>,
+    /// `max_tls_version`.
+    pub max_tls_version: Option<String>,
+    /// `cipher_suites`.
+    pub cipher_suites: Option<Vec<String>>,
+    /// `cert_chain_file`.
+    pub cert_chain_file: Option<String>,
+    /// `private_key_file`.
+    pub private_key_file: Option<String>,
+    /// `cacert_chain_file`.
+    pub cacert_chain_file: Option<String>,
+    /// `secret_namespacing`.
+    pub secret_namespacing: Option<bool>,
+}
+
+pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> RawTlsContext {
+    RawTlsContext {
+        loc: loc.clone(),
+        namespace,
+        hosts: f.strings("hosts"),
+        secret: f.string("secret"),
+        ca_secret: f.string("ca_secret"),
+        cert_required: f.boolean("cert_required"),
+        sni: f.string("sni"),
+        alpn_protocols: f.strings("alpn_protocols"),
+        min_tls_version: f.string("min_tls_version"),
+        max_tls_version: f.string("max_tls_version"),
+        cipher_suites: f.strings("cipher_suites"),
+        cert_chain_file: f.string("cert_chain_file"),
+        private_key_file: f.string("private_key_file"),
+        cacert_chain_file: f.string("cacert_chain_file"),
+        secret_namespacing: f.boolean("secret_namespacing"),
+    }
+}
+
+/// A `Host` with a `tlsSecret` as written.
+#[derive(Debug, Clone)]
+pub struct RawHost {
+    /// Where it is.
+    pub loc: Loc,
+    /// `namespace` / `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// `hostname` (a glob such as `*.example.com`).
+    pub hostname: Option<String>,
+    /// `tlsSecret.name`.
+    pub secret: String,
+    /// `tlsSecret.namespace`.
+    pub secret_namespace: Option<String>,
+}
+
+/// Host attributes that only matter to Ambassador's HTTP side: known, ignored, no warning.
+const HOST_HTTP_ONLY: [&str; 7] = [
+    "acmeProvider",
+    "requestPolicy",
+    "selector",
+    "mappingSelector",
+    "previewUrl",
+    "tlsContext",
+    "tls",
+];
+
+pub(super) fn host(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> Option<RawHost> {
+    f.known(&HOST_HTTP_ONLY);
+    let hostname = f.string("hostname");
+    let Some(secret) = f.mapping("tlsSecret") else {
+        tracing::debug!(name = %loc.name, "skipping a Host without tlsSecret");
+        return None;
+    };
+    let name = secret.get("name").and_then(Value::as_str);
+    let Some(name) = name else {
+        f.problems
+            .push(loc.err(&["tlsSecret"], "`tlsSecret.name` is required"));
+        return None;
+    };
+    Some(RawHost {
+        loc: loc.clone(),
+        namespace,
+        hostname,
+        secret: name.to_string(),
+        secret_namespace: secret
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// The `ambassador` Module's `config` as far as tcpmap reads it.
+#[derive(Debug, Clone)]
+pub struct RawModule {
+    /// Where it is.
+    pub loc: Loc,
+    /// `config.enable_ipv4`.
+    pub enable_ipv4: Option<bool>,
+    /// `config.enable_ipv6`.
+    pub enable_ipv6: Option<bool>,
+}
+
+pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
+    let mut m = RawModule {
+        loc: loc.clone(),
+        enable_ipv4: None,
+        enable_ipv6: None,
+    };
+    // The Module's `config` holds many HTTP settings; only the two families are read here.
+    if let Some(config) = f.mapping("config") {
+        for (key, field) in [
+            ("enable_ipv4", &mut m.enable_ipv4),
+            ("enable_ipv6", &mut m.enable_ipv6),
+        ] {
+            match config.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Bool(b)) => *field = Some(*b),
+                Some(_) => f.problems.push(loc.err(
+                    &["config", key],
+                    format!("`config.{key}` must be true or false"),
+                )),
+            }
+        }
+    }
+    m
+}

@@ -1,0 +1,220 @@
+//! YAML documents → raw resources: the flat and CRD forms, `apiVersion`/`kind` dispatch,
+//! `ambassador_id` filtering and typed attribute reads.
+//!
+//! Owns: which documents are ours, where a resource's attributes live, type errors and
+//! unknown-attribute warnings. Must not: apply defaults or semantic checks (that is
+//! `validate`), read secrets, touch sockets.
+
+mod fields;
+mod kinds;
+
+use std::sync::Arc;
+
+use serde_yaml_ng::{Mapping, Value};
+
+pub use kinds::{RawHost, RawMapping, RawModule, RawTls, RawTlsContext};
+
+use super::ConfigError;
+use super::source::SourceDoc;
+use fields::Fields;
+
+/// The `apiVersion`s tcpmap reads.
+pub const API_VERSIONS: [&str; 5] = [
+    "ambassador/v0",
+    "ambassador/v1",
+    "getambassador.io/v1",
+    "getambassador.io/v2",
+    "getambassador.io/v3alpha1",
+];
+
+/// Where a resource is: its document, kind and name. Builds located problems.
+#[derive(Debug, Clone)]
+pub struct Loc {
+    /// The document holding the resource.
+    pub doc: Arc<SourceDoc>,
+    /// `TCPMapping`, `TLSContext`, `Host` or `Module`.
+    pub kind: &'static str,
+    /// The resource name (`-` when missing).
+    pub name: String,
+    /// True for the CRD form (attributes under `spec`).
+    pub crd: bool,
+}
+
+impl Loc {
+    fn line(&self, keys: &[&str]) -> usize {
+        if keys.is_empty() {
+            return self.doc.line;
+        }
+        if self.crd {
+            let mut path = vec!["spec"];
+            path.extend_from_slice(keys);
+            self.doc.key_line(&path)
+        } else {
+            self.doc.key_line(keys)
+        }
+    }
+
+    /// An error at the line of the attribute path `keys` (document start when not found).
+    pub fn err(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
+        ConfigError::error(
+            &self.doc.file,
+            self.line(keys),
+            self.kind,
+            &self.name,
+            message,
+        )
+    }
+
+    /// A warning at the line of the attribute path `keys`.
+    pub fn warn(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
+        ConfigError::warning(
+            &self.doc.file,
+            self.line(keys),
+            self.kind,
+            &self.name,
+            message,
+        )
+    }
+
+    /// `FILE:LINE` of the resource, for messages naming another resource.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.doc.file.display(), self.doc.line)
+    }
+}
+
+/// A resource of a kind tcpmap reads, addressed to our `ambassador_id`.
+#[derive(Debug)]
+pub enum Resource {
+    /// `kind: TCPMapping`.
+    Mapping(RawMapping),
+    /// `kind: TLSContext`.
+    Context(RawTlsContext),
+    /// `kind: Host` with a `tlsSecret`.
+    Host(RawHost),
+    /// `kind: Module`, `name: ambassador`.
+    Module(RawModule),
+}
+
+/// The result of reading one document.
+#[derive(Debug, Default)]
+pub struct Classified {
+    /// The resource, when the document is one of ours and readable.
+    pub resource: Option<Resource>,
+    /// Problems found (type errors, unknown attributes, bad apiVersion).
+    pub problems: Vec<ConfigError>,
+}
+
+const KINDS: [&str; 4] = ["TCPMapping", "TLSContext", "Host", "Module"];
+const FLAT_META: [&str; 7] = [
+    "apiVersion",
+    "kind",
+    "name",
+    "namespace",
+    "ambassador_id",
+    "metadata_labels",
+    "generation",
+];
+
+/// Reads one document; `our_id` is the proxy's `ambassador_id`.
+pub fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
+    let mut out = Classified::default();
+    let Value::Mapping(top) = &doc.value else {
+        tracing::debug!(file = %doc.file.display(), line = doc.line, "skipping a non-mapping document");
+        return out;
+    };
+    let Some(kind) = top
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(|k| KINDS.iter().find(|x| **x == k))
+    else {
+        tracing::debug!(file = %doc.file.display(), line = doc.line, "skipping a document of another kind");
+        return out;
+    };
+    let crd = top.contains_key("spec") || top.contains_key("metadata");
+    let meta = if crd {
+        top.get("metadata").and_then(Value::as_mapping)
+    } else {
+        Some(top)
+    };
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let loc = Loc {
+        doc: doc.clone(),
+        kind,
+        name: name.unwrap_or("-").to_string(),
+        crd,
+    };
+    match top.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if API_VERSIONS.contains(&v) => {}
+        Some(v) => {
+            out.problems.push(loc.err(
+                &[],
+                format!(
+                    "unsupported apiVersion `{v}` (expected one of {})",
+                    API_VERSIONS.join(", ")
+                ),
+            ));
+            return out;
+        }
+        None => {
+            out.problems.push(loc.err(&[], "apiVersion is required"));
+            return out;
+        }
+    }
+    if name.is_none() {
+        let key: &[&str] = if crd { &[] } else { &["name"] };
+        out.problems.push(loc.err(key, "name is required"));
+    }
+    let empty = Mapping::new();
+    let attrs = if crd {
+        let top_loc = Loc {
+            crd: false,
+            ..loc.clone()
+        };
+        let mut top_fields = Fields::new(&top_loc, top);
+        top_fields.known(&["apiVersion", "kind", "metadata", "spec", "status"]);
+        out.problems.extend(top_fields.finish());
+        match top.get("spec") {
+            Some(Value::Mapping(m)) => m,
+            None | Some(Value::Null) => &empty,
+            Some(_) => {
+                out.problems.push(loc.err(&[], "`spec` must be a mapping"));
+                return out;
+            }
+        }
+    } else {
+        top
+    };
+    let mut f = Fields::new(&loc, attrs);
+    if !crd {
+        f.known(&FLAT_META);
+    }
+    let ids = f
+        .strings("ambassador_id")
+        .unwrap_or_else(|| vec!["default".to_string()]);
+    if !ids.iter().any(|id| id == our_id) {
+        tracing::debug!(kind, name = %loc.name, "skipping a resource for another ambassador_id");
+        out.problems.append(&mut f.problems);
+        return out;
+    }
+    out.resource = match *kind {
+        "TCPMapping" => Some(Resource::Mapping(kinds::mapping(&mut f, &loc, namespace))),
+        "TLSContext" => Some(Resource::Context(kinds::context(&mut f, &loc, namespace))),
+        "Host" => kinds::host(&mut f, &loc, namespace).map(Resource::Host),
+        _ if loc.name == "ambassador" => Some(Resource::Module(kinds::module(&mut f, &loc))),
+        _ => {
+            tracing::debug!(name = %loc.name, "skipping a Module other than `ambassador`");
+            return out;
+        }
+    };
+    if out.resource.is_some() {
+        out.problems.extend(f.finish());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+//! `TCPMapping` rules, one small function per attribute, and their assembly into a
+//! [`Mapping`]. Every problem of a mapping is reported, not just the first.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::service::{self, check_dns_name, parse_service};
+use crate::config::ConfigError;
+use crate::config::model::{Mapping, Origin};
+use crate::config::raw::{RawMapping, RawTls};
+use crate::route::{Families, ServiceHost};
+
+/// Default `connect_timeout_ms` (ext).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
+
+/// `port`: required, 1–65535.
+pub fn check_port(port: Option<i64>, present: bool) -> Result<Option<u16>, String> {
+    match port {
+        None if present => Ok(None), // wrong type, already reported
+        None => Err("`port` is required".into()),
+        Some(p) => match u16::try_from(p) {
+            Ok(p) if p > 0 => Ok(Some(p)),
+            _ => Err(format!("port {p} is out of range (1-65535)")),
+        },
+    }
+}
+
+/// `service`: required.
+pub fn check_service_present(service: Option<&str>, present: bool) -> Result<(), String> {
+    match service {
+        None if !present => Err("`service` is required".into()),
+        _ => Ok(()),
+    }
+}
+
+/// `address`: an IP literal, IPv6 with or without brackets; default `0.0.0.0`.
+pub fn parse_address(address: Option<&str>) -> Result<IpAddr, String> {
+    let Some(a) = address else {
+        return Ok(IpAddr::from([0, 0, 0, 0]));
+    };
+    let t = a.trim();
+    let inner = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    inner
+        .parse()
+        .map_err(|_| format!("address `{a}` is not an IP address (names are not allowed)"))
+}
+
+/// `host`: a DNS name or a `*.suffix` wildcard; returned lower-cased without a trailing dot.
+pub fn check_host(host: &str) -> Result<String, String> {
+    let h = host.trim().to_ascii_lowercase();
+    let h = h.strip_suffix('.').unwrap_or(&h).to_string();
+    let name = h.strip_prefix("*.").unwrap_or(&h);
+    check_dns_name(name)
+        .map_err(|_| format!("host `{host}` must be a DNS name or a `*.example.com` wildcard"))?;
+    Ok(h)
+}
+
+/// `tls` and the `https://` scheme together: the origination mode.
+pub fn origin(tls: Option<&RawTls>, https: bool) -> Result<Origin, String> {
+    match (tls, https) {
+        (Some(RawTls::Bool(false)), true) => {
+            Err("`tls: false` contradicts the `https://` service, which originates TLS".into())
+        }
+        (Some(RawTls::Context(c)), _) => Ok(Origin::Context(c.clone())),
+        (Some(RawTls::Bool(true)), _) | (_, true) => Ok(Origin::Insecure),
+        _ => Ok(Origin::Plain),
+    }
+}
+
+/// `tls: CONTEXT` must name a declared TLSContext.
+pub fn check_context_known(origin: &Origin, contexts: &BTreeSet<String>) -> Result<(), String> {
+    match origin {
+        Origin::Context(c) if !contexts.contains(c) => {
+            Err(format!("tls: unknown TLSContext `{c}`"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `weight`: an integer 0–100.
+pub fn check_weight(w: i64) -> Result<u8, String> {
+    u8::try_from(w)
+        .ok()
+        .filter(|w| *w <= 100)
+        .ok_or_else(|| format!("weight {w} must be from 0 to 100"))
+}
+
+/// `idle_timeout_ms`: not negative; 0 means no idle timeout (as in Envoy).
+pub fn idle_timeout(ms: i64) -> Result<Option<Duration>, String> {
+    match u64::try_from(ms) {
+        Ok(0) => Ok(None),
+        Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+        Err(_) => Err(format!("idle_timeout_ms {ms} must not be negative")),
+    }
+}
+
+/// `connect_timeout_ms` (ext): at least 1; default 3000.
+pub fn connect_timeout(ms: Option<i64>) -> Result<Duration, String> {
+    match ms.map(u64::try_from) {
+        None => Ok(Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS)),
+        Some(Ok(ms)) if ms > 0 => Ok(Duration::from_millis(ms)),
+        Some(_) => Err(format!(
+            "connect_timeout_ms {} must be at least 1",
+            ms.unwrap_or(0)
+        )),
+    }
+}
+
+/// `circuit_breakers.max_connections`: at least 1.
+pub fn max_connections(n: i64) -> Result<u32, String> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("circuit_breakers max_connections {n} must be at least 1"))
+}
+
+/// Effective families: the mapping's own values over the Module's; both off is an error.
+pub fn families(v4: Option<bool>, v6: Option<bool>, module: Families) -> Result<Families, String> {
+    let f = Families {
+        ipv4: v4.unwrap_or(module.ipv4),
+        ipv6: v6.unwrap_or(module.ipv6),
+    };
+    if !f.ipv4 && !f.ipv6 {
+        return Err("enable_ipv4 and enable_ipv6 are both false: no address family left".into());
+    }
+    Ok(f)
+}
+
+/// An IP-literal service must be of an enabled family.
+pub fn check_literal_family(host: &ServiceHost, f: Families) -> Result<(), String> {
+    match host {
+        ServiceHost::Ip(IpAddr::V6(_)) if !f.ipv6 => {
+            Err("service is an IPv6 address but enable_ipv6 is false".into())
+        }
+        ServiceHost::Ip(IpAddr::V4(_)) if !f.ipv4 => {
+            Err("service is an IPv4 address but enable_ipv4 is false".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a mapping is checked against.
+pub struct MappingEnv<'a> {
+    /// The proxy's namespace.
+    pub namespace: &'a str,
+    /// Module defaults.
+    pub module: Families,
+    /// Names of every declared TLSContext (also broken ones, to avoid follow-up errors).
+    pub contexts: &'a BTreeSet<String>,
+}
+
+/// Applies every rule to one mapping; `None` when any rule failed.
+pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<ConfigError>) {
+    let loc = &raw.loc;
+    let mut errs = Vec::new();
+    let ok = |r: Result<(), String>, key: &[&str], errs: &mut Vec<ConfigError>| {
+        if let Err(m) = r {
+            errs.push(loc.err(key, m));
+        }
+    };
+    macro_rules! take {
+        ($r:expr, $key:expr) => {
+            match $r {
+                Ok(v) => Some(v),
+                Err(m) => {
+                    errs.push(loc.err($key, m));
+                    None
+                }
+            }
+        };
+    }
+    let port = take!(check_port(raw.port, raw.has("port")), &["port"]).flatten();
+    ok(
+        check_service_present(raw.service.as_deref(), raw.has("service")),
+        &["service"],
+        &mut errs,
+    );
+    let parsed = raw
+        .service
+        .as_deref()
+        .and_then(|s| take!(parse_service(s), &["service"]));
+    let address = take!(parse_address(raw.address.as_deref()), &["address"]);
+    let host = match raw.host.as_deref() {
+        Some(h) => take!(check_host(h), &["host"]).map(Some),
+        None => Some(None),
+    };
+    let https = parsed.as_ref().is_some_and(|p| p.https);
+    let origin = take!(origin(raw.tls.as_ref(), https), &["tls"]);
+    if let Some(o) = &origin {
+        ok(check_context_known(o, env.contexts), &["tls"], &mut errs);
+    }
+    let weight = match raw.weight {
+        Some(w) => take!(check_weight(w), &["weight"]).map(Some),
+        None => Some(None),
+    };
+    let idle = match raw.idle_timeout_ms {
+        Some(ms) => take!(idle_timeout(ms), &["idle_timeout_ms"]),
+        None => Some(None),
+    };
+    let connect = take!(
+        connect_timeout(raw.connect_timeout_ms),
+        &["connect_timeout_ms"]
+    );
+    let max_conn = match raw.max_connections {
+        Some(n) => take!(max_connections(n), &["circuit_breakers", "max_connections"]).map(Some),
+        None => Some(None),
+    };
+    let fam = families(raw.enable_ipv4, raw.enable_ipv6, env.module);
+    let fam = match fam {
+        // Both off only because of the Module: reported once, at the Module.
+        Err(_) if raw.enable_ipv4.is_none() && raw.enable_ipv6.is_none() => None,
+        other => {
+            let key = if raw.enable_ipv4.is_some() {
+                "enable_ipv4"
+            } else {
+                "enable_ipv6"
+            };
+            take!(other, &[key])
+        }
+    };
+    let namespace = raw
+        .namespace
+        .clone()
+        .unwrap_or_else(|| env.namespace.to_string());
+    if let (Some(p), Some(f)) = (&parsed, fam) {
+        ok(check_literal_family(&p.host, f), &["service"], &mut errs);
+    }
+    let (Some(port), Some(p), Some(address), Some(host), Some(origin)) =
+        (port, parsed, address, host, origin)
+    else {
+        return (None, errs);
+    };
+    let (Some(weight), Some(idle), Some(connect), Some(max_conn), Some(fam)) =
+        (weight, idle, connect, max_conn, fam)
+    else {
+        return (None, errs);
+    };
+    if !errs.is_empty() {
+        return (None, errs);
+    }
+    let service_port = p.port.unwrap_or(service::default_port(origin.originates()));
+    let m = Mapping {
+        loc: loc.clone(),
+        service_host: service::qualify(p.host, &namespace, env.namespace),
+        namespace,
+        address,
+        port,
+        host,
+        origin,
+        service_port,
+        weight,
+        idle_timeout: idle,
+        families: fam,
+        max_connections: max_conn,
+        connect_timeout: connect,
+    };
+    (Some(m), errs)
+}
+
+#[cfg(test)]
+#[path = "mapping_tests.rs"]
+mod tests;

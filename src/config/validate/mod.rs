@@ -1,0 +1,146 @@
+//! Raw resources → validated [`Model`]: defaults, per-attribute rules, cross-resource rules.
+//! Every problem is collected; nothing stops at the first.
+//!
+//! Owns: the order of checks and which resource a problem is reported on.
+//! Must not: build rustls configs or route tables (that is `build`), touch sockets.
+
+pub mod groups;
+pub mod mapping;
+pub mod service;
+pub mod tls;
+pub mod weights;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::ConfigError;
+use super::model::{GroupPlan, Model};
+use super::raw::{RawModule, Resource};
+use crate::route::Families;
+
+/// What validation depends on besides the resources.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// The proxy's namespace.
+    pub namespace: &'a str,
+    /// `--secrets-dir`.
+    pub secrets_dir: Option<&'a Path>,
+}
+
+/// The Module's defaults (`enable_ipv4: true`, `enable_ipv6: false` when absent); several
+/// `ambassador` Modules → a warning and the first applies; both families off → an error.
+pub fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    let Some(first) = modules.first() else {
+        return (Families::default(), problems);
+    };
+    for m in modules.iter().skip(1) {
+        problems.push(m.loc.warn(
+            &[],
+            format!(
+                "another Module ambassador is at {}; that one applies",
+                first.loc.place()
+            ),
+        ));
+    }
+    let f = Families {
+        ipv4: first.enable_ipv4.unwrap_or(true),
+        ipv6: first.enable_ipv6.unwrap_or(false),
+    };
+    if !f.ipv4 && !f.ipv6 {
+        problems.push(first.loc.err(
+            &["config"],
+            "enable_ipv4 and enable_ipv6 are both false: no address family left",
+        ));
+    }
+    (f, problems)
+}
+
+/// Validates every resource; problems hold errors and warnings.
+pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigError>) {
+    let mut raw_mappings = Vec::new();
+    let mut raw_contexts = Vec::new();
+    let mut raw_hosts = Vec::new();
+    let mut raw_modules = Vec::new();
+    for r in resources {
+        match r {
+            Resource::Mapping(m) => raw_mappings.push(m),
+            Resource::Context(c) => raw_contexts.push(c),
+            Resource::Host(h) => raw_hosts.push(h),
+            Resource::Module(m) => raw_modules.push(m),
+        }
+    }
+    let (module, mut problems) = module_defaults(&raw_modules);
+    let mut model = Model::default();
+
+    for raw in &raw_contexts {
+        let (c, p) = tls::context(raw, env.secrets_dir);
+        problems.extend(p);
+        model.contexts.extend(c);
+    }
+    problems.extend(groups::duplicate_names(
+        raw_contexts.iter().map(|c| (c.loc.name.clone(), &c.loc)),
+    ));
+    for raw in &raw_hosts {
+        let (h, p) = tls::host(raw, env.secrets_dir);
+        problems.extend(p);
+        model.hosts.extend(h);
+    }
+
+    let context_names: BTreeSet<String> = raw_contexts.iter().map(|c| c.loc.name.clone()).collect();
+    let menv = mapping::MappingEnv {
+        namespace: env.namespace,
+        module,
+        contexts: &context_names,
+    };
+    for raw in &raw_mappings {
+        let (m, p) = mapping::mapping(raw, &menv);
+        problems.extend(p);
+        model.mappings.extend(m);
+    }
+    problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
+        let ns = m.namespace.as_deref().unwrap_or(env.namespace);
+        (format!("{ns}/{}", m.loc.name), &m.loc)
+    })));
+
+    // Certificates are looked up among every declared Host/TLSContext, also broken ones,
+    // so a bad secret is reported once (at its resource), not again at each mapping.
+    let globs: Vec<&str> = raw_hosts
+        .iter()
+        .filter_map(|h| h.hostname.as_deref())
+        .collect();
+    let ctx_hosts: Vec<&[String]> = raw_contexts
+        .iter()
+        .map(|c| c.hosts.as_deref().unwrap_or(&[]))
+        .collect();
+    for members in groups::group(&model.mappings) {
+        problems.extend(groups::check_agreement(&model.mappings, &members));
+        for m in members.iter().filter_map(|i| model.mappings.get(*i)) {
+            if let Some(host) = &m.host {
+                let found = groups::find_cert(host, &globs, &ctx_hosts);
+                problems.extend(groups::check_host_cert(m, found));
+            }
+        }
+        let ws: Vec<Option<u8>> = members
+            .iter()
+            .filter_map(|i| model.mappings.get(*i))
+            .map(|m| m.weight)
+            .collect();
+        match weights::shares(&ws) {
+            Ok(shares) => model.groups.push(GroupPlan { members, shares }),
+            Err(e) => {
+                // Reported once, at the mapping whose weight pushes the sum over 100.
+                let mut sum = 0u32;
+                let culprit = members
+                    .iter()
+                    .filter_map(|i| model.mappings.get(*i))
+                    .find(|m| {
+                        sum += u32::from(m.weight.unwrap_or(0));
+                        sum > 100
+                    });
+                problems.extend(culprit.map(|m| m.loc.err(&["weight"], e)));
+            }
+        }
+    }
+    (model, problems)
+}

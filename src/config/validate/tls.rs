@@ -1,0 +1,249 @@
+//! `TLSContext` and `Host` rules, one small function each, and loading their secrets.
+
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateDer;
+
+use crate::config::ConfigError;
+use crate::config::model::{Host, TlsContext};
+use crate::config::raw::{Loc, RawHost, RawTlsContext};
+use crate::config::secrets;
+use crate::config::tls::{self, CertKey, TlsParams, TlsVersion};
+
+/// A problem at attribute `.0`.
+type Keyed = (&'static str, String);
+
+/// Where the certificate and key of a context come from: `secret` xor the file pair.
+pub fn cert_paths(
+    raw: &RawTlsContext,
+    secrets_dir: Option<&Path>,
+) -> Result<Option<(PathBuf, PathBuf, &'static str)>, Keyed> {
+    let base = base_dir(&raw.loc);
+    let files = (&raw.cert_chain_file, &raw.private_key_file);
+    match (&raw.secret, files) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => Err((
+            "secret",
+            "use either `secret` or `cert_chain_file`/`private_key_file`, not both".into(),
+        )),
+        (Some(s), _) => {
+            let dir = secret_folder(s, raw.secret_namespacing.unwrap_or(true), secrets_dir)
+                .map_err(|m| ("secret", m))?;
+            Ok(Some((
+                secrets::cert_file(&dir),
+                secrets::key_file(&dir),
+                "secret",
+            )))
+        }
+        (None, (Some(c), Some(k))) => Ok(Some((
+            secrets::resolve_file(base.as_deref(), c),
+            secrets::resolve_file(base.as_deref(), k),
+            "cert_chain_file",
+        ))),
+        (None, (Some(_), None)) => Err((
+            "cert_chain_file",
+            "`cert_chain_file` needs `private_key_file`".into(),
+        )),
+        (None, (None, Some(_))) => Err((
+            "private_key_file",
+            "`private_key_file` needs `cert_chain_file`".into(),
+        )),
+        (None, (None, None)) => Ok(None),
+    }
+}
+
+/// The CA file: `ca_secret` xor `cacert_chain_file`.
+pub fn ca_path(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> Result<Option<PathBuf>, Keyed> {
+    match (&raw.ca_secret, &raw.cacert_chain_file) {
+        (Some(_), Some(_)) => Err((
+            "ca_secret",
+            "use either `ca_secret` or `cacert_chain_file`, not both".into(),
+        )),
+        (Some(s), None) => {
+            let dir = secret_folder(s, raw.secret_namespacing.unwrap_or(true), secrets_dir)
+                .map_err(|m| ("ca_secret", m))?;
+            Ok(Some(secrets::ca_file(&dir)))
+        }
+        (None, Some(f)) => Ok(Some(secrets::resolve_file(
+            base_dir(&raw.loc).as_deref(),
+            f,
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn secret_folder(name: &str, namespacing: bool, dir: Option<&Path>) -> Result<PathBuf, String> {
+    match dir {
+        Some(d) => Ok(secrets::secret_dir(d, name, namespacing)),
+        None => Err(format!("secret `{name}` needs --secrets-dir")),
+    }
+}
+
+/// The directory of the config file, for relative certificate paths (none for inline YAML).
+fn base_dir(loc: &Loc) -> Option<PathBuf> {
+    let f = &loc.doc.file;
+    f.is_file()
+        .then(|| f.parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+/// `cert_required` needs a CA to check client certificates against.
+pub fn check_cert_required(cert_required: bool, has_ca: bool) -> Result<(), String> {
+    if cert_required && !has_ca {
+        return Err("`cert_required` needs `ca_secret` or `cacert_chain_file`".into());
+    }
+    Ok(())
+}
+
+/// `min_tls_version` ≤ `max_tls_version`, both at least v1.2.
+pub fn versions(
+    min: Option<&str>,
+    max: Option<&str>,
+) -> Result<(Option<TlsVersion>, Option<TlsVersion>), Keyed> {
+    let lo = min
+        .map(tls::parse_tls_version)
+        .transpose()
+        .map_err(|e| ("min_tls_version", e))?;
+    let hi = max
+        .map(tls::parse_tls_version)
+        .transpose()
+        .map_err(|e| ("max_tls_version", e))?;
+    if let (Some(l), Some(h)) = (lo, hi) {
+        if l > h {
+            return Err((
+                "min_tls_version",
+                "min_tls_version is above max_tls_version".into(),
+            ));
+        }
+    }
+    Ok((lo, hi))
+}
+
+/// A context listing `hosts` terminates TLS for them, so it needs a certificate.
+pub fn check_hosts_have_cert(hosts: &[String], has_cert: bool) -> Result<(), String> {
+    if !hosts.is_empty() && !has_cert {
+        return Err(
+            "`hosts` are listed but there is no certificate (`secret` or `cert_chain_file`)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Reads and parses a certificate chain and its key; errors name the file at fault.
+pub fn load_cert_key(cert: &Path, key: &Path) -> Result<CertKey, String> {
+    let cert_pem = secrets::read_pem(cert)?;
+    tls::parse_cert_chain(&cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key_pem = secrets::read_pem(key)?;
+    tls::parse_cert_key(&cert_pem, &key_pem)
+        .map_err(|e| format!("{} (for {}): {e}", key.display(), cert.display()))
+}
+
+/// Reads a CA bundle.
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = secrets::read_pem(path)?;
+    tls::parse_cert_chain(&pem).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Applies every rule to a TLSContext and loads its files; `None` when any failed.
+pub fn context(
+    raw: &RawTlsContext,
+    secrets_dir: Option<&Path>,
+) -> (Option<TlsContext>, Vec<ConfigError>) {
+    let loc = &raw.loc;
+    let mut errs = Vec::new();
+    let mut keyed = |r: Keyed| errs.push(loc.err(&[r.0], r.1));
+    let hosts = raw.hosts.clone().unwrap_or_default();
+    let cert_paths = cert_paths(raw, secrets_dir).map_err(&mut keyed).ok();
+    let ca_path = ca_path(raw, secrets_dir).map_err(&mut keyed).ok();
+    let (min, max) = versions(
+        raw.min_tls_version.as_deref(),
+        raw.max_tls_version.as_deref(),
+    )
+    .map_err(&mut keyed)
+    .unwrap_or((None, None));
+    let has_cert = raw.secret.is_some() || raw.cert_chain_file.is_some();
+    let has_ca = raw.ca_secret.is_some() || raw.cacert_chain_file.is_some();
+    for c in raw.cipher_suites.iter().flatten() {
+        if let Err(e) = tls::check_cipher_suite(c) {
+            keyed(("cipher_suites", e));
+        }
+    }
+    if let Err(e) = check_cert_required(raw.cert_required.unwrap_or(false), has_ca) {
+        keyed(("cert_required", e));
+    }
+    if let Err(e) = check_hosts_have_cert(&hosts, has_cert) {
+        keyed(("hosts", e));
+    }
+    let cert = match cert_paths.flatten() {
+        Some((c, k, key)) => load_cert_key(&c, &k)
+            .map_err(|e| keyed((key, e)))
+            .ok()
+            .map(Some),
+        None => Some(None),
+    };
+    let ca = match ca_path.flatten() {
+        Some(p) => {
+            let key = if raw.ca_secret.is_some() {
+                "ca_secret"
+            } else {
+                "cacert_chain_file"
+            };
+            load_ca(&p).map_err(|e| keyed((key, e))).ok().map(Some)
+        }
+        None => Some(None),
+    };
+    let (Some(cert), Some(ca)) = (cert, ca) else {
+        return (None, errs);
+    };
+    if !errs.is_empty() {
+        return (None, errs);
+    }
+    let ctx = TlsContext {
+        loc: loc.clone(),
+        hosts,
+        cert,
+        ca,
+        cert_required: raw.cert_required.unwrap_or(false),
+        sni: raw.sni.clone(),
+        params: TlsParams {
+            min_version: min,
+            max_version: max,
+            cipher_suites: raw.cipher_suites.clone().unwrap_or_default(),
+            alpn_protocols: raw.alpn_protocols.clone().unwrap_or_default(),
+        },
+    };
+    (Some(ctx), errs)
+}
+
+/// Applies the Host rules (hostname required) and loads its `tlsSecret`.
+pub fn host(raw: &RawHost, secrets_dir: Option<&Path>) -> (Option<Host>, Vec<ConfigError>) {
+    let loc = &raw.loc;
+    let Some(hostname) = raw.hostname.clone() else {
+        return (
+            None,
+            vec![loc.err(&[], "`hostname` is required on a Host with `tlsSecret`")],
+        );
+    };
+    let Some(dir) = secrets_dir else {
+        let m = format!("tlsSecret `{}` needs --secrets-dir", raw.secret);
+        return (None, vec![loc.err(&["tlsSecret"], m)]);
+    };
+    let folder = match &raw.secret_namespace {
+        Some(ns) => secrets::secret_dir_in(dir, &raw.secret, ns),
+        None => secrets::secret_dir(dir, &raw.secret, true),
+    };
+    match load_cert_key(&secrets::cert_file(&folder), &secrets::key_file(&folder)) {
+        Ok(cert) => (
+            Some(Host {
+                loc: loc.clone(),
+                hostname: hostname.to_ascii_lowercase(),
+                cert,
+            }),
+            Vec::new(),
+        ),
+        Err(e) => (None, vec![loc.err(&["tlsSecret"], e)]),
+    }
+}
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;

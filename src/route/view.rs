@@ -1,0 +1,222 @@
+//! Read-only views of a [`RouteTable`]: a human text rendering (`tcpmap check`) and a JSON
+//! value (the admin `/config` endpoint).
+//!
+//! Must not: change the table or expose secrets (rustls configs are never rendered).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Group, OriginationMode, RouteTable};
+
+impl Group {
+    /// The TLS mode in words: `raw`, `terminate(TLSContext c)`, `originate(insecure)`,
+    /// `terminate(Host h)+originate(TLSContext o, verify)`.
+    pub fn tls_mode(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = &self.termination {
+            let auth = if t.client_auth { ", client-cert" } else { "" };
+            parts.push(format!("terminate({}{auth})", t.source));
+        }
+        if let Some(o) = &self.origination {
+            let mut what = match &o.mode {
+                OriginationMode::Insecure => "insecure".to_string(),
+                OriginationMode::Context(c) => format!("TLSContext {c}"),
+            };
+            if o.verify {
+                what.push_str(", verify");
+            }
+            if let Some(sni) = &o.sni {
+                what.push_str(&format!(", sni={sni}"));
+            }
+            parts.push(format!("originate({what})"));
+        }
+        if parts.is_empty() {
+            "raw".into()
+        } else {
+            parts.join("+")
+        }
+    }
+
+    /// `host:port (70%)` for every upstream, comma-separated.
+    pub fn upstreams_text(&self) -> String {
+        self.upstreams
+            .iter()
+            .map(|u| format!("{} ({}%) [{}]", u.service(), u.share, u.mapping.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn extras(&self) -> String {
+        let mut out = String::new();
+        if let Some(t) = self.idle_timeout {
+            out.push_str(&format!(" idle={}ms", t.as_millis()));
+        }
+        match (self.families.ipv4, self.families.ipv6) {
+            (true, false) => {}
+            (true, true) => out.push_str(" dns=ipv6,ipv4"),
+            (false, true) => out.push_str(" dns=ipv6"),
+            (false, false) => out.push_str(" dns=none"),
+        }
+        out
+    }
+
+    /// The JSON view of this group.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "host": self.host,
+            "tls": self.tls_mode(),
+            "termination": self.termination.as_ref().map(|t| json!({
+                "source": t.source,
+                "client_auth": t.client_auth,
+            })),
+            "origination": self.origination.as_ref().map(|o| json!({
+                "mode": match &o.mode {
+                    OriginationMode::Insecure => "insecure".to_string(),
+                    OriginationMode::Context(_) => "context".to_string(),
+                },
+                "context": match &o.mode {
+                    OriginationMode::Context(c) => Some(c.clone()),
+                    OriginationMode::Insecure => None,
+                },
+                "sni": o.sni,
+                "verify": o.verify,
+            })),
+            "idle_timeout_ms": self.idle_timeout.map(|d| d.as_millis() as u64),
+            "families": { "ipv4": self.families.ipv4, "ipv6": self.families.ipv6 },
+            "upstreams": self.upstreams.iter().map(|u| json!({
+                "mapping": u.mapping.name,
+                "namespace": u.mapping.namespace,
+                "service": u.service(),
+                "share": u.share,
+                "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
+                "max_connections": u.max_connections,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl RouteTable {
+    /// Every group as `(listener, group)`: per listener the host-less group, then host groups.
+    fn groups(&self) -> impl Iterator<Item = (String, &Arc<Group>)> {
+        self.listeners.values().flat_map(|l| {
+            let addr = l.addr.to_string();
+            let plain = l.plain.iter().map({
+                let addr = addr.clone();
+                move |g| (addr.clone(), g)
+            });
+            let hosts = l.hosts.iter().map(move |(_, g)| (addr.clone(), g));
+            plain.chain(hosts)
+        })
+    }
+
+    /// One line per group: listener, SNI host (`*` for the host-less group), TLS mode,
+    /// weighted upstreams.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for (addr, g) in self.groups() {
+            out.push_str(&format!(
+                "{addr} {} {} -> {}{}\n",
+                g.host.as_deref().unwrap_or("*"),
+                g.tls_mode(),
+                g.upstreams_text(),
+                g.extras()
+            ));
+        }
+        out
+    }
+
+    /// The JSON view: generation and listeners with their groups.
+    pub fn to_json(&self) -> Value {
+        let listeners: Vec<Value> = self
+            .listeners
+            .values()
+            .map(|l| {
+                let groups: Vec<Value> = l
+                    .plain
+                    .iter()
+                    .chain(l.hosts.iter().map(|(_, g)| g))
+                    .map(|g| g.to_json())
+                    .collect();
+                json!({ "address": l.addr.to_string(), "groups": groups })
+            })
+            .collect();
+        json!({ "generation": self.generation, "listeners": listeners })
+    }
+}
+
+impl fmt::Display for RouteTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{Families, HostMap, Listener, MappingId, ServiceHost, Upstream};
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    fn upstream(name: &str, host: &str, port: u16, share: u8) -> Upstream {
+        Upstream {
+            mapping: Arc::new(MappingId {
+                name: name.into(),
+                namespace: "default".into(),
+                port: 2222,
+                host: String::new(),
+            }),
+            host: ServiceHost::Dns(host.into()),
+            port,
+            share,
+            connect_timeout: Duration::from_millis(3000),
+            max_connections: None,
+        }
+    }
+
+    fn table() -> RouteTable {
+        let addr: SocketAddr = "0.0.0.0:2222".parse().unwrap();
+        let g = Group {
+            host: None,
+            upstreams: vec![upstream("a", "one", 80, 70), upstream("b", "two", 81, 30)],
+            termination: None,
+            origination: None,
+            idle_timeout: Some(Duration::from_millis(5000)),
+            families: Families::default(),
+            picks: AtomicU64::new(0),
+        };
+        let mut t = RouteTable::default();
+        t.listeners.insert(
+            addr,
+            Listener {
+                addr,
+                plain: Some(Arc::new(g)),
+                hosts: HostMap::default(),
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn text_has_listener_host_mode_and_weights() {
+        let text = table().render_text();
+        assert_eq!(
+            text,
+            "0.0.0.0:2222 * raw -> one:80 (70%) [a], two:81 (30%) [b] idle=5000ms\n"
+        );
+    }
+
+    #[test]
+    fn json_lists_groups_and_shares() {
+        let j = table().to_json();
+        assert_eq!(j["generation"], 0);
+        assert_eq!(j["listeners"][0]["address"], "0.0.0.0:2222");
+        let g = &j["listeners"][0]["groups"][0];
+        assert_eq!(g["tls"], "raw");
+        assert_eq!(g["idle_timeout_ms"], 5000);
+        assert_eq!(g["upstreams"][1]["service"], "two:81");
+        assert_eq!(g["upstreams"][1]["share"], 30);
+    }
+}

@@ -1,0 +1,235 @@
+//! `tcpmap check`: exit codes and the `FILE:LINE: KIND NAME: message` lines, on the built binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+
+struct Out {
+    code: i32,
+    stdout: String,
+}
+
+fn check(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcpmap"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("check")
+        .args(args)
+        .env_remove("AMBASSADOR_NAMESPACE")
+        .env_remove("AMBASSADOR_ID")
+        .output()
+        .expect("run tcpmap");
+    Out {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8"),
+    }
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+#[test]
+fn every_example_config_passes() {
+    let mut n = 0;
+    for entry in
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let rel = format!(
+                "examples/config/{}",
+                path.file_name().unwrap().to_string_lossy()
+            );
+            let out = check(&["--config", &rel, "--secrets-dir", "examples/config/secrets"]);
+            assert_eq!(out.code, 0, "{rel}:\n{}", out.stdout);
+            assert!(!out.stdout.contains("warning:"), "{rel}:\n{}", out.stdout);
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "only {n} examples");
+}
+
+#[test]
+fn example_directory_prints_the_route_table() {
+    let out = check(&[
+        "--config",
+        "examples/config/termination-origination.yaml",
+        "--secrets-dir",
+        "examples/config/secrets",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "0.0.0.0:2222 my-host-1 terminate(TLSContext my-context)+originate(insecure) -> upstream-host-1:9999 (100%) [test_mapping]",
+            "0.0.0.0:2222 my-host-2 terminate(TLSContext my-context)+originate(TLSContext origination-context) -> upstream-host-2:9999 (100%) [test_mapping_2]",
+        ]
+    );
+}
+
+#[test]
+fn five_mistakes_give_five_lines() {
+    let out = check(&["--config", "tests/fixtures/check/five-mistakes.yaml"]);
+    assert_eq!(out.code, 1);
+    let f = "tests/fixtures/check/five-mistakes.yaml";
+    let got = lines(&out.stdout);
+    assert_eq!(got.len(), 5, "{}", out.stdout);
+    for (line, prefix) in [
+        (0, format!("{f}:3: TCPMapping no_port: ")),
+        (1, format!("{f}:12: TCPMapping bad_scheme: ")),
+        (2, format!("{f}:18: TCPMapping unknown_context: ")),
+        (3, format!("{f}:25: TCPMapping heavy: ")),
+        (4, format!("{f}:31: TCPMapping named_address: ")),
+    ] {
+        assert!(
+            got[line].starts_with(&prefix),
+            "{} does not start with {prefix}",
+            got[line]
+        );
+    }
+}
+
+#[test]
+fn warnings_do_not_change_the_exit_code() {
+    let out = check(&["--config", "tests/fixtures/check/warnings.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let f = "tests/fixtures/check/warnings.yaml";
+    let got = lines(&out.stdout);
+    assert!(
+        got[0].starts_with(&format!(
+            "warning: {f}:8: TCPMapping test_mapping: unknown attribute `idle_timout_ms`"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        got[1].starts_with(&format!("warning: {f}:10: TCPMapping test_mapping: "))
+            && got[1].contains(&format!("{f}:3")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("0.0.0.0:7001 * raw -> upstream-a:9000 (100%)")
+    );
+    assert!(
+        out.stdout
+            .contains("0.0.0.0:7002 * raw -> upstream-b:9000 (100%)")
+    );
+}
+
+#[test]
+fn yaml_syntax_error_names_file_and_line() {
+    let out = check(&["--config", "tests/fixtures/check/syntax.yaml"]);
+    assert_eq!(out.code, 1);
+    let got = lines(&out.stdout);
+    assert_eq!(got.len(), 1, "{}", out.stdout);
+    assert!(
+        got[0].starts_with("tests/fixtures/check/syntax.yaml:12: YAML -: syntax error"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn group_disagreement_names_both_mappings() {
+    let out = check(&["--config", "tests/fixtures/check/disagree.yaml"]);
+    assert_eq!(out.code, 1);
+    let f = "tests/fixtures/check/disagree.yaml";
+    let got = lines(&out.stdout);
+    assert_eq!(got.len(), 2, "{}", out.stdout);
+    assert!(
+        got[0].starts_with(&format!(
+            "{f}:19: TCPMapping second: `tls` is true here but false in TCPMapping first ({f}:3)"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        got[1].starts_with(&format!("{f}:20: TCPMapping second: `idle_timeout_ms`")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn missing_secret_names_the_context_and_file() {
+    let out = check(&[
+        "--config",
+        "tests/fixtures/check/bad-secret.yaml",
+        "--secrets-dir",
+        "examples/config/secrets",
+    ]);
+    assert_eq!(out.code, 1);
+    let got = lines(&out.stdout);
+    assert_eq!(got.len(), 1, "{}", out.stdout);
+    assert!(got[0].starts_with("tests/fixtures/check/bad-secret.yaml:6: TLSContext my-context: cannot read examples/config/secrets/does-not-exist/tls.crt"), "{}", out.stdout);
+}
+
+#[test]
+fn secret_without_secrets_dir_is_an_error() {
+    let out = check(&["--config", "examples/config/termination.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("TLSContext my-context: secret `supersecret` needs --secrets-dir"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn weighted_split_shows_percentages() {
+    let out = check(&["--config", "tests/fixtures/check/weighted.yaml"]);
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        lines(&out.stdout),
+        ["0.0.0.0:7007 * raw -> stable:80 (70%) [stable], canary:80 (30%) [canary]"]
+    );
+}
+
+#[test]
+fn configmap_directory_is_read_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("..2025_01_01_00_00_00.1");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/ssh.yaml"),
+        data.join("b-ssh.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/quickstart.yaml"),
+        data.join("a-quick.yml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(data.file_name().unwrap(), dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/b-ssh.yaml", dir.path().join("b-ssh.yaml")).unwrap();
+    std::os::unix::fs::symlink("..data/a-quick.yml", dir.path().join("a-quick.yml")).unwrap();
+    let out = check(&["--config", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(lines(&out.stdout).len(), 2, "{}", out.stdout);
+}
+
+#[test]
+fn ambassador_id_flag_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("x.yaml");
+    std::fs::write(&cfg, "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 7008\nservice: a\nambassador_id: edge\n").unwrap();
+    let p = cfg.to_str().unwrap();
+    assert_eq!(check(&["--config", p]).stdout, "");
+    let out = check(&["--config", p, "--ambassador-id", "edge"]);
+    assert!(out.stdout.contains("0.0.0.0:7008"), "{}", out.stdout);
+}
+
+#[test]
+fn missing_config_path_exits_1() {
+    let out = check(&["--config", "tests/fixtures/check/nope.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .starts_with("tests/fixtures/check/nope.yaml:1: File -: cannot read"),
+        "{}",
+        out.stdout
+    );
+}
