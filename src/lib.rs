@@ -3,5 +3,6 @@
 
 pub mod close;
 pub mod config;
+pub(crate) mod net;
 pub mod route;
 pub(crate) mod rt;
