@@ -294,3 +294,114 @@ fn poll_read<R: AsyncRead + Unpin + ?Sized>(
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The memory policy, with scripted streams: a heap buffer exists only while the destination
+    //! lags, and is gone once the direction is quiet.
+
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicU64;
+    use std::task::Waker;
+
+    use super::*;
+
+    /// Yields its chunks one per read, then has nothing (Pending) — never EOF.
+    struct Script(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Script {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut().0.pop_front() {
+                Some(chunk) => {
+                    buf[..chunk.len()].copy_from_slice(&chunk);
+                    Poll::Ready(Ok(chunk.len()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// Refuses the first `refusals` writes (Pending), then takes everything.
+    struct Laggard {
+        refusals: usize,
+        got: Vec<u8>,
+    }
+
+    impl AsyncWrite for Laggard {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if this.refusals > 0 {
+                this.refusals -= 1;
+                return Poll::Pending;
+            }
+            this.got.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn buffer_is_held_only_while_destination_lags() {
+        let total = AtomicU64::new(0);
+        let mut meter = Meter::new(&total);
+        let mut cx = Context::from_waker(Waker::noop());
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let mut src = Script(VecDeque::from([data.clone()]));
+        let mut dst = Laggard {
+            refusals: 2,
+            got: Vec::new(),
+        };
+        let mut half = Half::default();
+
+        // An idle direction never touched a heap buffer.
+        assert!(!half.holds_buffer());
+        // The destination refuses: the read bytes are parked in a pooled buffer.
+        assert!(
+            half.poll_pump(&mut cx, &mut src, &mut dst, &mut meter)
+                .is_pending()
+        );
+        assert!(half.holds_buffer());
+        assert!(dst.got.is_empty());
+        // It accepts now: everything is delivered and, the source being quiet, the buffer goes back.
+        assert!(
+            half.poll_pump(&mut cx, &mut src, &mut dst, &mut meter)
+                .is_pending()
+        );
+        assert!(!half.holds_buffer());
+        assert_eq!(dst.got, data);
+        assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 5000);
+        assert!(BUFFERS.len() >= 1, "the buffer was freed instead of pooled");
+    }
+
+    #[test]
+    fn fast_destination_needs_no_heap_buffer() {
+        let total = AtomicU64::new(0);
+        let mut meter = Meter::new(&total);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut src = Script(VecDeque::from([vec![1u8; 100], vec![2u8; 200]]));
+        let mut dst = Laggard {
+            refusals: 0,
+            got: Vec::new(),
+        };
+        let mut half = Half::default();
+        assert!(
+            half.poll_pump(&mut cx, &mut src, &mut dst, &mut meter)
+                .is_pending()
+        );
+        assert!(!half.holds_buffer());
+        assert_eq!(dst.got.len(), 300);
+    }
+}

@@ -161,7 +161,7 @@ pub(super) struct Meter<'a> {
 }
 
 impl<'a> Meter<'a> {
-    fn new(total: &'a AtomicU64) -> Self {
+    pub(super) fn new(total: &'a AtomicU64) -> Self {
         Meter {
             total,
             bytes: 0,

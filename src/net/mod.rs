@@ -9,6 +9,8 @@ pub(crate) mod copy;
 pub(crate) mod splice;
 
 #[cfg(test)]
+mod relay_bench;
+#[cfg(test)]
 mod relay_tests;
 #[cfg(test)]
 mod relay_tls_tests;

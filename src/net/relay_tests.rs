@@ -65,6 +65,15 @@ fn rig(path: Path, idle: Option<Duration>) -> Rig {
     }
 }
 
+/// Runs a test body on the runtime; a hang fails the test instead of stalling the suite.
+pub(super) fn within<F: std::future::Future>(body: F) -> F::Output {
+    rt::block_on(async {
+        rt::timeout(Duration::from_secs(20), body)
+            .await
+            .expect("test hung")
+    })
+}
+
 fn random_bytes(n: usize) -> Vec<u8> {
     std::iter::repeat_with(|| fastrand::u8(..))
         .take(n)
@@ -108,7 +117,7 @@ async fn send_and_shut(sock: &Async<TcpStream>, data: &[u8]) {
 fn one_mib_each_way_arrives_intact() {
     const N: usize = 1 << 20;
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let rig = rig(path, Some(Duration::from_secs(10)));
             let (up_data, down_data) = (random_bytes(N), random_bytes(N));
             let (at_client, at_upstream) = zip(
@@ -161,7 +170,7 @@ fn one_mib_each_way_arrives_intact() {
 #[test]
 fn client_half_close_then_upstream_replies() {
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let rig = rig(path, None);
             let reply = random_bytes(300_000);
             let client = async {
@@ -188,7 +197,7 @@ fn client_half_close_then_upstream_replies() {
 #[test]
 fn upstream_half_close_then_client_replies() {
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let rig = rig(path, None);
             let upstream = async {
                 send_and_shut(&rig.upstream, b"you first").await;
@@ -209,7 +218,7 @@ fn upstream_half_close_then_client_replies() {
 #[test]
 fn server_speaks_first() {
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let rig = rig(path, None);
             let mut up = &rig.upstream;
             up.write_all(b"220 ready\r\n").await.unwrap();
@@ -244,7 +253,7 @@ fn server_speaks_first() {
 #[test]
 fn idle_pair_times_out() {
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let started = Instant::now();
             let rig = rig(path, Some(Duration::from_millis(300)));
             let (stats, _) = rt::timeout(Duration::from_secs(1), rig.relay)
@@ -263,7 +272,7 @@ fn idle_pair_times_out() {
 #[test]
 fn trickle_keeps_connection_alive() {
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let rig = rig(path, Some(Duration::from_millis(300)));
             let started = Instant::now();
             let trickle = async {
@@ -297,7 +306,7 @@ fn trickle_keeps_connection_alive() {
 #[test]
 fn upstream_reset_mid_stream_is_an_upstream_error() {
     for path in PATHS {
-        rt::block_on(async {
+        within(async {
             let rig = rig(path, None);
             let started = Instant::now();
             let flood = async {

@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use sha2::{Digest, Sha256};
 
 use super::copy::{Progress, RelayEnd, TcpHalfClose, relay};
-use super::relay_tests::tcp_pair;
+use super::relay_tests::{tcp_pair, within};
 use crate::rt;
 
 fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
@@ -47,7 +47,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 
 #[test]
 fn tls_client_side_bytes_and_close_notify_cross_the_relay() {
-    rt::block_on(async {
+    within(async {
         let (server_cfg, client_cfg) = tls_configs();
         let (client_sock, proxy_client) = tcp_pair();
         let (proxy_upstream, upstream) = tcp_pair();
