@@ -135,7 +135,7 @@ impl Half {
     {
         let mut budget = BUDGET;
         loop {
-            if let Poll::Pending = self.poll_write_pending(cx, dst, meter)? {
+            if self.poll_write_pending(cx, dst, meter)?.is_pending() {
                 return Poll::Pending;
             }
             if meter.eof {

@@ -342,14 +342,31 @@ fn upstream_reset_mid_stream_is_an_upstream_error() {
 }
 
 #[test]
-fn splice_switch_follows_setter() {
-    super::splice::set_splice_enabled(false);
-    assert!(!super::splice::splice_enabled());
-    super::splice::set_splice_enabled(true);
+fn splice_switch_follows_setter_and_relay_tcp_relays() {
+    use super::splice::{relay_tcp, set_splice_enabled, splice_enabled};
+    set_splice_enabled(false);
+    assert!(!splice_enabled());
+    set_splice_enabled(true);
     assert_eq!(
-        super::splice::splice_enabled(),
+        splice_enabled(),
         std::env::var("TCPMAP_NO_SPLICE").as_deref() != Ok("1")
     );
+    within(async {
+        let (client, proxy_client) = tcp_pair();
+        let (proxy_upstream, upstream) = tcp_pair();
+        let progress = Progress::default();
+        let ends = zip(exchange(&client, b"ping"), exchange(&upstream, b"pong"));
+        let ((at_client, at_upstream), stats) = zip(
+            ends,
+            relay_tcp(&proxy_client, &proxy_upstream, None, &progress),
+        )
+        .await;
+        assert_eq!(
+            (at_client.as_slice(), at_upstream.as_slice()),
+            (&b"pong"[..], &b"ping"[..])
+        );
+        assert_eq!((stats.client_to_upstream, stats.upstream_to_client), (4, 4));
+    });
 }
 
 #[test]
