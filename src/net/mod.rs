@@ -8,7 +8,7 @@ mod buffered;
 pub(crate) mod copy;
 pub(crate) mod splice;
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod relay_bench;
 #[cfg(test)]
 mod relay_tests;

@@ -370,6 +370,32 @@ fn splice_switch_follows_setter_and_relay_tcp_relays() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
+fn splice_falls_back_to_copying_when_no_pipe_can_be_made() {
+    // The hook is per thread, and this relay is polled on this thread (not spawned).
+    super::splice::linux::NO_PIPES.set(true);
+    within(async {
+        let (client, proxy_client) = tcp_pair();
+        let (proxy_upstream, upstream) = tcp_pair();
+        let progress = Progress::default();
+        let (down, up) = (random_bytes(200_000), random_bytes(100_000));
+        let ends = zip(exchange(&client, &down), exchange(&upstream, &up));
+        let ((at_client, at_upstream), (stats, spliced)) = zip(
+            ends,
+            relay_tcp_with(&proxy_client, &proxy_upstream, None, &progress, true),
+        )
+        .await;
+        assert_eq!((sha(&at_client), sha(&at_upstream)), (sha(&up), sha(&down)));
+        assert_eq!(
+            (stats.client_to_upstream, stats.upstream_to_client),
+            (200_000, 100_000)
+        );
+        assert_eq!(spliced, [0, 0], "no pipe exists, yet bytes were spliced");
+    });
+    super::splice::linux::NO_PIPES.set(false);
+}
+
+#[test]
 fn idle_relay_state_is_small() {
     let (a, b) = tcp_pair();
     let progress = Progress::default();

@@ -124,7 +124,7 @@ impl TcpPump {
 }
 
 #[cfg(target_os = "linux")]
-mod linux {
+pub(super) mod linux {
     //! The splice(2) pump and its pipe pool (Linux only).
 
     use std::io;
@@ -147,6 +147,12 @@ mod linux {
     /// Empty pipes ready for reuse.
     pub(super) static PIPES: Pool<Pipe> = Pool::new(PIPE_POOL_CAP);
 
+    #[cfg(test)]
+    thread_local! {
+        /// Test hook: pipe creation fails on this thread (as with EMFILE).
+        pub(in super::super) static NO_PIPES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     /// A pipe's two ends and its capacity.
     #[derive(Debug)]
     pub(super) struct Pipe {
@@ -158,6 +164,10 @@ mod linux {
     impl Pipe {
         /// A pooled pipe, or a new one.
         fn take() -> io::Result<Pipe> {
+            #[cfg(test)]
+            if NO_PIPES.get() {
+                return Err(io::ErrorKind::QuotaExceeded.into());
+            }
             if let Some(pipe) = PIPES.take() {
                 return Ok(pipe);
             }
@@ -218,8 +228,8 @@ mod linux {
                 budget -= 1;
                 let pipe = match self.pipe.take().map_or_else(Pipe::take, Ok) {
                     Ok(pipe) => self.pipe.insert(pipe),
-                    Err(_) if self.spliced == 0 => return Step::Fallback,
-                    Err(e) => return Step::Poll(Poll::Ready(Err(PumpError::Read(e)))),
+                    // No pipe (EMFILE, ENFILE): the pipe is empty, so copying in userspace is safe.
+                    Err(_) => return Step::Fallback,
                 };
                 match rustix::pipe::splice(src.get_ref(), None, &pipe.write, None, pipe.cap, FLAGS)
                 {
@@ -239,9 +249,8 @@ mod linux {
                             Poll::Pending => return Step::Poll(Poll::Pending),
                         }
                     }
-                    Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if self.spliced == 0 => {
-                        return Step::Fallback;
-                    }
+                    // The kernel cannot splice these sockets; nothing is stranded in the pipe.
+                    Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return Step::Fallback,
                     Err(e) => return Step::Poll(Poll::Ready(Err(PumpError::Read(e.into())))),
                 }
             }
