@@ -4,6 +4,7 @@
 //! Run: `cargo test --release --lib relay_bench -- --ignored --nocapture`
 //! The sender and the sink are blocking std threads; the relay runs alone on the test thread, so
 //! "relay CPU" (that thread's rusage) is the relay's own cost and "process CPU" includes both ends.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
