@@ -33,8 +33,7 @@ impl<T> HostMap<T> {
                 }
                 None => {
                     self.wildcard.push((suffix, value));
-                    self.wildcard
-                        .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+                    self.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
                 }
             }
         } else {
