@@ -21,7 +21,7 @@ use rustls::pki_types::ServerName;
 
 use super::{Generation, Shared};
 use crate::close::CloseReason;
-use crate::net::copy::{self, Progress, RelayEnd, RelayStats};
+use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::peek;
 use crate::net::prefixed::Prefixed;
 use crate::net::socket;
@@ -83,7 +83,11 @@ pub(crate) async fn serve(
 fn finish(rec: &Record, reason: CloseReason, generation: &Generation) {
     let up = rec.progress.client_to_upstream.load(Ordering::Relaxed);
     let down = rec.progress.upstream_to_client.load(Ordering::Relaxed);
-    if let Some(m) = rec.mapping.as_ref().and_then(|id| generation.metrics.get(id)) {
+    if let Some(m) = rec
+        .mapping
+        .as_ref()
+        .and_then(|id| generation.metrics.get(id))
+    {
         m.ended(reason, up, down);
     }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
@@ -107,7 +111,7 @@ fn finish(rec: &Record, reason: CloseReason, generation: &Generation) {
 /// The client side after routing: plain (with bytes already read to forward), or TLS.
 enum Client {
     Plain(Async<TcpStream>, Vec<u8>),
-    Tls(Box<futures_rustls::server::TlsStream<Prefixed<Async<TcpStream>>>>),
+    Tls(Box<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>>),
 }
 
 async fn run(
@@ -150,7 +154,9 @@ async fn run(
                     return Err(CloseReason::NoRoute);
                 }
                 if peeked.timed_out || peeked.eof {
-                    shared.metrics.tls_handshake_failure("client", "timeout_or_eof");
+                    shared
+                        .metrics
+                        .tls_handshake_failure("client", "timeout_or_eof");
                     return Err(CloseReason::HandshakeFailed);
                 }
                 return Err(CloseReason::NoRoute);
@@ -213,22 +219,21 @@ async fn run(
         (Client::Plain(c, first), None) => {
             rec.tls = "none";
             forward_first(&up, &first, rec).await?;
-            Ok(copy::relay_tcp(&c, &up, idle, &rec.progress).await)
+            Ok(crate::net::splice::relay_tcp(&c, &up, idle, &rec.progress).await)
         }
-        (Client::Plain(mut c, first), Some(orig)) => {
+        (Client::Plain(c, first), Some(orig)) => {
             rec.tls = "originate";
-            let mut up = originate(up, upstream, orig, shared).await?;
+            let mut up = originate(TcpHalfClose(up), upstream, orig, shared).await?;
             forward_first(&mut up, &first, rec).await?;
-            Ok(copy::relay(&mut c, &mut up, idle, &rec.progress).await)
+            Ok(copy::relay(&mut TcpHalfClose(&c), &mut up, idle, &rec.progress).await)
         }
         (Client::Tls(mut c), None) => {
             rec.tls = "terminate";
-            let mut up = up;
-            Ok(copy::relay(&mut *c, &mut up, idle, &rec.progress).await)
+            Ok(copy::relay(&mut *c, &mut TcpHalfClose(&up), idle, &rec.progress).await)
         }
         (Client::Tls(mut c), Some(orig)) => {
             rec.tls = "terminate+originate";
-            let mut up = originate(up, upstream, orig, shared).await?;
+            let mut up = originate(TcpHalfClose(up), upstream, orig, shared).await?;
             Ok(copy::relay(&mut *c, &mut up, idle, &rec.progress).await)
         }
     }
@@ -242,7 +247,9 @@ where
     if first.is_empty() {
         return Ok(());
     }
-    up.write_all(first).await.map_err(|_| CloseReason::IoError)?;
+    up.write_all(first)
+        .await
+        .map_err(|_| CloseReason::IoError)?;
     up.flush().await.map_err(|_| CloseReason::IoError)?;
     rec.progress
         .client_to_upstream
@@ -256,13 +263,14 @@ async fn terminate(
     hello: Vec<u8>,
     group: &Group,
     shared: &Shared,
-) -> Result<futures_rustls::server::TlsStream<Prefixed<Async<TcpStream>>>, CloseReason> {
+) -> Result<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>, CloseReason>
+{
     let Some(term) = &group.termination else {
         return Err(CloseReason::Internal);
     };
     let acceptor = futures_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
-        Prefixed::new(hello, stream),
+        Prefixed::new(hello, TcpHalfClose(stream)),
     );
     let handshake = async {
         let start = acceptor.await?;
@@ -298,7 +306,9 @@ where
         (None, ServiceHost::Ip(ip)) => Some(ServerName::IpAddress((*ip).into())),
     };
     let Some(name) = name else {
-        shared.metrics.tls_handshake_failure("upstream", "bad_server_name");
+        shared
+            .metrics
+            .tls_handshake_failure("upstream", "bad_server_name");
         return Err(CloseReason::UpstreamHandshakeFailed);
     };
     let connector = futures_rustls::TlsConnector::from(orig.config.clone());
@@ -334,5 +344,14 @@ impl<'a> Breaker<'a> {
 impl Drop for Breaker<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Releases the connection's slot under `--max-connections` when dropped.
+pub(crate) struct ActiveGuard(pub(crate) Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
