@@ -127,7 +127,11 @@ async fn run(
 
     // 1. Which group, and is the client side TLS we terminate?
     let (group, client) = if routes.needs_peek() {
-        let peeked = peek::read_client_hello(&stream, shared.limits.handshake_timeout).await;
+        let peeked = Box::pin(peek::read_client_hello(
+            &stream,
+            shared.limits.handshake_timeout,
+        ))
+        .await;
         let matched = match &peeked.verdict {
             Peek::Sni(name) => {
                 rec.sni = Some(name.clone());
@@ -137,7 +141,7 @@ async fn run(
         };
         match (matched, &routes.plain) {
             (Some(group), _) => {
-                let tls = terminate(stream, peeked.bytes, group, shared).await?;
+                let tls = Box::pin(terminate(stream, peeked.bytes, group, shared)).await?;
                 (group, Client::Tls(Box::new(tls)))
             }
             (None, Some(plain)) if !peeked.timed_out || peeked.bytes.is_empty() => {
@@ -191,17 +195,19 @@ async fn run(
     };
 
     // 3. Resolve and connect.
-    let addrs = shared
-        .resolver
-        .resolve(&upstream.host, upstream.port, group.families)
-        .await;
+    let addrs = Box::pin(
+        shared
+            .resolver
+            .resolve(&upstream.host, upstream.port, group.families),
+    )
+    .await;
     shared.metrics.dns_lookup(addrs.is_ok());
     let addrs = addrs.map_err(|e| {
         tracing::debug!(service = %upstream.service(), error = %e, "resolve failed");
         CloseReason::ResolveFailed
     })?;
     let t0 = Instant::now();
-    let connected = socket::connect_any(&addrs, upstream.connect_timeout).await;
+    let connected = Box::pin(socket::connect_any(&addrs, upstream.connect_timeout)).await;
     if let Some(m) = &metrics {
         shared
             .metrics
@@ -218,23 +224,37 @@ async fn run(
     match (client, &group.origination) {
         (Client::Plain(c, first), None) => {
             rec.tls = "none";
-            forward_first(&up, &first, rec).await?;
+            Box::pin(forward_first(&up, &first, rec)).await?;
             Ok(crate::net::splice::relay_tcp(&c, &up, idle, &rec.progress).await)
         }
         (Client::Plain(c, first), Some(orig)) => {
             rec.tls = "originate";
-            let mut up = originate(TcpHalfClose(up), upstream, orig, shared).await?;
-            forward_first(&mut up, &first, rec).await?;
-            Ok(copy::relay(&mut TcpHalfClose(&c), &mut up, idle, &rec.progress).await)
+            let mut up =
+                Box::new(Box::pin(originate(TcpHalfClose(up), upstream, orig, shared)).await?);
+            Box::pin(forward_first(&mut *up, &first, rec)).await?;
+            Ok(Box::pin(copy::relay(
+                &mut TcpHalfClose(&c),
+                &mut *up,
+                idle,
+                &rec.progress,
+            ))
+            .await)
         }
         (Client::Tls(mut c), None) => {
             rec.tls = "terminate";
-            Ok(copy::relay(&mut *c, &mut TcpHalfClose(&up), idle, &rec.progress).await)
+            Ok(Box::pin(copy::relay(
+                &mut *c,
+                &mut TcpHalfClose(&up),
+                idle,
+                &rec.progress,
+            ))
+            .await)
         }
         (Client::Tls(mut c), Some(orig)) => {
             rec.tls = "terminate+originate";
-            let mut up = originate(TcpHalfClose(up), upstream, orig, shared).await?;
-            Ok(copy::relay(&mut *c, &mut up, idle, &rec.progress).await)
+            let mut up =
+                Box::new(Box::pin(originate(TcpHalfClose(up), upstream, orig, shared)).await?);
+            Ok(Box::pin(copy::relay(&mut *c, &mut *up, idle, &rec.progress)).await)
         }
     }
 }
@@ -353,5 +373,37 @@ pub(crate) struct ActiveGuard(pub(crate) Arc<Shared>);
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Every connection task holds its whole future for its lifetime, so its size is memory
+    /// per idle connection: the TLS and lookup steps are boxed to keep the plain path small.
+    #[test]
+    fn serve_future_stays_small() {
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let stream = async_io::Async::new(s).unwrap();
+        let table = std::sync::Arc::new(crate::route::RouteTable::default());
+        let metrics = crate::metrics::Metrics::new();
+        let generation = std::sync::Arc::new(super::Generation::new(table, &metrics));
+        let (_kill, tripwire) = crate::rt::tripwire();
+        let shared = std::sync::Arc::new(super::Shared {
+            resolver: crate::actors::resolver::ResolverHandle::spawn(Default::default()),
+            metrics,
+            limits: super::super::Limits {
+                max_connections: None,
+                handshake_timeout: std::time::Duration::from_secs(1),
+            },
+            active: Default::default(),
+            kill: tripwire,
+        });
+        let addr = l.local_addr().unwrap();
+        let fut = super::serve(stream, addr, addr, generation, shared);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("serve future: {size} bytes");
+        assert!(size <= 1536, "the connection future grew to {size} bytes");
     }
 }
