@@ -45,7 +45,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         match signal {
             SIGHUP => {
                 tracing::info!("SIGHUP: reloading");
-                report(proxy.reload().await);
+                report("sighup", proxy.reload().await);
             }
             SIGTERM | SIGINT => {
                 tracing::info!(
@@ -76,10 +76,19 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(result: crate::Result<crate::ReloadReport>) {
+/// One line per reload: what triggered it and what changed, or why it was rejected.
+fn report(trigger: &'static str, result: crate::Result<crate::ReloadReport>) {
     match result {
-        Ok(r) => tracing::info!(generation = r.applied.generation, "reload applied"),
-        Err(e) => tracing::warn!("reload rejected, old config keeps serving: {e}"),
+        Ok(r) => tracing::info!(
+            trigger,
+            generation = r.applied.generation,
+            started = r.applied.started.len(),
+            stopped = r.applied.stopped.len(),
+            retargeted = r.applied.retargeted.len(),
+            warnings = r.warnings.len(),
+            "reload applied"
+        ),
+        Err(e) => tracing::warn!(trigger, "reload rejected, old config keeps serving: {e}"),
     }
 }
 
@@ -135,7 +144,7 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
                 }
             }
             tracing::info!("config or secret changed: reloading");
-            report(proxy.reload().await);
+            report("watch", proxy.reload().await);
         }
     });
     Some(watcher)
