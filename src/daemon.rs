@@ -88,6 +88,16 @@ fn report(trigger: &'static str, result: crate::Result<crate::ReloadReport>) {
             warnings = r.warnings.len(),
             "reload applied"
         ),
+        Err(crate::Error::Config(errors)) => {
+            // One line: the ConfigActor has already logged each error on its own line.
+            let joined: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            tracing::warn!(
+                trigger,
+                errors = errors.len(),
+                "reload rejected, old config keeps serving: {}",
+                joined.join("; ")
+            );
+        }
         Err(e) => tracing::warn!(trigger, "reload rejected, old config keeps serving: {e}"),
     }
 }
