@@ -35,11 +35,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let mut signals = signal_hook_async_std::Signals::new([SIGHUP, SIGTERM, SIGINT])
         .context("cannot install signal handlers")?;
     let proxy = builder.start().await?;
-    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
-
     let mut watched: Vec<PathBuf> = input.paths.clone();
     watched.extend(input.secrets_dir.iter().cloned());
     let _watcher = watch(&watched, proxy.clone());
+    // Logged once the watch is in place: a change after this line is seen.
+    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
 
     while let Some(signal) = signals.next().await {
         match signal {
@@ -112,6 +112,7 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
+                tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
                 if event.kind.is_access() {
                     return;
                 }
