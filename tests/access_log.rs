@@ -41,7 +41,9 @@ fn json_access_lines_parse_and_carry_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     let m = |name: &str, port: u16, extra: &str, service: String| {
-        format!("---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\n{extra}service: {service}\n")
+        format!(
+            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\n{extra}service: {service}\n"
+        )
     };
     let yaml = format!(
         "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n{}{}{}",
@@ -140,7 +142,10 @@ fn text_mode_logs_one_line_per_connection() {
             .filter(|l| l.contains("tcpmap::access"))
             .count()
     };
-    assert!(common::daemon::eventually(Duration::from_secs(3), || count() >= 7));
+    assert!(common::daemon::eventually(
+        Duration::from_secs(3),
+        || count() >= 7
+    ));
     std::thread::sleep(Duration::from_millis(200)); // no late duplicates
     let lines: Vec<String> = d
         .lines()
@@ -152,6 +157,9 @@ fn text_mode_logs_one_line_per_connection() {
         for f in FIELDS {
             assert!(l.contains(&format!("{f}=")), "{f} missing in {l}");
         }
-        assert!(l.contains("mapping=\"m\"") || l.contains("mapping=m"), "{l}");
+        assert!(
+            l.contains("mapping=\"m\"") || l.contains("mapping=m"),
+            "{l}"
+        );
     }
 }

@@ -29,7 +29,9 @@ fn parse_prometheus(text: &str) -> usize {
             );
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
         assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
         let name = series.split('{').next().unwrap();
         assert!(name.starts_with("tcpmap_"), "unprefixed metric: {line}");
@@ -51,8 +53,15 @@ fn admin_endpoints_report_what_the_proxy_does() {
     let (p1, p2) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, format!("{}{}", mapping("busy", p1, a.addr), mapping("idle", p2, b.addr)))
-        .unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}",
+            mapping("busy", p1, a.addr),
+            mapping("idle", p2, b.addr)
+        ),
+    )
+    .unwrap();
     let mut d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0", "--drain-timeout", "5"]);
     let admin = d.admin_addr();
 
@@ -84,8 +93,11 @@ fn admin_endpoints_report_what_the_proxy_does() {
     let after = common::daemon::eventually(Duration::from_secs(3), || {
         let t = http_get(admin, "/metrics").1;
         metric(&t, acc, &busy) >= 5.0
-            && metric(&t, bytes, &[("mapping", "busy"), ("direction", "client_to_upstream")])
-                >= 45.0
+            && metric(
+                &t,
+                bytes,
+                &[("mapping", "busy"), ("direction", "client_to_upstream")],
+            ) >= 45.0
     });
     let text = http_get(admin, "/metrics").1;
     assert!(after, "busy counters did not rise:\n{text}");
@@ -95,10 +107,17 @@ fn admin_endpoints_report_what_the_proxy_does() {
     let down = [("mapping", "busy"), ("direction", "upstream_to_client")];
     assert_eq!(metric(&text, bytes, &up), 45.0, "{text}");
     assert_eq!(metric(&text, bytes, &down), 45.0, "{text}");
-    assert_eq!(metric(&text, acc, &idle), 0.0, "idle mapping moved:\n{text}");
+    assert_eq!(
+        metric(&text, acc, &idle),
+        0.0,
+        "idle mapping moved:\n{text}"
+    );
     assert_eq!(metric(&text, bytes, &[("mapping", "idle")]), 0.0);
     assert_eq!(metric(&text, "tcpmap_config_generation", &[]), 1.0);
-    assert_eq!(metric(&text, "tcpmap_config_reloads_total", &[("result", "ok")]), 1.0);
+    assert_eq!(
+        metric(&text, "tcpmap_config_reloads_total", &[("result", "ok")]),
+        1.0
+    );
     assert_eq!(metric(&text, "tcpmap_connections_active", &busy), 0.0);
 
     // A stalled admin client (half a request, then silence) stalls neither the data plane
@@ -112,7 +131,8 @@ fn admin_endpoints_report_what_the_proxy_does() {
     // During a drain: alive, not ready.
     let mark = d.mark();
     d.signal(libc::SIGTERM);
-    d.wait_for(mark, "shutting down graceful=", Duration::from_secs(5)).unwrap();
+    d.wait_for(mark, "shutting down graceful=", Duration::from_secs(5))
+        .unwrap();
     assert_eq!(http_get(admin, "/ambassador/v0/check_ready").0, 503);
     assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
     drop(s);

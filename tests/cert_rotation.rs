@@ -70,7 +70,11 @@ fn new_handshakes_get_the_new_certificate_and_open_ones_continue() {
     wait_applied(&d, mark, "sighup");
     let mut fresh = net::tls_connect(addr, "my-host", client.clone()).unwrap();
     assert_eq!(net::read_line(&mut fresh), "A");
-    assert_eq!(presented(&fresh), der(&cert2), "new handshake got the old certificate");
+    assert_eq!(
+        presented(&fresh),
+        der(&cert2),
+        "new handshake got the old certificate"
+    );
     net::roundtrip(&mut held, b"open connection still works");
     net::roundtrip(&mut fresh, b"new one works");
 
@@ -83,6 +87,10 @@ fn new_handshakes_get_the_new_certificate_and_open_ones_continue() {
     write_secret(secrets.path(), "sec", &cert3, &key3);
     wait_applied(&d, mark, "watch");
     let third = net::tls_connect(addr, "my-host", client).unwrap();
-    assert_eq!(presented(&third), der(&cert3), "watch did not rotate the certificate");
+    assert_eq!(
+        presented(&third),
+        der(&cert3),
+        "watch did not rotate the certificate"
+    );
     net::roundtrip(&mut held, b"and still");
 }

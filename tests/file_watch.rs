@@ -37,7 +37,10 @@ fn applies_by_watch(d: &Daemon, change: impl FnOnce()) -> Duration {
 
 #[test]
 fn in_place_rewrite_and_rename_over_apply_without_a_signal() {
-    let (a, b) = (net::banner("127.0.0.1:0", "A"), net::banner("127.0.0.1:0", "B"));
+    let (a, b) = (
+        net::banner("127.0.0.1:0", "A"),
+        net::banner("127.0.0.1:0", "B"),
+    );
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
@@ -58,7 +61,10 @@ fn in_place_rewrite_and_rename_over_apply_without_a_signal() {
     // Watch-triggered reloads are counted like the others (initial load + 2).
     let (_, text) = http_get(d.admin_addr(), "/metrics");
     let ok = metric(&text, "tcpmap_config_reloads_total", &[("result", "ok")]);
-    assert!(ok >= 3.0, "tcpmap_config_reloads_total{{result=\"ok\"}} = {ok}");
+    assert!(
+        ok >= 3.0,
+        "tcpmap_config_reloads_total{{result=\"ok\"}} = {ok}"
+    );
 }
 
 /// Builds `dir/..TS/config.yaml`, `dir/..data -> ..TS`, `dir/config.yaml -> ..data/config.yaml`.
@@ -82,7 +88,10 @@ fn configmap_swap(dir: &Path, old_ts: &str, ts: &str, yaml: &str) {
 }
 
 fn configmap_swap_applies(use_dir: bool) {
-    let (a, b) = (net::banner("127.0.0.1:0", "A"), net::banner("127.0.0.1:0", "B"));
+    let (a, b) = (
+        net::banner("127.0.0.1:0", "A"),
+        net::banner("127.0.0.1:0", "B"),
+    );
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     configmap(dir.path(), "..2026_01", &mapping(port, a.addr));
@@ -104,7 +113,11 @@ fn configmap_swap_applies(use_dir: bool) {
     });
     assert_eq!(banner_of(port), "A", "second ..data swap not applied");
     // Only one mapping even though the directory holds `..data/` and `..2026_*/` too.
-    let line = d.lines().into_iter().rev().find(|l| l.contains("config applied"));
+    let line = d
+        .lines()
+        .into_iter()
+        .rev()
+        .find(|l| l.contains("config applied"));
     assert!(line.unwrap().contains("retargeted=1"));
 }
 

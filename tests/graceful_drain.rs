@@ -69,10 +69,15 @@ fn sigterm_refuses_new_connections_and_lets_the_open_one_finish() {
         net::roundtrip(&mut held, format!("draining {i}").as_bytes());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(d.wait_exit(Duration::from_millis(200)).is_none(), "exited before the connection ended");
+    assert!(
+        d.wait_exit(Duration::from_millis(200)).is_none(),
+        "exited before the connection ended"
+    );
     held.shutdown(Shutdown::Write).unwrap();
     assert!(net::closed_within(&mut held, Duration::from_secs(3)));
-    let status = d.wait_exit(Duration::from_secs(5)).expect("exits after the drain");
+    let status = d
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after the drain");
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(d.log().contains("drained: every connection finished"));
 }
@@ -84,7 +89,10 @@ fn drain_timeout_closes_held_connections_and_exits_zero() {
     let mut held = open(s.addr);
     let t = Instant::now();
     begin_drain(&d, libc::SIGTERM);
-    assert!(net::closed_within(&mut held, Duration::from_secs(4)), "held connection not closed");
+    assert!(
+        net::closed_within(&mut held, Duration::from_secs(4)),
+        "held connection not closed"
+    );
     let closed_after = t.elapsed();
     assert!(
         closed_after >= Duration::from_millis(900) && closed_after < Duration::from_millis(2500),
@@ -105,10 +113,19 @@ fn second_signal_exits_at_once() {
     let mut d = Daemon::run(&s.cfg, &["--drain-timeout", "30"]);
     let _held = open(s.addr);
     begin_drain(&d, libc::SIGINT);
-    assert!(d.wait_exit(Duration::from_millis(300)).is_none(), "did not wait for the drain");
+    assert!(
+        d.wait_exit(Duration::from_millis(300)).is_none(),
+        "did not wait for the drain"
+    );
     let t = Instant::now();
     d.signal(libc::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(2)).expect("second signal exits at once");
-    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    let status = d
+        .wait_exit(Duration::from_secs(2))
+        .expect("second signal exits at once");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
     assert!(status.success(), "exit {status:?}");
 }

@@ -81,7 +81,9 @@ fn rejected_then_recovers(
     let errors = json["last_reload"]["errors"].as_array().unwrap();
     assert!(!errors.is_empty(), "{json}");
     assert!(
-        errors.iter().any(|e| e.as_str().unwrap().contains(error_has)),
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().contains(error_has)),
         "{json}"
     );
 

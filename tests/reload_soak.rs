@@ -16,8 +16,10 @@ use common::net::{self, free_port};
 
 /// One client connection: banner, three echoes, half-close, EOF. Err on any deviation.
 fn one_connection(addr: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
     let name = net::read_line(&mut s);
     if name != "A" && name != "B" {
         return Err(format!("bad banner {name:?}"));
@@ -48,7 +50,10 @@ fn hundred_reloads_under_load_fail_no_connection() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let ups = [net::banner("127.0.0.1:0", "A"), net::banner("127.0.0.1:0", "B")];
+    let ups = [
+        net::banner("127.0.0.1:0", "A"),
+        net::banner("127.0.0.1:0", "B"),
+    ];
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = tempfile::tempdir().unwrap();
@@ -115,6 +120,11 @@ fn hundred_reloads_under_load_fail_no_connection() {
         ups[1].connections()
     );
     let errors = errors.lock().unwrap();
-    assert_eq!(failed, 0, "failed connections: {:?}", &errors[..errors.len().min(10)]);
+    assert_eq!(
+        failed,
+        0,
+        "failed connections: {:?}",
+        &errors[..errors.len().min(10)]
+    );
     assert!(ok > reloads, "too little load: {ok}");
 }
