@@ -10,9 +10,6 @@
 //! connection has its own task, a header read timeout, an overall deadline, and the
 //! number of concurrent connections is bounded (extra ones are closed unanswered).
 
-// Not wired into the daemon yet; remove this once `--admin` calls `bind`/`serve`.
-#![allow(dead_code)]
-
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("invalid configuration ({} problem(s)):\n{}", .0.len(), join(.0))]
     Config(Vec<ConfigError>),
     /// A listener (or the admin endpoint) could not bind.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         /// The address that failed.
         addr: SocketAddr,

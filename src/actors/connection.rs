@@ -77,18 +77,15 @@ pub(crate) async fn serve(
         },
         Err(reason) => reason,
     };
-    finish(&rec, reason, &generation);
+    finish(&rec, reason);
 }
 
-fn finish(rec: &Record, reason: CloseReason, generation: &Generation) {
+fn finish(rec: &Record, reason: CloseReason) {
     let up = rec.progress.client_to_upstream.load(Ordering::Relaxed);
     let down = rec.progress.upstream_to_client.load(Ordering::Relaxed);
-    if let Some(m) = rec
-        .mapping
-        .as_ref()
-        .and_then(|id| generation.metrics.get(id))
-    {
-        m.ended(reason, up, down);
+    if let Some(m) = &rec.progress.live {
+        // The bytes were added to the mapping's counters live, as they moved.
+        m.ended(reason, 0, 0);
     }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
     let upstream = rec.upstream.map(|a| a.to_string());
@@ -181,6 +178,7 @@ async fn run(
     let metrics = generation.metrics.get(&upstream.mapping).cloned();
     if let Some(m) = &metrics {
         m.accepted();
+        rec.progress.live = Some(m.clone());
     }
     let _breaker = match (&metrics, upstream.max_connections) {
         (Some(m), Some(max)) => match Breaker::enter(m.in_flight(), max) {
@@ -271,9 +269,7 @@ where
         .await
         .map_err(|_| CloseReason::IoError)?;
     up.flush().await.map_err(|_| CloseReason::IoError)?;
-    rec.progress
-        .client_to_upstream
-        .fetch_add(first.len() as u64, Ordering::Relaxed);
+    rec.progress.add_client_to_upstream(first.len() as u64);
     Ok(())
 }
 

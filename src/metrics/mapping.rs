@@ -150,6 +150,12 @@ impl MappingMetrics {
         }
     }
 
+    /// The byte counters `(client_to_upstream, upstream_to_client)` themselves, for the relay
+    /// to add to as bytes move (one relaxed add per delivered chunk).
+    pub fn byte_counters(&self) -> (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64) {
+        (self.bytes_c2u.inner(), self.bytes_u2c.inner())
+    }
+
     /// Connections of this mapping currently open.
     pub fn active(&self) -> i64 {
         self.active.get()

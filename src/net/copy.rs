@@ -29,6 +29,19 @@ pub(crate) struct Progress {
     pub(crate) client_to_upstream: AtomicU64,
     /// Bytes written to the client so far.
     pub(crate) upstream_to_client: AtomicU64,
+    /// The mapping's shared byte counters, which also receive every delivered byte, so
+    /// metrics move while a long connection runs (not only when it ends).
+    pub(crate) live: Option<std::sync::Arc<crate::metrics::MappingMetrics>>,
+}
+
+impl Progress {
+    /// Records bytes sent to the upstream outside the relay (the replayed ClientHello).
+    pub(crate) fn add_client_to_upstream(&self, n: u64) {
+        self.client_to_upstream.fetch_add(n, Ordering::Relaxed);
+        if let Some(m) = &self.live {
+            m.byte_counters().0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How a relay ended.
@@ -155,6 +168,7 @@ pub(super) enum PumpError {
 #[derive(Debug)]
 pub(super) struct Meter<'a> {
     total: &'a AtomicU64,
+    live: Option<&'a AtomicU64>,
     bytes: u64,
     /// Some byte moved since the driver last looked (feeds the idle clock).
     pub(super) moved: bool,
@@ -164,9 +178,16 @@ pub(super) struct Meter<'a> {
 }
 
 impl<'a> Meter<'a> {
+    #[cfg(test)]
     pub(super) fn new(total: &'a AtomicU64) -> Self {
+        Self::with_live(total, None)
+    }
+
+    /// A meter that also adds to a shared counter.
+    pub(super) fn with_live(total: &'a AtomicU64, live: Option<&'a AtomicU64>) -> Self {
         Meter {
             total,
+            live,
             bytes: 0,
             moved: false,
             eof: false,
@@ -179,6 +200,9 @@ impl<'a> Meter<'a> {
         let n = n as u64;
         self.bytes += n;
         self.total.fetch_add(n, Ordering::Relaxed);
+        if let Some(live) = self.live {
+            live.fetch_add(n, Ordering::Relaxed);
+        }
         self.moved = true;
     }
 }
@@ -229,8 +253,14 @@ impl<'a> Driver<'a> {
     /// A driver counting into `progress`, with an optional idle timeout.
     pub(super) fn new(idle: Option<Duration>, progress: &'a Progress) -> Self {
         Driver {
-            c2u: Meter::new(&progress.client_to_upstream),
-            u2c: Meter::new(&progress.upstream_to_client),
+            c2u: Meter::with_live(
+                &progress.client_to_upstream,
+                progress.live.as_deref().map(|m| m.byte_counters().0),
+            ),
+            u2c: Meter::with_live(
+                &progress.upstream_to_client,
+                progress.live.as_deref().map(|m| m.byte_counters().1),
+            ),
             first_eof: None,
             idle: idle.map(IdleClock::new),
         }
