@@ -66,6 +66,12 @@ impl ProxyBuilder {
         }
     }
 
+    /// Replaces the whole config input (paths, inline YAML, secrets dir, namespace, id).
+    pub fn input(mut self, input: ConfigInput) -> Self {
+        self.input = input;
+        self
+    }
+
     /// Adds a config file or directory (repeatable).
     pub fn config_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.input.paths.push(path.into());
@@ -138,6 +144,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Moves plain↔plain bytes with splice(2) on Linux (default on; `TCPMAP_NO_SPLICE=1` also
+    /// turns it off). Process-wide: it applies to every proxy in the process.
+    pub fn zero_copy(self, on: bool) -> Self {
+        crate::net::splice::set_splice_enabled(on);
+        self
+    }
+
     /// Loads and validates the config, binds every listener and starts serving.
     ///
     /// Fails with [`Error::Config`] (every problem listed) or [`Error::Bind`]; nothing keeps
@@ -146,7 +159,9 @@ impl ProxyBuilder {
         let input = self.input.clone();
         let loaded = rt::spawn_blocking(move || crate::config::load(&input))
             .await
-            .map_err(|problems| Error::Config(problems.into_iter().filter(ConfigError::is_error).collect()))?;
+            .map_err(|problems| {
+                Error::Config(problems.into_iter().filter(ConfigError::is_error).collect())
+            })?;
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
@@ -193,7 +208,11 @@ impl ProxyBuilder {
     }
 }
 
-async fn start_admin(addr: SocketAddr, metrics: Arc<Metrics>, status: Arc<Status>) -> Result<SocketAddr> {
+async fn start_admin(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+) -> Result<SocketAddr> {
     let listener = crate::admin::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })?;
@@ -294,7 +313,12 @@ impl ProxyHandle {
             .supervisor
             .shutdown(graceful, self.inner.drain_timeout)
             .await;
-        let tx = self.inner.exit_tx.lock().map(|mut g| g.take()).unwrap_or(None);
+        let tx = self
+            .inner
+            .exit_tx
+            .lock()
+            .map(|mut g| g.take())
+            .unwrap_or(None);
         drop(tx);
         r
     }

@@ -20,24 +20,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let input = args.config.input();
     let mut builder = ProxyBuilder::new()
-        .namespace(args.namespace.clone())
-        .ambassador_id(args.ambassador_id.clone())
-        .drain_timeout(Duration::from_secs(args.drain_timeout));
-    for p in &args.config {
-        builder = builder.config_path(p.clone());
-    }
-    if let Some(dir) = &args.secrets_dir {
-        builder = builder.secrets_dir(dir.clone());
-    }
+        .input(input.clone())
+        .drain_timeout(Duration::from_secs(args.drain_timeout))
+        .resolv_conf(args.resolv_conf.clone());
     if let Some(addr) = args.admin {
         builder = builder.admin(addr);
     }
     if let Some(max) = args.max_connections {
-        builder = builder.max_connections(max);
-    }
-    if let Some(path) = &args.resolv_conf {
-        builder = builder.resolv_conf(path.clone());
+        builder = builder.max_connections(max as usize);
     }
     // Register signals before starting so none is lost in between.
     let mut signals = signal_hook_async_std::Signals::new([SIGHUP, SIGTERM, SIGINT])
@@ -45,8 +37,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let proxy = builder.start().await?;
     tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
 
-    let mut watched: Vec<PathBuf> = args.config.clone();
-    watched.extend(args.secrets_dir.iter().cloned());
+    let mut watched: Vec<PathBuf> = input.paths.clone();
+    watched.extend(input.secrets_dir.iter().cloned());
     let _watcher = watch(&watched, proxy.clone());
 
     while let Some(signal) = signals.next().await {
@@ -56,7 +48,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 report(proxy.reload().await);
             }
             SIGTERM | SIGINT => {
-                tracing::info!(signal, "shutting down gracefully (a second signal exits at once)");
+                tracing::info!(
+                    signal,
+                    "shutting down gracefully (a second signal exits at once)"
+                );
                 let drain = proxy.shutdown(true);
                 let second = async {
                     while let Some(s) = signals.next().await {
@@ -95,29 +90,35 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
     let (tx, rx) = rt::mailbox::<()>(1);
     let targets: Vec<PathBuf> = paths.iter().map(|p| absolute(p)).collect();
     let filter = targets.clone();
-    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if event.kind.is_access() {
-                return;
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                if event.kind.is_access() {
+                    return;
+                }
+                if event.paths.iter().any(|p| relevant(p, &filter)) {
+                    // Full mailbox = a reload is already pending.
+                    let _ = tx.try_send(());
+                }
             }
-            if event.paths.iter().any(|p| relevant(p, &filter)) {
-                // Full mailbox = a reload is already pending.
-                let _ = tx.try_send(());
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "file watch unavailable; reload with SIGHUP");
+                return None;
             }
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "file watch unavailable; reload with SIGHUP");
-            return None;
-        }
-    };
+        };
     for t in &targets {
         // Watch a file's directory: editors and ConfigMaps replace files by rename.
         let (dir, mode) = if t.is_dir() {
             (t.clone(), RecursiveMode::Recursive)
         } else {
-            (t.parent().map(Path::to_path_buf).unwrap_or_else(|| t.clone()), RecursiveMode::NonRecursive)
+            (
+                t.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| t.clone()),
+                RecursiveMode::NonRecursive,
+            )
         };
         if let Err(e) = watcher.watch(&dir, mode) {
             tracing::warn!(path = %dir.display(), error = %e, "cannot watch");

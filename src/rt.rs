@@ -74,11 +74,6 @@ impl Tripwire {
     pub(crate) async fn tripped(&self) {
         while self.0.recv_async().await.is_ok() {}
     }
-
-    /// True once the trigger has fired.
-    pub(crate) fn is_tripped(&self) -> bool {
-        self.0.is_disconnected()
-    }
 }
 
 /// A trigger and its wire.

@@ -30,9 +30,20 @@ fn idle_connection_is_closed_within_a_second() {
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut b = [0u8; 1];
     let r = s.read(&mut b);
-    assert!(matches!(r, Ok(0)) || r.is_err() && t.elapsed() < Duration::from_secs(2), "{r:?}");
-    assert!(t.elapsed() < Duration::from_secs(1), "closed after {:?}", t.elapsed());
-    assert!(t.elapsed() >= Duration::from_millis(250), "closed too early: {:?}", t.elapsed());
+    assert!(
+        matches!(r, Ok(0)) || r.is_err() && t.elapsed() < Duration::from_secs(2),
+        "{r:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]

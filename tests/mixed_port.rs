@@ -20,7 +20,11 @@ fn matching_sni_terminates_and_the_rest_goes_raw() {
     let term_up = net::banner("127.0.0.1:0", "terminated-upstream");
     // The raw upstream is itself a TLS server for other names, so raw TLS can be checked end to end.
     let (raw_cert, raw_key) = common::pki::self_signed(&["other.test"]);
-    let raw_tls_up = net::tls_banner("127.0.0.1:0", "raw-tls-upstream", net::tls_server_config(&raw_cert, &raw_key, None));
+    let raw_tls_up = net::tls_banner(
+        "127.0.0.1:0",
+        "raw-tls-upstream",
+        net::tls_server_config(&raw_cert, &raw_key, None),
+    );
     let port = free_port();
     let yaml = format!(
         "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: known\nhosts: [known.test]\nsecret: known\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: known.test\nservice: {}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: raw\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
@@ -29,7 +33,12 @@ fn matching_sni_terminates_and_the_rest_goes_raw() {
     let _p = proxy::start(&yaml, Some(dir.path()));
     let a = SocketAddr::from(([127, 0, 0, 1], port));
 
-    let mut t = net::tls_connect(a, "known.test", net::tls_client_config(&ca.cert_pem(), None)).unwrap();
+    let mut t = net::tls_connect(
+        a,
+        "known.test",
+        net::tls_client_config(&ca.cert_pem(), None),
+    )
+    .unwrap();
     assert_eq!(net::read_line(&mut t), "terminated-upstream");
 
     // Unknown SNI: relayed raw, so the handshake is with the raw upstream itself.

@@ -101,12 +101,21 @@ fn server_speaks_first() {
 #[test]
 fn tls_passes_through_untouched() {
     let (cert, key) = common::pki::self_signed(&["passthrough.test"]);
-    let up = net::tls_banner("127.0.0.1:0", "upstream", net::tls_server_config(&cert, &key, None));
+    let up = net::tls_banner(
+        "127.0.0.1:0",
+        "upstream",
+        net::tls_server_config(&cert, &key, None),
+    );
     let port = free_port();
     let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
     // The client trusts only the upstream's own certificate: the handshake proves it is end to end.
     let cfg = net::tls_client_config(&cert, None);
-    let mut tls = net::tls_connect(SocketAddr::from(([127, 0, 0, 1], port)), "passthrough.test", cfg).unwrap();
+    let mut tls = net::tls_connect(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "passthrough.test",
+        cfg,
+    )
+    .unwrap();
     assert!(net::read_line(&mut tls).starts_with("upstream client-cert=none"));
     net::roundtrip(&mut tls, b"end to end");
 }

@@ -18,7 +18,11 @@ fn addr(port: u16) -> SocketAddr {
 fn origination_only_plain_client_tls_upstream() {
     let upstream_ca = Ca::new("upstream CA");
     let (ucert, ukey) = upstream_ca.leaf(&["localhost"]);
-    let up = net::tls_banner("127.0.0.1:0", "tls-upstream", net::tls_server_config(&ucert, &ukey, None));
+    let up = net::tls_banner(
+        "127.0.0.1:0",
+        "tls-upstream",
+        net::tls_server_config(&ucert, &ukey, None),
+    );
     let port = free_port();
     let yaml = format!(
         "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: orig\naddress: 127.0.0.1\nport: {port}\ntls: true\nservice: localhost:{}\n",
@@ -27,14 +31,21 @@ fn origination_only_plain_client_tls_upstream() {
     let _p = proxy::start(&yaml, None);
     let mut s = net::connect(addr(port));
     // Plain bytes in, TLS to the upstream; SNI is the service's DNS name (ext).
-    assert_eq!(net::read_line(&mut s), "tls-upstream client-cert=none sni=localhost");
+    assert_eq!(
+        net::read_line(&mut s),
+        "tls-upstream client-cert=none sni=localhost"
+    );
     net::roundtrip(&mut s, b"encrypted on the way out");
 }
 
 #[test]
 fn https_service_scheme_originates_too() {
     let (ucert, ukey) = common::pki::self_signed(&["localhost"]);
-    let up = net::tls_banner("127.0.0.1:0", "tls-upstream", net::tls_server_config(&ucert, &ukey, None));
+    let up = net::tls_banner(
+        "127.0.0.1:0",
+        "tls-upstream",
+        net::tls_server_config(&ucert, &ukey, None),
+    );
     let port = free_port();
     let yaml = format!(
         "---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: orig-v3\nspec:\n  address: 127.0.0.1\n  port: {port}\n  service: https://localhost:{}\n",
@@ -98,7 +109,10 @@ service: localhost:{}
     let _p = proxy::start(&yaml, Some(dir.path()));
     let cfg = net::tls_client_config(&front.cert_pem(), None);
     let mut a = net::tls_connect(addr(port), "my-host-1", cfg.clone()).unwrap();
-    assert_eq!(net::read_line(&mut a), "upstream-host-1 client-cert=none sni=localhost");
+    assert_eq!(
+        net::read_line(&mut a),
+        "upstream-host-1 client-cert=none sni=localhost"
+    );
     net::roundtrip(&mut a, b"re-encrypted 1");
     let mut b = net::tls_connect(addr(port), "my-host-2", cfg).unwrap();
     assert_eq!(
@@ -115,7 +129,11 @@ fn with_a_ca_a_wrong_upstream_certificate_is_refused() {
     write_ca_secret(dir.path(), "upstream-ca", &trusted.cert_pem());
     // Good upstream: certificate from the trusted CA for the right name.
     let (gc, gk) = trusted.leaf(&["localhost"]);
-    let good = net::tls_banner("127.0.0.1:0", "good", net::tls_server_config(&gc, &gk, None));
+    let good = net::tls_banner(
+        "127.0.0.1:0",
+        "good",
+        net::tls_server_config(&gc, &gk, None),
+    );
     // Bad upstream: self-signed.
     let (bc, bk) = common::pki::self_signed(&["localhost"]);
     let bad = net::tls_banner("127.0.0.1:0", "bad", net::tls_server_config(&bc, &bk, None));
@@ -129,5 +147,8 @@ fn with_a_ca_a_wrong_upstream_certificate_is_refused() {
     let mut s = net::connect(addr(p1));
     assert!(net::read_line(&mut s).starts_with("good"));
     let mut s = net::connect(addr(p2));
-    assert!(net::closed_within(&mut s, std::time::Duration::from_secs(3)), "a wrong certificate must be refused");
+    assert!(
+        net::closed_within(&mut s, std::time::Duration::from_secs(3)),
+        "a wrong certificate must be refused"
+    );
 }

@@ -62,7 +62,14 @@ service: {}
         up1.addr, up2.addr
     );
     let proxy = proxy::start(&yaml, Some(dir.path()));
-    Setup { ca, dir, port, proxy, up1, up2 }
+    Setup {
+        ca,
+        dir,
+        port,
+        proxy,
+        up1,
+        up2,
+    }
 }
 
 #[test]
@@ -83,7 +90,8 @@ fn two_hosts_on_one_port_reach_two_upstreams_in_cleartext() {
         .map(|pem| (pem, ()))
         .unwrap();
     use rustls::pki_types::pem::PemObject;
-    let configured = rustls::pki_types::CertificateDer::from_pem_slice(configured.as_bytes()).unwrap();
+    let configured =
+        rustls::pki_types::CertificateDer::from_pem_slice(configured.as_bytes()).unwrap();
     assert_eq!(leaf, configured);
     drop(s.proxy);
 }
@@ -104,9 +112,14 @@ fn unknown_sni_and_no_sni_fail_and_reach_no_upstream() {
 fn unknown_sni_gets_an_unrecognized_name_alert() {
     let s = seed_setup("");
     let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
-    let err = net::tls_connect(addr(s.port), "nobody.test", cfg).err().unwrap();
+    let err = net::tls_connect(addr(s.port), "nobody.test", cfg)
+        .err()
+        .unwrap();
     let text = err.to_string().to_lowercase();
-    assert!(text.contains("unrecognizedname") || text.contains("unrecognized"), "{text}");
+    assert!(
+        text.contains("unrecognisedname") || text.contains("unrecognizedname"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -163,6 +176,46 @@ fn cert_required_accepts_a_good_client_and_rejects_none_and_bad() {
         Err(_) => true,
         Ok(mut t) => net::read_line(&mut t).is_empty(),
     };
-    assert!(rejected, "a client certificate from another CA must be refused");
+    assert!(
+        rejected,
+        "a client certificate from another CA must be refused"
+    );
     assert_eq!(up.connections(), 1);
+}
+
+#[test]
+fn tls_half_close_passes_on_as_eof_and_the_reply_still_arrives() {
+    // The upstream answers only after it sees EOF (the client's close_notify becomes a FIN).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
+        s.read_to_end(&mut req).unwrap();
+        s.write_all(b"got:").unwrap();
+        s.write_all(&req).unwrap();
+    });
+    let ca = Ca::new("half-close CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["half.test"]);
+    write_secret(dir.path(), "half", &cert, &key);
+    let port = free_port();
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: half\nhosts: [half.test]\nsecret: half\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: half\naddress: 127.0.0.1\nport: {port}\nhost: half.test\nservice: {up}\n"
+    );
+    let _p = proxy::start(&yaml, Some(dir.path()));
+    let mut tls = net::tls_connect(
+        addr(port),
+        "half.test",
+        net::tls_client_config(&ca.cert_pem(), None),
+    )
+    .unwrap();
+    use std::io::{Read, Write};
+    tls.write_all(b"question").unwrap();
+    tls.conn.send_close_notify();
+    tls.conn.complete_io(&mut tls.sock).unwrap();
+    let mut reply = Vec::new();
+    let _ = tls.read_to_end(&mut reply);
+    assert_eq!(reply, b"got:question");
 }

@@ -20,7 +20,11 @@ fn refused_upstream_closes_the_client_within_a_second() {
     let t = Instant::now();
     let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
     assert!(net::closed_within(&mut s, Duration::from_secs(2)));
-    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -29,7 +33,11 @@ fn unresolvable_name_closes_within_the_lookup_timeout() {
     // A resolver that knows nothing: no nameserver answers (a bound UDP socket that stays silent).
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let conf = dir.path().join("resolv.conf");
-    std::fs::write(&conf, format!("nameserver {}\n", silent.local_addr().unwrap())).unwrap();
+    std::fs::write(
+        &conf,
+        format!("nameserver {}\n", silent.local_addr().unwrap()),
+    )
+    .unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let port = free_port();
@@ -37,7 +45,9 @@ fn unresolvable_name_closes_within_the_lookup_timeout() {
         "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: nowhere\naddress: 127.0.0.1\nport: {port}\nservice: no-such-service.invalid:80\n"
     );
     let _p = proxy::start_with(&yaml, None, |b| {
-        b.resolv_conf(&conf).hosts_file(&hosts).lookup_timeout(Duration::from_millis(500))
+        b.resolv_conf(&conf)
+            .hosts_file(&hosts)
+            .lookup_timeout(Duration::from_millis(500))
     });
     let t = Instant::now();
     let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));

@@ -31,7 +31,10 @@ fn run(weights: &[Option<u8>], conns: usize) -> Vec<usize> {
 
 fn within(got: usize, total: usize, pct: f64) {
     let share = got as f64 * 100.0 / total as f64;
-    assert!((share - pct).abs() <= 5.0, "share {share:.1}% not within 5 points of {pct}%");
+    assert!(
+        (share - pct).abs() <= 5.0,
+        "share {share:.1}% not within 5 points of {pct}%"
+    );
 }
 
 #[test]

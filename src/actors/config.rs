@@ -39,7 +39,11 @@ pub(crate) struct ConfigHandle {
 }
 
 impl ConfigHandle {
-    pub(crate) fn spawn(input: ConfigInput, supervisor: SupervisorHandle, status: Arc<Status>) -> Self {
+    pub(crate) fn spawn(
+        input: ConfigInput,
+        supervisor: SupervisorHandle,
+        status: Arc<Status>,
+    ) -> Self {
         let (tx, rx) = rt::mailbox(16);
         rt::spawn(
             ConfigActor {
@@ -64,7 +68,11 @@ impl ConfigHandle {
     }
 
     /// Replaces the config sources with in-memory YAML and applies it.
-    pub(crate) async fn apply_yaml(&self, name: String, yaml: String) -> crate::Result<ReloadReport> {
+    pub(crate) async fn apply_yaml(
+        &self,
+        name: String,
+        yaml: String,
+    ) -> crate::Result<ReloadReport> {
         let (respond_to, rx) = rt::oneshot();
         self.tx
             .send_async(ConfigMsg::ApplyYaml {
@@ -119,11 +127,15 @@ impl ConfigActor {
             Err(problems) => {
                 let (errors, warnings): (Vec<_>, Vec<_>) =
                     problems.into_iter().partition(|p| p.is_error());
-                tracing::warn!(errors = errors.len(), "config rejected; the old routes keep serving");
+                tracing::warn!(
+                    errors = errors.len(),
+                    "config rejected; the old routes keep serving"
+                );
                 for e in &errors {
                     tracing::warn!("{e}");
                 }
-                self.status.record_reload(false, self.current_generation(), &errors, &warnings);
+                self.status
+                    .record_reload(false, self.current_generation(), &errors, &warnings);
                 return Err(crate::Error::Config(errors));
             }
         };
@@ -132,15 +144,27 @@ impl ConfigActor {
         }
         match self.supervisor.apply(loaded.table).await? {
             Ok(applied) => {
-                self.status.record_reload(true, applied.generation, &[], &loaded.warnings);
+                self.status
+                    .record_reload(true, applied.generation, &[], &loaded.warnings);
                 Ok(ReloadReport {
                     applied,
                     warnings: loaded.warnings,
                 })
             }
             Err(ApplyError::Bind(addr, source)) => {
-                let msg = ConfigError::error("-", 0, "Listener", addr.to_string(), format!("cannot bind {addr}: {source}"));
-                self.status.record_reload(false, self.current_generation(), &[msg], &loaded.warnings);
+                let msg = ConfigError::error(
+                    "-",
+                    0,
+                    "Listener",
+                    addr.to_string(),
+                    format!("cannot bind {addr}: {source}"),
+                );
+                self.status.record_reload(
+                    false,
+                    self.current_generation(),
+                    &[msg],
+                    &loaded.warnings,
+                );
                 Err(crate::Error::Bind { addr, source })
             }
             Err(ApplyError::ShuttingDown) => Err(crate::Error::ActorGone),

@@ -21,7 +21,7 @@ use rustls::pki_types::ServerName;
 
 use super::{Generation, Shared};
 use crate::close::CloseReason;
-use crate::net::copy::{self, Progress, RelayEnd, RelayStats};
+use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::peek;
 use crate::net::prefixed::Prefixed;
 use crate::net::socket;
@@ -83,7 +83,11 @@ pub(crate) async fn serve(
 fn finish(rec: &Record, reason: CloseReason, generation: &Generation) {
     let up = rec.progress.client_to_upstream.load(Ordering::Relaxed);
     let down = rec.progress.upstream_to_client.load(Ordering::Relaxed);
-    if let Some(m) = rec.mapping.as_ref().and_then(|id| generation.metrics.get(id)) {
+    if let Some(m) = rec
+        .mapping
+        .as_ref()
+        .and_then(|id| generation.metrics.get(id))
+    {
         m.ended(reason, up, down);
     }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
@@ -107,7 +111,7 @@ fn finish(rec: &Record, reason: CloseReason, generation: &Generation) {
 /// The client side after routing: plain (with bytes already read to forward), or TLS.
 enum Client {
     Plain(Async<TcpStream>, Vec<u8>),
-    Tls(Box<futures_rustls::server::TlsStream<Prefixed<Async<TcpStream>>>>),
+    Tls(Box<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>>),
 }
 
 async fn run(
@@ -123,7 +127,11 @@ async fn run(
 
     // 1. Which group, and is the client side TLS we terminate?
     let (group, client) = if routes.needs_peek() {
-        let peeked = peek::read_client_hello(&stream, shared.limits.handshake_timeout).await;
+        let peeked = Box::pin(peek::read_client_hello(
+            &stream,
+            shared.limits.handshake_timeout,
+        ))
+        .await;
         let matched = match &peeked.verdict {
             Peek::Sni(name) => {
                 rec.sni = Some(name.clone());
@@ -133,7 +141,7 @@ async fn run(
         };
         match (matched, &routes.plain) {
             (Some(group), _) => {
-                let tls = terminate(stream, peeked.bytes, group, shared).await?;
+                let tls = Box::pin(terminate(stream, peeked.bytes, group, shared)).await?;
                 (group, Client::Tls(Box::new(tls)))
             }
             (None, Some(plain)) if !peeked.timed_out || peeked.bytes.is_empty() => {
@@ -150,7 +158,9 @@ async fn run(
                     return Err(CloseReason::NoRoute);
                 }
                 if peeked.timed_out || peeked.eof {
-                    shared.metrics.tls_handshake_failure("client", "timeout_or_eof");
+                    shared
+                        .metrics
+                        .tls_handshake_failure("client", "timeout_or_eof");
                     return Err(CloseReason::HandshakeFailed);
                 }
                 return Err(CloseReason::NoRoute);
@@ -185,17 +195,19 @@ async fn run(
     };
 
     // 3. Resolve and connect.
-    let addrs = shared
-        .resolver
-        .resolve(&upstream.host, upstream.port, group.families)
-        .await;
+    let addrs = Box::pin(
+        shared
+            .resolver
+            .resolve(&upstream.host, upstream.port, group.families),
+    )
+    .await;
     shared.metrics.dns_lookup(addrs.is_ok());
     let addrs = addrs.map_err(|e| {
         tracing::debug!(service = %upstream.service(), error = %e, "resolve failed");
         CloseReason::ResolveFailed
     })?;
     let t0 = Instant::now();
-    let connected = socket::connect_any(&addrs, upstream.connect_timeout).await;
+    let connected = Box::pin(socket::connect_any(&addrs, upstream.connect_timeout)).await;
     if let Some(m) = &metrics {
         shared
             .metrics
@@ -212,24 +224,37 @@ async fn run(
     match (client, &group.origination) {
         (Client::Plain(c, first), None) => {
             rec.tls = "none";
-            forward_first(&up, &first, rec).await?;
-            Ok(copy::relay_tcp(&c, &up, idle, &rec.progress).await)
+            Box::pin(forward_first(&up, &first, rec)).await?;
+            Ok(crate::net::splice::relay_tcp(&c, &up, idle, &rec.progress).await)
         }
-        (Client::Plain(mut c, first), Some(orig)) => {
+        (Client::Plain(c, first), Some(orig)) => {
             rec.tls = "originate";
-            let mut up = originate(up, upstream, orig, shared).await?;
-            forward_first(&mut up, &first, rec).await?;
-            Ok(copy::relay(&mut c, &mut up, idle, &rec.progress).await)
+            let mut up =
+                Box::new(Box::pin(originate(TcpHalfClose(up), upstream, orig, shared)).await?);
+            Box::pin(forward_first(&mut *up, &first, rec)).await?;
+            Ok(Box::pin(copy::relay(
+                &mut TcpHalfClose(&c),
+                &mut *up,
+                idle,
+                &rec.progress,
+            ))
+            .await)
         }
         (Client::Tls(mut c), None) => {
             rec.tls = "terminate";
-            let mut up = up;
-            Ok(copy::relay(&mut *c, &mut up, idle, &rec.progress).await)
+            Ok(Box::pin(copy::relay(
+                &mut *c,
+                &mut TcpHalfClose(&up),
+                idle,
+                &rec.progress,
+            ))
+            .await)
         }
         (Client::Tls(mut c), Some(orig)) => {
             rec.tls = "terminate+originate";
-            let mut up = originate(up, upstream, orig, shared).await?;
-            Ok(copy::relay(&mut *c, &mut up, idle, &rec.progress).await)
+            let mut up =
+                Box::new(Box::pin(originate(TcpHalfClose(up), upstream, orig, shared)).await?);
+            Ok(Box::pin(copy::relay(&mut *c, &mut *up, idle, &rec.progress)).await)
         }
     }
 }
@@ -242,7 +267,9 @@ where
     if first.is_empty() {
         return Ok(());
     }
-    up.write_all(first).await.map_err(|_| CloseReason::IoError)?;
+    up.write_all(first)
+        .await
+        .map_err(|_| CloseReason::IoError)?;
     up.flush().await.map_err(|_| CloseReason::IoError)?;
     rec.progress
         .client_to_upstream
@@ -256,13 +283,14 @@ async fn terminate(
     hello: Vec<u8>,
     group: &Group,
     shared: &Shared,
-) -> Result<futures_rustls::server::TlsStream<Prefixed<Async<TcpStream>>>, CloseReason> {
+) -> Result<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>, CloseReason>
+{
     let Some(term) = &group.termination else {
         return Err(CloseReason::Internal);
     };
     let acceptor = futures_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
-        Prefixed::new(hello, stream),
+        Prefixed::new(hello, TcpHalfClose(stream)),
     );
     let handshake = async {
         let start = acceptor.await?;
@@ -298,7 +326,9 @@ where
         (None, ServiceHost::Ip(ip)) => Some(ServerName::IpAddress((*ip).into())),
     };
     let Some(name) = name else {
-        shared.metrics.tls_handshake_failure("upstream", "bad_server_name");
+        shared
+            .metrics
+            .tls_handshake_failure("upstream", "bad_server_name");
         return Err(CloseReason::UpstreamHandshakeFailed);
     };
     let connector = futures_rustls::TlsConnector::from(orig.config.clone());
@@ -334,5 +364,46 @@ impl<'a> Breaker<'a> {
 impl Drop for Breaker<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Releases the connection's slot under `--max-connections` when dropped.
+pub(crate) struct ActiveGuard(pub(crate) Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Every connection task holds its whole future for its lifetime, so its size is memory
+    /// per idle connection: the TLS and lookup steps are boxed to keep the plain path small.
+    #[test]
+    fn serve_future_stays_small() {
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let stream = async_io::Async::new(s).unwrap();
+        let table = std::sync::Arc::new(crate::route::RouteTable::default());
+        let metrics = crate::metrics::Metrics::new();
+        let generation = std::sync::Arc::new(super::Generation::new(table, &metrics));
+        let (_kill, tripwire) = crate::rt::tripwire();
+        let shared = std::sync::Arc::new(super::Shared {
+            resolver: crate::actors::resolver::ResolverHandle::spawn(Default::default()),
+            metrics,
+            limits: super::super::Limits {
+                max_connections: None,
+                handshake_timeout: std::time::Duration::from_secs(1),
+            },
+            active: Default::default(),
+            kill: tripwire,
+        });
+        let addr = l.local_addr().unwrap();
+        let fut = super::serve(stream, addr, addr, generation, shared);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("serve future: {size} bytes");
+        assert!(size <= 1536, "the connection future grew to {size} bytes");
     }
 }

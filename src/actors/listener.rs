@@ -34,7 +34,6 @@ pub(crate) enum ListenerMsg {
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerHandle {
     tx: Sender<ListenerMsg>,
-    addr: SocketAddr,
 }
 
 impl ListenerHandle {
@@ -56,7 +55,7 @@ impl ListenerHandle {
             rx,
         };
         rt::spawn(actor.supervised());
-        Ok(ListenerHandle { tx, addr })
+        Ok(ListenerHandle { tx })
     }
 
     /// Swaps the routes for new connections.
@@ -71,11 +70,6 @@ impl ListenerHandle {
     pub(crate) async fn stop(&self) {
         // A send error means the actor is already gone, which is what we want.
         let _ = self.tx.send_async(ListenerMsg::Stop).await;
-    }
-
-    /// The bound address.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
     }
 }
 

@@ -145,7 +145,13 @@ impl Status {
         self.lock().ready
     }
 
-    pub(crate) fn record_reload(&self, ok: bool, generation: u64, errors: &[ConfigError], warnings: &[ConfigError]) {
+    pub(crate) fn record_reload(
+        &self,
+        ok: bool,
+        generation: u64,
+        errors: &[ConfigError],
+        warnings: &[ConfigError],
+    ) {
         let at_unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

@@ -79,7 +79,10 @@ impl SupervisorHandle {
     }
 
     /// Applies a validated table (see the module docs).
-    pub(crate) async fn apply(&self, table: RouteTable) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
+    pub(crate) async fn apply(
+        &self,
+        table: RouteTable,
+    ) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
         let (respond_to, rx) = rt::oneshot();
         self.tx
             .send_async(SupervisorMsg::Apply { table, respond_to })
@@ -99,7 +102,11 @@ impl SupervisorHandle {
     }
 
     /// Stops accepting, drains (graceful) or closes everything, and returns when done.
-    pub(crate) async fn shutdown(&self, graceful: bool, drain_timeout: Duration) -> Result<(), crate::Error> {
+    pub(crate) async fn shutdown(
+        &self,
+        graceful: bool,
+        drain_timeout: Duration,
+    ) -> Result<(), crate::Error> {
         let (respond_to, rx) = rt::oneshot();
         self.tx
             .send_async(SupervisorMsg::Shutdown {
@@ -182,7 +189,12 @@ impl Supervisor {
         // 3. Start new listeners.
         let mut started = Vec::new();
         for (addr, socket) in bound {
-            match ListenerHandle::spawn(socket, generation.clone(), self.shared.clone(), token.clone()) {
+            match ListenerHandle::spawn(
+                socket,
+                generation.clone(),
+                self.shared.clone(),
+                token.clone(),
+            ) {
                 Ok(handle) => {
                     started.push(addr);
                     self.listeners.insert(addr, handle);
@@ -227,8 +239,17 @@ impl Supervisor {
         self.status.set_ready(false);
         self.token = None;
         let open = self.drain.outstanding();
-        tracing::info!(graceful, open, drain_timeout_s = drain_timeout.as_secs_f64(), "shutting down");
-        if graceful && rt::timeout(drain_timeout, self.drain.all_dropped()).await.is_some() {
+        tracing::info!(
+            graceful,
+            open,
+            drain_timeout_s = drain_timeout.as_secs_f64(),
+            "shutting down"
+        );
+        if graceful
+            && rt::timeout(drain_timeout, self.drain.all_dropped())
+                .await
+                .is_some()
+        {
             tracing::info!("drained: every connection finished");
             return;
         }
@@ -236,8 +257,14 @@ impl Supervisor {
             kill.fire();
         }
         // Killed connections end at their next poll; give them a moment to log and close.
-        if rt::timeout(Duration::from_secs(2), self.drain.all_dropped()).await.is_none() {
-            tracing::warn!(open = self.drain.outstanding(), "connections still open after kill");
+        if rt::timeout(Duration::from_secs(2), self.drain.all_dropped())
+            .await
+            .is_none()
+        {
+            tracing::warn!(
+                open = self.drain.outstanding(),
+                "connections still open after kill"
+            );
         }
     }
 }

@@ -112,6 +112,7 @@ impl Cache {
     }
 
     /// Number of stored entries (live or not yet purged).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

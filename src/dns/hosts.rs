@@ -44,6 +44,7 @@ impl HostsFile {
     }
 
     /// Number of distinct names in the file.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.names.len()
     }

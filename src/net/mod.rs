@@ -1,9 +1,18 @@
-//! I/O helpers the actors call: sockets, the ClientHello read, the byte relay. No routing
-//! policy in here.
+//! I/O helpers the actors call: sockets, the ClientHello read, the byte relay (buffered and
+//! zero-copy), DNS queries. No routing policy lives here; callers decide what to connect and
+//! when to close.
 
+mod buffered;
 pub(crate) mod copy;
 pub(crate) mod dns;
 pub(crate) mod peek;
 pub(crate) mod prefixed;
 pub(crate) mod socket;
 pub(crate) mod splice;
+
+#[cfg(test)]
+mod relay_bench;
+#[cfg(test)]
+mod relay_tests;
+#[cfg(test)]
+mod relay_tls_tests;

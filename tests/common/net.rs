@@ -174,10 +174,11 @@ pub fn roundtrip(s: &mut (impl Read + Write), msg: &[u8]) {
 pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     s.set_read_timeout(Some(within)).unwrap();
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_)) && {
-        // Distinguish a timeout from a close.
-        !matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
-    }
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+        && {
+            // Distinguish a timeout from a close.
+            !matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+        }
 }
 
 /// A rustls client config that trusts `ca_pem` (and offers `client` if given).
@@ -207,7 +208,11 @@ pub fn tls_client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rust
 }
 
 /// A rustls server config for a test upstream (optionally requesting client certs from `client_ca`).
-pub fn tls_server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+pub fn tls_server_config(
+    cert: &str,
+    key: &str,
+    client_ca: Option<&str>,
+) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
@@ -225,10 +230,13 @@ pub fn tls_server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Arc<
             for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
                 roots.add(c.unwrap()).unwrap();
             }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .unwrap();
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .unwrap();
             b.with_client_cert_verifier(v)
         }
     };

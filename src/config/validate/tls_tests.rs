@@ -169,7 +169,7 @@ fn missing_empty_and_mismatched_files_name_the_context_and_file() {
     std::fs::write(dir.path().join("b/tls.crt"), "not pem\n").unwrap();
     let e = errors("secret: b\n", Some(dir.path()));
     assert!(
-        e[0].contains("b/tls.crt") && e[0].contains("no PEM certificate"),
+        e[0].contains("b/tls.crt") && e[0].contains("no certificate"),
         "{e:?}"
     );
 }

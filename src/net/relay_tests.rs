@@ -1,0 +1,408 @@
+//! Relay tests on real loopback sockets, each run through every path: the generic `relay` over
+//! plain sockets, `relay_tcp` buffered, and `relay_tcp` with splice(2).
+
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::Async;
+use futures_lite::future::zip;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use sha2::{Digest, Sha256};
+
+use super::copy::{Progress, RelayEnd, RelayStats, TcpHalfClose, relay};
+use super::splice::relay_tcp_with;
+use crate::rt;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    Generic,
+    Buffered,
+    Splice,
+}
+
+const PATHS: [Path; 3] = [Path::Generic, Path::Buffered, Path::Splice];
+
+/// A connected loopback pair.
+pub(super) fn tcp_pair() -> (Async<TcpStream>, Async<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    (Async::new(a).unwrap(), Async::new(b).unwrap())
+}
+
+/// The far ends a test drives, and the running relay in between.
+struct Rig {
+    client: Async<TcpStream>,
+    upstream: Async<TcpStream>,
+    progress: Arc<Progress>,
+    relay: rt::Task<(RelayStats, [u64; 2])>,
+}
+
+fn rig(path: Path, idle: Option<Duration>) -> Rig {
+    let (client, proxy_client) = tcp_pair();
+    let (proxy_upstream, upstream) = tcp_pair();
+    let progress = Arc::new(Progress::default());
+    let live = progress.clone();
+    let relay = rt::spawn(async move {
+        match path {
+            Path::Generic => {
+                let mut c = TcpHalfClose(&proxy_client);
+                let mut u = TcpHalfClose(&proxy_upstream);
+                (relay(&mut c, &mut u, idle, &live).await, [0, 0])
+            }
+            Path::Buffered => {
+                relay_tcp_with(&proxy_client, &proxy_upstream, idle, &live, false).await
+            }
+            Path::Splice => relay_tcp_with(&proxy_client, &proxy_upstream, idle, &live, true).await,
+        }
+    });
+    Rig {
+        client,
+        upstream,
+        progress,
+        relay,
+    }
+}
+
+/// Runs a test body on the runtime; a hang fails the test instead of stalling the suite.
+pub(super) fn within<F: std::future::Future>(body: F) -> F::Output {
+    rt::block_on(async {
+        rt::timeout(Duration::from_secs(20), body)
+            .await
+            .expect("test hung")
+    })
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    std::iter::repeat_with(|| fastrand::u8(..))
+        .take(n)
+        .collect()
+}
+
+fn sha(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
+}
+
+/// Sends `data`, shuts the write half, and reads everything until EOF (concurrently).
+async fn exchange(sock: &Async<TcpStream>, data: &[u8]) -> Vec<u8> {
+    let send = async {
+        let mut w = sock;
+        w.write_all(data).await.unwrap();
+        sock.get_ref().shutdown(Shutdown::Write).unwrap();
+    };
+    let recv = async {
+        let mut r = sock;
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    zip(send, recv).await.1
+}
+
+async fn read_to_end(sock: &Async<TcpStream>) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut r = sock;
+    r.read_to_end(&mut got).await.unwrap();
+    got
+}
+
+async fn send_and_shut(sock: &Async<TcpStream>, data: &[u8]) {
+    let mut w = sock;
+    w.write_all(data).await.unwrap();
+    sock.get_ref().shutdown(Shutdown::Write).unwrap();
+}
+
+#[test]
+fn one_mib_each_way_arrives_intact() {
+    const N: usize = 1 << 20;
+    for path in PATHS {
+        within(async {
+            let rig = rig(path, Some(Duration::from_secs(10)));
+            let (up_data, down_data) = (random_bytes(N), random_bytes(N));
+            let (at_client, at_upstream) = zip(
+                exchange(&rig.client, &down_data),
+                exchange(&rig.upstream, &up_data),
+            )
+            .await;
+            assert_eq!(
+                sha(&at_upstream),
+                sha(&down_data),
+                "{path:?}: client→upstream bytes differ"
+            );
+            assert_eq!(
+                sha(&at_client),
+                sha(&up_data),
+                "{path:?}: upstream→client bytes differ"
+            );
+            let (stats, spliced) = rig.relay.await;
+            assert_eq!(
+                (stats.client_to_upstream, stats.upstream_to_client),
+                (N as u64, N as u64),
+                "{path:?}"
+            );
+            assert!(
+                matches!(stats.end, RelayEnd::ClientClosed | RelayEnd::UpstreamClosed),
+                "{path:?}: {stats:?}"
+            );
+            let live = &rig.progress;
+            assert_eq!(
+                live.client_to_upstream
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                N as u64
+            );
+            assert_eq!(
+                live.upstream_to_client
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                N as u64
+            );
+            if path == Path::Splice {
+                assert_eq!(
+                    spliced,
+                    [N as u64, N as u64],
+                    "splice path fell back to copying"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn client_half_close_then_upstream_replies() {
+    for path in PATHS {
+        within(async {
+            let rig = rig(path, None);
+            let reply = random_bytes(300_000);
+            let client = async {
+                send_and_shut(&rig.client, b"request").await;
+                read_to_end(&rig.client).await
+            };
+            let upstream = async {
+                // The upstream sees the request, then EOF, and only then answers.
+                assert_eq!(read_to_end(&rig.upstream).await, b"request");
+                send_and_shut(&rig.upstream, &reply).await;
+            };
+            let (got, ()) = zip(client, upstream).await;
+            assert_eq!(sha(&got), sha(&reply), "{path:?}");
+            let (stats, _) = rig.relay.await;
+            assert_eq!(stats.end, RelayEnd::ClientClosed, "{path:?}");
+            assert_eq!(
+                (stats.client_to_upstream, stats.upstream_to_client),
+                (7, reply.len() as u64)
+            );
+        });
+    }
+}
+
+#[test]
+fn upstream_half_close_then_client_replies() {
+    for path in PATHS {
+        within(async {
+            let rig = rig(path, None);
+            let upstream = async {
+                send_and_shut(&rig.upstream, b"you first").await;
+                read_to_end(&rig.upstream).await
+            };
+            let client = async {
+                assert_eq!(read_to_end(&rig.client).await, b"you first");
+                send_and_shut(&rig.client, b"after your EOF").await;
+            };
+            let (got, ()) = zip(upstream, client).await;
+            assert_eq!(got, b"after your EOF", "{path:?}");
+            let (stats, _) = rig.relay.await;
+            assert_eq!(stats.end, RelayEnd::UpstreamClosed, "{path:?}");
+        });
+    }
+}
+
+#[test]
+fn server_speaks_first() {
+    for path in PATHS {
+        within(async {
+            let rig = rig(path, None);
+            let mut up = &rig.upstream;
+            up.write_all(b"220 ready\r\n").await.unwrap();
+            let mut banner = [0u8; 11];
+            let mut c = &rig.client;
+            rt::timeout(Duration::from_secs(2), c.read_exact(&mut banner))
+                .await
+                .expect("banner never arrived")
+                .unwrap();
+            assert_eq!(&banner, b"220 ready\r\n", "{path:?}");
+            let (got_up, got_client) = zip(
+                async {
+                    send_and_shut(&rig.client, b"QUIT\r\n").await;
+                    read_to_end(&rig.client).await
+                },
+                async {
+                    let got = read_to_end(&rig.upstream).await;
+                    send_and_shut(&rig.upstream, b"221 bye\r\n").await;
+                    got
+                },
+            )
+            .await;
+            assert_eq!(
+                (got_up.as_slice(), got_client.as_slice()),
+                (&b"221 bye\r\n"[..], &b"QUIT\r\n"[..])
+            );
+            assert_eq!(rig.relay.await.0.end, RelayEnd::ClientClosed, "{path:?}");
+        });
+    }
+}
+
+#[test]
+fn idle_pair_times_out() {
+    for path in PATHS {
+        within(async {
+            let started = Instant::now();
+            let rig = rig(path, Some(Duration::from_millis(300)));
+            let (stats, _) = rt::timeout(Duration::from_secs(1), rig.relay)
+                .await
+                .unwrap_or_else(|| panic!("{path:?}: idle relay still running after 1 s"));
+            assert_eq!(stats.end, RelayEnd::IdleTimeout, "{path:?}");
+            assert!(
+                started.elapsed() >= Duration::from_millis(300),
+                "{path:?}: fired early"
+            );
+            drop((rig.client, rig.upstream));
+        });
+    }
+}
+
+#[test]
+fn trickle_keeps_connection_alive() {
+    for path in PATHS {
+        within(async {
+            let rig = rig(path, Some(Duration::from_millis(300)));
+            let started = Instant::now();
+            let trickle = async {
+                let mut c = &rig.client;
+                while started.elapsed() < Duration::from_secs(2) {
+                    c.write_all(b".").await.unwrap();
+                    rt::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let sink = async {
+                let mut up = &rig.upstream;
+                let mut seen = 0;
+                let mut byte = [0u8; 1];
+                while seen < 19 {
+                    up.read_exact(&mut byte).await.unwrap();
+                    seen += 1;
+                }
+            };
+            zip(trickle, sink).await;
+            // Still relaying after 2 s of trickle: a clean close ends it as ClientClosed.
+            send_and_shut(&rig.client, b"").await;
+            assert!(read_to_end(&rig.upstream).await.len() <= 2);
+            send_and_shut(&rig.upstream, b"").await;
+            let (stats, _) = rig.relay.await;
+            assert_eq!(stats.end, RelayEnd::ClientClosed, "{path:?}: {stats:?}");
+            assert!(stats.client_to_upstream >= 19, "{path:?}: {stats:?}");
+        });
+    }
+}
+
+#[test]
+fn upstream_reset_mid_stream_is_an_upstream_error() {
+    for path in PATHS {
+        within(async {
+            let rig = rig(path, None);
+            let started = Instant::now();
+            let flood = async {
+                let chunk = vec![7u8; 64 * 1024];
+                let mut c = &rig.client;
+                while c.write_all(&chunk).await.is_ok()
+                    && started.elapsed() < Duration::from_secs(5)
+                {}
+            };
+            let reset = async {
+                let mut buf = vec![0u8; 128 * 1024];
+                let mut up = &rig.upstream;
+                up.read_exact(&mut buf).await.unwrap();
+                socket2::SockRef::from(rig.upstream.get_ref())
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                let reset_at = Instant::now();
+                drop(rig.upstream);
+                let (stats, _) = rt::timeout(Duration::from_secs(1), rig.relay)
+                    .await
+                    .expect("relay hung after RST");
+                // The relay is over: dropping its sockets lets the flood end.
+                (stats, reset_at.elapsed())
+            };
+            let ((), (stats, took)) = zip(flood, reset).await;
+            assert!(
+                matches!(stats.end, RelayEnd::UpstreamError(_)),
+                "{path:?}: {stats:?}"
+            );
+            assert!(took < Duration::from_millis(500), "{path:?}: took {took:?}");
+        });
+    }
+}
+
+#[test]
+fn splice_switch_follows_setter_and_relay_tcp_relays() {
+    use super::splice::{relay_tcp, set_splice_enabled, splice_enabled};
+    set_splice_enabled(false);
+    assert!(!splice_enabled());
+    set_splice_enabled(true);
+    assert_eq!(
+        splice_enabled(),
+        std::env::var("TCPMAP_NO_SPLICE").as_deref() != Ok("1")
+    );
+    within(async {
+        let (client, proxy_client) = tcp_pair();
+        let (proxy_upstream, upstream) = tcp_pair();
+        let progress = Progress::default();
+        let ends = zip(exchange(&client, b"ping"), exchange(&upstream, b"pong"));
+        let ((at_client, at_upstream), stats) = zip(
+            ends,
+            relay_tcp(&proxy_client, &proxy_upstream, None, &progress),
+        )
+        .await;
+        assert_eq!(
+            (at_client.as_slice(), at_upstream.as_slice()),
+            (&b"pong"[..], &b"ping"[..])
+        );
+        assert_eq!((stats.client_to_upstream, stats.upstream_to_client), (4, 4));
+    });
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn splice_falls_back_to_copying_when_no_pipe_can_be_made() {
+    // The hook is per thread, and this relay is polled on this thread (not spawned).
+    super::splice::linux::NO_PIPES.set(true);
+    within(async {
+        let (client, proxy_client) = tcp_pair();
+        let (proxy_upstream, upstream) = tcp_pair();
+        let progress = Progress::default();
+        let (down, up) = (random_bytes(200_000), random_bytes(100_000));
+        let ends = zip(exchange(&client, &down), exchange(&upstream, &up));
+        let ((at_client, at_upstream), (stats, spliced)) = zip(
+            ends,
+            relay_tcp_with(&proxy_client, &proxy_upstream, None, &progress, true),
+        )
+        .await;
+        assert_eq!((sha(&at_client), sha(&at_upstream)), (sha(&up), sha(&down)));
+        assert_eq!(
+            (stats.client_to_upstream, stats.upstream_to_client),
+            (200_000, 100_000)
+        );
+        assert_eq!(spliced, [0, 0], "no pipe exists, yet bytes were spliced");
+    });
+    super::splice::linux::NO_PIPES.set(false);
+}
+
+#[test]
+fn idle_relay_state_is_small() {
+    let (a, b) = tcp_pair();
+    let progress = Progress::default();
+    let tcp = relay_tcp_with(&a, &b, Some(Duration::from_secs(1)), &progress, true);
+    let (mut ca, mut cb) = (TcpHalfClose(&a), TcpHalfClose(&b));
+    let generic = relay(&mut ca, &mut cb, Some(Duration::from_secs(1)), &progress);
+    let (tcp_size, generic_size) = (std::mem::size_of_val(&tcp), std::mem::size_of_val(&generic));
+    eprintln!("relay_tcp future: {tcp_size} B, relay future: {generic_size} B");
+    assert!(tcp_size < 1024 && generic_size < 1024);
+}

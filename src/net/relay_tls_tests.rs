@@ -1,0 +1,103 @@
+//! The generic relay with TLS on the client side: the proxy terminates TLS (futures-rustls over a
+//! loopback socket, self-signed rcgen certificate) and relays plaintext to a plain upstream.
+//! Checks bytes arrive intact both ways and that half-closes cross the TLS boundary: the client's
+//! close_notify becomes the upstream's EOF, and the upstream's EOF becomes a close_notify the
+//! client reads as a clean end of stream (rustls reports a missing one as an error).
+
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future::zip;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::{TlsAcceptor, TlsConnector};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use sha2::{Digest, Sha256};
+
+use super::copy::{Progress, RelayEnd, TcpHalfClose, relay};
+use super::relay_tests::{tcp_pair, within};
+use crate::rt;
+
+fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    std::iter::repeat_with(|| fastrand::u8(..))
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn tls_client_side_bytes_and_close_notify_cross_the_relay() {
+    within(async {
+        let (server_cfg, client_cfg) = tls_configs();
+        let (client_sock, proxy_client) = tcp_pair();
+        let (proxy_upstream, upstream) = tcp_pair();
+        let progress = Arc::new(Progress::default());
+        let live = progress.clone();
+        let relay_task = rt::spawn(async move {
+            let mut tls = TlsAcceptor::from(server_cfg)
+                .accept(TcpHalfClose(proxy_client))
+                .await
+                .unwrap();
+            let mut plain = TcpHalfClose(&proxy_upstream);
+            relay(&mut tls, &mut plain, Some(Duration::from_secs(10)), &live).await
+        });
+
+        let request = random_bytes(256 * 1024);
+        let reply = random_bytes(128 * 1024);
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls_client = TlsConnector::from(client_cfg)
+            .connect(name, client_sock)
+            .await
+            .unwrap();
+
+        let client = async {
+            tls_client.write_all(&request).await.unwrap();
+            // close_notify: the upstream must see EOF.
+            tls_client.close().await.unwrap();
+            let mut got = Vec::new();
+            // A clean Ok end here means the relay sent close_notify when the upstream shut down.
+            tls_client
+                .read_to_end(&mut got)
+                .await
+                .expect("TLS stream did not end with close_notify");
+            got
+        };
+        let upstream_side = async {
+            let mut got = Vec::new();
+            (&upstream).read_to_end(&mut got).await.unwrap();
+            (&upstream).write_all(&reply).await.unwrap();
+            upstream.get_ref().shutdown(Shutdown::Write).unwrap();
+            got
+        };
+        let (at_client, at_upstream) = zip(client, upstream_side).await;
+        assert_eq!(Sha256::digest(&at_upstream), Sha256::digest(&request));
+        assert_eq!(Sha256::digest(&at_client), Sha256::digest(&reply));
+
+        let stats = rt::timeout(Duration::from_secs(2), relay_task)
+            .await
+            .expect("relay did not end");
+        assert_eq!(stats.end, RelayEnd::ClientClosed);
+        assert_eq!(stats.client_to_upstream, request.len() as u64);
+        assert_eq!(stats.upstream_to_client, reply.len() as u64);
+    });
+}

@@ -1,0 +1,309 @@
+//! The plain-TCP relay: zero-copy splice(2) through a pipe per direction on Linux, driven by
+//! `async_io::Async` readiness, with the buffered path as fallback.
+//!
+//! A direction alternates: fill its pipe from the source socket (`splice` socket → pipe), then drain
+//! the pipe completely into the destination (`splice` pipe → socket); only then is EOF passed on, as
+//! a write shutdown. Pipes come from a small global pool when a direction has something to move and
+//! go back, empty, as soon as the source has nothing to read, so an idle connection holds no pipe
+//! (nor its two file descriptors). When a pipe cannot be made (EMFILE) or the kernel refuses to
+//! splice these sockets (EINVAL), the direction switches to the buffered copy before any byte moved
+//! through the pipe. This file must not know about TLS, routing or who closes the sockets.
+
+use std::net::TcpStream;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_io::Async;
+
+use super::buffered::Half;
+use super::copy::{Dir, Driver, Meter, Progress, PumpError, RelayStats, TcpHalfClose};
+
+static SPLICE_SWITCH: AtomicBool = AtomicBool::new(true);
+
+/// Turns the splice path on or off for every later [`relay_tcp`] call in the process
+/// (`TCPMAP_NO_SPLICE=1` in the environment turns it off regardless).
+pub(crate) fn set_splice_enabled(on: bool) {
+    SPLICE_SWITCH.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`relay_tcp`] tries splice(2): the switch is on and `TCPMAP_NO_SPLICE` is not `1`.
+pub(crate) fn splice_enabled() -> bool {
+    static ENV_OFF: OnceLock<bool> = OnceLock::new();
+    let env_off =
+        *ENV_OFF.get_or_init(|| std::env::var_os("TCPMAP_NO_SPLICE").is_some_and(|v| v == "1"));
+    SPLICE_SWITCH.load(Ordering::Relaxed) && !env_off
+}
+
+/// Relays two plain TCP sockets: splice(2) on Linux when enabled, else the buffered copy.
+/// Same semantics as [`super::copy::relay`]; EOF is passed on with `shutdown(Write)`.
+pub(crate) async fn relay_tcp(
+    client: &Async<TcpStream>,
+    upstream: &Async<TcpStream>,
+    idle: Option<Duration>,
+    progress: &Progress,
+) -> RelayStats {
+    relay_tcp_with(client, upstream, idle, progress, splice_enabled())
+        .await
+        .0
+}
+
+/// [`relay_tcp`] with the path chosen by the caller; also says how many bytes went through pipes
+/// (client→upstream, upstream→client), so tests can tell the zero-copy path really ran.
+pub(super) async fn relay_tcp_with(
+    client: &Async<TcpStream>,
+    upstream: &Async<TcpStream>,
+    idle: Option<Duration>,
+    progress: &Progress,
+    splice: bool,
+) -> (RelayStats, [u64; 2]) {
+    let mut driver = Driver::new(idle, progress);
+    let mut c2u = TcpPump::new(splice);
+    let mut u2c = TcpPump::new(splice);
+    let stats = futures_lite::future::poll_fn(|cx| {
+        driver.poll(cx, |cx, dir, meter| match dir {
+            Dir::ClientToUpstream => c2u.poll_pump(cx, client, upstream, meter),
+            Dir::UpstreamToClient => u2c.poll_pump(cx, upstream, client, meter),
+        })
+    })
+    .await;
+    (stats, [c2u.spliced(), u2c.spliced()])
+}
+
+/// One direction between plain sockets: zero-copy while it can, buffered after a fallback.
+enum TcpPump {
+    #[cfg(target_os = "linux")]
+    Splice(linux::SpliceHalf),
+    Buffered(Half, u64),
+}
+
+impl TcpPump {
+    fn new(splice: bool) -> Self {
+        #[cfg(target_os = "linux")]
+        if splice {
+            return TcpPump::Splice(linux::SpliceHalf::default());
+        }
+        let _ = splice;
+        TcpPump::Buffered(Half::default(), 0)
+    }
+
+    fn spliced(&self) -> u64 {
+        match self {
+            #[cfg(target_os = "linux")]
+            TcpPump::Splice(half) => half.spliced,
+            TcpPump::Buffered(_, spliced) => *spliced,
+        }
+    }
+
+    fn poll_pump(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &Async<TcpStream>,
+        dst: &Async<TcpStream>,
+        meter: &mut Meter<'_>,
+    ) -> Poll<Result<(), PumpError>> {
+        #[cfg(target_os = "linux")]
+        if let TcpPump::Splice(half) = self {
+            match half.poll_pump(cx, src, dst, meter) {
+                linux::Step::Poll(poll) => return poll,
+                linux::Step::Fallback => {
+                    tracing::debug!("splice unavailable, relaying through userspace buffers");
+                    *self = TcpPump::Buffered(Half::default(), half.spliced);
+                }
+            }
+        }
+        match self {
+            TcpPump::Buffered(half, _) => {
+                half.poll_pump(cx, &mut TcpHalfClose(src), &mut TcpHalfClose(dst), meter)
+            }
+            #[cfg(target_os = "linux")]
+            TcpPump::Splice(_) => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub(super) mod linux {
+    //! The splice(2) pump and its pipe pool (Linux only).
+
+    use std::io;
+    use std::net::TcpStream;
+    use std::os::fd::OwnedFd;
+    use std::task::{Context, Poll};
+
+    use async_io::Async;
+    use rustix::io::Errno;
+    use rustix::pipe::{PipeFlags, SpliceFlags};
+
+    use super::super::buffered::{BUDGET, Pool};
+    use super::super::copy::{Meter, PumpError, shutdown_write};
+
+    /// Requested pipe capacity (the kernel may grant less when the user's pipe pages run low).
+    const PIPE_SIZE: usize = 64 * 1024;
+    /// Most empty pipes kept for reuse (two descriptors each).
+    const PIPE_POOL_CAP: usize = 32;
+
+    /// Empty pipes ready for reuse.
+    pub(super) static PIPES: Pool<Pipe> = Pool::new(PIPE_POOL_CAP);
+
+    #[cfg(test)]
+    thread_local! {
+        /// Test hook: pipe creation fails on this thread (as with EMFILE).
+        pub(in super::super) static NO_PIPES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A pipe's two ends and its capacity.
+    #[derive(Debug)]
+    pub(super) struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+        cap: usize,
+    }
+
+    impl Pipe {
+        /// A pooled pipe, or a new one.
+        fn take() -> io::Result<Pipe> {
+            #[cfg(test)]
+            if NO_PIPES.get() {
+                return Err(io::ErrorKind::QuotaExceeded.into());
+            }
+            if let Some(pipe) = PIPES.take() {
+                return Ok(pipe);
+            }
+            let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+            // Best effort: the default is already 64 KiB on most systems.
+            let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE);
+            let cap = rustix::pipe::fcntl_getpipe_size(&write)
+                .unwrap_or(4096)
+                .max(1);
+            Ok(Pipe { read, write, cap })
+        }
+    }
+
+    /// What the splice pump decided.
+    pub(super) enum Step {
+        /// Progress as usual.
+        Poll(Poll<Result<(), PumpError>>),
+        /// Splicing is impossible here: continue with the buffered copy (the pipe is empty).
+        Fallback,
+    }
+
+    /// One spliced direction: the pipe while busy and how many bytes sit in it.
+    #[derive(Debug, Default)]
+    pub(super) struct SpliceHalf {
+        pipe: Option<Pipe>,
+        in_pipe: usize,
+        /// Bytes delivered through the pipe so far.
+        pub(super) spliced: u64,
+    }
+
+    const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
+
+    impl SpliceHalf {
+        /// Moves bytes until the source is drained for now, EOF was passed on, or an error.
+        pub(super) fn poll_pump(
+            &mut self,
+            cx: &mut Context<'_>,
+            src: &Async<TcpStream>,
+            dst: &Async<TcpStream>,
+            meter: &mut Meter<'_>,
+        ) -> Step {
+            let mut budget = BUDGET;
+            loop {
+                match self.poll_drain(cx, dst, meter) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        return Step::Poll(Poll::Ready(Err(PumpError::Write(e))));
+                    }
+                    Poll::Pending => return Step::Poll(Poll::Pending),
+                }
+                if meter.eof {
+                    return Step::Poll(Poll::Ready(shutdown_write(dst).map_err(PumpError::Write)));
+                }
+                if budget == 0 {
+                    cx.waker().wake_by_ref();
+                    return Step::Poll(Poll::Pending);
+                }
+                budget -= 1;
+                let pipe = match self.pipe.take().map_or_else(Pipe::take, Ok) {
+                    Ok(pipe) => self.pipe.insert(pipe),
+                    // No pipe (EMFILE, ENFILE): the pipe is empty, so copying in userspace is safe.
+                    Err(_) => return Step::Fallback,
+                };
+                match rustix::pipe::splice(src.get_ref(), None, &pipe.write, None, pipe.cap, FLAGS)
+                {
+                    Ok(0) => meter.eof = true,
+                    Ok(n) => self.in_pipe = n,
+                    Err(Errno::INTR) => {}
+                    Err(Errno::AGAIN) => {
+                        // Nothing to read: the (empty) pipe goes back to the pool while we wait.
+                        if let Some(pipe) = self.pipe.take() {
+                            PIPES.give(pipe);
+                        }
+                        match src.poll_readable(cx) {
+                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Err(e)) => {
+                                return Step::Poll(Poll::Ready(Err(PumpError::Read(e))));
+                            }
+                            Poll::Pending => return Step::Poll(Poll::Pending),
+                        }
+                    }
+                    // The kernel cannot splice these sockets; nothing is stranded in the pipe.
+                    Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return Step::Fallback,
+                    Err(e) => return Step::Poll(Poll::Ready(Err(PumpError::Read(e.into())))),
+                }
+            }
+        }
+
+        /// Empties the pipe into `dst`; Ready(Ok) once it is empty.
+        fn poll_drain(
+            &mut self,
+            cx: &mut Context<'_>,
+            dst: &Async<TcpStream>,
+            meter: &mut Meter<'_>,
+        ) -> Poll<io::Result<()>> {
+            while self.in_pipe > 0 {
+                let Some(pipe) = &self.pipe else {
+                    self.in_pipe = 0;
+                    break;
+                };
+                match rustix::pipe::splice(
+                    &pipe.read,
+                    None,
+                    dst.get_ref(),
+                    None,
+                    self.in_pipe,
+                    FLAGS,
+                ) {
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        let n = n.min(self.in_pipe);
+                        self.in_pipe -= n;
+                        self.spliced += n as u64;
+                        meter.delivered(n);
+                    }
+                    Err(Errno::INTR) => {}
+                    Err(Errno::AGAIN) => match dst.poll_writable(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    },
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Drop for SpliceHalf {
+        fn drop(&mut self) {
+            // Only an empty pipe may be reused; one with stranded bytes is closed.
+            if let Some(pipe) = self.pipe.take() {
+                if self.in_pipe == 0 {
+                    PIPES.give(pipe);
+                }
+            }
+        }
+    }
+}
