@@ -229,7 +229,11 @@ def version(name, argv0):
         text = (r.stdout + r.stderr).strip().splitlines()
         if name == "socat":
             text = text[1:]
+        if name == "traefik":
+            text = [" ".join(text[:1])]
         line = next((t for t in text if t.strip()), "?")
+        if name == "envoy" and "version: " in line:
+            line = "envoy " + line.split("version: ", 1)[1]
         return line.strip()[:110]
     except (OSError, subprocess.TimeoutExpired, KeyError):
         return "?"
