@@ -35,17 +35,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let mut signals = signal_hook_async_std::Signals::new([SIGHUP, SIGTERM, SIGINT])
         .context("cannot install signal handlers")?;
     let proxy = builder.start().await?;
-    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
-
     let mut watched: Vec<PathBuf> = input.paths.clone();
     watched.extend(input.secrets_dir.iter().cloned());
     let _watcher = watch(&watched, proxy.clone());
+    // Logged once the watch is in place: a change after this line is seen.
+    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
 
     while let Some(signal) = signals.next().await {
         match signal {
             SIGHUP => {
                 tracing::info!("SIGHUP: reloading");
-                report(proxy.reload().await);
+                report("sighup", proxy.reload().await);
             }
             SIGTERM | SIGINT => {
                 tracing::info!(
@@ -76,10 +76,29 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(result: crate::Result<crate::ReloadReport>) {
+/// One line per reload: what triggered it and what changed, or why it was rejected.
+fn report(trigger: &'static str, result: crate::Result<crate::ReloadReport>) {
     match result {
-        Ok(r) => tracing::info!(generation = r.applied.generation, "reload applied"),
-        Err(e) => tracing::warn!("reload rejected, old config keeps serving: {e}"),
+        Ok(r) => tracing::info!(
+            trigger,
+            generation = r.applied.generation,
+            started = r.applied.started.len(),
+            stopped = r.applied.stopped.len(),
+            retargeted = r.applied.retargeted.len(),
+            warnings = r.warnings.len(),
+            "reload applied"
+        ),
+        Err(crate::Error::Config(errors)) => {
+            // One line: the ConfigActor has already logged each error on its own line.
+            let joined: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            tracing::warn!(
+                trigger,
+                errors = errors.len(),
+                "reload rejected, old config keeps serving: {}",
+                joined.join("; ")
+            );
+        }
+        Err(e) => tracing::warn!(trigger, "reload rejected, old config keeps serving: {e}"),
     }
 }
 
@@ -93,6 +112,7 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
+                tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
                 if event.kind.is_access() {
                     return;
                 }
@@ -135,7 +155,7 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
                 }
             }
             tracing::info!("config or secret changed: reloading");
-            report(proxy.reload().await);
+            report("watch", proxy.reload().await);
         }
     });
     Some(watcher)

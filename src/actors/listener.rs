@@ -26,8 +26,9 @@ use crate::rt::{self, DrainToken, Receiver, Sender};
 pub(crate) enum ListenerMsg {
     /// Route new connections with this generation from now on.
     Retarget(Arc<Generation>),
-    /// Stop accepting and close the socket; open connections run on.
-    Stop,
+    /// Stop accepting and close the socket; open connections run on. The reply comes
+    /// once the socket is closed.
+    Stop(Sender<()>),
 }
 
 /// The Supervisor's handle to a running listener.
@@ -53,6 +54,7 @@ impl ListenerHandle {
             shared,
             token,
             rx,
+            stopped: None,
         };
         rt::spawn(actor.supervised());
         Ok(ListenerHandle { tx })
@@ -66,10 +68,13 @@ impl ListenerHandle {
             .is_ok()
     }
 
-    /// Stops accepting (the socket closes; the port refuses new connections).
+    /// Stops accepting; returns once the socket is closed (the port refuses new connections).
     pub(crate) async fn stop(&self) {
-        // A send error means the actor is already gone, which is what we want.
-        let _ = self.tx.send_async(ListenerMsg::Stop).await;
+        let (ack, closed) = rt::oneshot();
+        // A send or receive error means the actor is already gone, which is what we want.
+        if self.tx.send_async(ListenerMsg::Stop(ack)).await.is_ok() {
+            let _ = closed.recv_async().await;
+        }
     }
 }
 
@@ -80,6 +85,8 @@ struct ListenerActor {
     shared: Arc<Shared>,
     token: DrainToken,
     rx: Receiver<ListenerMsg>,
+    /// Answered after the socket is closed.
+    stopped: Option<Sender<()>>,
 }
 
 enum Event {
@@ -104,6 +111,11 @@ impl ListenerActor {
             }
         }
         tracing::debug!(listener = %self.addr, "listener stopped");
+        let stopped = self.stopped.take();
+        drop(self); // closes the socket
+        if let Some(ack) = stopped {
+            let _ = ack.send(());
+        }
     }
 
     async fn run(&mut self) {
@@ -116,7 +128,11 @@ impl ListenerActor {
                 Event::Msg(Some(ListenerMsg::Retarget(generation))) => {
                     self.generation = generation;
                 }
-                Event::Msg(Some(ListenerMsg::Stop)) | Event::Msg(None) => return,
+                Event::Msg(Some(ListenerMsg::Stop(ack))) => {
+                    self.stopped = Some(ack);
+                    return;
+                }
+                Event::Msg(None) => return,
                 Event::Accepted(Ok((stream, peer))) => {
                     accept_backoff = Duration::from_millis(10);
                     self.start_connection(stream, peer);

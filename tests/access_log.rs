@@ -1,0 +1,165 @@
+//! The access log: one line per connection when it ends. `--log-format json` gives one JSON
+//! object per line with mapping, listener, client, sni, upstream, tls, bytes_in, bytes_out,
+//! duration_ms and end; text mode has exactly one line per connection.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::net::{self, free_port};
+use common::pki::{Ca, write_secret};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+const FIELDS: [&str; 10] = [
+    "mapping",
+    "listener",
+    "client",
+    "sni",
+    "upstream",
+    "tls",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "end",
+];
+
+#[test]
+fn json_access_lines_parse_and_carry_every_field() {
+    let ca = Ca::new("log CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["my-host"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let echo = net::echo("127.0.0.1:0");
+    let refused = free_port(); // nothing listens here
+    let (p_plain, p_tls, p_dead) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let m = |name: &str, port: u16, extra: &str, service: String| {
+        format!(
+            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\n{extra}service: {service}\n"
+        )
+    };
+    let yaml = format!(
+        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n{}{}{}",
+        m("plain", p_plain, "", echo.addr.to_string()),
+        m("term", p_tls, "host: my-host\n", echo.addr.to_string()),
+        m("dead", p_dead, "", format!("127.0.0.1:{refused}")),
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let d = Daemon::run(
+        &cfg,
+        &["--secrets-dir", &secrets_arg, "--log-format", "json"],
+    );
+
+    // plain: 11 bytes each way, client closes.
+    let mut s = net::connect(addr(p_plain));
+    net::roundtrip(&mut s, b"hello world");
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(net::closed_within(&mut s, Duration::from_secs(3)));
+    // terminate: 5 bytes each way.
+    let client = net::tls_client_config(&ca.cert_pem(), None);
+    let mut t = net::tls_connect(addr(p_tls), "my-host", client).unwrap();
+    net::roundtrip(&mut t, b"howdy");
+    t.conn.send_close_notify();
+    let _ = t.conn.complete_io(&mut t.sock);
+    drop(t);
+    // connect failure.
+    let mut f = net::connect(addr(p_dead));
+    assert!(net::closed_within(&mut f, Duration::from_secs(5)));
+
+    let access = |name: &str| {
+        d.wait_line(0, Duration::from_secs(5), |l| {
+            l.contains("tcpmap::access") && l.contains(&format!("\"mapping\":\"{name}\""))
+        })
+        .unwrap_or_else(|| panic!("no access line for {name}:\n{}", d.log()))
+    };
+    let parse = |l: String| -> serde_json::Value {
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+    };
+    let plain = parse(access("plain"));
+    let term = parse(access("term"));
+    let dead = parse(access("dead"));
+    for (v, name) in [(&plain, "plain"), (&term, "term"), (&dead, "dead")] {
+        for f in FIELDS {
+            assert!(!v[f].is_null(), "{name}: field {f} missing in {v}");
+        }
+        assert_eq!(v["target"], "tcpmap::access");
+    }
+    assert_eq!(plain["listener"], addr(p_plain).to_string());
+    assert!(plain["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(plain["upstream"], echo.addr.to_string());
+    assert_eq!(plain["tls"], "none");
+    assert_eq!(plain["sni"], "-");
+    assert_eq!(plain["bytes_in"], 11);
+    assert_eq!(plain["bytes_out"], 11);
+    assert_eq!(plain["end"], "client_closed");
+    assert!(plain["duration_ms"].is_u64());
+
+    assert_eq!(term["sni"], "my-host");
+    assert_eq!(term["tls"], "terminate");
+    assert_eq!(term["bytes_in"], 5);
+    assert_eq!(term["bytes_out"], 5);
+
+    assert_eq!(dead["end"], "connect_failed");
+    assert_eq!(dead["bytes_in"], 0);
+
+    // Every line on stderr is one JSON object.
+    for line in d.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.is_object());
+    }
+}
+
+#[test]
+fn text_mode_logs_one_line_per_connection() {
+    let echo = net::echo("127.0.0.1:0");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!("---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m\naddress: 127.0.0.1\nport: {port}\nservice: {}\n", echo.addr),
+    )
+    .unwrap();
+    let d = Daemon::run(&cfg, &[]);
+    for i in 0..7 {
+        let mut s = net::connect(addr(port));
+        net::roundtrip(&mut s, format!("n{i}").as_bytes());
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(net::closed_within(&mut s, Duration::from_secs(3)));
+    }
+    let count = || {
+        d.lines()
+            .iter()
+            .filter(|l| l.contains("tcpmap::access"))
+            .count()
+    };
+    assert!(common::daemon::eventually(
+        Duration::from_secs(3),
+        || count() >= 7
+    ));
+    std::thread::sleep(Duration::from_millis(200)); // no late duplicates
+    let lines: Vec<String> = d
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("tcpmap::access"))
+        .collect();
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    for l in &lines {
+        for f in FIELDS {
+            assert!(l.contains(&format!("{f}=")), "{f} missing in {l}");
+        }
+        assert!(
+            l.contains("mapping=\"m\"") || l.contains("mapping=m"),
+            "{l}"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! SIGTERM/SIGINT drain: listeners stop at once, open connections finish (up to
+//! `--drain-timeout`), exit 0; a second signal exits at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::net::{self, free_port};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    cfg: PathBuf,
+    addr: SocketAddr,
+    _up: net::Upstream,
+}
+
+fn setup() -> Setup {
+    let up = net::banner("127.0.0.1:0", "A");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
+            up.addr
+        ),
+    )
+    .unwrap();
+    Setup {
+        _dir: dir,
+        cfg,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _up: up,
+    }
+}
+
+fn open(addr: SocketAddr) -> TcpStream {
+    let mut s = net::connect(addr);
+    assert_eq!(net::read_line(&mut s), "A");
+    s
+}
+
+/// Sends `sig` and waits until the daemon has stopped its listeners.
+fn begin_drain(d: &Daemon, sig: libc::c_int) {
+    let mark = d.mark();
+    d.signal(sig);
+    d.wait_for(mark, "shutting down graceful=", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no drain started:\n{}", d.log()));
+}
+
+#[test]
+fn sigterm_refuses_new_connections_and_lets_the_open_one_finish() {
+    let s = setup();
+    let mut d = Daemon::run(&s.cfg, &[]);
+    let mut held = open(s.addr);
+    begin_drain(&d, libc::SIGTERM);
+
+    assert!(
+        TcpStream::connect_timeout(&s.addr, Duration::from_secs(1)).is_err(),
+        "a draining proxy accepted a new connection"
+    );
+    // The open connection still works both ways, for a while.
+    for i in 0..3 {
+        net::roundtrip(&mut held, format!("draining {i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        d.wait_exit(Duration::from_millis(200)).is_none(),
+        "exited before the connection ended"
+    );
+    held.shutdown(Shutdown::Write).unwrap();
+    assert!(net::closed_within(&mut held, Duration::from_secs(3)));
+    let status = d
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after the drain");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(d.log().contains("drained: every connection finished"));
+}
+
+#[test]
+fn drain_timeout_closes_held_connections_and_exits_zero() {
+    let s = setup();
+    let mut d = Daemon::run(&s.cfg, &["--drain-timeout", "1"]);
+    let mut held = open(s.addr);
+    let t = Instant::now();
+    begin_drain(&d, libc::SIGTERM);
+    assert!(
+        net::closed_within(&mut held, Duration::from_secs(4)),
+        "held connection not closed"
+    );
+    let closed_after = t.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_millis(2500),
+        "closed after {closed_after:?}, want ~1 s"
+    );
+    let status = d.wait_exit(Duration::from_secs(4)).expect("exits");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(
+        d.log().contains("end=\"shutdown\""),
+        "access log does not say shutdown:\n{}",
+        d.log()
+    );
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let s = setup();
+    let mut d = Daemon::run(&s.cfg, &["--drain-timeout", "30"]);
+    let _held = open(s.addr);
+    begin_drain(&d, libc::SIGINT);
+    assert!(
+        d.wait_exit(Duration::from_millis(300)).is_none(),
+        "did not wait for the drain"
+    );
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d
+        .wait_exit(Duration::from_secs(2))
+        .expect("second signal exits at once");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(status.success(), "exit {status:?}");
+}
