@@ -16,12 +16,14 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, ServerConnection,
+};
 use rustls::{SignatureScheme, Stream};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -52,7 +54,12 @@ impl ServerCertVerifier for AnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -61,7 +68,12 @@ impl ServerCertVerifier for AnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -81,7 +93,9 @@ struct Args {
 
 fn parse_args() -> Res<Args> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: tlsload handshakes|push|sink --port P ...")?;
+    let mode = it
+        .next()
+        .ok_or("usage: tlsload handshakes|push|sink --port P ...")?;
     let mut a = Args {
         mode,
         port: 0,
@@ -106,19 +120,16 @@ fn parse_args() -> Res<Args> {
     Ok(a)
 }
 
-fn client_config() -> Arc<ClientConfig> {
+fn client_config() -> Res<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                .with_no_client_auth()
-        })
-        .unwrap_or_else(|_| unreachable!("aws-lc-rs offers the default versions"));
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
     // Every connection must be a full handshake.
     cfg.resumption = Resumption::disabled();
-    Arc::new(cfg)
+    Ok(Arc::new(cfg))
 }
 
 /// One full handshake + one tiny GET, read up to nginx's 3-byte body, then close_notify.
@@ -147,7 +158,7 @@ fn one_handshake(port: u16, cfg: &Arc<ClientConfig>, name: &ServerName<'static>)
 }
 
 fn handshakes(a: &Args) -> Res<()> {
-    let cfg = client_config();
+    let cfg = client_config()?;
     let name = ServerName::try_from(a.sni.clone())?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.seconds);
@@ -181,7 +192,7 @@ fn handshakes(a: &Args) -> Res<()> {
 }
 
 fn push(a: &Args) -> Res<()> {
-    let cfg = client_config();
+    let cfg = client_config()?;
     let name = ServerName::try_from(a.sni.clone())?;
     let mut sock = TcpStream::connect(("127.0.0.1", a.port))?;
     sock.set_nodelay(true)?;
