@@ -24,11 +24,9 @@ if [ ! -x target/release/tcpmap ] && [ -z "${BENCH_TCPMAP:-}" ]; then
   echo "note: target/release/tcpmap not built (cargo build --release); tcpmap column will be pending" >&2
 fi
 
-# The TLS client/sink (bench/tlsload, rustls): built once into target/release/.
-if [ ! -x target/release/tlsload ]; then
-  echo "building bench/tlsload (cargo build --release, ~2 min the first time)..." >&2
-  CARGO_TARGET_DIR="$PWD/target" cargo build --release --quiet --manifest-path bench/tlsload/Cargo.toml
-fi
+# The TLS client/sink (bench/tlsload, rustls) into target/release/ (a no-op when up to date).
+echo "building bench/tlsload (cargo build --release; ~2 min the first time)..." >&2
+CARGO_TARGET_DIR="$PWD/target" timeout 900 cargo build --release --quiet --manifest-path bench/tlsload/Cargo.toml
 
 # 9000 idle connections need ~18000 descriptors in the proxy and 9000 in each helper.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
