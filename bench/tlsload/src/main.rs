@@ -1,0 +1,260 @@
+//! TLS load for bench/run.sh: full-handshake generator, one-connection bulk pusher, TLS sink.
+//!
+//! Owns: the client and server ends of the TLS scenarios (rustls 0.23 + aws-lc-rs, blocking
+//! std sockets, one OS thread per connection). Python's ssl client spends ~1.2 ms of CPU per
+//! handshake, which capped the handshake rate; this one spends a fraction of that.
+//! Must not: decide what a number means; it prints one JSON line and bench/scenarios.py judges.
+//!
+//! Usage:
+//!   tlsload handshakes --port P [--sni bench.test] [--seconds 5] [--threads 2]
+//!   tlsload push       --port P [--sni bench.test] [--seconds 5]
+//!   tlsload sink       --port P --cert FILE --key FILE
+
+use std::error::Error;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::client::Resumption;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, ServerConnection,
+};
+use rustls::{SignatureScheme, Stream};
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const GET: &[u8] = b"GET / HTTP/1.0\r\nHost: bench.test\r\n\r\n";
+const CHUNK: usize = 1 << 20;
+
+/// Accepts any certificate but still checks the handshake signature (so the client pays
+/// the same verification cost a real client pays for the CertificateVerify message).
+#[derive(Debug)]
+struct AnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+struct Args {
+    mode: String,
+    port: u16,
+    sni: String,
+    seconds: f64,
+    threads: usize,
+    cert: String,
+    key: String,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut it = std::env::args().skip(1);
+    let mode = it
+        .next()
+        .ok_or("usage: tlsload handshakes|push|sink --port P ...")?;
+    let mut a = Args {
+        mode,
+        port: 0,
+        sni: "bench.test".into(),
+        seconds: 5.0,
+        threads: 2,
+        cert: String::new(),
+        key: String::new(),
+    };
+    while let Some(flag) = it.next() {
+        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--port" => a.port = val.parse()?,
+            "--sni" => a.sni = val,
+            "--seconds" => a.seconds = val.parse()?,
+            "--threads" => a.threads = val.parse()?,
+            "--cert" => a.cert = val,
+            "--key" => a.key = val,
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(a)
+}
+
+fn client_config() -> Res<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    // Every connection must be a full handshake.
+    cfg.resumption = Resumption::disabled();
+    Ok(Arc::new(cfg))
+}
+
+/// One full handshake + one tiny GET, read up to nginx's 3-byte body, then close_notify.
+fn one_handshake(port: u16, cfg: &Arc<ClientConfig>, name: &ServerName<'static>) -> Res<()> {
+    let mut sock = TcpStream::connect(("127.0.0.1", port))?;
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut conn = ClientConnection::new(cfg.clone(), name.clone())?;
+    let mut tls = Stream::new(&mut conn, &mut sock);
+    tls.write_all(GET)?;
+    let mut got = Vec::with_capacity(256);
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"\r\n\r\nok\n") {
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            return Err("closed before the answer".into());
+        }
+        got.extend_from_slice(buf.get(..n).unwrap_or_default());
+    }
+    if !got.starts_with(b"HTTP/1.1 200") {
+        return Err("not a 200".into());
+    }
+    conn.send_close_notify();
+    let _ = conn.write_tls(&mut sock);
+    Ok(())
+}
+
+fn handshakes(a: &Args) -> Res<()> {
+    let cfg = client_config()?;
+    let name = ServerName::try_from(a.sni.clone())?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(a.seconds);
+    let workers: Vec<_> = (0..a.threads)
+        .map(|_| {
+            let (cfg, name, port) = (cfg.clone(), name.clone(), a.port);
+            std::thread::spawn(move || {
+                let (mut ok, mut err) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    match one_handshake(port, &cfg, &name) {
+                        Ok(()) => ok += 1,
+                        Err(_) => err += 1,
+                    }
+                }
+                (ok, err)
+            })
+        })
+        .collect();
+    let (mut ok, mut err) = (0u64, 0u64);
+    for w in workers {
+        let (o, e) = w.join().map_err(|_| "worker thread panicked")?;
+        ok += o;
+        err += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"handshakes\": {ok}, \"errors\": {err}, \"seconds\": {secs}, \"per_s\": {}}}",
+        ok as f64 / secs
+    );
+    Ok(())
+}
+
+fn push(a: &Args) -> Res<()> {
+    let cfg = client_config()?;
+    let name = ServerName::try_from(a.sni.clone())?;
+    let mut sock = TcpStream::connect(("127.0.0.1", a.port))?;
+    sock.set_nodelay(true)?;
+    let mut conn = ClientConnection::new(cfg, name)?;
+    let data = vec![0u8; CHUNK];
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(a.seconds);
+    let mut sent: u64 = 0;
+    {
+        let mut tls = Stream::new(&mut conn, &mut sock);
+        while Instant::now() < deadline {
+            tls.write_all(&data)?;
+            sent += CHUNK as u64;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_default();
+    conn.send_close_notify();
+    let _ = conn.write_tls(&mut sock);
+    println!(
+        "{{\"bytes\": {sent}, \"seconds\": {secs}, \"gbps\": {}, \"cipher\": \"{cipher}\"}}",
+        sent as f64 * 8.0 / secs / 1e9
+    );
+    Ok(())
+}
+
+fn drain(cfg: Arc<ServerConfig>, mut sock: TcpStream) -> Res<()> {
+    let mut conn = ServerConnection::new(cfg)?;
+    let mut tls = Stream::new(&mut conn, &mut sock);
+    let mut buf = vec![0u8; CHUNK];
+    while tls.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+fn sink(a: &Args) -> Res<()> {
+    let certs = CertificateDer::pem_file_iter(&a.cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&a.key)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    cfg.send_tls13_tickets = 0;
+    let cfg = Arc::new(cfg);
+    let listener = TcpListener::bind(("127.0.0.1", a.port))?;
+    for sock in listener.incoming() {
+        let sock = sock?;
+        let cfg = cfg.clone();
+        std::thread::spawn(move || drain(cfg, sock));
+    }
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let a = parse_args()?;
+    match a.mode.as_str() {
+        "handshakes" => handshakes(&a),
+        "push" => push(&a),
+        "sink" => sink(&a),
+        other => Err(format!("unknown mode {other}").into()),
+    }
+}
