@@ -51,40 +51,32 @@ fn serve(bind: &str, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Ups
     Upstream { addr, accepted }
 }
 
-/// Echoes every byte; on EOF from the client it shuts its write side (half-close aware).
-pub fn echo(bind: &str) -> Upstream {
-    serve(bind, |mut s| {
-        let mut buf = [0u8; 65536];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
+/// Echoes until EOF, then shuts the write side (half-close aware).
+fn echo_loop(mut s: TcpStream) {
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
                 }
             }
         }
-        let _ = s.shutdown(Shutdown::Write);
-    })
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}
+
+/// Echoes every byte; on EOF from the client it shuts its write side.
+pub fn echo(bind: &str) -> Upstream {
+    serve(bind, echo_loop)
 }
 
 /// Writes `NAME\n` at once (server speaks first), then echoes.
 pub fn banner(bind: &str, name: &'static str) -> Upstream {
     serve(bind, move |mut s| {
         let _ = s.write_all(format!("{name}\n").as_bytes());
-        let mut buf = [0u8; 65536];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = s.shutdown(Shutdown::Write);
+        echo_loop(s);
     })
 }
 
