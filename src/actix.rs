@@ -75,7 +75,9 @@ where
     F: Future<Output = Result<T>> + Send + 'static,
     T: Send + 'static,
 {
-    crate::rt::bridge(future).await.unwrap_or(Err(Error::ActorGone))
+    crate::rt::bridge(future)
+        .await
+        .unwrap_or(Err(Error::ActorGone))
 }
 
 /// Re-read every config source and secret; see [`ProxyHandle::reload`].

@@ -32,7 +32,9 @@
 //! let mut got = String::new();
 //! client.read_to_string(&mut got)?;
 //! assert_eq!(got, "hi");
+//! drop(client);
 //!
+//! // Graceful: waits (up to the drain timeout, 30 s by default) for open connections.
 //! tcpmap::block_on(proxy.shutdown(true))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -401,7 +403,13 @@ impl ProxyHandle {
     /// The listener addresses of the active config, sorted (all bound once
     /// [`ProxyBuilder::start`], [`ProxyHandle::reload`] or [`ProxyHandle::apply`] returned `Ok`).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.inner.status.table().listeners.keys().copied().collect()
+        self.inner
+            .status
+            .table()
+            .listeners
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// The address the admin endpoint is bound to, when enabled.

@@ -58,7 +58,11 @@ async fn actor_relays_applies_reports_and_shuts_down() {
     assert_eq!(fetch(p1).await.unwrap(), "blue");
     let routes = proxy.send(Routes).await.unwrap().unwrap();
     assert_eq!(
-        routes.listeners.keys().map(|a| a.port()).collect::<Vec<_>>(),
+        routes
+            .listeners
+            .keys()
+            .map(|a| a.port())
+            .collect::<Vec<_>>(),
         [p1]
     );
 
@@ -91,7 +95,11 @@ async fn actor_relays_applies_reports_and_shuts_down() {
     let accepted: u64 = metrics.mappings.iter().map(|m| m.accepted).sum();
     assert!(accepted >= 2, "{metrics:?}");
 
-    proxy.send(Shutdown { graceful: true }).await.unwrap().unwrap();
+    proxy
+        .send(Shutdown { graceful: true })
+        .await
+        .unwrap()
+        .unwrap();
     assert!(fetch(p2).await.is_err(), "port still open after Shutdown");
     // The actor stopped with the proxy.
     assert!(proxy.send(GetMetrics).await.is_err());
