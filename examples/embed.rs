@@ -9,7 +9,11 @@ use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = std::env::args().nth(1).unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config/quickstart.yaml").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/config/quickstart.yaml"
+        )
+        .to_string()
     });
 
     let proxy = tcpmap::ProxyBuilder::new()
