@@ -1,7 +1,43 @@
 //! The embedding API: [`ProxyBuilder`] → [`ProxyBuilder::start`] → [`ProxyHandle`].
 //!
 //! The embedder owns signals and decides when to reload or shut down; the daemon binary is
-//! one such embedder (`src/daemon.rs`).
+//! one such embedder (`src/daemon.rs`). This module must not install signal handlers, watch
+//! files or print: it only starts the actors and talks to them.
+//!
+//! The proxy's actors run on their own executor threads, so the handle's futures can be
+//! awaited from any executor, or from plain threads with [`block_on`]:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::{TcpListener, TcpStream};
+//!
+//! // An upstream that answers "hi", and a free port for the proxy.
+//! let upstream = TcpListener::bind("127.0.0.1:0")?;
+//! let upstream_port = upstream.local_addr()?.port();
+//! std::thread::spawn(move || {
+//!     if let Ok((mut s, _)) = upstream.accept() {
+//!         let _ = s.write_all(b"hi");
+//!     }
+//! });
+//! let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+//!
+//! let yaml = format!(
+//!     "apiVersion: getambassador.io/v2\nkind: TCPMapping\nname: demo\n\
+//!      address: 127.0.0.1\nport: {port}\nservice: 127.0.0.1:{upstream_port}\n"
+//! );
+//! let proxy = tcpmap::ProxyBuilder::new().config_yaml("demo.yaml", yaml).start_blocking()?;
+//! assert!(proxy.ready());
+//!
+//! let mut client = TcpStream::connect(("127.0.0.1", port))?;
+//! let mut got = String::new();
+//! client.read_to_string(&mut got)?;
+//! assert_eq!(got, "hi");
+//! drop(client);
+//!
+//! // Graceful: waits (up to the drain timeout, 30 s by default) for open connections.
+//! tcpmap::block_on(proxy.shutdown(true))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,14 +57,25 @@ use crate::{Error, Result};
 
 /// Configures and starts a proxy.
 ///
-/// ```no_run
-/// # async fn demo() -> tcpmap::Result<()> {
-/// let proxy = tcpmap::ProxyBuilder::new()
-///     .config_path("examples/config/quickstart.yaml")
-///     .start()
-///     .await?;
-/// proxy.reload().await?;
-/// proxy.shutdown(true).await?;
+/// Settings default to what `tcpmap run` uses without flags; nothing is read or bound until
+/// [`ProxyBuilder::start`] (or [`ProxyBuilder::start_blocking`]).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let yaml = format!(
+///     "apiVersion: ambassador/v1\nkind: TCPMapping\nname: ssh_mapping\n\
+///      address: 127.0.0.1\nport: {port}\nservice: upstream:22\n"
+/// );
+/// let proxy = tcpmap::block_on(
+///     tcpmap::ProxyBuilder::new()
+///         .config_yaml("ssh.yaml", yaml)
+///         .drain_timeout(std::time::Duration::from_secs(5))
+///         .start(),
+/// )?;
+/// assert_eq!(proxy.local_addrs(), vec![format!("127.0.0.1:{port}").parse()?]);
+/// tcpmap::block_on(proxy.reload())?;
+/// tcpmap::block_on(proxy.shutdown(true))?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -151,6 +198,23 @@ impl ProxyBuilder {
         self
     }
 
+    /// [`ProxyBuilder::start`] for callers without an executor: blocks the current thread
+    /// until the proxy serves (or fails to start).
+    ///
+    /// Do not call it from inside an async task (it would block that executor thread).
+    ///
+    /// ```
+    /// let err = tcpmap::ProxyBuilder::new()
+    ///     .config_yaml("bad.yaml", "apiVersion: ambassador/v1\nkind: TCPMapping\nname: x\n")
+    ///     .start_blocking()
+    ///     .unwrap_err();
+    /// // Every problem is listed, as `FILE:LINE: KIND NAME: message`.
+    /// assert!(err.to_string().contains("bad.yaml:"), "{err}");
+    /// ```
+    pub fn start_blocking(self) -> Result<ProxyHandle> {
+        rt::block_on(self.start())
+    }
+
     /// Loads and validates the config, binds every listener and starts serving.
     ///
     /// Fails with [`Error::Config`] (every problem listed) or [`Error::Bind`]; nothing keeps
@@ -237,6 +301,17 @@ fn config_json(status: &Status) -> serde_json::Value {
     })
 }
 
+/// Runs a future to completion on the current thread: the way to call [`ProxyHandle`]'s async
+/// methods from synchronous code. Must not be called from inside an async task.
+///
+/// ```
+/// let answer = tcpmap::block_on(async { 6 * 7 });
+/// assert_eq!(answer, 42);
+/// ```
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    rt::block_on(future)
+}
+
 struct Inner {
     supervisor: SupervisorHandle,
     config: ConfigHandle,
@@ -270,6 +345,31 @@ impl ProxyHandle {
     }
 
     /// Replaces the config with in-memory YAML (later reloads re-read it) and applies it.
+    ///
+    /// Like a reload, it is all or nothing: an invalid config or a port that cannot be bound
+    /// leaves the old routes serving and returns every problem.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let free = || std::net::TcpListener::bind("127.0.0.1:0")?.local_addr();
+    /// let mapping = |port: u16| format!(
+    ///     "apiVersion: ambassador/v1\nkind: TCPMapping\nname: m{port}\n\
+    ///      address: 127.0.0.1\nport: {port}\nservice: 127.0.0.1:9\n"
+    /// );
+    /// let (a, b) = (free()?.port(), free()?.port());
+    /// let proxy = tcpmap::ProxyBuilder::new().config_yaml("a.yaml", mapping(a)).start_blocking()?;
+    ///
+    /// let report = tcpmap::block_on(proxy.apply(mapping(b)))?;
+    /// assert_eq!(report.applied.started, proxy.local_addrs());
+    /// assert_eq!(report.applied.stopped[0].port(), a);
+    ///
+    /// // A broken config is rejected whole; the routes stay as they were.
+    /// assert!(tcpmap::block_on(proxy.apply("kind: TCPMapping\n")).is_err());
+    /// let routes = tcpmap::block_on(proxy.routes())?;
+    /// assert_eq!(routes.listeners.keys().next().map(|k| k.port()), Some(b));
+    /// tcpmap::block_on(proxy.shutdown(false))?;
+    /// # Ok(()) }
+    /// ```
     pub async fn apply(&self, yaml: impl Into<String>) -> Result<ReloadReport> {
         let r = self
             .inner
@@ -298,6 +398,18 @@ impl ProxyHandle {
     /// The Prometheus text exposition of the metrics.
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()
+    }
+
+    /// The listener addresses of the active config, sorted (all bound once
+    /// [`ProxyBuilder::start`], [`ProxyHandle::reload`] or [`ProxyHandle::apply`] returned `Ok`).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.inner
+            .status
+            .table()
+            .listeners
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// The address the admin endpoint is bound to, when enabled.

@@ -25,6 +25,8 @@ pub mod route;
 pub mod sni;
 
 // I/O shell
+#[cfg(feature = "actix")]
+pub mod actix;
 pub(crate) mod actors;
 pub(crate) mod admin;
 mod api;
@@ -39,7 +41,7 @@ pub(crate) mod rt;
 pub use actors::config::ReloadReport;
 pub use actors::resolver::{ResolveError, ResolverConfig};
 pub use actors::supervisor::ApplyReport;
-pub use api::{ProxyBuilder, ProxyHandle};
+pub use api::{ProxyBuilder, ProxyHandle, block_on};
 pub use cli::check;
 pub use config::{ConfigError, ConfigInput};
 pub use error::{Error, Result};

@@ -117,3 +117,20 @@ where
 {
     async_std::task::spawn_blocking(f).await
 }
+
+/// Runs `future` on this runtime's executor and awaits its output from any other executor
+/// (the actix adapter's tokio threads): the future travels to a spawned task, the output
+/// comes back on a one-shot channel. `None` if the task died before replying.
+#[cfg(feature = "actix")]
+pub(crate) async fn bridge<F>(future: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = flume::bounded(1);
+    async_std::task::spawn(async move {
+        // The requester may have given up (dropped its future); nothing to do then.
+        let _ = tx.send_async(future.await).await;
+    });
+    rx.recv_async().await.ok()
+}
