@@ -1,12 +1,12 @@
 //! The SNI peek: reads the server name from the first bytes of a TCP connection.
 //!
-//! This module owns one pure function, [`parse_client_hello`], over the bytes that the connection
-//! code *peeked* (did not consume) from a new socket. It decides whether those bytes are a TLS
+//! This module owns one pure function, [`parse_client_hello`], over the first bytes the connection
+//! code read (and keeps, to replay them) from a new socket. It decides whether those bytes are a TLS
 //! ClientHello and, if so, which host name it asks for, so the listener can pick a route before the
 //! TLS acceptor reads the very same bytes.
 //!
 //! It must not do I/O, allocate (except the returned host name), panic, or index unchecked: every
-//! byte goes through [`Records`], a cursor that hands out the handshake stream across TLS records
+//! byte goes through `Records`, a cursor that hands out the handshake stream across TLS records
 //! and reports "need more bytes" or "this is not TLS" as values. It decides only once the whole
 //! ClientHello is in hand, so a strict prefix of a valid hello is always [`Peek::NeedMore`].
 //!

@@ -116,7 +116,7 @@ fn start_dnsmasq(dir: &Path, ttl: u32) -> Option<Dnsmasq> {
     panic!("dnsmasq did not start: {last_error}");
 }
 
-/// Asks `v4.test` until dnsmasq answers (up to 3 s).
+/// Asks `v4.test` until dnsmasq answers (up to 10 s: a loaded CI machine starts it slowly).
 fn wait_ready(addr: SocketAddr) -> bool {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -124,7 +124,7 @@ fn wait_ready(addr: SocketAddr) -> bool {
         .unwrap();
     let query = wire::encode_query(7, "v4.test", RecordType::A).unwrap();
     let mut buf = [0u8; 512];
-    for _ in 0..60 {
+    for _ in 0..200 {
         let _ = socket.send_to(&query, addr);
         if let Ok((n, _)) = socket.recv_from(&mut buf) {
             if wire::decode_reply(&buf[..n], 7, "v4.test", RecordType::A).is_ok() {
