@@ -33,6 +33,9 @@ pub mod cli;
 #[doc(hidden)]
 pub mod daemon;
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
 pub(crate) mod net;
 pub(crate) mod rt;
 

@@ -90,6 +90,10 @@ fn finish(rec: &Record, reason: CloseReason, generation: &Generation) {
     {
         m.ended(reason, up, down);
     }
+    if reason == CloseReason::Limit {
+        // Refusals are logged by the rate-limited warning, not one access line each.
+        return;
+    }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
     let upstream = rec.upstream.map(|a| a.to_string());
     tracing::info!(
@@ -174,6 +178,8 @@ async fn run(
         return Err(CloseReason::NoRoute);
     };
     rec.mapping = Some(upstream.mapping.clone());
+    #[cfg(feature = "fault-injection")]
+    crate::fault::on_routed(&upstream.mapping.name);
     let metrics = generation.metrics.get(&upstream.mapping).cloned();
     if let Some(m) = &metrics {
         m.accepted();
@@ -183,7 +189,16 @@ async fn run(
             Some(guard) => Some(guard),
             None => {
                 shared.metrics.rejected("mapping");
-                tracing::debug!(mapping = %upstream.mapping.name, max, "circuit breaker open");
+                if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
+                    tracing::warn!(
+                        mapping = %upstream.mapping.name,
+                        listener = %rec.listener,
+                        client = %rec.client,
+                        max_connections = max,
+                        suppressed = held_back,
+                        "connection refused: circuit breaker open (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
+                    );
+                }
                 return Err(CloseReason::Limit);
             }
         },
