@@ -56,7 +56,8 @@ fn serves(addr: SocketAddr, within: Duration) -> bool {
     let until = Instant::now() + within;
     while Instant::now() < until {
         if let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-            c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
             let mut got = [0u8; 4];
             if c.write_all(b"ping").is_ok() && c.read_exact(&mut got).is_ok() && &got == b"ping" {
                 return true;

@@ -98,7 +98,11 @@ fn the_resolver_restarts_and_its_caller_does_not_hang() {
     // A name only DNS can answer; the nameserver is a loopback port nobody reads.
     let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let resolv = dir.path().join("resolv.conf");
-    std::fs::write(&resolv, format!("nameserver {}\n", dead.local_addr().unwrap())).unwrap();
+    std::fs::write(
+        &resolv,
+        format!("nameserver {}\n", dead.local_addr().unwrap()),
+    )
+    .unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "").unwrap();
     let up = net::echo("127.0.0.1:0");

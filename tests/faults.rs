@@ -93,7 +93,8 @@ fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let up = net::echo("127.0.0.1:0");
     let (dns_port, ip_port) = (free_port(), free_port());
-    let yaml = plain("by-name", dns_port, "upstream.tcpmap-test.example:9") + &plain("by-ip", ip_port, &up.addr.to_string());
+    let yaml = plain("by-name", dns_port, "upstream.tcpmap-test.example:9")
+        + &plain("by-ip", ip_port, &up.addr.to_string());
     let proxy = proxy::start_with(&yaml, None, |b| {
         b.resolv_conf(&resolv)
             .hosts_file(&hosts)
@@ -118,7 +119,10 @@ fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
         t1.elapsed()
     );
     let (closed, took) = stuck.join().unwrap();
-    assert!(closed, "the connection to the unresolvable name stayed open");
+    assert!(
+        closed,
+        "the connection to the unresolvable name stayed open"
+    );
     assert!(
         took >= Duration::from_millis(400) && took < Duration::from_millis(2000),
         "closed after {took:?}, expected about the 500 ms lookup timeout"
@@ -183,7 +187,8 @@ fn port_taken_at_reload_is_rejected_and_the_old_config_keeps_serving() {
     let proxy = proxy::start(&plain("one", port, &up.addr.to_string()), None);
     let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    let yaml = plain("one", port, &up.addr.to_string()) + &plain("two", taken, &up.addr.to_string());
+    let yaml =
+        plain("one", port, &up.addr.to_string()) + &plain("two", taken, &up.addr.to_string());
     let err = proxy::block_on(proxy.apply(yaml)).expect_err("reload onto a taken port applied");
     assert!(err.to_string().contains(&taken.to_string()), "{err}");
     let mut c = net::connect(local(port));

@@ -65,7 +65,8 @@ fn client_hello(cfg: Arc<rustls::ClientConfig>, sni: &str) -> Vec<u8> {
 /// Waits for EOF or reset; returns how long it took, or `None` if still open after `max`.
 fn time_to_close(s: &mut TcpStream, max: Duration) -> Option<Duration> {
     let t0 = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     while t0.elapsed() < max {
         match s.read(&mut buf) {
@@ -98,7 +99,11 @@ fn random_bytes_are_closed_and_a_parallel_client_is_served() {
         })
     };
     let mut rng = fastrand::Rng::with_seed(7);
-    for prefix in [&[][..], &[0x16, 0x03, 0x01][..], &[0x16, 0x03, 0x03, 0x40, 0x00, 0x01][..]] {
+    for prefix in [
+        &[][..],
+        &[0x16, 0x03, 0x01][..],
+        &[0x16, 0x03, 0x03, 0x40, 0x00, 0x01][..],
+    ] {
         let mut garbage = prefix.to_vec();
         garbage.extend((0..64 * 1024).map(|_| rng.u8(..)));
         let mut c = TcpStream::connect(s.addr).unwrap();

@@ -112,7 +112,10 @@ fn global_max_connections_refuses_the_third_and_admits_a_fourth_after_one_closes
     let a = open(addr, 1);
     let mut b = open(addr2, 2);
     assert!(refused(addr), "a third connection was served");
-    assert!(refused(addr2), "a third connection was served on the other port");
+    assert!(
+        refused(addr2),
+        "a third connection was served on the other port"
+    );
     assert_eq!(proxy.metrics().rejected_global, 2);
     drop(a);
     let (mut d, retries) = eventually_open(addr2, 4);

@@ -296,7 +296,10 @@ impl ResolverActor {
         use futures_lite::FutureExt;
         let mut backoff = Duration::from_millis(10);
         loop {
-            match std::panic::AssertUnwindSafe(self.run()).catch_unwind().await {
+            match std::panic::AssertUnwindSafe(self.run())
+                .catch_unwind()
+                .await
+            {
                 Ok(()) => break,
                 Err(_) => {
                     tracing::error!("resolver actor panicked; restarting");

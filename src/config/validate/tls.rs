@@ -191,7 +191,11 @@ pub fn context(
     let cert = match cert_paths.flatten() {
         Some((c, k, key)) => load_cert_key(&c, &k)
             .inspect(|_| {
-                let attr = if key == "secret" { key } else { "private_key_file" };
+                let attr = if key == "secret" {
+                    key
+                } else {
+                    "private_key_file"
+                };
                 warnings.extend(key_permission_problem(&k).map(|m| loc.warn(&[attr], m)));
             })
             .map_err(|e| keyed((key, e)))
