@@ -7,7 +7,12 @@
 //!                                  checks each echoes its own message, reports the memory of
 //!                                  process PID (the proxy) at the peak, then closes them all
 //! ```
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -100,7 +105,10 @@ fn client(addr: SocketAddr, n: usize, pid: Option<u32>) {
             Err(e) => eprintln!("connection {i}: {e}"),
         }
     }
-    println!("{ok}/{n} echoed correctly in {:?} (all open at once)", t1.elapsed());
+    println!(
+        "{ok}/{n} echoed correctly in {:?} (all open at once)",
+        t1.elapsed()
+    );
     if let Some(pid) = pid {
         let (rss, pss) = memory_kib(pid);
         println!("proxy memory with {n} open: rss={rss} KiB pss={pss} KiB");

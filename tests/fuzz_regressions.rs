@@ -11,7 +11,10 @@ use tcpmap::sni::{Peek, parse_client_hello};
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut out = Vec::new();
-    for dir in [root.join("seeds").join(target), root.join("artifacts").join(target)] {
+    for dir in [
+        root.join("seeds").join(target),
+        root.join("artifacts").join(target),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
