@@ -41,7 +41,12 @@ fn main() {
 
 /// One small-stack thread per connection: simple, and 10k of them fit easily.
 fn echo() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    // A deep accept queue: 10k connects arrive faster than threads are spawned.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    sock.listen(8192).unwrap();
+    let l: TcpListener = sock.into();
     println!("listening {}", l.local_addr().unwrap());
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
