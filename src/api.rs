@@ -232,7 +232,7 @@ impl ProxyBuilder {
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
         let shared = Arc::new(Shared {
-            resolver: ResolverHandle::spawn(self.resolver.clone()),
+            resolver: ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
             metrics: metrics.clone(),
             limits: Limits {
                 max_connections: self.max_connections,
@@ -240,6 +240,7 @@ impl ProxyBuilder {
             },
             active: AtomicUsize::new(0),
             kill: tripwire,
+            breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         });
         let status = Arc::new(Status::default());
         let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);

@@ -83,12 +83,26 @@ pub struct RunArgs {
     /// Overall limit of concurrent connections (extra ones are closed at once).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u32>,
+    /// Seconds a client has to send its ClientHello (SNI peek) and to finish each TLS
+    /// handshake; slower connections are closed.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
+    pub handshake_timeout: f64,
     /// resolv.conf to read nameservers, search domains and ndots from.
     #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A positive, finite number of seconds.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 /// `tcpmap check` arguments.
@@ -139,6 +153,7 @@ mod tests {
         };
         assert_eq!(a.config.config.len(), 2);
         assert_eq!(a.drain_timeout, 30);
+        assert_eq!(a.handshake_timeout, 10.0);
         assert_eq!(a.log_format, LogFormat::Text);
         assert!(a.admin.is_none());
     }
@@ -165,6 +180,30 @@ mod tests {
         let input = a.config.input();
         assert_eq!(input.namespace, "ns");
         assert_eq!(input.ambassador_id, "id");
+    }
+
+    #[test]
+    fn handshake_timeout_flag() {
+        let cli = Cli::try_parse_from([
+            "tcpmap",
+            "run",
+            "--config",
+            "x",
+            "--handshake-timeout",
+            "2.5",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.handshake_timeout, 2.5);
+        for bad in ["0", "-1", "nan", "abc"] {
+            assert!(
+                Cli::try_parse_from(["tcpmap", "run", "--config", "x", "--handshake-timeout", bad])
+                    .is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let mut builder = ProxyBuilder::new()
         .input(input.clone())
         .drain_timeout(Duration::from_secs(args.drain_timeout))
-        .resolv_conf(args.resolv_conf.clone());
+        .resolv_conf(args.resolv_conf.clone())
+        .handshake_timeout(Duration::from_secs_f64(args.handshake_timeout));
     if let Some(addr) = args.admin {
         builder = builder.admin(addr);
     }

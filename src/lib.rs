@@ -16,6 +16,10 @@
 //! The public interface is: [`ProxyBuilder`], [`ProxyHandle`], [`Error`], [`ConfigError`],
 //! the read-only [`RouteTable`] and [`check`].
 
+// Everything in the library may see peer or config input: no unchecked indexing (tests,
+// benches and examples are exempt; clippy.toml allows it in #[cfg(test)] code).
+#![deny(clippy::indexing_slicing)]
+
 // pure core
 pub mod close;
 pub mod config;
@@ -35,6 +39,9 @@ pub mod cli;
 #[doc(hidden)]
 pub mod daemon;
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
 pub(crate) mod net;
 pub(crate) mod rt;
 

@@ -9,7 +9,21 @@ struct Out {
     stdout: String,
 }
 
+/// Git does not keep file modes beyond the executable bit, so a checkout leaves the example
+/// keys group/other-readable, which `check` rightly warns about: make them private first.
+fn private_example_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/secrets");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let key = entry.unwrap().path().join("tls.key");
+        if key.exists() {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
 fn check(args: &[&str]) -> Out {
+    private_example_keys();
     let out = Command::new(env!("CARGO_BIN_EXE_tcpmap"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("check")
@@ -232,4 +246,38 @@ fn missing_config_path_exits_1() {
         "{}",
         out.stdout
     );
+}
+
+#[test]
+fn group_readable_private_key_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/secrets/supersecret");
+    let key = dir.path().join("k.pem");
+    std::fs::copy(secrets.join("tls.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: ambassador/v1\nkind: TLSContext\nname: leaky\nhosts: [my-host-1]\ncert_chain_file: {}\nprivate_key_file: {}\n",
+            secrets.join("tls.crt").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = check(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let warning = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning in:\n{}", out.stdout));
+    assert!(warning.contains("TLSContext leaky"), "{warning}");
+    assert!(warning.contains("k.pem"), "{warning}");
+    assert!(warning.contains("640"), "{warning}");
+    // Private again: no warning.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = check(&["--config", cfg.to_str().unwrap()]);
+    assert!(!out.stdout.contains("warning:"), "{}", out.stdout);
 }

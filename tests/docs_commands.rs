@@ -111,6 +111,11 @@ fn kubernetes_manifests_parse_and_agree() {
     std::fs::create_dir_all(&secret).unwrap();
     std::fs::write(secret.join("tls.crt"), cert.pem()).unwrap();
     std::fs::write(secret.join("tls.key"), key.serialize_pem()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(secret.join("tls.key"), mode).unwrap();
+    }
     let secrets = dir.path().join("secrets");
     let out = tcpmap(&[
         "check",
@@ -195,7 +200,15 @@ fn readme_commands_exist_as_written() {
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     assert!(ci.lines().any(|l| l == "cargo test --locked"), "{ci}");
 
-    // The README's `tcpmap check` lines print what the README says they print.
+    // The README's `tcpmap check` lines print what the README says they print, after the
+    // `chmod 600` the README asks for (git does not keep file modes).
+    for dir in std::fs::read_dir(root().join("examples/config/secrets")).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.unwrap().path().join("tls.key");
+        if key.exists() {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
     let lines: Vec<&str> = readme.lines().collect();
     let mut checked = 0;
     for (i, line) in lines.iter().enumerate() {

@@ -11,6 +11,7 @@ gen() { # name, common name, subjectAltNames
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
     -subj "/CN=$2" -addext "subjectAltName=$3" \
     -keyout "secrets/$1/tls.key" -out "secrets/$1/tls.crt" 2>/dev/null
+  chmod 600 "secrets/$1/tls.key"
 }
 gen supersecret my-host-1 "DNS:my-host-1,DNS:my-host-2"
 gen othersecret tcpmap-client "DNS:tcpmap-client"

@@ -87,6 +87,10 @@ fn finish(rec: &Record, reason: CloseReason) {
         // The bytes were added to the mapping's counters live, as they moved.
         m.ended(reason, 0, 0);
     }
+    if reason == CloseReason::Limit {
+        // Refusals are logged by the rate-limited warning, not one access line each.
+        return;
+    }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
     let upstream = rec.upstream.map(|a| a.to_string());
     tracing::info!(
@@ -175,6 +179,8 @@ async fn run(
         return Err(CloseReason::NoRoute);
     };
     rec.mapping = Some(upstream.mapping.clone());
+    #[cfg(feature = "fault-injection")]
+    crate::fault::on_routed(&upstream.mapping.name);
     let metrics = generation.metrics.get(&upstream.mapping).cloned();
     if let Some(m) = &metrics {
         m.accepted();
@@ -185,7 +191,16 @@ async fn run(
             Some(guard) => Some(guard),
             None => {
                 shared.metrics.rejected("mapping");
-                tracing::debug!(mapping = %upstream.mapping.name, max, "circuit breaker open");
+                if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
+                    tracing::warn!(
+                        mapping = %upstream.mapping.name,
+                        listener = %rec.listener,
+                        client = %rec.client,
+                        max_connections = max,
+                        suppressed = held_back,
+                        "connection refused: circuit breaker open (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
+                    );
+                }
                 return Err(CloseReason::Limit);
             }
         },
@@ -395,6 +410,9 @@ mod size_tests {
             },
             active: Default::default(),
             kill: tripwire,
+            breaker_log: crate::actors::ratelog::RateLimitedLog::new(
+                std::time::Duration::from_secs(1),
+            ),
         });
         let addr = l.local_addr().unwrap();
         let fut = super::serve(stream, addr, addr, generation, shared);

@@ -12,11 +12,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_io::Async;
 use futures_lite::FutureExt;
 
+use super::ratelog::RateLimitedLog;
 use super::{Generation, Shared, connection};
 use crate::close::CloseReason;
 use crate::rt::{self, DrainToken, Receiver, Sender};
@@ -55,6 +56,7 @@ impl ListenerHandle {
             token,
             rx,
             stopped: None,
+            rejected_log: RateLimitedLog::new(Duration::from_secs(1)),
         };
         rt::spawn(actor.supervised());
         Ok(ListenerHandle { tx })
@@ -87,6 +89,8 @@ struct ListenerActor {
     rx: Receiver<ListenerMsg>,
     /// Answered after the socket is closed.
     stopped: Option<Sender<()>>,
+    /// At most one line per second about refused connections.
+    rejected_log: RateLimitedLog,
 }
 
 enum Event {
@@ -135,6 +139,8 @@ impl ListenerActor {
                 Event::Msg(None) => return,
                 Event::Accepted(Ok((stream, peer))) => {
                     accept_backoff = Duration::from_millis(10);
+                    #[cfg(feature = "fault-injection")]
+                    crate::fault::on_accept();
                     self.start_connection(stream, peer);
                     // Take whatever else is already queued without another wakeup.
                     for _ in 0..64 {
@@ -168,8 +174,9 @@ impl ListenerActor {
             if now >= max {
                 shared.active.fetch_sub(1, Ordering::AcqRel);
                 shared.metrics.rejected("global");
-                tracing::debug!(listener = %self.addr, client = %peer, max, "connection limit reached; closing");
-                log_rejected(self.addr, peer);
+                if let Some(held_back) = self.rejected_log.allow(Instant::now()) {
+                    log_rejected(self.addr, peer, max, held_back);
+                }
                 return;
             }
         } else {
@@ -208,19 +215,14 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
     )
 }
 
-fn log_rejected(listener: SocketAddr, client: SocketAddr) {
-    tracing::info!(
-        target: "tcpmap::access",
-        mapping = "-",
+/// The rate-limited line about connections refused by `--max-connections`.
+fn log_rejected(listener: SocketAddr, client: SocketAddr, max: usize, held_back: u64) {
+    tracing::warn!(
         listener = %listener,
         client = %client,
-        sni = "-",
-        upstream = "-",
-        tls = "none",
-        bytes_in = 0u64,
-        bytes_out = 0u64,
-        duration_ms = 0u64,
+        max_connections = max,
+        suppressed = held_back,
         end = CloseReason::Limit.as_str(),
-        "connection closed"
+        "connection refused: --max-connections reached (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
     );
 }

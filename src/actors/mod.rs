@@ -27,6 +27,7 @@
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod listener;
+pub(crate) mod ratelog;
 pub(crate) mod resolver;
 pub(crate) mod supervisor;
 
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) active: AtomicUsize,
     /// Trips when the drain timeout passes: remaining connections end with `shutdown`.
     pub(crate) kill: Tripwire,
+    /// Rate limit for the log line about connections a circuit breaker refused.
+    pub(crate) breaker_log: ratelog::RateLimitedLog,
 }
 
 /// Limits on what peers can make tcpmap hold.

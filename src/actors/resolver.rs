@@ -148,7 +148,17 @@ impl std::fmt::Debug for ResolverMsg {
 impl ResolverHandle {
     /// Reads the files, starts the actor task and returns its handle. The actor stops when
     /// the last handle is dropped.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn spawn(config: ResolverConfig) -> ResolverHandle {
+        Self::spawn_observed(config, None)
+    }
+
+    /// Like [`ResolverHandle::spawn`]; restarts after a panic are counted in `metrics`
+    /// (`tcpmap_actor_restarts_total{actor="resolver"}`).
+    pub(crate) fn spawn_observed(
+        config: ResolverConfig,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> ResolverHandle {
         let files = Files::load(
             config.resolv_conf.clone(),
             config.hosts_file.clone(),
@@ -175,7 +185,7 @@ impl ResolverHandle {
             waiting: HashMap::new(),
             shared: Arc::clone(&shared),
         };
-        drop(rt::spawn(actor.run()));
+        drop(rt::spawn(actor.supervised(metrics)));
         ResolverHandle { mailbox, shared }
     }
 
@@ -279,7 +289,32 @@ struct ResolverActor {
 }
 
 impl ResolverActor {
-    async fn run(mut self) {
+    /// Runs the actor; a panic inside it is caught, counted and the loop restarted with
+    /// backoff. The request being handled when it panicked is answered `ActorGone` (its
+    /// reply channel is dropped); every other caller keeps waiting for its lookup.
+    async fn supervised(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) {
+        use futures_lite::FutureExt;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match std::panic::AssertUnwindSafe(self.run())
+                .catch_unwind()
+                .await
+            {
+                Ok(()) => break,
+                Err(_) => {
+                    tracing::error!("resolver actor panicked; restarting");
+                    if let Some(m) = &metrics {
+                        m.actor_restart("resolver");
+                    }
+                    rt::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        tracing::debug!("resolver actor stopped");
+    }
+
+    async fn run(&mut self) {
         loop {
             // Finished lookups first: there are at most as many as lookups in flight.
             let stores = async { self.stores.recv_async().await.ok() };
@@ -290,7 +325,6 @@ impl ResolverActor {
                 None => break,
             }
         }
-        tracing::debug!("resolver actor stopped");
     }
 
     fn handle(&mut self, msg: ResolverMsg) {
@@ -299,7 +333,11 @@ impl ResolverActor {
                 name,
                 families,
                 respond_to,
-            } => self.resolve(name, families, respond_to),
+            } => {
+                #[cfg(feature = "fault-injection")]
+                crate::fault::on_resolve();
+                self.resolve(name, families, respond_to)
+            }
             ResolverMsg::Store { key, outcome } => {
                 self.cache.put(key.clone(), &outcome, Instant::now());
                 let answer = outcome.map(|resolved| resolved.addrs);
@@ -332,9 +370,14 @@ impl ResolverActor {
         let shared = Arc::clone(&self.shared);
         let store = self.store_tx.clone();
         drop(rt::spawn(async move {
-            let outcome =
-                crate::net::dns::lookup(&name, families, &conf, deadline, &shared.counters.queries)
-                    .await;
+            use futures_lite::FutureExt;
+            let lookup =
+                crate::net::dns::lookup(&name, families, &conf, deadline, &shared.counters.queries);
+            // A bug in the lookup must still answer the waiters (and free the key).
+            let outcome = std::panic::AssertUnwindSafe(lookup)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(ResolveError::Io(name.clone(), "internal error".into())));
             tracing::debug!(%name, ?families, ?outcome, "DNS lookup finished");
             // The actor reads this channel in every loop turn; if it stopped, nobody waits.
             let _ = store.send_async(ResolverMsg::Store { key, outcome }).await;

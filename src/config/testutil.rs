@@ -30,4 +30,7 @@ pub(crate) fn write_secret(dir: &Path, rel: &str, hosts: &[&str]) {
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::write(d.join("tls.crt"), ck.cert.pem()).expect("write crt");
     std::fs::write(d.join("tls.key"), ck.key_pair.serialize_pem()).expect("write key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.join("tls.key"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod key");
 }

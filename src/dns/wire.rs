@@ -100,7 +100,11 @@ pub(crate) fn decode_reply(
     let header = buf
         .get(..HEADER_LEN)
         .ok_or(WireError::Malformed("shorter than a header"))?;
-    let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    // `header` is HEADER_LEN bytes and every `i` below is under it: the 0 never happens.
+    let word = |i: usize| match header.get(i..i + 2) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => 0,
+    };
     let flags = word(2);
     if word(0) != id {
         return Err(WireError::Mismatch("id"));

@@ -78,6 +78,10 @@ pub fn write_secret(dir: &Path, name: &str, cert_pem: &str, key_pem: &str) {
     fs::create_dir_all(&folder).expect("create secret dir");
     fs::write(folder.join("tls.crt"), cert_pem).expect("write tls.crt");
     fs::write(folder.join("tls.key"), key_pem).expect("write tls.key");
+    // Private, as a real key should be (`check` warns about group/other-readable keys).
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(folder.join("tls.key"), fs::Permissions::from_mode(0o600))
+        .expect("chmod tls.key");
 }
 
 /// Writes a CA secret: `<dir>/<name>/ca.crt`.

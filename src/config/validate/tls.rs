@@ -137,6 +137,20 @@ pub fn load_cert_key(cert: &Path, key: &Path) -> Result<CertKey, String> {
         .map_err(|e| format!("{} (for {}): {e}", key.display(), cert.display()))
 }
 
+/// A warning text when the private key file `key` can be read by its group or by others
+/// (mode bits `0o044`); `None` when it is private or its mode cannot be read.
+pub fn key_permission_problem(key: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "private key file {} is readable by group or others (mode {:o}); make it 0600",
+            key.display(),
+            mode & 0o777
+        )
+    })
+}
+
 /// Reads a CA bundle.
 pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = secrets::read_pem(path)?;
@@ -173,8 +187,17 @@ pub fn context(
     if let Err(e) = check_hosts_have_cert(&hosts, has_cert) {
         keyed(("hosts", e));
     }
+    let mut warnings = Vec::new();
     let cert = match cert_paths.flatten() {
         Some((c, k, key)) => load_cert_key(&c, &k)
+            .inspect(|_| {
+                let attr = if key == "secret" {
+                    key
+                } else {
+                    "private_key_file"
+                };
+                warnings.extend(key_permission_problem(&k).map(|m| loc.warn(&[attr], m)));
+            })
             .map_err(|e| keyed((key, e)))
             .ok()
             .map(Some),
@@ -211,7 +234,7 @@ pub fn context(
             alpn_protocols: raw.alpn_protocols.clone().unwrap_or_default(),
         },
     };
-    (Some(ctx), errs)
+    (Some(ctx), warnings)
 }
 
 /// Applies the Host rules (hostname required) and loads its `tlsSecret`.
@@ -231,14 +254,18 @@ pub fn host(raw: &RawHost, secrets_dir: Option<&Path>) -> (Option<Host>, Vec<Con
         Some(ns) => secrets::secret_dir_in(dir, &raw.secret, ns),
         None => secrets::secret_dir(dir, &raw.secret, true),
     };
-    match load_cert_key(&secrets::cert_file(&folder), &secrets::key_file(&folder)) {
+    let key = secrets::key_file(&folder);
+    match load_cert_key(&secrets::cert_file(&folder), &key) {
         Ok(cert) => (
             Some(Host {
                 loc: loc.clone(),
                 hostname: hostname.to_ascii_lowercase(),
                 cert,
             }),
-            Vec::new(),
+            key_permission_problem(&key)
+                .map(|m| loc.warn(&["tlsSecret"], m))
+                .into_iter()
+                .collect(),
         ),
         Err(e) => (None, vec![loc.err(&["tlsSecret"], e)]),
     }
