@@ -195,6 +195,11 @@ impl<'a> Meter<'a> {
         }
     }
 
+    /// Bytes delivered by this direction so far.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Records `n` bytes delivered to the destination.
     pub(super) fn delivered(&mut self, n: usize) {
         let n = n as u64;

@@ -44,13 +44,34 @@ pub(crate) async fn relay_tcp(
     idle: Option<Duration>,
     progress: &Progress,
 ) -> RelayStats {
-    relay_tcp_with(client, upstream, idle, progress, splice_enabled())
-        .await
-        .0
+    let mode = if splice_enabled() {
+        Mode::Warm(SPLICE_AFTER)
+    } else {
+        Mode::Buffered
+    };
+    relay_tcp_mode(client, upstream, idle, progress, mode).await.0
+}
+
+/// Bytes a direction copies through userspace before it switches to splice(2). Short
+/// connections (a request and a reply) never reach it: for small transfers a plain read/write
+/// costs less kernel time than two splices through a pipe, and takes no pipe from the pool.
+const SPLICE_AFTER: u64 = 64 * 1024;
+
+/// How [`relay_tcp_mode`] moves bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mode {
+    /// Userspace buffers only.
+    Buffered,
+    /// splice(2) from the first byte.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Splice,
+    /// Userspace buffers until a direction has moved this many bytes, then splice(2).
+    Warm(u64),
 }
 
 /// [`relay_tcp`] with the path chosen by the caller; also says how many bytes went through pipes
 /// (client→upstream, upstream→client), so tests can tell the zero-copy path really ran.
+#[cfg(test)]
 pub(super) async fn relay_tcp_with(
     client: &Async<TcpStream>,
     upstream: &Async<TcpStream>,
@@ -58,9 +79,21 @@ pub(super) async fn relay_tcp_with(
     progress: &Progress,
     splice: bool,
 ) -> (RelayStats, [u64; 2]) {
+    let mode = if splice { Mode::Splice } else { Mode::Buffered };
+    relay_tcp_mode(client, upstream, idle, progress, mode).await
+}
+
+/// [`relay_tcp_with`] with the full choice of [`Mode`].
+pub(super) async fn relay_tcp_mode(
+    client: &Async<TcpStream>,
+    upstream: &Async<TcpStream>,
+    idle: Option<Duration>,
+    progress: &Progress,
+    mode: Mode,
+) -> (RelayStats, [u64; 2]) {
     let mut driver = Driver::new(idle, progress);
-    let mut c2u = TcpPump::new(splice);
-    let mut u2c = TcpPump::new(splice);
+    let mut c2u = TcpPump::new(mode);
+    let mut u2c = TcpPump::new(mode);
     let stats = futures_lite::future::poll_fn(|cx| {
         driver.poll(cx, |cx, dir, meter| match dir {
             Dir::ClientToUpstream => c2u.poll_pump(cx, client, upstream, meter),
@@ -71,28 +104,40 @@ pub(super) async fn relay_tcp_with(
     (stats, [c2u.spliced(), u2c.spliced()])
 }
 
-/// One direction between plain sockets: zero-copy while it can, buffered after a fallback.
+/// One direction between plain sockets: buffered while warming up, then zero-copy while it can,
+/// buffered again after a fallback.
 enum TcpPump {
     #[cfg(target_os = "linux")]
     Splice(linux::SpliceHalf),
-    Buffered(Half, u64),
+    /// Buffered until `left` more bytes have moved (then splice), or for good (`u64::MAX`);
+    /// `spliced` counts what went through a pipe before a fallback.
+    Buffered { half: Half, left: u64, spliced: u64 },
 }
 
 impl TcpPump {
-    fn new(splice: bool) -> Self {
-        #[cfg(target_os = "linux")]
-        if splice {
-            return TcpPump::Splice(linux::SpliceHalf::default());
+    fn new(mode: Mode) -> Self {
+        match mode {
+            #[cfg(target_os = "linux")]
+            Mode::Splice => TcpPump::Splice(linux::SpliceHalf::default()),
+            #[cfg(target_os = "linux")]
+            Mode::Warm(after) => TcpPump::buffered(after, 0),
+            _ => TcpPump::buffered(u64::MAX, 0),
         }
-        let _ = splice;
-        TcpPump::Buffered(Half::default(), 0)
+    }
+
+    fn buffered(left: u64, spliced: u64) -> Self {
+        TcpPump::Buffered {
+            half: Half::default(),
+            left,
+            spliced,
+        }
     }
 
     fn spliced(&self) -> u64 {
         match self {
             #[cfg(target_os = "linux")]
             TcpPump::Splice(half) => half.spliced,
-            TcpPump::Buffered(_, spliced) => *spliced,
+            TcpPump::Buffered { spliced, .. } => *spliced,
         }
     }
 
@@ -109,13 +154,25 @@ impl TcpPump {
                 linux::Step::Poll(poll) => return poll,
                 linux::Step::Fallback => {
                     tracing::debug!("splice unavailable, relaying through userspace buffers");
-                    *self = TcpPump::Buffered(Half::default(), half.spliced);
+                    *self = TcpPump::buffered(u64::MAX, half.spliced);
                 }
             }
         }
         match self {
-            TcpPump::Buffered(half, _) => {
-                half.poll_pump(cx, &mut TcpHalfClose(src), &mut TcpHalfClose(dst), meter)
+            TcpPump::Buffered { half, left, .. } => {
+                let before = meter.bytes();
+                let poll =
+                    half.poll_pump(cx, &mut TcpHalfClose(src), &mut TcpHalfClose(dst), meter);
+                if *left != u64::MAX {
+                    *left = left.saturating_sub(meter.bytes() - before);
+                    // Switch only between reads, with nothing parked in userspace (a plain
+                    // socket's flush is a no-op, so no flush can be owed).
+                    #[cfg(target_os = "linux")]
+                    if *left == 0 && poll.is_pending() && !half.holds_data() {
+                        *self = TcpPump::Splice(linux::SpliceHalf::default());
+                    }
+                }
+                poll
             }
             #[cfg(target_os = "linux")]
             TcpPump::Splice(_) => Poll::Pending,
@@ -304,6 +361,74 @@ pub(super) mod linux {
                     PIPES.give(pipe);
                 }
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod warm_tests {
+    //! The warm-up path: a short exchange is copied in userspace, a long one switches to splice.
+
+    use futures_lite::future::zip;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::relay_tests::{tcp_pair, within};
+    use super::*;
+
+    /// Sends `n` bytes each way through a warm-up relay (switch after 64 KiB); returns what arrived
+    /// and how many bytes went through pipes.
+    fn exchange(n: usize) -> (usize, usize, [u64; 2]) {
+        within(async {
+            let (client, proxy_client) = tcp_pair();
+            let (proxy_upstream, upstream) = tcp_pair();
+            let progress = Progress::default();
+            let relay = relay_tcp_mode(
+                &proxy_client,
+                &proxy_upstream,
+                None,
+                &progress,
+                Mode::Warm(SPLICE_AFTER),
+            );
+            let side = |sock: Async<TcpStream>| async move {
+                let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                let mut w = &sock;
+                let mut r = &sock;
+                let (_, got) = zip(
+                    async {
+                        w.write_all(&data).await.unwrap();
+                        sock.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+                    },
+                    async {
+                        let mut got = Vec::new();
+                        r.read_to_end(&mut got).await.unwrap();
+                        got
+                    },
+                )
+                .await;
+                assert_eq!(got, data, "bytes differ");
+                got.len()
+            };
+            let ((a, b), (stats, spliced)) = zip(zip(side(client), side(upstream)), relay).await;
+            assert_eq!(stats.client_to_upstream, n as u64);
+            assert_eq!(stats.upstream_to_client, n as u64);
+            (a, b, spliced)
+        })
+    }
+
+    #[test]
+    fn short_exchange_is_copied_long_one_is_spliced() {
+        let (a, b, spliced) = exchange(1000);
+        assert_eq!((a, b), (1000, 1000));
+        assert_eq!(spliced, [0, 0], "a 1000-byte exchange went through pipes");
+
+        const N: usize = 2 << 20;
+        let (a, b, spliced) = exchange(N);
+        assert_eq!((a, b), (N, N));
+        for moved in spliced {
+            assert!(
+                moved > 0 && moved <= (N as u64) - SPLICE_AFTER,
+                "expected a switch to splice after the warm-up: {spliced:?}"
+            );
         }
     }
 }
