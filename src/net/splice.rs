@@ -37,7 +37,8 @@ pub(crate) fn splice_enabled() -> bool {
 }
 
 /// Relays two plain TCP sockets: splice(2) on Linux when enabled, else the buffered copy.
-/// Same semantics as [`super::copy::relay`]; EOF is passed on with `shutdown(Write)`.
+/// Same semantics as [`super::copy::relay`]; EOF is passed on with `shutdown(Write)`, except
+/// the EOF that ends the relay: the caller closes both sockets then, and the close sends the FIN.
 pub(crate) async fn relay_tcp(
     client: &Async<TcpStream>,
     upstream: &Async<TcpStream>,
@@ -49,7 +50,9 @@ pub(crate) async fn relay_tcp(
     } else {
         Mode::Buffered
     };
-    relay_tcp_mode(client, upstream, idle, progress, mode).await.0
+    relay_tcp_mode(client, upstream, idle, progress, mode)
+        .await
+        .0
 }
 
 /// Bytes a direction copies through userspace before it switches to splice(2). Short
@@ -161,8 +164,12 @@ impl TcpPump {
         match self {
             TcpPump::Buffered { half, left, .. } => {
                 let before = meter.bytes();
-                let poll =
-                    half.poll_pump(cx, &mut TcpHalfClose(src), &mut TcpHalfClose(dst), meter);
+                let mut from = TcpHalfClose(src);
+                let poll = if meter.peer_done {
+                    half.poll_pump(cx, &mut from, &mut LastHalf(dst), meter)
+                } else {
+                    half.poll_pump(cx, &mut from, &mut TcpHalfClose(dst), meter)
+                };
                 if *left != u64::MAX {
                     *left = left.saturating_sub(meter.bytes() - before);
                     // Switch only between reads, with nothing parked in userspace (a plain
@@ -177,6 +184,37 @@ impl TcpPump {
             #[cfg(target_os = "linux")]
             TcpPump::Splice(_) => Poll::Pending,
         }
+    }
+}
+
+/// The destination of the direction that ends the relay: writes like [`TcpHalfClose`], but its
+/// close does nothing, because the caller closes the socket right after the relay (both of its
+/// receive queues are drained to EOF by then, so close sends a FIN, not a reset): one
+/// `shutdown(2)` less per connection.
+struct LastHalf<'a>(&'a Async<TcpStream>);
+
+impl futures_io::AsyncWrite for LastHalf<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut stream = self.0;
+        std::pin::Pin::new(&mut stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -276,6 +314,10 @@ pub(super) mod linux {
                     Poll::Pending => return Step::Poll(Poll::Pending),
                 }
                 if meter.eof {
+                    if meter.peer_done {
+                        // The relay ends here and the sockets get closed: close sends the FIN.
+                        return Step::Poll(Poll::Ready(Ok(())));
+                    }
                     return Step::Poll(Poll::Ready(shutdown_write(dst).map_err(PumpError::Write)));
                 }
                 if budget == 0 {
