@@ -431,6 +431,7 @@ pub(super) mod linux {
 }
 
 #[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)]
 mod warm_tests {
     //! The warm-up path: a short exchange is copied in userspace, a long one switches to splice.
 
