@@ -238,7 +238,7 @@ async fn run(
         (Client::Plain(c, first), None) => {
             rec.tls = "none";
             Box::pin(forward_first(&up, &first, rec)).await?;
-            Ok(crate::net::splice::relay_tcp(&c, &up, idle, &rec.progress).await)
+            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, &rec.progress).await)
         }
         (Client::Plain(c, first), Some(orig)) => {
             rec.tls = "originate";

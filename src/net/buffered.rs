@@ -120,6 +120,11 @@ impl Half {
         self.buf.is_some()
     }
 
+    /// True while read bytes wait in userspace for the destination.
+    pub(super) fn holds_data(&self) -> bool {
+        self.start < self.end
+    }
+
     /// Copies until the source is drained for now (Pending), or until EOF has been passed on with
     /// `poll_close` (Ready(Ok)), or an error.
     pub(super) fn poll_pump<R, W>(

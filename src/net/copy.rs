@@ -174,6 +174,9 @@ pub(super) struct Meter<'a> {
     pub(super) moved: bool,
     /// The source reached EOF.
     pub(super) eof: bool,
+    /// The other direction has finished: when this one ends too, the relay is over and the
+    /// caller closes both sockets, so a plain TCP pump need not shut down its write half first.
+    pub(super) peer_done: bool,
     done: bool,
 }
 
@@ -191,8 +194,14 @@ impl<'a> Meter<'a> {
             bytes: 0,
             moved: false,
             eof: false,
+            peer_done: false,
             done: false,
         }
+    }
+
+    /// Bytes delivered by this direction so far.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Records `n` bytes delivered to the destination.
@@ -280,13 +289,14 @@ impl<'a> Driver<'a> {
         F: FnMut(&mut Context<'_>, Dir, &mut Meter<'a>) -> Poll<Result<(), PumpError>>,
     {
         for dir in [Dir::ClientToUpstream, Dir::UpstreamToClient] {
-            let meter = match dir {
-                Dir::ClientToUpstream => &mut self.c2u,
-                Dir::UpstreamToClient => &mut self.u2c,
+            let (meter, peer_done) = match dir {
+                Dir::ClientToUpstream => (&mut self.c2u, self.u2c.done),
+                Dir::UpstreamToClient => (&mut self.u2c, self.c2u.done),
             };
             if meter.done {
                 continue;
             }
+            meter.peer_done = peer_done;
             let outcome = pump(cx, dir, meter);
             if meter.eof && self.first_eof.is_none() {
                 self.first_eof = Some(dir);

@@ -38,19 +38,61 @@ pub(crate) fn splice_enabled() -> bool {
 
 /// Relays two plain TCP sockets: splice(2) on Linux when enabled, else the buffered copy.
 /// Same semantics as [`super::copy::relay`]; EOF is passed on with `shutdown(Write)`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn relay_tcp(
     client: &Async<TcpStream>,
     upstream: &Async<TcpStream>,
     idle: Option<Duration>,
     progress: &Progress,
 ) -> RelayStats {
-    relay_tcp_with(client, upstream, idle, progress, splice_enabled())
+    relay_tcp_mode(client, upstream, idle, progress, default_mode(), false)
         .await
         .0
 }
 
+/// [`relay_tcp`] that owns both sockets and closes them when it returns. The EOF that ends the
+/// relay is then not passed on with `shutdown(2)`: the close right after sends that FIN (both
+/// receive queues are drained to EOF by then, so it is a FIN, not a reset). One syscall less
+/// per connection.
+pub(crate) async fn relay_tcp_owned(
+    client: Async<TcpStream>,
+    upstream: Async<TcpStream>,
+    idle: Option<Duration>,
+    progress: &Progress,
+) -> RelayStats {
+    relay_tcp_mode(&client, &upstream, idle, progress, default_mode(), true)
+        .await
+        .0
+}
+
+fn default_mode() -> Mode {
+    if splice_enabled() {
+        Mode::Warm(SPLICE_AFTER)
+    } else {
+        Mode::Buffered
+    }
+}
+
+/// Bytes a direction copies through userspace before it switches to splice(2). Short
+/// connections (a request and a reply) never reach it: for small transfers a plain read/write
+/// costs less kernel time than two splices through a pipe, and takes no pipe from the pool.
+const SPLICE_AFTER: u64 = 64 * 1024;
+
+/// How [`relay_tcp_mode`] moves bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mode {
+    /// Userspace buffers only.
+    Buffered,
+    /// splice(2) from the first byte.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Splice,
+    /// Userspace buffers until a direction has moved this many bytes, then splice(2).
+    Warm(u64),
+}
+
 /// [`relay_tcp`] with the path chosen by the caller; also says how many bytes went through pipes
 /// (client→upstream, upstream→client), so tests can tell the zero-copy path really ran.
+#[cfg(test)]
 pub(super) async fn relay_tcp_with(
     client: &Async<TcpStream>,
     upstream: &Async<TcpStream>,
@@ -58,41 +100,70 @@ pub(super) async fn relay_tcp_with(
     progress: &Progress,
     splice: bool,
 ) -> (RelayStats, [u64; 2]) {
+    let mode = if splice { Mode::Splice } else { Mode::Buffered };
+    relay_tcp_mode(client, upstream, idle, progress, mode, false).await
+}
+
+/// [`relay_tcp_with`] with the full choice of [`Mode`]; with `closing`, the caller closes both
+/// sockets right after, so the last EOF is not passed on with `shutdown(2)`.
+pub(super) async fn relay_tcp_mode(
+    client: &Async<TcpStream>,
+    upstream: &Async<TcpStream>,
+    idle: Option<Duration>,
+    progress: &Progress,
+    mode: Mode,
+    closing: bool,
+) -> (RelayStats, [u64; 2]) {
     let mut driver = Driver::new(idle, progress);
-    let mut c2u = TcpPump::new(splice);
-    let mut u2c = TcpPump::new(splice);
+    let mut c2u = TcpPump::new(mode);
+    let mut u2c = TcpPump::new(mode);
     let stats = futures_lite::future::poll_fn(|cx| {
-        driver.poll(cx, |cx, dir, meter| match dir {
-            Dir::ClientToUpstream => c2u.poll_pump(cx, client, upstream, meter),
-            Dir::UpstreamToClient => u2c.poll_pump(cx, upstream, client, meter),
+        driver.poll(cx, |cx, dir, meter| {
+            meter.peer_done &= closing;
+            match dir {
+                Dir::ClientToUpstream => c2u.poll_pump(cx, client, upstream, meter),
+                Dir::UpstreamToClient => u2c.poll_pump(cx, upstream, client, meter),
+            }
         })
     })
     .await;
     (stats, [c2u.spliced(), u2c.spliced()])
 }
 
-/// One direction between plain sockets: zero-copy while it can, buffered after a fallback.
+/// One direction between plain sockets: buffered while warming up, then zero-copy while it can,
+/// buffered again after a fallback.
 enum TcpPump {
     #[cfg(target_os = "linux")]
     Splice(linux::SpliceHalf),
-    Buffered(Half, u64),
+    /// Buffered until `left` more bytes have moved (then splice), or for good (`u64::MAX`);
+    /// `spliced` counts what went through a pipe before a fallback.
+    Buffered { half: Half, left: u64, spliced: u64 },
 }
 
 impl TcpPump {
-    fn new(splice: bool) -> Self {
-        #[cfg(target_os = "linux")]
-        if splice {
-            return TcpPump::Splice(linux::SpliceHalf::default());
+    fn new(mode: Mode) -> Self {
+        match mode {
+            #[cfg(target_os = "linux")]
+            Mode::Splice => TcpPump::Splice(linux::SpliceHalf::default()),
+            #[cfg(target_os = "linux")]
+            Mode::Warm(after) => TcpPump::buffered(after, 0),
+            _ => TcpPump::buffered(u64::MAX, 0),
         }
-        let _ = splice;
-        TcpPump::Buffered(Half::default(), 0)
+    }
+
+    fn buffered(left: u64, spliced: u64) -> Self {
+        TcpPump::Buffered {
+            half: Half::default(),
+            left,
+            spliced,
+        }
     }
 
     fn spliced(&self) -> u64 {
         match self {
             #[cfg(target_os = "linux")]
             TcpPump::Splice(half) => half.spliced,
-            TcpPump::Buffered(_, spliced) => *spliced,
+            TcpPump::Buffered { spliced, .. } => *spliced,
         }
     }
 
@@ -109,17 +180,64 @@ impl TcpPump {
                 linux::Step::Poll(poll) => return poll,
                 linux::Step::Fallback => {
                     tracing::debug!("splice unavailable, relaying through userspace buffers");
-                    *self = TcpPump::Buffered(Half::default(), half.spliced);
+                    *self = TcpPump::buffered(u64::MAX, half.spliced);
                 }
             }
         }
         match self {
-            TcpPump::Buffered(half, _) => {
-                half.poll_pump(cx, &mut TcpHalfClose(src), &mut TcpHalfClose(dst), meter)
+            TcpPump::Buffered { half, left, .. } => {
+                let before = meter.bytes();
+                let mut from = TcpHalfClose(src);
+                let poll = if meter.peer_done {
+                    half.poll_pump(cx, &mut from, &mut LastHalf(dst), meter)
+                } else {
+                    half.poll_pump(cx, &mut from, &mut TcpHalfClose(dst), meter)
+                };
+                if *left != u64::MAX {
+                    *left = left.saturating_sub(meter.bytes() - before);
+                    // Switch only between reads, with nothing parked in userspace (a plain
+                    // socket's flush is a no-op, so no flush can be owed).
+                    #[cfg(target_os = "linux")]
+                    if *left == 0 && poll.is_pending() && !half.holds_data() {
+                        *self = TcpPump::Splice(linux::SpliceHalf::default());
+                    }
+                }
+                poll
             }
             #[cfg(target_os = "linux")]
             TcpPump::Splice(_) => Poll::Pending,
         }
+    }
+}
+
+/// The destination of the direction that ends the relay: writes like [`TcpHalfClose`], but its
+/// close does nothing, because the caller closes the socket right after the relay (both of its
+/// receive queues are drained to EOF by then, so close sends a FIN, not a reset): one
+/// `shutdown(2)` less per connection.
+struct LastHalf<'a>(&'a Async<TcpStream>);
+
+impl futures_io::AsyncWrite for LastHalf<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut stream = self.0;
+        std::pin::Pin::new(&mut stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -219,6 +337,10 @@ pub(super) mod linux {
                     Poll::Pending => return Step::Poll(Poll::Pending),
                 }
                 if meter.eof {
+                    if meter.peer_done {
+                        // The relay ends here and the sockets get closed: close sends the FIN.
+                        return Step::Poll(Poll::Ready(Ok(())));
+                    }
                     return Step::Poll(Poll::Ready(shutdown_write(dst).map_err(PumpError::Write)));
                 }
                 if budget == 0 {
@@ -304,6 +426,76 @@ pub(super) mod linux {
                     PIPES.give(pipe);
                 }
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)]
+mod warm_tests {
+    //! The warm-up path: a short exchange is copied in userspace, a long one switches to splice.
+
+    use futures_lite::future::zip;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::relay_tests::{tcp_pair, within};
+    use super::*;
+
+    /// Sends `n` bytes each way through a warm-up relay (switch after 64 KiB); returns what arrived
+    /// and how many bytes went through pipes.
+    fn exchange(n: usize) -> (usize, usize, [u64; 2]) {
+        within(async {
+            let (client, proxy_client) = tcp_pair();
+            let (proxy_upstream, upstream) = tcp_pair();
+            let progress = Progress::default();
+            let relay = relay_tcp_mode(
+                &proxy_client,
+                &proxy_upstream,
+                None,
+                &progress,
+                Mode::Warm(SPLICE_AFTER),
+                false,
+            );
+            let side = |sock: Async<TcpStream>| async move {
+                let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                let mut w = &sock;
+                let mut r = &sock;
+                let (_, got) = zip(
+                    async {
+                        w.write_all(&data).await.unwrap();
+                        sock.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+                    },
+                    async {
+                        let mut got = Vec::new();
+                        r.read_to_end(&mut got).await.unwrap();
+                        got
+                    },
+                )
+                .await;
+                assert_eq!(got, data, "bytes differ");
+                got.len()
+            };
+            let ((a, b), (stats, spliced)) = zip(zip(side(client), side(upstream)), relay).await;
+            assert_eq!(stats.client_to_upstream, n as u64);
+            assert_eq!(stats.upstream_to_client, n as u64);
+            (a, b, spliced)
+        })
+    }
+
+    #[test]
+    fn short_exchange_is_copied_long_one_is_spliced() {
+        let (a, b, spliced) = exchange(1000);
+        assert_eq!((a, b), (1000, 1000));
+        assert_eq!(spliced, [0, 0], "a 1000-byte exchange went through pipes");
+
+        const N: usize = 2 << 20;
+        let (a, b, spliced) = exchange(N);
+        assert_eq!((a, b), (N, N));
+        for moved in spliced {
+            assert!(
+                moved > 0 && moved <= (N as u64) - SPLICE_AFTER,
+                "expected a switch to splice after the warm-up: {spliced:?}"
+            );
         }
     }
 }

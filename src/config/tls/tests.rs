@@ -185,3 +185,41 @@ fn server_config_enables_tickets_and_alpn() {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     );
 }
+
+#[test]
+fn server_prefers_aes128_unless_suites_are_chosen() {
+    let ca = Ca::new("order CA");
+    let (cert, key) = ca.leaf(&["svc.example"], Alg::EcdsaP256);
+    let ck = parse_cert_key(cert.as_bytes(), key.as_bytes()).unwrap();
+    // A client listing AES-256 first (as rustls' default order does).
+    let mut provider = default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+    let client = Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(any_cert::AcceptAnyServerCert {
+                algorithms: default_provider().signature_verification_algorithms,
+            }))
+            .with_no_client_auth(),
+    );
+    let server = server_config(&ck, &TlsParams::default(), None, false).unwrap();
+    let (_, s) = test_pki::handshake(&client, &server, "svc.example").unwrap();
+    let suite = s.negotiated_cipher_suite().map(|s| s.suite());
+    assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+    // A user-chosen list keeps the client's order.
+    let chosen = TlsParams {
+        cipher_suites: vec![
+            "TLS13_AES_128_GCM_SHA256".to_owned(),
+            "TLS13_AES_256_GCM_SHA384".to_owned(),
+        ],
+        ..TlsParams::default()
+    };
+    let server = server_config(&ck, &chosen, None, false).unwrap();
+    let (_, s) = test_pki::handshake(&client, &server, "svc.example").unwrap();
+    let suite = s.negotiated_cipher_suite().map(|s| s.suite());
+    assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384));
+}
