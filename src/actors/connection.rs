@@ -92,14 +92,13 @@ fn finish(rec: &Record, reason: CloseReason) {
         return;
     }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
-    let upstream = rec.upstream.map(|a| a.to_string());
     tracing::info!(
         target: "tcpmap::access",
         mapping,
         listener = %rec.listener,
         client = %rec.client,
         sni = rec.sni.as_deref().unwrap_or("-"),
-        upstream = upstream.as_deref().unwrap_or("-"),
+        upstream = %OrDash(rec.upstream),
         tls = rec.tls,
         bytes_in = up,
         bytes_out = down,
@@ -107,6 +106,18 @@ fn finish(rec: &Record, reason: CloseReason) {
         end = reason.as_str(),
         "connection closed"
     );
+}
+
+/// Displays an optional address as itself or `-`, formatted only when the log line is enabled.
+struct OrDash(Option<SocketAddr>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The client side after routing: plain (with bytes already read to forward), or TLS.
