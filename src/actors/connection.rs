@@ -11,7 +11,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_io::Async;
@@ -21,6 +21,7 @@ use rustls::pki_types::ServerName;
 
 use super::{Generation, Shared};
 use crate::close::CloseReason;
+use crate::metrics::MappingMetrics;
 use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::peek;
 use crate::net::prefixed::Prefixed;
@@ -49,7 +50,7 @@ pub(crate) async fn serve(
     client: SocketAddr,
     listener: SocketAddr,
     generation: Arc<Generation>,
-    shared: Arc<Shared>,
+    shared: &Shared,
 ) {
     let mut rec = Record {
         started: Instant::now(),
@@ -61,8 +62,8 @@ pub(crate) async fn serve(
         tls: "none",
         progress: Progress::default(),
     };
-    let kill = shared.kill.clone();
-    let outcome = run(stream, &generation, &shared, &mut rec)
+    let kill = &shared.kill;
+    let outcome = run(stream, &generation, shared, &mut rec)
         .or(async {
             kill.tripped().await;
             Err(CloseReason::Shutdown)
@@ -192,13 +193,14 @@ async fn run(
     rec.mapping = Some(upstream.mapping.clone());
     #[cfg(feature = "fault-injection")]
     crate::fault::on_routed(&upstream.mapping.name);
-    let metrics = generation.metrics.get(&upstream.mapping).cloned();
-    if let Some(m) = &metrics {
+    // The mapping's metric handles: the relay adds bytes to them live, `finish` ends them.
+    rec.progress.live = generation.metrics.get(&upstream.mapping).cloned();
+    let metrics = rec.progress.live.as_deref();
+    if let Some(m) = metrics {
         m.accepted();
-        rec.progress.live = Some(m.clone());
     }
-    let _breaker = match (&metrics, upstream.max_connections) {
-        (Some(m), Some(max)) => match Breaker::enter(m.in_flight(), max) {
+    let _breaker = match (metrics, upstream.max_connections) {
+        (Some(m), Some(max)) => match Breaker::enter(m, max) {
             Some(guard) => Some(guard),
             None => {
                 shared.metrics.rejected("mapping");
@@ -232,7 +234,7 @@ async fn run(
     })?;
     let t0 = Instant::now();
     let connected = Box::pin(socket::connect_any(&addrs, upstream.connect_timeout)).await;
-    if let Some(m) = &metrics {
+    if let Some(m) = metrics {
         shared
             .metrics
             .upstream_connect(m, connected.is_ok(), t0.elapsed());
@@ -369,23 +371,19 @@ where
 }
 
 /// A slot under a mapping's `circuit_breakers.max_connections`, released when dropped.
-struct Breaker<'a>(&'a AtomicU32);
+struct Breaker<'a>(&'a MappingMetrics);
 
 impl<'a> Breaker<'a> {
     /// Takes a slot when fewer than `max` are taken.
-    fn enter(count: &'a AtomicU32, max: u32) -> Option<Self> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Breaker(count))
+    fn enter(mapping: &'a MappingMetrics, max: u32) -> Option<Self> {
+        // `then`, not `then_some`: a Breaker built for nothing would release a slot on drop.
+        mapping.try_acquire(Some(max)).then(|| Breaker(mapping))
     }
 }
 
 impl Drop for Breaker<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.release();
     }
 }
 
@@ -426,7 +424,7 @@ mod size_tests {
             ),
         });
         let addr = l.local_addr().unwrap();
-        let fut = super::serve(stream, addr, addr, generation, shared);
+        let fut = super::serve(stream, addr, addr, generation, &shared);
         let size = std::mem::size_of_val(&fut);
         eprintln!("serve future: {size} bytes");
         assert!(size <= 1536, "the connection future grew to {size} bytes");

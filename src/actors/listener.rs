@@ -186,8 +186,8 @@ impl ListenerActor {
         let token = self.token.clone();
         let listener = self.addr;
         rt::spawn(async move {
-            let guard = connection::ActiveGuard(shared.clone());
-            let metrics = shared.metrics.clone();
+            let guard = connection::ActiveGuard(shared);
+            let shared = &guard.0;
             let served = AssertUnwindSafe(connection::serve(
                 stream, peer, listener, generation, shared,
             ))
@@ -196,7 +196,7 @@ impl ListenerActor {
             if served.is_err() {
                 // A bug ended this connection only; its sockets were dropped during unwinding.
                 tracing::error!(listener = %listener, client = %peer, end = CloseReason::Internal.as_str(), "connection task panicked");
-                metrics.internal_error("connection");
+                shared.metrics.internal_error("connection");
             }
             drop(guard);
             drop(token);
