@@ -27,8 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use mapping::MappingMetrics;
 use mapping::{BytesLabels, EndedLabels, MappingLabels, REASONS};
-pub use mapping::{ConnectionMeter, MappingMetrics};
 
 use crate::close::CloseReason;
 use crate::route::MappingId;
@@ -88,7 +88,6 @@ pub struct Metrics {
     dns_failures: Counter,
     rejected_global: Counter,
     rejected_mapping: Counter,
-    rejected: Family<ScopeLabel, Counter>,
     internal_errors: Family<WhatLabel, Counter>,
     actor_restarts: Family<ActorLabel, Counter>,
     listeners: Gauge,
@@ -140,6 +139,72 @@ pub struct MetricsSnapshot {
     pub rejected_global: u64,
     /// Connections refused by a mapping's circuit breaker.
     pub rejected_mapping: u64,
+}
+
+/// Which limit refused a connection (`tcpmap_connections_rejected_total{scope}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections`, checked at accept.
+    Global,
+    /// A mapping's `circuit_breakers.max_connections`.
+    Mapping,
+}
+
+impl Refusal {
+    /// The `scope` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Global => "global",
+            Refusal::Mapping => "mapping",
+        }
+    }
+}
+
+/// The side of a TLS handshake: the client's (terminated here) or the upstream's (originated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The handshake with the client.
+    Client,
+    /// The handshake with the upstream.
+    Upstream,
+}
+
+impl Side {
+    /// The `side` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
+    }
+}
+
+/// Why a TLS handshake failed (`tcpmap_tls_handshake_failures_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The SNI matched no route (answered with the `unrecognized_name` alert).
+    UnrecognizedName,
+    /// The ClientHello did not arrive in time, or the client closed before sending it.
+    TimeoutOrEof,
+    /// The handshake itself failed (a TLS error from either peer).
+    Error,
+    /// The handshake did not finish within the handshake deadline.
+    Timeout,
+    /// No valid server name to send upstream (neither the context's `sni` nor the service).
+    BadServerName,
+}
+
+impl HandshakeFailure {
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::UnrecognizedName => "unrecognized_name",
+            HandshakeFailure::TimeoutOrEof => "timeout_or_eof",
+            HandshakeFailure::Error => "error",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::BadServerName => "bad_server_name",
+        }
+    }
 }
 
 impl Metrics {
@@ -240,9 +305,8 @@ impl Metrics {
         Arc::new(Metrics {
             reload_ok: handle(&reloads, "ok"),
             reload_error: handle(&reloads, "error"),
-            rejected_global: scope("global"),
-            rejected_mapping: scope("mapping"),
-            rejected,
+            rejected_global: scope(Refusal::Global.as_str()),
+            rejected_mapping: scope(Refusal::Mapping.as_str()),
             registry,
             families,
             mappings: Mutex::new(BTreeMap::new()),
@@ -351,10 +415,13 @@ impl Metrics {
         self.generation.set(g);
     }
 
-    /// Counts a TLS handshake failure; `side` is `"client"` or `"upstream"`.
-    pub fn tls_handshake_failure(&self, side: &'static str, reason: &'static str) {
+    /// Counts a TLS handshake failure on `side` for `reason`.
+    pub fn tls_handshake_failure(&self, side: Side, reason: HandshakeFailure) {
         self.tls_failures
-            .get_or_create(&TlsLabels { side, reason })
+            .get_or_create(&TlsLabels {
+                side: side.as_str(),
+                reason: reason.as_str(),
+            })
             .inc();
     }
 
@@ -372,15 +439,11 @@ impl Metrics {
         m.record_connect(ok, latency);
     }
 
-    /// Counts a connection refused by a limit; `scope` is `"global"` or `"mapping"`.
-    pub fn rejected(&self, scope: &'static str) {
-        match scope {
-            "global" => self.rejected_global.inc(),
-            "mapping" => self.rejected_mapping.inc(),
-            other => self
-                .rejected
-                .get_or_create(&ScopeLabel { scope: other })
-                .inc(),
+    /// Counts a connection refused by a limit.
+    pub fn rejected(&self, by: Refusal) {
+        match by {
+            Refusal::Global => self.rejected_global.inc(),
+            Refusal::Mapping => self.rejected_mapping.inc(),
         };
     }
 

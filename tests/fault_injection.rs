@@ -61,6 +61,28 @@ fn a_panicking_connection_ends_alone() {
         ) == 1
     });
     assert!(counted, "{}", proxy.metrics_text());
+    // The panic came after routing, so the connection had been counted for its mapping:
+    // the unwinding gives that back (active to 0) and ends it as `internal`, once.
+    let text = proxy.metrics_text();
+    let series = format!(
+        "{{mapping=\"{}\",namespace=\"default\",port=\"{bad}\",host=\"\"}}",
+        fault::PANIC_MAPPING
+    );
+    assert_eq!(
+        sample(&text, &format!("tcpmap_connections_accepted_total{series}")),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("tcpmap_connections_active{series}")),
+        0,
+        "{text}"
+    );
+    let ended = format!(
+        "tcpmap_connections_ended_total{{mapping=\"{}\",namespace=\"default\",port=\"{bad}\",host=\"\",reason=\"internal\"}}",
+        fault::PANIC_MAPPING
+    );
+    assert_eq!(sample(&text, &ended), 1, "{text}");
     net::roundtrip(&mut bystander, b"after");
     let mut fresh = net::connect(local(good));
     net::roundtrip(&mut fresh, b"new connection");

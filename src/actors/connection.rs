@@ -19,20 +19,51 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use rustls::pki_types::ServerName;
 
+use super::admission::{Admission, Claim};
 use super::{Generation, Shared};
 use crate::close::CloseReason;
-use crate::metrics::MappingMetrics;
+use crate::metrics::{HandshakeFailure, Side};
 use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::peek;
 use crate::net::prefixed::Prefixed;
 use crate::net::socket;
-use crate::route::{Group, ServiceHost, Upstream};
+use crate::route::{Group, Listener, ServiceHost, Upstream};
 use crate::sni::Peek;
+
+// Why the `Box::pin`s below: a task stores its whole future for its lifetime, so the
+// future's size is memory per idle connection. The peek, the TLS handshakes, the lookup and
+// the connect are large and short-lived; boxing each keeps them out of the task's inline
+// state (tested by `size_tests`), and the allocation is paid only on the path that runs them.
 
 /// A TLS alert record: fatal `unrecognized_name` (RFC 6066), sent when no route matches an SNI.
 const ALERT_UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
-/// Everything the access log line says about a connection.
+/// How a connection uses TLS: the access log's `tls` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    /// Plain bytes both ways (also: not routed far enough to know).
+    None,
+    /// TLS from the client terminated here; cleartext upstream.
+    Terminate,
+    /// Plain from the client; TLS originated to the upstream.
+    Originate,
+    /// Terminated from the client and originated to the upstream.
+    TerminateOriginate,
+}
+
+impl TlsMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::None => "none",
+            TlsMode::Terminate => "terminate",
+            TlsMode::Originate => "originate",
+            TlsMode::TerminateOriginate => "terminate+originate",
+        }
+    }
+}
+
+/// Everything the access log line says about a connection (the byte counts are the
+/// admission's [`Progress`]).
 struct Record {
     started: Instant,
     listener: SocketAddr,
@@ -40,17 +71,18 @@ struct Record {
     sni: Option<String>,
     mapping: Option<Arc<crate::route::MappingId>>,
     upstream: Option<SocketAddr>,
-    tls: &'static str,
-    progress: Progress,
+    tls: TlsMode,
 }
 
-/// Serves one accepted connection to its end; never panics on peer input, never returns an error.
+/// Serves one accepted connection to its end; never panics on peer input, never returns an
+/// error. The admission is ended here with the connection's one close reason (or, if this
+/// future is dropped unfinished, by the admission's own drop).
 pub(crate) async fn serve(
     stream: Async<TcpStream>,
     client: SocketAddr,
     listener: SocketAddr,
     generation: Arc<Generation>,
-    shared: &Shared,
+    mut admission: Admission,
 ) {
     let mut rec = Record {
         started: Instant::now(),
@@ -59,13 +91,20 @@ pub(crate) async fn serve(
         sni: None,
         mapping: None,
         upstream: None,
-        tls: "none",
-        progress: Progress::default(),
+        tls: TlsMode::None,
     };
-    let kill = &shared.kill;
-    let outcome = run(stream, &generation, shared, &mut rec)
+    let shared: &Shared = &admission.shared;
+    let stages = run(
+        stream,
+        &generation,
+        shared,
+        &mut admission.claim,
+        &mut admission.progress,
+        &mut rec,
+    );
+    let outcome = stages
         .or(async {
-            kill.tripped().await;
+            shared.kill.tripped().await;
             Err(CloseReason::Shutdown)
         })
         .await;
@@ -78,18 +117,13 @@ pub(crate) async fn serve(
         },
         Err(reason) => reason,
     };
-    finish(&rec, reason);
+    admission.end(reason);
+    log_access(&rec, &admission.progress, reason);
 }
 
-fn finish(rec: &Record, reason: CloseReason) {
-    let up = rec.progress.client_to_upstream.load(Ordering::Relaxed);
-    let down = rec.progress.upstream_to_client.load(Ordering::Relaxed);
-    if let Some(m) = &rec.progress.live {
-        // The bytes were added to the mapping's counters live, as they moved.
-        m.ended(reason, 0, 0);
-    }
+/// The connection's one access line (none for refusals, which have a rate-limited warning).
+fn log_access(rec: &Record, progress: &Progress, reason: CloseReason) {
     if reason == CloseReason::Limit {
-        // Refusals are logged by the rate-limited warning, not one access line each.
         return;
     }
     let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
@@ -100,9 +134,9 @@ fn finish(rec: &Record, reason: CloseReason) {
         client = %rec.client,
         sni = rec.sni.as_deref().unwrap_or("-"),
         upstream = %OrDash(rec.upstream),
-        tls = rec.tls,
-        bytes_in = up,
-        bytes_out = down,
+        tls = rec.tls.as_str(),
+        bytes_in = progress.client_to_upstream.load(Ordering::Relaxed),
+        bytes_out = progress.upstream_to_client.load(Ordering::Relaxed),
         duration_ms = rec.started.elapsed().as_millis() as u64,
         end = reason.as_str(),
         "connection closed"
@@ -127,100 +161,128 @@ enum Client {
     Tls(Box<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>>),
 }
 
+/// The stages in order: route (peek, terminate) → admit (upstream, mapping slot) → connect
+/// (resolve, connect) → relay (originate, copy).
 async fn run(
     stream: Async<TcpStream>,
     generation: &Generation,
     shared: &Shared,
+    claim: &mut Claim,
+    progress: &mut Progress,
     rec: &mut Record,
 ) -> Result<RelayStats, CloseReason> {
     let _ = stream.get_ref().set_nodelay(true);
     let Some(routes) = generation.table.listeners.get(&rec.listener) else {
         return Err(CloseReason::NoRoute);
     };
+    let (group, client) = route(stream, routes, shared, rec).await?;
+    let upstream = admit(group, generation, shared, claim, progress, rec)?;
+    let (up, up_addr) = connect(upstream, group, shared, progress).await?;
+    rec.upstream = Some(up_addr);
+    relay(client, up, upstream, group, shared, progress, rec).await
+}
 
-    // 1. Which group, and is the client side TLS we terminate?
-    let (group, client) = if routes.needs_peek() {
-        let peeked = Box::pin(peek::read_client_hello(
-            &stream,
-            shared.limits.handshake_timeout,
-        ))
-        .await;
-        let matched = match &peeked.verdict {
-            Peek::Sni(name) => {
-                rec.sni = Some(name.clone());
-                routes.by_sni(name)
-            }
-            _ => None,
+/// Route: which group serves the connection, and is the client side TLS we terminate?
+async fn route<'r>(
+    stream: Async<TcpStream>,
+    routes: &'r Listener,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(&'r Group, Client), CloseReason> {
+    if !routes.needs_peek() {
+        return match &routes.plain {
+            Some(plain) => Ok((&**plain, Client::Plain(stream, Vec::new()))),
+            None => Err(CloseReason::NoRoute),
         };
-        match (matched, &routes.plain) {
-            (Some(group), _) => {
-                let tls = Box::pin(terminate(stream, peeked.bytes, group, shared)).await?;
-                (group, Client::Tls(Box::new(tls)))
-            }
-            (None, Some(plain)) if !peeked.timed_out || peeked.bytes.is_empty() => {
-                (plain, Client::Plain(stream, peeked.bytes))
-            }
-            (None, _) => {
-                let is_tls = matches!(peeked.verdict, Peek::Sni(_) | Peek::NoSni);
-                if is_tls {
-                    let mut s = &stream;
-                    let _ = s.write_all(&ALERT_UNRECOGNIZED_NAME).await;
-                    shared
-                        .metrics
-                        .tls_handshake_failure("client", "unrecognized_name");
-                    return Err(CloseReason::NoRoute);
-                }
-                if peeked.timed_out || peeked.eof {
-                    shared
-                        .metrics
-                        .tls_handshake_failure("client", "timeout_or_eof");
-                    return Err(CloseReason::HandshakeFailed);
-                }
+    }
+    let peeked = Box::pin(peek::read_client_hello(
+        &stream,
+        shared.limits.handshake_timeout,
+    ))
+    .await;
+    let matched = match &peeked.verdict {
+        Peek::Sni(name) => {
+            rec.sni = Some(name.clone());
+            routes.by_sni(name)
+        }
+        _ => None,
+    };
+    match (matched, &routes.plain) {
+        (Some(group), _) => {
+            let tls = Box::pin(terminate(stream, peeked.bytes, group, shared)).await?;
+            Ok((&**group, Client::Tls(Box::new(tls))))
+        }
+        (None, Some(plain)) if !peeked.timed_out || peeked.bytes.is_empty() => {
+            Ok((&**plain, Client::Plain(stream, peeked.bytes)))
+        }
+        (None, _) => {
+            let is_tls = matches!(peeked.verdict, Peek::Sni(_) | Peek::NoSni);
+            if is_tls {
+                let mut s = &stream;
+                let _ = s.write_all(&ALERT_UNRECOGNIZED_NAME).await;
+                shared
+                    .metrics
+                    .tls_handshake_failure(Side::Client, HandshakeFailure::UnrecognizedName);
                 return Err(CloseReason::NoRoute);
             }
+            if peeked.timed_out || peeked.eof {
+                shared
+                    .metrics
+                    .tls_handshake_failure(Side::Client, HandshakeFailure::TimeoutOrEof);
+                return Err(CloseReason::HandshakeFailed);
+            }
+            Err(CloseReason::NoRoute)
         }
-    } else {
-        match &routes.plain {
-            Some(plain) => (plain, Client::Plain(stream, Vec::new())),
-            None => return Err(CloseReason::NoRoute),
-        }
-    };
+    }
+}
 
-    // 2. Which upstream; limits.
+/// Admit: the group's upstream for this connection, and the mapping's claim on it (counted
+/// as accepted, a circuit-breaker slot taken or the connection refused).
+fn admit<'g>(
+    group: &'g Group,
+    generation: &Generation,
+    shared: &Shared,
+    claim: &mut Claim,
+    progress: &mut Progress,
+    rec: &mut Record,
+) -> Result<&'g Upstream, CloseReason> {
     let Some(upstream) = group.choose() else {
         return Err(CloseReason::NoRoute);
     };
     rec.mapping = Some(upstream.mapping.clone());
+    if let Some(m) = generation.metrics.get(&upstream.mapping) {
+        if !claim.take(progress, m.clone(), upstream.max_connections, shared) {
+            log_breaker_open(upstream, rec, shared);
+            return Err(CloseReason::Limit);
+        }
+    }
     #[cfg(feature = "fault-injection")]
     crate::fault::on_routed(&upstream.mapping.name);
-    // The mapping's metric handles: the relay adds bytes to them live, `finish` ends them.
-    rec.progress.live = generation.metrics.get(&upstream.mapping).cloned();
-    let metrics = rec.progress.live.as_deref();
-    if let Some(m) = metrics {
-        m.accepted();
-    }
-    let _breaker = match (metrics, upstream.max_connections) {
-        (Some(m), Some(max)) => match Breaker::enter(m, max) {
-            Some(guard) => Some(guard),
-            None => {
-                shared.metrics.rejected("mapping");
-                if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
-                    tracing::warn!(
-                        mapping = %upstream.mapping.name,
-                        listener = %rec.listener,
-                        client = %rec.client,
-                        max_connections = max,
-                        suppressed = held_back,
-                        "connection refused: circuit breaker open (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
-                    );
-                }
-                return Err(CloseReason::Limit);
-            }
-        },
-        _ => None,
-    };
+    Ok(upstream)
+}
 
-    // 3. Resolve and connect.
+/// The rate-limited warning about connections a mapping's circuit breaker refused.
+fn log_breaker_open(upstream: &Upstream, rec: &Record, shared: &Shared) {
+    if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
+        tracing::warn!(
+            mapping = %upstream.mapping.name,
+            listener = %rec.listener,
+            client = %rec.client,
+            max_connections = upstream.max_connections.unwrap_or(0),
+            suppressed = held_back,
+            "connection refused: circuit breaker open (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
+        );
+    }
+}
+
+/// Connect: resolve the service in the group's families and connect to the first address
+/// that answers within the connect timeout.
+async fn connect(
+    upstream: &Upstream,
+    group: &Group,
+    shared: &Shared,
+    progress: &Progress,
+) -> Result<(Async<TcpStream>, SocketAddr), CloseReason> {
     let addrs = Box::pin(
         shared
             .resolver
@@ -234,59 +296,57 @@ async fn run(
     })?;
     let t0 = Instant::now();
     let connected = Box::pin(socket::connect_any(&addrs, upstream.connect_timeout)).await;
-    if let Some(m) = metrics {
+    if let Some(m) = &progress.live {
         shared
             .metrics
             .upstream_connect(m, connected.is_ok(), t0.elapsed());
     }
-    let (up, up_addr) = connected.map_err(|e| {
+    connected.map_err(|e| {
         tracing::debug!(service = %upstream.service(), error = %e, "connect failed");
         CloseReason::ConnectFailed
-    })?;
-    rec.upstream = Some(up_addr);
+    })
+}
 
-    // 4. Originate TLS if asked, then relay.
+/// Relay: originate TLS if the group asks, forward what routing read, then copy both ways
+/// until one side ends.
+async fn relay(
+    client: Client,
+    up: Async<TcpStream>,
+    upstream: &Upstream,
+    group: &Group,
+    shared: &Shared,
+    progress: &Progress,
+    rec: &mut Record,
+) -> Result<RelayStats, CloseReason> {
     let idle = group.idle_timeout;
     match (client, &group.origination) {
         (Client::Plain(c, first), None) => {
-            rec.tls = "none";
-            Box::pin(forward_first(&up, &first, rec)).await?;
-            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, &rec.progress).await)
+            rec.tls = TlsMode::None;
+            Box::pin(forward_first(&up, &first, progress)).await?;
+            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress).await)
         }
         (Client::Plain(c, first), Some(orig)) => {
-            rec.tls = "originate";
+            rec.tls = TlsMode::Originate;
             let mut up =
                 Box::new(Box::pin(originate(TcpHalfClose(up), upstream, orig, shared)).await?);
-            Box::pin(forward_first(&mut *up, &first, rec)).await?;
-            Ok(Box::pin(copy::relay(
-                &mut TcpHalfClose(&c),
-                &mut *up,
-                idle,
-                &rec.progress,
-            ))
-            .await)
+            Box::pin(forward_first(&mut *up, &first, progress)).await?;
+            Ok(Box::pin(copy::relay(&mut TcpHalfClose(&c), &mut *up, idle, progress)).await)
         }
         (Client::Tls(mut c), None) => {
-            rec.tls = "terminate";
-            Ok(Box::pin(copy::relay(
-                &mut *c,
-                &mut TcpHalfClose(&up),
-                idle,
-                &rec.progress,
-            ))
-            .await)
+            rec.tls = TlsMode::Terminate;
+            Ok(Box::pin(copy::relay(&mut *c, &mut TcpHalfClose(&up), idle, progress)).await)
         }
         (Client::Tls(mut c), Some(orig)) => {
-            rec.tls = "terminate+originate";
+            rec.tls = TlsMode::TerminateOriginate;
             let mut up =
                 Box::new(Box::pin(originate(TcpHalfClose(up), upstream, orig, shared)).await?);
-            Ok(Box::pin(copy::relay(&mut *c, &mut *up, idle, &rec.progress)).await)
+            Ok(Box::pin(copy::relay(&mut *c, &mut *up, idle, progress)).await)
         }
     }
 }
 
 /// Sends the bytes read while routing to the upstream before relaying the rest.
-async fn forward_first<W>(mut up: W, first: &[u8], rec: &Record) -> Result<(), CloseReason>
+async fn forward_first<W>(mut up: W, first: &[u8], progress: &Progress) -> Result<(), CloseReason>
 where
     W: AsyncWrite + Unpin,
 {
@@ -297,7 +357,7 @@ where
         .await
         .map_err(|_| CloseReason::IoError)?;
     up.flush().await.map_err(|_| CloseReason::IoError)?;
-    rec.progress.add_client_to_upstream(first.len() as u64);
+    progress.add_client_to_upstream(first.len() as u64);
     Ok(())
 }
 
@@ -324,11 +384,15 @@ async fn terminate(
         Some(Ok(tls)) => Ok(tls),
         Some(Err(e)) => {
             tracing::debug!(error = %e, "client TLS handshake failed");
-            shared.metrics.tls_handshake_failure("client", "error");
+            shared
+                .metrics
+                .tls_handshake_failure(Side::Client, HandshakeFailure::Error);
             Err(CloseReason::HandshakeFailed)
         }
         None => {
-            shared.metrics.tls_handshake_failure("client", "timeout");
+            shared
+                .metrics
+                .tls_handshake_failure(Side::Client, HandshakeFailure::Timeout);
             Err(CloseReason::HandshakeFailed)
         }
     }
@@ -352,7 +416,7 @@ where
     let Some(name) = name else {
         shared
             .metrics
-            .tls_handshake_failure("upstream", "bad_server_name");
+            .tls_handshake_failure(Side::Upstream, HandshakeFailure::BadServerName);
         return Err(CloseReason::UpstreamHandshakeFailed);
     };
     let connector = futures_rustls::TlsConnector::from(orig.config.clone());
@@ -360,39 +424,17 @@ where
         Some(Ok(tls)) => Ok(tls),
         Some(Err(e)) => {
             tracing::debug!(service = %upstream.service(), error = %e, "upstream TLS handshake failed");
-            shared.metrics.tls_handshake_failure("upstream", "error");
+            shared
+                .metrics
+                .tls_handshake_failure(Side::Upstream, HandshakeFailure::Error);
             Err(CloseReason::UpstreamHandshakeFailed)
         }
         None => {
-            shared.metrics.tls_handshake_failure("upstream", "timeout");
+            shared
+                .metrics
+                .tls_handshake_failure(Side::Upstream, HandshakeFailure::Timeout);
             Err(CloseReason::UpstreamHandshakeFailed)
         }
-    }
-}
-
-/// A slot under a mapping's `circuit_breakers.max_connections`, released when dropped.
-struct Breaker<'a>(&'a MappingMetrics);
-
-impl<'a> Breaker<'a> {
-    /// Takes a slot when fewer than `max` are taken.
-    fn enter(mapping: &'a MappingMetrics, max: u32) -> Option<Self> {
-        // `then`, not `then_some`: a Breaker built for nothing would release a slot on drop.
-        mapping.try_acquire(Some(max)).then(|| Breaker(mapping))
-    }
-}
-
-impl Drop for Breaker<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
-/// Releases the connection's slot under `--max-connections` when dropped.
-pub(crate) struct ActiveGuard(pub(crate) Arc<Shared>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -424,7 +466,8 @@ mod size_tests {
             ),
         });
         let addr = l.local_addr().unwrap();
-        let fut = super::serve(stream, addr, addr, generation, &shared);
+        let admission = crate::actors::admission::Admission::enter(shared).unwrap();
+        let fut = super::serve(stream, addr, addr, generation, admission);
         let size = std::mem::size_of_val(&fut);
         eprintln!("serve future: {size} bytes");
         assert!(size <= 1536, "the connection future grew to {size} bytes");

@@ -11,12 +11,12 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_io::Async;
 use futures_lite::FutureExt;
 
+use super::admission::Admission;
 use super::ratelog::RateLimitedLog;
 use super::{Generation, Shared, connection};
 use crate::close::CloseReason;
@@ -168,37 +168,30 @@ impl ListenerActor {
     }
 
     fn start_connection(&self, stream: Async<TcpStream>, peer: SocketAddr) {
-        let shared = self.shared.clone();
-        if let Some(max) = shared.limits.max_connections {
-            let now = shared.active.fetch_add(1, Ordering::AcqRel);
-            if now >= max {
-                shared.active.fetch_sub(1, Ordering::AcqRel);
-                shared.metrics.rejected("global");
-                if let Some(held_back) = self.rejected_log.allow(Instant::now()) {
-                    log_rejected(self.addr, peer, max, held_back);
-                }
-                return;
+        let Some(admission) = Admission::enter(self.shared.clone()) else {
+            if let (Some(max), Some(held_back)) = (
+                self.shared.limits.max_connections,
+                self.rejected_log.allow(Instant::now()),
+            ) {
+                log_rejected(self.addr, peer, max, held_back);
             }
-        } else {
-            shared.active.fetch_add(1, Ordering::AcqRel);
-        }
+            return;
+        };
         let generation = self.generation.clone();
         let token = self.token.clone();
         let listener = self.addr;
         rt::spawn(async move {
-            let guard = connection::ActiveGuard(shared);
-            let shared = &guard.0;
+            // A panic unwinds out of `serve`, dropping its state: the admission ends the
+            // connection's metrics (as `internal`, counting the internal error) and frees
+            // its slots on the way. Only the log line is left to do here.
             let served = AssertUnwindSafe(connection::serve(
-                stream, peer, listener, generation, shared,
+                stream, peer, listener, generation, admission,
             ))
             .catch_unwind()
             .await;
             if served.is_err() {
-                // A bug ended this connection only; its sockets were dropped during unwinding.
                 tracing::error!(listener = %listener, client = %peer, end = CloseReason::Internal.as_str(), "connection task panicked");
-                shared.metrics.internal_error("connection");
             }
-            drop(guard);
             drop(token);
         });
     }

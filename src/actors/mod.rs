@@ -24,6 +24,7 @@
 //! is no cycle of bounded sends. Every listener and connection holds a [`DrainToken`]
 //! (crate::rt) and the Supervisor's drain waits until all are dropped.
 
+pub(crate) mod admission;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod listener;

@@ -5,7 +5,6 @@
 //! value). Connections only do atomic adds on them; no map lookup and no lock.
 //! This file must not create registry families: [`super::Metrics`] owns those.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -128,9 +127,7 @@ impl MappingMetrics {
     /// A connection of this mapping ended: `active -= 1`, `ended_total{reason} += 1`.
     ///
     /// The byte arguments are only the bytes **not yet reported** through
-    /// [`Self::add_bytes`] (the remainder), so nothing is counted twice. Callers that
-    /// track cumulative totals should use [`ConnectionMeter`], which does the
-    /// subtraction for them.
+    /// [`Self::add_bytes`] (the remainder), so nothing is counted twice.
     pub fn ended(&self, reason: CloseReason, client_to_upstream: u64, upstream_to_client: u64) {
         self.active.dec();
         if let Some(counter) = self.ended.get(reason_index(reason)) {
@@ -195,65 +192,9 @@ impl MappingMetrics {
             self.connect_failures.inc();
         }
     }
-
-    /// Starts metering one connection: counts it as accepted and returns a guard that
-    /// reports cumulative byte totals without double counting and always ends the
-    /// connection once (as `internal` if dropped without [`ConnectionMeter::finish`]).
-    pub fn start(self: &Arc<Self>) -> ConnectionMeter {
-        self.accepted();
-        ConnectionMeter {
-            mapping: Arc::clone(self),
-            reported_c2u: 0,
-            reported_u2c: 0,
-            finished: false,
-        }
-    }
 }
 
 /// Position of `reason` in `CloseReason::ALL` (the enum is declared in that order).
 pub(super) fn reason_index(reason: CloseReason) -> usize {
     reason as usize
-}
-
-/// One connection's view of its mapping's metrics; see [`MappingMetrics::start`].
-#[derive(Debug)]
-pub struct ConnectionMeter {
-    mapping: Arc<MappingMetrics>,
-    reported_c2u: u64,
-    reported_u2c: u64,
-    finished: bool,
-}
-
-impl ConnectionMeter {
-    /// Reports the connection's cumulative byte totals so far; only the growth since
-    /// the previous report is added.
-    pub fn progress(&mut self, total_c2u: u64, total_u2c: u64) {
-        let d_c2u = total_c2u.saturating_sub(self.reported_c2u);
-        let d_u2c = total_u2c.saturating_sub(self.reported_u2c);
-        self.reported_c2u = self.reported_c2u.max(total_c2u);
-        self.reported_u2c = self.reported_u2c.max(total_u2c);
-        self.mapping.add_bytes(d_c2u, d_u2c);
-    }
-
-    /// Ends the connection with its final cumulative byte totals.
-    pub fn finish(mut self, reason: CloseReason, total_c2u: u64, total_u2c: u64) {
-        self.progress(total_c2u, total_u2c);
-        self.finished = true;
-        self.mapping.ended(reason, 0, 0);
-    }
-
-    /// The mapping being metered.
-    pub fn mapping(&self) -> &Arc<MappingMetrics> {
-        &self.mapping
-    }
-}
-
-impl Drop for ConnectionMeter {
-    fn drop(&mut self) {
-        if !self.finished {
-            // Dropped without a reason: a task died (panic/cancel). Count it so
-            // `active` never leaks.
-            self.mapping.ended(CloseReason::Internal, 0, 0);
-        }
-    }
 }

@@ -52,10 +52,10 @@ fn render_has_expected_lines_after_updates() {
     metrics.reload(false);
     metrics.reload(false);
     metrics.set_generation(7);
-    metrics.tls_handshake_failure("client", "no_sni");
+    metrics.tls_handshake_failure(Side::Client, HandshakeFailure::TimeoutOrEof);
     metrics.dns_lookup(true);
     metrics.dns_lookup(false);
-    metrics.rejected("global");
+    metrics.rejected(Refusal::Global);
     metrics.internal_error("connection");
     metrics.actor_restart("resolver");
     metrics.listeners(3);
@@ -77,7 +77,7 @@ fn render_has_expected_lines_after_updates() {
         "tcpmap_config_reloads_total{result=\"ok\"} 1",
         "tcpmap_config_reloads_total{result=\"error\"} 2",
         "tcpmap_config_generation 7",
-        "tcpmap_tls_handshake_failures_total{side=\"client\",reason=\"no_sni\"} 1",
+        "tcpmap_tls_handshake_failures_total{side=\"client\",reason=\"timeout_or_eof\"} 1",
         "tcpmap_dns_lookups_total 2",
         "tcpmap_dns_lookup_failures_total 1",
         "tcpmap_connections_rejected_total{scope=\"global\"} 1",
@@ -179,40 +179,6 @@ fn add_bytes_then_ended_remainder_is_not_double_counted() {
 }
 
 #[test]
-fn connection_meter_reports_totals_once() {
-    let metrics = Metrics::new();
-    let m = metrics.mapping(&id("a", 1, ""));
-    let mut meter = m.start();
-    meter.progress(100, 10);
-    meter.progress(100, 10); // same totals again: nothing added
-    meter.progress(250, 40);
-    meter.finish(CloseReason::ClientClosed, 300, 40);
-    let snap = metrics.snapshot();
-    let a = &snap.mappings[0];
-    assert_eq!(a.accepted, 1);
-    assert_eq!(a.active, 0);
-    assert_eq!(a.bytes_client_to_upstream, 300);
-    assert_eq!(a.bytes_upstream_to_client, 40);
-    assert_eq!(a.ended[&CloseReason::ClientClosed], 1);
-    assert_eq!(a.ended.values().sum::<u64>(), 1);
-}
-
-#[test]
-fn dropped_meter_ends_as_internal_so_active_never_leaks() {
-    let metrics = Metrics::new();
-    let m = metrics.mapping(&id("a", 1, ""));
-    {
-        let mut meter = m.start();
-        meter.progress(5, 5);
-        assert_eq!(m.active(), 1);
-    }
-    assert_eq!(m.active(), 0);
-    let snap = metrics.snapshot();
-    assert_eq!(snap.mappings[0].ended[&CloseReason::Internal], 1);
-    assert_eq!(snap.mappings[0].bytes_client_to_upstream, 5);
-}
-
-#[test]
 fn snapshot_reports_globals() {
     let metrics = Metrics::new();
     metrics.reload(true);
@@ -220,7 +186,7 @@ fn snapshot_reports_globals() {
     metrics.set_generation(4);
     metrics.listeners(2);
     metrics.dns_lookup(false);
-    metrics.rejected("mapping");
+    metrics.rejected(Refusal::Mapping);
     let s = metrics.snapshot();
     assert_eq!(
         (s.reloads_ok, s.reloads_error, s.generation, s.listeners),

@@ -1,0 +1,225 @@
+//! Admission: one connection's claim on the proxy's limits and its mapping's metrics.
+//!
+//! ```text
+//! accept ─▶ Admission::enter (global slot under --max-connections)
+//!        ─▶ route ─▶ Admission::claim (mapping: accepted += 1, active += 1, breaker slot)
+//!        ─▶ ... ─▶ Admission::end(reason)      (ended_total{reason} += 1, active -= 1)
+//!                   or drop without end         (the same with reason `internal`)
+//! ```
+//!
+//! One value owns every counter a connection moves up, so each goes down exactly once on
+//! every path: a normal end, a refusal, a panic caught by the listener (the task's state is
+//! dropped while it unwinds) or a cancelled task. Nothing else increments or decrements
+//! these counters for a connection.
+//!
+//! Must not: block, allocate, or log (the access line is the ConnectionActor's).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::Shared;
+use crate::close::CloseReason;
+use crate::metrics::{MappingMetrics, Refusal};
+use crate::net::copy::Progress;
+
+/// One connection's slots and metrics, released exactly once when it ends or is dropped.
+///
+/// The fields are separate so that the connection task can borrow [`Self::shared`] while
+/// it claims a mapping slot through [`Self::claim`] (disjoint field borrows).
+pub(crate) struct Admission {
+    /// Everything the connection shares with the rest of the proxy; holding it holds the
+    /// connection's global slot (counted in `Shared::active`).
+    pub(crate) shared: Arc<Shared>,
+    /// The relay's byte counters; `progress.live` is the mapping's metrics once claimed.
+    pub(crate) progress: Progress,
+    /// The per-mapping part of the claim.
+    pub(crate) claim: Claim,
+}
+
+/// What the connection holds of its mapping: whether it counts as accepted and holds a
+/// circuit-breaker slot, and whether its end was already counted.
+#[derive(Debug, Default)]
+pub(crate) struct Claim {
+    /// Holds a slot under the mapping's `circuit_breakers.max_connections`.
+    breaker: bool,
+    /// The end is counted (by [`Admission::end`]); the drop then only releases slots.
+    ended: bool,
+}
+
+impl Admission {
+    /// Takes a global slot, or refuses (`None`) when `--max-connections` are open; a refusal
+    /// is counted here, and logging it is the caller's.
+    pub(crate) fn enter(shared: Arc<Shared>) -> Option<Self> {
+        let before = shared.active.fetch_add(1, Ordering::AcqRel);
+        if shared
+            .limits
+            .max_connections
+            .is_some_and(|max| before >= max)
+        {
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            shared.metrics.rejected(Refusal::Global);
+            return None;
+        }
+        Some(Self {
+            shared,
+            progress: Progress::default(),
+            claim: Claim::default(),
+        })
+    }
+
+    /// Counts the end of the connection once; later calls and the drop count nothing more.
+    pub(crate) fn end(&mut self, reason: CloseReason) {
+        if std::mem::replace(&mut self.claim.ended, true) {
+            return;
+        }
+        if let Some(m) = &self.progress.live {
+            // The bytes were added to the mapping's counters live, as they moved.
+            m.ended(reason, 0, 0);
+        }
+    }
+}
+
+impl Claim {
+    /// Counts the connection as accepted for mapping `m` and takes a slot under `max`; `false`
+    /// (after counting the refusal) when the mapping's circuit breaker is open. Either way the
+    /// connection then belongs to `m`: its end is counted there.
+    ///
+    /// `progress` is the admission's; a claim is made at most once per connection.
+    pub(crate) fn take(
+        &mut self,
+        progress: &mut Progress,
+        m: Arc<MappingMetrics>,
+        max: Option<u32>,
+        shared: &Shared,
+    ) -> bool {
+        if progress.live.is_some() {
+            return true;
+        }
+        m.accepted();
+        let admitted = match max {
+            Some(max) => m.try_acquire(Some(max)),
+            None => true,
+        };
+        self.breaker = max.is_some() && admitted;
+        progress.live = Some(m);
+        if !admitted {
+            shared.metrics.rejected(Refusal::Mapping);
+        }
+        admitted
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.claim.ended {
+            // Dropped without an end: the task panicked or was cancelled, which is a bug.
+            self.shared.metrics.internal_error("connection");
+            self.end(CloseReason::Internal);
+        }
+        if self.claim.breaker {
+            if let Some(m) = &self.progress.live {
+                m.release();
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::route::MappingId;
+
+    fn shared(max: Option<usize>) -> Arc<Shared> {
+        let (_kill, tripwire) = crate::rt::tripwire();
+        Arc::new(Shared {
+            resolver: crate::actors::resolver::ResolverHandle::spawn(Default::default()),
+            metrics: Metrics::new(),
+            limits: super::super::Limits {
+                max_connections: max,
+                handshake_timeout: std::time::Duration::from_secs(1),
+            },
+            active: Default::default(),
+            kill: tripwire,
+            breaker_log: crate::actors::ratelog::RateLimitedLog::new(
+                std::time::Duration::from_secs(1),
+            ),
+        })
+    }
+
+    fn mapping(shared: &Shared) -> Arc<MappingMetrics> {
+        shared.metrics.mapping(&MappingId {
+            name: "m".into(),
+            namespace: "default".into(),
+            port: 1,
+            host: String::new(),
+        })
+    }
+
+    fn claim(a: &mut Admission, m: &Arc<MappingMetrics>, max: Option<u32>) -> bool {
+        a.claim.take(&mut a.progress, m.clone(), max, &a.shared)
+    }
+
+    #[test]
+    fn the_global_limit_refuses_and_gives_the_slot_back() {
+        let s = shared(Some(1));
+        let first = Admission::enter(s.clone()).unwrap();
+        assert!(Admission::enter(s.clone()).is_none());
+        assert_eq!(s.active.load(Ordering::SeqCst), 1);
+        drop(first);
+        assert_eq!(s.active.load(Ordering::SeqCst), 0);
+        assert!(Admission::enter(s).is_some());
+    }
+
+    #[test]
+    fn an_ended_connection_counts_once() {
+        let s = shared(None);
+        let m = mapping(&s);
+        let mut a = Admission::enter(s.clone()).unwrap();
+        assert!(claim(&mut a, &m, Some(5)));
+        assert_eq!((m.active(), m.in_flight().load(Ordering::SeqCst)), (1, 1));
+        a.end(CloseReason::ClientClosed);
+        a.end(CloseReason::IoError);
+        drop(a);
+        assert_eq!((m.active(), m.in_flight().load(Ordering::SeqCst)), (0, 0));
+        let text = s.metrics.render();
+        assert!(text.contains("reason=\"client_closed\"} 1"), "{text}");
+        assert!(!text.contains("reason=\"io_error\"} 1"), "{text}");
+        assert!(!text.contains("what=\"connection\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn a_dropped_connection_ends_as_internal() {
+        let s = shared(None);
+        let m = mapping(&s);
+        let mut a = Admission::enter(s.clone()).unwrap();
+        assert!(claim(&mut a, &m, None));
+        drop(a);
+        assert_eq!(m.active(), 0);
+        assert_eq!(s.active.load(Ordering::SeqCst), 0);
+        let text = s.metrics.render();
+        assert!(text.contains("reason=\"internal\"} 1"), "{text}");
+        assert!(text.contains("what=\"connection\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn an_open_breaker_refuses_without_taking_a_slot() {
+        let s = shared(None);
+        let m = mapping(&s);
+        let mut held = Admission::enter(s.clone()).unwrap();
+        assert!(claim(&mut held, &m, Some(1)));
+        let mut refused = Admission::enter(s.clone()).unwrap();
+        assert!(!claim(&mut refused, &m, Some(1)));
+        refused.end(CloseReason::Limit);
+        drop(refused);
+        // The refused connection did not give back the slot it never had.
+        assert_eq!(m.in_flight().load(Ordering::SeqCst), 1);
+        assert_eq!(m.active(), 1);
+        held.end(CloseReason::UpstreamClosed);
+        drop(held);
+        assert_eq!(m.in_flight().load(Ordering::SeqCst), 0);
+        assert_eq!(m.active(), 0);
+    }
+}
