@@ -234,9 +234,6 @@ impl ResolverHandle {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return literal(ip, families);
         }
-        if !families.ipv4 && !families.ipv6 {
-            return Err(ResolveError::NoData(name.clone()));
-        }
         let hosts = self.shared.files().hosts(Instant::now());
         if let Some(addrs) = hosts.lookup(name) {
             // A name listed only with the other family falls through to DNS, as with glibc.

@@ -209,7 +209,7 @@ fn module_sets_family_defaults() {
         .plain
         .clone()
         .unwrap();
-    assert!(g.families.ipv4 && g.families.ipv6);
+    assert!(g.families.ipv4() && g.families.ipv6());
     let e = errors(
         "apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n  enable_ipv4: false\n",
         None,

@@ -25,8 +25,8 @@ impl CacheKey {
     pub(crate) fn new(name: &str, families: Families) -> CacheKey {
         CacheKey {
             name: name.to_ascii_lowercase(),
-            ipv4: families.ipv4,
-            ipv6: families.ipv6,
+            ipv4: families.ipv4(),
+            ipv6: families.ipv6(),
         }
     }
 }
@@ -137,14 +137,8 @@ impl Cache {
 mod tests {
     use super::*;
 
-    const V4: Families = Families {
-        ipv4: true,
-        ipv6: false,
-    };
-    const BOTH: Families = Families {
-        ipv4: true,
-        ipv6: true,
-    };
+    const V4: Families = Families::new(true, false).unwrap();
+    const BOTH: Families = Families::new(true, true).unwrap();
 
     fn policy() -> CachePolicy {
         CachePolicy {

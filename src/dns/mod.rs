@@ -69,8 +69,8 @@ pub(crate) struct Resolved {
 /// original order within a family and dropping duplicates.
 pub(crate) fn order_by_family(addrs: &[IpAddr], families: Families) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::with_capacity(addrs.len());
-    let v6 = addrs.iter().filter(|a| a.is_ipv6() && families.ipv6);
-    let v4 = addrs.iter().filter(|a| a.is_ipv4() && families.ipv4);
+    let v6 = addrs.iter().filter(|a| a.is_ipv6() && families.ipv6());
+    let v4 = addrs.iter().filter(|a| a.is_ipv4() && families.ipv4());
     for addr in v6.chain(v4) {
         if !out.contains(addr) {
             out.push(*addr);
@@ -137,18 +137,9 @@ pub(crate) fn combine(
 mod tests {
     use super::*;
 
-    const BOTH: Families = Families {
-        ipv4: true,
-        ipv6: true,
-    };
-    const V4: Families = Families {
-        ipv4: true,
-        ipv6: false,
-    };
-    const V6: Families = Families {
-        ipv4: false,
-        ipv6: true,
-    };
+    const BOTH: Families = Families::new(true, true).unwrap();
+    const V4: Families = Families::new(true, false).unwrap();
+    const V6: Families = Families::new(false, true).unwrap();
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

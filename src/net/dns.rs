@@ -57,8 +57,8 @@ pub(crate) async fn lookup(
             }
         };
         let (aaaa, a) = futures_lite::future::zip(
-            ask(families.ipv6, RecordType::Aaaa),
-            ask(families.ipv4, RecordType::A),
+            ask(families.ipv6(), RecordType::Aaaa),
+            ask(families.ipv4(), RecordType::A),
         )
         .await;
         match combine(name, aaaa, a) {

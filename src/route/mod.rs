@@ -153,21 +153,39 @@ impl fmt::Debug for Origination {
     }
 }
 
-/// Which address families a service may resolve to (at least one is true).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Families {
-    /// A records / IPv4 literals allowed.
-    pub ipv4: bool,
-    /// AAAA records / IPv6 literals allowed (preferred when both).
-    pub ipv6: bool,
+/// Which address families a service may resolve to: never none (a config with both
+/// `enable_ipv4` and `enable_ipv6` off is rejected by validation, so no later step has to
+/// handle it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Families {
+    /// A records / IPv4 literals only (Ambassador's default).
+    #[default]
+    V4,
+    /// AAAA records / IPv6 literals only.
+    V6,
+    /// Both, IPv6 preferred.
+    Both,
 }
 
-impl Default for Families {
-    fn default() -> Self {
-        Self {
-            ipv4: true,
-            ipv6: false,
+impl Families {
+    /// The families for `enable_ipv4` / `enable_ipv6`; `None` when both are off.
+    pub const fn new(ipv4: bool, ipv6: bool) -> Option<Self> {
+        match (ipv4, ipv6) {
+            (true, false) => Some(Families::V4),
+            (false, true) => Some(Families::V6),
+            (true, true) => Some(Families::Both),
+            (false, false) => None,
         }
+    }
+
+    /// A records / IPv4 literals allowed.
+    pub const fn ipv4(self) -> bool {
+        matches!(self, Families::V4 | Families::Both)
+    }
+
+    /// AAAA records / IPv6 literals allowed (preferred when both).
+    pub const fn ipv6(self) -> bool {
+        matches!(self, Families::V6 | Families::Both)
     }
 }
 

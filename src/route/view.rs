@@ -53,7 +53,7 @@ impl Group {
         if let Some(t) = self.idle_timeout {
             out.push_str(&format!(" idle={}ms", t.as_millis()));
         }
-        match (self.families.ipv4, self.families.ipv6) {
+        match (self.families.ipv4(), self.families.ipv6()) {
             (true, false) => {}
             (true, true) => out.push_str(" dns=ipv6,ipv4"),
             (false, true) => out.push_str(" dns=ipv6"),
@@ -84,7 +84,7 @@ impl Group {
                 "verify": o.verify,
             })),
             "idle_timeout_ms": self.idle_timeout.map(|d| d.as_millis() as u64),
-            "families": { "ipv4": self.families.ipv4, "ipv6": self.families.ipv6 },
+            "families": { "ipv4": self.families.ipv4(), "ipv6": self.families.ipv6() },
             "upstreams": self.upstreams.iter().map(|u| json!({
                 "mapping": u.mapping.name,
                 "namespace": u.mapping.namespace,

@@ -11,18 +11,9 @@ use std::process::{Child, Command, Stdio};
 use super::*;
 use crate::dns::wire::{self, RecordType};
 
-const V4: Families = Families {
-    ipv4: true,
-    ipv6: false,
-};
-const V6: Families = Families {
-    ipv4: false,
-    ipv6: true,
-};
-const BOTH: Families = Families {
-    ipv4: true,
-    ipv6: true,
-};
+const V4: Families = Families::new(true, false).unwrap();
+const V6: Families = Families::new(false, true).unwrap();
+const BOTH: Families = Families::new(true, true).unwrap();
 
 /// A dnsmasq child process, killed on drop.
 struct Dnsmasq {

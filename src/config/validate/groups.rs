@@ -55,13 +55,13 @@ pub fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigErr
             ("tls", first.origin.to_string(), m.origin.to_string()),
             (
                 "enable_ipv4",
-                first.families.ipv4.to_string(),
-                m.families.ipv4.to_string(),
+                first.families.ipv4().to_string(),
+                m.families.ipv4().to_string(),
             ),
             (
                 "enable_ipv6",
-                first.families.ipv6.to_string(),
-                m.families.ipv6.to_string(),
+                first.families.ipv6().to_string(),
+                m.families.ipv6().to_string(),
             ),
             (
                 "idle_timeout_ms",

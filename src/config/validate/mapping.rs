@@ -120,23 +120,17 @@ pub fn max_connections(n: i64) -> Result<u32, String> {
 
 /// Effective families: the mapping's own values over the Module's; both off is an error.
 pub fn families(v4: Option<bool>, v6: Option<bool>, module: Families) -> Result<Families, String> {
-    let f = Families {
-        ipv4: v4.unwrap_or(module.ipv4),
-        ipv6: v6.unwrap_or(module.ipv6),
-    };
-    if !f.ipv4 && !f.ipv6 {
-        return Err("enable_ipv4 and enable_ipv6 are both false: no address family left".into());
-    }
-    Ok(f)
+    Families::new(v4.unwrap_or(module.ipv4()), v6.unwrap_or(module.ipv6()))
+        .ok_or_else(|| "enable_ipv4 and enable_ipv6 are both false: no address family left".into())
 }
 
 /// An IP-literal service must be of an enabled family.
 pub fn check_literal_family(host: &ServiceHost, f: Families) -> Result<(), String> {
     match host {
-        ServiceHost::Ip(IpAddr::V6(_)) if !f.ipv6 => {
+        ServiceHost::Ip(IpAddr::V6(_)) if !f.ipv6() => {
             Err("service is an IPv6 address but enable_ipv6 is false".into())
         }
-        ServiceHost::Ip(IpAddr::V4(_)) if !f.ipv4 => {
+        ServiceHost::Ip(IpAddr::V4(_)) if !f.ipv4() => {
             Err("service is an IPv4 address but enable_ipv4 is false".into())
         }
         _ => Ok(()),
@@ -210,18 +204,14 @@ pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<
         None => Some(None),
     };
     let fam = families(raw.enable_ipv4, raw.enable_ipv6, env.module);
-    let fam = match fam {
-        // Both off only because of the Module: reported once, at the Module.
-        Err(_) if raw.enable_ipv4.is_none() && raw.enable_ipv6.is_none() => None,
-        other => {
-            let key = if raw.enable_ipv4.is_some() {
-                "enable_ipv4"
-            } else {
-                "enable_ipv6"
-            };
-            take!(other, &[key])
-        }
+    // The Module's families are never both off (that is the Module's error, reported there),
+    // so an error here comes from the mapping's own attributes.
+    let key = if raw.enable_ipv4.is_some() {
+        "enable_ipv4"
+    } else {
+        "enable_ipv6"
     };
+    let fam = take!(fam, &[key]);
     let namespace = raw
         .namespace
         .clone()

@@ -123,22 +123,13 @@ fn families_module_defaults_and_both_off() {
     let d = Families::default();
     assert_eq!(
         families(None, None, d),
-        Ok(Families {
-            ipv4: true,
-            ipv6: false
-        })
+        Ok(Families::new(true, false).unwrap())
     );
     assert_eq!(
         families(None, Some(true), d),
-        Ok(Families {
-            ipv4: true,
-            ipv6: true
-        })
+        Ok(Families::new(true, true).unwrap())
     );
-    let m6 = Families {
-        ipv4: false,
-        ipv6: true,
-    };
+    let m6 = Families::new(false, true).unwrap();
     assert_eq!(families(None, None, m6), Ok(m6));
     assert!(families(Some(false), Some(false), d).is_err());
     assert!(families(Some(false), None, d).is_err());
@@ -151,10 +142,7 @@ fn ip_literal_must_match_a_family() {
     assert!(
         check_literal_family(
             &v6,
-            Families {
-                ipv4: true,
-                ipv6: true
-            }
+            Families::new(true, true).unwrap()
         )
         .is_ok()
     );
@@ -162,10 +150,7 @@ fn ip_literal_must_match_a_family() {
     assert!(
         check_literal_family(
             &v4,
-            Families {
-                ipv4: false,
-                ipv6: true
-            }
+            Families::new(false, true).unwrap()
         )
         .is_err()
     );
@@ -215,17 +200,14 @@ fn every_mistake_of_a_mapping_is_reported_at_its_line() {
 }
 
 #[test]
-fn both_families_off_via_module_is_not_repeated_on_the_mapping() {
+fn families_off_on_the_mapping_is_its_own_error() {
     let none = BTreeSet::new();
-    let off = Families {
-        ipv4: false,
-        ipv6: false,
-    };
-    let (m, errs) = mapping(&raw("port: 1\nservice: x\n"), &env_with(&none, off));
-    assert!(m.is_none() && errs.is_empty());
-    let (_, errs) = mapping(
+    let (m, errs) = mapping(&raw("port: 1\nservice: x\n"), &env_with(&none, Families::V4));
+    assert!(m.is_some() && errs.is_empty());
+    let (m, errs) = mapping(
         &raw("port: 1\nservice: x\nenable_ipv4: false\n"),
-        &env_with(&none, off),
+        &env_with(&none, Families::V4),
     );
-    assert_eq!(errs.len(), 1);
+    assert!(m.is_none());
+    assert_eq!(errs.len(), 1, "{errs:#?}");
 }

@@ -43,16 +43,17 @@ pub fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigError>) {
             ),
         ));
     }
-    let f = Families {
-        ipv4: first.enable_ipv4.unwrap_or(true),
-        ipv6: first.enable_ipv6.unwrap_or(false),
-    };
-    if !f.ipv4 && !f.ipv6 {
+    let f = Families::new(
+        first.enable_ipv4.unwrap_or(true),
+        first.enable_ipv6.unwrap_or(false),
+    );
+    let Some(f) = f else {
         problems.push(first.loc.err(
             &["config"],
             "enable_ipv4 and enable_ipv6 are both false: no address family left",
         ));
-    }
+        return (Families::default(), problems);
+    };
     (f, problems)
 }
 
