@@ -94,7 +94,7 @@ pub(crate) async fn serve_with(
             continue;
         };
         let state = Arc::clone(&state);
-        let _detached = crate::rt::spawn(async move {
+        crate::rt::detach(async move {
             let _slot = slot;
             let served =
                 crate::rt::timeout(limits.connection_timeout, connection(stream, state, limits))

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::rt::{SIGHUP, SIGINT, SIGTERM};
 use anyhow::Context as _;
 use futures_lite::StreamExt;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::cli::RunArgs;
 use crate::rt;
@@ -33,8 +33,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         builder = builder.max_connections(max as usize);
     }
     // Register signals before starting so none is lost in between.
-    let mut signals = signal_hook_async_std::Signals::new([SIGHUP, SIGTERM, SIGINT])
-        .context("cannot install signal handlers")?;
+    let mut signals =
+        rt::signals(&[SIGHUP, SIGTERM, SIGINT]).context("cannot install signal handlers")?;
     let proxy = builder.start().await?;
     let mut watched: Vec<PathBuf> = input.paths.clone();
     watched.extend(input.secrets_dir.iter().cloned());
@@ -145,7 +145,7 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
             tracing::warn!(path = %dir.display(), error = %e, "cannot watch");
         }
     }
-    rt::spawn(async move {
+    rt::detach(async move {
         while rx.recv_async().await.is_ok() {
             // Debounce: wait for 300 ms of quiet.
             loop {

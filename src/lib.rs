@@ -19,6 +19,7 @@
 // Everything in the library may see peer or config input: no unchecked indexing (tests,
 // benches and examples are exempt; clippy.toml allows it in #[cfg(test)] code).
 #![deny(clippy::indexing_slicing)]
+#![deny(unsafe_code)]
 
 // pure core
 pub mod close;

@@ -26,7 +26,19 @@ pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     flume::bounded(1)
 }
 
-/// Spawns a task on the runtime's executor.
+/// Spawns a task on the runtime's executor and runs it to its end whatever becomes of it:
+/// nobody waits for it. Every actor and connection task is started this way; say `detach`
+/// rather than dropping a [`Task`], because runtimes differ there (smol's `Task` cancels
+/// on drop, async-std's detaches).
+pub(crate) fn detach<F>(future: F)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    drop(async_std::task::spawn(future));
+}
+
+/// Spawns a task on the runtime's executor; await the returned [`Task`] for its output.
 pub(crate) fn spawn<F>(future: F) -> Task<F::Output>
 where
     F: Future + Send + 'static,
@@ -109,6 +121,16 @@ pub(crate) fn drain_pair() -> (DrainToken, DrainWait) {
     (DrainToken(tx), DrainWait(rx))
 }
 
+pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// A stream of the Unix signals in `which` (registered when this returns, so none sent
+/// after it is lost).
+pub(crate) fn signals(
+    which: &[std::ffi::c_int],
+) -> std::io::Result<impl futures_lite::Stream<Item = std::ffi::c_int> + Unpin> {
+    signal_hook_async_std::Signals::new(which)
+}
+
 /// Runs `f` on a thread meant for blocking work (file reads, config parsing).
 pub(crate) async fn spawn_blocking<F, T>(f: F) -> T
 where
@@ -128,7 +150,7 @@ where
     F::Output: Send + 'static,
 {
     let (tx, rx) = flume::bounded(1);
-    async_std::task::spawn(async move {
+    detach(async move {
         // The requester may have given up (dropped its future); nothing to do then.
         let _ = tx.send_async(future.await).await;
     });

@@ -45,7 +45,7 @@ impl ConfigHandle {
         status: Arc<Status>,
     ) -> Self {
         let (tx, rx) = rt::mailbox(16);
-        rt::spawn(
+        rt::detach(
             ConfigActor {
                 input,
                 supervisor,

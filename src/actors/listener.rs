@@ -58,7 +58,7 @@ impl ListenerHandle {
             stopped: None,
             rejected_log: RateLimitedLog::new(Duration::from_secs(1)),
         };
-        rt::spawn(actor.supervised());
+        rt::detach(actor.supervised());
         Ok(ListenerHandle { tx })
     }
 
@@ -180,7 +180,7 @@ impl ListenerActor {
         let generation = self.generation.clone();
         let token = self.token.clone();
         let listener = self.addr;
-        rt::spawn(async move {
+        rt::detach(async move {
             // A panic unwinds out of `serve`, dropping its state: the admission ends the
             // connection's metrics (as `internal`, counting the internal error) and frees
             // its slots on the way. Only the log line is left to do here.

@@ -185,7 +185,7 @@ impl ResolverHandle {
             waiting: HashMap::new(),
             shared: Arc::clone(&shared),
         };
-        drop(rt::spawn(actor.supervised(metrics)));
+        rt::detach(actor.supervised(metrics));
         ResolverHandle { mailbox, shared }
     }
 
@@ -366,7 +366,7 @@ impl ResolverActor {
         let deadline = now + self.shared.config.lookup_timeout;
         let shared = Arc::clone(&self.shared);
         let store = self.store_tx.clone();
-        drop(rt::spawn(async move {
+        rt::detach(async move {
             use futures_lite::FutureExt;
             let lookup =
                 crate::net::dns::lookup(&name, families, &conf, deadline, &shared.counters.queries);
@@ -378,6 +378,6 @@ impl ResolverActor {
             tracing::debug!(%name, ?families, ?outcome, "DNS lookup finished");
             // The actor reads this channel in every loop turn; if it stopped, nobody waits.
             let _ = store.send_async(ResolverMsg::Store { key, outcome }).await;
-        }));
+        });
     }
 }

@@ -74,7 +74,7 @@ impl SupervisorHandle {
             drain,
             kill: Some(kill),
         };
-        rt::spawn(actor.run());
+        rt::detach(actor.run());
         SupervisorHandle { tx }
     }
 

@@ -16,6 +16,7 @@ use super::splice::relay_tcp_with;
 use crate::rt;
 
 /// User + system CPU seconds of the calling thread (`thread`) or of the whole process.
+#[allow(unsafe_code)] // getrusage(2) has no safe wrapper in libc; test-only.
 fn cpu_seconds(thread: bool) -> f64 {
     let who = if thread {
         libc::RUSAGE_THREAD

@@ -139,21 +139,9 @@ fn families_module_defaults_and_both_off() {
 fn ip_literal_must_match_a_family() {
     let v6 = ServiceHost::Ip("::1".parse().unwrap());
     assert!(check_literal_family(&v6, Families::default()).is_err());
-    assert!(
-        check_literal_family(
-            &v6,
-            Families::new(true, true).unwrap()
-        )
-        .is_ok()
-    );
+    assert!(check_literal_family(&v6, Families::new(true, true).unwrap()).is_ok());
     let v4 = ServiceHost::Ip("127.0.0.1".parse().unwrap());
-    assert!(
-        check_literal_family(
-            &v4,
-            Families::new(false, true).unwrap()
-        )
-        .is_err()
-    );
+    assert!(check_literal_family(&v4, Families::new(false, true).unwrap()).is_err());
     assert!(check_literal_family(&ServiceHost::Dns("x".into()), Families::default()).is_ok());
 }
 
@@ -202,7 +190,10 @@ fn every_mistake_of_a_mapping_is_reported_at_its_line() {
 #[test]
 fn families_off_on_the_mapping_is_its_own_error() {
     let none = BTreeSet::new();
-    let (m, errs) = mapping(&raw("port: 1\nservice: x\n"), &env_with(&none, Families::V4));
+    let (m, errs) = mapping(
+        &raw("port: 1\nservice: x\n"),
+        &env_with(&none, Families::V4),
+    );
     assert!(m.is_some() && errs.is_empty());
     let (m, errs) = mapping(
         &raw("port: 1\nservice: x\nenable_ipv4: false\n"),
