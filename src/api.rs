@@ -47,9 +47,9 @@ use std::time::Duration;
 
 use crate::actors::config::{ConfigHandle, ReloadReport};
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
-use crate::actors::supervisor::{ApplyError, SupervisorHandle};
+use crate::actors::supervisor::SupervisorHandle;
 use crate::actors::{Limits, Shared, Status};
-use crate::config::{ConfigError, ConfigInput};
+use crate::config::ConfigInput;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::route::RouteTable;
 use crate::rt::{self, Receiver};
@@ -220,15 +220,6 @@ impl ProxyBuilder {
     /// Fails with [`Error::Config`] (every problem listed) or [`Error::Bind`]; nothing keeps
     /// running after a failure.
     pub async fn start(self) -> Result<ProxyHandle> {
-        let input = self.input.clone();
-        let loaded = rt::spawn_blocking(move || crate::config::load(&input))
-            .await
-            .map_err(|problems| {
-                Error::Config(problems.into_iter().filter(ConfigError::is_error).collect())
-            })?;
-        for w in &loaded.warnings {
-            tracing::warn!("{w}");
-        }
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
         let shared = Arc::new(Shared {
@@ -244,15 +235,15 @@ impl ProxyBuilder {
         });
         let status = Arc::new(Status::default());
         let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);
-        match supervisor.apply(loaded.table).await? {
-            Ok(report) => {
-                status.record_reload(true, report.generation, &[], &loaded.warnings);
-                metrics.reload(true);
-            }
-            Err(ApplyError::Bind(addr, source)) => return Err(Error::Bind { addr, source }),
-            Err(ApplyError::ShuttingDown) => return Err(Error::ActorGone),
-        }
-        let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), status.clone());
+        let config = ConfigHandle::spawn(
+            self.input.clone(),
+            supervisor.clone(),
+            status.clone(),
+            metrics.clone(),
+        );
+        // The first config takes the path of every reload; on failure nothing was bound, and
+        // dropping the handles ends the actors.
+        config.reload().await?;
         let (exit_tx, exit_rx) = rt::oneshot();
         let admin_addr = match self.admin {
             Some(addr) => Some(start_admin(addr, metrics.clone(), status.clone()).await?),
@@ -340,9 +331,7 @@ impl ProxyHandle {
     /// Re-reads every config source and secret and applies the result whole, or keeps the
     /// old routes and returns every error.
     pub async fn reload(&self) -> Result<ReloadReport> {
-        let r = self.inner.config.reload().await;
-        self.inner.metrics.reload(r.is_ok());
-        r
+        self.inner.config.reload().await
     }
 
     /// Replaces the config with in-memory YAML (later reloads re-read it) and applies it.
@@ -372,13 +361,10 @@ impl ProxyHandle {
     /// # Ok(()) }
     /// ```
     pub async fn apply(&self, yaml: impl Into<String>) -> Result<ReloadReport> {
-        let r = self
-            .inner
+        self.inner
             .config
             .apply_yaml("<inline>".to_string(), yaml.into())
-            .await;
-        self.inner.metrics.reload(r.is_ok());
-        r
+            .await
     }
 
     /// The active route table.

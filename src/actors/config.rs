@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::Status;
 use super::supervisor::{ApplyError, ApplyReport, SupervisorHandle};
 use crate::config::{ConfigError, ConfigInput};
+use crate::metrics::Metrics;
 use crate::rt::{self, Receiver, Sender};
 
 /// The outcome of a successful reload.
@@ -39,10 +40,13 @@ pub(crate) struct ConfigHandle {
 }
 
 impl ConfigHandle {
+    /// Starts the actor; nothing is loaded until the first [`Self::reload`], which is how the
+    /// proxy starts (the first config takes the same path as every later one).
     pub(crate) fn spawn(
         input: ConfigInput,
         supervisor: SupervisorHandle,
         status: Arc<Status>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = rt::mailbox(16);
         rt::detach(
@@ -50,6 +54,7 @@ impl ConfigHandle {
                 input,
                 supervisor,
                 status,
+                metrics,
                 rx,
             }
             .run(),
@@ -90,6 +95,7 @@ struct ConfigActor {
     input: ConfigInput,
     supervisor: SupervisorHandle,
     status: Arc<Status>,
+    metrics: Arc<Metrics>,
     rx: Receiver<ConfigMsg>,
 }
 
@@ -120,22 +126,34 @@ impl ConfigActor {
         }
     }
 
+    /// Loads, validates and applies `input`; records the outcome (status, reload counter).
     async fn load_and_apply(&self, input: ConfigInput) -> crate::Result<ReloadReport> {
+        let result = self.try_load_and_apply(input).await;
+        self.metrics.reload(result.is_ok());
+        result
+    }
+
+    async fn try_load_and_apply(&self, input: ConfigInput) -> crate::Result<ReloadReport> {
         let loaded = rt::spawn_blocking(move || crate::config::load(&input)).await;
         let loaded = match loaded {
             Ok(l) => l,
             Err(problems) => {
                 let (errors, warnings): (Vec<_>, Vec<_>) =
                     problems.into_iter().partition(|p| p.is_error());
-                tracing::warn!(
-                    errors = errors.len(),
-                    "config rejected; the old routes keep serving"
-                );
+                if self.current_generation() == 0 {
+                    tracing::error!(errors = errors.len(), "config invalid; nothing started");
+                } else {
+                    tracing::warn!(
+                        errors = errors.len(),
+                        "config rejected; the old routes keep serving"
+                    );
+                }
                 for e in &errors {
                     tracing::warn!("{e}");
                 }
+                let messages = errors.iter().map(ToString::to_string).collect();
                 self.status
-                    .record_reload(false, self.current_generation(), &errors, &warnings);
+                    .record_reload(false, self.current_generation(), messages, &warnings);
                 return Err(crate::Error::Config(errors));
             }
         };
@@ -145,24 +163,17 @@ impl ConfigActor {
         match self.supervisor.apply(loaded.table).await? {
             Ok(applied) => {
                 self.status
-                    .record_reload(true, applied.generation, &[], &loaded.warnings);
+                    .record_reload(true, applied.generation, Vec::new(), &loaded.warnings);
                 Ok(ReloadReport {
                     applied,
                     warnings: loaded.warnings,
                 })
             }
             Err(ApplyError::Bind(addr, source)) => {
-                let msg = ConfigError::error(
-                    "-",
-                    0,
-                    "Listener",
-                    addr.to_string(),
-                    format!("cannot bind {addr}: {source}"),
-                );
                 self.status.record_reload(
                     false,
                     self.current_generation(),
-                    &[msg],
+                    vec![format!("cannot bind {addr}: {source}")],
                     &loaded.warnings,
                 );
                 Err(crate::Error::Bind { addr, source })

@@ -153,7 +153,7 @@ impl Status {
         &self,
         ok: bool,
         generation: u64,
-        errors: &[ConfigError],
+        errors: Vec<String>,
         warnings: &[ConfigError],
     ) {
         let at_unix_ms = SystemTime::now()
@@ -164,7 +164,7 @@ impl Status {
             ok,
             generation,
             at_unix_ms,
-            errors: errors.iter().map(|e| e.to_string()).collect(),
+            errors,
             warnings: warnings.iter().map(|e| e.to_string()).collect(),
         });
     }

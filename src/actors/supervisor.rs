@@ -170,7 +170,11 @@ impl Supervisor {
             match socket::bind(*addr) {
                 Ok(s) => bound.push((*addr, s)),
                 Err(e) => {
-                    tracing::warn!(listener = %addr, error = %e, "cannot bind; reload rejected");
+                    if self.generation == 0 {
+                        tracing::error!(listener = %addr, error = %e, "cannot bind; nothing started");
+                    } else {
+                        tracing::warn!(listener = %addr, error = %e, "cannot bind; reload rejected");
+                    }
                     return Err(ApplyError::Bind(*addr, e));
                 }
             }
