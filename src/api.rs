@@ -47,8 +47,8 @@ use std::time::Duration;
 
 use crate::actors::config::{ConfigHandle, ReloadReport};
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
-use crate::actors::supervisor::SupervisorHandle;
-use crate::actors::{Limits, Shared, Status};
+use crate::actors::supervisor::{Status, SupervisorHandle};
+use crate::actors::{Limits, Shared};
 use crate::config::ConfigInput;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::route::RouteTable;
@@ -235,12 +235,7 @@ impl ProxyBuilder {
         });
         let status = Arc::new(Status::default());
         let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);
-        let config = ConfigHandle::spawn(
-            self.input.clone(),
-            supervisor.clone(),
-            status.clone(),
-            metrics.clone(),
-        );
+        let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), metrics.clone());
         // The first config takes the path of every reload; on failure nothing was bound, and
         // dropping the handles ends the actors.
         config.reload().await?;
@@ -276,7 +271,7 @@ async fn start_admin(
     let ready_status = status.clone();
     let state = crate::admin::AdminState {
         metrics,
-        ready: Arc::new(move || ready_status.ready()),
+        ready: Arc::new(move || ready_status.get().ready),
         config_json: Arc::new(move || config_json(&status)),
     };
     rt::spawn(crate::admin::serve(listener, state));
@@ -284,12 +279,12 @@ async fn start_admin(
 }
 
 fn config_json(status: &Status) -> serde_json::Value {
-    let table = status.table();
+    let snapshot = status.get();
     serde_json::json!({
-        "generation": table.generation,
-        "ready": status.ready(),
-        "routes": table.to_json(),
-        "last_reload": status.last_reload(),
+        "generation": snapshot.generation(),
+        "ready": snapshot.ready,
+        "routes": snapshot.table.to_json(),
+        "last_reload": snapshot.last_reload,
     })
 }
 
@@ -369,12 +364,12 @@ impl ProxyHandle {
 
     /// The active route table.
     pub async fn routes(&self) -> Result<Arc<RouteTable>> {
-        self.inner.supervisor.routes().await
+        Ok(self.inner.status.get().table.clone())
     }
 
     /// True once every listener of the active config is bound (false while shutting down).
     pub fn ready(&self) -> bool {
-        self.inner.status.ready()
+        self.inner.status.get().ready
     }
 
     /// A snapshot of the counters.
@@ -392,7 +387,8 @@ impl ProxyHandle {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.inner
             .status
-            .table()
+            .get()
+            .table
             .listeners
             .keys()
             .copied()

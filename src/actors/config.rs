@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use super::Status;
 use super::supervisor::{ApplyError, ApplyReport, SupervisorHandle};
 use crate::config::{ConfigError, ConfigInput};
 use crate::metrics::Metrics;
@@ -45,7 +44,6 @@ impl ConfigHandle {
     pub(crate) fn spawn(
         input: ConfigInput,
         supervisor: SupervisorHandle,
-        status: Arc<Status>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (tx, rx) = rt::mailbox(16);
@@ -53,8 +51,8 @@ impl ConfigHandle {
             ConfigActor {
                 input,
                 supervisor,
-                status,
                 metrics,
+                first: true,
                 rx,
             }
             .run(),
@@ -94,8 +92,9 @@ impl ConfigHandle {
 struct ConfigActor {
     input: ConfigInput,
     supervisor: SupervisorHandle,
-    status: Arc<Status>,
     metrics: Arc<Metrics>,
+    /// No config applied yet (the proxy is starting).
+    first: bool,
     rx: Receiver<ConfigMsg>,
 }
 
@@ -127,9 +126,12 @@ impl ConfigActor {
     }
 
     /// Loads, validates and applies `input`; records the outcome (status, reload counter).
-    async fn load_and_apply(&self, input: ConfigInput) -> crate::Result<ReloadReport> {
+    async fn load_and_apply(&mut self, input: ConfigInput) -> crate::Result<ReloadReport> {
         let result = self.try_load_and_apply(input).await;
         self.metrics.reload(result.is_ok());
+        if result.is_ok() {
+            self.first = false;
+        }
         result
     }
 
@@ -140,7 +142,7 @@ impl ConfigActor {
             Err(problems) => {
                 let (errors, warnings): (Vec<_>, Vec<_>) =
                     problems.into_iter().partition(|p| p.is_error());
-                if self.current_generation() == 0 {
+                if self.first {
                     tracing::error!(errors = errors.len(), "config invalid; nothing started");
                 } else {
                     tracing::warn!(
@@ -151,38 +153,28 @@ impl ConfigActor {
                 for e in &errors {
                     tracing::warn!("{e}");
                 }
-                let messages = errors.iter().map(ToString::to_string).collect();
-                self.status
-                    .record_reload(false, self.current_generation(), messages, &warnings);
+                self.supervisor
+                    .rejected(strings(&errors), strings(&warnings))
+                    .await?;
                 return Err(crate::Error::Config(errors));
             }
         };
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
-        match self.supervisor.apply(loaded.table).await? {
-            Ok(applied) => {
-                self.status
-                    .record_reload(true, applied.generation, Vec::new(), &loaded.warnings);
-                Ok(ReloadReport {
-                    applied,
-                    warnings: loaded.warnings,
-                })
-            }
-            Err(ApplyError::Bind(addr, source)) => {
-                self.status.record_reload(
-                    false,
-                    self.current_generation(),
-                    vec![format!("cannot bind {addr}: {source}")],
-                    &loaded.warnings,
-                );
-                Err(crate::Error::Bind { addr, source })
-            }
+        let warnings = strings(&loaded.warnings);
+        match self.supervisor.apply(loaded.table, warnings).await? {
+            Ok(applied) => Ok(ReloadReport {
+                applied,
+                warnings: loaded.warnings,
+            }),
+            Err(ApplyError::Bind(addr, source)) => Err(crate::Error::Bind { addr, source }),
             Err(ApplyError::ShuttingDown) => Err(crate::Error::ActorGone),
         }
     }
+}
 
-    fn current_generation(&self) -> u64 {
-        self.status.table().generation
-    }
+/// The problems as the lines `/config` shows.
+fn strings(problems: &[ConfigError]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
 }

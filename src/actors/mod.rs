@@ -33,11 +33,10 @@ pub(crate) mod resolver;
 pub(crate) mod supervisor;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::config::ConfigError;
 use crate::metrics::{MappingMetrics, Metrics};
 use crate::route::{MappingId, RouteTable};
 use crate::rt::Tripwire;
@@ -102,12 +101,6 @@ impl Generation {
     }
 }
 
-/// What the admin endpoint and the handle read without asking an actor.
-#[derive(Debug, Default)]
-pub(crate) struct Status {
-    inner: Mutex<StatusInner>,
-}
-
 /// The last reload's outcome.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct ReloadResult {
@@ -118,58 +111,44 @@ pub(crate) struct ReloadResult {
     pub(crate) warnings: Vec<String>,
 }
 
-#[derive(Debug, Default)]
-struct StatusInner {
-    table: Arc<RouteTable>,
-    ready: bool,
-    last_reload: Option<ReloadResult>,
-}
-
-impl Status {
-    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
-        // A poisoned lock only means a panic elsewhere; the data is plain values.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn set_table(&self, table: Arc<RouteTable>, ready: bool) {
-        let mut s = self.lock();
-        s.table = table;
-        s.ready = ready;
-    }
-
-    pub(crate) fn set_ready(&self, ready: bool) {
-        self.lock().ready = ready;
-    }
-
-    pub(crate) fn table(&self) -> Arc<RouteTable> {
-        self.lock().table.clone()
-    }
-
-    pub(crate) fn ready(&self) -> bool {
-        self.lock().ready
-    }
-
-    pub(crate) fn record_reload(
-        &self,
+impl ReloadResult {
+    /// An outcome stamped with the current wall-clock time.
+    pub(crate) fn now(
         ok: bool,
         generation: u64,
         errors: Vec<String>,
-        warnings: &[ConfigError],
-    ) {
+        warnings: Vec<String>,
+    ) -> Self {
         let at_unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        self.lock().last_reload = Some(ReloadResult {
+        ReloadResult {
             ok,
             generation,
             at_unix_ms,
             errors,
-            warnings: warnings.iter().map(|e| e.to_string()).collect(),
-        });
+            warnings,
+        }
     }
+}
 
-    pub(crate) fn last_reload(&self) -> Option<ReloadResult> {
-        self.lock().last_reload.clone()
+/// The proxy's state as readers (the admin endpoint, [`crate::ProxyHandle`]) see it: one
+/// immutable value, replaced whole by the Supervisor, its only writer
+/// ([`supervisor::Status`]).
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// The active route table (its `generation` is the one below).
+    pub(crate) table: Arc<RouteTable>,
+    /// True once every listener of the active table is bound; false while shutting down.
+    pub(crate) ready: bool,
+    /// The last reload's outcome (the first load counts).
+    pub(crate) last_reload: Option<ReloadResult>,
+}
+
+impl Snapshot {
+    /// The active config generation (0 before the first config is applied).
+    pub(crate) fn generation(&self) -> u64 {
+        self.table.generation
     }
 }

@@ -1,18 +1,20 @@
 //! Supervisor: owns the active route table and the ListenerActors.
 //!
-//! Messages: `Apply(table)` from the ConfigActor (a reload: applied whole or not at all),
-//! `Routes` and `Shutdown` from the handle. Apply is one step (SPEC section 4): bind every new
+//! Messages: `Apply(table)` and `Rejected(errors)` from the ConfigActor (a reload: applied
+//! whole or not at all), `Shutdown` from the handle. It is the only writer of
+//! the [`Status`] snapshot (table, generation, readiness, last reload) that the admin
+//! endpoint and the handle read. Apply is one step (SPEC section 4): bind every new
 //! listener first — one failure closes those just bound and rejects the reload — then
 //! retarget kept listeners, start the new ones, stop the removed ones. Open connections keep
 //! the generation they started with.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::listener::ListenerHandle;
-use super::{Generation, Shared, Status};
+use super::{Generation, ReloadResult, Shared, Snapshot};
 use crate::net::socket;
 use crate::route::{RouteTable, diff::diff};
 use crate::rt::{self, DrainToken, DrainWait, Receiver, Sender, Trigger};
@@ -37,13 +39,38 @@ pub(crate) enum ApplyError {
     ShuttingDown,
 }
 
+/// Where the Supervisor publishes its [`Snapshot`]; everyone else only reads it.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    current: Mutex<Arc<Snapshot>>,
+}
+
+impl Status {
+    /// The latest snapshot.
+    pub(crate) fn get(&self) -> Arc<Snapshot> {
+        // A poisoned lock only means a panic elsewhere; the value is a plain Arc.
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the snapshot (private to this module: the Supervisor is the only writer).
+    fn publish(&self, snapshot: Snapshot) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+}
+
 pub(crate) enum SupervisorMsg {
     Apply {
         table: RouteTable,
+        warnings: Vec<String>,
         respond_to: Sender<Result<ApplyReport, ApplyError>>,
     },
-    Routes {
-        respond_to: Sender<Arc<RouteTable>>,
+    Rejected {
+        errors: Vec<String>,
+        warnings: Vec<String>,
+        respond_to: Sender<()>,
     },
     Shutdown {
         graceful: bool,
@@ -78,24 +105,38 @@ impl SupervisorHandle {
         SupervisorHandle { tx }
     }
 
-    /// Applies a validated table (see the module docs).
+    /// Applies a validated table (see the module docs); `warnings` are the config's, shown
+    /// with the reload's outcome.
     pub(crate) async fn apply(
         &self,
         table: RouteTable,
+        warnings: Vec<String>,
     ) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
         let (respond_to, rx) = rt::oneshot();
         self.tx
-            .send_async(SupervisorMsg::Apply { table, respond_to })
+            .send_async(SupervisorMsg::Apply {
+                table,
+                warnings,
+                respond_to,
+            })
             .await
             .map_err(|_| crate::Error::ActorGone)?;
         rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
     }
 
-    /// The active route table.
-    pub(crate) async fn routes(&self) -> Result<Arc<RouteTable>, crate::Error> {
+    /// Records a reload that failed validation (nothing changes but the last reload's result).
+    pub(crate) async fn rejected(
+        &self,
+        errors: Vec<String>,
+        warnings: Vec<String>,
+    ) -> Result<(), crate::Error> {
         let (respond_to, rx) = rt::oneshot();
         self.tx
-            .send_async(SupervisorMsg::Routes { respond_to })
+            .send_async(SupervisorMsg::Rejected {
+                errors,
+                warnings,
+                respond_to,
+            })
             .await
             .map_err(|_| crate::Error::ActorGone)?;
         rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
@@ -138,12 +179,44 @@ impl Supervisor {
     async fn run(mut self) {
         while let Ok(msg) = self.rx.recv_async().await {
             match msg {
-                SupervisorMsg::Apply { table, respond_to } => {
+                SupervisorMsg::Apply {
+                    table,
+                    warnings,
+                    respond_to,
+                } => {
                     let result = self.apply(table).await;
+                    let outcome = match &result {
+                        Ok(report) => {
+                            ReloadResult::now(true, report.generation, Vec::new(), warnings)
+                        }
+                        Err(ApplyError::Bind(addr, e)) => ReloadResult::now(
+                            false,
+                            self.generation,
+                            vec![format!("cannot bind {addr}: {e}")],
+                            warnings,
+                        ),
+                        Err(ApplyError::ShuttingDown) => ReloadResult::now(
+                            false,
+                            self.generation,
+                            vec!["shutting down".to_string()],
+                            warnings,
+                        ),
+                    };
+                    self.publish(Some(outcome));
                     let _ = respond_to.send(result);
                 }
-                SupervisorMsg::Routes { respond_to } => {
-                    let _ = respond_to.send(self.table.clone());
+                SupervisorMsg::Rejected {
+                    errors,
+                    warnings,
+                    respond_to,
+                } => {
+                    self.publish(Some(ReloadResult::now(
+                        false,
+                        self.generation,
+                        errors,
+                        warnings,
+                    )));
+                    let _ = respond_to.send(());
                 }
                 SupervisorMsg::Shutdown {
                     graceful,
@@ -156,6 +229,17 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Publishes the current state; `outcome` replaces the last reload's result when given.
+    /// Ready means: the table is applied (every listener bound) and not shutting down.
+    fn publish(&self, outcome: Option<ReloadResult>) {
+        let last_reload = outcome.or_else(|| self.status.get().last_reload.clone());
+        self.status.publish(Snapshot {
+            table: self.table.clone(),
+            ready: self.token.is_some() && self.generation > 0,
+            last_reload,
+        });
     }
 
     async fn apply(&mut self, mut table: RouteTable) -> Result<ApplyReport, ApplyError> {
@@ -212,8 +296,7 @@ impl Supervisor {
                 l.stop().await;
             }
         }
-        self.table = table.clone();
-        self.status.set_table(table, true);
+        self.table = table;
         self.shared.metrics.set_generation(self.generation);
         self.shared.metrics.listeners(self.listeners.len());
         let report = ApplyReport {
@@ -240,8 +323,8 @@ impl Supervisor {
         for l in listeners.values() {
             l.stop().await;
         }
-        self.status.set_ready(false);
         self.token = None;
+        self.publish(None);
         let open = self.drain.outstanding();
         tracing::info!(
             graceful,
