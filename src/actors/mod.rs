@@ -1,11 +1,11 @@
 //! The five actors and what they share.
 //!
 //! ```text
-//!   SIGHUP / file watch / ProxyHandle::reload()           ProxyHandle::{routes, shutdown}
-//!                 │ Reload / ApplyYaml                             │ Routes / Shutdown
+//!   start / SIGHUP / file watch / ProxyHandle::reload()      ProxyHandle::shutdown
+//!                 │ Reload / ApplyYaml                             │ Shutdown
 //!                 ▼                                                ▼
-//!          ┌─────────────┐  Apply(RouteTable) ─▶ reply   ┌──────────────┐
-//!          │ ConfigActor │ ─────────────────────────────▶ │  Supervisor  │
+//!          ┌─────────────┐  Apply / Rejected ─▶ reply    ┌──────────────┐ publishes Snapshot
+//!          │ ConfigActor │ ─────────────────────────────▶ │  Supervisor  │ ──▶ admin, handle
 //!          └─────────────┘                                └──────┬───────┘
 //!                                 Retarget(Generation) / Stop    │ spawn (bound socket)
 //!                                                                ▼
@@ -13,10 +13,11 @@
 //!                                                       │ ListenerActor  │ one per (address, port)
 //!                                                       └──────┬─────────┘
 //!                                                              │ spawn per accepted socket
+//!                                                              │ (with its Admission)
 //!                                                              ▼
 //!                           Resolve{host, families} ┌──────────────────┐
-//!        ┌───────────────┐ ◀─────────────────────── │ ConnectionActor  │ peek → route → resolve →
-//!        │ ResolverActor │ ───────────────────────▶ │                  │ connect → TLS → relay
+//!        ┌───────────────┐ ◀─────────────────────── │ ConnectionActor  │ route → admit →
+//!        │ ResolverActor │ ───────────────────────▶ │                  │ connect → relay
 //!        └───────────────┘        reply (addrs)     └──────────────────┘
 //! ```
 //!
