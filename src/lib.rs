@@ -25,6 +25,7 @@
 pub mod close;
 pub mod config;
 pub(crate) mod dns;
+pub(crate) mod hostname;
 pub mod metrics;
 pub mod route;
 pub mod sni;

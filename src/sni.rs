@@ -295,22 +295,13 @@ fn server_name(
         for slot in name.iter_mut().take(len) {
             *slot = body.u8()?;
         }
-        host = Some(name.get(..len).filter(|n| is_host_name(n)).map(<[u8]>::len));
+        host = Some(
+            name.get(..len)
+                .filter(|n| crate::hostname::is_valid(n))
+                .map(<[u8]>::len),
+        );
     }
     Ok(host.flatten())
-}
-
-/// DNS-ish host name check: dot-separated labels of 1 to 63 letters, digits, `-` or `_`.
-fn is_host_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name.split(|&b| b == b'.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 #[cfg(test)]

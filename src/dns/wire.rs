@@ -272,20 +272,11 @@ fn read_name(buf: &[u8], mut pos: usize) -> Result<(Vec<u8>, usize), WireError> 
 /// Validates a name for sending and strips its trailing dot.
 fn checked_name(name: &str) -> Result<&str, WireError> {
     let bare = name.strip_suffix('.').unwrap_or(name);
-    let bad = || WireError::BadName(name.to_owned());
-    if bare.is_empty()
-        || bare.len() + 2 > MAX_NAME_LEN
-        || !bare.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(bad());
+    if crate::hostname::is_valid(bare.as_bytes()) {
+        Ok(bare)
+    } else {
+        Err(WireError::BadName(name.to_owned()))
     }
-    if bare
-        .split('.')
-        .any(|label| label.is_empty() || label.len() > 63)
-    {
-        return Err(bad());
-    }
-    Ok(bare)
 }
 
 /// The comparison key of a checked name (same form as `read_name` returns).

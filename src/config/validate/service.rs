@@ -87,25 +87,14 @@ fn host_of(h: &str) -> Result<ServiceHost, String> {
     Ok(ServiceHost::Dns(h.to_ascii_lowercase()))
 }
 
-/// A DNS name: dot-separated labels of letters, digits, `-` and `_`, each 1–63 long.
+/// A DNS name (the rule of `crate::hostname`), written with or without a trailing dot.
 pub fn check_dns_name(h: &str) -> Result<(), String> {
     let name = h.strip_suffix('.').unwrap_or(h);
-    if name.is_empty() || name.len() > 253 {
-        return Err(format!("`{h}` is not a valid host name"));
+    if crate::hostname::is_valid(name.as_bytes()) {
+        Ok(())
+    } else {
+        Err(format!("`{h}` is not a valid host name"))
     }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!("`{h}` is not a valid host name"));
-        }
-    }
-    Ok(())
 }
 
 /// The upstream port when none is written: 443 when TLS is originated, else 80.
