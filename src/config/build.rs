@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicU64;
 use super::ConfigError;
 use super::model::{CertSource, GroupPlan, Mapping, Model, Origin};
 use super::tls::{self, TlsParams};
-use super::validate::groups::find_cert;
 use crate::route::{
     Group, HostMap, Listener, MappingId, Origination, OriginationMode, RouteTable, Termination,
     Upstream,
@@ -113,9 +112,7 @@ fn termination(
     host: &str,
     cache: &mut Configs,
 ) -> Result<Termination, ConfigError> {
-    let globs: Vec<&str> = model.hosts.iter().map(|h| h.hostname.as_str()).collect();
-    let ctx_hosts: Vec<&[String]> = model.contexts.iter().map(|c| c.hosts.as_slice()).collect();
-    let Some(src) = find_cert(host, &globs, &ctx_hosts) else {
+    let Some(src) = m.cert else {
         return Err(m
             .loc
             .err(&["host"], format!("no certificate for host `{host}`")));

@@ -69,6 +69,9 @@ pub struct Mapping {
     pub max_connections: Option<u32>,
     /// `connect_timeout_ms` (default 3000).
     pub connect_timeout: Duration,
+    /// Where the certificate for `host` comes from (an index into the model's hosts or
+    /// contexts), chosen once by validation; `None` without `host`.
+    pub cert: Option<CertSource>,
 }
 
 /// A validated `TLSContext` with its secrets loaded.

@@ -247,6 +247,7 @@ pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<
         families: fam,
         max_connections: max_conn,
         connect_timeout: connect,
+        cert: None,
     };
     (Some(m), errs)
 }

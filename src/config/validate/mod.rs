@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::ConfigError;
-use super::model::{GroupPlan, Model};
+use super::model::{CertSource, GroupPlan, Model};
 use super::raw::{RawModule, Resource};
 use crate::route::Families;
 
@@ -74,17 +74,23 @@ pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigErr
     let (module, mut problems) = module_defaults(&raw_modules);
     let mut model = Model::default();
 
+    // Where each declared resource landed in the model (`None`: it was invalid), so that a
+    // certificate source found among the declared ones is recorded as a model index.
+    let mut context_at = Vec::with_capacity(raw_contexts.len());
     for raw in &raw_contexts {
         let (c, p) = tls::context(raw, env.secrets_dir);
         problems.extend(p);
+        context_at.push(c.is_some().then_some(model.contexts.len()));
         model.contexts.extend(c);
     }
     problems.extend(groups::duplicate_names(
         raw_contexts.iter().map(|c| (c.loc.name.clone(), &c.loc)),
     ));
+    let mut host_at = Vec::with_capacity(raw_hosts.len());
     for raw in &raw_hosts {
         let (h, p) = tls::host(raw, env.secrets_dir);
         problems.extend(p);
+        host_at.push(h.is_some().then_some(model.hosts.len()));
         model.hosts.extend(h);
     }
 
@@ -116,10 +122,22 @@ pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigErr
         .collect();
     for members in groups::group(&model.mappings) {
         problems.extend(groups::check_agreement(&model.mappings, &members));
-        for m in members.iter().filter_map(|i| model.mappings.get(*i)) {
+        // The certificate source is chosen here, once; the build uses what is recorded.
+        for &i in &members {
+            let Some(m) = model.mappings.get_mut(i) else {
+                continue;
+            };
             if let Some(host) = &m.host {
                 let found = groups::find_cert(host, &globs, &ctx_hosts);
                 problems.extend(groups::check_host_cert(m, found));
+                m.cert = found.and_then(|src| match src {
+                    CertSource::Host(i) => host_at.get(i).copied().flatten().map(CertSource::Host),
+                    CertSource::Context(i) => context_at
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(CertSource::Context),
+                });
             }
         }
         let ws: Vec<Option<u8>> = members
