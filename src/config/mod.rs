@@ -1,9 +1,10 @@
-//! The config pipeline (pure apart from reading files): sources → documents → raw resources →
+//! The config pipeline (pure apart from its readers, source.rs and secrets::Files): sources → documents → raw resources →
 //! validated model → [`RouteTable`](crate::route::RouteTable).
 //!
 //! ```text
 //! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘                                                        │ validate/ (+ secrets.rs, tls.rs)
+//!   inline YAML ──┘                                                        │ secrets.rs reads the files they name
+//!                                                                          │ validate/ (+ tls.rs): memory only
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
 //!                                                                        | Err(Vec<ConfigError>)
@@ -68,6 +69,7 @@ pub struct Loaded {
 /// ordered by file (in reading order) and line.
 pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
     let (mut docs, mut problems) = source::read_paths(&input.paths);
+    let config_files: Vec<PathBuf> = docs.iter().map(|d| d.file.clone()).collect();
     for (name, text) in &input.inline {
         let (d, p) = source::parse_text(Path::new(name), text);
         docs.extend(d);
@@ -85,9 +87,15 @@ pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
         problems.extend(c.problems);
         resources.extend(c.resource);
     }
+    // Read every file the resources name, then validate on memory alone.
+    let secrets_dir = input.secrets_dir.as_deref();
+    let mut secret_files = secrets::Files::with_config_files(config_files);
+    let wanted = validate::tls::referenced_files(&resources, secrets_dir, &secret_files);
+    secret_files.read_from_disk(wanted);
     let env = validate::Env {
         namespace: &input.namespace,
-        secrets_dir: input.secrets_dir.as_deref(),
+        secrets_dir,
+        files: &secret_files,
     };
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);

@@ -25,6 +25,8 @@ pub struct Env<'a> {
     pub namespace: &'a str,
     /// `--secrets-dir`.
     pub secrets_dir: Option<&'a Path>,
+    /// Every file the resources name, read before validation.
+    pub files: &'a super::secrets::Files,
 }
 
 /// The Module's defaults (`enable_ipv4: true`, `enable_ipv6: false` when absent); several
@@ -78,7 +80,7 @@ pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigErr
     // certificate source found among the declared ones is recorded as a model index.
     let mut context_at = Vec::with_capacity(raw_contexts.len());
     for raw in &raw_contexts {
-        let (c, p) = tls::context(raw, env.secrets_dir);
+        let (c, p) = tls::context(raw, env.secrets_dir, env.files);
         problems.extend(p);
         context_at.push(c.is_some().then_some(model.contexts.len()));
         model.contexts.extend(c);
@@ -88,7 +90,7 @@ pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigErr
     ));
     let mut host_at = Vec::with_capacity(raw_hosts.len());
     for raw in &raw_hosts {
-        let (h, p) = tls::host(raw, env.secrets_dir);
+        let (h, p) = tls::host(raw, env.secrets_dir, env.files);
         problems.extend(p);
         host_at.push(h.is_some().then_some(model.hosts.len()));
         model.hosts.extend(h);

@@ -1,4 +1,5 @@
-//! `TLSContext` and `Host` rules, one small function each, and loading their secrets.
+//! `TLSContext` and `Host` rules, one small function each, and parsing their secrets from the
+//! [`Files`] read before validation (no I/O here: [`referenced_files`] says what to read).
 
 use std::path::{Path, PathBuf};
 
@@ -6,8 +7,9 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::ConfigError;
 use crate::config::model::{Host, TlsContext};
+use crate::config::raw::Resource;
 use crate::config::raw::{Loc, RawHost, RawTlsContext};
-use crate::config::secrets;
+use crate::config::secrets::{self, Files};
 use crate::config::tls::{self, CertKey, TlsParams, TlsVersion};
 
 /// A problem at attribute `.0`.
@@ -17,8 +19,9 @@ type Keyed = (&'static str, String);
 pub fn cert_paths(
     raw: &RawTlsContext,
     secrets_dir: Option<&Path>,
+    files: &Files,
 ) -> Result<Option<(PathBuf, PathBuf, &'static str)>, Keyed> {
-    let base = base_dir(&raw.loc);
+    let base = base_dir(&raw.loc, files);
     let files = (&raw.cert_chain_file, &raw.private_key_file);
     match (&raw.secret, files) {
         (Some(_), (Some(_), _) | (_, Some(_))) => Err((
@@ -52,7 +55,11 @@ pub fn cert_paths(
 }
 
 /// The CA file: `ca_secret` xor `cacert_chain_file`.
-pub fn ca_path(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> Result<Option<PathBuf>, Keyed> {
+pub fn ca_path(
+    raw: &RawTlsContext,
+    secrets_dir: Option<&Path>,
+    files: &Files,
+) -> Result<Option<PathBuf>, Keyed> {
     match (&raw.ca_secret, &raw.cacert_chain_file) {
         (Some(_), Some(_)) => Err((
             "ca_secret",
@@ -61,10 +68,10 @@ pub fn ca_path(raw: &RawTlsContext, secrets_dir: Option<&Path>) -> Result<Option
         (Some(s), None) => {
             let dir = secret_folder(s, raw.secret_namespacing.unwrap_or(true), secrets_dir)
                 .map_err(|m| ("ca_secret", m))?;
-            Ok(Some(secrets::ca_file(&dir)))
+            Ok(Some(secrets::ca_file(&dir, files)))
         }
         (None, Some(f)) => Ok(Some(secrets::resolve_file(
-            base_dir(&raw.loc).as_deref(),
+            base_dir(&raw.loc, files).as_deref(),
             f,
         ))),
         (None, None) => Ok(None),
@@ -79,11 +86,54 @@ fn secret_folder(name: &str, namespacing: bool, dir: Option<&Path>) -> Result<Pa
 }
 
 /// The directory of the config file, for relative certificate paths (none for inline YAML).
-fn base_dir(loc: &Loc) -> Option<PathBuf> {
+fn base_dir(loc: &Loc, files: &Files) -> Option<PathBuf> {
     let f = &loc.doc.file;
-    f.is_file()
+    files
+        .is_config_file(f)
         .then(|| f.parent().map(Path::to_path_buf))
         .flatten()
+}
+
+/// Every file the TLSContexts and Hosts of `resources` may read (the reader reads these
+/// before validation); `files` needs only its config-file names here.
+pub fn referenced_files(
+    resources: &[Resource],
+    secrets_dir: Option<&Path>,
+    files: &Files,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for r in resources {
+        match r {
+            Resource::Context(raw) => {
+                if let Ok(Some((c, k, _))) = cert_paths(raw, secrets_dir, files) {
+                    out.extend([c, k]);
+                }
+                match (&raw.ca_secret, secrets_dir) {
+                    (Some(s), Some(d)) => {
+                        let dir = secrets::secret_dir(d, s, raw.secret_namespacing.unwrap_or(true));
+                        out.extend([secrets::ca_crt_file(&dir), secrets::cert_file(&dir)]);
+                    }
+                    _ => out.extend(ca_path(raw, secrets_dir, files).ok().flatten()),
+                }
+            }
+            Resource::Host(raw) => {
+                if let Some(folder) = host_folder(raw, secrets_dir) {
+                    out.extend([secrets::cert_file(&folder), secrets::key_file(&folder)]);
+                }
+            }
+            Resource::Mapping(_) | Resource::Module(_) => {}
+        }
+    }
+    out
+}
+
+/// The secret folder of a Host's `tlsSecret` (`None` without `--secrets-dir`).
+fn host_folder(raw: &RawHost, secrets_dir: Option<&Path>) -> Option<PathBuf> {
+    let dir = secrets_dir?;
+    Some(match &raw.secret_namespace {
+        Some(ns) => secrets::secret_dir_in(dir, &raw.secret, ns),
+        None => secrets::secret_dir(dir, &raw.secret, true),
+    })
 }
 
 /// `cert_required` needs a CA to check client certificates against.
@@ -128,20 +178,19 @@ pub fn check_hosts_have_cert(hosts: &[String], has_cert: bool) -> Result<(), Str
     Ok(())
 }
 
-/// Reads and parses a certificate chain and its key; errors name the file at fault.
-pub fn load_cert_key(cert: &Path, key: &Path) -> Result<CertKey, String> {
-    let cert_pem = secrets::read_pem(cert)?;
-    tls::parse_cert_chain(&cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
-    let key_pem = secrets::read_pem(key)?;
-    tls::parse_cert_key(&cert_pem, &key_pem)
+/// Parses a certificate chain and its key; errors name the file at fault.
+pub fn load_cert_key(cert: &Path, key: &Path, files: &Files) -> Result<CertKey, String> {
+    let cert_pem = files.pem(cert)?;
+    tls::parse_cert_chain(cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key_pem = files.pem(key)?;
+    tls::parse_cert_key(cert_pem, key_pem)
         .map_err(|e| format!("{} (for {}): {e}", key.display(), cert.display()))
 }
 
 /// A warning text when the private key file `key` can be read by its group or by others
 /// (mode bits `0o044`); `None` when it is private or its mode cannot be read.
-pub fn key_permission_problem(key: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(key).ok()?.permissions().mode();
+pub fn key_permission_problem(key: &Path, files: &Files) -> Option<String> {
+    let mode = files.mode(key)?;
     (mode & 0o044 != 0).then(|| {
         format!(
             "private key file {} is readable by group or others (mode {:o}); make it 0600",
@@ -151,23 +200,24 @@ pub fn key_permission_problem(key: &Path) -> Option<String> {
     })
 }
 
-/// Reads a CA bundle.
-pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = secrets::read_pem(path)?;
-    tls::parse_cert_chain(&pem).map_err(|e| format!("{}: {e}", path.display()))
+/// Parses a CA bundle.
+pub fn load_ca(path: &Path, files: &Files) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = files.pem(path)?;
+    tls::parse_cert_chain(pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Applies every rule to a TLSContext and loads its files; `None` when any failed.
+/// Applies every rule to a TLSContext and parses its files; `None` when any failed.
 pub fn context(
     raw: &RawTlsContext,
     secrets_dir: Option<&Path>,
+    files: &Files,
 ) -> (Option<TlsContext>, Vec<ConfigError>) {
     let loc = &raw.loc;
     let mut errs = Vec::new();
     let mut keyed = |r: Keyed| errs.push(loc.err(&[r.0], r.1));
     let hosts = raw.hosts.clone().unwrap_or_default();
-    let cert_paths = cert_paths(raw, secrets_dir).map_err(&mut keyed).ok();
-    let ca_path = ca_path(raw, secrets_dir).map_err(&mut keyed).ok();
+    let cert_paths = cert_paths(raw, secrets_dir, files).map_err(&mut keyed).ok();
+    let ca_path = ca_path(raw, secrets_dir, files).map_err(&mut keyed).ok();
     let (min, max) = versions(
         raw.min_tls_version.as_deref(),
         raw.max_tls_version.as_deref(),
@@ -189,14 +239,14 @@ pub fn context(
     }
     let mut warnings = Vec::new();
     let cert = match cert_paths.flatten() {
-        Some((c, k, key)) => load_cert_key(&c, &k)
+        Some((c, k, key)) => load_cert_key(&c, &k, files)
             .inspect(|_| {
                 let attr = if key == "secret" {
                     key
                 } else {
                     "private_key_file"
                 };
-                warnings.extend(key_permission_problem(&k).map(|m| loc.warn(&[attr], m)));
+                warnings.extend(key_permission_problem(&k, files).map(|m| loc.warn(&[attr], m)));
             })
             .map_err(|e| keyed((key, e)))
             .ok()
@@ -210,7 +260,10 @@ pub fn context(
             } else {
                 "cacert_chain_file"
             };
-            load_ca(&p).map_err(|e| keyed((key, e))).ok().map(Some)
+            load_ca(&p, files)
+                .map_err(|e| keyed((key, e)))
+                .ok()
+                .map(Some)
         }
         None => Some(None),
     };
@@ -237,8 +290,12 @@ pub fn context(
     (Some(ctx), warnings)
 }
 
-/// Applies the Host rules (hostname required) and loads its `tlsSecret`.
-pub fn host(raw: &RawHost, secrets_dir: Option<&Path>) -> (Option<Host>, Vec<ConfigError>) {
+/// Applies the Host rules (hostname required) and parses its `tlsSecret`.
+pub fn host(
+    raw: &RawHost,
+    secrets_dir: Option<&Path>,
+    files: &Files,
+) -> (Option<Host>, Vec<ConfigError>) {
     let loc = &raw.loc;
     let Some(hostname) = raw.hostname.clone() else {
         return (
@@ -246,23 +303,19 @@ pub fn host(raw: &RawHost, secrets_dir: Option<&Path>) -> (Option<Host>, Vec<Con
             vec![loc.err(&[], "`hostname` is required on a Host with `tlsSecret`")],
         );
     };
-    let Some(dir) = secrets_dir else {
+    let Some(folder) = host_folder(raw, secrets_dir) else {
         let m = format!("tlsSecret `{}` needs --secrets-dir", raw.secret);
         return (None, vec![loc.err(&["tlsSecret"], m)]);
     };
-    let folder = match &raw.secret_namespace {
-        Some(ns) => secrets::secret_dir_in(dir, &raw.secret, ns),
-        None => secrets::secret_dir(dir, &raw.secret, true),
-    };
     let key = secrets::key_file(&folder);
-    match load_cert_key(&secrets::cert_file(&folder), &key) {
+    match load_cert_key(&secrets::cert_file(&folder), &key, files) {
         Ok(cert) => (
             Some(Host {
                 loc: loc.clone(),
                 hostname: hostname.to_ascii_lowercase(),
                 cert,
             }),
-            key_permission_problem(&key)
+            key_permission_problem(&key, files)
                 .map(|m| loc.warn(&["tlsSecret"], m))
                 .into_iter()
                 .collect(),

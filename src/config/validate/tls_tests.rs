@@ -10,6 +10,67 @@ fn raw(attrs: &str) -> RawTlsContext {
     }
 }
 
+// The functions under test read from `Files`; these shims read what a resource names from
+// disk first, as `config::load` does, so the tests keep writing real secret folders.
+fn on_disk(resource: Resource, dir: Option<&Path>) -> Files {
+    let mut files = Files::default();
+    files.read_from_disk(referenced_files(&[resource], dir, &Files::default()));
+    files
+}
+
+fn context(raw: &RawTlsContext, dir: Option<&Path>) -> (Option<TlsContext>, Vec<ConfigError>) {
+    let files = on_disk(Resource::Context(raw.clone()), dir);
+    super::context(raw, dir, &files)
+}
+
+fn host(raw: &RawHost, dir: Option<&Path>) -> (Option<Host>, Vec<ConfigError>) {
+    let files = on_disk(Resource::Host(raw.clone()), dir);
+    super::host(raw, dir, &files)
+}
+
+fn cert_paths(
+    raw: &RawTlsContext,
+    dir: Option<&Path>,
+) -> Result<Option<(PathBuf, PathBuf, &'static str)>, Keyed> {
+    super::cert_paths(raw, dir, &Files::default())
+}
+
+fn ca_path(raw: &RawTlsContext, dir: Option<&Path>) -> Result<Option<PathBuf>, Keyed> {
+    let files = on_disk(Resource::Context(raw.clone()), dir);
+    super::ca_path(raw, dir, &files)
+}
+
+#[test]
+fn validation_reads_only_the_files_it_is_given() {
+    let ck = rcgen::generate_simple_self_signed(vec!["mem-host".to_string()]).unwrap();
+    let raw = raw("hosts: [mem-host]\nsecret: mem\n");
+    let dir = Path::new("/nonexistent-secrets");
+    let mut files = Files::default();
+    files.insert(
+        dir.join("mem/tls.crt"),
+        ck.cert.pem().into_bytes(),
+        0o100600,
+    );
+    files.insert(
+        dir.join("mem/tls.key"),
+        ck.key_pair.serialize_pem().into_bytes(),
+        0o100644,
+    );
+    let (c, warnings) = super::context(&raw, Some(dir), &files);
+    assert!(c.is_some_and(|c| c.cert.is_some()), "{warnings:?}");
+    // The key's mode comes from the store too: 0644 earns the permission warning.
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.contains("readable by group or others"),
+        "{warnings:?}"
+    );
+    let (c, errs) = super::context(&raw, Some(dir), &Files::default());
+    assert!(
+        c.is_none() && errs[0].message.contains("not loaded"),
+        "{errs:?}"
+    );
+}
+
 fn errors(attrs: &str, dir: Option<&Path>) -> Vec<String> {
     let (_, errs) = context(&raw(attrs), dir);
     errs.iter().map(ToString::to_string).collect()
