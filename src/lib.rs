@@ -48,7 +48,6 @@ pub(crate) mod net;
 pub(crate) mod rt;
 
 pub use actors::config::ReloadReport;
-pub use actors::resolver::{ResolveError, ResolverConfig};
 pub use actors::supervisor::ApplyReport;
 pub use api::{ProxyBuilder, ProxyHandle, block_on};
 pub use cli::check;

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use crate::dns::ResolveError;
+pub(crate) use crate::dns::ResolveError;
 use crate::dns::cache::{Cache, CacheKey, CachePolicy};
 use crate::dns::{Resolved, order_by_family};
 use crate::route::{Families, ServiceHost};
@@ -48,7 +48,7 @@ const REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// Where the resolver reads its configuration and how long it waits and caches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolverConfig {
+pub(crate) struct ResolverConfig {
     /// The resolv.conf to use (`--resolv-conf`); default `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
     /// The hosts file to use; default `/etc/hosts`.

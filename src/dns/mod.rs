@@ -29,7 +29,7 @@ use crate::route::Families;
 /// Cloneable because one lookup answers every caller that asked for the same name meanwhile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// The name does not exist (NXDOMAIN for every search candidate).
     #[error("{0}: no such host (NXDOMAIN)")]
     NotFound(String),
