@@ -18,6 +18,8 @@ struct Fixture {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     _server: crate::rt::Task<()>,
+    /// Stops the server when the fixture drops.
+    _stop: crate::rt::Trigger,
 }
 
 fn start(limits: AdminLimits) -> Fixture {
@@ -32,12 +34,14 @@ fn start(limits: AdminLimits) -> Fixture {
     let listener =
         crate::rt::block_on(bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).expect("bind admin");
     let addr = listener.get_ref().local_addr().expect("local addr");
-    let server = crate::rt::spawn(serve_with(listener, state, limits));
+    let (stop, stopped) = crate::rt::tripwire();
+    let server = crate::rt::spawn(serve_with(listener, state, limits, stopped));
     Fixture {
         addr,
         ready,
         metrics,
         _server: server,
+        _stop: stop,
     }
 }
 
