@@ -85,6 +85,7 @@ pub struct ProxyBuilder {
     drain_timeout: Duration,
     max_connections: Option<usize>,
     handshake_timeout: Duration,
+    zero_copy: bool,
     resolver: ResolverConfig,
 }
 
@@ -109,6 +110,7 @@ impl ProxyBuilder {
             drain_timeout: Duration::from_secs(30),
             max_connections: None,
             handshake_timeout: Duration::from_secs(10),
+            zero_copy: true,
             resolver: ResolverConfig::default(),
         }
     }
@@ -192,10 +194,11 @@ impl ProxyBuilder {
         self
     }
 
-    /// Moves plain↔plain bytes with splice(2) on Linux (default on; `TCPMAP_NO_SPLICE=1` also
-    /// turns it off). Process-wide: it applies to every proxy in the process.
-    pub fn zero_copy(self, on: bool) -> Self {
-        crate::net::splice::set_splice_enabled(on);
+    /// Moves plain↔plain bytes with splice(2) on Linux (default on; `TCPMAP_NO_SPLICE=1` in
+    /// the environment turns it off for every proxy). Per proxy: two proxies in one process
+    /// can differ. TLS on either side always copies through userspace buffers.
+    pub fn zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
         self
     }
 
@@ -238,6 +241,7 @@ impl ProxyBuilder {
             limits: Limits {
                 max_connections: self.max_connections,
                 handshake_timeout: self.handshake_timeout,
+                zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
             },
             active: AtomicUsize::new(0),
             kill: tripwire,

@@ -166,7 +166,10 @@ fn library_ready_follows_the_listeners() {
     }));
     assert_eq!(http_get(admin, "/ambassador/v0/check_ready").0, 503);
     assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
-    assert!(!shutdown.is_finished(), "the drain ended with a connection open");
+    assert!(
+        !shutdown.is_finished(),
+        "the drain ended with a connection open"
+    );
 
     drop(s);
     shutdown.join().unwrap();

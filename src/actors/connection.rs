@@ -251,7 +251,8 @@ async fn run(
         (Client::Plain(c, first), None) => {
             rec.tls = "none";
             Box::pin(forward_first(&up, &first, rec)).await?;
-            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, &rec.progress).await)
+            let zero_copy = shared.limits.zero_copy;
+            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, &rec.progress, zero_copy).await)
         }
         (Client::Plain(c, first), Some(orig)) => {
             rec.tls = "originate";
@@ -416,6 +417,7 @@ mod size_tests {
             limits: super::super::Limits {
                 max_connections: None,
                 handshake_timeout: std::time::Duration::from_secs(1),
+                zero_copy: true,
             },
             active: Default::default(),
             kill: tripwire,
