@@ -1,8 +1,8 @@
 //! Supervisor: owns the active route table and the ListenerActors.
 //!
 //! Messages: `Apply(table)` from the ConfigActor (a reload: applied whole or not at all),
-//! `Routes` and `Shutdown` from the handle. Apply is one step (SPEC section 4): bind every new
-//! listener first — one failure closes those just bound and rejects the reload — then
+//! `Routes` and `Shutdown` from the handle. Apply is one step (docs/operations.md "Reload
+//! semantics"): bind every new listener first — one failure closes those just bound and rejects the reload — then
 //! retarget kept listeners, start the new ones, stop the removed ones. Open connections keep
 //! the generation they started with.
 

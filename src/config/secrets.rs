@@ -5,7 +5,8 @@
 //! - `secret: NAME.NS` (split at the last dot, when `secret_namespacing` is true) → `<dir>/NS/NAME/`;
 //! - `ca_secret` → `ca.crt` in its folder when present, else its `tls.crt`.
 //!
-//! A plain `NAME` is not looked up in the resource's namespace: `<dir>/NAME/` as the SPEC says.
+//! A plain `NAME` is not looked up in the resource's namespace: `<dir>/NAME/`, as docs/config.md
+//! ("Secrets") says.
 //! Must not: parse PEM (that is `tls`) or know about resources beyond their names.
 
 use std::fs;

@@ -7,7 +7,9 @@
 //! go back, empty, as soon as the source has nothing to read, so an idle connection holds no pipe
 //! (nor its two file descriptors). When a pipe cannot be made (EMFILE) or the kernel refuses to
 //! splice these sockets (EINVAL), the direction switches to the buffered copy before any byte moved
-//! through the pipe. This file must not know about TLS, routing or who closes the sockets.
+//! through the pipe. This file must not know about TLS or routing. [`relay_tcp`] borrows the
+//! sockets and leaves them open; [`relay_tcp_owned`] (what connections use) takes them and closes
+//! them when it returns, which lets the EOF that ends the relay go out as the close's FIN.
 
 use std::net::TcpStream;
 use std::sync::OnceLock;
