@@ -407,19 +407,33 @@ fn zero_copy_is_a_per_proxy_setting() {
         let addr = proxy.local_addrs()[0];
         (proxy, addr)
     };
+    // In lockstep: each chunk is echoed back whole before the next is sent, so both directions
+    // go idle with nothing buffered after every chunk, which is where the 64 KiB warm-up
+    // switches to splice (a flood may keep a busy direction from ever idling).
     let through = |addr| {
+        const CHUNK: usize = 128 * 1024;
         let data = random_bytes(N);
         let mut c = std::net::TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut w = c.try_clone().unwrap();
+        let (echoed, next) = std::sync::mpsc::channel::<()>();
         let sent = data.clone();
         let writer = std::thread::spawn(move || {
-            w.write_all(&sent).unwrap();
+            for chunk in sent.chunks(CHUNK) {
+                w.write_all(chunk).unwrap();
+                next.recv().unwrap();
+            }
             w.shutdown(Shutdown::Write).unwrap();
         });
-        let mut got = Vec::new();
-        c.read_to_end(&mut got).unwrap();
+        let mut got = vec![0u8; N];
+        for chunk in got.chunks_mut(CHUNK) {
+            c.read_exact(chunk).unwrap();
+            echoed.send(()).unwrap();
+        }
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
         writer.join().unwrap();
+        assert!(rest.is_empty(), "echo through {addr} sent more");
         assert_eq!(sha(&got), sha(&data), "echo through {addr} differs");
     };
     // Both alive at once: a second builder must not change the first proxy.
