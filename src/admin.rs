@@ -6,7 +6,9 @@
 //! ```
 //!
 //! It reads state only through the closures in [`AdminState`]; it never touches routes,
-//! listeners or actors. One slow or hostile client cannot stall the others: each
+//! listeners or actors. It runs until its stop [`Tripwire`] trips (the embedding API trips it
+//! when a shutdown has finished draining): the accept loop returns, which closes the listening
+//! socket, and connections still open end at their next poll. One slow or hostile client cannot stall the others: each
 //! connection has its own task, a header read timeout, an overall deadline, and the
 //! number of concurrent connections is bounded (extra ones are closed unanswered).
 
@@ -24,6 +26,7 @@ use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::metrics::Metrics;
+use crate::rt::Tripwire;
 
 /// What the admin endpoints read. Cheap to clone (all `Arc`s).
 #[derive(Clone)]
@@ -62,26 +65,38 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<Async<TcpListener>
     Async::<TcpListener>::bind(addr)
 }
 
-/// Serves the admin endpoints with the default limits until the future is dropped.
-pub(crate) async fn serve(listener: Async<TcpListener>, state: AdminState) {
-    serve_with(listener, state, AdminLimits::default()).await;
+/// Serves the admin endpoints with the default limits until `stop` trips (or the future is
+/// dropped).
+pub(crate) async fn serve(listener: Async<TcpListener>, state: AdminState, stop: Tripwire) {
+    serve_with(listener, state, AdminLimits::default(), stop).await;
 }
 
-/// Serves the admin endpoints with explicit `limits` until the future is dropped.
+/// Serves the admin endpoints with explicit `limits` until `stop` trips (or the future is
+/// dropped); returns having closed the listening socket.
 ///
-/// Connection tasks already running finish on their own (bounded by
+/// Connection tasks already running end when `stop` trips, or on their own (bounded by
 /// `limits.connection_timeout`).
 pub(crate) async fn serve_with(
     listener: Async<TcpListener>,
     state: AdminState,
     limits: AdminLimits,
+    stop: Tripwire,
 ) {
+    use futures_lite::FutureExt;
     let state = Arc::new(state);
     let open = Arc::new(AtomicUsize::new(0));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
-            Err(e) => {
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                stop.tripped().await;
+                None
+            })
+            .await;
+        let stream = match accepted {
+            // Stopped: returning drops (closes) the listener.
+            None => return,
+            Some(Ok((stream, _peer))) => stream,
+            Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "admin: accept failed");
                 crate::rt::sleep(Duration::from_millis(100)).await;
@@ -94,10 +109,15 @@ pub(crate) async fn serve_with(
             continue;
         };
         let state = Arc::clone(&state);
+        let stop = stop.clone();
         crate::rt::detach(async move {
             let _slot = slot;
             let served =
                 crate::rt::timeout(limits.connection_timeout, connection(stream, state, limits))
+                    .or(async {
+                        stop.tripped().await;
+                        Some(())
+                    })
                     .await;
             if served.is_none() {
                 tracing::debug!("admin: connection deadline reached");

@@ -85,6 +85,7 @@ pub struct ProxyBuilder {
     drain_timeout: Duration,
     max_connections: Option<usize>,
     handshake_timeout: Duration,
+    zero_copy: bool,
     resolver: ResolverConfig,
 }
 
@@ -109,6 +110,7 @@ impl ProxyBuilder {
             drain_timeout: Duration::from_secs(30),
             max_connections: None,
             handshake_timeout: Duration::from_secs(10),
+            zero_copy: true,
             resolver: ResolverConfig::default(),
         }
     }
@@ -149,7 +151,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// Serves the admin endpoints on this address (off by default).
+    /// Serves the admin endpoints on this address (off by default). The server stops with the
+    /// proxy: [`ProxyHandle::shutdown`] closes it once the drain is over.
     pub fn admin(mut self, addr: SocketAddr) -> Self {
         self.admin = Some(addr);
         self
@@ -191,10 +194,11 @@ impl ProxyBuilder {
         self
     }
 
-    /// Moves plain↔plain bytes with splice(2) on Linux (default on; `TCPMAP_NO_SPLICE=1` also
-    /// turns it off). Process-wide: it applies to every proxy in the process.
-    pub fn zero_copy(self, on: bool) -> Self {
-        crate::net::splice::set_splice_enabled(on);
+    /// Moves plain↔plain bytes with splice(2) on Linux (default on; `TCPMAP_NO_SPLICE=1` in
+    /// the environment turns it off for every proxy). Per proxy: two proxies in one process
+    /// can differ. TLS on either side always copies through userspace buffers.
+    pub fn zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
         self
     }
 
@@ -228,6 +232,7 @@ impl ProxyBuilder {
             limits: Limits {
                 max_connections: self.max_connections,
                 handshake_timeout: self.handshake_timeout,
+                zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
             },
             active: AtomicUsize::new(0),
             kill: tripwire,
@@ -240,10 +245,11 @@ impl ProxyBuilder {
         // dropping the handles ends the actors.
         config.reload().await?;
         let (exit_tx, exit_rx) = rt::oneshot();
-        let admin_addr = match self.admin {
+        let admin = match self.admin {
             Some(addr) => Some(start_admin(addr, metrics.clone(), status.clone()).await?),
             None => None,
         };
+        let admin_addr = admin.as_ref().map(|a| a.addr);
         Ok(ProxyHandle {
             inner: Arc::new(Inner {
                 supervisor,
@@ -254,8 +260,25 @@ impl ProxyBuilder {
                 exit_tx: std::sync::Mutex::new(Some(exit_tx)),
                 exit_rx,
                 admin_addr,
+                admin: std::sync::Mutex::new(admin),
             }),
         })
+    }
+}
+
+/// The running admin server: its address, what stops it, and its task (done once the
+/// listening socket is closed).
+struct AdminServer {
+    addr: SocketAddr,
+    stop: rt::Trigger,
+    task: rt::Task<()>,
+}
+
+impl AdminServer {
+    /// Stops the server; returns once its listening socket is closed.
+    async fn stop(self) {
+        self.stop.fire();
+        self.task.await;
     }
 }
 
@@ -263,7 +286,7 @@ async fn start_admin(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
-) -> Result<SocketAddr> {
+) -> Result<AdminServer> {
     let listener = crate::admin::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })?;
@@ -274,8 +297,13 @@ async fn start_admin(
         ready: Arc::new(move || ready_status.get().ready),
         config_json: Arc::new(move || config_json(&status)),
     };
-    rt::spawn(crate::admin::serve(listener, state));
-    Ok(local)
+    let (stop, stopped) = rt::tripwire();
+    let task = rt::spawn(crate::admin::serve(listener, state, stopped));
+    Ok(AdminServer {
+        addr: local,
+        stop,
+        task,
+    })
 }
 
 fn config_json(status: &Status) -> serde_json::Value {
@@ -308,6 +336,9 @@ struct Inner {
     exit_tx: std::sync::Mutex<Option<rt::Sender<()>>>,
     exit_rx: Receiver<()>,
     admin_addr: Option<SocketAddr>,
+    /// Taken and stopped by the first shutdown, once the drain is over; dropping it (the last
+    /// handle gone) stops the server too.
+    admin: std::sync::Mutex<Option<AdminServer>>,
 }
 
 /// A cloneable handle to a running proxy.
@@ -402,12 +433,26 @@ impl ProxyHandle {
 
     /// Stops accepting; `graceful` waits up to the drain timeout for open connections,
     /// then closes the rest. Returns when done; [`ProxyHandle::wait`] then returns too.
+    ///
+    /// The admin endpoint keeps answering during the drain (`check_alive` 200, `check_ready`
+    /// 503) and is closed when the drain is over: once this returns, its port refuses
+    /// connections and can be bound again.
     pub async fn shutdown(&self, graceful: bool) -> Result<()> {
         let r = self
             .inner
             .supervisor
             .shutdown(graceful, self.inner.drain_timeout)
             .await;
+        // Taken out before awaiting: the guard must not live across the await.
+        let admin = self
+            .inner
+            .admin
+            .lock()
+            .map(|mut g| g.take())
+            .unwrap_or_else(|p| p.into_inner().take());
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
         let tx = self
             .inner
             .exit_tx

@@ -1,4 +1,5 @@
-//! Command line: `tcpmap run` and `tcpmap check` (SPEC section 1), and the `check` report.
+//! Command line: `tcpmap run` and `tcpmap check` (README.md "The binary", docs/operations.md),
+//! and the `check` report.
 //!
 //! Owns: flag definitions, turning them into a [`ConfigInput`], the text `check` prints.
 //! Must not: run the proxy itself (that is `daemon`), exit the process (that is `main`).

@@ -140,19 +140,72 @@ fn admin_endpoints_report_what_the_proxy_does() {
     drop(stalled);
 }
 
-/// Readiness through the library: false once shut down, and the admin endpoint says 503.
+/// Readiness through the library: not ready (503) while draining but still alive; once
+/// `shutdown` returns, the admin port is closed too (connections refused, address free).
 #[test]
 fn library_ready_follows_the_listeners() {
     let up = net::echo("127.0.0.1:0");
     let port = free_port();
     let proxy = common::proxy::start_with(&mapping("m", port, up.addr), None, |b| {
         b.admin("127.0.0.1:0".parse().unwrap())
-            .drain_timeout(Duration::from_secs(1))
+            .drain_timeout(Duration::from_secs(10))
     });
     let admin = proxy.admin_addr().unwrap();
     assert!(proxy.ready());
     assert_eq!(http_get(admin, "/ambassador/v0/check_ready").0, 200);
-    common::proxy::block_on(proxy.shutdown(true)).unwrap();
-    assert!(!proxy.ready());
+
+    // An open connection keeps the drain going while we probe.
+    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    net::roundtrip(&mut s, b"hold the drain open");
+    let draining = proxy.clone();
+    let shutdown = std::thread::spawn(move || {
+        common::proxy::block_on(draining.shutdown(true)).unwrap();
+    });
+    assert!(common::proxy::eventually(Duration::from_secs(5), || {
+        !proxy.ready()
+    }));
     assert_eq!(http_get(admin, "/ambassador/v0/check_ready").0, 503);
+    assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
+    assert!(
+        !shutdown.is_finished(),
+        "the drain ended with a connection open"
+    );
+
+    drop(s);
+    shutdown.join().unwrap();
+    assert_admin_closed(admin);
+}
+
+/// `ProxyHandle::shutdown` (and `wait`) return only once the admin listener is closed: a
+/// connect is refused and the address can be bound again at once.
+#[test]
+fn library_shutdown_closes_the_admin_port() {
+    for graceful in [true, false] {
+        let up = net::echo("127.0.0.1:0");
+        let port = free_port();
+        let proxy = common::proxy::start_with(&mapping("m", port, up.addr), None, |b| {
+            b.admin("127.0.0.1:0".parse().unwrap())
+                .drain_timeout(Duration::from_secs(1))
+        });
+        let admin = proxy.admin_addr().unwrap();
+        assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
+        common::proxy::block_on(proxy.shutdown(graceful)).unwrap();
+        common::proxy::block_on(proxy.wait());
+        assert_admin_closed(admin);
+        // A second shutdown is harmless.
+        common::proxy::block_on(proxy.shutdown(graceful)).unwrap();
+    }
+}
+
+fn assert_admin_closed(admin: SocketAddr) {
+    match TcpStream::connect_timeout(&admin, Duration::from_secs(2)) {
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "admin {admin}: {e}"
+        ),
+        Ok(_) => panic!("admin {admin} still accepts connections after shutdown"),
+    }
+    std::net::TcpListener::bind(admin)
+        .unwrap_or_else(|e| panic!("admin address {admin} not free after shutdown: {e}"));
 }

@@ -240,3 +240,27 @@ fn readme_commands_exist_as_written() {
         assert!(root().join(path).exists(), "README links to missing {path}");
     }
 }
+
+#[test]
+fn readme_lists_every_run_flag() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let cli = tcpmap::cli::Cli::command();
+    let run = cli.find_subcommand("run").expect("run subcommand");
+    let mut missing = Vec::new();
+    for arg in run.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" {
+            continue;
+        }
+        // One table row per flag: "| `--flag ...` | meaning |".
+        let row = format!("| `--{long}");
+        if !readme.lines().any(|l| l.starts_with(&row)) {
+            missing.push(long.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's `run` flag table lacks {missing:?}"
+    );
+}

@@ -140,6 +140,7 @@ mod tests {
             limits: super::super::Limits {
                 max_connections: max,
                 handshake_timeout: std::time::Duration::from_secs(1),
+                zero_copy: true,
             },
             active: Default::default(),
             kill: tripwire,

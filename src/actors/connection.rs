@@ -323,7 +323,8 @@ async fn relay(
         (Client::Plain(c, first), None) => {
             rec.tls = TlsMode::None;
             Box::pin(forward_first(&up, &first, progress)).await?;
-            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress).await)
+            let zero_copy = shared.limits.zero_copy;
+            Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy).await)
         }
         (Client::Plain(c, first), Some(orig)) => {
             rec.tls = TlsMode::Originate;
@@ -458,6 +459,7 @@ mod size_tests {
             limits: super::super::Limits {
                 max_connections: None,
                 handshake_timeout: std::time::Duration::from_secs(1),
+                zero_copy: true,
             },
             active: Default::default(),
             kill: tripwire,

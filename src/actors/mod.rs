@@ -55,13 +55,16 @@ pub(crate) struct Shared {
     pub(crate) breaker_log: ratelog::RateLimitedLog,
 }
 
-/// Limits on what peers can make tcpmap hold.
+/// Limits on what peers can make tcpmap hold, and how its relay moves bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     /// `--max-connections`: open connections allowed overall.
     pub(crate) max_connections: Option<usize>,
     /// Deadline for the SNI peek and each TLS handshake.
     pub(crate) handshake_timeout: Duration,
+    /// This proxy's zero-copy setting: plain↔plain relays use splice(2) (Linux) when true
+    /// (`ProxyBuilder::zero_copy`, off as well under `TCPMAP_NO_SPLICE=1`).
+    pub(crate) zero_copy: bool,
 }
 
 /// One applied config generation as the data plane sees it: the route table plus the

@@ -3,7 +3,7 @@
 //! Messages: `Apply(table)` and `Rejected(errors)` from the ConfigActor (a reload: applied
 //! whole or not at all), `Shutdown` from the handle. It is the only writer of
 //! the [`Status`] snapshot (table, generation, readiness, last reload) that the admin
-//! endpoint and the handle read. Apply is one step (SPEC section 4): bind every new
+//! endpoint and the handle read. Apply is one step (docs/operations.md "Reload semantics"): bind every new
 //! listener first — one failure closes those just bound and rejects the reload — then
 //! retarget kept listeners, start the new ones, stop the removed ones. Open connections keep
 //! the generation they started with.
@@ -225,7 +225,7 @@ impl Supervisor {
                 } => {
                     self.shutdown(graceful, drain_timeout).await;
                     let _ = respond_to.send(());
-                    // Keep answering Routes until every handle is gone; refuse new applies.
+                    // Keep answering until every handle is gone; new applies are refused.
                 }
             }
         }

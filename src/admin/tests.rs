@@ -18,6 +18,8 @@ struct Fixture {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     _server: crate::rt::Task<()>,
+    /// Stops the server when the fixture drops.
+    _stop: crate::rt::Trigger,
 }
 
 fn start(limits: AdminLimits) -> Fixture {
@@ -32,12 +34,14 @@ fn start(limits: AdminLimits) -> Fixture {
     let listener =
         crate::rt::block_on(bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).expect("bind admin");
     let addr = listener.get_ref().local_addr().expect("local addr");
-    let server = crate::rt::spawn(serve_with(listener, state, limits));
+    let (stop, stopped) = crate::rt::tripwire();
+    let server = crate::rt::spawn(serve_with(listener, state, limits, stopped));
     Fixture {
         addr,
         ready,
         metrics,
         _server: server,
+        _stop: stop,
     }
 }
 
@@ -229,4 +233,36 @@ fn panicking_state_gives_500_and_counts() {
             .render()
             .contains("tcpmap_internal_errors_total{what=\"admin\"} 1")
     );
+}
+
+#[test]
+fn stop_closes_the_listener_and_open_connections() {
+    let f = start(AdminLimits::default());
+    let Fixture {
+        addr,
+        _server: server,
+        _stop: stop,
+        ..
+    } = f;
+    crate::rt::block_on(async move {
+        // A keep-alive client that has been answered once and stays open.
+        let mut open = Async::<TcpStream>::connect(addr).await.expect("connect");
+        open.write_all(b"GET /ambassador/v0/check_alive HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut first = [0u8; 12];
+        open.read_exact(&mut first).await.expect("answer");
+        assert_eq!(&first, b"HTTP/1.1 200");
+
+        stop.fire();
+        crate::rt::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("server stopped within 2 s");
+        let refused = Async::<TcpStream>::connect(addr).await;
+        assert!(refused.is_err(), "admin still accepts after stop");
+        // The open connection ends too (well before its 30 s lifetime cap).
+        let mut rest = Vec::new();
+        let ended = crate::rt::timeout(Duration::from_secs(2), open.read_to_end(&mut rest)).await;
+        assert!(ended.is_some(), "open admin connection outlived the stop");
+    });
 }

@@ -5,7 +5,8 @@
 //! - `secret: NAME.NS` (split at the last dot, when `secret_namespacing` is true) → `<dir>/NS/NAME/`;
 //! - `ca_secret` → `ca.crt` in its folder when present, else its `tls.crt`.
 //!
-//! A plain `NAME` is not looked up in the resource's namespace: `<dir>/NAME/` as docs/config.md says.
+//! A plain `NAME` is not looked up in the resource's namespace: `<dir>/NAME/`, as docs/config.md
+//! ("Secrets") says.
 //!
 //! [`Files`] is the reader's side: every file a config names is read here, once, before
 //! validation, which then works on memory only (and can be run on files that never touched a

@@ -5,8 +5,9 @@
 //! that runs both directions inside one future (no task per direction, no split streams, no locks)
 //! with a single re-armed idle timer, and the generic entry point [`relay`] used when TLS is on
 //! either side. The per-direction copy loops live in `buffered.rs` (userspace buffers) and
-//! `splice.rs` (zero-copy for plain TCP). It must not decide routing or close sockets: the caller
-//! owns both streams and closes them after the relay returns.
+//! `splice.rs` (zero-copy for plain TCP). It must not decide routing. [`relay`] does not close
+//! the streams: the caller owns them and closes them after it returns (the plain-TCP
+//! `splice::relay_tcp_owned` is the exception: it takes both sockets and closes them itself).
 
 use std::borrow::Borrow;
 use std::future::Future;

@@ -7,11 +7,12 @@
 //! go back, empty, as soon as the source has nothing to read, so an idle connection holds no pipe
 //! (nor its two file descriptors). When a pipe cannot be made (EMFILE) or the kernel refuses to
 //! splice these sockets (EINVAL), the direction switches to the buffered copy before any byte moved
-//! through the pipe. This file must not know about TLS, routing or who closes the sockets.
+//! through the pipe. This file must not know about TLS or routing. [`relay_tcp`] borrows the
+//! sockets and leaves them open; [`relay_tcp_owned`] (what connections use) takes them and closes
+//! them when it returns, which lets the EOF that ends the relay go out as the close's FIN.
 
 use std::net::TcpStream;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,32 +21,26 @@ use async_io::Async;
 use super::buffered::Half;
 use super::copy::{Dir, Driver, Meter, Progress, PumpError, RelayStats, TcpHalfClose};
 
-static SPLICE_SWITCH: AtomicBool = AtomicBool::new(true);
-
-/// Turns the splice path on or off for every later [`relay_tcp`] call in the process
-/// (`TCPMAP_NO_SPLICE=1` in the environment turns it off regardless).
-pub(crate) fn set_splice_enabled(on: bool) {
-    SPLICE_SWITCH.store(on, Ordering::Relaxed);
-}
-
-/// Whether [`relay_tcp`] tries splice(2): the switch is on and `TCPMAP_NO_SPLICE` is not `1`.
-pub(crate) fn splice_enabled() -> bool {
+/// True when `TCPMAP_NO_SPLICE=1` is in the environment: it turns zero-copy off for every
+/// proxy in the process, whatever `ProxyBuilder::zero_copy` says (read once, when a proxy
+/// starts; the relay itself only sees the per-proxy `Limits::zero_copy`).
+pub(crate) fn splice_disabled_by_env() -> bool {
     static ENV_OFF: OnceLock<bool> = OnceLock::new();
-    let env_off =
-        *ENV_OFF.get_or_init(|| std::env::var_os("TCPMAP_NO_SPLICE").is_some_and(|v| v == "1"));
-    SPLICE_SWITCH.load(Ordering::Relaxed) && !env_off
+    *ENV_OFF.get_or_init(|| std::env::var_os("TCPMAP_NO_SPLICE").is_some_and(|v| v == "1"))
 }
 
-/// Relays two plain TCP sockets: splice(2) on Linux when enabled, else the buffered copy.
-/// Same semantics as [`super::copy::relay`]; EOF is passed on with `shutdown(Write)`.
+/// Relays two plain TCP sockets: with `zero_copy`, splice(2) on Linux after a short
+/// userspace warm-up, else the buffered copy. Same semantics as [`super::copy::relay`]; EOF is
+/// passed on with `shutdown(Write)`.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) async fn relay_tcp(
     client: &Async<TcpStream>,
     upstream: &Async<TcpStream>,
     idle: Option<Duration>,
     progress: &Progress,
+    zero_copy: bool,
 ) -> RelayStats {
-    relay_tcp_mode(client, upstream, idle, progress, default_mode(), false)
+    relay_tcp_mode(client, upstream, idle, progress, Mode::of(zero_copy), false)
         .await
         .0
 }
@@ -53,24 +48,26 @@ pub(crate) async fn relay_tcp(
 /// [`relay_tcp`] that owns both sockets and closes them when it returns. The EOF that ends the
 /// relay is then not passed on with `shutdown(2)`: the close right after sends that FIN (both
 /// receive queues are drained to EOF by then, so it is a FIN, not a reset). One syscall less
-/// per connection.
+/// per connection. `zero_copy` is the proxy's setting (`Limits::zero_copy`).
 pub(crate) async fn relay_tcp_owned(
     client: Async<TcpStream>,
     upstream: Async<TcpStream>,
     idle: Option<Duration>,
     progress: &Progress,
+    zero_copy: bool,
 ) -> RelayStats {
-    relay_tcp_mode(&client, &upstream, idle, progress, default_mode(), true)
-        .await
-        .0
-}
-
-fn default_mode() -> Mode {
-    if splice_enabled() {
-        Mode::Warm(SPLICE_AFTER)
-    } else {
-        Mode::Buffered
-    }
+    let (stats, _spliced) = relay_tcp_mode(
+        &client,
+        &upstream,
+        idle,
+        progress,
+        Mode::of(zero_copy),
+        true,
+    )
+    .await;
+    #[cfg(test)]
+    test_hook::record(&client, _spliced);
+    stats
 }
 
 /// Bytes a direction copies through userspace before it switches to splice(2). Short
@@ -88,6 +85,52 @@ pub(super) enum Mode {
     Splice,
     /// Userspace buffers until a direction has moved this many bytes, then splice(2).
     Warm(u64),
+}
+
+impl Mode {
+    /// The mode for a proxy's zero-copy setting: warm-up then splice, or buffers only.
+    fn of(zero_copy: bool) -> Mode {
+        if zero_copy {
+            Mode::Warm(SPLICE_AFTER)
+        } else {
+            Mode::Buffered
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod test_hook {
+    //! Test-only record of what each owned relay spliced, keyed by the proxy-side address of the
+    //! client socket (the listener's address), so a test can tell which proxy spliced.
+
+    use std::collections::HashMap;
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Mutex;
+
+    use async_io::Async;
+
+    static SPLICED: Mutex<Option<HashMap<SocketAddr, [u64; 2]>>> = Mutex::new(None);
+
+    pub(in super::super) fn record(client: &Async<TcpStream>, spliced: [u64; 2]) {
+        let Ok(addr) = client.get_ref().local_addr() else {
+            return;
+        };
+        let mut map = SPLICED.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .get_or_insert_with(HashMap::new)
+            .entry(addr)
+            .or_default();
+        entry[0] += spliced[0];
+        entry[1] += spliced[1];
+    }
+
+    /// Bytes spliced (client→upstream, upstream→client) by the owned relays of a listener.
+    pub(in super::super) fn spliced(listener: SocketAddr) -> [u64; 2] {
+        let map = SPLICED.lock().unwrap_or_else(|p| p.into_inner());
+        map.as_ref()
+            .and_then(|m| m.get(&listener).copied())
+            .unwrap_or_default()
+    }
 }
 
 /// [`relay_tcp`] with the path chosen by the caller; also says how many bytes went through pipes

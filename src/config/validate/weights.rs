@@ -1,6 +1,6 @@
 //! Exact weights: each group's shares are integers summing to exactly 100.
 //!
-//! Rules (SPEC 3): weighted mappings get their percentage; unweighted ones share the
+//! Rules (docs/config.md, "Groups, agreement and weights"): weighted mappings get their percentage; unweighted ones share the
 //! remainder equally; a weighted sum over 100 is an error; when every mapping is weighted
 //! and the sum is under 100 the shares are scaled to 100; a lone mapping gets everything;
 //! weight 0 gets nothing unless every weight is 0 (then all share equally).
