@@ -129,25 +129,10 @@ impl Drop for Admission {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::metrics::Metrics;
     use crate::route::MappingId;
 
     fn shared(max: Option<usize>) -> Arc<Shared> {
-        let (_kill, tripwire) = crate::rt::tripwire();
-        Arc::new(Shared {
-            resolver: crate::actors::resolver::ResolverHandle::spawn(Default::default()),
-            metrics: Metrics::new(),
-            limits: super::super::Limits {
-                max_connections: max,
-                handshake_timeout: std::time::Duration::from_secs(1),
-                zero_copy: true,
-            },
-            active: Default::default(),
-            kill: tripwire,
-            breaker_log: crate::actors::ratelog::RateLimitedLog::new(
-                std::time::Duration::from_secs(1),
-            ),
-        })
+        Shared::for_tests(max)
     }
 
     fn mapping(shared: &Shared) -> Arc<MappingMetrics> {

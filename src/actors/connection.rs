@@ -450,23 +450,8 @@ mod size_tests {
         let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let stream = async_io::Async::new(s).unwrap();
         let table = std::sync::Arc::new(crate::route::RouteTable::default());
-        let metrics = crate::metrics::Metrics::new();
-        let generation = std::sync::Arc::new(super::Generation::new(table, &metrics));
-        let (_kill, tripwire) = crate::rt::tripwire();
-        let shared = std::sync::Arc::new(super::Shared {
-            resolver: crate::actors::resolver::ResolverHandle::spawn(Default::default()),
-            metrics,
-            limits: super::super::Limits {
-                max_connections: None,
-                handshake_timeout: std::time::Duration::from_secs(1),
-                zero_copy: true,
-            },
-            active: Default::default(),
-            kill: tripwire,
-            breaker_log: crate::actors::ratelog::RateLimitedLog::new(
-                std::time::Duration::from_secs(1),
-            ),
-        });
+        let shared = super::Shared::for_tests(None);
+        let generation = std::sync::Arc::new(super::Generation::new(table, &shared.metrics));
         let addr = l.local_addr().unwrap();
         let admission = crate::actors::admission::Admission::enter(shared).unwrap();
         let fut = super::serve(stream, addr, addr, generation, admission);

@@ -55,6 +55,29 @@ pub(crate) struct Shared {
     pub(crate) breaker_log: ratelog::RateLimitedLog,
 }
 
+#[cfg(test)]
+impl Shared {
+    /// A `Shared` for unit tests: a fresh resolver and registry, `max` connections overall,
+    /// a 1 s handshake deadline, zero-copy on, and a kill wire that never trips.
+    pub(crate) fn for_tests(max: Option<usize>) -> Arc<Shared> {
+        let (kill, tripwire) = crate::rt::tripwire();
+        // The trigger is leaked so the wire stays untripped for the test's life.
+        std::mem::forget(kill);
+        Arc::new(Shared {
+            resolver: resolver::ResolverHandle::spawn(Default::default()),
+            metrics: Metrics::new(),
+            limits: Limits {
+                max_connections: max,
+                handshake_timeout: Duration::from_secs(1),
+                zero_copy: true,
+            },
+            active: Default::default(),
+            kill: tripwire,
+            breaker_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+        })
+    }
+}
+
 /// Limits on what peers can make tcpmap hold, and how its relay moves bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
