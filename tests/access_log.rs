@@ -5,16 +5,12 @@
 
 mod common;
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 const FIELDS: [&str; 10] = [
     "mapping",
@@ -59,19 +55,19 @@ fn json_access_lines_parse_and_carry_every_field() {
     );
 
     // plain: 11 bytes each way, client closes.
-    let mut s = net::connect(addr(p_plain));
+    let mut s = net::connect(net::local(p_plain));
     net::roundtrip(&mut s, b"hello world");
     s.shutdown(Shutdown::Write).unwrap();
     assert!(net::closed_within(&mut s, Duration::from_secs(3)));
     // terminate: 5 bytes each way.
     let client = net::tls_client_config(&ca.cert_pem(), None);
-    let mut t = net::tls_connect(addr(p_tls), "my-host", client).unwrap();
+    let mut t = net::tls_connect(net::local(p_tls), "my-host", client).unwrap();
     net::roundtrip(&mut t, b"howdy");
     t.conn.send_close_notify();
     let _ = t.conn.complete_io(&mut t.sock);
     drop(t);
     // connect failure.
-    let mut f = net::connect(addr(p_dead));
+    let mut f = net::connect(net::local(p_dead));
     assert!(net::closed_within(&mut f, Duration::from_secs(5)));
 
     let access = |name: &str| {
@@ -92,7 +88,7 @@ fn json_access_lines_parse_and_carry_every_field() {
         }
         assert_eq!(v["target"], "tcpmap::access");
     }
-    assert_eq!(plain["listener"], addr(p_plain).to_string());
+    assert_eq!(plain["listener"], net::local(p_plain).to_string());
     assert!(plain["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(plain["upstream"], echo.addr.to_string());
     assert_eq!(plain["tls"], "none");
@@ -131,7 +127,7 @@ fn text_mode_logs_one_line_per_connection() {
     .unwrap();
     let d = Daemon::run(&cfg, &[]);
     for i in 0..7 {
-        let mut s = net::connect(addr(port));
+        let mut s = net::connect(net::local(port));
         net::roundtrip(&mut s, format!("n{i}").as_bytes());
         s.shutdown(Shutdown::Write).unwrap();
         assert!(net::closed_within(&mut s, Duration::from_secs(3)));
@@ -142,10 +138,7 @@ fn text_mode_logs_one_line_per_connection() {
             .filter(|l| l.contains("tcpmap::access"))
             .count()
     };
-    assert!(common::daemon::eventually(
-        Duration::from_secs(3),
-        || count() >= 7
-    ));
+    assert!(common::wait::eventually(Duration::from_secs(3), || count() >= 7));
     std::thread::sleep(Duration::from_millis(200)); // no late duplicates
     let lines: Vec<String> = d
         .lines()

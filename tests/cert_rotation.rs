@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::daemon::Daemon;
@@ -55,7 +54,7 @@ fn new_handshakes_get_the_new_certificate_and_open_ones_continue() {
     std::fs::write(&cfg, yaml).unwrap();
     let secrets_arg = secrets.path().to_str().unwrap().to_string();
     let d = Daemon::run(&cfg, &["--secrets-dir", &secrets_arg]);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = net::local(port);
     let client = net::tls_client_config(&ca.cert_pem(), None);
 
     let mut held = net::tls_connect(addr, "my-host", client.clone()).unwrap();

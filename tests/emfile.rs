@@ -94,7 +94,7 @@ fn fd_exhaustion_backs_off_without_spinning_and_recovers() {
     let log = dir.path().join("tcpmap.log");
     let proxy = KillOnDrop(spawn_proxy(&config, &log));
     let pid = proxy.0.id();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = net::local(port);
     assert!(serves(addr, Duration::from_secs(10)), "proxy never served");
 
     // Saturate: many more connections than the proxy has descriptors for, all held open.

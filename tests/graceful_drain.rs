@@ -34,7 +34,7 @@ fn setup() -> Setup {
     Setup {
         _dir: dir,
         cfg,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr: net::local(port),
         _up: up,
     }
 }

@@ -55,7 +55,7 @@ fn hundred_reloads_under_load_fail_no_connection() {
         net::banner("127.0.0.1:0", "B"),
     ];
     let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = net::local(port);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     let yaml = |up: usize| {
