@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::daemon::Daemon;
 use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
+use common::yaml::{mapping, mapping_with};
 
 const FIELDS: [&str; 10] = [
     "mapping",
@@ -33,24 +34,19 @@ fn json_access_lines_parse_and_carry_every_field() {
     write_secret(secrets.path(), "sec", &cert, &key);
     let echo = net::echo("127.0.0.1:0");
     let refused = free_port(); // nothing listens here
-    let (p_plain, p_tls, p_dead) = (free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let m = |name: &str, port: u16, extra: &str, service: String| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\n{extra}service: {service}\n"
-        )
-    };
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n{}{}{}",
-        m("plain", p_plain, "", echo.addr.to_string()),
-        m("term", p_tls, "host: my-host\n", echo.addr.to_string()),
-        m("dead", p_dead, "", format!("127.0.0.1:{refused}")),
-    );
-    std::fs::write(&cfg, yaml).unwrap();
     let secrets_arg = secrets.path().to_str().unwrap().to_string();
-    let d = Daemon::run(
-        &cfg,
+    let (d, [p_plain, p_tls, p_dead]) = Daemon::run_ports(
+        |[p_plain, p_tls, p_dead]| {
+            let yaml = "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n"
+                .to_string()
+                + &mapping("plain", p_plain, echo.addr)
+                + &mapping_with("term", p_tls, echo.addr, "host: my-host\n")
+                + &mapping("dead", p_dead, format!("127.0.0.1:{refused}"));
+            std::fs::write(&cfg, yaml).unwrap();
+            cfg.clone()
+        },
         &["--secrets-dir", &secrets_arg, "--log-format", "json"],
     );
 
@@ -117,15 +113,15 @@ fn json_access_lines_parse_and_carry_every_field() {
 #[test]
 fn text_mode_logs_one_line_per_connection() {
     let echo = net::echo("127.0.0.1:0");
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!("---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m\naddress: 127.0.0.1\nport: {port}\nservice: {}\n", echo.addr),
-    )
-    .unwrap();
-    let d = Daemon::run(&cfg, &[]);
+    let (d, [port]) = Daemon::run_ports(
+        |[port]| {
+            std::fs::write(&cfg, mapping("m", port, echo.addr)).unwrap();
+            cfg.clone()
+        },
+        &[],
+    );
     for i in 0..7 {
         let mut s = net::connect(net::local(port));
         net::roundtrip(&mut s, format!("n{i}").as_bytes());

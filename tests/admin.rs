@@ -11,25 +11,22 @@ use std::time::Duration;
 
 use common::daemon::{Daemon, http_get};
 use common::metrics::{check_format, metric};
-use common::net::{self, free_port};
+use common::net;
 use common::yaml::mapping;
 
 #[test]
 fn admin_endpoints_report_what_the_proxy_does() {
     let (a, b) = (net::echo("127.0.0.1:0"), net::echo("127.0.0.1:0"));
-    let (p1, p2) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}",
-            mapping("busy", p1, a.addr),
-            mapping("idle", p2, b.addr)
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0", "--drain-timeout", "5"]);
+    let (mut d, [p1, p2]) = Daemon::run_ports(
+        |[p1, p2]| {
+            let yaml = mapping("busy", p1, a.addr) + &mapping("idle", p2, b.addr);
+            std::fs::write(&cfg, yaml).unwrap();
+            cfg.clone()
+        },
+        &["--admin", "127.0.0.1:0", "--drain-timeout", "5"],
+    );
     let admin = d.admin_addr();
 
     assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);

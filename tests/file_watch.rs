@@ -36,11 +36,15 @@ fn in_place_rewrite_and_rename_over_apply_without_a_signal() {
         net::banner("127.0.0.1:0", "A"),
         net::banner("127.0.0.1:0", "B"),
     );
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, mapping("one", port, a.addr)).unwrap();
-    let d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0"]);
+    let (d, [port]) = Daemon::run_ports(
+        |[port]| {
+            std::fs::write(&cfg, mapping("one", port, a.addr)).unwrap();
+            cfg.clone()
+        },
+        &["--admin", "127.0.0.1:0"],
+    );
     assert_eq!(banner_of(port), "A");
 
     // In place: truncate and write the same inode.

@@ -41,11 +41,16 @@ fn sighup_adds_retargets_and_removes_without_cutting_open_connections() {
         net::banner("127.0.0.1:0", "B"),
         net::banner("127.0.0.1:0", "C"),
     ];
-    let (p1, p2) = (free_port(), free_port());
+    let p2 = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, mapping("one", p1, ups[0].addr)).unwrap();
-    let d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0"]);
+    let (d, [p1]) = Daemon::run_ports(
+        |[p1]| {
+            std::fs::write(&cfg, mapping("one", p1, ups[0].addr)).unwrap();
+            cfg.clone()
+        },
+        &["--admin", "127.0.0.1:0"],
+    );
 
     // A connection opened before any reload.
     let mut held = net::connect(net::local(p1));

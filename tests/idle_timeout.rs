@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::net;
 use common::proxy;
+use common::yaml::mapping_with;
 
 fn setup() -> (u16, net::Upstream, tcpmap::ProxyHandle) {
     let up = net::echo("127.0.0.1:0");
     let (p, port) = proxy::start_port(None, |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: idle\naddress: 127.0.0.1\nport: {port}\nservice: {}\nidle_timeout_ms: 300\n",
-            up.addr
-        )
+        mapping_with("idle", port, up.addr, "idle_timeout_ms: 300\n")
     });
     (port, up, p)
 }

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use common::net;
 use common::proxy;
+use common::yaml::mapping_with;
 
 fn plain_yaml(port: u16, upstream: SocketAddr, extra: &str) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: plain\naddress: 127.0.0.1\nport: {port}\nservice: {upstream}\n{extra}"
-    )
+    mapping_with("plain", port, upstream, extra)
 }
 
 /// True when the proxy closed the connection without relaying (refused by a limit).
@@ -102,11 +101,8 @@ fn global_max_connections_refuses_the_third_and_admits_a_fourth_after_one_closes
     let (proxy, [port, port2]) = proxy::start_ports(
         None,
         |[port, port2]| {
-            format!(
-                "{}---\n{}",
-                plain_yaml(port, up.addr, ""),
-                plain_yaml(port2, up.addr, "").replace("name: plain", "name: plain2")
-            )
+            plain_yaml(port, up.addr, "")
+                + &plain_yaml(port2, up.addr, "").replace("name: plain", "name: plain2")
         },
         |b| b.max_connections(2),
     );

@@ -43,11 +43,15 @@ fn rejected_then_recovers(
 ) {
     let a = net::banner("127.0.0.1:0", "A");
     let b = net::banner("127.0.0.1:0", "B");
-    let p1 = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, mapping("one", p1, a.addr)).unwrap();
-    let mut d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0"]);
+    let (mut d, [p1]) = Daemon::run_ports(
+        |[p1]| {
+            std::fs::write(&cfg, mapping("one", p1, a.addr)).unwrap();
+            cfg.clone()
+        },
+        &["--admin", "127.0.0.1:0"],
+    );
     let mut held = net::connect(net::local(p1));
     assert_eq!(net::read_line(&mut held), "A");
     let generation = config_json(&d)["generation"].as_u64().unwrap();

@@ -19,9 +19,11 @@ fn origination_only_plain_client_tls_upstream() {
         net::tls_server_config(&ucert, &ukey, None),
     );
     let (_p, port) = proxy::start_port(None, |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: orig\naddress: 127.0.0.1\nport: {port}\ntls: true\nservice: localhost:{}\n",
-            up.port()
+        mapping_with(
+            "orig",
+            port,
+            format!("localhost:{}", up.port()),
+            "tls: true\n",
         )
     });
     let mut s = net::connect(net::local(port));

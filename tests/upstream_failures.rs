@@ -13,9 +13,7 @@ use common::yaml::mapping;
 fn refused_upstream_closes_the_client_within_a_second() {
     let dead = free_port(); // nothing listens there
     let (_p, port) = proxy::start_port(None, |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: refused\naddress: 127.0.0.1\nport: {port}\nservice: 127.0.0.1:{dead}\n"
-        )
+        mapping("refused", port, format!("127.0.0.1:{dead}"))
     });
     let t = Instant::now();
     let mut s = net::connect(net::local(port));
