@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::daemon::Daemon;
 use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
-use common::yaml::{mapping, mapping_with};
+use common::yaml::{mapping, mapping_with, tls_context};
 
 const FIELDS: [&str; 10] = [
     "mapping",
@@ -37,15 +37,13 @@ fn json_access_lines_parse_and_carry_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     let secrets_arg = secrets.path().to_str().unwrap().to_string();
-    let (d, [p_plain, p_tls, p_dead]) = Daemon::run_ports(
+    let (d, [p_plain, p_tls, p_dead]) = Daemon::run_yaml(
+        &cfg,
         |[p_plain, p_tls, p_dead]| {
-            let yaml = "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n"
-                .to_string()
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
                 + &mapping("plain", p_plain, echo.addr)
                 + &mapping_with("term", p_tls, echo.addr, "host: my-host\n")
-                + &mapping("dead", p_dead, format!("127.0.0.1:{refused}"));
-            std::fs::write(&cfg, yaml).unwrap();
-            cfg.clone()
+                + &mapping("dead", p_dead, format!("127.0.0.1:{refused}"))
         },
         &["--secrets-dir", &secrets_arg, "--log-format", "json"],
     );
@@ -115,13 +113,7 @@ fn text_mode_logs_one_line_per_connection() {
     let echo = net::echo("127.0.0.1:0");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (d, [port]) = Daemon::run_ports(
-        |[port]| {
-            std::fs::write(&cfg, mapping("m", port, echo.addr)).unwrap();
-            cfg.clone()
-        },
-        &[],
-    );
+    let (d, [port]) = Daemon::run_yaml(&cfg, |[port]| mapping("m", port, echo.addr), &[]);
     for i in 0..7 {
         let mut s = net::connect(net::local(port));
         net::roundtrip(&mut s, format!("n{i}").as_bytes());

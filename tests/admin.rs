@@ -19,12 +19,9 @@ fn admin_endpoints_report_what_the_proxy_does() {
     let (a, b) = (net::echo("127.0.0.1:0"), net::echo("127.0.0.1:0"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (mut d, [p1, p2]) = Daemon::run_ports(
-        |[p1, p2]| {
-            let yaml = mapping("busy", p1, a.addr) + &mapping("idle", p2, b.addr);
-            std::fs::write(&cfg, yaml).unwrap();
-            cfg.clone()
-        },
+    let (mut d, [p1, p2]) = Daemon::run_yaml(
+        &cfg,
+        |[p1, p2]| mapping("busy", p1, a.addr) + &mapping("idle", p2, b.addr),
         &["--admin", "127.0.0.1:0", "--drain-timeout", "5"],
     );
     let admin = d.admin_addr();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::daemon::Daemon;
 use common::net;
 use common::pki::{Ca, write_secret};
-use common::yaml::mapping_with;
+use common::yaml::{mapping_with, tls_context};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -47,13 +47,11 @@ fn new_handshakes_get_the_new_certificate_and_open_ones_continue() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     let secrets_arg = secrets.path().to_str().unwrap().to_string();
-    let (d, [port]) = Daemon::run_ports(
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
         |[port]| {
-            let yaml = "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n"
-                .to_string()
-                + &mapping_with("m", port, up.addr, "host: my-host\n");
-            std::fs::write(&cfg, yaml).unwrap();
-            cfg.clone()
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping_with("m", port, up.addr, "host: my-host\n")
         },
         &["--secrets-dir", &secrets_arg],
     );

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
-use common::yaml::mapping;
+use common::yaml::{mapping, mapping_with, tls_context};
 
 /// An upstream that echoes, except that a message starting with `RST` makes it reset the
 /// connection (SO_LINGER 0, then close).
@@ -140,10 +140,8 @@ fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
 
 /// A terminating mapping for `my-host-1` from secret `s1` in `dir`.
 fn tls_yaml(port: u16, up: SocketAddr) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host-1]\nsecret: s1\n\
-         ---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: my-host-1\nservice: {up}\n"
-    )
+    tls_context("ctx", "hosts: [my-host-1]\nsecret: s1\n")
+        + &mapping_with("term", port, up, "host: my-host-1\n")
 }
 
 fn served_cert(port: u16, client: std::sync::Arc<rustls::ClientConfig>) -> Vec<u8> {

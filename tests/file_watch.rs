@@ -38,11 +38,9 @@ fn in_place_rewrite_and_rename_over_apply_without_a_signal() {
     );
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (d, [port]) = Daemon::run_ports(
-        |[port]| {
-            std::fs::write(&cfg, mapping("one", port, a.addr)).unwrap();
-            cfg.clone()
-        },
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| mapping("one", port, a.addr),
         &["--admin", "127.0.0.1:0"],
     );
     assert_eq!(banner_of(port), "A");

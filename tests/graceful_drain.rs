@@ -22,13 +22,7 @@ fn setup(args: &[&str]) -> (Setup, Daemon) {
     let up = net::banner("127.0.0.1:0", "A");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (d, [port]) = Daemon::run_ports(
-        |[port]| {
-            std::fs::write(&cfg, mapping("m", port, up.addr)).unwrap();
-            cfg.clone()
-        },
-        args,
-    );
+    let (d, [port]) = Daemon::run_yaml(&cfg, |[port]| mapping("m", port, up.addr), args);
     let s = Setup {
         _dir: dir,
         addr: net::local(port),

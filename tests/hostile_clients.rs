@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
-use common::yaml::mapping_with;
+use common::yaml::{mapping_with, tls_context};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -31,8 +31,7 @@ fn setup(handshake_timeout: Duration) -> Setup {
     let (proxy, [port]) = proxy::start_ports(
         Some(dir.path()),
         |[port]| {
-            "apiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host-1]\nsecret: supersecret\n"
-                .to_string()
+            tls_context("ctx", "hosts: [my-host-1]\nsecret: supersecret\n")
                 + &mapping_with("term", port, up.addr, "host: my-host-1\n")
         },
         |b| b.handshake_timeout(handshake_timeout),

@@ -44,11 +44,9 @@ fn sighup_adds_retargets_and_removes_without_cutting_open_connections() {
     let p2 = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (d, [p1]) = Daemon::run_ports(
-        |[p1]| {
-            std::fs::write(&cfg, mapping("one", p1, ups[0].addr)).unwrap();
-            cfg.clone()
-        },
+    let (d, [p1]) = Daemon::run_yaml(
+        &cfg,
+        |[p1]| mapping("one", p1, ups[0].addr),
         &["--admin", "127.0.0.1:0"],
     );
 

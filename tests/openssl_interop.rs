@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
+use common::yaml::{mapping_with, tls_context};
 
 #[test]
 fn openssl_s_client_through_termination() {
@@ -23,10 +24,8 @@ fn openssl_s_client_through_termination() {
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
     let up = net::echo("127.0.0.1:0");
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: interop\nhosts: [interop.test]\nsecret: interop\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: interop\naddress: 127.0.0.1\nport: {port}\nhost: interop.test\nservice: {}\n",
-            up.addr
-        )
+        tls_context("interop", "hosts: [interop.test]\nsecret: interop\n")
+            + &mapping_with("interop", port, up.addr, "host: interop.test\n")
     });
     let mut child = Command::new("openssl")
         .args([

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use common::net;
 use common::proxy;
+use common::yaml::{mapping, mapping_with};
 use sha2::{Digest, Sha256};
 
+/// The `plain` mapping under the `getambassador.io/v2` apiVersion.
 fn plain_mapping(port: u16, service: &str) -> String {
-    format!(
-        "---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nname: plain\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
+    mapping("plain", port, service).replace("ambassador/v1", "getambassador.io/v2")
 }
 
 #[test]
@@ -114,10 +114,7 @@ fn tls_passes_through_untouched() {
 fn address_binds_only_there() {
     let up = net::echo("127.0.0.1:0");
     let (_p, port) = proxy::start_port(None, |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: only2\naddress: 127.0.0.2\nport: {port}\nservice: {}\n",
-            up.addr
-        )
+        mapping("only2", port, up.addr).replace("address: 127.0.0.1", "address: 127.0.0.2")
     });
     let mut s = net::connect(SocketAddr::from(([127, 0, 0, 2], port)));
     net::roundtrip(&mut s, b"on .2");
@@ -135,10 +132,8 @@ fn ipv6_literal_upstream() {
     }
     let up = net::echo("[::1]:0");
     let (_p, port) = proxy::start_port(None, |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: v6\naddress: 127.0.0.1\nport: {port}\nservice: '[::1]:{}'\nenable_ipv6: true\n",
-            up.port()
-        )
+        let service = format!("'[::1]:{}'", up.port());
+        mapping_with("v6", port, service, "enable_ipv6: true\n")
     });
     let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, b"over v6");

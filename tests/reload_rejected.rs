@@ -45,11 +45,9 @@ fn rejected_then_recovers(
     let b = net::banner("127.0.0.1:0", "B");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (mut d, [p1]) = Daemon::run_ports(
-        |[p1]| {
-            std::fs::write(&cfg, mapping("one", p1, a.addr)).unwrap();
-            cfg.clone()
-        },
+    let (mut d, [p1]) = Daemon::run_yaml(
+        &cfg,
+        |[p1]| mapping("one", p1, a.addr),
         &["--admin", "127.0.0.1:0"],
     );
     let mut held = net::connect(net::local(p1));

@@ -57,13 +57,7 @@ fn hundred_reloads_under_load_fail_no_connection() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let (d, [port]) = Daemon::run_ports(
-        |[port]| {
-            std::fs::write(&cfg, mapping("soak", port, ups[0].addr)).unwrap();
-            cfg.clone()
-        },
-        &[],
-    );
+    let (d, [port]) = Daemon::run_yaml(&cfg, |[port]| mapping("soak", port, ups[0].addr), &[]);
     let addr = net::local(port);
     let yaml = |up: usize| mapping("soak", port, ups[up].addr);
 

@@ -7,7 +7,7 @@ mod common;
 use common::net;
 use common::pki::{Ca, write_ca_secret, write_secret};
 use common::proxy;
-use common::yaml::mapping_with;
+use common::yaml::{mapping_with, tls_context};
 
 #[test]
 fn origination_only_plain_client_tls_upstream() {
@@ -137,10 +137,19 @@ fn with_a_ca_a_wrong_upstream_certificate_is_refused() {
     let (_p, [p1, p2]) = proxy::start_ports(
         Some(dir.path()),
         |[p1, p2]| {
-            "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: verify\nca_secret: upstream-ca\n"
-                .to_string()
-                + &mapping_with("good", p1, format!("localhost:{}", good.port()), "tls: verify\n")
-                + &mapping_with("bad", p2, format!("localhost:{}", bad.port()), "tls: verify\n")
+            tls_context("verify", "ca_secret: upstream-ca\n")
+                + &mapping_with(
+                    "good",
+                    p1,
+                    format!("localhost:{}", good.port()),
+                    "tls: verify\n",
+                )
+                + &mapping_with(
+                    "bad",
+                    p2,
+                    format!("localhost:{}", bad.port()),
+                    "tls: verify\n",
+                )
         },
         |b| b,
     );

@@ -7,6 +7,7 @@ mod common;
 use common::net;
 use common::pki::{Ca, write_ca_secret, write_secret};
 use common::proxy;
+use common::yaml::{mapping_with, tls_context};
 
 struct Setup {
     ca: Ca,
@@ -124,10 +125,8 @@ fn wildcard_context_terminates_any_subdomain() {
     write_secret(dir.path(), "wild", &cert, &key);
     let up = net::banner("127.0.0.1:0", "wild-upstream");
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: wild\nhosts: ['*.example.test']\nsecret: wild\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: wild\naddress: 127.0.0.1\nport: {port}\nhost: '*.example.test'\nservice: {}\n",
-            up.addr
-        )
+        tls_context("wild", "hosts: ['*.example.test']\nsecret: wild\n")
+            + &mapping_with("wild", port, up.addr, "host: '*.example.test'\n")
     });
     let cfg = net::tls_client_config(&ca.cert_pem(), None);
     let mut c = net::tls_connect(net::local(port), "api.example.test", cfg.clone()).unwrap();
@@ -146,10 +145,10 @@ fn cert_required_accepts_a_good_client_and_rejects_none_and_bad() {
     write_ca_secret(dir.path(), "clients", &client_ca.cert_pem());
     let up = net::banner("127.0.0.1:0", "secure-upstream");
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: mtls\nhosts: [secure.test]\nsecret: srv\nca_secret: clients\ncert_required: true\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: mtls\naddress: 127.0.0.1\nport: {port}\nhost: secure.test\nservice: {}\n",
-            up.addr
-        )
+        tls_context(
+            "mtls",
+            "hosts: [secure.test]\nsecret: srv\nca_secret: clients\ncert_required: true\n",
+        ) + &mapping_with("mtls", port, up.addr, "host: secure.test\n")
     });
     let (cc, ck) = client_ca.leaf(&["good-client"]);
     let good = net::tls_client_config(&ca.cert_pem(), Some((&cc, &ck)));
@@ -195,9 +194,8 @@ fn tls_half_close_passes_on_as_eof_and_the_reply_still_arrives() {
     let (cert, key) = ca.leaf(&["half.test"]);
     write_secret(dir.path(), "half", &cert, &key);
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: half\nhosts: [half.test]\nsecret: half\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: half\naddress: 127.0.0.1\nport: {port}\nhost: half.test\nservice: {up}\n"
-        )
+        tls_context("half", "hosts: [half.test]\nsecret: half\n")
+            + &mapping_with("half", port, up, "host: half.test\n")
     });
     let mut tls = net::tls_connect(
         net::local(port),

@@ -100,6 +100,22 @@ impl Daemon {
         panic!("tcpmap did not start after {BIND_ATTEMPTS} bind errors");
     }
 
+    /// [`Daemon::run_ports`] on a config file at `path` holding the YAML that `yaml` makes
+    /// from the ports (rewritten on each try).
+    pub fn run_yaml<const N: usize>(
+        path: &Path,
+        yaml: impl Fn([u16; N]) -> String,
+        extra: &[&str],
+    ) -> (Daemon, [u16; N]) {
+        Self::run_ports(
+            |ports| {
+                std::fs::write(path, yaml(ports)).unwrap();
+                path.to_path_buf()
+            },
+            extra,
+        )
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -16,3 +16,9 @@ pub fn mapping_with(name: &str, port: u16, service: impl Display, extra: &str) -
         "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n{extra}"
     )
 }
+
+/// A TLSContext document named `name` with `fields` (YAML lines, each ending in `\n`, e.g.
+/// `"hosts: [my-host]\nsecret: sec\n"`). Starts with `---` so documents concatenate.
+pub fn tls_context(name: &str, fields: &str) -> String {
+    format!("---\napiVersion: ambassador/v1\nkind: TLSContext\nname: {name}\n{fields}")
+}
