@@ -13,12 +13,7 @@ use common::wait::eventually;
 #[test]
 fn bytes_are_counted_while_the_connection_is_open() {
     let up = net::echo("127.0.0.1:0");
-    let (p, port) = proxy::start_port(None, |port| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: live\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-            up.addr
-        )
-    });
+    let (p, port) = proxy::start_port(None, |port| common::yaml::mapping("live", port, up.addr));
     let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, &[7u8; 1000]);
     let labels = [("mapping", "live"), ("direction", "client_to_upstream")];
