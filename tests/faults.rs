@@ -47,7 +47,7 @@ fn resetting_echo() -> SocketAddr {
 #[test]
 fn upstream_reset_mid_stream_ends_only_that_connection() {
     let up = resetting_echo();
-    let (proxy, port) = proxy::start_port(None, |port| mapping("rst", port, &up.to_string()));
+    let (proxy, port) = proxy::start_port(None, |port| mapping("rst", port, up));
     let mut victim = net::connect(net::local(port));
     let mut bystander = net::connect(net::local(port));
     net::roundtrip(&mut victim, b"before");
@@ -182,11 +182,10 @@ fn unreadable_secret_at_reload_is_rejected_and_the_old_certificate_keeps_serving
 #[test]
 fn port_taken_at_reload_is_rejected_and_the_old_config_keeps_serving() {
     let up = net::echo("127.0.0.1:0");
-    let (proxy, port) = proxy::start_port(None, |port| mapping("one", port, &up.addr.to_string()));
+    let (proxy, port) = proxy::start_port(None, |port| mapping("one", port, up.addr));
     let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    let yaml =
-        mapping("one", port, &up.addr.to_string()) + &mapping("two", taken, &up.addr.to_string());
+    let yaml = mapping("one", port, up.addr) + &mapping("two", taken, up.addr);
     let err = proxy::block_on(proxy.apply(yaml)).expect_err("reload onto a taken port applied");
     assert!(err.to_string().contains(&taken.to_string()), "{err}");
     let mut c = net::connect(net::local(port));
