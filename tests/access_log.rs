@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+use common::yaml::{mapping, mapping_with, tls_context};
 
 const FIELDS: [&str; 10] = [
     "mapping",
@@ -37,41 +34,34 @@ fn json_access_lines_parse_and_carry_every_field() {
     write_secret(secrets.path(), "sec", &cert, &key);
     let echo = net::echo("127.0.0.1:0");
     let refused = free_port(); // nothing listens here
-    let (p_plain, p_tls, p_dead) = (free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let m = |name: &str, port: u16, extra: &str, service: String| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\n{extra}service: {service}\n"
-        )
-    };
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n{}{}{}",
-        m("plain", p_plain, "", echo.addr.to_string()),
-        m("term", p_tls, "host: my-host\n", echo.addr.to_string()),
-        m("dead", p_dead, "", format!("127.0.0.1:{refused}")),
-    );
-    std::fs::write(&cfg, yaml).unwrap();
     let secrets_arg = secrets.path().to_str().unwrap().to_string();
-    let d = Daemon::run(
+    let (d, [p_plain, p_tls, p_dead]) = Daemon::run_yaml(
         &cfg,
+        |[p_plain, p_tls, p_dead]| {
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping("plain", p_plain, echo.addr)
+                + &mapping_with("term", p_tls, echo.addr, "host: my-host\n")
+                + &mapping("dead", p_dead, format!("127.0.0.1:{refused}"))
+        },
         &["--secrets-dir", &secrets_arg, "--log-format", "json"],
     );
 
     // plain: 11 bytes each way, client closes.
-    let mut s = net::connect(addr(p_plain));
+    let mut s = net::connect(net::local(p_plain));
     net::roundtrip(&mut s, b"hello world");
     s.shutdown(Shutdown::Write).unwrap();
     assert!(net::closed_within(&mut s, Duration::from_secs(3)));
     // terminate: 5 bytes each way.
     let client = net::tls_client_config(&ca.cert_pem(), None);
-    let mut t = net::tls_connect(addr(p_tls), "my-host", client).unwrap();
+    let mut t = net::tls_connect(net::local(p_tls), "my-host", client).unwrap();
     net::roundtrip(&mut t, b"howdy");
     t.conn.send_close_notify();
     let _ = t.conn.complete_io(&mut t.sock);
     drop(t);
     // connect failure.
-    let mut f = net::connect(addr(p_dead));
+    let mut f = net::connect(net::local(p_dead));
     assert!(net::closed_within(&mut f, Duration::from_secs(5)));
 
     let access = |name: &str| {
@@ -92,7 +82,7 @@ fn json_access_lines_parse_and_carry_every_field() {
         }
         assert_eq!(v["target"], "tcpmap::access");
     }
-    assert_eq!(plain["listener"], addr(p_plain).to_string());
+    assert_eq!(plain["listener"], net::local(p_plain).to_string());
     assert!(plain["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(plain["upstream"], echo.addr.to_string());
     assert_eq!(plain["tls"], "none");
@@ -121,17 +111,11 @@ fn json_access_lines_parse_and_carry_every_field() {
 #[test]
 fn text_mode_logs_one_line_per_connection() {
     let echo = net::echo("127.0.0.1:0");
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!("---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m\naddress: 127.0.0.1\nport: {port}\nservice: {}\n", echo.addr),
-    )
-    .unwrap();
-    let d = Daemon::run(&cfg, &[]);
+    let (d, [port]) = Daemon::run_yaml(&cfg, |[port]| mapping("m", port, echo.addr), &[]);
     for i in 0..7 {
-        let mut s = net::connect(addr(port));
+        let mut s = net::connect(net::local(port));
         net::roundtrip(&mut s, format!("n{i}").as_bytes());
         s.shutdown(Shutdown::Write).unwrap();
         assert!(net::closed_within(&mut s, Duration::from_secs(3)));
@@ -142,10 +126,7 @@ fn text_mode_logs_one_line_per_connection() {
             .filter(|l| l.contains("tcpmap::access"))
             .count()
     };
-    assert!(common::daemon::eventually(
-        Duration::from_secs(3),
-        || count() >= 7
-    ));
+    assert!(common::wait::eventually(Duration::from_secs(3), || count() >= 7));
     std::thread::sleep(Duration::from_millis(200)); // no late duplicates
     let lines: Vec<String> = d
         .lines()

@@ -6,22 +6,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
+mod common;
+
+use common::net::free_port;
 use tcpmap::actix::{Apply, GetMetrics, ProxyActor, Reload, Routes, Shutdown};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mapping(name: &str, port: u16, upstream: u16) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\n\
-         address: 127.0.0.1\nport: {port}\nservice: 127.0.0.1:{upstream}\n"
-    )
-}
 
 /// Writes `tag` to every client, then closes.
 fn tagger(tag: &'static str) -> u16 {
@@ -52,7 +40,10 @@ async fn fetch(port: u16) -> std::io::Result<String> {
 async fn actor_relays_applies_reports_and_shuts_down() {
     let (blue, green) = (tagger("blue"), tagger("green"));
     let (p1, p2) = (free_port(), free_port());
-    let builder = tcpmap::ProxyBuilder::new().config_yaml("t.yaml", mapping("blue", p1, blue));
+    let builder = tcpmap::ProxyBuilder::new().config_yaml(
+        "t.yaml",
+        common::yaml::mapping("blue", p1, format!("127.0.0.1:{blue}")),
+    );
     let proxy = ProxyActor::launch(builder).await.unwrap();
 
     assert_eq!(fetch(p1).await.unwrap(), "blue");
@@ -77,7 +68,11 @@ async fn actor_relays_applies_reports_and_shuts_down() {
 
     // A valid one moves the listener: new port to the new upstream, old port refuses.
     let report = proxy
-        .send(Apply(mapping("green", p2, green)))
+        .send(Apply(common::yaml::mapping(
+            "green",
+            p2,
+            format!("127.0.0.1:{green}"),
+        )))
         .await
         .unwrap()
         .unwrap();

@@ -9,60 +9,21 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::daemon::{Daemon, http_get, metric};
-use common::net::{self, free_port};
-
-fn mapping(name: &str, port: u16, service: SocketAddr) -> String {
-    format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
-}
-
-/// Every line is a comment or `name[{labels}] value` with a numeric value; returns the samples.
-fn parse_prometheus(text: &str) -> usize {
-    let mut samples = 0;
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.strip_prefix("# ") {
-            assert!(
-                rest.starts_with("HELP ") || rest.starts_with("TYPE ") || rest == "EOF",
-                "bad comment line: {line}"
-            );
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("no value: {line}"));
-        assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
-        let name = series.split('{').next().unwrap();
-        assert!(name.starts_with("tcpmap_"), "unprefixed metric: {line}");
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "bad name: {line}"
-        );
-        if series.contains('{') {
-            assert!(series.ends_with('}'), "bad labels: {line}");
-        }
-        samples += 1;
-    }
-    samples
-}
+use common::daemon::{Daemon, http_get};
+use common::metrics::{check_format, metric};
+use common::net;
+use common::yaml::mapping;
 
 #[test]
 fn admin_endpoints_report_what_the_proxy_does() {
     let (a, b) = (net::echo("127.0.0.1:0"), net::echo("127.0.0.1:0"));
-    let (p1, p2) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(
+    let (mut d, [p1, p2]) = Daemon::run_yaml(
         &cfg,
-        format!(
-            "{}{}",
-            mapping("busy", p1, a.addr),
-            mapping("idle", p2, b.addr)
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0", "--drain-timeout", "5"]);
+        |[p1, p2]| mapping("busy", p1, a.addr) + &mapping("idle", p2, b.addr),
+        &["--admin", "127.0.0.1:0", "--drain-timeout", "5"],
+    );
     let admin = d.admin_addr();
 
     assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
@@ -79,18 +40,18 @@ fn admin_endpoints_report_what_the_proxy_does() {
 
     // /metrics before and after traffic on `busy` only.
     let before = http_get(admin, "/metrics").1;
-    assert!(parse_prometheus(&before) > 0);
+    assert!(check_format(&before) > 0);
     let busy = [("mapping", "busy")];
     let idle = [("mapping", "idle")];
     let acc = "tcpmap_connections_accepted_total";
     let bytes = "tcpmap_bytes_total";
     for i in 0..5 {
-        let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], p1)));
+        let mut s = net::connect(net::local(p1));
         net::roundtrip(&mut s, format!("hello {i:03}").as_bytes());
         s.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(net::closed_within(&mut s, Duration::from_secs(3)));
     }
-    let after = common::daemon::eventually(Duration::from_secs(3), || {
+    let after = common::wait::eventually(Duration::from_secs(3), || {
         let t = http_get(admin, "/metrics").1;
         metric(&t, acc, &busy) >= 5.0
             && metric(
@@ -101,7 +62,7 @@ fn admin_endpoints_report_what_the_proxy_does() {
     });
     let text = http_get(admin, "/metrics").1;
     assert!(after, "busy counters did not rise:\n{text}");
-    parse_prometheus(&text);
+    check_format(&text);
     assert_eq!(metric(&text, acc, &busy) - metric(&before, acc, &busy), 5.0);
     let up = [("mapping", "busy"), ("direction", "client_to_upstream")];
     let down = [("mapping", "busy"), ("direction", "upstream_to_client")];
@@ -124,7 +85,7 @@ fn admin_endpoints_report_what_the_proxy_does() {
     // nor other admin clients.
     let mut stalled = TcpStream::connect(admin).unwrap();
     stalled.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], p2)));
+    let mut s = net::connect(net::local(p2));
     net::roundtrip(&mut s, b"data plane is fine");
     assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
 
@@ -145,17 +106,20 @@ fn admin_endpoints_report_what_the_proxy_does() {
 #[test]
 fn library_ready_follows_the_listeners() {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let proxy = common::proxy::start_with(&mapping("m", port, up.addr), None, |b| {
-        b.admin("127.0.0.1:0".parse().unwrap())
-            .drain_timeout(Duration::from_secs(10))
-    });
+    let (proxy, [port]) = common::proxy::start_ports(
+        None,
+        |[port]| mapping("m", port, up.addr),
+        |b| {
+            b.admin("127.0.0.1:0".parse().unwrap())
+                .drain_timeout(Duration::from_secs(10))
+        },
+    );
     let admin = proxy.admin_addr().unwrap();
     assert!(proxy.ready());
     assert_eq!(http_get(admin, "/ambassador/v0/check_ready").0, 200);
 
     // An open connection keeps the drain going while we probe.
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, b"hold the drain open");
     let draining = proxy.clone();
     let shutdown = std::thread::spawn(move || {
@@ -182,11 +146,14 @@ fn library_ready_follows_the_listeners() {
 fn library_shutdown_closes_the_admin_port() {
     for graceful in [true, false] {
         let up = net::echo("127.0.0.1:0");
-        let port = free_port();
-        let proxy = common::proxy::start_with(&mapping("m", port, up.addr), None, |b| {
-            b.admin("127.0.0.1:0".parse().unwrap())
-                .drain_timeout(Duration::from_secs(1))
-        });
+        let (proxy, [_port]) = common::proxy::start_ports(
+            None,
+            |[port]| mapping("m", port, up.addr),
+            |b| {
+                b.admin("127.0.0.1:0".parse().unwrap())
+                    .drain_timeout(Duration::from_secs(1))
+            },
+        );
         let admin = proxy.admin_addr().unwrap();
         assert_eq!(http_get(admin, "/ambassador/v0/check_alive").0, 200);
         common::proxy::block_on(proxy.shutdown(graceful)).unwrap();

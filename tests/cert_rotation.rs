@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_secret};
+use common::yaml::{mapping_with, tls_context};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -44,18 +44,18 @@ fn new_handshakes_get_the_new_certificate_and_open_ones_continue() {
     let (cert1, key1) = ca.leaf(&["my-host"]);
     write_secret(secrets.path(), "sec", &cert1, &key1);
     let up = net::banner("127.0.0.1:0", "A");
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host]\nsecret: sec\n\
-         ---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m\naddress: 127.0.0.1\nport: {port}\nhost: my-host\nservice: {}\n",
-        up.addr
-    );
-    std::fs::write(&cfg, yaml).unwrap();
     let secrets_arg = secrets.path().to_str().unwrap().to_string();
-    let d = Daemon::run(&cfg, &["--secrets-dir", &secrets_arg]);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| {
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping_with("m", port, up.addr, "host: my-host\n")
+        },
+        &["--secrets-dir", &secrets_arg],
+    );
+    let addr = net::local(port);
     let client = net::tls_client_config(&ca.cert_pem(), None);
 
     let mut held = net::tls_connect(addr, "my-host", client.clone()).unwrap();

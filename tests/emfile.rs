@@ -83,18 +83,11 @@ fn fd_exhaustion_backs_off_without_spinning_and_recovers() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("plain.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: ambassador/v1\nkind: TCPMapping\nname: plain\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-            up.addr
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, common::yaml::mapping("plain", port, up.addr)).unwrap();
     let log = dir.path().join("tcpmap.log");
     let proxy = KillOnDrop(spawn_proxy(&config, &log));
     let pid = proxy.0.id();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = net::local(port);
     assert!(serves(addr, Duration::from_secs(10)), "proxy never served");
 
     // Saturate: many more connections than the proxy has descriptors for, all held open.

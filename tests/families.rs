@@ -1,20 +1,25 @@
 //! Address families through the resolver: with both enabled IPv6 is preferred; IPv4 only
-//! never tries IPv6.
+//! never tries IPv6. Without an IPv6 loopback the tests fail, unless `TCPMAP_SKIP_IPV6=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 
-use common::net::{self, free_port};
+use common::net;
 use common::proxy;
+use common::yaml::mapping_with;
 
-/// A port free on both [::1] and 127.0.0.1, with a banner upstream on each.
+/// A port free on both [::1] and 127.0.0.1, with a banner upstream on each; `None` only when
+/// there is no IPv6 loopback and `TCPMAP_SKIP_IPV6=1` allows the skip.
 fn dual_stack() -> Option<(u16, net::Upstream, net::Upstream)> {
     for _ in 0..20 {
-        let Ok(v6) = TcpListener::bind("[::1]:0") else {
-            eprintln!("skipped: no IPv6 loopback here");
-            return None;
+        let v6 = match TcpListener::bind("[::1]:0") {
+            Ok(l) => l,
+            Err(e) => {
+                common::env::missing("IPV6", &format!("no IPv6 loopback here ({e})"));
+                return None;
+            }
         };
         let port = v6.local_addr().unwrap().port();
         drop(v6);
@@ -24,7 +29,7 @@ fn dual_stack() -> Option<(u16, net::Upstream, net::Upstream)> {
             return Some((port, a, b));
         }
     }
-    None
+    panic!("no port free on both [::1] and 127.0.0.1 in 20 tries");
 }
 
 fn run(families: &str) -> String {
@@ -34,15 +39,15 @@ fn run(families: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 dual.test\n::1 dual.test\n").unwrap();
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: dual\naddress: 127.0.0.1\nport: {port}\nservice: dual.test:{up_port}\n{families}"
+    let service = format!("dual.test:{up_port}");
+    let (_p, [port]) = proxy::start_ports(
+        None,
+        |[port]| mapping_with("dual", port, &service, families),
+        |b| b.hosts_file(&hosts),
     );
-    let _p = proxy::start_with(&yaml, None, |b| b.hosts_file(&hosts));
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     net::read_line(&mut s)
 }
-
 #[test]
 fn both_families_prefer_ipv6() {
     let got = run("enable_ipv4: true\nenable_ipv6: true\n");

@@ -9,19 +9,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn plain(name: &str, port: u16, service: &str) -> String {
-    format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
-}
+use common::yaml::{mapping, mapping_with, tls_context};
 
 /// An upstream that echoes, except that a message starting with `RST` makes it reset the
 /// connection (SO_LINGER 0, then close).
@@ -56,10 +47,9 @@ fn resetting_echo() -> SocketAddr {
 #[test]
 fn upstream_reset_mid_stream_ends_only_that_connection() {
     let up = resetting_echo();
-    let port = free_port();
-    let proxy = proxy::start(&plain("rst", port, &up.to_string()), None);
-    let mut victim = net::connect(local(port));
-    let mut bystander = net::connect(local(port));
+    let (proxy, port) = proxy::start_port(None, |port| mapping("rst", port, up));
+    let mut victim = net::connect(net::local(port));
+    let mut bystander = net::connect(net::local(port));
     net::roundtrip(&mut victim, b"before");
     net::roundtrip(&mut bystander, b"before");
     victim.write_all(b"RST now").unwrap();
@@ -70,14 +60,15 @@ fn upstream_reset_mid_stream_ends_only_that_connection() {
     for i in 0..10u8 {
         net::roundtrip(&mut bystander, &[i; 512]);
     }
-    let mut later = net::connect(local(port));
+    let mut later = net::connect(net::local(port));
     net::roundtrip(&mut later, b"a new connection");
     assert!(proxy.ready());
 }
 
 #[test]
 fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
-    // A nameserver that never answers: a bound UDP socket nobody reads.
+    // A nameserver that never answers: a bound UDP socket that only reads the queries (to
+    // know when a lookup is in flight) and never replies.
     let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
@@ -92,26 +83,37 @@ fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let up = net::echo("127.0.0.1:0");
-    let (dns_port, ip_port) = (free_port(), free_port());
-    let yaml = plain("by-name", dns_port, "upstream.tcpmap-test.example:9")
-        + &plain("by-ip", ip_port, &up.addr.to_string());
-    let proxy = proxy::start_with(&yaml, None, |b| {
-        b.resolv_conf(&resolv)
-            .hosts_file(&hosts)
-            .lookup_timeout(Duration::from_millis(500))
-    });
+    let (proxy, [dns_port, ip_port]) = proxy::start_ports(
+        None,
+        |[dns_port, ip_port]| {
+            mapping("by-name", dns_port, "upstream.tcpmap-test.example:9")
+                + &mapping("by-ip", ip_port, up.addr)
+        },
+        |b| {
+            b.resolv_conf(&resolv)
+                .hosts_file(&hosts)
+                .lookup_timeout(Duration::from_millis(500))
+        },
+    );
 
     let t0 = Instant::now();
     let stuck = std::thread::spawn(move || {
-        let mut c = net::connect(local(dns_port));
+        let mut c = net::connect(net::local(dns_port));
         let _ = c.write_all(b"anyone?");
         let closed = net::closed_within(&mut c, Duration::from_secs(5));
         (closed, t0.elapsed())
     });
+    // Wait (bounded) until the proxy's query reaches the dead nameserver: the lookup is then
+    // in flight, and stays so, since nothing ever answers.
+    dead.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut query = [0u8; 512];
+    let (n, _) = dead
+        .recv_from(&mut query)
+        .expect("no DNS query reached the dead nameserver within 3 s");
+    assert!(n >= 12, "a DNS query has a 12-byte header, got {n} bytes");
     // While that lookup hangs, the IP-literal mapping answers at once.
-    std::thread::sleep(Duration::from_millis(50));
     let t1 = Instant::now();
-    let mut c = net::connect(local(ip_port));
+    let mut c = net::connect(net::local(ip_port));
     net::roundtrip(&mut c, b"fast path");
     assert!(
         t1.elapsed() < Duration::from_millis(300),
@@ -130,7 +132,7 @@ fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
     assert!(proxy.metrics().dns_failures >= 1);
     // And again: bounded every time (no stuck waiter left behind).
     let t2 = Instant::now();
-    let mut c = net::connect(local(dns_port));
+    let mut c = net::connect(net::local(dns_port));
     assert!(net::closed_within(&mut c, Duration::from_secs(3)));
     assert!(t2.elapsed() < Duration::from_millis(2000));
     drop(dead);
@@ -138,14 +140,12 @@ fn dead_nameserver_bounds_the_failure_to_the_lookup_timeout() {
 
 /// A terminating mapping for `my-host-1` from secret `s1` in `dir`.
 fn tls_yaml(port: u16, up: SocketAddr) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host-1]\nsecret: s1\n\
-         ---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: my-host-1\nservice: {up}\n"
-    )
+    tls_context("ctx", "hosts: [my-host-1]\nsecret: s1\n")
+        + &mapping_with("term", port, up, "host: my-host-1\n")
 }
 
 fn served_cert(port: u16, client: std::sync::Arc<rustls::ClientConfig>) -> Vec<u8> {
-    let mut tls = net::tls_connect(local(port), "my-host-1", client).unwrap();
+    let mut tls = net::tls_connect(net::local(port), "my-host-1", client).unwrap();
     net::roundtrip(&mut tls, b"tls works");
     tls.conn.peer_certificates().unwrap()[0].to_vec()
 }
@@ -157,8 +157,7 @@ fn unreadable_secret_at_reload_is_rejected_and_the_old_certificate_keeps_serving
     let (cert, key) = ca.leaf(&["my-host-1"]);
     write_secret(dir.path(), "s1", &cert, &key);
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let proxy = proxy::start(&tls_yaml(port, up.addr), Some(dir.path()));
+    let (proxy, port) = proxy::start_port(Some(dir.path()), |port| tls_yaml(port, up.addr));
     let client = net::tls_client_config(&ca.cert_pem(), None);
     let old = served_cert(port, client.clone());
 
@@ -183,15 +182,13 @@ fn unreadable_secret_at_reload_is_rejected_and_the_old_certificate_keeps_serving
 #[test]
 fn port_taken_at_reload_is_rejected_and_the_old_config_keeps_serving() {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let proxy = proxy::start(&plain("one", port, &up.addr.to_string()), None);
+    let (proxy, port) = proxy::start_port(None, |port| mapping("one", port, up.addr));
     let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    let yaml =
-        plain("one", port, &up.addr.to_string()) + &plain("two", taken, &up.addr.to_string());
+    let yaml = mapping("one", port, up.addr) + &mapping("two", taken, up.addr);
     let err = proxy::block_on(proxy.apply(yaml)).expect_err("reload onto a taken port applied");
     assert!(err.to_string().contains(&taken.to_string()), "{err}");
-    let mut c = net::connect(local(port));
+    let mut c = net::connect(net::local(port));
     net::roundtrip(&mut c, b"old config serves");
     let routes = proxy::block_on(proxy.routes()).unwrap();
     assert!(
@@ -200,7 +197,7 @@ fn port_taken_at_reload_is_rejected_and_the_old_config_keeps_serving() {
     );
     // The squatter still owns its port: nobody else accepted there.
     squatter.set_nonblocking(true).unwrap();
-    let _probe = TcpStream::connect(local(taken)).unwrap();
+    let _probe = TcpStream::connect(net::local(taken)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert!(squatter.accept().is_ok());
 }

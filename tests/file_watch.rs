@@ -4,22 +4,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, http_get, metric, write_atomic};
+use common::daemon::{Daemon, http_get, write_atomic};
+use common::metrics::metric;
 use common::net::{self, free_port};
-
-fn mapping(port: u16, service: SocketAddr) -> String {
-    format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: one\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
-}
+use common::yaml::mapping;
 
 fn banner_of(port: u16) -> String {
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     net::read_line(&mut s)
 }
 
@@ -41,20 +36,24 @@ fn in_place_rewrite_and_rename_over_apply_without_a_signal() {
         net::banner("127.0.0.1:0", "A"),
         net::banner("127.0.0.1:0", "B"),
     );
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, mapping(port, a.addr)).unwrap();
-    let d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0"]);
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| mapping("one", port, a.addr),
+        &["--admin", "127.0.0.1:0"],
+    );
     assert_eq!(banner_of(port), "A");
 
     // In place: truncate and write the same inode.
-    let took = applies_by_watch(&d, || std::fs::write(&cfg, mapping(port, b.addr)).unwrap());
+    let took = applies_by_watch(&d, || {
+        std::fs::write(&cfg, mapping("one", port, b.addr)).unwrap()
+    });
     assert_eq!(banner_of(port), "B", "in-place rewrite not applied");
     eprintln!("in-place rewrite applied after {took:?}");
 
     // Rename over: write a temp file, rename it onto the config.
-    let took = applies_by_watch(&d, || write_atomic(&cfg, &mapping(port, a.addr)));
+    let took = applies_by_watch(&d, || write_atomic(&cfg, &mapping("one", port, a.addr)));
     assert_eq!(banner_of(port), "A", "rename-over not applied");
     eprintln!("rename-over applied after {took:?}");
 
@@ -94,7 +93,7 @@ fn configmap_swap_applies(use_dir: bool) {
     );
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    configmap(dir.path(), "..2026_01", &mapping(port, a.addr));
+    configmap(dir.path(), "..2026_01", &mapping("one", port, a.addr));
     let path = if use_dir {
         dir.path().to_path_buf()
     } else {
@@ -103,13 +102,23 @@ fn configmap_swap_applies(use_dir: bool) {
     let d = Daemon::run(&path, &[]);
     assert_eq!(banner_of(port), "A");
     let took = applies_by_watch(&d, || {
-        configmap_swap(dir.path(), "..2026_01", "..2026_02", &mapping(port, b.addr))
+        configmap_swap(
+            dir.path(),
+            "..2026_01",
+            "..2026_02",
+            &mapping("one", port, b.addr),
+        )
     });
     assert_eq!(banner_of(port), "B", "..data swap not applied");
     eprintln!("..data swap applied after {took:?}");
     // And a second swap (the watch survives the first).
     applies_by_watch(&d, || {
-        configmap_swap(dir.path(), "..2026_02", "..2026_03", &mapping(port, a.addr))
+        configmap_swap(
+            dir.path(),
+            "..2026_02",
+            "..2026_03",
+            &mapping("one", port, a.addr),
+        )
     });
     assert_eq!(banner_of(port), "A", "second ..data swap not applied");
     // Only one mapping even though the directory holds `..data/` and `..2026_*/` too.

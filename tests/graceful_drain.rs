@@ -5,38 +5,30 @@
 mod common;
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use common::net::{self, free_port};
+use common::net;
+use common::yaml::mapping;
 
 struct Setup {
     _dir: tempfile::TempDir,
-    cfg: PathBuf,
     addr: SocketAddr,
     _up: net::Upstream,
 }
 
-fn setup() -> Setup {
+/// A banner upstream and a running daemon (`tcpmap run ARGS...`) relaying to it.
+fn setup(args: &[&str]) -> (Setup, Daemon) {
     let up = net::banner("127.0.0.1:0", "A");
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-            up.addr
-        ),
-    )
-    .unwrap();
-    Setup {
+    let (d, [port]) = Daemon::run_yaml(&cfg, |[port]| mapping("m", port, up.addr), args);
+    let s = Setup {
         _dir: dir,
-        cfg,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr: net::local(port),
         _up: up,
-    }
+    };
+    (s, d)
 }
 
 fn open(addr: SocketAddr) -> TcpStream {
@@ -55,8 +47,7 @@ fn begin_drain(d: &Daemon, sig: libc::c_int) {
 
 #[test]
 fn sigterm_refuses_new_connections_and_lets_the_open_one_finish() {
-    let s = setup();
-    let mut d = Daemon::run(&s.cfg, &[]);
+    let (s, mut d) = setup(&[]);
     let mut held = open(s.addr);
     begin_drain(&d, libc::SIGTERM);
 
@@ -84,8 +75,7 @@ fn sigterm_refuses_new_connections_and_lets_the_open_one_finish() {
 
 #[test]
 fn drain_timeout_closes_held_connections_and_exits_zero() {
-    let s = setup();
-    let mut d = Daemon::run(&s.cfg, &["--drain-timeout", "1"]);
+    let (s, mut d) = setup(&["--drain-timeout", "1"]);
     let mut held = open(s.addr);
     let t = Instant::now();
     begin_drain(&d, libc::SIGTERM);
@@ -109,8 +99,7 @@ fn drain_timeout_closes_held_connections_and_exits_zero() {
 
 #[test]
 fn second_signal_exits_at_once() {
-    let s = setup();
-    let mut d = Daemon::run(&s.cfg, &["--drain-timeout", "30"]);
+    let (s, mut d) = setup(&["--drain-timeout", "30"]);
     let _held = open(s.addr);
     begin_drain(&d, libc::SIGINT);
     assert!(

@@ -9,9 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
+use common::yaml::{mapping_with, tls_context};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -27,19 +28,18 @@ fn setup(handshake_timeout: Duration) -> Setup {
     let (cert, key) = ca.leaf(&["my-host-1"]);
     write_secret(dir.path(), "supersecret", &cert, &key);
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let yaml = format!(
-        "apiVersion: ambassador/v1\nkind: TLSContext\nname: ctx\nhosts: [my-host-1]\nsecret: supersecret\n---\n\
-         apiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: my-host-1\nservice: {}\n",
-        up.addr
+    let (proxy, [port]) = proxy::start_ports(
+        Some(dir.path()),
+        |[port]| {
+            tls_context("ctx", "hosts: [my-host-1]\nsecret: supersecret\n")
+                + &mapping_with("term", port, up.addr, "host: my-host-1\n")
+        },
+        |b| b.handshake_timeout(handshake_timeout),
     );
-    let proxy = proxy::start_with(&yaml, Some(dir.path()), |b| {
-        b.handshake_timeout(handshake_timeout)
-    });
     std::mem::forget(up);
     Setup {
         _dir: dir,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr: net::local(port),
         client: net::tls_client_config(&ca.cert_pem(), None),
         proxy,
     }

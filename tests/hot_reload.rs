@@ -5,22 +5,15 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::daemon::{Daemon, eventually, http_get, metric, write_atomic};
+use common::daemon::{Daemon, http_get, write_atomic};
+use common::metrics::metric;
 use common::net::{self, free_port};
-
-fn mapping(name: &str, port: u16, service: SocketAddr) -> String {
-    format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+use common::wait::eventually;
+use common::yaml::mapping;
 
 /// Writes `yaml`, sends SIGHUP, waits for the SIGHUP-triggered reload to be applied.
 fn sighup_reload(d: &Daemon, path: &Path, yaml: &str) {
@@ -36,7 +29,7 @@ fn sighup_reload(d: &Daemon, path: &Path, yaml: &str) {
 
 /// A new connection's banner (the upstream's name).
 fn banner_of(port: u16) -> String {
-    let mut s = net::connect(addr(port));
+    let mut s = net::connect(net::local(port));
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     net::read_line(&mut s)
 }
@@ -48,14 +41,17 @@ fn sighup_adds_retargets_and_removes_without_cutting_open_connections() {
         net::banner("127.0.0.1:0", "B"),
         net::banner("127.0.0.1:0", "C"),
     ];
-    let (p1, p2) = (free_port(), free_port());
+    let p2 = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, mapping("one", p1, ups[0].addr)).unwrap();
-    let d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0"]);
+    let (d, [p1]) = Daemon::run_yaml(
+        &cfg,
+        |[p1]| mapping("one", p1, ups[0].addr),
+        &["--admin", "127.0.0.1:0"],
+    );
 
     // A connection opened before any reload.
-    let mut held = net::connect(addr(p1));
+    let mut held = net::connect(net::local(p1));
     held.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     assert_eq!(net::read_line(&mut held), "A");
     net::roundtrip(&mut held, b"before");
@@ -87,7 +83,7 @@ fn sighup_adds_retargets_and_removes_without_cutting_open_connections() {
     // 3. Remove mapping one: its port refuses, `held` continues both ways.
     sighup_reload(&d, &cfg, &two);
     assert!(
-        TcpStream::connect_timeout(&addr(p1), Duration::from_secs(1)).is_err(),
+        TcpStream::connect_timeout(&net::local(p1), Duration::from_secs(1)).is_err(),
         "removed port still accepts"
     );
     net::roundtrip(&mut held, b"after remove");

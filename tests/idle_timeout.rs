@@ -4,27 +4,24 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::net::{self, free_port};
+use common::net;
 use common::proxy;
+use common::yaml::mapping_with;
 
 fn setup() -> (u16, net::Upstream, tcpmap::ProxyHandle) {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: idle\naddress: 127.0.0.1\nport: {port}\nservice: {}\nidle_timeout_ms: 300\n",
-        up.addr
-    );
-    let p = proxy::start(&yaml, None);
+    let (p, port) = proxy::start_port(None, |port| {
+        mapping_with("idle", port, up.addr, "idle_timeout_ms: 300\n")
+    });
     (port, up, p)
 }
 
 #[test]
 fn idle_connection_is_closed_within_a_second() {
     let (port, _up, _p) = setup();
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, b"hello");
     let t = Instant::now();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -49,7 +46,7 @@ fn idle_connection_is_closed_within_a_second() {
 #[test]
 fn trickling_connection_survives() {
     let (port, _up, _p) = setup();
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         s.write_all(b".").unwrap();

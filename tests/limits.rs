@@ -8,13 +8,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::net::{self, free_port};
+use common::net;
 use common::proxy;
+use common::yaml::mapping_with;
 
 fn plain_yaml(port: u16, upstream: SocketAddr, extra: &str) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: plain\naddress: 127.0.0.1\nport: {port}\nservice: {upstream}\n{extra}"
-    )
+    mapping_with("plain", port, upstream, extra)
 }
 
 /// True when the proxy closed the connection without relaying (refused by a limit).
@@ -52,9 +51,8 @@ fn eventually_open(addr: SocketAddr, tag: u8) -> (TcpStream, u64) {
 #[test]
 fn five_hundred_simultaneous_connections_all_echo() {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let _proxy = proxy::start(&plain_yaml(port, up.addr, ""), None);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_proxy, port) = proxy::start_port(None, |port| plain_yaml(port, up.addr, ""));
+    let addr = net::local(port);
     let mut conns: Vec<TcpStream> = (0..500).map(|_| net::connect(addr)).collect();
     // All open at once: write to each, then read each back.
     for (i, c) in conns.iter_mut().enumerate() {
@@ -71,10 +69,10 @@ fn five_hundred_simultaneous_connections_all_echo() {
 #[test]
 fn circuit_breaker_refuses_the_third_and_admits_a_fourth_after_one_closes() {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let yaml = plain_yaml(port, up.addr, "circuit_breakers:\n- max_connections: 2\n");
-    let proxy = proxy::start(&yaml, None);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (proxy, port) = proxy::start_port(None, |port| {
+        plain_yaml(port, up.addr, "circuit_breakers:\n- max_connections: 2\n")
+    });
+    let addr = net::local(port);
     let a = open(addr, 1);
     let mut b = open(addr, 2);
     assert!(refused(addr), "a third concurrent connection was served");
@@ -99,16 +97,17 @@ fn circuit_breaker_refuses_the_third_and_admits_a_fourth_after_one_closes() {
 #[test]
 fn global_max_connections_refuses_the_third_and_admits_a_fourth_after_one_closes() {
     let up = net::echo("127.0.0.1:0");
-    let (port, port2) = (free_port(), free_port());
     // Two mappings on two ports: the limit is over both.
-    let yaml = format!(
-        "{}---\n{}",
-        plain_yaml(port, up.addr, ""),
-        plain_yaml(port2, up.addr, "").replace("name: plain", "name: plain2")
+    let (proxy, [port, port2]) = proxy::start_ports(
+        None,
+        |[port, port2]| {
+            plain_yaml(port, up.addr, "")
+                + &plain_yaml(port2, up.addr, "").replace("name: plain", "name: plain2")
+        },
+        |b| b.max_connections(2),
     );
-    let proxy = proxy::start_with(&yaml, None, |b| b.max_connections(2));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let addr2 = SocketAddr::from(([127, 0, 0, 1], port2));
+    let addr = net::local(port);
+    let addr2 = net::local(port2);
     let a = open(addr, 1);
     let mut b = open(addr2, 2);
     assert!(refused(addr), "a third connection was served");

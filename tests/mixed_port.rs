@@ -5,11 +5,11 @@
 mod common;
 
 use std::io::Write;
-use std::net::SocketAddr;
 
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
+use common::yaml::{mapping, mapping_with, tls_context};
 
 #[test]
 fn matching_sni_terminates_and_the_rest_goes_raw() {
@@ -25,13 +25,12 @@ fn matching_sni_terminates_and_the_rest_goes_raw() {
         "raw-tls-upstream",
         net::tls_server_config(&raw_cert, &raw_key, None),
     );
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: known\nhosts: [known.test]\nsecret: known\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: known.test\nservice: {}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: raw\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-        term_up.addr, raw_tls_up.addr
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
-    let a = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context("known", "hosts: [known.test]\nsecret: known\n")
+            + &mapping_with("term", port, term_up.addr, "host: known.test\n")
+            + &mapping("raw", port, raw_tls_up.addr)
+    });
+    let a = net::local(port);
 
     let mut t = net::tls_connect(
         a,
@@ -56,13 +55,12 @@ fn plain_bytes_go_raw_to_the_hostless_upstream() {
     write_secret(dir.path(), "known", &cert, &key);
     let term_up = net::banner("127.0.0.1:0", "terminated-upstream");
     let raw_up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: known\nhosts: [known.test]\nsecret: known\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: term\naddress: 127.0.0.1\nport: {port}\nhost: known.test\nservice: {}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: raw\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-        term_up.addr, raw_up.addr
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context("known", "hosts: [known.test]\nsecret: known\n")
+            + &mapping_with("term", port, term_up.addr, "host: known.test\n")
+            + &mapping("raw", port, raw_up.addr)
+    });
+    let mut s = net::connect(net::local(port));
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let mut got = [0u8; 18];
     use std::io::Read;

@@ -6,9 +6,10 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_secret};
 use common::proxy;
+use common::yaml::{mapping_with, tls_context};
 
 #[test]
 fn openssl_s_client_through_termination() {
@@ -22,12 +23,10 @@ fn openssl_s_client_through_termination() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: interop\nhosts: [interop.test]\nsecret: interop\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: interop\naddress: 127.0.0.1\nport: {port}\nhost: interop.test\nservice: {}\n",
-        up.addr
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context("interop", "hosts: [interop.test]\nsecret: interop\n")
+            + &mapping_with("interop", port, up.addr, "host: interop.test\n")
+    });
     let mut child = Command::new("openssl")
         .args([
             "s_client",

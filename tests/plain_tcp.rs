@@ -9,22 +9,21 @@ use std::net::{Shutdown, SocketAddr};
 use std::thread;
 use std::time::Duration;
 
-use common::net::{self, free_port};
+use common::net;
 use common::proxy;
+use common::yaml::{mapping, mapping_with};
 use sha2::{Digest, Sha256};
 
+/// The `plain` mapping under the `getambassador.io/v2` apiVersion.
 fn plain_mapping(port: u16, service: &str) -> String {
-    format!(
-        "---\napiVersion: getambassador.io/v2\nkind: TCPMapping\nname: plain\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
+    mapping("plain", port, service).replace("ambassador/v1", "getambassador.io/v2")
 }
 
 #[test]
 fn one_mebibyte_each_way_arrives_intact() {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_p, port) = proxy::start_port(None, |port| plain_mapping(port, &up.addr.to_string()));
+    let mut s = net::connect(net::local(port));
     let data: Vec<u8> = (0..1 << 20).map(|_| fastrand::u8(..)).collect();
     let sent = Sha256::digest(&data);
     let mut w = s.try_clone().unwrap();
@@ -51,9 +50,8 @@ fn client_half_close_still_gets_the_reply() {
         s.write_all(b"got:").unwrap();
         s.write_all(&req).unwrap();
     });
-    let port = free_port();
-    let _p = proxy::start(&plain_mapping(port, &up.to_string()), None);
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_p, port) = proxy::start_port(None, |port| plain_mapping(port, &up.to_string()));
+    let mut s = net::connect(net::local(port));
     s.write_all(b"question").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let mut reply = String::new();
@@ -75,9 +73,8 @@ fn upstream_half_close_lets_the_client_keep_sending() {
         s.read_to_end(&mut rest).unwrap();
         tx.send(rest).unwrap();
     });
-    let port = free_port();
-    let _p = proxy::start(&plain_mapping(port, &up.to_string()), None);
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_p, port) = proxy::start_port(None, |port| plain_mapping(port, &up.to_string()));
+    let mut s = net::connect(net::local(port));
     let mut greeting = Vec::new();
     s.read_to_end(&mut greeting).unwrap();
     assert_eq!(greeting, b"bye");
@@ -90,9 +87,8 @@ fn upstream_half_close_lets_the_client_keep_sending() {
 #[test]
 fn server_speaks_first() {
     let up = net::banner("127.0.0.1:0", "SSH-2.0-test");
-    let port = free_port();
-    let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_p, port) = proxy::start_port(None, |port| plain_mapping(port, &up.addr.to_string()));
+    let mut s = net::connect(net::local(port));
     // We send nothing: the banner must arrive anyway.
     assert_eq!(net::read_line(&mut s), "SSH-2.0-test");
     net::roundtrip(&mut s, b"after banner");
@@ -106,16 +102,10 @@ fn tls_passes_through_untouched() {
         "upstream",
         net::tls_server_config(&cert, &key, None),
     );
-    let port = free_port();
-    let _p = proxy::start(&plain_mapping(port, &up.addr.to_string()), None);
+    let (_p, port) = proxy::start_port(None, |port| plain_mapping(port, &up.addr.to_string()));
     // The client trusts only the upstream's own certificate: the handshake proves it is end to end.
     let cfg = net::tls_client_config(&cert, None);
-    let mut tls = net::tls_connect(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        "passthrough.test",
-        cfg,
-    )
-    .unwrap();
+    let mut tls = net::tls_connect(net::local(port), "passthrough.test", cfg).unwrap();
     assert!(net::read_line(&mut tls).starts_with("upstream client-cert=none"));
     net::roundtrip(&mut tls, b"end to end");
 }
@@ -123,35 +113,29 @@ fn tls_passes_through_untouched() {
 #[test]
 fn address_binds_only_there() {
     let up = net::echo("127.0.0.1:0");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: only2\naddress: 127.0.0.2\nport: {port}\nservice: {}\n",
-        up.addr
-    );
-    let _p = proxy::start(&yaml, None);
+    let (_p, port) = proxy::start_port(None, |port| {
+        mapping("only2", port, up.addr).replace("address: 127.0.0.1", "address: 127.0.0.2")
+    });
     let mut s = net::connect(SocketAddr::from(([127, 0, 0, 2], port)));
     net::roundtrip(&mut s, b"on .2");
     assert!(
-        std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err(),
+        std::net::TcpStream::connect(net::local(port)).is_err(),
         "127.0.0.1 must not accept"
     );
 }
 
 #[test]
 fn ipv6_literal_upstream() {
-    let Ok(l) = std::net::TcpListener::bind("[::1]:0") else {
-        eprintln!("skipped: no IPv6 loopback here");
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        common::env::missing("IPV6", &format!("no IPv6 loopback here ({e})"));
         return;
-    };
-    drop(l);
+    }
     let up = net::echo("[::1]:0");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: v6\naddress: 127.0.0.1\nport: {port}\nservice: '[::1]:{}'\nenable_ipv6: true\n",
-        up.port()
-    );
-    let _p = proxy::start(&yaml, None);
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_p, port) = proxy::start_port(None, |port| {
+        let service = format!("'[::1]:{}'", up.port());
+        mapping_with("v6", port, service, "enable_ipv6: true\n")
+    });
+    let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, b"over v6");
     assert_eq!(up.connections(), 1);
 }

@@ -10,19 +10,10 @@ use std::time::Duration;
 
 use common::daemon::{Daemon, http_get, write_atomic};
 use common::net::{self, free_port};
-
-fn mapping(name: &str, port: u16, service: SocketAddr) -> String {
-    format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: {service}\n"
-    )
-}
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+use common::yaml::mapping;
 
 fn banner_of(port: u16) -> String {
-    let mut s = net::connect(addr(port));
+    let mut s = net::connect(net::local(port));
     net::read_line(&mut s)
 }
 
@@ -52,12 +43,14 @@ fn rejected_then_recovers(
 ) {
     let a = net::banner("127.0.0.1:0", "A");
     let b = net::banner("127.0.0.1:0", "B");
-    let p1 = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, mapping("one", p1, a.addr)).unwrap();
-    let mut d = Daemon::run(&cfg, &["--admin", "127.0.0.1:0"]);
-    let mut held = net::connect(addr(p1));
+    let (mut d, [p1]) = Daemon::run_yaml(
+        &cfg,
+        |[p1]| mapping("one", p1, a.addr),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let mut held = net::connect(net::local(p1));
     assert_eq!(net::read_line(&mut held), "A");
     let generation = config_json(&d)["generation"].as_u64().unwrap();
 
@@ -68,7 +61,7 @@ fn rejected_then_recovers(
     assert!(d.wait_exit(Duration::from_millis(100)).is_none(), "exited");
     if let Some(port) = must_refuse {
         assert!(
-            std::net::TcpStream::connect(addr(port)).is_err(),
+            std::net::TcpStream::connect(net::local(port)).is_err(),
             "a listener of the rejected reload stayed bound"
         );
     }

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, write_atomic};
-use common::net::{self, free_port};
+use common::net;
+use common::yaml::mapping;
 
 /// One client connection: banner, three echoes, half-close, EOF. Err on any deviation.
 fn one_connection(addr: SocketAddr) -> Result<String, String> {
@@ -54,18 +55,11 @@ fn hundred_reloads_under_load_fail_no_connection() {
         net::banner("127.0.0.1:0", "A"),
         net::banner("127.0.0.1:0", "B"),
     ];
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
-    let yaml = |up: usize| {
-        format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: soak\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-            ups[up].addr
-        )
-    };
-    std::fs::write(&cfg, yaml(0)).unwrap();
-    let d = Daemon::run(&cfg, &[]);
+    let (d, [port]) = Daemon::run_yaml(&cfg, |[port]| mapping("soak", port, ups[0].addr), &[]);
+    let addr = net::local(port);
+    let yaml = |up: usize| mapping("soak", port, ups[up].addr);
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));

@@ -4,15 +4,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_ca_secret, write_secret};
 use common::proxy;
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
+use common::yaml::{mapping_with, tls_context};
 
 #[test]
 fn origination_only_plain_client_tls_upstream() {
@@ -23,13 +18,15 @@ fn origination_only_plain_client_tls_upstream() {
         "tls-upstream",
         net::tls_server_config(&ucert, &ukey, None),
     );
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: orig\naddress: 127.0.0.1\nport: {port}\ntls: true\nservice: localhost:{}\n",
-        up.port()
-    );
-    let _p = proxy::start(&yaml, None);
-    let mut s = net::connect(addr(port));
+    let (_p, port) = proxy::start_port(None, |port| {
+        mapping_with(
+            "orig",
+            port,
+            format!("localhost:{}", up.port()),
+            "tls: true\n",
+        )
+    });
+    let mut s = net::connect(net::local(port));
     // Plain bytes in, TLS to the upstream; SNI is the service's DNS name (ext).
     assert_eq!(
         net::read_line(&mut s),
@@ -46,13 +43,13 @@ fn https_service_scheme_originates_too() {
         "tls-upstream",
         net::tls_server_config(&ucert, &ukey, None),
     );
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: orig-v3\nspec:\n  address: 127.0.0.1\n  port: {port}\n  service: https://localhost:{}\n",
-        up.port()
-    );
-    let _p = proxy::start(&yaml, None);
-    let mut s = net::connect(addr(port));
+    let (_p, port) = proxy::start_port(None, |port| {
+        format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: orig-v3\nspec:\n  address: 127.0.0.1\n  port: {port}\n  service: https://localhost:{}\n",
+            up.port()
+        )
+    });
+    let mut s = net::connect(net::local(port));
     assert!(net::read_line(&mut s).starts_with("tls-upstream"));
 }
 
@@ -70,9 +67,9 @@ fn terminate_then_originate_with_and_without_client_cert() {
     let server = net::tls_server_config(&uc, &uk, Some(&client_ca.cert_pem()));
     let up1 = net::tls_banner("127.0.0.1:0", "upstream-host-1", server.clone());
     let up2 = net::tls_banner("127.0.0.1:0", "upstream-host-2", server);
-    let port = free_port();
-    let yaml = format!(
-        r#"---
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        format!(
+            r#"---
 apiVersion: ambassador/v1
 kind: TLSContext
 name: my-context
@@ -103,18 +100,18 @@ host: my-host-2
 tls: origination-context
 service: localhost:{}
 "#,
-        up1.port(),
-        up2.port()
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
+            up1.port(),
+            up2.port()
+        )
+    });
     let cfg = net::tls_client_config(&front.cert_pem(), None);
-    let mut a = net::tls_connect(addr(port), "my-host-1", cfg.clone()).unwrap();
+    let mut a = net::tls_connect(net::local(port), "my-host-1", cfg.clone()).unwrap();
     assert_eq!(
         net::read_line(&mut a),
         "upstream-host-1 client-cert=none sni=localhost"
     );
     net::roundtrip(&mut a, b"re-encrypted 1");
-    let mut b = net::tls_connect(addr(port), "my-host-2", cfg).unwrap();
+    let mut b = net::tls_connect(net::local(port), "my-host-2", cfg).unwrap();
     assert_eq!(
         net::read_line(&mut b),
         "upstream-host-2 client-cert=tcpmap-origination sni=upstream.internal"
@@ -137,16 +134,28 @@ fn with_a_ca_a_wrong_upstream_certificate_is_refused() {
     // Bad upstream: self-signed.
     let (bc, bk) = common::pki::self_signed(&["localhost"]);
     let bad = net::tls_banner("127.0.0.1:0", "bad", net::tls_server_config(&bc, &bk, None));
-    let (p1, p2) = (free_port(), free_port());
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: verify\nca_secret: upstream-ca\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: good\naddress: 127.0.0.1\nport: {p1}\ntls: verify\nservice: localhost:{}\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: bad\naddress: 127.0.0.1\nport: {p2}\ntls: verify\nservice: localhost:{}\n",
-        good.port(),
-        bad.port()
+    let (_p, [p1, p2]) = proxy::start_ports(
+        Some(dir.path()),
+        |[p1, p2]| {
+            tls_context("verify", "ca_secret: upstream-ca\n")
+                + &mapping_with(
+                    "good",
+                    p1,
+                    format!("localhost:{}", good.port()),
+                    "tls: verify\n",
+                )
+                + &mapping_with(
+                    "bad",
+                    p2,
+                    format!("localhost:{}", bad.port()),
+                    "tls: verify\n",
+                )
+        },
+        |b| b,
     );
-    let _p = proxy::start(&yaml, Some(dir.path()));
-    let mut s = net::connect(addr(p1));
+    let mut s = net::connect(net::local(p1));
     assert!(net::read_line(&mut s).starts_with("good"));
-    let mut s = net::connect(addr(p2));
+    let mut s = net::connect(net::local(p2));
     assert!(
         net::closed_within(&mut s, std::time::Duration::from_secs(3)),
         "a wrong certificate must be refused"

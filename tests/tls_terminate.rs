@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::net::{self, free_port};
+use common::net;
 use common::pki::{Ca, write_ca_secret, write_secret};
 use common::proxy;
+use common::yaml::{mapping_with, tls_context};
 
 struct Setup {
     ca: Ca,
@@ -19,10 +18,6 @@ struct Setup {
     up2: net::Upstream,
 }
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// The seed's termination example: my-host-1 → upstream 1, my-host-2 → upstream 2.
 fn seed_setup(extra_ctx: &str) -> Setup {
     let ca = Ca::new("tcpmap test CA");
@@ -31,9 +26,9 @@ fn seed_setup(extra_ctx: &str) -> Setup {
     write_secret(dir.path(), "supersecret", &cert, &key);
     let up1 = net::banner("127.0.0.1:0", "upstream-host-1");
     let up2 = net::banner("127.0.0.1:0", "upstream-host-2");
-    let port = free_port();
-    let yaml = format!(
-        r#"---
+    let (proxy, port) = proxy::start_port(Some(dir.path()), |port| {
+        format!(
+            r#"---
 apiVersion: ambassador/v1
 kind: TLSContext
 name: my-context
@@ -59,9 +54,9 @@ port: {port}
 host: my-host-2
 service: {}
 "#,
-        up1.addr, up2.addr
-    );
-    let proxy = proxy::start(&yaml, Some(dir.path()));
+            up1.addr, up2.addr
+        )
+    });
     Setup {
         ca,
         dir,
@@ -76,10 +71,10 @@ service: {}
 fn two_hosts_on_one_port_reach_two_upstreams_in_cleartext() {
     let s = seed_setup("");
     let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
-    let mut a = net::tls_connect(addr(s.port), "my-host-1", cfg.clone()).unwrap();
+    let mut a = net::tls_connect(net::local(s.port), "my-host-1", cfg.clone()).unwrap();
     assert_eq!(net::read_line(&mut a), "upstream-host-1");
     net::roundtrip(&mut a, b"decrypted for host 1");
-    let mut b = net::tls_connect(addr(s.port), "my-host-2", cfg).unwrap();
+    let mut b = net::tls_connect(net::local(s.port), "my-host-2", cfg).unwrap();
     assert_eq!(net::read_line(&mut b), "upstream-host-2");
     net::roundtrip(&mut b, b"decrypted for host 2");
     assert_eq!((s.up1.connections(), s.up2.connections()), (1, 1));
@@ -100,10 +95,10 @@ fn two_hosts_on_one_port_reach_two_upstreams_in_cleartext() {
 fn unknown_sni_and_no_sni_fail_and_reach_no_upstream() {
     let s = seed_setup("");
     let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
-    let err = net::tls_connect(addr(s.port), "my-host-3", cfg.clone()).err();
+    let err = net::tls_connect(net::local(s.port), "my-host-3", cfg.clone()).err();
     assert!(err.is_some(), "unknown SNI must fail the handshake");
     // An IP address as server name: rustls sends no SNI.
-    let err = net::tls_connect(addr(s.port), "127.0.0.1", cfg).err();
+    let err = net::tls_connect(net::local(s.port), "127.0.0.1", cfg).err();
     assert!(err.is_some(), "no SNI must fail the handshake");
     assert_eq!(s.up1.connections() + s.up2.connections(), 0);
 }
@@ -112,7 +107,7 @@ fn unknown_sni_and_no_sni_fail_and_reach_no_upstream() {
 fn unknown_sni_gets_an_unrecognized_name_alert() {
     let s = seed_setup("");
     let cfg = net::tls_client_config(&s.ca.cert_pem(), None);
-    let err = net::tls_connect(addr(s.port), "nobody.test", cfg)
+    let err = net::tls_connect(net::local(s.port), "nobody.test", cfg)
         .err()
         .unwrap();
     let text = err.to_string().to_lowercase();
@@ -129,16 +124,14 @@ fn wildcard_context_terminates_any_subdomain() {
     let (cert, key) = ca.leaf(&["*.example.test"]);
     write_secret(dir.path(), "wild", &cert, &key);
     let up = net::banner("127.0.0.1:0", "wild-upstream");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: wild\nhosts: ['*.example.test']\nsecret: wild\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: wild\naddress: 127.0.0.1\nport: {port}\nhost: '*.example.test'\nservice: {}\n",
-        up.addr
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context("wild", "hosts: ['*.example.test']\nsecret: wild\n")
+            + &mapping_with("wild", port, up.addr, "host: '*.example.test'\n")
+    });
     let cfg = net::tls_client_config(&ca.cert_pem(), None);
-    let mut c = net::tls_connect(addr(port), "api.example.test", cfg.clone()).unwrap();
+    let mut c = net::tls_connect(net::local(port), "api.example.test", cfg.clone()).unwrap();
     assert_eq!(net::read_line(&mut c), "wild-upstream");
-    assert!(net::tls_connect(addr(port), "example.test", cfg).is_err());
+    assert!(net::tls_connect(net::local(port), "example.test", cfg).is_err());
 }
 
 #[test]
@@ -151,20 +144,20 @@ fn cert_required_accepts_a_good_client_and_rejects_none_and_bad() {
     write_secret(dir.path(), "srv", &cert, &key);
     write_ca_secret(dir.path(), "clients", &client_ca.cert_pem());
     let up = net::banner("127.0.0.1:0", "secure-upstream");
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: mtls\nhosts: [secure.test]\nsecret: srv\nca_secret: clients\ncert_required: true\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: mtls\naddress: 127.0.0.1\nport: {port}\nhost: secure.test\nservice: {}\n",
-        up.addr
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context(
+            "mtls",
+            "hosts: [secure.test]\nsecret: srv\nca_secret: clients\ncert_required: true\n",
+        ) + &mapping_with("mtls", port, up.addr, "host: secure.test\n")
+    });
     let (cc, ck) = client_ca.leaf(&["good-client"]);
     let good = net::tls_client_config(&ca.cert_pem(), Some((&cc, &ck)));
-    let mut c = net::tls_connect(addr(port), "secure.test", good).unwrap();
+    let mut c = net::tls_connect(net::local(port), "secure.test", good).unwrap();
     assert_eq!(net::read_line(&mut c), "secure-upstream");
 
     // Without a certificate: TLS 1.3 reports the rejection on the first read.
     let none = net::tls_client_config(&ca.cert_pem(), None);
-    let rejected = match net::tls_connect(addr(port), "secure.test", none) {
+    let rejected = match net::tls_connect(net::local(port), "secure.test", none) {
         Err(_) => true,
         Ok(mut t) => net::read_line(&mut t).is_empty(),
     };
@@ -172,7 +165,7 @@ fn cert_required_accepts_a_good_client_and_rejects_none_and_bad() {
 
     let (bc, bk) = stranger_ca.leaf(&["bad-client"]);
     let bad = net::tls_client_config(&ca.cert_pem(), Some((&bc, &bk)));
-    let rejected = match net::tls_connect(addr(port), "secure.test", bad) {
+    let rejected = match net::tls_connect(net::local(port), "secure.test", bad) {
         Err(_) => true,
         Ok(mut t) => net::read_line(&mut t).is_empty(),
     };
@@ -200,13 +193,12 @@ fn tls_half_close_passes_on_as_eof_and_the_reply_still_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.leaf(&["half.test"]);
     write_secret(dir.path(), "half", &cert, &key);
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TLSContext\nname: half\nhosts: [half.test]\nsecret: half\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: half\naddress: 127.0.0.1\nport: {port}\nhost: half.test\nservice: {up}\n"
-    );
-    let _p = proxy::start(&yaml, Some(dir.path()));
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context("half", "hosts: [half.test]\nsecret: half\n")
+            + &mapping_with("half", port, up, "host: half.test\n")
+    });
     let mut tls = net::tls_connect(
-        addr(port),
+        net::local(port),
         "half.test",
         net::tls_client_config(&ca.cert_pem(), None),
     )

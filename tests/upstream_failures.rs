@@ -3,22 +3,20 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::net::{self, free_port};
 use common::proxy;
+use common::yaml::mapping;
 
 #[test]
 fn refused_upstream_closes_the_client_within_a_second() {
     let dead = free_port(); // nothing listens there
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: refused\naddress: 127.0.0.1\nport: {port}\nservice: 127.0.0.1:{dead}\n"
-    );
-    let _p = proxy::start(&yaml, None);
+    let (_p, port) = proxy::start_port(None, |port| {
+        mapping("refused", port, format!("127.0.0.1:{dead}"))
+    });
     let t = Instant::now();
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     assert!(net::closed_within(&mut s, Duration::from_secs(2)));
     assert!(
         t.elapsed() < Duration::from_secs(1),
@@ -40,17 +38,17 @@ fn unresolvable_name_closes_within_the_lookup_timeout() {
     .unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-    let port = free_port();
-    let yaml = format!(
-        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: nowhere\naddress: 127.0.0.1\nport: {port}\nservice: no-such-service.invalid:80\n"
+    let (_p, [port]) = proxy::start_ports(
+        None,
+        |[port]| mapping("nowhere", port, "no-such-service.invalid:80"),
+        |b| {
+            b.resolv_conf(&conf)
+                .hosts_file(&hosts)
+                .lookup_timeout(Duration::from_millis(500))
+        },
     );
-    let _p = proxy::start_with(&yaml, None, |b| {
-        b.resolv_conf(&conf)
-            .hosts_file(&hosts)
-            .lookup_timeout(Duration::from_millis(500))
-    });
     let t = Instant::now();
-    let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = net::connect(net::local(port));
     assert!(net::closed_within(&mut s, Duration::from_secs(3)));
     let took = t.elapsed();
     assert!(took < Duration::from_millis(1500), "took {took:?}");

@@ -3,27 +3,22 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::net::{self, free_port};
+use common::net;
 use common::proxy;
+use common::yaml::mapping_with;
 
 fn run(weights: &[Option<u8>], conns: usize) -> Vec<usize> {
     let ups: Vec<_> = weights.iter().map(|_| net::echo("127.0.0.1:0")).collect();
-    let port = free_port();
-    let mut yaml = String::new();
-    for (i, (w, up)) in weights.iter().zip(&ups).enumerate() {
-        yaml += &format!(
-            "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: m{i}\naddress: 127.0.0.1\nport: {port}\nservice: {}\n",
-            up.addr
-        );
-        if let Some(w) = w {
-            yaml += &format!("weight: {w}\n");
+    let (_p, port) = proxy::start_port(None, |port| {
+        let mut yaml = String::new();
+        for (i, (w, up)) in weights.iter().zip(&ups).enumerate() {
+            let weight = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
+            yaml += &mapping_with(&format!("m{i}"), port, up.addr, &weight);
         }
-    }
-    let _p = proxy::start(&yaml, None);
+        yaml
+    });
     for _ in 0..conns {
-        let mut s = net::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+        let mut s = net::connect(net::local(port));
         net::roundtrip(&mut s, b"x");
     }
     ups.iter().map(|u| u.connections()).collect()

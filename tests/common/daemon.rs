@@ -7,10 +7,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// How often a start is retried with fresh ports after a bind error.
+const BIND_ATTEMPTS: usize = 8;
 
 /// A running `tcpmap` child process.
 pub struct Daemon {
@@ -66,6 +69,51 @@ impl Daemon {
         d.wait_for(0, "tcpmap running", Duration::from_secs(10))
             .unwrap_or_else(|| panic!("tcpmap did not start:\n{}", d.log()));
         d
+    }
+
+    /// `tcpmap run --config CONFIG ARGS...` on the config that `config` writes for `N` fresh
+    /// listener ports (it returns the config path). When the daemon exits because it cannot
+    /// bind (another process took a port between the probe and the bind), tries again with
+    /// `N` new ports. Returns the running daemon and its ports.
+    pub fn run_ports<const N: usize>(
+        config: impl Fn([u16; N]) -> PathBuf,
+        extra: &[&str],
+    ) -> (Daemon, [u16; N]) {
+        for _ in 0..BIND_ATTEMPTS {
+            let ports: [u16; N] = std::array::from_fn(|_| super::net::free_port());
+            let path = config(ports);
+            let mut args = vec!["run", "--config", path.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            let mut d = Daemon::spawn(&args);
+            let outcome = d.wait_line(0, Duration::from_secs(10), |l| {
+                l.contains("tcpmap running") || l.contains("cannot bind")
+            });
+            match outcome {
+                Some(l) if l.contains("tcpmap running") => return (d, ports),
+                Some(l) => {
+                    let status = d.wait_exit(Duration::from_secs(5));
+                    eprintln!("tcpmap start: {l} ({status:?}); retrying with fresh ports");
+                }
+                None => panic!("tcpmap did not start:\n{}", d.log()),
+            }
+        }
+        panic!("tcpmap did not start after {BIND_ATTEMPTS} bind errors");
+    }
+
+    /// [`Daemon::run_ports`] on a config file at `path` holding the YAML that `yaml` makes
+    /// from the ports (rewritten on each try).
+    pub fn run_yaml<const N: usize>(
+        path: &Path,
+        yaml: impl Fn([u16; N]) -> String,
+        extra: &[&str],
+    ) -> (Daemon, [u16; N]) {
+        Self::run_ports(
+            |ports| {
+                std::fs::write(path, yaml(ports)).unwrap();
+                path.to_path_buf()
+            },
+            extra,
+        )
     }
 
     /// The child's process id.
@@ -198,48 +246,9 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
-/// The value of the first Prometheus sample named `name` whose labels contain every
-/// `key="value"` in `labels` (0 when absent).
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (n, l) = match series.split_once('{') {
-            Some((n, l)) => (n, l),
-            None => (series, ""),
-        };
-        if n != name {
-            continue;
-        }
-        if labels
-            .iter()
-            .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        {
-            return value.parse().unwrap_or(f64::NAN);
-        }
-    }
-    0.0
-}
-
 /// Writes `text` to `path` atomically (temp file + rename), like most editors.
 pub fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp~");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-/// Polls `f` until true or `within` passes.
-pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }

@@ -1,22 +1,48 @@
 //! Test upstreams and clients on loopback: plain echo, banner (server speaks first),
 //! TLS echo that reports the client certificate it saw. Blocking std threads, so they are
 //! independent of the proxy's runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// The start of the port range the registry hands out from.
+const PORT_LO: u32 = 20_000;
+/// The size of that range: 20000..32000 lies below Linux's default ephemeral range
+/// (32768-60999), so neither port-0 binds nor outgoing connects of any process take these.
+const PORT_SPAN: u32 = 12_000;
+
+/// A TCP port for a proxy listener, from a per-process registry: never the same port twice
+/// in one process, each process starting at its own pid-derived offset (parallel test binaries
+/// start far apart), and probed free on 0.0.0.0 and [::] right before it is handed out.
+/// Another process can still take it before the proxy binds: start proxies with
+/// `proxy::start_ports` / `Daemon::run_ports`, which retry with fresh ports on a bind error.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919)));
+    for _ in 0..PORT_SPAN {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let port = (PORT_LO + n % PORT_SPAN) as u16;
+        let v4 = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        // Without IPv6 at all, the v4 probe decides.
+        let v6 = !matches!(TcpListener::bind(("::", port)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
+        if v4 && v6 {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_LO}..{}", PORT_LO + PORT_SPAN);
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// A running test upstream.
