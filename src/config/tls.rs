@@ -104,9 +104,9 @@ pub fn parse_cert_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, String
     }
 }
 
-/// TLS 1.3 tickets sent after each full handshake (rustls sends 2 by default); chosen by
+/// TLS 1.3 tickets sent after each handshake, full or resumed (rustls sends 2 by default); chosen by
 /// measurement, see docs/benchmarks.md.
-const TLS13_TICKETS: usize = 2;
+const TLS13_TICKETS: usize = 1;
 
 /// Builds the config that terminates TLS with `cert`. With `client_ca`, client certificates are
 /// verified against it: required when `client_cert_required`, else optional but verified when
