@@ -4,7 +4,9 @@
 //! Everything here is pure (bytes in, values or `String` errors out); the validator wraps the
 //! errors into `ConfigError`s with file and line. It must not read files or open sockets: the
 //! caller hands in PEM bytes. Configs are built once per config generation, with the aws-lc-rs
-//! provider restricted to the chosen suites and to TLS 1.2+.
+//! provider restricted to the chosen suites and to TLS 1.2+. The one shared state is the
+//! session-ticket key source (`tickets`): made once per process on first use, so that tickets
+//! outlive a generation; building a config only reads it.
 //!
 //! ```text
 //! PEM ─ parse_cert_key ─▶ CertKey ─┐
