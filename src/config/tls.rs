@@ -4,7 +4,9 @@
 //! Everything here is pure (bytes in, values or `String` errors out); the validator wraps the
 //! errors into `ConfigError`s with file and line. It must not read files or open sockets: the
 //! caller hands in PEM bytes. Configs are built once per config generation, with the aws-lc-rs
-//! provider restricted to the chosen suites and to TLS 1.2+.
+//! provider restricted to the chosen suites and to TLS 1.2+. The one shared state is the
+//! session-ticket key source (`tickets`): made once per process on first use, so that tickets
+//! outlive a generation; building a config only reads it.
 //!
 //! ```text
 //! PEM ─ parse_cert_key ─▶ CertKey ─┐
@@ -14,12 +16,13 @@
 
 mod any_cert;
 mod suites;
+mod tickets;
 
 use std::fmt;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::crypto::aws_lc_rs::{Ticketer, default_provider};
+use rustls::crypto::aws_lc_rs::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
@@ -103,6 +106,10 @@ pub fn parse_cert_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, String
     }
 }
 
+/// TLS 1.3 tickets sent after each handshake, full or resumed (rustls sends 2 by default); chosen by
+/// measurement, see docs/benchmarks.md.
+const TLS13_TICKETS: usize = 1;
+
 /// Builds the config that terminates TLS with `cert`. With `client_ca`, client certificates are
 /// verified against it: required when `client_cert_required`, else optional but verified when
 /// sent. Requiring client certificates without a CA is an error.
@@ -139,9 +146,15 @@ pub fn server_config(
     // Without a user-chosen list, the server picks by its own order (AES-128-GCM first, see
     // `provider_and_versions`): SHA-384 costs measurably more per handshake in software.
     config.ignore_client_order = params.cipher_suites.is_empty();
-    // The default in-memory session cache stays; stateless tickets add resumption across
-    // connections that land on a different cache slot. One ticketer per config generation.
-    config.ticketer = Ticketer::new().map_err(|e| format!("session tickets: {e}"))?;
+    // The default in-memory session cache stays (TLS 1.2 clients without ticket support; it is
+    // per generation). Tickets use the process-wide keys, so they resume across reloads, and are
+    // bound to this chain and client-auth policy (see `tickets`).
+    config.ticketer = tickets::ticketer(&tickets::Binding {
+        chain: &cert.chain,
+        client_ca,
+        client_cert_required,
+    })?;
+    config.send_tls13_tickets = TLS13_TICKETS;
     Ok(Arc::new(config))
 }
 

@@ -1,0 +1,147 @@
+//! Session-ticket keys that outlive config generations.
+//!
+//! One rotating key source ([`Ticketer`], new key every 6 hours, the previous one still
+//! decrypts) is made on first use and shared by every `ServerConfig` of the process, so a ticket
+//! issued before a reload resumes after it. Each config wraps it in a [`BoundTickets`] that ties
+//! its tickets to the certificate chain and client-auth policy they were issued under: rustls
+//! compares neither on resumption, so without the tag a ticket from a session without a client
+//! certificate would resume on a context that now requires one, or a ticket from before a
+//! certificate change would skip the new certificate.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::aws_lc_rs::Ticketer;
+use rustls::server::ProducesTickets;
+use rustls_pki_types::CertificateDer;
+
+/// The process-wide key source (made on first use).
+static KEYS: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
+
+/// The shared key source, made on first call; an error when the system RNG fails.
+fn keys() -> Result<Arc<dyn ProducesTickets>, String> {
+    if let Some(k) = KEYS.get() {
+        return Ok(k.clone());
+    }
+    let made = Ticketer::new().map_err(|e| format!("session tickets: {e}"))?;
+    // A racing first call may have won; every caller gets the stored one.
+    Ok(KEYS.get_or_init(|| made).clone())
+}
+
+/// What a ticket is bound to: the server's chain and the client-auth policy.
+pub(super) struct Binding<'a> {
+    /// The served chain, leaf first.
+    pub(super) chain: &'a [CertificateDer<'static>],
+    /// CA certificates client certificates are verified against, if any.
+    pub(super) client_ca: Option<&'a [CertificateDer<'static>]>,
+    /// Whether a client certificate is required.
+    pub(super) client_cert_required: bool,
+}
+
+/// The ticketer for one server config: the shared keys, tickets tagged with the config's binding.
+pub(super) fn ticketer(binding: &Binding<'_>) -> Result<Arc<dyn ProducesTickets>, String> {
+    Ok(Arc::new(BoundTickets {
+        keys: keys()?,
+        tag: tag(binding)?,
+    }))
+}
+
+/// SHA-256 over the binding, each part length-prefixed.
+fn tag(b: &Binding<'_>) -> Result<Vec<u8>, String> {
+    let hash = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .map(|s| s.common.hash_provider)
+        .ok_or("session tickets: no SHA-256 provider")?;
+    let mut h = hash.start();
+    let mut part = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    part(b"tcpmap ticket binding v1");
+    part(&[
+        u8::from(b.client_cert_required),
+        u8::from(b.client_ca.is_some()),
+    ]);
+    for cert in b.chain {
+        part(cert.as_ref());
+    }
+    part(b"client ca");
+    for cert in b.client_ca.unwrap_or_default() {
+        part(cert.as_ref());
+    }
+    Ok(h.finish().as_ref().to_vec())
+}
+
+/// Tickets of the shared keys whose plaintext starts with the config's tag; a ticket with
+/// another tag does not decrypt (a full handshake follows).
+#[derive(Debug)]
+struct BoundTickets {
+    keys: Arc<dyn ProducesTickets>,
+    tag: Vec<u8>,
+}
+
+impl ProducesTickets for BoundTickets {
+    fn enabled(&self) -> bool {
+        self.keys.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.keys.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut tagged = Vec::with_capacity(self.tag.len() + plain.len());
+        tagged.extend_from_slice(&self.tag);
+        tagged.extend_from_slice(plain);
+        self.keys.encrypt(&tagged)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let plain = self.keys.decrypt(cipher)?;
+        plain.strip_prefix(self.tag.as_slice()).map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cert(b: &[u8]) -> CertificateDer<'static> {
+        CertificateDer::from(b.to_vec())
+    }
+
+    #[test]
+    fn same_binding_decrypts_across_ticketers_other_bindings_do_not() {
+        let chain = [cert(b"leaf")];
+        let ca = [cert(b"ca")];
+        let open = Binding {
+            chain: &chain,
+            client_ca: None,
+            client_cert_required: false,
+        };
+        let a = ticketer(&open).unwrap();
+        let b = ticketer(&open).unwrap();
+        let t = a.encrypt(b"session").unwrap();
+        assert_eq!(b.decrypt(&t).as_deref(), Some(&b"session"[..]));
+        let others = [
+            Binding {
+                chain: &chain,
+                client_ca: Some(&ca),
+                client_cert_required: false,
+            },
+            Binding {
+                chain: &chain,
+                client_ca: Some(&ca),
+                client_cert_required: true,
+            },
+            Binding {
+                chain: &ca,
+                client_ca: None,
+                client_cert_required: false,
+            },
+        ];
+        for other in &others {
+            assert_eq!(ticketer(other).unwrap().decrypt(&t), None);
+        }
+    }
+}
