@@ -27,7 +27,7 @@ use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::peek;
 use crate::net::prefixed::Prefixed;
 use crate::net::socket;
-use crate::route::{Group, Listener, ServiceHost, Upstream};
+use crate::route::{Group, Listener, ServiceHost, Termination, Upstream};
 use crate::sni::Peek;
 
 // Why the `Box::pin`s below: a task stores its whole future for its lifetime, so the
@@ -208,9 +208,9 @@ async fn route<'r>(
         _ => None,
     };
     match (matched, &routes.plain) {
-        (Some(group), _) => {
-            let tls = Box::pin(terminate(stream, peeked.bytes, group, shared)).await?;
-            Ok((&**group, Client::Tls(Box::new(tls))))
+        (Some(host), _) => {
+            let tls = Box::pin(terminate(stream, peeked.bytes, &host.termination, shared)).await?;
+            Ok((&host.group, Client::Tls(Box::new(tls))))
         }
         (None, Some(plain)) if !peeked.timed_out || peeked.bytes.is_empty() => {
             Ok((&**plain, Client::Plain(stream, peeked.bytes)))
@@ -362,17 +362,14 @@ where
     Ok(())
 }
 
-/// Terminates the client's TLS with the group's certificate, within the handshake deadline.
+/// Terminates the client's TLS with the host group's certificate, within the handshake deadline.
 async fn terminate(
     stream: Async<TcpStream>,
     hello: Vec<u8>,
-    group: &Group,
+    term: &Termination,
     shared: &Shared,
 ) -> Result<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>, CloseReason>
 {
-    let Some(term) = &group.termination else {
-        return Err(CloseReason::Internal);
-    };
     let acceptor = futures_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
         Prefixed::new(hello, TcpHalfClose(stream)),

@@ -113,7 +113,8 @@ impl Generation {
             let groups = listener
                 .plain
                 .iter()
-                .chain(listener.hosts.iter().map(|(_, g)| g));
+                .map(|g| &**g)
+                .chain(listener.hosts.iter().map(|(_, h)| &h.group));
             for group in groups {
                 for up in &group.upstreams {
                     map.entry(up.mapping.clone())

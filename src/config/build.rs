@@ -12,8 +12,8 @@ use super::ConfigError;
 use super::model::{CertSource, GroupPlan, Mapping, Model, Origin};
 use super::tls::{self, TlsParams};
 use crate::route::{
-    Group, HostMap, Listener, MappingId, Origination, OriginationMode, RouteTable, Termination,
-    Upstream,
+    Group, HostGroup, HostMap, Listener, MappingId, Origination, OriginationMode, RouteTable,
+    Termination, Upstream,
 };
 
 /// Caches so each certificate source / context builds one rustls config.
@@ -31,16 +31,28 @@ pub fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
     let mut errs = Vec::new();
     for plan in &model.groups {
         match group(model, plan, &mut cache) {
-            Ok((first, g)) => {
+            Ok((first, g, termination)) => {
                 let addr = SocketAddr::new(first.address, first.port);
                 let listener = table.listeners.entry(addr).or_insert_with(|| Listener {
                     addr,
                     plain: None,
                     hosts: HostMap::default(),
                 });
-                match &first.host {
-                    Some(h) => listener.hosts.insert(h, Arc::new(g)),
-                    None => listener.plain = Some(Arc::new(g)),
+                match (&first.host, termination) {
+                    (Some(h), Some(termination)) => listener.hosts.insert(
+                        h,
+                        Arc::new(HostGroup {
+                            termination,
+                            group: g,
+                        }),
+                    ),
+                    (None, _) => listener.plain = Some(Arc::new(g)),
+                    // `group` gives every host group its termination or an error.
+                    (Some(_), None) => errs.push(
+                        first
+                            .loc
+                            .err(&["host"], "internal: host group without a certificate"),
+                    ),
                 }
             }
             Err(e) => errs.push(e),
@@ -57,7 +69,7 @@ fn group<'m>(
     model: &'m Model,
     plan: &GroupPlan,
     cache: &mut Configs,
-) -> Result<(&'m Mapping, Group), ConfigError> {
+) -> Result<(&'m Mapping, Group, Option<Termination>), ConfigError> {
     let members: Vec<&Mapping> = plan
         .members
         .iter()
@@ -97,13 +109,12 @@ fn group<'m>(
     let g = Group {
         host: first.host.clone(),
         upstreams,
-        termination,
         origination,
         idle_timeout: first.idle_timeout,
         families: first.families,
         picks: AtomicU64::new(0),
     };
-    Ok((first, g))
+    Ok((first, g, termination))
 }
 
 fn termination(

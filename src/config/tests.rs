@@ -77,21 +77,18 @@ fn termination_and_origination_build_the_route_table() {
     assert_eq!(plain.upstreams[0].port, 80);
     let g1 = listener.by_sni("MY-HOST-1").unwrap();
     let g2 = listener.by_sni("my-host-2").unwrap();
-    let (t1, t2) = (
-        g1.termination.as_ref().unwrap(),
-        g2.termination.as_ref().unwrap(),
-    );
+    let (t1, t2) = (&g1.termination, &g2.termination);
     assert_eq!(t1.source, "TLSContext my-context");
     assert!(
         Arc::ptr_eq(&t1.config, &t2.config),
         "one ServerConfig per certificate source"
     );
-    let o1 = g1.origination.as_ref().unwrap();
+    let o1 = g1.group.origination.as_ref().unwrap();
     assert_eq!(
         (o1.mode.clone(), o1.verify, o1.sni.clone()),
         (OriginationMode::Insecure, false, None)
     );
-    let o2 = g2.origination.as_ref().unwrap();
+    let o2 = g2.group.origination.as_ref().unwrap();
     assert_eq!(
         o2.mode,
         OriginationMode::Context("origination-context".into())
@@ -100,7 +97,10 @@ fn termination_and_origination_build_the_route_table() {
         (o2.verify, o2.sni.as_deref()),
         (true, Some("upstream.internal"))
     );
-    assert_eq!(g2.upstreams[0].port, 443, "default port when originating");
+    assert_eq!(
+        g2.group.upstreams[0].port, 443,
+        "default port when originating"
+    );
     let text = l.table.render_text();
     assert!(text.contains("0.0.0.0:2222 my-host-1 terminate(TLSContext my-context)+originate(insecure) -> upstream-host-1:9999 (100%)"), "{text}");
     assert!(
@@ -139,7 +139,7 @@ spec: {port: 443, host: a.example.com, service: a}
         .unwrap()
         .by_sni("a.example.com")
         .unwrap();
-    assert_eq!(g.termination.as_ref().unwrap().source, "Host wild-host");
+    assert_eq!(g.termination.source, "Host wild-host");
 }
 
 #[test]

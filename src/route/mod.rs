@@ -40,7 +40,7 @@ pub struct Listener {
     /// The host-less group: raw relay (or origination) for anything without a matching SNI.
     pub plain: Option<Arc<Group>>,
     /// The `host` groups, matched against the ClientHello's SNI.
-    pub hosts: HostMap<Arc<Group>>,
+    pub hosts: HostMap<Arc<HostGroup>>,
 }
 
 impl Listener {
@@ -50,7 +50,7 @@ impl Listener {
     }
 
     /// The group for a TLS SNI name: exact first, then the most specific wildcard.
-    pub fn by_sni(&self, sni: &str) -> Option<&Arc<Group>> {
+    pub fn by_sni(&self, sni: &str) -> Option<&Arc<HostGroup>> {
         self.hosts.lookup(sni)
     }
 }
@@ -62,8 +62,6 @@ pub struct Group {
     pub host: Option<String>,
     /// Weighted upstreams; their `share`s sum to 100.
     pub upstreams: Vec<Upstream>,
-    /// Termination settings when `host` is set.
-    pub termination: Option<Termination>,
     /// Origination settings when `tls`/`https://` is set.
     pub origination: Option<Origination>,
     /// Close after this long without a byte either way (`None`: never).
@@ -99,6 +97,16 @@ pub fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
     }
     // Shares sum to 100 by construction; a table without shares still routes somewhere.
     upstreams.iter().find(|u| u.share > 0).or(upstreams.first())
+}
+
+/// A `host` group: its client side is TLS, terminated here with its termination's certificate
+/// (every host group has one, so no later step has to check).
+#[derive(Debug)]
+pub struct HostGroup {
+    /// How the client's TLS is terminated.
+    pub termination: Termination,
+    /// The routes behind it.
+    pub group: Group,
 }
 
 /// TLS termination for a host group.

@@ -4,18 +4,35 @@
 //! Must not: change the table or expose secrets (rustls configs are never rendered).
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Group, OriginationMode, RouteTable};
+use super::{Group, HostGroup, OriginationMode, RouteTable, Termination};
+
+impl HostGroup {
+    /// The TLS mode in words, as [`Group::tls_mode`] with this group's termination.
+    pub fn tls_mode(&self) -> String {
+        self.group.tls_mode_with(Some(&self.termination))
+    }
+
+    /// The JSON view of this group.
+    pub fn to_json(&self) -> Value {
+        self.group.to_json_with(Some(&self.termination))
+    }
+}
 
 impl Group {
+    /// The TLS mode in words of a host-less group: `raw`, `originate(insecure)`,
+    /// `originate(TLSContext o, verify)`.
+    pub fn tls_mode(&self) -> String {
+        self.tls_mode_with(None)
+    }
+
     /// The TLS mode in words: `raw`, `terminate(TLSContext c)`, `originate(insecure)`,
     /// `terminate(Host h)+originate(TLSContext o, verify)`.
-    pub fn tls_mode(&self) -> String {
+    fn tls_mode_with(&self, termination: Option<&Termination>) -> String {
         let mut parts = Vec::new();
-        if let Some(t) = &self.termination {
+        if let Some(t) = termination {
             let auth = if t.client_auth { ", client-cert" } else { "" };
             parts.push(format!("terminate({}{auth})", t.source));
         }
@@ -62,12 +79,16 @@ impl Group {
         out
     }
 
-    /// The JSON view of this group.
+    /// The JSON view of a host-less group.
     pub fn to_json(&self) -> Value {
+        self.to_json_with(None)
+    }
+
+    fn to_json_with(&self, termination: Option<&Termination>) -> Value {
         json!({
             "host": self.host,
-            "tls": self.tls_mode(),
-            "termination": self.termination.as_ref().map(|t| json!({
+            "tls": self.tls_mode_with(termination),
+            "termination": termination.map(|t| json!({
                 "source": t.source,
                 "client_auth": t.client_auth,
             })),
@@ -98,15 +119,19 @@ impl Group {
 }
 
 impl RouteTable {
-    /// Every group as `(listener, group)`: per listener the host-less group, then host groups.
-    fn groups(&self) -> impl Iterator<Item = (String, &Arc<Group>)> {
+    /// Every group as `(listener, group, termination)`: per listener the host-less group,
+    /// then host groups.
+    fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&Termination>)> {
         self.listeners.values().flat_map(|l| {
             let addr = l.addr.to_string();
             let plain = l.plain.iter().map({
                 let addr = addr.clone();
-                move |g| (addr.clone(), g)
+                move |g| (addr.clone(), &**g, None)
             });
-            let hosts = l.hosts.iter().map(move |(_, g)| (addr.clone(), g));
+            let hosts = l
+                .hosts
+                .iter()
+                .map(move |(_, h)| (addr.clone(), &h.group, Some(&h.termination)));
             plain.chain(hosts)
         })
     }
@@ -115,11 +140,11 @@ impl RouteTable {
     /// weighted upstreams.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        for (addr, g) in self.groups() {
+        for (addr, g, termination) in self.groups() {
             out.push_str(&format!(
                 "{addr} {} {} -> {}{}\n",
                 g.host.as_deref().unwrap_or("*"),
-                g.tls_mode(),
+                g.tls_mode_with(termination),
                 g.upstreams_text(),
                 g.extras()
             ));
@@ -136,8 +161,8 @@ impl RouteTable {
                 let groups: Vec<Value> = l
                     .plain
                     .iter()
-                    .chain(l.hosts.iter().map(|(_, g)| g))
                     .map(|g| g.to_json())
+                    .chain(l.hosts.iter().map(|(_, h)| h.to_json()))
                     .collect();
                 json!({ "address": l.addr.to_string(), "groups": groups })
             })
@@ -157,6 +182,7 @@ mod tests {
     use super::*;
     use crate::route::{Families, HostMap, Listener, MappingId, ServiceHost, Upstream};
     use std::net::SocketAddr;
+    use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
     use std::time::Duration;
 
@@ -181,7 +207,6 @@ mod tests {
         let g = Group {
             host: None,
             upstreams: vec![upstream("a", "one", 80, 70), upstream("b", "two", 81, 30)],
-            termination: None,
             origination: None,
             idle_timeout: Some(Duration::from_millis(5000)),
             families: Families::default(),
