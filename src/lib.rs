@@ -53,5 +53,15 @@ pub use api::{ProxyBuilder, ProxyHandle, block_on};
 pub use cli::check;
 pub use config::{ConfigError, ConfigInput};
 pub use error::{Error, Result};
+
+/// Doors into the config internals for the fuzz targets and the test-PKI self-test only:
+/// not part of the API, no stability promised.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::config::tls::{
+        CertKey, TlsParams, client_config, parse_cert_chain, parse_cert_key, server_config,
+    };
+    pub use crate::config::validate::service::{ParsedService, parse_service};
+}
 pub use metrics::MetricsSnapshot;
 pub use route::RouteTable;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tcpmap::config::validate::service::parse_service;
+use tcpmap::internals::parse_service;
 use tcpmap::sni::{Peek, parse_client_hello};
 
 fn inputs(target: &str) -> Vec<PathBuf> {

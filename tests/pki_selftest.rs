@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::pki::{self, Ca};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
-use tcpmap::config::tls::{self, TlsParams};
+use tcpmap::internals::{self as tls, TlsParams};
 
 /// Moves pending TLS bytes from one side to the other; the receiver's error is returned.
 fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {

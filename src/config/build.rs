@@ -25,7 +25,7 @@ struct Configs {
 }
 
 /// Builds the route table (generation 0: the supervisor numbers it).
-pub fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
+pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
     let mut table = RouteTable::default();
     let mut cache = Configs::default();
     let mut errs = Vec::new();

@@ -12,14 +12,14 @@
 //!
 //! Must not: resolve names, bind sockets, spawn tasks or name the runtime.
 
-pub mod build;
+pub(crate) mod build;
 pub mod error;
-pub mod model;
-pub mod raw;
-pub mod secrets;
-pub mod source;
-pub mod tls;
-pub mod validate;
+pub(crate) mod model;
+pub(crate) mod raw;
+pub(crate) mod secrets;
+pub(crate) mod source;
+pub(crate) mod tls;
+pub(crate) mod validate;
 
 #[cfg(test)]
 pub(crate) mod testutil;

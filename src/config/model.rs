@@ -14,7 +14,7 @@ use crate::route::{Families, ServiceHost};
 
 /// How a mapping talks to its upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Plain TCP.
     Plain,
     /// `tls: true` or `https://`: TLS without client certificate or verification.
@@ -25,7 +25,7 @@ pub enum Origin {
 
 impl Origin {
     /// True when TLS is originated.
-    pub fn originates(&self) -> bool {
+    pub(crate) fn originates(&self) -> bool {
         *self != Origin::Plain
     }
 }
@@ -42,7 +42,7 @@ impl std::fmt::Display for Origin {
 
 /// A validated `TCPMapping`.
 #[derive(Debug, Clone)]
-pub struct Mapping {
+pub(crate) struct Mapping {
     /// Where it is (kind, name, file, line).
     pub loc: Loc,
     /// Its namespace (the proxy's when unset).
@@ -76,10 +76,12 @@ pub struct Mapping {
 
 /// A validated `TLSContext` with its secrets loaded.
 #[derive(Debug)]
-pub struct TlsContext {
+pub(crate) struct TlsContext {
     /// Where it is.
     pub loc: Loc,
-    /// `hosts` it terminates for.
+    /// `hosts` it terminates for (validation matches hosts on the raw resources; kept so
+    /// the model says what the context is).
+    #[allow(dead_code)]
     pub hosts: Vec<String>,
     /// Its certificate and key (termination, or client certificate for origination).
     pub cert: Option<CertKey>,
@@ -95,10 +97,12 @@ pub struct TlsContext {
 
 /// A validated `Host` with its certificate loaded.
 #[derive(Debug)]
-pub struct Host {
+pub(crate) struct Host {
     /// Where it is.
     pub loc: Loc,
-    /// `hostname` glob (`*.example.com`, `*`).
+    /// `hostname` glob (`*.example.com`, `*`) (matched on the raw resource by validation;
+    /// kept so the model says what the Host is).
+    #[allow(dead_code)]
     pub hostname: String,
     /// Its certificate and key.
     pub cert: CertKey,
@@ -106,7 +110,7 @@ pub struct Host {
 
 /// One group: the mappings sharing `(address, port, host)`, in config order, with their shares.
 #[derive(Debug, Clone)]
-pub struct GroupPlan {
+pub(crate) struct GroupPlan {
     /// Indexes into [`Model::mappings`].
     pub members: Vec<usize>,
     /// Share of each member (sums to 100).
@@ -115,7 +119,7 @@ pub struct GroupPlan {
 
 /// Where a host group's certificate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CertSource {
+pub(crate) enum CertSource {
     /// `Model::hosts[i]`.
     Host(usize),
     /// `Model::contexts[i]`.
@@ -124,7 +128,7 @@ pub enum CertSource {
 
 /// Everything `build` needs.
 #[derive(Debug, Default)]
-pub struct Model {
+pub(crate) struct Model {
     /// Valid mappings in config order.
     pub mappings: Vec<Mapping>,
     /// Valid TLSContexts in config order.

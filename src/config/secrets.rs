@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// not be read) and its mode bits; plus which document names are real config files (their
 /// directory anchors relative certificate paths).
 #[derive(Debug, Default, Clone)]
-pub struct Files {
+pub(crate) struct Files {
     entries: HashMap<PathBuf, FileEntry>,
     config_files: HashSet<PathBuf>,
 }
@@ -35,7 +35,7 @@ struct FileEntry {
 
 impl Files {
     /// An empty store that knows which document names are config files on disk.
-    pub fn with_config_files(config_files: impl IntoIterator<Item = PathBuf>) -> Files {
+    pub(crate) fn with_config_files(config_files: impl IntoIterator<Item = PathBuf>) -> Files {
         Files {
             entries: HashMap::new(),
             config_files: config_files.into_iter().collect(),
@@ -43,7 +43,7 @@ impl Files {
     }
 
     /// Reads each of `paths` from disk (once each); a failed read is kept as its error.
-    pub fn read_from_disk(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
+    pub(crate) fn read_from_disk(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
         use std::os::unix::fs::PermissionsExt;
         for path in paths {
             if self.entries.contains_key(&path) {
@@ -55,8 +55,9 @@ impl Files {
         }
     }
 
-    /// Adds a file from memory (tests, fuzzing, embedders).
-    pub fn insert(&mut self, path: impl Into<PathBuf>, bytes: Vec<u8>, mode: u32) {
+    /// Adds a file from memory (tests).
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, path: impl Into<PathBuf>, bytes: Vec<u8>, mode: u32) {
         let entry = FileEntry {
             bytes: Ok(bytes),
             mode: Some(mode),
@@ -65,22 +66,22 @@ impl Files {
     }
 
     /// True when `doc` (a document's file name) is a config file on disk.
-    pub fn is_config_file(&self, doc: &Path) -> bool {
+    pub(crate) fn is_config_file(&self, doc: &Path) -> bool {
         self.config_files.contains(doc)
     }
 
     /// True when `path` was read successfully.
-    pub fn exists(&self, path: &Path) -> bool {
+    pub(crate) fn exists(&self, path: &Path) -> bool {
         self.entries.get(path).is_some_and(|e| e.bytes.is_ok())
     }
 
     /// The mode bits of `path`, when known.
-    pub fn mode(&self, path: &Path) -> Option<u32> {
+    pub(crate) fn mode(&self, path: &Path) -> Option<u32> {
         self.entries.get(path).and_then(|e| e.mode)
     }
 
     /// A PEM file's bytes; missing, unreadable and empty files are errors naming the file.
-    pub fn pem(&self, path: &Path) -> Result<&[u8], String> {
+    pub(crate) fn pem(&self, path: &Path) -> Result<&[u8], String> {
         let bytes = match self.entries.get(path).map(|e| &e.bytes) {
             Some(Ok(bytes)) => bytes,
             Some(Err(e)) => return Err(e.clone()),
@@ -94,7 +95,7 @@ impl Files {
 }
 
 /// The folder of secret `name`.
-pub fn secret_dir(secrets_dir: &Path, name: &str, namespacing: bool) -> PathBuf {
+pub(crate) fn secret_dir(secrets_dir: &Path, name: &str, namespacing: bool) -> PathBuf {
     match name.rsplit_once('.') {
         Some((n, ns)) if namespacing && !n.is_empty() && !ns.is_empty() => {
             secrets_dir.join(ns).join(n)
@@ -104,27 +105,27 @@ pub fn secret_dir(secrets_dir: &Path, name: &str, namespacing: bool) -> PathBuf 
 }
 
 /// The folder of secret `name` in namespace `ns` (a Host's `tlsSecret.namespace`).
-pub fn secret_dir_in(secrets_dir: &Path, name: &str, ns: &str) -> PathBuf {
+pub(crate) fn secret_dir_in(secrets_dir: &Path, name: &str, ns: &str) -> PathBuf {
     secrets_dir.join(ns).join(name)
 }
 
 /// `tls.crt` of a secret folder.
-pub fn cert_file(dir: &Path) -> PathBuf {
+pub(crate) fn cert_file(dir: &Path) -> PathBuf {
     dir.join("tls.crt")
 }
 
 /// `tls.key` of a secret folder.
-pub fn key_file(dir: &Path) -> PathBuf {
+pub(crate) fn key_file(dir: &Path) -> PathBuf {
     dir.join("tls.key")
 }
 
 /// `ca.crt` of a secret folder (its CA when present; else the folder's `tls.crt` is).
-pub fn ca_crt_file(dir: &Path) -> PathBuf {
+pub(crate) fn ca_crt_file(dir: &Path) -> PathBuf {
     dir.join("ca.crt")
 }
 
 /// The CA file of a secret folder: `ca.crt` when it was read, else `tls.crt`.
-pub fn ca_file(dir: &Path, files: &Files) -> PathBuf {
+pub(crate) fn ca_file(dir: &Path, files: &Files) -> PathBuf {
     let ca = ca_crt_file(dir);
     if files.exists(&ca) {
         ca
@@ -135,7 +136,7 @@ pub fn ca_file(dir: &Path, files: &Files) -> PathBuf {
 
 /// A `cert_chain_file`-style path: absolute as written, relative to `base` (the directory
 /// of the config file that names it) otherwise.
-pub fn resolve_file(base: Option<&Path>, path: &str) -> PathBuf {
+pub(crate) fn resolve_file(base: Option<&Path>, path: &str) -> PathBuf {
     let p = Path::new(path);
     match base {
         Some(b) if p.is_relative() => b.join(p),

@@ -14,7 +14,7 @@ use super::ConfigError;
 
 /// One YAML document of a config source.
 #[derive(Debug, Clone)]
-pub struct SourceDoc {
+pub(crate) struct SourceDoc {
     /// The file it came from (or the inline name).
     pub file: PathBuf,
     /// 1-based line of the document's first content line.
@@ -30,7 +30,7 @@ pub struct SourceDoc {
 impl SourceDoc {
     /// The line of the attribute at `keys` (a path of nested keys, e.g. `["spec", "port"]`
     /// or just `["port"]`), found by scanning the text; the document's first line when not found.
-    pub fn key_line(&self, keys: &[&str]) -> usize {
+    pub(crate) fn key_line(&self, keys: &[&str]) -> usize {
         let mut from = 0usize;
         let mut found = None;
         let lines: Vec<&str> = self.text.lines().collect();
@@ -67,7 +67,7 @@ fn line_has_key(line: &str, key: &str) -> bool {
 }
 
 /// Reads every path: files directly, directories as their sorted `*.yaml`/`*.yml` files.
-pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceDoc>, Vec<ConfigError>) {
+pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<SourceDoc>, Vec<ConfigError>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
@@ -106,7 +106,7 @@ fn file_error(path: &Path, message: String) -> ConfigError {
 /// The `*.yaml`/`*.yml` files of a directory, sorted by name. Names starting with `.`
 /// (hidden files and the `..data`/`..2024_…` entries of a ConfigMap mount) are skipped;
 /// symlinks are followed, so `ssh.yaml -> ..data/ssh.yaml` is read once.
-pub fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -126,7 +126,7 @@ pub fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Splits `text` into documents at `---` lines and parses each; empty documents are dropped.
-pub fn parse_text(file: &Path, text: &str) -> (Vec<SourceDoc>, Vec<ConfigError>) {
+pub(crate) fn parse_text(file: &Path, text: &str) -> (Vec<SourceDoc>, Vec<ConfigError>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for (start, chunk) in split_documents(text) {

@@ -29,7 +29,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use suites::{TlsVersion, check_cipher_suite, parse_tls_version};
+pub(crate) use suites::{TlsVersion, check_cipher_suite, parse_tls_version};
 
 /// A certificate chain (leaf first) with the private key of its leaf, checked to match.
 pub struct CertKey {
@@ -62,13 +62,13 @@ impl Clone for CertKey {
 #[derive(Debug, Clone, Default)]
 pub struct TlsParams {
     /// Lowest version allowed; `None` = TLS 1.2.
-    pub min_version: Option<TlsVersion>,
+    pub(crate) min_version: Option<TlsVersion>,
     /// Highest version allowed; `None` = TLS 1.3.
-    pub max_version: Option<TlsVersion>,
+    pub(crate) max_version: Option<TlsVersion>,
     /// Cipher-suite names (rustls or OpenSSL spelling); empty = the provider's defaults.
-    pub cipher_suites: Vec<String>,
+    pub(crate) cipher_suites: Vec<String>,
     /// ALPN protocols in preference order; empty = no ALPN.
-    pub alpn_protocols: Vec<String>,
+    pub(crate) alpn_protocols: Vec<String>,
 }
 
 /// Parses every `CERTIFICATE` block of a PEM file; an error when there is none.

@@ -9,7 +9,7 @@ use super::fields::Fields;
 
 /// `tls:` as written: a boolean or a TLSContext name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawTls {
+pub(crate) enum RawTls {
     /// `tls: true` / `tls: false`.
     Bool(bool),
     /// `tls: CONTEXT`.
@@ -18,7 +18,7 @@ pub enum RawTls {
 
 /// A `TCPMapping` as written.
 #[derive(Debug, Clone)]
-pub struct RawMapping {
+pub(crate) struct RawMapping {
     /// Where it is.
     pub loc: Loc,
     /// `namespace` / `metadata.namespace`.
@@ -51,7 +51,7 @@ pub struct RawMapping {
 
 impl RawMapping {
     /// True when the attribute was written (even with a wrong type).
-    pub fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.present.contains(key)
     }
 }
@@ -143,10 +143,12 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
 
 /// A `TLSContext` as written.
 #[derive(Debug, Clone)]
-pub struct RawTlsContext {
+pub(crate) struct RawTlsContext {
     /// Where it is.
     pub loc: Loc,
-    /// `namespace` / `metadata.namespace`.
+    /// `namespace` / `metadata.namespace` (parsed so it is a known attribute; a secret's
+    /// namespace comes from its own name or `secret_namespacing`).
+    #[allow(dead_code)]
     pub namespace: Option<String>,
     /// `hosts`.
     pub hosts: Option<Vec<String>>,
@@ -198,10 +200,12 @@ pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
 
 /// A `Host` with a `tlsSecret` as written.
 #[derive(Debug, Clone)]
-pub struct RawHost {
+pub(crate) struct RawHost {
     /// Where it is.
     pub loc: Loc,
-    /// `namespace` / `metadata.namespace`.
+    /// `namespace` / `metadata.namespace` (parsed so it is a known attribute; a secret's
+    /// namespace comes from its own name or `secret_namespacing`).
+    #[allow(dead_code)]
     pub namespace: Option<String>,
     /// `hostname` (a glob such as `*.example.com`).
     pub hostname: Option<String>,
@@ -249,7 +253,7 @@ pub(super) fn host(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> 
 
 /// The `ambassador` Module's `config` as far as tcpmap reads it.
 #[derive(Debug, Clone)]
-pub struct RawModule {
+pub(crate) struct RawModule {
     /// Where it is.
     pub loc: Loc,
     /// `config.enable_ipv4`.

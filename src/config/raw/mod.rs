@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use serde_yaml_ng::{Mapping, Value};
 
-pub use kinds::{RawHost, RawMapping, RawModule, RawTls, RawTlsContext};
+pub(crate) use kinds::{RawHost, RawMapping, RawModule, RawTls, RawTlsContext};
 
 use super::ConfigError;
 use super::source::SourceDoc;
 use fields::Fields;
 
 /// The `apiVersion`s tcpmap reads.
-pub const API_VERSIONS: [&str; 5] = [
+pub(crate) const API_VERSIONS: [&str; 5] = [
     "ambassador/v0",
     "ambassador/v1",
     "getambassador.io/v1",
@@ -29,7 +29,7 @@ pub const API_VERSIONS: [&str; 5] = [
 
 /// Where a resource is: its document, kind and name. Builds located problems.
 #[derive(Debug, Clone)]
-pub struct Loc {
+pub(crate) struct Loc {
     /// The document holding the resource.
     pub doc: Arc<SourceDoc>,
     /// `TCPMapping`, `TLSContext`, `Host` or `Module`.
@@ -55,7 +55,7 @@ impl Loc {
     }
 
     /// An error at the line of the attribute path `keys` (document start when not found).
-    pub fn err(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
         ConfigError::error(
             &self.doc.file,
             self.line(keys),
@@ -66,7 +66,7 @@ impl Loc {
     }
 
     /// A warning at the line of the attribute path `keys`.
-    pub fn warn(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
+    pub(crate) fn warn(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
         ConfigError::warning(
             &self.doc.file,
             self.line(keys),
@@ -77,14 +77,14 @@ impl Loc {
     }
 
     /// `FILE:LINE` of the resource, for messages naming another resource.
-    pub fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         format!("{}:{}", self.doc.file.display(), self.doc.line)
     }
 }
 
 /// A resource of a kind tcpmap reads, addressed to our `ambassador_id`.
 #[derive(Debug)]
-pub enum Resource {
+pub(crate) enum Resource {
     /// `kind: TCPMapping`.
     Mapping(RawMapping),
     /// `kind: TLSContext`.
@@ -97,7 +97,7 @@ pub enum Resource {
 
 /// The result of reading one document.
 #[derive(Debug, Default)]
-pub struct Classified {
+pub(crate) struct Classified {
     /// The resource, when the document is one of ours and readable.
     pub resource: Option<Resource>,
     /// Problems found (type errors, unknown attributes, bad apiVersion).
@@ -116,7 +116,7 @@ const FLAT_META: [&str; 7] = [
 ];
 
 /// Reads one document; `our_id` is the proxy's `ambassador_id`.
-pub fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
+pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
     let mut out = Classified::default();
     let Value::Mapping(top) = &doc.value else {
         tracing::debug!(file = %doc.file.display(), line = doc.line, "skipping a non-mapping document");

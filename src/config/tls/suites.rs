@@ -6,7 +6,7 @@ use rustls::crypto::aws_lc_rs::{ALL_CIPHER_SUITES, cipher_suite as cs};
 
 /// A TLS protocol version tcpmap can be asked to allow (TLS 1.2 and newer only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TlsVersion {
+pub(crate) enum TlsVersion {
     /// TLS 1.2.
     V1_2,
     /// TLS 1.3.
@@ -15,7 +15,7 @@ pub enum TlsVersion {
 
 /// Parses a TLS version as written in a TLSContext: `v1.2`, `v1.3` (Ambassador), `1.2`,
 /// `TLSv1.2`, `TLSv1_3` (Envoy), case-insensitively. TLS 1.0 and 1.1 are refused explicitly.
-pub fn parse_tls_version(s: &str) -> Result<TlsVersion, String> {
+pub(crate) fn parse_tls_version(s: &str) -> Result<TlsVersion, String> {
     let lower = s.trim().to_ascii_lowercase();
     let bare = lower
         .strip_prefix("tlsv")
@@ -113,7 +113,7 @@ pub(super) fn resolve(entry: &str) -> Result<Vec<SupportedCipherSuite>, String> 
 
 /// Checks that a `cipher_suites` entry names suites the aws-lc-rs provider offers; the error
 /// names the suite.
-pub fn check_cipher_suite(name: &str) -> Result<(), String> {
+pub(crate) fn check_cipher_suite(name: &str) -> Result<(), String> {
     resolve(name).map(|_| ())
 }
 

@@ -10,10 +10,10 @@ use crate::config::raw::Loc;
 use crate::route::host::matches;
 
 /// The group key of a mapping.
-pub type GroupKey = (IpAddr, u16, Option<String>);
+pub(crate) type GroupKey = (IpAddr, u16, Option<String>);
 
 /// The mappings' groups as index lists, groups in order of first appearance.
-pub fn group(mappings: &[Mapping]) -> Vec<Vec<usize>> {
+pub(crate) fn group(mappings: &[Mapping]) -> Vec<Vec<usize>> {
     let mut order: Vec<GroupKey> = Vec::new();
     let mut by_key: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
     for (i, m) in mappings.iter().enumerate() {
@@ -41,7 +41,7 @@ fn describe(m: &Mapping) -> String {
 
 /// `tls`, `enable_ipv4`, `enable_ipv6` and `idle_timeout_ms` must agree inside a group:
 /// each member that differs from the first gets an error naming both.
-pub fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigError> {
+pub(crate) fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigError> {
     let mut errs = Vec::new();
     let mut it = members.iter().filter_map(|i| mappings.get(*i));
     let Some(first) = it.next() else {
@@ -88,7 +88,7 @@ pub fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigErr
 
 /// Which certificate serves `host`: a `Host` whose hostname glob matches (exact, then the
 /// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard).
-pub fn find_cert(
+pub(crate) fn find_cert(
     host: &str,
     host_globs: &[&str],
     context_hosts: &[&[String]],
@@ -112,7 +112,7 @@ pub fn find_cert(
 }
 
 /// A host group without a certificate source is an error for each of its mappings.
-pub fn check_host_cert(m: &Mapping, found: Option<CertSource>) -> Option<ConfigError> {
+pub(crate) fn check_host_cert(m: &Mapping, found: Option<CertSource>) -> Option<ConfigError> {
     let host = m.host.as_deref()?;
     if found.is_some() {
         return None;
@@ -126,7 +126,9 @@ pub fn check_host_cert(m: &Mapping, found: Option<CertSource>) -> Option<ConfigE
 }
 
 /// Same `key` twice → a warning at the later one naming the earlier place; both are kept.
-pub fn duplicate_names<'a>(items: impl IntoIterator<Item = (String, &'a Loc)>) -> Vec<ConfigError> {
+pub(crate) fn duplicate_names<'a>(
+    items: impl IntoIterator<Item = (String, &'a Loc)>,
+) -> Vec<ConfigError> {
     let mut seen: BTreeMap<String, &Loc> = BTreeMap::new();
     let mut out = Vec::new();
     for (key, loc) in items {

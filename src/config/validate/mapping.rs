@@ -12,10 +12,10 @@ use crate::config::raw::{RawMapping, RawTls};
 use crate::route::{Families, ServiceHost};
 
 /// Default `connect_timeout_ms` (ext).
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
 
 /// `port`: required, 1–65535.
-pub fn check_port(port: Option<i64>, present: bool) -> Result<Option<u16>, String> {
+pub(crate) fn check_port(port: Option<i64>, present: bool) -> Result<Option<u16>, String> {
     match port {
         None if present => Ok(None), // wrong type, already reported
         None => Err("`port` is required".into()),
@@ -27,7 +27,7 @@ pub fn check_port(port: Option<i64>, present: bool) -> Result<Option<u16>, Strin
 }
 
 /// `service`: required.
-pub fn check_service_present(service: Option<&str>, present: bool) -> Result<(), String> {
+pub(crate) fn check_service_present(service: Option<&str>, present: bool) -> Result<(), String> {
     match service {
         None if !present => Err("`service` is required".into()),
         _ => Ok(()),
@@ -35,7 +35,7 @@ pub fn check_service_present(service: Option<&str>, present: bool) -> Result<(),
 }
 
 /// `address`: an IP literal, IPv6 with or without brackets; default `0.0.0.0`.
-pub fn parse_address(address: Option<&str>) -> Result<IpAddr, String> {
+pub(crate) fn parse_address(address: Option<&str>) -> Result<IpAddr, String> {
     let Some(a) = address else {
         return Ok(IpAddr::from([0, 0, 0, 0]));
     };
@@ -50,7 +50,7 @@ pub fn parse_address(address: Option<&str>) -> Result<IpAddr, String> {
 }
 
 /// `host`: a DNS name or a `*.suffix` wildcard; returned lower-cased without a trailing dot.
-pub fn check_host(host: &str) -> Result<String, String> {
+pub(crate) fn check_host(host: &str) -> Result<String, String> {
     let h = host.trim().to_ascii_lowercase();
     let h = h.strip_suffix('.').unwrap_or(&h).to_string();
     let name = h.strip_prefix("*.").unwrap_or(&h);
@@ -60,7 +60,7 @@ pub fn check_host(host: &str) -> Result<String, String> {
 }
 
 /// `tls` and the `https://` scheme together: the origination mode.
-pub fn origin(tls: Option<&RawTls>, https: bool) -> Result<Origin, String> {
+pub(crate) fn origin(tls: Option<&RawTls>, https: bool) -> Result<Origin, String> {
     match (tls, https) {
         (Some(RawTls::Bool(false)), true) => {
             Err("`tls: false` contradicts the `https://` service, which originates TLS".into())
@@ -72,7 +72,10 @@ pub fn origin(tls: Option<&RawTls>, https: bool) -> Result<Origin, String> {
 }
 
 /// `tls: CONTEXT` must name a declared TLSContext.
-pub fn check_context_known(origin: &Origin, contexts: &BTreeSet<String>) -> Result<(), String> {
+pub(crate) fn check_context_known(
+    origin: &Origin,
+    contexts: &BTreeSet<String>,
+) -> Result<(), String> {
     match origin {
         Origin::Context(c) if !contexts.contains(c) => {
             Err(format!("tls: unknown TLSContext `{c}`"))
@@ -82,7 +85,7 @@ pub fn check_context_known(origin: &Origin, contexts: &BTreeSet<String>) -> Resu
 }
 
 /// `weight`: an integer 0–100.
-pub fn check_weight(w: i64) -> Result<u8, String> {
+pub(crate) fn check_weight(w: i64) -> Result<u8, String> {
     u8::try_from(w)
         .ok()
         .filter(|w| *w <= 100)
@@ -90,7 +93,7 @@ pub fn check_weight(w: i64) -> Result<u8, String> {
 }
 
 /// `idle_timeout_ms`: not negative; 0 means no idle timeout (as in Envoy).
-pub fn idle_timeout(ms: i64) -> Result<Option<Duration>, String> {
+pub(crate) fn idle_timeout(ms: i64) -> Result<Option<Duration>, String> {
     match u64::try_from(ms) {
         Ok(0) => Ok(None),
         Ok(ms) => Ok(Some(Duration::from_millis(ms))),
@@ -99,7 +102,7 @@ pub fn idle_timeout(ms: i64) -> Result<Option<Duration>, String> {
 }
 
 /// `connect_timeout_ms` (ext): at least 1; default 3000.
-pub fn connect_timeout(ms: Option<i64>) -> Result<Duration, String> {
+pub(crate) fn connect_timeout(ms: Option<i64>) -> Result<Duration, String> {
     match ms.map(u64::try_from) {
         None => Ok(Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS)),
         Some(Ok(ms)) if ms > 0 => Ok(Duration::from_millis(ms)),
@@ -111,7 +114,7 @@ pub fn connect_timeout(ms: Option<i64>) -> Result<Duration, String> {
 }
 
 /// `circuit_breakers.max_connections`: at least 1.
-pub fn max_connections(n: i64) -> Result<u32, String> {
+pub(crate) fn max_connections(n: i64) -> Result<u32, String> {
     u32::try_from(n)
         .ok()
         .filter(|n| *n > 0)
@@ -119,13 +122,17 @@ pub fn max_connections(n: i64) -> Result<u32, String> {
 }
 
 /// Effective families: the mapping's own values over the Module's; both off is an error.
-pub fn families(v4: Option<bool>, v6: Option<bool>, module: Families) -> Result<Families, String> {
+pub(crate) fn families(
+    v4: Option<bool>,
+    v6: Option<bool>,
+    module: Families,
+) -> Result<Families, String> {
     Families::new(v4.unwrap_or(module.ipv4()), v6.unwrap_or(module.ipv6()))
         .ok_or_else(|| "enable_ipv4 and enable_ipv6 are both false: no address family left".into())
 }
 
 /// An IP-literal service must be of an enabled family.
-pub fn check_literal_family(host: &ServiceHost, f: Families) -> Result<(), String> {
+pub(crate) fn check_literal_family(host: &ServiceHost, f: Families) -> Result<(), String> {
     match host {
         ServiceHost::Ip(IpAddr::V6(_)) if !f.ipv6() => {
             Err("service is an IPv6 address but enable_ipv6 is false".into())
@@ -138,7 +145,7 @@ pub fn check_literal_family(host: &ServiceHost, f: Families) -> Result<(), Strin
 }
 
 /// What a mapping is checked against.
-pub struct MappingEnv<'a> {
+pub(crate) struct MappingEnv<'a> {
     /// The proxy's namespace.
     pub namespace: &'a str,
     /// Module defaults.
@@ -148,7 +155,10 @@ pub struct MappingEnv<'a> {
 }
 
 /// Applies every rule to one mapping; `None` when any rule failed.
-pub fn mapping(raw: &RawMapping, env: &MappingEnv<'_>) -> (Option<Mapping>, Vec<ConfigError>) {
+pub(crate) fn mapping(
+    raw: &RawMapping,
+    env: &MappingEnv<'_>,
+) -> (Option<Mapping>, Vec<ConfigError>) {
     let loc = &raw.loc;
     let mut errs = Vec::new();
     let ok = |r: Result<(), String>, key: &[&str], errs: &mut Vec<ConfigError>| {

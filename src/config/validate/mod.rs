@@ -4,11 +4,11 @@
 //! Owns: the order of checks and which resource a problem is reported on.
 //! Must not: build rustls configs or route tables (that is `build`), touch sockets.
 
-pub mod groups;
-pub mod mapping;
-pub mod service;
-pub mod tls;
-pub mod weights;
+pub(crate) mod groups;
+pub(crate) mod mapping;
+pub(crate) mod service;
+pub(crate) mod tls;
+pub(crate) mod weights;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::route::Families;
 
 /// What validation depends on besides the resources.
 #[derive(Debug, Clone, Copy)]
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     /// The proxy's namespace.
     pub namespace: &'a str,
     /// `--secrets-dir`.
@@ -31,7 +31,7 @@ pub struct Env<'a> {
 
 /// The Module's defaults (`enable_ipv4: true`, `enable_ipv6: false` when absent); several
 /// `ambassador` Modules → a warning and the first applies; both families off → an error.
-pub fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigError>) {
+pub(crate) fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigError>) {
     let mut problems = Vec::new();
     let Some(first) = modules.first() else {
         return (Families::default(), problems);
@@ -60,7 +60,7 @@ pub fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigError>) {
 }
 
 /// Validates every resource; problems hold errors and warnings.
-pub fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigError>) {
+pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigError>) {
     let mut raw_mappings = Vec::new();
     let mut raw_contexts = Vec::new();
     let mut raw_hosts = Vec::new();

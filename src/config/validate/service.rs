@@ -88,7 +88,7 @@ fn host_of(h: &str) -> Result<ServiceHost, String> {
 }
 
 /// A DNS name (the rule of `crate::hostname`), written with or without a trailing dot.
-pub fn check_dns_name(h: &str) -> Result<(), String> {
+pub(crate) fn check_dns_name(h: &str) -> Result<(), String> {
     let name = h.strip_suffix('.').unwrap_or(h);
     if crate::hostname::is_valid(name.as_bytes()) {
         Ok(())
@@ -98,13 +98,13 @@ pub fn check_dns_name(h: &str) -> Result<(), String> {
 }
 
 /// The upstream port when none is written: 443 when TLS is originated, else 80.
-pub fn default_port(originates: bool) -> u16 {
+pub(crate) fn default_port(originates: bool) -> u16 {
     if originates { 443 } else { 80 }
 }
 
 /// `svc` in a mapping of another namespace than the proxy's becomes `svc.namespace`;
 /// dotted names and IP literals are left as they are.
-pub fn qualify(host: ServiceHost, mapping_ns: &str, proxy_ns: &str) -> ServiceHost {
+pub(crate) fn qualify(host: ServiceHost, mapping_ns: &str, proxy_ns: &str) -> ServiceHost {
     match host {
         ServiceHost::Dns(name) if !name.contains('.') && mapping_ns != proxy_ns => {
             ServiceHost::Dns(format!("{name}.{mapping_ns}"))

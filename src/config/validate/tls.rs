@@ -16,7 +16,7 @@ use crate::config::tls::{self, CertKey, TlsParams, TlsVersion};
 type Keyed = (&'static str, String);
 
 /// Where the certificate and key of a context come from: `secret` xor the file pair.
-pub fn cert_paths(
+pub(crate) fn cert_paths(
     raw: &RawTlsContext,
     secrets_dir: Option<&Path>,
     files: &Files,
@@ -55,7 +55,7 @@ pub fn cert_paths(
 }
 
 /// The CA file: `ca_secret` xor `cacert_chain_file`.
-pub fn ca_path(
+pub(crate) fn ca_path(
     raw: &RawTlsContext,
     secrets_dir: Option<&Path>,
     files: &Files,
@@ -96,7 +96,7 @@ fn base_dir(loc: &Loc, files: &Files) -> Option<PathBuf> {
 
 /// Every file the TLSContexts and Hosts of `resources` may read (the reader reads these
 /// before validation); `files` needs only its config-file names here.
-pub fn referenced_files(
+pub(crate) fn referenced_files(
     resources: &[Resource],
     secrets_dir: Option<&Path>,
     files: &Files,
@@ -137,7 +137,7 @@ fn host_folder(raw: &RawHost, secrets_dir: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// `cert_required` needs a CA to check client certificates against.
-pub fn check_cert_required(cert_required: bool, has_ca: bool) -> Result<(), String> {
+pub(crate) fn check_cert_required(cert_required: bool, has_ca: bool) -> Result<(), String> {
     if cert_required && !has_ca {
         return Err("`cert_required` needs `ca_secret` or `cacert_chain_file`".into());
     }
@@ -145,7 +145,7 @@ pub fn check_cert_required(cert_required: bool, has_ca: bool) -> Result<(), Stri
 }
 
 /// `min_tls_version` ≤ `max_tls_version`, both at least v1.2.
-pub fn versions(
+pub(crate) fn versions(
     min: Option<&str>,
     max: Option<&str>,
 ) -> Result<(Option<TlsVersion>, Option<TlsVersion>), Keyed> {
@@ -169,7 +169,7 @@ pub fn versions(
 }
 
 /// A context listing `hosts` terminates TLS for them, so it needs a certificate.
-pub fn check_hosts_have_cert(hosts: &[String], has_cert: bool) -> Result<(), String> {
+pub(crate) fn check_hosts_have_cert(hosts: &[String], has_cert: bool) -> Result<(), String> {
     if !hosts.is_empty() && !has_cert {
         return Err(
             "`hosts` are listed but there is no certificate (`secret` or `cert_chain_file`)".into(),
@@ -179,7 +179,7 @@ pub fn check_hosts_have_cert(hosts: &[String], has_cert: bool) -> Result<(), Str
 }
 
 /// Parses a certificate chain and its key; errors name the file at fault.
-pub fn load_cert_key(cert: &Path, key: &Path, files: &Files) -> Result<CertKey, String> {
+pub(crate) fn load_cert_key(cert: &Path, key: &Path, files: &Files) -> Result<CertKey, String> {
     let cert_pem = files.pem(cert)?;
     tls::parse_cert_chain(cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
     let key_pem = files.pem(key)?;
@@ -189,7 +189,7 @@ pub fn load_cert_key(cert: &Path, key: &Path, files: &Files) -> Result<CertKey, 
 
 /// A warning text when the private key file `key` can be read by its group or by others
 /// (mode bits `0o044`); `None` when it is private or its mode cannot be read.
-pub fn key_permission_problem(key: &Path, files: &Files) -> Option<String> {
+pub(crate) fn key_permission_problem(key: &Path, files: &Files) -> Option<String> {
     let mode = files.mode(key)?;
     (mode & 0o044 != 0).then(|| {
         format!(
@@ -201,13 +201,13 @@ pub fn key_permission_problem(key: &Path, files: &Files) -> Option<String> {
 }
 
 /// Parses a CA bundle.
-pub fn load_ca(path: &Path, files: &Files) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn load_ca(path: &Path, files: &Files) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = files.pem(path)?;
     tls::parse_cert_chain(pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Applies every rule to a TLSContext and parses its files; `None` when any failed.
-pub fn context(
+pub(crate) fn context(
     raw: &RawTlsContext,
     secrets_dir: Option<&Path>,
     files: &Files,
@@ -291,7 +291,7 @@ pub fn context(
 }
 
 /// Applies the Host rules (hostname required) and parses its `tlsSecret`.
-pub fn host(
+pub(crate) fn host(
     raw: &RawHost,
     secrets_dir: Option<&Path>,
     files: &Files,

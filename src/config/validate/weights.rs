@@ -7,7 +7,7 @@
 //! Integer remainders go to the earliest mappings (config order), so the result is deterministic.
 
 /// Shares for a group's weights (in config order); `Err` when the weighted sum exceeds 100.
-pub fn shares(weights: &[Option<u8>]) -> Result<Vec<u8>, String> {
+pub(crate) fn shares(weights: &[Option<u8>]) -> Result<Vec<u8>, String> {
     let n = weights.len();
     if n == 0 {
         return Ok(Vec::new());
