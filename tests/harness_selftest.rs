@@ -26,19 +26,23 @@ fn the_registry_never_hands_out_a_port_twice() {
     );
 }
 
+/// Takes the first port offered, before the proxy can bind it, as another process would.
+fn squat_first(squatters: &RefCell<Vec<TcpListener>>, port: u16) {
+    if squatters.borrow().is_empty() {
+        squatters
+            .borrow_mut()
+            .push(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    }
+}
+
 #[test]
 fn an_embedded_start_retries_when_its_port_was_taken() {
     let up = net::echo("127.0.0.1:0");
-    // The first port offered is squatted before the proxy binds it, as another process would.
     let squatters = RefCell::new(Vec::new());
     let (_p, [port]) = proxy::start_ports(
         None,
         |[port]| {
-            if squatters.borrow().is_empty() {
-                squatters
-                    .borrow_mut()
-                    .push(TcpListener::bind(("127.0.0.1", port)).unwrap());
-            }
+            squat_first(&squatters, port);
             mapping("retry", port, up.addr)
         },
         |b| b,
@@ -58,11 +62,7 @@ fn a_daemon_start_retries_when_its_port_was_taken() {
     let (_d, [port]) = Daemon::run_yaml(
         &cfg,
         |[port]| {
-            if squatters.borrow().is_empty() {
-                squatters
-                    .borrow_mut()
-                    .push(TcpListener::bind(("127.0.0.1", port)).unwrap());
-            }
+            squat_first(&squatters, port);
             mapping("retry", port, up.addr)
         },
         &[],

@@ -96,10 +96,8 @@ impl Claim {
             return true;
         }
         m.accepted();
-        let admitted = match max {
-            Some(max) => m.try_acquire(Some(max)),
-            None => true,
-        };
+        // Unlimited mappings take no slot (nothing to give back).
+        let admitted = max.is_none_or(|max| m.try_acquire(Some(max)));
         self.breaker = max.is_some() && admitted;
         progress.live = Some(m);
         if !admitted {

@@ -95,7 +95,6 @@ impl SupervisorHandle {
             shared,
             status,
             table: Arc::new(RouteTable::default()),
-            generation: 0,
             listeners: BTreeMap::new(),
             token: Some(token),
             drain,
@@ -166,7 +165,6 @@ struct Supervisor {
     shared: Arc<Shared>,
     status: Arc<Status>,
     table: Arc<RouteTable>,
-    generation: u64,
     listeners: BTreeMap<SocketAddr, ListenerHandle>,
     /// Source of drain tokens for new listeners; dropped at shutdown.
     token: Option<DrainToken>,
@@ -191,13 +189,13 @@ impl Supervisor {
                         }
                         Err(ApplyError::Bind(addr, e)) => ReloadResult::now(
                             false,
-                            self.generation,
+                            self.generation(),
                             vec![format!("cannot bind {addr}: {e}")],
                             warnings,
                         ),
                         Err(ApplyError::ShuttingDown) => ReloadResult::now(
                             false,
-                            self.generation,
+                            self.generation(),
                             vec!["shutting down".to_string()],
                             warnings,
                         ),
@@ -212,7 +210,7 @@ impl Supervisor {
                 } => {
                     self.publish(Some(ReloadResult::now(
                         false,
-                        self.generation,
+                        self.generation(),
                         errors,
                         warnings,
                     )));
@@ -231,13 +229,18 @@ impl Supervisor {
         }
     }
 
+    /// The active generation: the applied table's number (0 before the first apply).
+    fn generation(&self) -> u64 {
+        self.table.generation
+    }
+
     /// Publishes the current state; `outcome` replaces the last reload's result when given.
     /// Ready means: the table is applied (every listener bound) and not shutting down.
     fn publish(&self, outcome: Option<ReloadResult>) {
         let last_reload = outcome.or_else(|| self.status.get().last_reload.clone());
         self.status.publish(Snapshot {
             table: self.table.clone(),
-            ready: self.token.is_some() && self.generation > 0,
+            ready: self.token.is_some() && self.generation() > 0,
             last_reload,
         });
     }
@@ -254,7 +257,7 @@ impl Supervisor {
             match socket::bind(*addr) {
                 Ok(s) => bound.push((*addr, s)),
                 Err(e) => {
-                    if self.generation == 0 {
+                    if self.generation() == 0 {
                         tracing::error!(listener = %addr, error = %e, "cannot bind; nothing started");
                     } else {
                         tracing::warn!(listener = %addr, error = %e, "cannot bind; reload rejected");
@@ -263,8 +266,7 @@ impl Supervisor {
                 }
             }
         }
-        self.generation += 1;
-        table.generation = self.generation;
+        table.generation = self.generation() + 1;
         let table = Arc::new(table);
         let generation = Arc::new(Generation::new(table.clone(), &self.shared.metrics));
 
@@ -297,10 +299,10 @@ impl Supervisor {
             }
         }
         self.table = table;
-        self.shared.metrics.set_generation(self.generation);
+        self.shared.metrics.set_generation(self.generation());
         self.shared.metrics.listeners(self.listeners.len());
         let report = ApplyReport {
-            generation: self.generation,
+            generation: self.generation(),
             started,
             stopped: plan.stop,
             retargeted: plan.retarget,

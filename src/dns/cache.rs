@@ -15,9 +15,7 @@ pub(crate) struct CacheKey {
     /// The lower-cased name.
     pub(crate) name: String,
     /// Allowed families.
-    pub(crate) ipv4: bool,
-    /// Allowed families.
-    pub(crate) ipv6: bool,
+    pub(crate) families: Families,
 }
 
 impl CacheKey {
@@ -25,8 +23,7 @@ impl CacheKey {
     pub(crate) fn new(name: &str, families: Families) -> CacheKey {
         CacheKey {
             name: name.to_ascii_lowercase(),
-            ipv4: families.ipv4(),
-            ipv6: families.ipv6(),
+            families,
         }
     }
 }

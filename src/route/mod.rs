@@ -164,7 +164,7 @@ impl fmt::Debug for Origination {
 /// Which address families a service may resolve to: never none (a config with both
 /// `enable_ipv4` and `enable_ipv6` off is rejected by validation, so no later step has to
 /// handle it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Families {
     /// A records / IPv4 literals only (Ambassador's default).
     #[default]

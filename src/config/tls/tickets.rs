@@ -96,8 +96,13 @@ impl ProducesTickets for BoundTickets {
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        let plain = self.keys.decrypt(cipher)?;
-        plain.strip_prefix(self.tag.as_slice()).map(<[u8]>::to_vec)
+        let mut plain = self.keys.decrypt(cipher)?;
+        // Strip the tag in place (no second buffer); another binding's ticket is ignored.
+        if !plain.starts_with(&self.tag) {
+            return None;
+        }
+        plain.drain(..self.tag.len());
+        Some(plain)
     }
 }
 
