@@ -186,7 +186,7 @@ fn secret_without_secrets_dir_is_an_error() {
     assert_eq!(out.code, 1);
     assert!(
         out.stdout
-            .contains("TLSContext my-context: secret `supersecret` needs --secrets-dir"),
+            .contains("TLSContext my-context: secret `supersecret` is not a Secret in the config and needs --secrets-dir"),
         "{}",
         out.stdout
     );
