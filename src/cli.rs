@@ -173,13 +173,19 @@ pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
         OutputFormat::Json => {
             let entry = |p: &config::ConfigError| {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["text"] = p.to_string().into();
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("text".into(), p.to_string().into());
+                }
                 v
             };
             let (errors, warnings): (Vec<_>, Vec<_>) = found.iter().partition(|p| p.is_error());
             let routes = table.as_ref().map(|t| {
                 let mut v = t.to_json();
-                v["lines"] = t.render_text().lines().collect::<Vec<_>>().into();
+                if let Some(m) = v.as_object_mut() {
+                    let text = t.render_text();
+                    let lines: Vec<&str> = text.lines().collect();
+                    m.insert("lines".into(), lines.into());
+                }
                 v
             });
             let doc = serde_json::json!({

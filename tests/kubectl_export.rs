@@ -24,7 +24,17 @@ fn kubectl_tls_secret(dir: &Path, name: &str, ns: &str, crt: &str, key: &str) ->
     std::fs::write(&c, crt).unwrap();
     std::fs::write(&k, key).unwrap();
     let out = Command::new("kubectl")
-        .args(["create", "secret", "tls", name, "-n", ns, "--dry-run=client", "-o", "yaml"])
+        .args([
+            "create",
+            "secret",
+            "tls",
+            name,
+            "-n",
+            ns,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ])
         .arg(format!("--cert={}", c.display()))
         .arg(format!("--key={}", k.display()))
         .output();
@@ -131,16 +141,15 @@ fn a_kubectl_export_with_a_tls_secret_checks_runs_and_serves_the_secrets_certifi
         },
         &[],
     );
-    assert!(
-        !d.log().contains("WARN"),
-        "warnings at start:\n{}",
-        d.log()
-    );
+    assert!(!d.log().contains("WARN"), "warnings at start:\n{}", d.log());
     let client = net::tls_client_config(&ca.cert_pem(), None);
     let addr = net::local(port);
     let mut held = net::tls_connect(addr, "db.example.com", client.clone()).unwrap();
     assert_eq!(net::read_line(&mut held), "DB");
-    assert_eq!(held.conn.peer_certificates().unwrap()[0].to_vec(), der(&crt1));
+    assert_eq!(
+        held.conn.peer_certificates().unwrap()[0].to_vec(),
+        der(&crt1)
+    );
 
     // Rotate the Secret in the file: the watch reloads, new handshakes get the new one.
     let (crt2, key2) = ca.leaf(&["db.example.com"]);
