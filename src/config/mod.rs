@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘                                                        │ secrets.rs reads the files they name
+//!   inline YAML ──┘  (List items become documents;                         │ secrets.rs reads the files they name
+//!                     Secret documents go to secrets::Files)               │ (Secret documents first)
 //!                                                                          │ validate/ (+ tls.rs): memory only
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
