@@ -194,3 +194,33 @@ fn an_export_without_tcpmapping_is_served_empty_with_a_warning() {
         d.log()
     );
 }
+
+/// A hand-written config: `---` documents (no List), a Host whose `tlsSecret` is a `kind:
+/// Secret` document with `stringData` in the same file; no `--secrets-dir`.
+#[test]
+fn an_inline_secret_document_with_string_data_serves_its_certificate() {
+    let ca = Ca::new("inline CA");
+    let (crt, key) = ca.leaf(&["*.example.com"]);
+    let indent = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+    let up = net::banner("127.0.0.1:0", "WEB");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("web.yaml");
+    let (_d, [port]) = Daemon::run_ports(
+        |[port]| {
+            let yaml = format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: wild\n  namespace: web\nspec:\n  hostname: \"*.example.com\"\n  tlsSecret:\n    name: wild-cert\n---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: web\n  namespace: web\nspec:\n  port: {port}\n  host: www.example.com\n  service: {}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: wild-cert\n  namespace: web\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+                up.addr,
+                indent(&crt),
+                indent(&key)
+            );
+            std::fs::write(&cfg, yaml).unwrap();
+            private(&cfg);
+            cfg.clone()
+        },
+        &[],
+    );
+    let client = net::tls_client_config(&ca.cert_pem(), None);
+    let mut tls = net::tls_connect(net::local(port), "www.example.com", client).unwrap();
+    assert_eq!(net::read_line(&mut tls), "WEB");
+    assert_eq!(tls.conn.peer_certificates().unwrap()[0].to_vec(), der(&crt));
+}

@@ -73,8 +73,14 @@ fn validate(tool: &Path, version: &str, files: &[PathBuf], input: Option<&str>) 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "kubernetes-validate {version}:\n{text}");
-    let passed = text.lines().filter(|l| l.contains(" passed for resource ")).count();
+    assert!(
+        out.status.success(),
+        "kubernetes-validate {version}:\n{text}"
+    );
+    let passed = text
+        .lines()
+        .filter(|l| l.contains(" passed for resource "))
+        .count();
     assert!(passed >= 1, "{text}");
     assert!(
         !text.contains("WARN") && !text.contains("ERROR"),
@@ -107,14 +113,20 @@ fn manifests() -> Vec<PathBuf> {
     files.sort();
     files.retain(|f| {
         let text = std::fs::read_to_string(f).unwrap();
-        documents(&text).iter().all(|d| d["kind"] != "Kustomization")
+        documents(&text)
+            .iter()
+            .all(|d| d["kind"] != "Kustomization")
     });
     assert!(files.len() >= 4, "{files:?}");
     files
 }
 
 fn kubectl(args: &[&str]) -> Option<Output> {
-    match Command::new("kubectl").args(args).current_dir(root()).output() {
+    match Command::new("kubectl")
+        .args(args)
+        .current_dir(root())
+        .output()
+    {
         Ok(out) => Some(out),
         Err(e) => {
             common::env::missing("KUBECTL", &format!("kubectl cannot run: {e}"));
