@@ -219,11 +219,29 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
     man.render_name_section(&mut out)?;
     man.render_synopsis_section(&mut out)?;
     man.render_description_section(&mut out)?;
-    man.render_subcommands_section(&mut out)?;
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        // Each subcommand as a section of the one page: its synopsis and options.
+    let subs: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .collect();
+    // The subcommands live on this one page (no tcpmap-run(1) pages): a list, then a
+    // section each with its description, synopsis and options.
+    out.extend_from_slice(b".SH SUBCOMMANDS\n");
+    for sub in &subs {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let item = format!(
+            ".TP\n\\fBtcpmap {}\\fR\n{} (section TCPMAP {}).\n",
+            sub.get_name(),
+            roff_text(about.trim_end_matches('.')),
+            sub.get_name().to_uppercase()
+        );
+        out.extend_from_slice(item.as_bytes());
+    }
+    for sub in subs {
         let title = format!(".SH \"TCPMAP {}\"\n", sub.get_name().to_uppercase());
         out.extend_from_slice(title.as_bytes());
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            out.extend_from_slice(format!("{}\n", roff_text(&about.to_string())).as_bytes());
+        }
         let sub = sub.clone().bin_name(format!("tcpmap {}", sub.get_name()));
         let page = clap_mangen::Man::new(sub);
         page.render_synopsis_section(&mut out)?;
@@ -231,6 +249,21 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
     }
     man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// `s` as roff text: backslashes and dashes escaped, no line read as a request.
+fn roff_text(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -336,6 +369,11 @@ mod tests {
         );
         assert_eq!(p["kind"], "TCPMapping");
         assert_eq!(p["text"], check(&input).text.trim_end());
+    }
+
+    #[test]
+    fn roff_text_escapes_requests_dashes_and_backslashes() {
+        assert_eq!(roff_text("a-b\\c\n.x\n'y"), "a\\-b\\ec\n\\&.x\n\\&'y");
     }
 
     #[test]
