@@ -418,6 +418,82 @@ mod tests {
         assert!(expand_lists(docs).0.is_empty());
     }
 
+    /// One List item as generated: a block scalar whose lines may look like list entries or
+    /// document markers, a nested list, a comment after it.
+    #[derive(Debug, Clone)]
+    struct Item {
+        scalar: Vec<String>,
+        nested: usize,
+        comment: bool,
+    }
+
+    fn item() -> impl proptest::strategy::Strategy<Value = Item> {
+        use proptest::prelude::*;
+        let line = prop_oneof![
+            Just("-----BEGIN CERTIFICATE-----".to_string()),
+            Just("- not an item".to_string()),
+            Just("---".to_string()),
+            "[a-z]{1,8}( [a-z]{1,4})?",
+        ];
+        (prop::collection::vec(line, 0..4), 0usize..3, any::<bool>()).prop_map(
+            |(scalar, nested, comment)| Item {
+                scalar,
+                nested,
+                comment,
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn generated_lists_give_each_item_its_line(
+            items in proptest::collection::vec(item(), 0..6),
+            indent in 0usize..3,
+            header in proptest::bool::ANY,
+        ) {
+            let pad = " ".repeat(indent * 2);
+            let mut text = String::new();
+            let mut n = 0usize;
+            let mut push = |text: &mut String, l: String| { text.push_str(&l); text.push('\n'); n += 1; n };
+            if header { push(&mut text, "# exported".to_string()); }
+            push(&mut text, "apiVersion: v1".to_string());
+            push(&mut text, "items:".to_string());
+            let mut expected = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                let first = push(&mut text, format!("{pad}- name: item{i}"));
+                let mut pem_line = None;
+                if !it.scalar.is_empty() {
+                    pem_line = Some(push(&mut text, format!("{pad}  pem: |")));
+                    for l in &it.scalar {
+                        push(&mut text, format!("{pad}    {l}"));
+                    }
+                }
+                if it.nested > 0 {
+                    push(&mut text, format!("{pad}  list:"));
+                    for j in 0..it.nested {
+                        push(&mut text, format!("{pad}  - {j}"));
+                    }
+                }
+                if it.comment {
+                    push(&mut text, "# between".to_string());
+                }
+                expected.push((first, pem_line));
+            }
+            push(&mut text, "kind: List".to_string());
+            let (docs, errs) = parse_text(Path::new("p.yaml"), &text);
+            proptest::prop_assert!(errs.is_empty(), "{:?}\n{}", errs, text);
+            let (out, errs) = expand_lists(docs);
+            proptest::prop_assert!(errs.is_empty(), "{:?}", errs);
+            proptest::prop_assert_eq!(out.len(), items.len(), "{}", text);
+            for (i, (doc, (first, pem))) in out.iter().zip(&expected).enumerate() {
+                proptest::prop_assert_eq!(doc.line, *first, "{}", text);
+                let name = format!("item{i}");
+                proptest::prop_assert_eq!(doc.value["name"].as_str(), Some(name.as_str()));
+                proptest::prop_assert_eq!(doc.key_line(&["pem"]), pem.unwrap_or(*first));
+            }
+        }
+    }
+
     #[test]
     fn missing_path_is_an_error_naming_it() {
         let (_, errs) = read_paths(&[PathBuf::from("/nonexistent/x.yaml")]);
