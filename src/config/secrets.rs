@@ -457,6 +457,30 @@ mod tests {
         assert!(!files.exists(&p.folder.join("tls.crt")));
     }
 
+    proptest::proptest! {
+        /// Any bytes survive `data` as kubectl prints it (one base64 line) or wrapped at 76
+        /// columns, as a hand-written value may be.
+        #[test]
+        fn base64_data_decodes_to_the_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), wrap in proptest::bool::ANY) {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let value = if wrap {
+                let lines: Vec<String> = b64.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                format!("|\n      {}", lines.join("\n      "))
+            } else {
+                format!("\"{b64}\"")
+            };
+            let text = format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {value}\n");
+            let (docs, errs) = super::super::source::parse_text(Path::new("p.yaml"), &text);
+            proptest::prop_assert!(errs.is_empty(), "{:?}", errs);
+            let mut files = Files::default();
+            files.add_secret_docs(&docs, "default");
+            let k = files.kube_secret("s", true, None).unwrap();
+            let entry = files.entries.get(&k.folder.join("tls.crt")).unwrap();
+            proptest::prop_assert_eq!(entry.bytes.as_ref().unwrap(), &bytes);
+        }
+    }
+
     #[test]
     fn relative_files_resolve_against_the_config_dir() {
         assert_eq!(
