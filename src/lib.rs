@@ -27,8 +27,8 @@ pub mod config;
 pub(crate) mod dns;
 pub(crate) mod hostname;
 pub mod metrics;
-pub mod route;
 pub mod proxy_protocol;
+pub mod route;
 pub mod sni;
 
 // I/O shell

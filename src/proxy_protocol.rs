@@ -222,10 +222,13 @@ impl Header {
 
     fn encode_v1(&self) -> Vec<u8> {
         let line = match (self.command, self.addresses) {
-            (Command::Proxy, Addresses::Inet {
-                source,
-                destination,
-            }) => {
+            (
+                Command::Proxy,
+                Addresses::Inet {
+                    source,
+                    destination,
+                },
+            ) => {
                 let (s, d) = same_family(source, destination);
                 let fam = if s.is_ipv4() { "TCP4" } else { "TCP6" };
                 format!(
@@ -409,7 +412,10 @@ impl fmt::Display for DecodeError {
             DecodeError::V1TooLong => write!(f, "v1 header longer than {V1_MAX} bytes"),
             DecodeError::V1Malformed(why) => write!(f, "malformed v1 header: {why}"),
             DecodeError::V2TooLong => {
-                write!(f, "v2 header longer than its bound ({V2_MAX_TLVS} bytes of TLVs)")
+                write!(
+                    f,
+                    "v2 header longer than its bound ({V2_MAX_TLVS} bytes of TLVs)"
+                )
             }
             DecodeError::V2Malformed(why) => write!(f, "malformed v2 header: {why}"),
         }
@@ -512,12 +518,24 @@ fn v1_addresses(rest: &str) -> Result<Addresses, DecodeError> {
     };
     let (src, dst): (IpAddr, IpAddr) = match fam {
         "TCP4" => (
-            IpAddr::V4(src.parse::<Ipv4Addr>().map_err(|_| bad_v1("source address"))?),
-            IpAddr::V4(dst.parse::<Ipv4Addr>().map_err(|_| bad_v1("destination address"))?),
+            IpAddr::V4(
+                src.parse::<Ipv4Addr>()
+                    .map_err(|_| bad_v1("source address"))?,
+            ),
+            IpAddr::V4(
+                dst.parse::<Ipv4Addr>()
+                    .map_err(|_| bad_v1("destination address"))?,
+            ),
         ),
         "TCP6" => (
-            IpAddr::V6(src.parse::<Ipv6Addr>().map_err(|_| bad_v1("source address"))?),
-            IpAddr::V6(dst.parse::<Ipv6Addr>().map_err(|_| bad_v1("destination address"))?),
+            IpAddr::V6(
+                src.parse::<Ipv6Addr>()
+                    .map_err(|_| bad_v1("source address"))?,
+            ),
+            IpAddr::V6(
+                dst.parse::<Ipv6Addr>()
+                    .map_err(|_| bad_v1("destination address"))?,
+            ),
         ),
         _ => return Err(bad_v1("protocol must be TCP4, TCP6 or UNKNOWN")),
     };
@@ -565,7 +583,9 @@ fn decode_v2(buf: &[u8]) -> Result<Decoded, DecodeError> {
         return Err(DecodeError::V2TooLong);
     }
     if command == Command::Proxy && len < addr_len {
-        return Err(DecodeError::V2Malformed("length shorter than the address block"));
+        return Err(DecodeError::V2Malformed(
+            "length shorter than the address block",
+        ));
     }
     let total = V2_FIXED + len;
     let Some(payload) = buf.get(V2_FIXED..total) else {

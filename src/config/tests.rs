@@ -341,13 +341,21 @@ fn proxy_protocol_settings_reach_listeners_and_upstreams() {
     assert_eq!(up(3), Some(Version::V1));
     let text = l.table.render_text();
     assert!(
-        text.contains("127.0.0.1:1 proxy_protocol=required * raw -> a:80 (100%) [a, send_proxy_proto=v2]"),
+        text.contains(
+            "127.0.0.1:1 proxy_protocol=required * raw -> a:80 (100%) [a, send_proxy_proto=v2]"
+        ),
         "{text}"
     );
-    assert!(text.contains("127.0.0.1:3 * raw -> a:80 (100%) [c, send_proxy_proto=v1]"), "{text}");
+    assert!(
+        text.contains("127.0.0.1:3 * raw -> a:80 (100%) [c, send_proxy_proto=v1]"),
+        "{text}"
+    );
     let json = l.table.to_json();
     assert_eq!(json["listeners"][1]["proxy_protocol"], "optional");
-    assert_eq!(json["listeners"][0]["groups"][0]["upstreams"][0]["send_proxy_proto"], "v2");
+    assert_eq!(
+        json["listeners"][0]["groups"][0]["upstreams"][0]["send_proxy_proto"],
+        "v2"
+    );
 }
 
 #[test]

@@ -179,9 +179,22 @@ fn v2_errors_and_bounds() {
     huge.extend_from_slice(&((V2_MAX_PAYLOAD + 1) as u16).to_be_bytes());
     assert_eq!(decode(&huge), Err(DecodeError::V2TooLong));
     // 4 KiB of TLVs pass; one byte more does not.
-    let max = [&[tlv::NOOP][..], &((V2_MAX_TLVS - 3) as u16).to_be_bytes(), &vec![0; V2_MAX_TLVS - 3]].concat();
-    assert!(matches!(decode(&v2_inet(0x21, &max)), Ok(Decoded::Complete { .. })));
-    let over = [&[tlv::NOOP][..], &((V2_MAX_TLVS - 2) as u16).to_be_bytes(), &vec![0; V2_MAX_TLVS - 2]].concat();
+    let max = [
+        &[tlv::NOOP][..],
+        &((V2_MAX_TLVS - 3) as u16).to_be_bytes(),
+        &vec![0; V2_MAX_TLVS - 3],
+    ]
+    .concat();
+    assert!(matches!(
+        decode(&v2_inet(0x21, &max)),
+        Ok(Decoded::Complete { .. })
+    ));
+    let over = [
+        &[tlv::NOOP][..],
+        &((V2_MAX_TLVS - 2) as u16).to_be_bytes(),
+        &vec![0; V2_MAX_TLVS - 2],
+    ]
+    .concat();
     assert_eq!(decode(&v2_inet(0x21, &over)), Err(DecodeError::V2TooLong));
 }
 
@@ -199,7 +212,11 @@ fn v2_partial_tells_how_much_more_belongs_to_it() {
 
 #[test]
 fn encode_v2_with_authority_alpn_and_ssl() {
-    let mut h = Header::proxy(Version::V2, addr("[2001:db8::7]:4000"), addr("10.0.0.1:443"));
+    let mut h = Header::proxy(
+        Version::V2,
+        addr("[2001:db8::7]:4000"),
+        addr("10.0.0.1:443"),
+    );
     h.tlvs.push(Tlv {
         kind: tlv::AUTHORITY,
         value: b"my-host".to_vec(),
@@ -224,8 +241,15 @@ fn encode_v2_with_authority_alpn_and_ssl() {
 
 #[test]
 fn encode_v1_lines() {
-    let h = Header::proxy(Version::V1, addr("192.0.2.1:51000"), addr("198.51.100.2:443"));
-    assert_eq!(h.encode(), b"PROXY TCP4 192.0.2.1 198.51.100.2 51000 443\r\n");
+    let h = Header::proxy(
+        Version::V1,
+        addr("192.0.2.1:51000"),
+        addr("198.51.100.2:443"),
+    );
+    assert_eq!(
+        h.encode(),
+        b"PROXY TCP4 192.0.2.1 198.51.100.2 51000 443\r\n"
+    );
     let h = Header::proxy(Version::V1, addr("[::1]:5"), addr("[::2]:6"));
     assert_eq!(h.encode(), b"PROXY TCP6 ::1 ::2 5 6\r\n");
 }
