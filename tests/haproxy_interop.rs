@@ -233,7 +233,7 @@ fn haproxy_behind_accepts_what_tcpmap_sends() {
 
     // A client behind a balancer (a v1 header into tcpmap): HAProxy sees that client.
     let mut s = net::connect(local(p3));
-    s.write_all(format!("PROXY TCP4 203.0.113.9 198.51.100.1 4444 443\r\n").as_bytes())
+    s.write_all(b"PROXY TCP4 203.0.113.9 198.51.100.1 4444 443\r\n")
         .unwrap();
     net::roundtrip(&mut s, b"relayed");
     s.shutdown(Shutdown::Write).unwrap();
@@ -251,5 +251,4 @@ fn haproxy_behind_accepts_what_tcpmap_sends() {
     h.wait_for(&format!(
         "haproxy-saw client={me} dst=127.0.0.1:{p4} authority=my-host"
     ));
-    let _ = std::io::stderr().flush();
 }

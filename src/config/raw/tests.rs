@@ -179,7 +179,9 @@ fn proxy_protocol_attributes() {
         ("\"Optional\"", Accept::Optional),
         ("\"true\"", Accept::Required),
     ] {
-        let c = classify(&format!("{base}use_proxy_proto: {value}\nsend_proxy_proto: v2\n"));
+        let c = classify(&format!(
+            "{base}use_proxy_proto: {value}\nsend_proxy_proto: v2\n"
+        ));
         assert!(c.problems.is_empty(), "{value}: {:?}", c.problems);
         let Some(Resource::Mapping(m)) = c.resource else {
             panic!()
