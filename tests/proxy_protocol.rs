@@ -2,7 +2,8 @@
 //! the header's source the client in the access log (`client=`, with the socket's `peer=`) and
 //! in the header sent upstream (`send_proxy_proto`); a terminated connection's v2 header carries
 //! the SNI, the ALPN and the TLS version; missing, garbage, oversized and late headers close
-//! that connection (counted, one warning per second) while the listener keeps serving.
+//! that connection (counted, one warning per second) while the listener keeps serving; a reload
+//! turns header reading on for new connections while open ones relay on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -315,4 +316,45 @@ fn bad_headers_close_the_connection_are_counted_and_the_listener_serves_on() {
         .filter(|l| l.contains("tcpmap::access") && l.contains("proxy_protocol"))
         .count();
     assert!(ended >= 5, "{}", d.log());
+}
+
+#[test]
+fn a_reload_turns_header_reading_on_for_new_connections_only() {
+    let echo = net::echo("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| mapping_with("m", port, echo.addr, ""),
+        &["--log-format", "json"],
+    );
+    // Open before the reload: keeps relaying raw bytes afterwards.
+    let mut old = net::connect(local(port));
+    net::roundtrip(&mut old, b"before");
+
+    let yaml = mapping_with("m", port, echo.addr, "use_proxy_proto: true\n");
+    common::daemon::write_atomic(&cfg, &yaml);
+    let mark = d.mark();
+    d.signal(libc::SIGHUP);
+    d.wait_for(mark, "reload applied", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no reload:\n{}", d.log()));
+
+    net::roundtrip(&mut old, b"PROXY is just data here");
+    // New connections need a header now.
+    let mut bare = net::connect(local(port));
+    let _ = bare.write_all(b"hello");
+    assert!(net::closed_within(&mut bare, Duration::from_secs(3)));
+    let mut with = net::connect(local(port));
+    with.write_all(b"PROXY TCP4 192.0.2.44 127.0.0.1 4444 80\r\nhello")
+        .unwrap();
+    let mut got = [0u8; 5];
+    with.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    drop(with);
+    let line = d
+        .wait_line(0, Duration::from_secs(5), |l| {
+            l.contains("tcpmap::access") && l.contains("192.0.2.44:4444")
+        })
+        .unwrap_or_else(|| panic!("no access line:\n{}", d.log()));
+    assert!(line.contains("\"mapping\":\"m\""), "{line}");
 }
