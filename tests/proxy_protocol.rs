@@ -358,3 +358,40 @@ fn a_reload_turns_header_reading_on_for_new_connections_only() {
         .unwrap_or_else(|| panic!("no access line:\n{}", d.log()));
     assert!(line.contains("\"mapping\":\"m\""), "{line}");
 }
+
+#[test]
+fn header_and_client_hello_share_one_handshake_window() {
+    // 3 s window; the header arrives after 2 s, the ClientHello never: the connection closes
+    // about 3 s after accept (one window), not 2 s + 3 s.
+    let ca = Ca::new("pp window CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["my-host"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let echo = net::echo("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let (_d, [port]) = Daemon::run_yaml(
+        &dir.path().join("config.yaml"),
+        |[port]| {
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping_with(
+                    "w",
+                    port,
+                    echo.addr,
+                    "host: my-host\nuse_proxy_proto: true\n",
+                )
+        },
+        &["--secrets-dir", &secrets_arg, "--handshake-timeout", "3"],
+    );
+    let mut s = net::connect(local(port));
+    let accepted = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    s.write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 1 443\r\n")
+        .unwrap();
+    assert!(net::closed_within(&mut s, Duration::from_secs(8)));
+    let took = accepted.elapsed();
+    assert!(
+        took < Duration::from_millis(4500),
+        "closed after {took:?}: the ClientHello got a window of its own"
+    );
+}

@@ -321,11 +321,12 @@ async fn route<'r>(
             None => Err(CloseReason::NoRoute),
         };
     }
-    let peeked = Box::pin(peek::read_client_hello(
-        &stream,
-        shared.limits.handshake_timeout,
-    ))
-    .await;
+    // One handshake window from accept: a PROXY protocol header read first used part of it.
+    let window = shared
+        .limits
+        .handshake_timeout
+        .saturating_sub(rec.started.elapsed());
+    let peeked = Box::pin(peek::read_client_hello(&stream, window)).await;
     let matched = match &peeked.verdict {
         Peek::Sni(name) => {
             rec.sni = Some(name.clone());
