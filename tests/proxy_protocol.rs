@@ -395,3 +395,57 @@ fn header_and_client_hello_share_one_handshake_window() {
         "closed after {took:?}: the ClientHello got a window of its own"
     );
 }
+
+#[test]
+fn the_header_goes_before_originated_tls() {
+    use tcpmap::proxy_protocol::{Decoded, decode};
+    // An upstream that reads a PROXY header byte by byte, then does TLS on the same socket.
+    let (cert, key) = common::pki::self_signed(&["localhost"]);
+    let config = net::tls_server_config(&cert, &key, None);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let header = loop {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            buf.push(b[0]);
+            match decode(&buf) {
+                Ok(Decoded::Partial { .. }) => continue,
+                Ok(Decoded::Complete { header, .. }) => break header,
+                other => panic!("no header first: {other:?}"),
+            }
+        };
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        let line = format!("tls after header from {}\n", header.client().unwrap());
+        tls.write_all(line.as_bytes()).unwrap();
+        tls.flush().unwrap();
+        let mut b = [0u8; 4];
+        let _ = tls.read_exact(&mut b);
+        let _ = tls.write_all(&b);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, [port]) = Daemon::run_yaml(
+        &dir.path().join("config.yaml"),
+        |[port]| {
+            mapping_with(
+                "orig",
+                port,
+                format!("127.0.0.1:{}", up.port()),
+                "tls: true\nsend_proxy_proto: v1\n",
+            )
+        },
+        &[],
+    );
+    let mut s = net::connect(local(port));
+    let me = s.local_addr().unwrap();
+    assert_eq!(
+        net::read_line(&mut s),
+        format!("tls after header from {me}")
+    );
+    net::roundtrip(&mut s, b"ping");
+    server.join().unwrap();
+}
