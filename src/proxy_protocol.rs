@@ -16,8 +16,11 @@
 //! Owns: the wire formats, the size bounds, TLV framing. Must not: touch sockets or clocks
 //! (the caller reads and keeps time), allocate more than the bounds allow, or panic.
 
+mod v1;
+mod v2;
+
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// The v1 signature: `PROXY ` (with the space).
 pub const V1_SIGNATURE: &[u8; 6] = b"PROXY ";
@@ -203,7 +206,7 @@ impl Header {
         let v = self.tlv(tlv::SSL)?;
         let client = *v.first()?;
         let verify = u32::from_be_bytes(v.get(1..5)?.try_into().ok()?);
-        let subs = parse_tlvs(v.get(5..)?).ok()?;
+        let subs = v2::parse_tlvs(v.get(5..)?).ok()?;
         Some(Ssl {
             client,
             verify,
@@ -215,88 +218,9 @@ impl Header {
     /// `LOCAL` (written as `UNKNOWN`); v2 TLVs beyond [`V2_MAX_TLVS`] bytes are left out.
     pub fn encode(&self) -> Vec<u8> {
         match self.version {
-            Version::V1 => self.encode_v1(),
-            Version::V2 => self.encode_v2(),
+            Version::V1 => v1::encode(self),
+            Version::V2 => v2::encode(self),
         }
-    }
-
-    fn encode_v1(&self) -> Vec<u8> {
-        let line = match (self.command, self.addresses) {
-            (
-                Command::Proxy,
-                Addresses::Inet {
-                    source,
-                    destination,
-                },
-            ) => {
-                let (s, d) = same_family(source, destination);
-                let fam = if s.is_ipv4() { "TCP4" } else { "TCP6" };
-                format!(
-                    "PROXY {fam} {} {} {} {}\r\n",
-                    s.ip(),
-                    d.ip(),
-                    s.port(),
-                    d.port()
-                )
-            }
-            _ => "PROXY UNKNOWN\r\n".to_string(),
-        };
-        line.into_bytes()
-    }
-
-    fn encode_v2(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(V2_SIGNATURE);
-        out.push(match self.command {
-            Command::Local => 0x20,
-            Command::Proxy => 0x21,
-        });
-        let mut body = Vec::with_capacity(48);
-        let fam = match self.addresses {
-            Addresses::Unspecified => 0x00,
-            Addresses::Inet {
-                source,
-                destination,
-            } => match same_family(source, destination) {
-                (SocketAddr::V4(s), SocketAddr::V4(d)) => {
-                    body.extend_from_slice(&s.ip().octets());
-                    body.extend_from_slice(&d.ip().octets());
-                    body.extend_from_slice(&s.port().to_be_bytes());
-                    body.extend_from_slice(&d.port().to_be_bytes());
-                    0x11
-                }
-                (s, d) => {
-                    body.extend_from_slice(&v6(s.ip()).octets());
-                    body.extend_from_slice(&v6(d.ip()).octets());
-                    body.extend_from_slice(&s.port().to_be_bytes());
-                    body.extend_from_slice(&d.port().to_be_bytes());
-                    0x21
-                }
-            },
-            Addresses::Unix => {
-                body.resize(V2_UNIX_ADDRS, 0);
-                0x31
-            }
-        };
-        out.push(fam);
-        let mut tlv_bytes = 0usize;
-        for t in &self.tlvs {
-            let Ok(len) = u16::try_from(t.value.len()) else {
-                continue;
-            };
-            if tlv_bytes + 3 + t.value.len() > V2_MAX_TLVS {
-                continue;
-            }
-            tlv_bytes += 3 + t.value.len();
-            body.push(t.kind);
-            body.extend_from_slice(&len.to_be_bytes());
-            body.extend_from_slice(&t.value);
-        }
-        // Bounded above: at most 216 + 4096 bytes.
-        let len = u16::try_from(body.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&body);
-        out
     }
 }
 
@@ -429,8 +353,8 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
     let v1 = prefix_of(buf, V1_SIGNATURE);
     let v2 = prefix_of(buf, V2_SIGNATURE);
     match (v1, v2) {
-        (Some(true), _) => decode_v1(buf),
-        (_, Some(true)) => decode_v2(buf),
+        (Some(true), _) => v1::decode(buf),
+        (_, Some(true)) => v2::decode(buf),
         (Some(false), _) | (_, Some(false)) => Ok(Decoded::Partial {
             committed: false,
             more: V1_MAX.saturating_sub(buf.len()).max(1),
@@ -447,264 +371,6 @@ fn prefix_of(buf: &[u8], sig: &[u8]) -> Option<bool> {
         return None;
     }
     Some(buf.len() >= sig.len())
-}
-
-fn decode_v1(buf: &[u8]) -> Result<Decoded, DecodeError> {
-    let window = buf.get(..buf.len().min(V1_MAX)).unwrap_or_default();
-    let lf = window.iter().position(|&b| b == b'\n');
-    // The first bad byte decides, so a prefix fails the way the whole line does.
-    v1_scan(window.get(..lf.unwrap_or(window.len())).unwrap_or_default())?;
-    let Some(lf) = lf else {
-        if buf.len() >= V1_MAX {
-            return Err(DecodeError::V1TooLong);
-        }
-        return Ok(Decoded::Partial {
-            committed: true,
-            more: V1_MAX - buf.len(),
-        });
-    };
-    let line = window.get(..lf).unwrap_or_default();
-    let Some(line) = line.strip_suffix(b"\r") else {
-        return Err(DecodeError::V1Malformed("line not ended by CRLF"));
-    };
-    let Ok(text) = std::str::from_utf8(line) else {
-        return Err(DecodeError::V1Malformed("not ASCII"));
-    };
-    let rest = text.get(V1_SIGNATURE.len()..).unwrap_or_default();
-    let addresses = v1_addresses(rest)?;
-    Ok(Decoded::Complete {
-        header: Header {
-            version: Version::V1,
-            command: Command::Proxy,
-            addresses,
-            tlvs: Vec::new(),
-        },
-        len: lf + 1,
-    })
-}
-
-/// The bytes of a v1 line before its LF: printable ASCII, and a CR only as the last byte.
-fn v1_scan(before_lf: &[u8]) -> Result<(), DecodeError> {
-    let last = before_lf.len().saturating_sub(1);
-    for (i, &b) in before_lf.iter().enumerate() {
-        if b == b'\r' {
-            if i != last {
-                return Err(DecodeError::V1Malformed("CR not followed by LF"));
-            }
-        } else if !(0x20..0x7f).contains(&b) {
-            return Err(DecodeError::V1Malformed("non-printable byte"));
-        }
-    }
-    Ok(())
-}
-
-fn v1_addresses(rest: &str) -> Result<Addresses, DecodeError> {
-    if rest == "UNKNOWN" || rest.starts_with("UNKNOWN ") {
-        // The receiver ignores whatever follows UNKNOWN.
-        return Ok(Addresses::Unspecified);
-    }
-    let mut parts = rest.split(' ');
-    let fam = parts.next().unwrap_or_default();
-    let (Some(src), Some(dst), Some(sport), Some(dport), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(DecodeError::V1Malformed(
-            "expected `TCP4|TCP6 SRC DST SPORT DPORT` or `UNKNOWN`",
-        ));
-    };
-    let (src, dst): (IpAddr, IpAddr) = match fam {
-        "TCP4" => (
-            IpAddr::V4(
-                src.parse::<Ipv4Addr>()
-                    .map_err(|_| bad_v1("source address"))?,
-            ),
-            IpAddr::V4(
-                dst.parse::<Ipv4Addr>()
-                    .map_err(|_| bad_v1("destination address"))?,
-            ),
-        ),
-        "TCP6" => (
-            IpAddr::V6(
-                src.parse::<Ipv6Addr>()
-                    .map_err(|_| bad_v1("source address"))?,
-            ),
-            IpAddr::V6(
-                dst.parse::<Ipv6Addr>()
-                    .map_err(|_| bad_v1("destination address"))?,
-            ),
-        ),
-        _ => return Err(bad_v1("protocol must be TCP4, TCP6 or UNKNOWN")),
-    };
-    Ok(Addresses::Inet {
-        source: SocketAddr::new(src, v1_port(sport)?),
-        destination: SocketAddr::new(dst, v1_port(dport)?),
-    })
-}
-
-fn bad_v1(what: &'static str) -> DecodeError {
-    DecodeError::V1Malformed(what)
-}
-
-/// A decimal port 0-65535 without sign or leading zeros.
-fn v1_port(s: &str) -> Result<u16, DecodeError> {
-    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (s.len() > 1 && s.starts_with('0')) {
-        return Err(bad_v1("port"));
-    }
-    s.parse().map_err(|_| bad_v1("port"))
-}
-
-fn decode_v2(buf: &[u8]) -> Result<Decoded, DecodeError> {
-    let Some(fixed) = buf.get(..V2_FIXED) else {
-        // Signature seen; validate the bytes present so garbage fails early.
-        if let Some(&vc) = buf.get(12) {
-            check_ver_cmd(vc)?;
-        }
-        if let Some(&fp) = buf.get(13) {
-            check_fam(fp)?;
-        }
-        return Ok(Decoded::Partial {
-            committed: true,
-            more: V2_FIXED - buf.len(),
-        });
-    };
-    let (&vc, &fp, l0, l1) = match fixed {
-        [.., vc, fp, l0, l1] => (vc, fp, *l0, *l1),
-        _ => return Err(DecodeError::V2Malformed("short header")),
-    };
-    let command = check_ver_cmd(vc)?;
-    let addr_len = check_fam(fp)?;
-    let len = usize::from(u16::from_be_bytes([l0, l1]));
-    if len > V2_MAX_PAYLOAD {
-        return Err(DecodeError::V2TooLong);
-    }
-    if command == Command::Proxy && len < addr_len {
-        return Err(DecodeError::V2Malformed(
-            "length shorter than the address block",
-        ));
-    }
-    let total = V2_FIXED + len;
-    let Some(payload) = buf.get(V2_FIXED..total) else {
-        return Ok(Decoded::Partial {
-            committed: true,
-            more: total - buf.len(),
-        });
-    };
-    if command == Command::Local {
-        // The receiver discards the address block and TLVs of LOCAL.
-        return Ok(Decoded::Complete {
-            header: Header {
-                version: Version::V2,
-                command,
-                addresses: Addresses::Unspecified,
-                tlvs: Vec::new(),
-            },
-            len: total,
-        });
-    }
-    let (addrs, tlv_bytes) = payload.split_at_checked(addr_len).unwrap_or((payload, &[]));
-    if tlv_bytes.len() > V2_MAX_TLVS {
-        return Err(DecodeError::V2TooLong);
-    }
-    let addresses = v2_addresses(fp >> 4, addrs)?;
-    let tlvs = parse_tlvs(tlv_bytes)?;
-    Ok(Decoded::Complete {
-        header: Header {
-            version: Version::V2,
-            command,
-            addresses,
-            tlvs,
-        },
-        len: total,
-    })
-}
-
-fn check_ver_cmd(vc: u8) -> Result<Command, DecodeError> {
-    if vc >> 4 != 2 {
-        return Err(DecodeError::V2Malformed("version is not 2"));
-    }
-    match vc & 0x0f {
-        0 => Ok(Command::Local),
-        1 => Ok(Command::Proxy),
-        _ => Err(DecodeError::V2Malformed("unknown command")),
-    }
-}
-
-/// The address block length of the family byte (unknown families and protocols are errors).
-fn check_fam(fp: u8) -> Result<usize, DecodeError> {
-    if fp & 0x0f > 2 {
-        return Err(DecodeError::V2Malformed("unknown transport protocol"));
-    }
-    match fp >> 4 {
-        0 => Ok(0),
-        1 => Ok(12),
-        2 => Ok(36),
-        3 => Ok(V2_UNIX_ADDRS),
-        _ => Err(DecodeError::V2Malformed("unknown address family")),
-    }
-}
-
-fn v2_addresses(family: u8, a: &[u8]) -> Result<Addresses, DecodeError> {
-    let port = |i: usize| -> Result<u16, DecodeError> {
-        a.get(i..i + 2)
-            .and_then(|p| p.try_into().ok())
-            .map(u16::from_be_bytes)
-            .ok_or(DecodeError::V2Malformed("short address block"))
-    };
-    match family {
-        1 => {
-            let ip = |i: usize| -> Result<Ipv4Addr, DecodeError> {
-                let o: [u8; 4] = a
-                    .get(i..i + 4)
-                    .and_then(|o| o.try_into().ok())
-                    .ok_or(DecodeError::V2Malformed("short address block"))?;
-                Ok(Ipv4Addr::from(o))
-            };
-            Ok(Addresses::Inet {
-                source: SocketAddr::new(IpAddr::V4(ip(0)?), port(8)?),
-                destination: SocketAddr::new(IpAddr::V4(ip(4)?), port(10)?),
-            })
-        }
-        2 => {
-            let ip = |i: usize| -> Result<Ipv6Addr, DecodeError> {
-                let o: [u8; 16] = a
-                    .get(i..i + 16)
-                    .and_then(|o| o.try_into().ok())
-                    .ok_or(DecodeError::V2Malformed("short address block"))?;
-                Ok(Ipv6Addr::from(o))
-            };
-            Ok(Addresses::Inet {
-                source: SocketAddr::new(IpAddr::V6(ip(0)?), port(32)?),
-                destination: SocketAddr::new(IpAddr::V6(ip(16)?), port(34)?),
-            })
-        }
-        3 => Ok(Addresses::Unix),
-        _ => Ok(Addresses::Unspecified),
-    }
-}
-
-/// Splits TLV bytes into TLVs; a TLV running past the end is an error.
-fn parse_tlvs(mut b: &[u8]) -> Result<Vec<Tlv>, DecodeError> {
-    let mut out = Vec::new();
-    while let [kind, l0, l1, rest @ ..] = b {
-        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-        let Some((value, after)) = rest.split_at_checked(len) else {
-            return Err(DecodeError::V2Malformed("TLV runs past the header"));
-        };
-        out.push(Tlv {
-            kind: *kind,
-            value: value.to_vec(),
-        });
-        b = after;
-    }
-    if !b.is_empty() {
-        return Err(DecodeError::V2Malformed("truncated TLV"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
