@@ -60,6 +60,14 @@ struct ActorLabel {
     actor: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
     side: &'static str,
     reason: &'static str,
@@ -91,7 +99,13 @@ pub struct Metrics {
     internal_errors: Family<WhatLabel, Counter>,
     actor_restarts: Family<ActorLabel, Counter>,
     listeners: Gauge,
+    proxy_headers: Family<VersionLabel, Counter>,
+    proxy_rejected: Family<ReasonLabel, Counter>,
 }
+
+/// The `reason` labels of `tcpmap_proxy_protocol_rejected_total`, registered at zero.
+pub const PROXY_REJECT_REASONS: [&str; 5] =
+    ["missing", "malformed", "too_long", "timeout", "closed"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -297,6 +311,24 @@ impl Metrics {
         );
         let listeners = Gauge::default();
         r.register("listeners", "Listeners bound now", listeners.clone());
+        let proxy_headers = Family::<VersionLabel, Counter>::default();
+        r.register(
+            "proxy_protocol_headers",
+            "PROXY protocol headers accepted, by version (v1|v2)",
+            proxy_headers.clone(),
+        );
+        let proxy_rejected = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "proxy_protocol_rejected",
+            "Connections closed for their PROXY protocol header, by reason (missing|malformed|too_long|timeout|closed)",
+            proxy_rejected.clone(),
+        );
+        for version in ["v1", "v2"] {
+            drop(proxy_headers.get_or_create(&VersionLabel { version }));
+        }
+        for reason in PROXY_REJECT_REASONS {
+            drop(proxy_rejected.get_or_create(&ReasonLabel { reason }));
+        }
 
         let handle = |f: &Family<ResultLabel, Counter>, result| {
             f.get_or_create(&ResultLabel { result }).clone()
@@ -317,6 +349,8 @@ impl Metrics {
             internal_errors,
             actor_restarts,
             listeners,
+            proxy_headers,
+            proxy_rejected,
         })
     }
 
@@ -458,6 +492,21 @@ impl Metrics {
     pub fn actor_restart(&self, actor: &'static str) {
         self.actor_restarts
             .get_or_create(&ActorLabel { actor })
+            .inc();
+    }
+
+    /// Counts an accepted PROXY protocol header of `version` (`v1`|`v2`).
+    pub fn proxy_header(&self, version: &'static str) {
+        self.proxy_headers
+            .get_or_create(&VersionLabel { version })
+            .inc();
+    }
+
+    /// Counts a connection closed for its PROXY protocol header (one of
+    /// [`PROXY_REJECT_REASONS`]).
+    pub fn proxy_rejected(&self, reason: &'static str) {
+        self.proxy_rejected
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
