@@ -10,6 +10,7 @@
 //! generation by the config pipeline and shared here by `Arc`, so a connection never
 //! builds one.
 
+pub mod balance;
 pub mod diff;
 pub mod host;
 pub mod view;
