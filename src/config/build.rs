@@ -104,6 +104,7 @@ fn group<'m>(
             share: *share,
             connect_timeout: m.connect_timeout,
             max_connections: m.max_connections,
+            endpoints: m.endpoints,
         })
         .collect();
     let g = Group {

@@ -245,6 +245,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
     pub max_connections: Option<u32>,
+    /// How one of the service's endpoints is chosen and guarded (ext).
+    pub endpoints: balance::EndpointPolicy,
 }
 
 impl Upstream {

@@ -113,6 +113,18 @@ impl Group {
                 "share": u.share,
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
+                "load_balancer": {
+                    "policy": u.endpoints.load_balancer.policy.as_str(),
+                    "source_ip": u.endpoints.load_balancer.source_ip,
+                },
+                "max_connect_attempts": u.endpoints.max_connect_attempts,
+                "health_check": u.endpoints.health_check.map(|h| json!({
+                    "interval_ms": h.interval.as_millis() as u64,
+                    "timeout_ms": h.timeout.as_millis() as u64,
+                    "unhealthy_threshold": h.unhealthy_threshold,
+                    "healthy_threshold": h.healthy_threshold,
+                })),
+                "max_connections_per_ip": u.endpoints.max_connections_per_ip,
             })).collect::<Vec<_>>(),
         })
     }
@@ -199,6 +211,7 @@ mod tests {
             share,
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
+            endpoints: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde_yaml_ng::Value;
 
 use super::Loc;
+use super::endpoints::{self, RawHealthCheck, RawLoadBalancer};
 use super::fields::Fields;
 
 /// `tls:` as written: a boolean or a TLSContext name.
@@ -47,6 +48,14 @@ pub(crate) struct RawMapping {
     pub max_connections: Option<i64>,
     /// `connect_timeout_ms` (ext).
     pub connect_timeout_ms: Option<i64>,
+    /// `load_balancer` (ext).
+    pub load_balancer: Option<RawLoadBalancer>,
+    /// `max_connect_attempts` (ext).
+    pub max_connect_attempts: Option<i64>,
+    /// `health_check` (ext).
+    pub health_check: Option<RawHealthCheck>,
+    /// `max_connections_per_ip` (ext).
+    pub max_connections_per_ip: Option<i64>,
 }
 
 impl RawMapping {
@@ -84,6 +93,16 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         enable_ipv6: f.boolean("enable_ipv6"),
         max_connections: circuit_breakers(f, loc),
         connect_timeout_ms: f.integer("connect_timeout_ms"),
+        load_balancer: {
+            let v = f.value("load_balancer");
+            endpoints::load_balancer(v, loc, &[], &mut f.problems)
+        },
+        max_connect_attempts: f.integer("max_connect_attempts"),
+        health_check: {
+            let v = f.value("health_check");
+            endpoints::health_check(v, loc, &mut f.problems)
+        },
+        max_connections_per_ip: f.integer("max_connections_per_ip"),
     }
 }
 
@@ -260,6 +279,10 @@ pub(crate) struct RawModule {
     pub enable_ipv4: Option<bool>,
     /// `config.enable_ipv6`.
     pub enable_ipv6: Option<bool>,
+    /// `config.load_balancer` (ext): the mappings' default.
+    pub load_balancer: Option<RawLoadBalancer>,
+    /// `config.max_connections_per_ip` (ext): the mappings' default.
+    pub max_connections_per_ip: Option<i64>,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -267,8 +290,11 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         loc: loc.clone(),
         enable_ipv4: None,
         enable_ipv6: None,
+        load_balancer: None,
+        max_connections_per_ip: None,
     };
-    // The Module's `config` holds many HTTP settings; only the two families are read here.
+    // The Module's `config` holds many HTTP settings; only the families and the endpoint
+    // defaults (`load_balancer`, `max_connections_per_ip`) are read here.
     if let Some(config) = f.mapping("config") {
         for (key, field) in [
             ("enable_ipv4", &mut m.enable_ipv4),
@@ -283,6 +309,18 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
                 )),
             }
         }
+        m.load_balancer = endpoints::load_balancer(
+            config.get("load_balancer"),
+            loc,
+            &["config"],
+            &mut f.problems,
+        );
+        m.max_connections_per_ip = endpoints::integer(
+            config.get("max_connections_per_ip"),
+            loc,
+            &["config", "max_connections_per_ip"],
+            &mut f.problems,
+        );
     }
     m
 }

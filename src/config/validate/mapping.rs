@@ -257,6 +257,8 @@ pub(crate) fn mapping(
         families: fam,
         max_connections: max_conn,
         connect_timeout: connect,
+        // Set by `validate::endpoints`, which reads the Module's endpoint defaults.
+        endpoints: Default::default(),
         cert: None,
     };
     (Some(m), errs)

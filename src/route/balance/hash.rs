@@ -143,7 +143,11 @@ impl Maglev {
             .iter()
             .map(|&i| {
                 let k = keys[i];
-                (i, mix(k ^ 0x0ff5_e7) % m64, mix(k ^ 0x5_c1b) % (m64 - 1) + 1)
+                (
+                    i,
+                    mix(k ^ 0x0ff5_e7) % m64,
+                    mix(k ^ 0x5_c1b) % (m64 - 1) + 1,
+                )
             })
             .collect();
         let mut next = vec![0u64; n];
@@ -170,7 +174,11 @@ impl Maglev {
     /// Endpoint indexes from slot `hash mod m` on, once around the table.
     pub fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let n = self.table.len();
-        let start = if n == 0 { 0 } else { (hash % n as u64) as usize };
+        let start = if n == 0 {
+            0
+        } else {
+            (hash % n as u64) as usize
+        };
         (0..n).map(move |j| self.table[(start + j) % n] as usize)
     }
 }
