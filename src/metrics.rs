@@ -11,6 +11,7 @@
 //!
 //! Pure: values in, text out. No sockets, no tasks, no clock (latencies are passed in).
 
+mod endpoints;
 mod mapping;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use endpoints::EndpointMetrics;
 pub use mapping::MappingMetrics;
 use mapping::{BytesLabels, EndedLabels, MappingLabels, REASONS};
 
@@ -91,6 +93,7 @@ pub struct Metrics {
     internal_errors: Family<WhatLabel, Counter>,
     actor_restarts: Family<ActorLabel, Counter>,
     listeners: Gauge,
+    endpoints: endpoints::EndpointFamilies,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -297,6 +300,7 @@ impl Metrics {
         );
         let listeners = Gauge::default();
         r.register("listeners", "Listeners bound now", listeners.clone());
+        let endpoints = endpoints::EndpointFamilies::register(r);
 
         let handle = |f: &Family<ResultLabel, Counter>, result| {
             f.get_or_create(&ResultLabel { result }).clone()
@@ -317,6 +321,7 @@ impl Metrics {
             internal_errors,
             actor_restarts,
             listeners,
+            endpoints,
         })
     }
 
@@ -354,6 +359,13 @@ impl Metrics {
         });
         map.insert(id.clone(), Arc::clone(&m));
         m
+    }
+
+    /// The endpoint series of mapping `id` (the same series for the same `id`).
+    ///
+    /// Takes the families' lock: call it when an endpoint set is created, not per connection.
+    pub fn endpoints(&self, id: &MappingId) -> EndpointMetrics {
+        self.endpoints.handles(id)
     }
 
     /// Prometheus text exposition format 0.0.4 (serve as `text/plain; version=0.0.4`).

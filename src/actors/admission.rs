@@ -14,10 +14,12 @@
 //!
 //! Must not: block, allocate, or log (the access line is the ConnectionActor's).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Shared;
+use super::endpoints::{ClientSlot, EndpointLoad, UpstreamState};
 use crate::close::CloseReason;
 use crate::metrics::{MappingMetrics, Refusal};
 use crate::net::copy::Progress;
@@ -37,13 +39,20 @@ pub(crate) struct Admission {
 }
 
 /// What the connection holds of its mapping: whether it counts as accepted and holds a
-/// circuit-breaker slot, and whether its end was already counted.
+/// circuit-breaker slot, its slot under `max_connections_per_ip`, its endpoint's load
+/// count, and whether its end was already counted.
 #[derive(Debug, Default)]
 pub(crate) struct Claim {
     /// Holds a slot under the mapping's `circuit_breakers.max_connections`.
     breaker: bool,
     /// The end is counted (by [`Admission::end`]); the drop then only releases slots.
     ended: bool,
+    /// The slot under `max_connections_per_ip` (boxed: most mappings have no limit, and
+    /// the claim lives in every connection's future). Given back when dropped.
+    client: Option<Box<ClientSlot>>,
+    /// The connected endpoint's open-connection count (`least_request`), given back when
+    /// dropped.
+    endpoint: Option<EndpointLoad>,
 }
 
 impl Admission {
@@ -104,6 +113,34 @@ impl Claim {
             shared.metrics.rejected(Refusal::Mapping);
         }
         admitted
+    }
+
+    /// Takes one of the mapping's `max` slots for client address `ip` (no limit: nothing to
+    /// take); `false` (after counting the refusal) when `max` connections from `ip` are open.
+    pub(crate) fn take_client_slot(
+        &mut self,
+        state: &Arc<UpstreamState>,
+        ip: IpAddr,
+        max: Option<u32>,
+    ) -> bool {
+        let Some(max) = max else {
+            return true;
+        };
+        match state.take_client_slot(ip, max) {
+            Some(slot) => {
+                self.client = Some(Box::new(slot));
+                true
+            }
+            None => {
+                state.metrics.refused_per_ip();
+                false
+            }
+        }
+    }
+
+    /// Keeps the connected endpoint's load count for the connection's life.
+    pub(crate) fn hold_endpoint(&mut self, load: Option<EndpointLoad>) {
+        self.endpoint = load;
     }
 }
 

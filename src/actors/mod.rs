@@ -28,6 +28,8 @@
 pub(crate) mod admission;
 pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod endpoints;
+pub(crate) mod health;
 pub(crate) mod listener;
 pub(crate) mod ratelog;
 pub(crate) mod resolver;
@@ -53,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) kill: Tripwire,
     /// Rate limit for the log line about connections a circuit breaker refused.
     pub(crate) breaker_log: ratelog::RateLimitedLog,
+    /// Every upstream's endpoint set (health, loads, per-client counts), across generations.
+    pub(crate) endpoints: Arc<endpoints::EndpointRegistry>,
 }
 
 #[cfg(test)]
@@ -63,9 +67,11 @@ impl Shared {
         let (kill, tripwire) = crate::rt::tripwire();
         // The trigger is leaked so the wire stays untripped for the test's life.
         std::mem::forget(kill);
+        let metrics = Metrics::new();
         Arc::new(Shared {
+            endpoints: endpoints::EndpointRegistry::new(metrics.clone()),
             resolver: resolver::ResolverHandle::spawn(Default::default()),
-            metrics: Metrics::new(),
+            metrics,
             limits: Limits {
                 max_connections: max,
                 handshake_timeout: Duration::from_secs(1),
@@ -95,6 +101,9 @@ pub(crate) struct Limits {
 pub(crate) struct Generation {
     pub(crate) table: Arc<RouteTable>,
     pub(crate) metrics: HashMap<Arc<MappingId>, Arc<MappingMetrics>>,
+    /// Each upstream's endpoint set, keyed by the upstream's address in `table` (stable:
+    /// the generation holds the table) — [`Generation::endpoints_of`].
+    endpoints: HashMap<usize, Arc<endpoints::UpstreamState>>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -106,9 +115,14 @@ impl std::fmt::Debug for Generation {
 }
 
 impl Generation {
-    /// Binds a table's mappings to their metric handles.
-    pub(crate) fn new(table: Arc<RouteTable>, metrics: &Metrics) -> Self {
+    /// Binds a table's mappings to their metric handles and endpoint sets.
+    pub(crate) fn new(
+        table: Arc<RouteTable>,
+        metrics: &Metrics,
+        registry: &endpoints::EndpointRegistry,
+    ) -> Self {
         let mut map = HashMap::new();
+        let mut sets = HashMap::new();
         for listener in table.listeners.values() {
             let groups = listener
                 .plain
@@ -119,13 +133,25 @@ impl Generation {
                 for up in &group.upstreams {
                     map.entry(up.mapping.clone())
                         .or_insert_with(|| metrics.mapping(&up.mapping));
+                    let key = endpoints::EndpointKey::of(up, group.families);
+                    let state = registry.state(key, up.endpoints.load_balancer.policy);
+                    sets.insert(up as *const _ as usize, state);
                 }
             }
         }
         Generation {
             table,
             metrics: map,
+            endpoints: sets,
         }
+    }
+
+    /// The endpoint set of `upstream` (an upstream of this generation's table).
+    pub(crate) fn endpoints_of(
+        &self,
+        upstream: &crate::route::Upstream,
+    ) -> Option<&Arc<endpoints::UpstreamState>> {
+        self.endpoints.get(&(upstream as *const _ as usize))
     }
 }
 
