@@ -132,8 +132,8 @@ fn hello_from(to: SocketAddr, from: Option<IpAddr>) -> (TcpStream, Option<String
     let s = match from {
         None => TcpStream::connect(to).unwrap(),
         Some(ip) => {
-            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .unwrap();
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
             sock.bind(&SocketAddr::new(ip, 0).into()).unwrap();
             sock.connect(&to.into()).unwrap();
             sock.into()
@@ -328,7 +328,8 @@ fn an_active_health_check_marks_a_stopped_endpoint_unhealthy_and_sends_it_nothin
     servers[2].stop();
     let t0 = Instant::now();
     assert!(
-        eventually(Duration::from_secs(5), || endpoint_states(admin)[&stopped].0
+        eventually(Duration::from_secs(5), || endpoint_states(admin)[&stopped]
+            .0
             == "unhealthy"),
         "{:?}",
         endpoint_states(admin)
@@ -375,7 +376,10 @@ fn max_connections_per_ip_refuses_the_fourth_from_one_address_only() {
         })
         .collect();
     let (_refused, name) = hello_from(listen, Some(one));
-    assert_eq!(name, None, "the fourth connection from {one} is closed at once");
+    assert_eq!(
+        name, None,
+        "the fourth connection from {one} is closed at once"
+    );
     let (_served, name) = hello_from(listen, Some(other));
     assert!(name.is_some(), "{other} is served");
     assert_eq!(m(&p, "tcpmap_connections_refused_per_ip_total", &[]), 1.0);

@@ -338,10 +338,13 @@ async fn connect(
         .clamp(1, MAX_ATTEMPTS);
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     for n in 0..attempts {
-        let Some(i) = endpoints.pick(&list, rec.client.ip(), &tried[..n]) else {
+        let before = tried.get(..n).unwrap_or_default();
+        let Some(i) = endpoints.pick(&list, rec.client.ip(), before) else {
             break;
         };
-        tried[n] = i;
+        if let Some(slot) = tried.get_mut(n) {
+            *slot = i;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;

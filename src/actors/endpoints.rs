@@ -437,14 +437,20 @@ impl UpstreamState {
                 0
             },
         };
-        let view = |i: usize| {
-            let e = &eps[i];
-            EndpointView {
+        let view = |i: usize| match eps.get(i) {
+            Some(e) => EndpointView {
                 usable: e.usable(now_ms),
                 preferred: e.addr.is_ipv6() == preferred_v6,
                 tried: tried.contains(&i),
                 load: e.active(),
-            }
+            },
+            // Out of range cannot be asked (`pick` asks 0..len); never chosen if it were.
+            None => EndpointView {
+                usable: false,
+                preferred: false,
+                tried: true,
+                load: u32::MAX,
+            },
         };
         pick(self.policy, eps.len(), view, list.table(self.policy), &key)
     }
@@ -493,11 +499,15 @@ impl UpstreamState {
     pub(crate) fn update_gauges(&self) {
         let now_ms = self.now_ms();
         let list = self.list();
-        let mut counts = [0usize; 3];
+        let (mut healthy, mut ejected, mut unhealthy) = (0, 0, 0);
         for e in &list.endpoints {
-            counts[e.state(now_ms) as usize] += 1;
+            match e.state(now_ms) {
+                EndpointState::Healthy => healthy += 1,
+                EndpointState::Ejected => ejected += 1,
+                EndpointState::Unhealthy => unhealthy += 1,
+            }
         }
-        self.metrics.set_states(counts[0], counts[1], counts[2]);
+        self.metrics.set_states(healthy, ejected, unhealthy);
     }
 
     /// The list as `/config` shows it.

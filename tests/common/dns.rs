@@ -25,7 +25,11 @@ impl Drop for Dnsmasq {
 }
 
 fn binary() -> Option<PathBuf> {
-    let fixed = ["/usr/sbin/dnsmasq", "/usr/local/sbin/dnsmasq", "/sbin/dnsmasq"];
+    let fixed = [
+        "/usr/sbin/dnsmasq",
+        "/usr/local/sbin/dnsmasq",
+        "/sbin/dnsmasq",
+    ];
     let found = fixed.iter().map(PathBuf::from).find(|p| p.exists());
     found.or_else(|| {
         let paths = std::env::var_os("PATH")?;
@@ -73,7 +77,10 @@ impl Dnsmasq {
                 "--local=/test/",
             ])
             .arg(format!("--port={port}"))
-            .arg(format!("--addn-hosts={}", dir.path().join("records").display()))
+            .arg(format!(
+                "--addn-hosts={}",
+                dir.path().join("records").display()
+            ))
             .arg(format!("--local-ttl={ttl}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

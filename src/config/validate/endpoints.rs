@@ -63,12 +63,11 @@ pub(crate) fn policy(
         ..EndpointPolicy::default()
     };
     if let Some(lb) = &raw.load_balancer {
-        if !lb.http_keys.is_empty() {
+        if let Some(key) = lb.http_keys.first() {
             errs.push(loc.err(
-                &["load_balancer", &lb.http_keys[0]],
+                &["load_balancer", key],
                 format!(
-                    "load_balancer.{} hashes on HTTP data; a TCPMapping can hash only on source_ip",
-                    lb.http_keys[0]
+                    "load_balancer.{key} hashes on HTTP data; a TCPMapping can hash only on source_ip"
                 ),
             ));
         }

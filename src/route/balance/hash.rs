@@ -108,9 +108,17 @@ impl Ring {
     /// Endpoint indexes from the first point at or after `hash`, around the ring once.
     pub fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let start = self.points.partition_point(|p| p.0 < hash);
-        let n = self.points.len();
-        (0..n).map(move |j| self.points[(start + j) % n].1 as usize)
+        let (before, after) = self.points.split_at_checked(start).unwrap_or_default();
+        after.iter().chain(before).map(|p| p.1 as usize)
     }
+}
+
+/// One endpoint's walk through the Maglev table.
+struct Permutation {
+    index: u32,
+    offset: u64,
+    skip: u64,
+    next: u64,
 }
 
 /// A Maglev lookup table (Eisenbud et al., NSDI 2016): every slot names an endpoint, each
@@ -137,33 +145,37 @@ impl Maglev {
         // The permutation of endpoint i is offset_i + j * skip_i (mod m); skip_i is never 0.
         // Endpoints take turns in the order of their keys, not of the list, so the table
         // does not depend on the order of the DNS answer.
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| keys[i]);
-        let perms: Vec<(usize, u64, u64)> = order
+        let mut by_key: Vec<(u64, u32)> = keys
             .iter()
-            .map(|&i| {
-                let k = keys[i];
-                (
-                    i,
-                    mix(k ^ 0x0ff5_e7) % m64,
-                    mix(k ^ 0x5_c1b) % (m64 - 1) + 1,
-                )
+            .enumerate()
+            .map(|(i, k)| (*k, i as u32))
+            .collect();
+        by_key.sort_unstable();
+        let mut perms: Vec<Permutation> = by_key
+            .into_iter()
+            .map(|(k, index)| Permutation {
+                index,
+                offset: mix(k ^ 0x00ff_5e70) % m64,
+                skip: mix(k ^ 0x0005_c1b0) % (m64 - 1) + 1,
+                next: 0,
             })
             .collect();
-        let mut next = vec![0u64; n];
         let mut table = vec![u32::MAX; m];
         let mut filled = 0;
         'fill: loop {
-            for &(i, offset, skip) in &perms {
-                let mut c = ((offset + next[i] * skip) % m64) as usize;
-                while table[c] != u32::MAX {
-                    next[i] += 1;
-                    c = ((offset + next[i] * skip) % m64) as usize;
+            for p in perms.iter_mut() {
+                // Each permutation visits every slot once within m steps (m is prime), so
+                // a free slot is found while any is left.
+                for _ in 0..m {
+                    let c = ((p.offset + p.next * p.skip) % m64) as usize;
+                    p.next += 1;
+                    if let Some(slot) = table.get_mut(c).filter(|s| **s == u32::MAX) {
+                        *slot = p.index;
+                        break;
+                    }
                 }
-                table[c] = i as u32;
-                next[i] += 1;
                 filled += 1;
-                if filled == m {
+                if filled >= m {
                     break 'fill;
                 }
             }
@@ -173,12 +185,9 @@ impl Maglev {
 
     /// Endpoint indexes from slot `hash mod m` on, once around the table.
     pub fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
-        let n = self.table.len();
-        let start = if n == 0 {
-            0
-        } else {
-            (hash % n as u64) as usize
-        };
-        (0..n).map(move |j| self.table[(start + j) % n] as usize)
+        let n = self.table.len().max(1) as u64;
+        let start = (hash % n) as usize;
+        let (before, after) = self.table.split_at_checked(start).unwrap_or_default();
+        after.iter().chain(before).map(|i| *i as usize)
     }
 }
