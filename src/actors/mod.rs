@@ -21,6 +21,10 @@
 //!        └───────────────┘        reply (addrs)     └──────────────────┘
 //! ```
 //!
+//! Beside the ResolverActor runs the HealthActor (`health.rs`): no mailbox, one timer; it
+//! probes the endpoint sets (`endpoints.rs`) that have a `health_check` and refreshes the
+//! endpoint-state gauges.
+//!
 //! Bounded sends only go down this chain; replies come back on one-shot channels, so there
 //! is no cycle of bounded sends. Every listener and connection holds a [`DrainToken`]
 //! (crate::rt) and the Supervisor's drain waits until all are dropped.

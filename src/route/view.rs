@@ -60,7 +60,15 @@ impl Group {
     pub fn upstreams_text(&self) -> String {
         self.upstreams
             .iter()
-            .map(|u| format!("{} ({}%) [{}]", u.service(), u.share, u.mapping.name))
+            .map(|u| {
+                format!(
+                    "{} ({}%) [{}]{}",
+                    u.service(),
+                    u.share,
+                    u.mapping.name,
+                    endpoint_extras(&u.endpoints)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -128,6 +136,26 @@ impl Group {
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+/// The endpoint settings that differ from the defaults, for the text view:
+/// ` lb=ring_hash attempts=2 health=2000ms per_ip=10`.
+fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
+    let d = super::balance::EndpointPolicy::default();
+    let mut out = String::new();
+    if p.load_balancer.policy != d.load_balancer.policy {
+        out.push_str(&format!(" lb={}", p.load_balancer.policy));
+    }
+    if p.max_connect_attempts != d.max_connect_attempts {
+        out.push_str(&format!(" attempts={}", p.max_connect_attempts));
+    }
+    if let Some(h) = &p.health_check {
+        out.push_str(&format!(" health={}ms", h.interval.as_millis()));
+    }
+    if let Some(n) = p.max_connections_per_ip {
+        out.push_str(&format!(" per_ip={n}"));
+    }
+    out
 }
 
 impl RouteTable {
