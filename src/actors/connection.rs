@@ -339,7 +339,8 @@ async fn connect(
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     for n in 0..attempts {
         let before = tried.get(..n).unwrap_or_default();
-        let Some(i) = endpoints.pick(&list, rec.client.ip(), before) else {
+        let policy = upstream.endpoints.load_balancer.policy;
+        let Some(i) = endpoints.pick(&list, policy, rec.client.ip(), before) else {
             break;
         };
         if let Some(slot) = tried.get_mut(n) {

@@ -75,7 +75,7 @@ impl EndpointRegistry {
 
     /// The state of `key`, created when no generation holds one. Called when a config is
     /// applied (takes a lock), never per connection.
-    pub(crate) fn state(&self, key: EndpointKey, policy: Policy) -> Arc<UpstreamState> {
+    pub(crate) fn state(&self, key: EndpointKey) -> Arc<UpstreamState> {
         let mut states = self.lock();
         states.retain(|_, w| w.strong_count() > 0);
         if let Some(s) = states.get(&key).and_then(Weak::upgrade) {
@@ -90,7 +90,6 @@ impl EndpointRegistry {
             next_probe: Mutex::new(None),
             metrics,
             key: key.clone(),
-            policy,
         });
         states.insert(key, Arc::downgrade(&s));
         s
@@ -330,7 +329,6 @@ pub(crate) struct UpstreamState {
     next_probe: Mutex<Option<Instant>>,
     pub(crate) metrics: EndpointMetrics,
     pub(crate) key: EndpointKey,
-    policy: Policy,
 }
 
 impl std::fmt::Debug for UpstreamState {
@@ -409,11 +407,13 @@ impl UpstreamState {
         list
     }
 
-    /// Chooses an endpoint of `list` not in `tried` for a client at `client`: the policy
-    /// over usable endpoints of the preferred family, then the fallbacks (`route::balance`).
+    /// Chooses an endpoint of `list` not in `tried` for a client at `client`: `policy` over
+    /// usable endpoints of the preferred family, then the fallbacks (`route::balance`). The
+    /// policy comes from the connection's route, so a reload that changes it applies at once.
     pub(crate) fn pick(
         &self,
         list: &EndpointList,
+        policy: Policy,
         client: IpAddr,
         tried: &[usize],
     ) -> Option<usize> {
@@ -426,12 +426,12 @@ impl UpstreamState {
             } else {
                 self.picks.load(Ordering::Relaxed)
             },
-            random: if self.policy == Policy::Random {
+            random: if policy == Policy::Random {
                 fastrand::u64(..)
             } else {
                 0
             },
-            client: if self.policy.hashes() {
+            client: if policy.hashes() {
                 client_hash(client)
             } else {
                 0
@@ -452,7 +452,7 @@ impl UpstreamState {
                 load: u32::MAX,
             },
         };
-        pick(self.policy, eps.len(), view, list.table(self.policy), &key)
+        pick(policy, eps.len(), view, list.table(policy), &key)
     }
 
     /// Takes a load slot on endpoint `i` of `list` for the connect attempt.
@@ -619,7 +619,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn state(policy: Policy) -> Arc<UpstreamState> {
+    fn state() -> Arc<UpstreamState> {
         let reg = EndpointRegistry::new(Metrics::new());
         let key = EndpointKey {
             mapping: MappingId {
@@ -634,7 +634,7 @@ mod tests {
             health: None,
         };
         // The registry holds only a Weak: the state lives as long as the test holds it.
-        reg.state(key, policy)
+        reg.state(key)
     }
 
     fn addrs(n: u8) -> Vec<SocketAddr> {
@@ -645,7 +645,7 @@ mod tests {
 
     #[test]
     fn five_failures_eject_and_a_success_clears() {
-        let s = state(Policy::RoundRobin);
+        let s = state();
         let list = s.refresh(&addrs(3), None);
         for _ in 0..4 {
             s.record(&list, 0, false);
@@ -656,7 +656,7 @@ mod tests {
         let ip = "10.0.0.1".parse().unwrap();
         for _ in 0..20 {
             assert_ne!(
-                s.pick(&list, ip, &[]),
+                s.pick(&list, Policy::RoundRobin, ip, &[]),
                 Some(0),
                 "an ejected endpoint is skipped"
             );
@@ -667,7 +667,7 @@ mod tests {
 
     #[test]
     fn a_refresh_keeps_the_state_of_known_addresses() {
-        let s = state(Policy::RoundRobin);
+        let s = state();
         let list = s.refresh(&addrs(2), None);
         for _ in 0..5 {
             s.record(&list, 1, false);
@@ -685,7 +685,7 @@ mod tests {
 
     #[test]
     fn per_ip_slots_are_bounded_and_entries_go_at_zero() {
-        let s = state(Policy::RoundRobin);
+        let s = state();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let held: Vec<_> = (0..3).map(|_| s.take_client_slot(a, 3).unwrap()).collect();
@@ -704,12 +704,12 @@ mod tests {
 
     #[test]
     fn least_request_counts_held_loads() {
-        let s = state(Policy::LeastRequest);
+        let s = state();
         let list = s.refresh(&addrs(3), None);
         let ip = "10.0.0.1".parse().unwrap();
         let _busy: Vec<_> = (0..3).map(|_| s.hold(&list, 0).unwrap()).collect();
         for _ in 0..10 {
-            assert_ne!(s.pick(&list, ip, &[]), Some(0));
+            assert_ne!(s.pick(&list, Policy::LeastRequest, ip, &[]), Some(0));
         }
     }
 }

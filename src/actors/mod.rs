@@ -138,7 +138,7 @@ impl Generation {
                     map.entry(up.mapping.clone())
                         .or_insert_with(|| metrics.mapping(&up.mapping));
                     let key = endpoints::EndpointKey::of(up, group.families);
-                    let state = registry.state(key, up.endpoints.load_balancer.policy);
+                    let state = registry.state(key);
                     sets.insert(up as *const _ as usize, state);
                 }
             }
