@@ -77,7 +77,6 @@ impl EndpointRegistry {
     /// applied (takes a lock), never per connection.
     pub(crate) fn state(&self, key: EndpointKey) -> Arc<UpstreamState> {
         let mut states = self.lock();
-        states.retain(|_, w| w.strong_count() > 0);
         if let Some(s) = states.get(&key).and_then(Weak::upgrade) {
             return s;
         }
@@ -93,6 +92,11 @@ impl EndpointRegistry {
         });
         states.insert(key, Arc::downgrade(&s));
         s
+    }
+
+    /// Forgets the states no generation holds any more (called once per applied config).
+    pub(crate) fn prune(&self) {
+        self.lock().retain(|_, w| w.strong_count() > 0);
     }
 
     /// The state of `key`, if a generation holds one.

@@ -127,6 +127,7 @@ impl Generation {
     ) -> Self {
         let mut map = HashMap::new();
         let mut sets = HashMap::new();
+        registry.prune();
         for listener in table.listeners.values() {
             let groups = listener
                 .plain
