@@ -60,9 +60,21 @@ impl Default for ConfigInput {
 #[derive(Debug)]
 pub struct Loaded {
     /// The routes (generation 0; the supervisor numbers it).
-    pub table: crate::route::RouteTable,
+    pub(crate) table: crate::route::RouteTable,
     /// Warnings (unknown attributes, duplicate names, …).
     pub warnings: Vec<ConfigError>,
+}
+
+impl Loaded {
+    /// The routes as `tcpmap check` prints them, one line per group.
+    pub fn render_text(&self) -> String {
+        self.table.render_text()
+    }
+
+    /// The routes as the admin `/config` endpoint shows them (generation 0).
+    pub fn to_json(&self) -> serde_json::Value {
+        self.table.to_json()
+    }
 }
 
 /// Reads, validates and builds the config. `Err` holds every error and the warnings,
