@@ -226,7 +226,9 @@ impl ProxyBuilder {
     pub async fn start(self) -> Result<ProxyHandle> {
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
+        let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
         let shared = Arc::new(Shared {
+            endpoints: endpoints.clone(),
             resolver: ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
             metrics: metrics.clone(),
             limits: Limits {
@@ -239,6 +241,11 @@ impl ProxyBuilder {
             breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
             proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         });
+        crate::actors::health::spawn(
+            Arc::downgrade(&endpoints),
+            shared.resolver.clone(),
+            metrics.clone(),
+        );
         let status = Arc::new(Status::default());
         let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);
         let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), metrics.clone());
@@ -247,7 +254,9 @@ impl ProxyBuilder {
         config.reload().await?;
         let (exit_tx, exit_rx) = rt::oneshot();
         let admin = match self.admin {
-            Some(addr) => Some(start_admin(addr, metrics.clone(), status.clone()).await?),
+            Some(addr) => {
+                Some(start_admin(addr, metrics.clone(), status.clone(), endpoints.clone()).await?)
+            }
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.addr);
@@ -287,6 +296,7 @@ async fn start_admin(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
+    endpoints: Arc<crate::actors::endpoints::EndpointRegistry>,
 ) -> Result<AdminServer> {
     let listener = crate::admin::bind(addr)
         .await
@@ -296,7 +306,7 @@ async fn start_admin(
     let state = crate::admin::AdminState {
         metrics,
         ready: Arc::new(move || ready_status.get().ready),
-        config_json: Arc::new(move || config_json(&status)),
+        config_json: Arc::new(move || config_json(&status, &endpoints)),
     };
     let (stop, stopped) = rt::tripwire();
     let task = rt::spawn(crate::admin::serve(listener, state, stopped));
@@ -307,12 +317,16 @@ async fn start_admin(
     })
 }
 
-fn config_json(status: &Status) -> serde_json::Value {
+fn config_json(
+    status: &Status,
+    endpoints: &crate::actors::endpoints::EndpointRegistry,
+) -> serde_json::Value {
     let snapshot = status.get();
     serde_json::json!({
         "generation": snapshot.generation(),
         "ready": snapshot.ready,
         "routes": snapshot.table.to_json(),
+        "endpoints": crate::actors::endpoints::table_json(&snapshot.table, endpoints),
         "last_reload": snapshot.last_reload,
     })
 }

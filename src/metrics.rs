@@ -11,6 +11,7 @@
 //!
 //! Pure: values in, text out. No sockets, no tasks, no clock (latencies are passed in).
 
+mod endpoints;
 mod mapping;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use endpoints::EndpointMetrics;
 pub use mapping::MappingMetrics;
 use mapping::{BytesLabels, EndedLabels, MappingLabels, REASONS};
 
@@ -101,6 +103,7 @@ pub struct Metrics {
     listeners: Gauge,
     proxy_headers: Family<VersionLabel, Counter>,
     proxy_rejected: Family<ReasonLabel, Counter>,
+    endpoints: endpoints::EndpointFamilies,
 }
 
 /// The `reason` labels of `tcpmap_proxy_protocol_rejected_total`, registered at zero.
@@ -329,6 +332,7 @@ impl Metrics {
         for reason in PROXY_REJECT_REASONS {
             drop(proxy_rejected.get_or_create(&ReasonLabel { reason }));
         }
+        let endpoints = endpoints::EndpointFamilies::register(r);
 
         let handle = |f: &Family<ResultLabel, Counter>, result| {
             f.get_or_create(&ResultLabel { result }).clone()
@@ -351,6 +355,7 @@ impl Metrics {
             listeners,
             proxy_headers,
             proxy_rejected,
+            endpoints,
         })
     }
 
@@ -388,6 +393,13 @@ impl Metrics {
         });
         map.insert(id.clone(), Arc::clone(&m));
         m
+    }
+
+    /// The endpoint series of mapping `id` (the same series for the same `id`).
+    ///
+    /// Takes the families' lock: call it when an endpoint set is created, not per connection.
+    pub fn endpoints(&self, id: &MappingId) -> EndpointMetrics {
+        self.endpoints.handles(id)
     }
 
     /// Prometheus text exposition format 0.0.4 (serve as `text/plain; version=0.0.4`).

@@ -21,6 +21,7 @@ use futures_lite::{AsyncWriteExt, FutureExt};
 use rustls::pki_types::ServerName;
 
 use super::admission::{Admission, Claim};
+use super::endpoints::UpstreamState;
 use super::{Generation, Shared};
 use crate::close::CloseReason;
 use crate::metrics::{HandshakeFailure, Side};
@@ -82,6 +83,8 @@ struct Record {
     mapping: Option<Arc<crate::route::MappingId>>,
     upstream: Option<SocketAddr>,
     tls: TlsMode,
+    /// Upstream connect attempts made (0: none).
+    attempts: usize,
 }
 
 /// Serves one accepted connection to its end; never panics on peer input, never returns an
@@ -104,6 +107,7 @@ pub(crate) async fn serve(
         mapping: None,
         upstream: None,
         tls: TlsMode::None,
+        attempts: 0,
     };
     let shared: &Shared = &admission.shared;
     let stages = run(
@@ -148,6 +152,7 @@ fn log_access(rec: &Record, progress: &Progress, reason: CloseReason) {
         sni = rec.sni.as_deref().unwrap_or("-"),
         upstream = %OrDash(rec.upstream),
         tls = rec.tls.as_str(),
+        attempts = rec.attempts,
         bytes_in = progress.client_to_upstream.load(Ordering::Relaxed),
         bytes_out = progress.upstream_to_client.load(Ordering::Relaxed),
         duration_ms = rec.started.elapsed().as_millis() as u64,
@@ -208,8 +213,8 @@ async fn run(
         .await?;
     }
     let (group, client) = route(stream, routes, shared, rec).await?;
-    let upstream = admit(group, generation, shared, claim, progress, rec)?;
-    let (up, up_addr) = connect(upstream, group, shared, progress).await?;
+    let (upstream, endpoints) = admit(group, generation, shared, claim, progress, rec)?;
+    let (up, up_addr) = connect(upstream, endpoints, shared, claim, progress, rec).await?;
     rec.upstream = Some(up_addr);
     if let Some(version) = upstream.send_proxy {
         Box::pin(send_proxy_header(&up, version, &client, rec)).await?;
@@ -364,15 +369,16 @@ async fn route<'r>(
 }
 
 /// Admit: the group's upstream for this connection, and the mapping's claim on it (counted
-/// as accepted, a circuit-breaker slot taken or the connection refused).
+/// as accepted, a circuit-breaker slot and a per-client slot taken, or the connection
+/// refused). Returns the upstream and its endpoint set.
 fn admit<'g>(
     group: &'g Group,
-    generation: &Generation,
+    generation: &'g Generation,
     shared: &Shared,
     claim: &mut Claim,
     progress: &mut Progress,
     rec: &mut Record,
-) -> Result<&'g Upstream, CloseReason> {
+) -> Result<(&'g Upstream, &'g Arc<UpstreamState>), CloseReason> {
     let Some(upstream) = group.choose() else {
         return Err(CloseReason::NoRoute);
     };
@@ -383,9 +389,33 @@ fn admit<'g>(
             return Err(CloseReason::Limit);
         }
     }
+    // Every upstream of a generation has its endpoint set (Generation::new).
+    let Some(endpoints) = generation.endpoints_of(upstream) else {
+        return Err(CloseReason::Internal);
+    };
+    let per_ip = upstream.endpoints.max_connections_per_ip;
+    if !claim.take_client_slot(endpoints, rec.client.ip(), per_ip) {
+        log_per_ip_refused(upstream, rec, shared);
+        return Err(CloseReason::Limit);
+    }
     #[cfg(feature = "fault-injection")]
     crate::fault::on_routed(&upstream.mapping.name);
-    Ok(upstream)
+    Ok((upstream, endpoints))
+}
+
+/// The rate-limited warning about connections `max_connections_per_ip` refused (it shares
+/// the circuit breaker's one-line-per-second budget).
+fn log_per_ip_refused(upstream: &Upstream, rec: &Record, shared: &Shared) {
+    if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
+        tracing::warn!(
+            mapping = %upstream.mapping.name,
+            listener = %rec.listener,
+            client = %rec.client,
+            max_connections_per_ip = upstream.endpoints.max_connections_per_ip.unwrap_or(0),
+            suppressed = held_back,
+            "connection refused: max_connections_per_ip reached for this client address (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
+        );
+    }
 }
 
 /// The rate-limited warning about connections a mapping's circuit breaker refused.
@@ -402,36 +432,77 @@ fn log_breaker_open(upstream: &Upstream, rec: &Record, shared: &Shared) {
     }
 }
 
-/// Connect: resolve the service in the group's families and connect to the first address
-/// that answers within the connect timeout.
+/// Most connect attempts per connection (`max_connect_attempts` is validated to this).
+const MAX_ATTEMPTS: usize = 10;
+
+/// Connect: the service's endpoints (resolved again when their TTL ran out), then up to
+/// `max_connect_attempts` connects, each to another endpoint the policy picks, all within
+/// `connect_timeout_ms` (each attempt gets an equal share of what is left). Failures feed
+/// the endpoint's passive health; the connected endpoint's load is held by the claim.
 async fn connect(
     upstream: &Upstream,
-    group: &Group,
+    endpoints: &UpstreamState,
     shared: &Shared,
+    claim: &mut Claim,
     progress: &Progress,
+    rec: &mut Record,
 ) -> Result<(Async<TcpStream>, SocketAddr), CloseReason> {
-    let addrs = Box::pin(
-        shared
-            .resolver
-            .resolve(&upstream.host, upstream.port, group.families),
-    )
-    .await;
-    shared.metrics.dns_lookup(addrs.is_ok());
-    let addrs = addrs.map_err(|e| {
-        tracing::debug!(service = %upstream.service(), error = %e, "resolve failed");
-        CloseReason::ResolveFailed
-    })?;
     let t0 = Instant::now();
-    let connected = Box::pin(socket::connect_any(&addrs, upstream.connect_timeout)).await;
-    if let Some(m) = &progress.live {
-        shared
-            .metrics
-            .upstream_connect(m, connected.is_ok(), t0.elapsed());
+    let mut list = endpoints.list();
+    if list.stale(t0) {
+        let (host, port, families) = endpoints.service();
+        let resolved = Box::pin(shared.resolver.resolve_endpoints(host, port, families)).await;
+        shared.metrics.dns_lookup(resolved.is_ok());
+        let resolved = resolved.map_err(|e| {
+            tracing::debug!(service = %upstream.service(), error = %e, "resolve failed");
+            CloseReason::ResolveFailed
+        })?;
+        list = endpoints.refresh(&resolved.addrs, resolved.expires);
     }
-    connected.map_err(|e| {
-        tracing::debug!(service = %upstream.service(), error = %e, "connect failed");
-        CloseReason::ConnectFailed
-    })
+    let deadline = t0 + upstream.connect_timeout;
+    let attempts = usize::from(upstream.endpoints.max_connect_attempts)
+        .min(list.endpoints.len())
+        .clamp(1, MAX_ATTEMPTS);
+    let mut tried = [usize::MAX; MAX_ATTEMPTS];
+    for n in 0..attempts {
+        let before = tried.get(..n).unwrap_or_default();
+        let policy = upstream.endpoints.load_balancer.policy;
+        let Some(i) = endpoints.pick(&list, policy, rec.client.ip(), before) else {
+            break;
+        };
+        if let Some(slot) = tried.get_mut(n) {
+            *slot = i;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some(addr) = list.endpoints.get(i).map(|e| e.addr) else {
+            break;
+        };
+        let budget = left / (attempts - n) as u32;
+        let load = endpoints.hold(&list, i);
+        endpoints.metrics.attempt(n > 0);
+        rec.attempts = n + 1;
+        let started = Instant::now();
+        let connected = Box::pin(socket::connect_one(addr, budget)).await;
+        if let Some(m) = &progress.live {
+            shared
+                .metrics
+                .upstream_connect(m, connected.is_ok(), started.elapsed());
+        }
+        endpoints.record(&list, i, connected.is_ok());
+        match connected {
+            Ok(stream) => {
+                claim.hold_endpoint(load);
+                return Ok((stream, addr));
+            }
+            Err(e) => {
+                tracing::debug!(service = %upstream.service(), endpoint = %addr, attempt = n + 1, error = %e, "connect failed");
+            }
+        }
+    }
+    Err(CloseReason::ConnectFailed)
 }
 
 /// Relay: originate TLS if the group asks, forward what routing read, then copy both ways
@@ -575,7 +646,11 @@ mod size_tests {
         let stream = async_io::Async::new(s).unwrap();
         let table = std::sync::Arc::new(crate::route::RouteTable::default());
         let shared = super::Shared::for_tests(None);
-        let generation = std::sync::Arc::new(super::Generation::new(table, &shared.metrics));
+        let generation = std::sync::Arc::new(super::Generation::new(
+            table,
+            &shared.metrics,
+            &shared.endpoints,
+        ));
         let addr = l.local_addr().unwrap();
         let admission = crate::actors::admission::Admission::enter(shared).unwrap();
         let fut = super::serve(stream, addr, addr, generation, admission);

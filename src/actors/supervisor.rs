@@ -268,7 +268,11 @@ impl Supervisor {
         }
         table.generation = self.generation() + 1;
         let table = Arc::new(table);
-        let generation = Arc::new(Generation::new(table.clone(), &self.shared.metrics));
+        let generation = Arc::new(Generation::new(
+            table.clone(),
+            &self.shared.metrics,
+            &self.shared.endpoints,
+        ));
 
         // 2. Retarget kept listeners.
         for addr in &plan.retarget {

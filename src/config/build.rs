@@ -106,6 +106,7 @@ fn group<'m>(
             connect_timeout: m.connect_timeout,
             max_connections: m.max_connections,
             send_proxy: m.send_proxy,
+            endpoints: m.endpoints,
         })
         .collect();
     let g = Group {

@@ -11,6 +11,7 @@ use rustls_pki_types::CertificateDer;
 use super::raw::Loc;
 use super::tls::{CertKey, TlsParams};
 use crate::proxy_protocol::{Accept, Version};
+use crate::route::balance::EndpointPolicy;
 use crate::route::{Families, ServiceHost};
 
 /// How a mapping talks to its upstream.
@@ -70,6 +71,9 @@ pub(crate) struct Mapping {
     pub max_connections: Option<u32>,
     /// `connect_timeout_ms` (default 3000).
     pub connect_timeout: Duration,
+    /// Balancing, failover, health checks and the per-client limit (ext; Module defaults
+    /// applied).
+    pub endpoints: EndpointPolicy,
     /// Where the certificate for `host` comes from (an index into the model's hosts or
     /// contexts), chosen once by validation; `None` without `host`.
     pub cert: Option<CertSource>,

@@ -10,6 +10,7 @@
 //! generation by the config pipeline and shared here by `Arc`, so a connection never
 //! builds one.
 
+pub mod balance;
 pub mod diff;
 pub mod host;
 pub mod view;
@@ -251,6 +252,8 @@ pub struct Upstream {
     pub max_connections: Option<u32>,
     /// `send_proxy_proto`: the PROXY protocol header written first on the upstream connection.
     pub send_proxy: Option<Version>,
+    /// How one of the service's endpoints is chosen and guarded (ext).
+    pub endpoints: balance::EndpointPolicy,
 }
 
 impl Upstream {

@@ -70,7 +70,13 @@ impl Group {
                     .send_proxy
                     .map(|v| format!(", send_proxy_proto={}", v.as_str()))
                     .unwrap_or_default();
-                format!("{} ({}%) [{}{send}]", u.service(), u.share, u.mapping.name)
+                format!(
+                    "{} ({}%) [{}{send}]{}",
+                    u.service(),
+                    u.share,
+                    u.mapping.name,
+                    endpoint_extras(&u.endpoints)
+                )
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -125,9 +131,41 @@ impl Group {
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
                 "send_proxy_proto": u.send_proxy.map(|v| v.as_str()),
+                "load_balancer": {
+                    "policy": u.endpoints.load_balancer.policy.as_str(),
+                    "source_ip": u.endpoints.load_balancer.source_ip,
+                },
+                "max_connect_attempts": u.endpoints.max_connect_attempts,
+                "health_check": u.endpoints.health_check.map(|h| json!({
+                    "interval_ms": h.interval.as_millis() as u64,
+                    "timeout_ms": h.timeout.as_millis() as u64,
+                    "unhealthy_threshold": h.unhealthy_threshold,
+                    "healthy_threshold": h.healthy_threshold,
+                })),
+                "max_connections_per_ip": u.endpoints.max_connections_per_ip,
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+/// The endpoint settings that differ from the defaults, for the text view:
+/// ` lb=ring_hash attempts=2 health=2000ms per_ip=10`.
+fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
+    let d = super::balance::EndpointPolicy::default();
+    let mut out = String::new();
+    if p.load_balancer.policy != d.load_balancer.policy {
+        out.push_str(&format!(" lb={}", p.load_balancer.policy));
+    }
+    if p.max_connect_attempts != d.max_connect_attempts {
+        out.push_str(&format!(" attempts={}", p.max_connect_attempts));
+    }
+    if let Some(h) = &p.health_check {
+        out.push_str(&format!(" health={}ms", h.interval.as_millis()));
+    }
+    if let Some(n) = p.max_connections_per_ip {
+        out.push_str(&format!(" per_ip={n}"));
+    }
+    out
 }
 
 impl RouteTable {
@@ -259,6 +297,7 @@ mod tests {
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
             send_proxy: None,
+            endpoints: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde_yaml_ng::Value;
 
 use super::Loc;
+use super::endpoints::{self, RawHealthCheck, RawLoadBalancer};
 use super::fields::Fields;
 use crate::proxy_protocol::Accept;
 
@@ -52,6 +53,14 @@ pub(crate) struct RawMapping {
     pub use_proxy_proto: Option<Accept>,
     /// `send_proxy_proto` (ext): `v1` or `v2`, checked by validation.
     pub send_proxy_proto: Option<String>,
+    /// `load_balancer` (ext).
+    pub load_balancer: Option<RawLoadBalancer>,
+    /// `max_connect_attempts` (ext).
+    pub max_connect_attempts: Option<i64>,
+    /// `health_check` (ext).
+    pub health_check: Option<RawHealthCheck>,
+    /// `max_connections_per_ip` (ext).
+    pub max_connections_per_ip: Option<i64>,
 }
 
 impl RawMapping {
@@ -96,6 +105,16 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         enable_ipv6: f.boolean("enable_ipv6"),
         max_connections: circuit_breakers(f, loc),
         connect_timeout_ms: f.integer("connect_timeout_ms"),
+        load_balancer: {
+            let v = f.value("load_balancer");
+            endpoints::load_balancer(v, loc, &[], &mut f.problems)
+        },
+        max_connect_attempts: f.integer("max_connect_attempts"),
+        health_check: {
+            let v = f.value("health_check");
+            endpoints::health_check(v, loc, &mut f.problems)
+        },
+        max_connections_per_ip: f.integer("max_connections_per_ip"),
         use_proxy_proto,
         send_proxy_proto: f.string("send_proxy_proto"),
     }
@@ -287,6 +306,10 @@ pub(crate) struct RawModule {
     pub enable_ipv6: Option<bool>,
     /// `config.use_proxy_proto`: every listener requires a PROXY protocol header.
     pub use_proxy_proto: Option<bool>,
+    /// `config.load_balancer` (ext): the mappings' default.
+    pub load_balancer: Option<RawLoadBalancer>,
+    /// `config.max_connections_per_ip` (ext): the mappings' default.
+    pub max_connections_per_ip: Option<i64>,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -294,10 +317,12 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         loc: loc.clone(),
         enable_ipv4: None,
         enable_ipv6: None,
+        load_balancer: None,
+        max_connections_per_ip: None,
         use_proxy_proto: None,
     };
-    // The Module's `config` holds many HTTP settings; only the two families and
-    // `use_proxy_proto` are read here.
+    // The Module's `config` holds many HTTP settings; only the families, `use_proxy_proto` and
+    // the endpoint defaults (`load_balancer`, `max_connections_per_ip`) are read here.
     if let Some(config) = f.mapping("config") {
         for (key, field) in [
             ("enable_ipv4", &mut m.enable_ipv4),
@@ -313,6 +338,18 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
                 )),
             }
         }
+        m.load_balancer = endpoints::load_balancer(
+            config.get("load_balancer"),
+            loc,
+            &["config"],
+            &mut f.problems,
+        );
+        m.max_connections_per_ip = endpoints::integer(
+            config.get("max_connections_per_ip"),
+            loc,
+            &["config", "max_connections_per_ip"],
+            &mut f.problems,
+        );
     }
     m
 }

@@ -271,6 +271,8 @@ pub(crate) fn mapping(
         families: fam,
         max_connections: max_conn,
         connect_timeout: connect,
+        // Set by `validate::endpoints`, which reads the Module's endpoint defaults.
+        endpoints: Default::default(),
         cert: None,
         use_proxy_proto: raw.use_proxy_proto,
         listener_proxy: Default::default(),

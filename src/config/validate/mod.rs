@@ -4,6 +4,7 @@
 //! Owns: the order of checks and which resource a problem is reported on.
 //! Must not: build rustls configs or route tables (that is `build`), touch sockets.
 
+pub(crate) mod endpoints;
 pub(crate) mod groups;
 pub(crate) mod mapping;
 pub(crate) mod service;
@@ -14,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::ConfigError;
-use super::model::{CertSource, GroupPlan, Model};
+use super::model::{self, CertSource, GroupPlan, Model};
 use super::raw::{RawModule, Resource};
 use crate::proxy_protocol::Accept;
 use crate::route::Families;
@@ -84,6 +85,8 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         }
     }
     let (module, mut problems) = module_defaults(&raw_modules);
+    let (endpoint_defaults, p) = endpoints::module_defaults(&raw_modules);
+    problems.extend(p);
     let mut model = Model::default();
 
     // Where each declared resource landed in the model (`None`: it was invalid), so that a
@@ -115,7 +118,12 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
     for raw in &raw_mappings {
         let (m, p) = mapping::mapping(raw, &menv);
         problems.extend(p);
-        model.mappings.extend(m);
+        let (ep, p) = endpoints::policy(raw, &endpoint_defaults);
+        problems.extend(p);
+        model.mappings.extend(
+            m.zip(ep)
+                .map(|(m, ep)| model::Mapping { endpoints: ep, ..m }),
+        );
     }
     problems.extend(groups::listener_proxy(
         &mut model.mappings,
