@@ -34,9 +34,11 @@ fn client_hello_inputs() {
     for f in files {
         let data = std::fs::read(&f).unwrap();
         let whole = parse_client_hello(&data);
-        if let Peek::Sni(name) = &whole {
-            assert!(!name.is_empty());
-            sni += 1;
+        if let Peek::Hello(hello) = &whole {
+            if let Some(name) = &hello.sni {
+                assert!(!name.is_empty());
+                sni += 1;
+            }
         }
         let first = parse_client_hello(&data[..data.len() / 2]);
         if first != Peek::NeedMore {
