@@ -13,7 +13,7 @@ use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
 use common::yaml::{mapping, mapping_with, tls_context};
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "mapping",
     "listener",
     "client",
@@ -24,6 +24,7 @@ const FIELDS: [&str; 10] = [
     "bytes_out",
     "duration_ms",
     "end",
+    "detail",
 ];
 
 #[test]
@@ -106,6 +107,73 @@ fn json_access_lines_parse_and_carry_every_field() {
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v.is_object());
     }
+}
+
+#[test]
+fn failed_handshakes_are_explained() {
+    let ca = Ca::new("log CA");
+    let stranger = Ca::new("stranger CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["my-host"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let echo = net::echo("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| {
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping_with("term", port, echo.addr, "host: my-host\ntls: false\n")
+        },
+        &["--secrets-dir", &secrets_arg, "--log-format", "json"],
+    );
+    let addr = net::local(port);
+    // The SNI matches, but the client does not trust the certificate: it sends an alert.
+    let distrust = net::tls_client_config(&stranger.cert_pem(), None);
+    assert!(net::tls_connect(addr, "my-host", distrust).is_err());
+    // A NUL in the name, then a name nobody serves.
+    let nul = common::hello::frame(
+        &common::hello::minimal_message(&[(0, common::hello::server_name(b"my-host\x00"))]),
+        16 * 1024,
+    );
+    assert_eq!(
+        common::hello::send(addr, &nul),
+        common::hello::Reply::Alert(common::hello::ILLEGAL_PARAMETER)
+    );
+    let unknown = common::hello::frame(
+        &common::hello::rustls_message(Some("nobody.test")),
+        16 * 1024,
+    );
+    assert_eq!(
+        common::hello::send(addr, &unknown),
+        common::hello::Reply::Alert(common::hello::UNRECOGNIZED_NAME)
+    );
+
+    let access = |end: &str| -> serde_json::Value {
+        let line = d
+            .wait_line(0, Duration::from_secs(5), |l| {
+                l.contains("tcpmap::access") && l.contains(&format!("\"end\":\"{end}\""))
+            })
+            .unwrap_or_else(|| panic!("no access line ending {end}:\n{}", d.log()));
+        serde_json::from_str(&line).unwrap()
+    };
+    let failed = access("handshake_failed");
+    assert_eq!(failed["mapping"], "term", "{failed}");
+    assert_eq!(failed["sni"], "my-host");
+    assert_eq!(failed["tls"], "terminate");
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(detail.starts_with("received alert "), "{detail}");
+    let bad = access("tls_bad_sni");
+    assert_eq!(bad["mapping"], "-");
+    assert_eq!(bad["sni"], "my-host\\x00");
+    assert_eq!(
+        bad["detail"],
+        "sent alert illegal_parameter: host_name is not a valid DNS name"
+    );
+    let unknown = access("tls_unknown_sni");
+    assert_eq!(unknown["sni"], "nobody.test");
+    assert_eq!(unknown["detail"], "sent alert unrecognized_name");
 }
 
 #[test]

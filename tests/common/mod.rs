@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod env;
+pub mod hello;
 pub mod metrics;
 pub mod net;
 pub mod pki;
