@@ -163,7 +163,7 @@ fn failed_handshakes_are_explained() {
     assert_eq!(failed["sni"], "my-host");
     assert_eq!(failed["tls"], "terminate");
     let detail = failed["detail"].as_str().unwrap();
-    assert!(detail.starts_with("received alert "), "{detail}");
+    assert_eq!(detail, "received alert unknown_ca");
     let bad = access("tls_bad_sni");
     assert_eq!(bad["mapping"], "-");
     assert_eq!(bad["sni"], "my-host\\x00");
@@ -211,4 +211,71 @@ fn text_mode_logs_one_line_per_connection() {
             "{l}"
         );
     }
+}
+
+#[test]
+fn rustls_warnings_a_client_triggers_are_rate_limited() {
+    let ca = Ca::new("log CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["default.test"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let echo = net::echo("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| {
+            tls_context("ctx", "hosts: [\"*\"]\nsecret: sec\n")
+                + &mapping_with("any", port, echo.addr, "host: \"*\"\n")
+        },
+        &["--secrets-dir", &secrets_arg],
+    );
+    // An IP address as host_name: tcpmap treats it as no SNI (the catch-all serves it) and
+    // rustls warns about it, once per hello.
+    let ip_sni = common::hello::frame(
+        &common::hello::with_extension(
+            &common::hello::rustls_message(None),
+            0,
+            &common::hello::server_name(b"192.0.2.9"),
+        ),
+        16 * 1024,
+    );
+    let warned = || {
+        d.lines()
+            .iter()
+            .filter(|l| l.contains("tcpmap::log") && l.contains("IP address"))
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    for _ in 0..30 {
+        assert_eq!(
+            common::hello::send(net::local(port), &ip_sni),
+            common::hello::Reply::Handshake(common::hello::SERVER_HELLO)
+        );
+    }
+    let secs = t0.elapsed().as_secs() as usize;
+    assert!(
+        common::wait::eventually(Duration::from_secs(3), || warned() >= 1),
+        "{}",
+        d.log()
+    );
+    assert!(
+        warned() <= secs + 2,
+        "{} lines in {secs} s:\n{}",
+        warned(),
+        d.log()
+    );
+    // The next line, a second later, says how many were held back.
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = common::hello::send(net::local(port), &ip_sni);
+    let line = d
+        .wait_line(0, Duration::from_secs(3), |l| {
+            l.contains("tcpmap::log") && l.contains("IP address") && !l.contains("suppressed=0")
+        })
+        .unwrap_or_else(|| panic!("no line with a suppressed count:\n{}", d.log()));
+    assert!(
+        line.contains("origin=\"rustls::") || line.contains("origin=rustls::"),
+        "{line}"
+    );
 }
