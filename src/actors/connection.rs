@@ -294,13 +294,12 @@ async fn route<'r>(
 
 /// Records, before the handshake, which mappings and TLS mode the matched host group means.
 fn attempt(host: &HostGroup, rec: &mut Record) {
-    let mut names: Vec<&str> = host
-        .group
-        .upstreams
-        .iter()
-        .map(|u| u.mapping.name.as_str())
-        .collect();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for u in &host.group.upstreams {
+        if !names.contains(&u.mapping.name.as_str()) {
+            names.push(&u.mapping.name);
+        }
+    }
     rec.matched = Some(names.join(","));
     rec.tls = match host.group.origination {
         Some(_) => TlsMode::TerminateOriginate,

@@ -539,3 +539,4 @@ proptest! {
         prop_assert_eq!(whole, feed_in(&bytes[..cut], chunk).0);
     }
 }
+
