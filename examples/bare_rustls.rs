@@ -84,12 +84,15 @@ fn serve(sock: TcpStream, config: Arc<rustls::ServerConfig>) {
     };
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let mut buf = [0u8; 4096];
-    match tls.read(&mut buf) {
-        Ok(n) if n > 0 => {
-            let _ = tls.write_all(RESPONSE);
-        }
-        _ => {}
+    if matches!(tls.read(&mut buf), Ok(n) if n > 0) {
+        let _ = tls.write_all(RESPONSE);
+        tls.conn.send_close_notify();
     }
-    tls.conn.send_close_notify();
-    let _ = tls.conn.complete_io(&mut tls.sock);
+    // Flush what rustls queued: the response and close_notify, or the alert of a failed
+    // handshake (without waiting for the client, as rustls-based servers do).
+    while tls.conn.wants_write() {
+        if tls.conn.write_tls(&mut tls.sock).is_err() {
+            break;
+        }
+    }
 }

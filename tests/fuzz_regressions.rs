@@ -78,7 +78,12 @@ fn client_hello_inputs() {
                     break;
                 }
             }
-            assert_eq!(reader.finish().0, whole, "{} in {chunk}-byte reads", f.display());
+            assert_eq!(
+                reader.finish().0,
+                whole,
+                "{} in {chunk}-byte reads",
+                f.display()
+            );
         }
         let stem = f.file_stem().unwrap().to_str().unwrap();
         if let Some((_, want)) = HELLO_SEEDS.iter().find(|(name, _)| *name == stem) {

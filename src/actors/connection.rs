@@ -244,6 +244,31 @@ async fn route<'r>(
             return Ok((&**plain, Client::Plain(stream, peeked.bytes)));
         }
     }
+    match refusal(&peeked, rec) {
+        Refusal::Alert(alert, failure, reason) => {
+            Box::pin(peek::send_alert(&stream, alert)).await;
+            shared.metrics.tls_handshake_failure(Side::Client, failure);
+            Err(reason)
+        }
+        Refusal::Close(failure, reason) => {
+            if let Some(failure) = failure {
+                shared.metrics.tls_handshake_failure(Side::Client, failure);
+            }
+            Err(reason)
+        }
+    }
+}
+
+/// How a connection that no group takes is answered.
+enum Refusal {
+    /// A fatal alert, then the close; counted as this handshake failure.
+    Alert(Alert, HandshakeFailure, CloseReason),
+    /// Just the close (not TLS, or no complete ClientHello).
+    Close(Option<HandshakeFailure>, CloseReason),
+}
+
+/// The answer to a ClientHello read that no group takes, with the access line's `detail`.
+fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
     let (alert, failure, reason) = match &peeked.verdict {
         Peek::Hello(hello) if hello.sni.is_some() => (
             Alert::UnrecognizedName,
@@ -271,25 +296,23 @@ async fn route<'r>(
             };
             (r.alert(), failure, reason)
         }
-        Peek::NotTls => return Err(CloseReason::NoRoute),
+        Peek::NotTls => return Refusal::Close(None, CloseReason::NoRoute),
         Peek::NeedMore => {
             rec.detail = Some(if peeked.eof {
                 "client closed before the ClientHello was complete".into()
             } else {
                 "timed out waiting for the ClientHello".into()
             });
-            shared
-                .metrics
-                .tls_handshake_failure(Side::Client, HandshakeFailure::TimeoutOrEof);
-            return Err(CloseReason::HandshakeFailed);
+            return Refusal::Close(
+                Some(HandshakeFailure::TimeoutOrEof),
+                CloseReason::HandshakeFailed,
+            );
         }
     };
     if rec.detail.is_none() {
         rec.detail = Some(format!("sent alert {}", alert.as_str()));
     }
-    Box::pin(peek::send_alert(&stream, alert)).await;
-    shared.metrics.tls_handshake_failure(Side::Client, failure);
-    Err(reason)
+    Refusal::Alert(alert, failure, reason)
 }
 
 /// Records, before the handshake, which mappings and TLS mode the matched host group means.

@@ -539,4 +539,3 @@ proptest! {
         prop_assert_eq!(whole, feed_in(&bytes[..cut], chunk).0);
     }
 }
-
