@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘                                                        │ secrets.rs reads the files they name
+//!   inline YAML ──┘  (List items become documents;                         │ secrets.rs reads the files they name
+//!                     Secret documents go to secrets::Files)               │ (Secret documents first)
 //!                                                                          │ validate/ (+ tls.rs): memory only
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
@@ -14,6 +15,7 @@
 
 pub(crate) mod build;
 pub mod error;
+pub(crate) mod found;
 pub(crate) mod model;
 pub(crate) mod raw;
 pub(crate) mod secrets;
@@ -60,9 +62,21 @@ impl Default for ConfigInput {
 #[derive(Debug)]
 pub struct Loaded {
     /// The routes (generation 0; the supervisor numbers it).
-    pub table: crate::route::RouteTable,
+    pub(crate) table: crate::route::RouteTable,
     /// Warnings (unknown attributes, duplicate names, …).
     pub warnings: Vec<ConfigError>,
+}
+
+impl Loaded {
+    /// The routes as `tcpmap check` prints them, one line per group.
+    pub fn render_text(&self) -> String {
+        self.table.render_text()
+    }
+
+    /// The routes as the admin `/config` endpoint shows them (generation 0).
+    pub fn to_json(&self) -> serde_json::Value {
+        self.table.to_json()
+    }
 }
 
 /// Reads, validates and builds the config. `Err` holds every error and the warnings,
@@ -75,21 +89,34 @@ pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
         docs.extend(d);
         problems.extend(p);
     }
+    let found = found::Found::of(&docs);
+    let (docs, p) = source::expand_lists(docs);
+    problems.extend(p);
     let files: Vec<PathBuf> = input
         .paths
         .iter()
         .cloned()
         .chain(docs.iter().map(|d| d.file.clone()))
         .collect();
+    // `kind: Secret` documents are a secret source, tried before the secrets dir.
+    let mut secret_files = secrets::Files::with_config_files(config_files);
+    problems.extend(secret_files.add_secret_docs(&docs, &input.namespace));
     let mut resources = Vec::new();
     for doc in docs {
         let c = raw::classify(Arc::new(doc), &input.ambassador_id);
         problems.extend(c.problems);
         resources.extend(c.resource);
     }
+    let ours = resources
+        .iter()
+        .any(|r| matches!(r, raw::Resource::Mapping(_)));
+    let first_source = input
+        .paths
+        .first()
+        .cloned()
+        .or_else(|| input.inline.first().map(|(n, _)| PathBuf::from(n)));
     // Read every file the resources name, then validate on memory alone.
     let secrets_dir = input.secrets_dir.as_deref();
-    let mut secret_files = secrets::Files::with_config_files(config_files);
     let wanted = validate::tls::referenced_files(&resources, secrets_dir, &secret_files);
     secret_files.read_from_disk(wanted);
     let env = validate::Env {
@@ -99,6 +126,12 @@ pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
     };
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);
+    // Said only of a config that is otherwise valid: with errors, they are what to fix first.
+    if let (false, Some(file)) = (ours, first_source) {
+        if !problems.iter().any(ConfigError::is_error) {
+            problems.push(found.no_mapping_warning(&file, &input.ambassador_id));
+        }
+    }
     sort_problems(&mut problems, &files);
     if problems.iter().any(ConfigError::is_error) {
         return Err(problems);
@@ -128,5 +161,7 @@ fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
         .sort_by(|a, b| (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line)));
 }
 
+#[cfg(test)]
+mod kube_tests;
 #[cfg(test)]
 mod tests;
