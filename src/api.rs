@@ -237,6 +237,7 @@ impl ProxyBuilder {
             active: AtomicUsize::new(0),
             kill: tripwire,
             breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         });
         let status = Arc::new(Status::default());
         let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);

@@ -39,13 +39,15 @@ pub enum CloseReason {
     Limit,
     /// The proxy shut down (drain timeout passed).
     Shutdown,
+    /// A PROXY protocol header was required but missing, malformed, too long or late.
+    ProxyProtocol,
     /// A bug inside tcpmap ended this connection (caught; the process lives on).
     Internal,
 }
 
 impl CloseReason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::ClientClosed,
         CloseReason::UpstreamClosed,
         CloseReason::IdleTimeout,
@@ -61,6 +63,7 @@ impl CloseReason {
         CloseReason::IoError,
         CloseReason::Limit,
         CloseReason::Shutdown,
+        CloseReason::ProxyProtocol,
         CloseReason::Internal,
     ];
 
@@ -82,6 +85,7 @@ impl CloseReason {
             CloseReason::IoError => "io_error",
             CloseReason::Limit => "limit",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::ProxyProtocol => "proxy_protocol",
             CloseReason::Internal => "internal",
         }
     }

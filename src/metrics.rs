@@ -60,6 +60,14 @@ struct ActorLabel {
     actor: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
     side: &'static str,
     reason: &'static str,
@@ -92,7 +100,13 @@ pub struct Metrics {
     actor_restarts: Family<ActorLabel, Counter>,
     listeners: Gauge,
     hello_bytes: Gauge,
+    proxy_headers: Family<VersionLabel, Counter>,
+    proxy_rejected: Family<ReasonLabel, Counter>,
 }
+
+/// The `reason` labels of `tcpmap_proxy_protocol_rejected_total`, registered at zero.
+pub const PROXY_REJECT_REASONS: [&str; 5] =
+    ["missing", "malformed", "too_long", "timeout", "closed"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -338,6 +352,24 @@ impl Metrics {
             "Bytes held by ClientHello reads in progress (every connection together)",
             hello_bytes.clone(),
         );
+        let proxy_headers = Family::<VersionLabel, Counter>::default();
+        r.register(
+            "proxy_protocol_headers",
+            "PROXY protocol headers accepted, by version (v1|v2)",
+            proxy_headers.clone(),
+        );
+        let proxy_rejected = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "proxy_protocol_rejected",
+            "Connections closed for their PROXY protocol header, by reason (missing|malformed|too_long|timeout|closed)",
+            proxy_rejected.clone(),
+        );
+        for version in ["v1", "v2"] {
+            drop(proxy_headers.get_or_create(&VersionLabel { version }));
+        }
+        for reason in PROXY_REJECT_REASONS {
+            drop(proxy_rejected.get_or_create(&ReasonLabel { reason }));
+        }
 
         let handle = |f: &Family<ResultLabel, Counter>, result| {
             f.get_or_create(&ResultLabel { result }).clone()
@@ -359,6 +391,8 @@ impl Metrics {
             actor_restarts,
             listeners,
             hello_bytes,
+            proxy_headers,
+            proxy_rejected,
         })
     }
 
@@ -509,6 +543,21 @@ impl Metrics {
             gauge: self.hello_bytes.clone(),
             held: 0,
         }
+    }
+
+    /// Counts an accepted PROXY protocol header of `version` (`v1`|`v2`).
+    pub fn proxy_header(&self, version: &'static str) {
+        self.proxy_headers
+            .get_or_create(&VersionLabel { version })
+            .inc();
+    }
+
+    /// Counts a connection closed for its PROXY protocol header (one of
+    /// [`PROXY_REJECT_REASONS`]).
+    pub fn proxy_rejected(&self, reason: &'static str) {
+        self.proxy_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Sets the `tcpmap_listeners` gauge.

@@ -1,5 +1,5 @@
 //! The access log: one line per connection when it ends. `--log-format json` gives one JSON
-//! object per line with mapping, listener, client, sni, upstream, tls, bytes_in, bytes_out,
+//! object per line with mapping, listener, client, peer, sni, upstream, tls, bytes_in, bytes_out,
 //! duration_ms and end; text mode has exactly one line per connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,10 +13,11 @@ use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
 use common::yaml::{mapping, mapping_with, tls_context};
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "mapping",
     "listener",
     "client",
+    "peer",
     "sni",
     "upstream",
     "tls",
@@ -85,6 +86,8 @@ fn json_access_lines_parse_and_carry_every_field() {
     }
     assert_eq!(plain["listener"], net::local(p_plain).to_string());
     assert!(plain["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // Without a PROXY protocol header the client is the socket's peer.
+    assert_eq!(plain["peer"], plain["client"]);
     assert_eq!(plain["upstream"], echo.addr.to_string());
     assert_eq!(plain["tls"], "none");
     assert_eq!(plain["sni"], "-");

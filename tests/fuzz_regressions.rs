@@ -124,3 +124,37 @@ fn service_inputs() {
         }
     }
 }
+
+#[test]
+fn proxy_header_inputs() {
+    use tcpmap::proxy_protocol::{Decoded, decode};
+    let files = inputs("proxy_header");
+    assert!(files.len() >= 5, "seeds missing: {files:?}");
+    let mut whole_headers = 0;
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        let whole = decode(&data);
+        if let Ok(Decoded::Complete { header, len }) = &whole {
+            whole_headers += 1;
+            assert!(*len <= data.len());
+            for k in 0..*len {
+                assert!(
+                    matches!(decode(&data[..k]), Ok(Decoded::Partial { .. })),
+                    "{}: prefix {k} decided",
+                    f.display()
+                );
+            }
+            let again = header.encode();
+            assert!(
+                matches!(decode(&again), Ok(Decoded::Complete { .. })),
+                "{}",
+                f.display()
+            );
+        }
+        let first = decode(&data[..data.len() / 2]);
+        if !matches!(first, Ok(Decoded::Partial { .. })) {
+            assert_eq!(first, whole, "{}", f.display());
+        }
+    }
+    assert!(whole_headers >= 5, "the header seeds should decode");
+}

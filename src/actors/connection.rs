@@ -1,8 +1,9 @@
 //! ConnectionActor: one task per accepted socket.
 //!
 //! ```text
-//! accept ─▶ limits ─▶ [peek ClientHello] ─▶ choose group ─▶ [terminate TLS] ─▶ choose upstream
-//!        ─▶ resolve ─▶ connect ─▶ [originate TLS] ─▶ relay ─▶ one CloseReason, one log line
+//! accept ─▶ limits ─▶ [PROXY header] ─▶ [peek ClientHello] ─▶ choose group ─▶ [terminate TLS]
+//!        ─▶ choose upstream ─▶ resolve ─▶ connect ─▶ [send PROXY header] ─▶ [originate TLS]
+//!        ─▶ relay ─▶ one CloseReason, one log line
 //! ```
 //!
 //! It takes no messages: it owns its two sockets and ends by itself. The drain token it
@@ -26,7 +27,9 @@ use crate::metrics::{HandshakeFailure, Side};
 use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::peek;
 use crate::net::prefixed::Prefixed;
+use crate::net::proxy_header::{self, HeaderError};
 use crate::net::socket;
+use crate::proxy_protocol::{self, Accept, Header, Ssl, Tlv, Version};
 use crate::route::{Group, HostGroup, Listener, ServiceHost, Termination, Upstream};
 use crate::sni::{Alert, Peek};
 
@@ -64,7 +67,14 @@ impl TlsMode {
 struct Record {
     started: Instant,
     listener: SocketAddr,
+    /// The client: the source of an accepted PROXY protocol header, else the socket's peer.
+    /// The one place that holds it: the access log, per-client limits, `source_ip` hashing
+    /// and the header sent upstream all read it here.
     client: SocketAddr,
+    /// The socket's peer (a load balancer when a PROXY protocol header was accepted).
+    peer: SocketAddr,
+    /// The address the client connected to, when an accepted header named it.
+    destination: Option<SocketAddr>,
     sni: Option<String>,
     mapping: Option<Arc<crate::route::MappingId>>,
     /// The mappings of the host group the SNI matched, named while no upstream is chosen yet
@@ -81,7 +91,7 @@ struct Record {
 /// future is dropped unfinished, by the admission's own drop).
 pub(crate) async fn serve(
     stream: Async<TcpStream>,
-    client: SocketAddr,
+    peer: SocketAddr,
     listener: SocketAddr,
     generation: Arc<Generation>,
     mut admission: Admission,
@@ -89,7 +99,9 @@ pub(crate) async fn serve(
     let mut rec = Record {
         started: Instant::now(),
         listener,
-        client,
+        client: peer,
+        peer,
+        destination: None,
         sni: None,
         mapping: None,
         matched: None,
@@ -140,6 +152,7 @@ fn log_access(rec: &Record, progress: &Progress, reason: CloseReason) {
         mapping,
         listener = %rec.listener,
         client = %rec.client,
+        peer = %rec.peer,
         sni = rec.sni.as_deref().unwrap_or("-"),
         upstream = %OrDash(rec.upstream),
         tls = rec.tls.as_str(),
@@ -170,6 +183,16 @@ enum Client {
     Tls(Box<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>>),
 }
 
+impl Client {
+    /// The client's socket, under any TLS.
+    fn socket(&self) -> &Async<TcpStream> {
+        match self {
+            Client::Plain(s, _) => s,
+            Client::Tls(tls) => &tls.get_ref().0.get_ref().0,
+        }
+    }
+}
+
 /// The stages in order: route (peek, terminate) → admit (upstream, mapping slot) → connect
 /// (resolve, connect) → relay (originate, copy).
 async fn run(
@@ -184,11 +207,114 @@ async fn run(
     let Some(routes) = generation.table.listeners.get(&rec.listener) else {
         return Err(CloseReason::NoRoute);
     };
+    if routes.proxy_protocol != Accept::Off {
+        Box::pin(accept_proxy_header(
+            &stream,
+            routes.proxy_protocol,
+            shared,
+            rec,
+        ))
+        .await?;
+    }
     let (group, client) = route(stream, routes, shared, rec).await?;
     let upstream = admit(group, generation, shared, claim, progress, rec)?;
     let (up, up_addr) = connect(upstream, group, shared, progress).await?;
     rec.upstream = Some(up_addr);
+    if let Some(version) = upstream.send_proxy {
+        Box::pin(send_proxy_header(&up, version, &client, rec)).await?;
+    }
     relay(client, up, upstream, group, shared, progress, rec).await
+}
+
+/// The PROXY protocol header the listener asks for, read before anything else within the
+/// handshake deadline: its source becomes the connection's client. A missing or bad one
+/// closes the connection (counted, and one warning per second with the peer).
+async fn accept_proxy_header(
+    stream: &Async<TcpStream>,
+    accept: Accept,
+    shared: &Shared,
+    rec: &mut Record,
+) -> Result<(), CloseReason> {
+    match proxy_header::read_header(stream, accept, shared.limits.handshake_timeout).await {
+        Ok(Some(header)) => {
+            shared.metrics.proxy_header(header.version.as_str());
+            // LOCAL (a balancer's own health check) and UNKNOWN keep the peer as the client.
+            if let Some(client) = header.client() {
+                rec.client = client;
+                rec.destination = header.destination();
+            }
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            shared.metrics.proxy_rejected(e.label());
+            log_proxy_rejected(e, rec, shared);
+            Err(CloseReason::ProxyProtocol)
+        }
+    }
+}
+
+/// The rate-limited warning about connections closed for their PROXY protocol header.
+fn log_proxy_rejected(e: HeaderError, rec: &Record, shared: &Shared) {
+    if let Some(held_back) = shared.proxy_log.allow(Instant::now()) {
+        tracing::warn!(
+            listener = %rec.listener,
+            peer = %rec.peer,
+            error = %e,
+            suppressed = held_back,
+            end = CloseReason::ProxyProtocol.as_str(),
+            "connection closed: bad PROXY protocol header (at most one such line per second; `suppressed` counts the connections not logged since the last line)"
+        );
+    }
+}
+
+/// Writes the PROXY protocol header first on the upstream connection (before any TLS
+/// origination): the client, the address it connected to, and in v2 the SNI, the
+/// negotiated ALPN and the TLS version of a terminated client side.
+async fn send_proxy_header(
+    up: &Async<TcpStream>,
+    version: Version,
+    client: &Client,
+    rec: &Record,
+) -> Result<(), CloseReason> {
+    let destination = match rec.destination {
+        Some(d) => d,
+        None => client
+            .socket()
+            .get_ref()
+            .local_addr()
+            .map_err(|_| CloseReason::IoError)?,
+    };
+    let mut header = Header::proxy(version, rec.client, destination);
+    if version == Version::V2 {
+        if let Some(sni) = &rec.sni {
+            header.tlvs.push(Tlv {
+                kind: proxy_protocol::tlv::AUTHORITY,
+                value: sni.as_bytes().to_vec(),
+            });
+        }
+        if let Client::Tls(tls) = client {
+            let conn = &tls.get_ref().1;
+            if let Some(alpn) = conn.alpn_protocol() {
+                header.tlvs.push(Tlv {
+                    kind: proxy_protocol::tlv::ALPN,
+                    value: alpn.to_vec(),
+                });
+            }
+            let name = match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "TLS",
+            };
+            header
+                .tlvs
+                .push(Ssl::tlv(name, conn.peer_certificates().is_some()));
+        }
+    }
+    let mut w = up;
+    w.write_all(&header.encode())
+        .await
+        .map_err(|_| CloseReason::IoError)
 }
 
 /// Route: which group serves the connection, and is the client side TLS we terminate?
@@ -210,12 +336,12 @@ async fn route<'r>(
             None => Err(CloseReason::NoRoute),
         };
     }
-    let peeked = Box::pin(peek::read_client_hello(
-        &stream,
-        shared.limits.handshake_timeout,
-        &shared.metrics,
-    ))
-    .await;
+    // One handshake window from accept: a PROXY protocol header read first used part of it.
+    let window = shared
+        .limits
+        .handshake_timeout
+        .saturating_sub(rec.started.elapsed());
+    let peeked = Box::pin(peek::read_client_hello(&stream, window, &shared.metrics)).await;
     let matched = match &peeked.verdict {
         Peek::Hello(hello) => {
             rec.sni.clone_from(&hello.sni);

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) kill: Tripwire,
     /// Rate limit for the log line about connections a circuit breaker refused.
     pub(crate) breaker_log: ratelog::RateLimitedLog,
+    /// Rate limit for the log line about connections closed for a bad PROXY protocol header.
+    pub(crate) proxy_log: ratelog::RateLimitedLog,
 }
 
 #[cfg(test)]
@@ -74,6 +76,7 @@ impl Shared {
             active: Default::default(),
             kill: tripwire,
             breaker_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            proxy_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         })
     }
 }

@@ -408,3 +408,64 @@ fn cert_chain_files_resolve_relative_to_the_config_file() {
         "TLSContext f"
     );
 }
+
+fn mapping_doc(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: a\n{extra}"
+    )
+}
+
+#[test]
+fn proxy_protocol_settings_reach_listeners_and_upstreams() {
+    use crate::proxy_protocol::{Accept, Version};
+    use std::net::SocketAddr;
+    let module = "---\napiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig: {use_proxy_proto: true}\n";
+    let yaml = module.to_string()
+        + &mapping_doc("a", 1, "send_proxy_proto: v2\n")
+        + &mapping_doc("b", 2, "use_proxy_proto: optional\n")
+        + &mapping_doc("c", 3, "use_proxy_proto: false\nsend_proxy_proto: v1\n")
+        // Unset on a listener whose other mapping says `optional`: the listener's value.
+        + &mapping_doc("d", 2, "");
+    let l = load(&input(&yaml, None)).unwrap();
+    let at = |p: u16| &l.table.listeners[&SocketAddr::from(([127, 0, 0, 1], p))];
+    assert_eq!(at(1).proxy_protocol, Accept::Required);
+    assert_eq!(at(2).proxy_protocol, Accept::Optional);
+    assert_eq!(at(3).proxy_protocol, Accept::Off);
+    let up = |p: u16| at(p).plain.as_ref().unwrap().upstreams[0].send_proxy;
+    assert_eq!(up(1), Some(Version::V2));
+    assert_eq!(up(2), None);
+    assert_eq!(up(3), Some(Version::V1));
+    let text = l.table.render_text();
+    assert!(
+        text.contains(
+            "127.0.0.1:1 proxy_protocol=required * raw -> a:80 (100%) [a, send_proxy_proto=v2]"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("127.0.0.1:3 * raw -> a:80 (100%) [c, send_proxy_proto=v1]"),
+        "{text}"
+    );
+    let json = l.table.to_json();
+    assert_eq!(json["listeners"][1]["proxy_protocol"], "optional");
+    assert_eq!(
+        json["listeners"][0]["groups"][0]["upstreams"][0]["send_proxy_proto"],
+        "v2"
+    );
+}
+
+#[test]
+fn proxy_protocol_config_errors() {
+    let yaml = mapping_doc("a", 1, "use_proxy_proto: true\n")
+        + &mapping_doc("b", 1, "use_proxy_proto: optional\n")
+        + &mapping_doc("c", 2, "use_proxy_proto: maybe\n")
+        + &mapping_doc("d", 3, "send_proxy_proto: v3\n");
+    assert_eq!(
+        errors(&yaml, None),
+        [
+            "t.yaml:16: TCPMapping b: `use_proxy_proto` is optional here but true in TCPMapping a (t.yaml:2); mappings on listener 127.0.0.1:1 must agree",
+            "t.yaml:24: TCPMapping c: `use_proxy_proto` must be true, false or optional",
+            "t.yaml:32: TCPMapping d: send_proxy_proto `v3` must be v1 or v2",
+        ]
+    );
+}

@@ -24,6 +24,8 @@ use std::time::Duration;
 pub use host::HostMap;
 pub use view::Routes;
 
+use crate::proxy_protocol::{Accept, Version};
+
 /// The whole routing state of one config generation.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -42,6 +44,8 @@ pub struct Listener {
     pub plain: Option<Arc<Group>>,
     /// The `host` groups, matched against the ClientHello's SNI.
     pub hosts: HostMap<Arc<HostGroup>>,
+    /// Whether connections start with a PROXY protocol header (`use_proxy_proto`).
+    pub proxy_protocol: Accept,
 }
 
 impl Listener {
@@ -254,6 +258,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
     pub max_connections: Option<u32>,
+    /// `send_proxy_proto`: the PROXY protocol header written first on the upstream connection.
+    pub send_proxy: Option<Version>,
 }
 
 impl Upstream {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Group, HostGroup, OriginationMode, RouteTable, Termination};
+use crate::proxy_protocol::Accept;
 
 impl HostGroup {
     /// The TLS mode in words, as [`Group::tls_mode`] with this group's termination.
@@ -59,11 +60,18 @@ impl Group {
         }
     }
 
-    /// `host:port (70%)` for every upstream, comma-separated.
+    /// `host:port (70%) [mapping]` for every upstream, comma-separated; an upstream that is
+    /// sent a PROXY protocol header says so: `[mapping, send_proxy_proto=v2]`.
     pub fn upstreams_text(&self) -> String {
         self.upstreams
             .iter()
-            .map(|u| format!("{} ({}%) [{}]", u.service(), u.share, u.mapping.name))
+            .map(|u| {
+                let send = u
+                    .send_proxy
+                    .map(|v| format!(", send_proxy_proto={}", v.as_str()))
+                    .unwrap_or_default();
+                format!("{} ({}%) [{}{send}]", u.service(), u.share, u.mapping.name)
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -116,6 +124,7 @@ impl Group {
                 "share": u.share,
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
+                "send_proxy_proto": u.send_proxy.map(|v| v.as_str()),
             })).collect::<Vec<_>>(),
         })
     }
@@ -123,10 +132,14 @@ impl Group {
 
 impl RouteTable {
     /// Every group as `(listener, group, termination)`: per listener the host-less group,
-    /// then host groups.
+    /// then host groups. The listener is its address, with `proxy_protocol=required|optional`
+    /// when it reads PROXY protocol headers.
     fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&Termination>)> {
         self.listeners.values().flat_map(|l| {
-            let addr = l.addr.to_string();
+            let addr = match l.proxy_protocol {
+                Accept::Off => l.addr.to_string(),
+                accept => format!("{} proxy_protocol={}", l.addr, accept.as_str()),
+            };
             let plain = l.plain.iter().map({
                 let addr = addr.clone();
                 move |g| (addr.clone(), &**g, None)
@@ -171,7 +184,11 @@ impl RouteTable {
                     .map(|g| g.to_json())
                     .chain(l.hosts.iter().map(|(_, h)| h.to_json()))
                     .collect();
-                json!({ "address": l.addr.to_string(), "groups": groups })
+                json!({
+                    "address": l.addr.to_string(),
+                    "proxy_protocol": l.proxy_protocol.as_str(),
+                    "groups": groups,
+                })
             })
             .collect();
         json!({ "generation": self.generation, "listeners": listeners })
@@ -245,6 +262,7 @@ mod tests {
             share,
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
+            send_proxy: None,
         }
     }
 
@@ -265,6 +283,7 @@ mod tests {
                 addr,
                 plain: Some(Arc::new(g)),
                 hosts: HostMap::default(),
+                proxy_protocol: Default::default(),
             },
         );
         t

@@ -6,6 +6,7 @@ use serde_yaml_ng::Value;
 
 use super::Loc;
 use super::fields::Fields;
+use crate::proxy_protocol::Accept;
 
 /// `tls:` as written: a boolean or a TLSContext name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub(crate) struct RawMapping {
     pub max_connections: Option<i64>,
     /// `connect_timeout_ms` (ext).
     pub connect_timeout_ms: Option<i64>,
+    /// `use_proxy_proto` (ext on a mapping): `true`, `false` or `optional`.
+    pub use_proxy_proto: Option<Accept>,
+    /// `send_proxy_proto` (ext): `v1` or `v2`, checked by validation.
+    pub send_proxy_proto: Option<String>,
 }
 
 impl RawMapping {
@@ -69,6 +74,13 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         }
         None => None,
     };
+    let use_proxy_proto = accept(f.value("use_proxy_proto"));
+    if use_proxy_proto.is_none() && f.value("use_proxy_proto").is_some() {
+        f.problems.push(loc.err(
+            &["use_proxy_proto"],
+            "`use_proxy_proto` must be true, false or optional",
+        ));
+    }
     RawMapping {
         loc: loc.clone(),
         namespace,
@@ -84,6 +96,21 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         enable_ipv6: f.boolean("enable_ipv6"),
         max_connections: circuit_breakers(f, loc),
         connect_timeout_ms: f.integer("connect_timeout_ms"),
+        use_proxy_proto,
+        send_proxy_proto: f.string("send_proxy_proto"),
+    }
+}
+
+/// `use_proxy_proto` as written: a boolean (also as a string) or `optional`; `None` when
+/// absent or anything else.
+fn accept(v: Option<&Value>) -> Option<Accept> {
+    match v? {
+        Value::Bool(true) => Some(Accept::Required),
+        Value::Bool(false) => Some(Accept::Off),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(Accept::Required),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(Accept::Off),
+        Value::String(s) if s.eq_ignore_ascii_case("optional") => Some(Accept::Optional),
+        _ => None,
     }
 }
 
@@ -258,6 +285,8 @@ pub(crate) struct RawModule {
     pub enable_ipv4: Option<bool>,
     /// `config.enable_ipv6`.
     pub enable_ipv6: Option<bool>,
+    /// `config.use_proxy_proto`: every listener requires a PROXY protocol header.
+    pub use_proxy_proto: Option<bool>,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -265,12 +294,15 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         loc: loc.clone(),
         enable_ipv4: None,
         enable_ipv6: None,
+        use_proxy_proto: None,
     };
-    // The Module's `config` holds many HTTP settings; only the two families are read here.
+    // The Module's `config` holds many HTTP settings; only the two families and
+    // `use_proxy_proto` are read here.
     if let Some(config) = f.mapping("config") {
         for (key, field) in [
             ("enable_ipv4", &mut m.enable_ipv4),
             ("enable_ipv6", &mut m.enable_ipv6),
+            ("use_proxy_proto", &mut m.use_proxy_proto),
         ] {
             match config.get(key) {
                 None | Some(Value::Null) => {}

@@ -9,6 +9,7 @@ use super::service::{self, check_dns_name, parse_service};
 use crate::config::ConfigError;
 use crate::config::model::{Mapping, Origin};
 use crate::config::raw::{RawMapping, RawTls};
+use crate::proxy_protocol::Version;
 use crate::route::{Families, ServiceHost};
 
 /// Default `connect_timeout_ms` (ext).
@@ -138,6 +139,15 @@ pub(crate) fn max_connections(n: i64) -> Result<u32, String> {
         .ok_or_else(|| format!("circuit_breakers max_connections {n} must be at least 1"))
 }
 
+/// `send_proxy_proto` (ext): `v1` or `v2`.
+pub(crate) fn send_proxy(v: &str) -> Result<Version, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "v1" | "1" => Ok(Version::V1),
+        "v2" | "2" => Ok(Version::V2),
+        _ => Err(format!("send_proxy_proto `{v}` must be v1 or v2")),
+    }
+}
+
 /// Effective families: the mapping's own values over the Module's; both off is an error.
 pub(crate) fn families(
     v4: Option<bool>,
@@ -239,6 +249,10 @@ pub(crate) fn mapping(
         "enable_ipv6"
     };
     let fam = take!(fam, &[key]);
+    let send = match raw.send_proxy_proto.as_deref() {
+        Some(v) => take!(send_proxy(v), &["send_proxy_proto"]).map(Some),
+        None => Some(None),
+    };
     let namespace = raw
         .namespace
         .clone()
@@ -251,8 +265,8 @@ pub(crate) fn mapping(
     else {
         return (None, errs);
     };
-    let (Some(weight), Some(idle), Some(connect), Some(max_conn), Some(fam)) =
-        (weight, idle, connect, max_conn, fam)
+    let (Some(weight), Some(idle), Some(connect), Some(max_conn), Some(fam), Some(send)) =
+        (weight, idle, connect, max_conn, fam, send)
     else {
         return (None, errs);
     };
@@ -275,6 +289,9 @@ pub(crate) fn mapping(
         max_connections: max_conn,
         connect_timeout: connect,
         cert: None,
+        use_proxy_proto: raw.use_proxy_proto,
+        listener_proxy: Default::default(),
+        send_proxy: send,
     };
     (Some(m), errs)
 }

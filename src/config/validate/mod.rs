@@ -16,6 +16,7 @@ use std::path::Path;
 use super::ConfigError;
 use super::model::{CertSource, GroupPlan, Model};
 use super::raw::{RawModule, Resource};
+use crate::proxy_protocol::Accept;
 use crate::route::Families;
 
 /// What validation depends on besides the resources.
@@ -57,6 +58,15 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigErr
         return (Families::default(), problems);
     };
     (f, problems)
+}
+
+/// The Module's `use_proxy_proto` (Ambassador's key): `true` makes every listener require a
+/// PROXY protocol header; absent or `false`, listeners read none unless a mapping says so.
+pub(crate) fn module_proxy(modules: &[RawModule]) -> Accept {
+    match modules.first().and_then(|m| m.use_proxy_proto) {
+        Some(true) => Accept::Required,
+        _ => Accept::Off,
+    }
 }
 
 /// Validates every resource; problems hold errors and warnings.
@@ -107,6 +117,10 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         problems.extend(p);
         model.mappings.extend(m);
     }
+    problems.extend(groups::listener_proxy(
+        &mut model.mappings,
+        module_proxy(&raw_modules),
+    ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);
         (format!("{ns}/{}", m.loc.name), &m.loc)
