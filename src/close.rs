@@ -11,11 +11,23 @@ pub enum CloseReason {
     UpstreamClosed,
     /// No byte moved either way for `idle_timeout_ms`.
     IdleTimeout,
-    /// The client's TLS handshake (or the SNI peek) failed or timed out.
+    /// The client's TLS handshake failed (rustls' alert, sent or received), timed out, or the
+    /// ClientHello did not arrive in time.
     HandshakeFailed,
+    /// The ClientHello was malformed; answered with `decode_error` (or `record_overflow`,
+    /// `unexpected_message`).
+    TlsMalformedHello,
+    /// The ClientHello's server name is not a valid DNS name; answered with `illegal_parameter`.
+    TlsBadSni,
+    /// The server name matched no `host` and the listener has no catch-all or host-less
+    /// group; answered with `unrecognized_name`.
+    TlsUnknownSni,
+    /// The ClientHello had no server name and the listener has no catch-all (`host: "*"`) or
+    /// host-less group; answered with `unrecognized_name`.
+    TlsNoSni,
     /// The TLS handshake with the upstream failed.
     UpstreamHandshakeFailed,
-    /// Nothing on this listener matches the connection (unknown SNI, no host-less group).
+    /// Nothing on this listener matches the connection (not TLS, and no host-less group).
     NoRoute,
     /// The service name did not resolve.
     ResolveFailed,
@@ -35,11 +47,15 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::ClientClosed,
         CloseReason::UpstreamClosed,
         CloseReason::IdleTimeout,
         CloseReason::HandshakeFailed,
+        CloseReason::TlsMalformedHello,
+        CloseReason::TlsBadSni,
+        CloseReason::TlsUnknownSni,
+        CloseReason::TlsNoSni,
         CloseReason::UpstreamHandshakeFailed,
         CloseReason::NoRoute,
         CloseReason::ResolveFailed,
@@ -58,6 +74,10 @@ impl CloseReason {
             CloseReason::UpstreamClosed => "upstream_closed",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::HandshakeFailed => "handshake_failed",
+            CloseReason::TlsMalformedHello => "tls_malformed_hello",
+            CloseReason::TlsBadSni => "tls_bad_sni",
+            CloseReason::TlsUnknownSni => "tls_unknown_sni",
+            CloseReason::TlsNoSni => "tls_no_sni",
             CloseReason::UpstreamHandshakeFailed => "upstream_handshake_failed",
             CloseReason::NoRoute => "no_route",
             CloseReason::ResolveFailed => "resolve_failed",

@@ -101,6 +101,7 @@ pub struct Metrics {
     internal_errors: Family<WhatLabel, Counter>,
     actor_restarts: Family<ActorLabel, Counter>,
     listeners: Gauge,
+    hello_bytes: Gauge,
     proxy_headers: Family<VersionLabel, Counter>,
     proxy_rejected: Family<ReasonLabel, Counter>,
     endpoints: endpoints::EndpointFamilies,
@@ -199,8 +200,16 @@ impl Side {
 /// Why a TLS handshake failed (`tcpmap_tls_handshake_failures_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeFailure {
-    /// The SNI matched no route (answered with the `unrecognized_name` alert).
-    UnrecognizedName,
+    /// The ClientHello was malformed (answered with `decode_error`, `record_overflow` or
+    /// `unexpected_message`).
+    MalformedHello,
+    /// The ClientHello's host name is not a valid DNS name (answered with `illegal_parameter`).
+    BadSni,
+    /// The SNI matched no route (answered with `unrecognized_name`).
+    UnknownSni,
+    /// The ClientHello had no SNI and the listener no catch-all (answered with
+    /// `unrecognized_name`).
+    NoSni,
     /// The ClientHello did not arrive in time, or the client closed before sending it.
     TimeoutOrEof,
     /// The handshake itself failed (a TLS error from either peer).
@@ -215,12 +224,38 @@ impl HandshakeFailure {
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
         match self {
-            HandshakeFailure::UnrecognizedName => "unrecognized_name",
+            HandshakeFailure::MalformedHello => "malformed_hello",
+            HandshakeFailure::BadSni => "bad_sni",
+            HandshakeFailure::UnknownSni => "unknown_sni",
+            HandshakeFailure::NoSni => "no_sni",
             HandshakeFailure::TimeoutOrEof => "timeout_or_eof",
             HandshakeFailure::Error => "error",
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::BadServerName => "bad_server_name",
         }
+    }
+}
+
+/// A share of `tcpmap_client_hello_bytes_buffered`: what one connection's ClientHello read
+/// holds now. Given back when dropped, so a cancelled read leaves nothing counted.
+#[derive(Debug)]
+pub struct HelloBuffer {
+    gauge: Gauge,
+    held: i64,
+}
+
+impl HelloBuffer {
+    /// This connection now holds `bytes`.
+    pub fn set(&mut self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.gauge.inc_by(bytes - self.held);
+        self.held = bytes;
+    }
+}
+
+impl Drop for HelloBuffer {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.held);
     }
 }
 
@@ -314,6 +349,12 @@ impl Metrics {
         );
         let listeners = Gauge::default();
         r.register("listeners", "Listeners bound now", listeners.clone());
+        let hello_bytes = Gauge::default();
+        r.register(
+            "client_hello_bytes_buffered",
+            "Bytes held by ClientHello reads in progress (every connection together)",
+            hello_bytes.clone(),
+        );
         let proxy_headers = Family::<VersionLabel, Counter>::default();
         r.register(
             "proxy_protocol_headers",
@@ -353,6 +394,7 @@ impl Metrics {
             internal_errors,
             actor_restarts,
             listeners,
+            hello_bytes,
             proxy_headers,
             proxy_rejected,
             endpoints,
@@ -505,6 +547,14 @@ impl Metrics {
         self.actor_restarts
             .get_or_create(&ActorLabel { actor })
             .inc();
+    }
+
+    /// A connection's share of `tcpmap_client_hello_bytes_buffered`, starting at zero.
+    pub fn hello_buffer(&self) -> HelloBuffer {
+        HelloBuffer {
+            gauge: self.hello_bytes.clone(),
+            held: 0,
+        }
     }
 
     /// Counts an accepted PROXY protocol header of `version` (`v1`|`v2`).

@@ -31,16 +31,13 @@ use crate::net::prefixed::Prefixed;
 use crate::net::proxy_header::{self, HeaderError};
 use crate::net::socket;
 use crate::proxy_protocol::{self, Accept, Header, Ssl, Tlv, Version};
-use crate::route::{Group, Listener, ServiceHost, Termination, Upstream};
-use crate::sni::Peek;
+use crate::route::{Group, HostGroup, Listener, ServiceHost, Termination, Upstream};
+use crate::sni::{Alert, Peek};
 
 // Why the `Box::pin`s below: a task stores its whole future for its lifetime, so the
 // future's size is memory per idle connection. The peek, the TLS handshakes, the lookup and
 // the connect are large and short-lived; boxing each keeps them out of the task's inline
 // state (tested by `size_tests`), and the allocation is paid only on the path that runs them.
-
-/// A TLS alert record: fatal `unrecognized_name` (RFC 6066), sent when no route matches an SNI.
-const ALERT_UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
 /// How a connection uses TLS: the access log's `tls` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +78,15 @@ struct Record {
     destination: Option<SocketAddr>,
     sni: Option<String>,
     mapping: Option<Arc<crate::route::MappingId>>,
+    /// The mappings of the host group the SNI matched, named while no upstream is chosen yet
+    /// (so a failed handshake still says which mapping it was for).
+    matched: Option<String>,
     upstream: Option<SocketAddr>,
     tls: TlsMode,
     /// Upstream connect attempts made (0: none).
     attempts: usize,
+    /// Why the connection failed before relaying (alert sent or received, timeout), if it did.
+    detail: Option<String>,
 }
 
 /// Serves one accepted connection to its end; never panics on peer input, never returns an
@@ -105,9 +107,11 @@ pub(crate) async fn serve(
         destination: None,
         sni: None,
         mapping: None,
+        matched: None,
         upstream: None,
         tls: TlsMode::None,
         attempts: 0,
+        detail: None,
     };
     let shared: &Shared = &admission.shared;
     let stages = run(
@@ -142,7 +146,11 @@ fn log_access(rec: &Record, progress: &Progress, reason: CloseReason) {
     if reason == CloseReason::Limit {
         return;
     }
-    let mapping = rec.mapping.as_ref().map(|m| m.name.as_str()).unwrap_or("-");
+    let mapping = match (&rec.mapping, &rec.matched) {
+        (Some(m), _) => m.name.as_str(),
+        (None, Some(names)) => names.as_str(),
+        (None, None) => "-",
+    };
     tracing::info!(
         target: "tcpmap::access",
         mapping,
@@ -157,6 +165,7 @@ fn log_access(rec: &Record, progress: &Progress, reason: CloseReason) {
         bytes_out = progress.upstream_to_client.load(Ordering::Relaxed),
         duration_ms = rec.started.elapsed().as_millis() as u64,
         end = reason.as_str(),
+        detail = rec.detail.as_deref().unwrap_or("-"),
         "connection closed"
     );
 }
@@ -314,6 +323,12 @@ async fn send_proxy_header(
 }
 
 /// Route: which group serves the connection, and is the client side TLS we terminate?
+///
+/// On a listener with `host` groups the ClientHello is read first. A well-formed hello goes to
+/// the host group its server name matches (exact, wildcard, then the catch-all `*`, which also
+/// takes hellos without a name); anything else goes to the host-less group, raw, when there is
+/// one. Without one, a rejected hello gets the alert a TLS server sends, and a non-TLS client
+/// is closed.
 async fn route<'r>(
     stream: Async<TcpStream>,
     routes: &'r Listener,
@@ -331,41 +346,119 @@ async fn route<'r>(
         .limits
         .handshake_timeout
         .saturating_sub(rec.started.elapsed());
-    let peeked = Box::pin(peek::read_client_hello(&stream, window)).await;
+    let peeked = Box::pin(peek::read_client_hello(&stream, window, &shared.metrics)).await;
     let matched = match &peeked.verdict {
-        Peek::Sni(name) => {
-            rec.sni = Some(name.clone());
-            routes.by_sni(name)
+        Peek::Hello(hello) => {
+            rec.sni.clone_from(&hello.sni);
+            routes.by_hello(hello.sni.as_deref())
+        }
+        Peek::Reject(r) if r.cause.is_bad_name() => {
+            rec.sni.clone_from(&r.name);
+            None
         }
         _ => None,
     };
-    match (matched, &routes.plain) {
-        (Some(host), _) => {
-            let tls = Box::pin(terminate(stream, peeked.bytes, &host.termination, shared)).await?;
-            Ok((&host.group, Client::Tls(Box::new(tls))))
-        }
-        (None, Some(plain)) if !peeked.timed_out || peeked.bytes.is_empty() => {
-            Ok((&**plain, Client::Plain(stream, peeked.bytes)))
-        }
-        (None, _) => {
-            let is_tls = matches!(peeked.verdict, Peek::Sni(_) | Peek::NoSni);
-            if is_tls {
-                let mut s = &stream;
-                let _ = s.write_all(&ALERT_UNRECOGNIZED_NAME).await;
-                shared
-                    .metrics
-                    .tls_handshake_failure(Side::Client, HandshakeFailure::UnrecognizedName);
-                return Err(CloseReason::NoRoute);
-            }
-            if peeked.timed_out || peeked.eof {
-                shared
-                    .metrics
-                    .tls_handshake_failure(Side::Client, HandshakeFailure::TimeoutOrEof);
-                return Err(CloseReason::HandshakeFailed);
-            }
-            Err(CloseReason::NoRoute)
+    if let Some(host) = matched {
+        attempt(host, rec);
+        let tls = Box::pin(terminate(
+            stream,
+            peeked.bytes,
+            &host.termination,
+            shared,
+            rec,
+        ))
+        .await?;
+        return Ok((&host.group, Client::Tls(Box::new(tls))));
+    }
+    if let Some(plain) = &routes.plain {
+        if !peeked.timed_out || peeked.bytes.is_empty() {
+            return Ok((&**plain, Client::Plain(stream, peeked.bytes)));
         }
     }
+    match refusal(&peeked, rec) {
+        Refusal::Alert(alert, failure, reason) => {
+            Box::pin(peek::send_alert(&stream, alert)).await;
+            shared.metrics.tls_handshake_failure(Side::Client, failure);
+            Err(reason)
+        }
+        Refusal::Close(failure, reason) => {
+            if let Some(failure) = failure {
+                shared.metrics.tls_handshake_failure(Side::Client, failure);
+            }
+            Err(reason)
+        }
+    }
+}
+
+/// How a connection that no group takes is answered.
+enum Refusal {
+    /// A fatal alert, then the close; counted as this handshake failure.
+    Alert(Alert, HandshakeFailure, CloseReason),
+    /// Just the close (not TLS, or no complete ClientHello).
+    Close(Option<HandshakeFailure>, CloseReason),
+}
+
+/// The answer to a ClientHello read that no group takes, with the access line's `detail`.
+fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
+    let (alert, failure, reason) = match &peeked.verdict {
+        Peek::Hello(hello) if hello.sni.is_some() => (
+            Alert::UnrecognizedName,
+            HandshakeFailure::UnknownSni,
+            CloseReason::TlsUnknownSni,
+        ),
+        Peek::Hello(_) => (
+            Alert::UnrecognizedName,
+            HandshakeFailure::NoSni,
+            CloseReason::TlsNoSni,
+        ),
+        Peek::Reject(r) => {
+            rec.detail = Some(format!(
+                "sent alert {}: {}",
+                r.alert().as_str(),
+                r.cause.as_str()
+            ));
+            let (failure, reason) = if r.cause.is_bad_name() {
+                (HandshakeFailure::BadSni, CloseReason::TlsBadSni)
+            } else {
+                (
+                    HandshakeFailure::MalformedHello,
+                    CloseReason::TlsMalformedHello,
+                )
+            };
+            (r.alert(), failure, reason)
+        }
+        Peek::NotTls => return Refusal::Close(None, CloseReason::NoRoute),
+        Peek::NeedMore => {
+            rec.detail = Some(if peeked.eof {
+                "client closed before the ClientHello was complete".into()
+            } else {
+                "timed out waiting for the ClientHello".into()
+            });
+            return Refusal::Close(
+                Some(HandshakeFailure::TimeoutOrEof),
+                CloseReason::HandshakeFailed,
+            );
+        }
+    };
+    if rec.detail.is_none() {
+        rec.detail = Some(format!("sent alert {}", alert.as_str()));
+    }
+    Refusal::Alert(alert, failure, reason)
+}
+
+/// Records, before the handshake, which mappings and TLS mode the matched host group means.
+fn attempt(host: &HostGroup, rec: &mut Record) {
+    let mut names: Vec<&str> = Vec::new();
+    for u in &host.group.upstreams {
+        if !names.contains(&u.mapping.name.as_str()) {
+            names.push(&u.mapping.name);
+        }
+    }
+    rec.matched = Some(names.join(","));
+    rec.tls = match host.group.origination {
+        Some(_) => TlsMode::TerminateOriginate,
+        None => TlsMode::Terminate,
+    };
 }
 
 /// Admit: the group's upstream for this connection, and the mapping's claim on it (counted
@@ -561,11 +654,13 @@ where
 }
 
 /// Terminates the client's TLS with the host group's certificate, within the handshake deadline.
+/// A failure is explained in the access line: the alert rustls sent or received, a timeout.
 async fn terminate(
     stream: Async<TcpStream>,
     hello: Vec<u8>,
     term: &Termination,
     shared: &Shared,
+    rec: &mut Record,
 ) -> Result<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>, CloseReason>
 {
     let acceptor = futures_rustls::LazyConfigAcceptor::new(
@@ -579,19 +674,81 @@ async fn terminate(
     match crate::rt::timeout(shared.limits.handshake_timeout, handshake).await {
         Some(Ok(tls)) => Ok(tls),
         Some(Err(e)) => {
-            tracing::debug!(error = %e, "client TLS handshake failed");
+            let why = handshake_error(&e);
+            tracing::debug!(error = %e, "client TLS handshake failed: {why}");
+            rec.detail = Some(why);
             shared
                 .metrics
                 .tls_handshake_failure(Side::Client, HandshakeFailure::Error);
             Err(CloseReason::HandshakeFailed)
         }
         None => {
+            rec.detail = Some(format!(
+                "handshake timed out after {} ms",
+                shared.limits.handshake_timeout.as_millis()
+            ));
             shared
                 .metrics
                 .tls_handshake_failure(Side::Client, HandshakeFailure::Timeout);
             Err(CloseReason::HandshakeFailed)
         }
     }
+}
+
+/// A failed server handshake in words: the client's alert, the alert rustls answered an error
+/// with (it sends one for each error it finds in the client's messages), or the I/O failure.
+fn handshake_error(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            format!("received alert {}", alert_name(*alert))
+        }
+        Some(err) => format!("sent alert: {err}"),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "client closed during the handshake".into()
+        }
+        None => format!("i/o error during the handshake: {e}"),
+    }
+}
+
+/// An alert's name as the RFCs write it (`bad_certificate`).
+fn alert_name(alert: rustls::AlertDescription) -> String {
+    let code = u8::from(alert);
+    let name = match code {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        22 => "record_overflow",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        121 => "ech_required",
+        _ => return format!("alert {code}"),
+    };
+    name.to_string()
 }
 
 /// Originates TLS towards the upstream: SNI from the context, else the service's DNS name.

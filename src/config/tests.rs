@@ -143,6 +143,102 @@ spec: {port: 443, host: a.example.com, service: a}
 }
 
 #[test]
+fn a_catch_all_host_takes_unknown_and_missing_names_last() {
+    let dir = secrets();
+    write_secret(dir.path(), "default-cert", &["default.example"]);
+    let yaml = "---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {name: fallback}
+spec: {hostname: \"*\", tlsSecret: {name: default-cert}}
+---
+apiVersion: ambassador/v1
+kind: TLSContext
+name: my-context
+hosts: [my-host-1]
+secret: supersecret
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: named
+port: 443
+host: my-host-1
+service: named
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: any
+port: 443
+host: \"*\"
+service: any
+";
+    let l = load(&input(yaml, Some(dir.path()))).unwrap();
+    let listener = l.table.listeners.values().next().unwrap();
+    let name = |g: Option<&Arc<crate::route::HostGroup>>| {
+        g.map(|g| g.group.upstreams[0].mapping.name.clone())
+    };
+    assert_eq!(name(listener.by_sni("my-host-1")).as_deref(), Some("named"));
+    assert_eq!(
+        name(listener.by_sni("stranger.example")).as_deref(),
+        Some("any")
+    );
+    assert_eq!(name(listener.by_hello(None)).as_deref(), Some("any"));
+    // `Host` certificates come before TLSContexts, and the `*` Host matches every name.
+    let any = listener.by_hello(None).unwrap();
+    assert_eq!(any.termination.source, "Host fallback");
+    let text = l.table.render_text();
+    assert!(
+        text.contains("0.0.0.0:443 *(catch-all) terminate(Host fallback) -> any:80 (100%)"),
+        "{text}"
+    );
+    assert_eq!(l.table.to_json()["listeners"][0]["groups"][1]["host"], "*");
+
+    // A TLSContext listing `*` serves it too; without either it is an error like any host.
+    let ctx = "---
+apiVersion: ambassador/v1
+kind: TLSContext
+name: any-context
+hosts: [\"*\"]
+secret: supersecret
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: any
+port: 443
+host: \"*\"
+service: any
+";
+    let l = load(&input(ctx, Some(dir.path()))).unwrap();
+    let listener = l.table.listeners.values().next().unwrap();
+    assert_eq!(
+        listener.by_hello(None).unwrap().termination.source,
+        "TLSContext any-context"
+    );
+    let e = errors(
+        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: '*'\nservice: a\n",
+        None,
+    );
+    assert!(
+        e[0].starts_with("t.yaml:5: TCPMapping a: no certificate for host `*`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_ip_address_host_is_an_error_that_says_why() {
+    let e = errors(
+        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: 127.0.0.1\nservice: a\n",
+        None,
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml:5: TCPMapping a: host `127.0.0.1` is an IP address"),
+        "{e:?}"
+    );
+    assert!(e[0].contains("RFC 6066"), "{e:?}");
+}
+
+#[test]
 fn weights_become_shares_in_config_order() {
     let yaml = "---
 apiVersion: ambassador/v1

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! RouteTable ─┬─ Listener (address, port) ─┬─ plain group   (no `host`: relayed without SNI match)
-//!             │                            └─ host groups   (SNI → terminate; exact, then `*.suffix`)
+//!             │                            └─ host groups   (SNI → terminate; exact, `*.suffix`, `*`)
 //!             └─ …                              └─ Group: weighted Upstreams + TLS settings + limits
 //! ```
 //!
@@ -55,16 +55,25 @@ impl Listener {
         !self.hosts.is_empty()
     }
 
-    /// The group for a TLS SNI name: exact first, then the most specific wildcard.
+    /// The group for a TLS SNI name: exact first, then the most specific wildcard, then the
+    /// catch-all (`host: "*"`).
     pub fn by_sni(&self, sni: &str) -> Option<&Arc<HostGroup>> {
         self.hosts.lookup(sni)
+    }
+
+    /// The group for a ClientHello's server name, or for one without (the catch-all).
+    pub fn by_hello(&self, sni: Option<&str>) -> Option<&Arc<HostGroup>> {
+        match sni {
+            Some(name) => self.hosts.lookup(name),
+            None => self.hosts.without_name(),
+        }
     }
 }
 
 /// The mappings sharing `(address, port, host)`: they agree on TLS, families and idle timeout.
 #[derive(Debug)]
 pub struct Group {
-    /// The SNI host (`None` for the host-less group).
+    /// The SNI host (`None` for the host-less group, `*` for the catch-all).
     pub host: Option<String>,
     /// Weighted upstreams; their `share`s sum to 100.
     pub upstreams: Vec<Upstream>,

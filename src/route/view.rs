@@ -190,14 +190,18 @@ impl RouteTable {
         })
     }
 
-    /// One line per group: listener, SNI host (`*` for the host-less group), TLS mode,
-    /// weighted upstreams.
+    /// One line per group: listener, SNI host (`*` for the host-less group, `*(catch-all)` for
+    /// `host: "*"`), TLS mode, weighted upstreams.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for (addr, g, termination) in self.groups() {
+            let host = match g.host.as_deref() {
+                None => "*",
+                Some(super::host::CATCH_ALL) => "*(catch-all)",
+                Some(h) => h,
+            };
             out.push_str(&format!(
-                "{addr} {} {} -> {}{}\n",
-                g.host.as_deref().unwrap_or("*"),
+                "{addr} {host} {} -> {}{}\n",
                 g.tls_mode_with(termination),
                 g.upstreams_text(),
                 g.extras()

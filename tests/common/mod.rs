@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod dns;
 pub mod env;
+pub mod hello;
 pub mod metrics;
 pub mod net;
 pub mod pki;

@@ -142,7 +142,8 @@ pub(crate) fn listener_proxy(mappings: &mut [Mapping], module: Accept) -> Vec<Co
 }
 
 /// Which certificate serves `host`: a `Host` whose hostname glob matches (exact, then the
-/// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard).
+/// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard,
+/// then `*`). The catch-all host `*` is served only by a `Host` or `hosts` entry `*`.
 pub(crate) fn find_cert(
     host: &str,
     host_globs: &[&str],
@@ -161,7 +162,7 @@ pub(crate) fn find_cert(
         .iter()
         .enumerate()
         .flat_map(|(i, hs)| hs.iter().map(move |h| (i, h)))
-        .filter(|(_, h)| matches(h, host))
+        .filter(|(_, h)| h.as_str() == "*" || matches(h, host))
         .max_by_key(|(i, h)| (h.eq_ignore_ascii_case(host), h.len(), std::cmp::Reverse(*i)))
         .map(|(i, _)| CertSource::Context(i))
 }

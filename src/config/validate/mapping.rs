@@ -50,13 +50,30 @@ pub(crate) fn parse_address(address: Option<&str>) -> Result<IpAddr, String> {
         .map_err(|_| format!("address `{a}` is not an IP address (names are not allowed)"))
 }
 
-/// `host`: a DNS name or a `*.suffix` wildcard; returned lower-cased without a trailing dot.
+/// `host`: a DNS name, a `*.suffix` wildcard or the catch-all `*`; returned lower-cased without
+/// a trailing dot. An IP address is refused: a client never sends one as its server name
+/// (RFC 6066 §3), so such a mapping could not match.
 pub(crate) fn check_host(host: &str) -> Result<String, String> {
     let h = host.trim().to_ascii_lowercase();
     let h = h.strip_suffix('.').unwrap_or(&h).to_string();
+    if h == crate::route::host::CATCH_ALL {
+        return Ok(h);
+    }
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(&h);
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "host `{host}` is an IP address, but `host` is matched against the TLS server name (SNI), \
+             which is never an IP address (RFC 6066 §3): clients connecting by address send no SNI. \
+             Use `host: \"*\"` to serve them, or leave `host` out for a raw relay"
+        ));
+    }
     let name = h.strip_prefix("*.").unwrap_or(&h);
-    check_dns_name(name)
-        .map_err(|_| format!("host `{host}` must be a DNS name or a `*.example.com` wildcard"))?;
+    check_dns_name(name).map_err(|_| {
+        format!("host `{host}` must be a DNS name, a `*.example.com` wildcard or `*` (any name)")
+    })?;
     Ok(h)
 }
 
