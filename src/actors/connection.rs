@@ -31,7 +31,7 @@ use crate::net::prefixed::Prefixed;
 use crate::net::proxy_header::{self, HeaderError};
 use crate::net::socket;
 use crate::proxy_protocol::{self, Accept, Header, Ssl, Tlv, Version};
-use crate::route::{Group, HostGroup, Listener, ServiceHost, Termination, Upstream};
+use crate::route::{Group, HostGroup, HostTls, Listener, ServiceHost, Termination, Upstream};
 use crate::sni::{Alert, Peek};
 
 // Why the `Box::pin`s below: a task stores its whole future for its lifetime, so the
@@ -50,6 +50,8 @@ enum TlsMode {
     Originate,
     /// Terminated from the client and originated to the upstream.
     TerminateOriginate,
+    /// The client's TLS relayed untouched, ClientHello included (`tls_passthrough`).
+    Passthrough,
 }
 
 impl TlsMode {
@@ -59,6 +61,7 @@ impl TlsMode {
             TlsMode::Terminate => "terminate",
             TlsMode::Originate => "originate",
             TlsMode::TerminateOriginate => "terminate+originate",
+            TlsMode::Passthrough => "passthrough",
         }
     }
 }
@@ -325,10 +328,11 @@ async fn send_proxy_header(
 /// Route: which group serves the connection, and is the client side TLS we terminate?
 ///
 /// On a listener with `host` groups the ClientHello is read first. A well-formed hello goes to
-/// the host group its server name matches (exact, wildcard, then the catch-all `*`, which also
-/// takes hellos without a name); anything else goes to the host-less group, raw, when there is
-/// one. Without one, a rejected hello gets the alert a TLS server sends, and a non-TLS client
-/// is closed.
+/// the host group its server name and ALPN offer match (exact, wildcard, then the catch-all
+/// `*`, which also takes hellos without a name; inside a host a `match_alpn` group listing an
+/// offered protocol first), which terminates it or passes it through untouched; anything else
+/// goes to the host-less group, raw, when there is one. Without one, a rejected hello gets the
+/// alert a TLS server sends, and a non-TLS client is closed.
 async fn route<'r>(
     stream: Async<TcpStream>,
     routes: &'r Listener,
@@ -350,7 +354,7 @@ async fn route<'r>(
     let matched = match &peeked.verdict {
         Peek::Hello(hello) => {
             rec.sni.clone_from(&hello.sni);
-            routes.by_hello(hello.sni.as_deref())
+            routes.by_hello(hello.sni.as_deref(), hello.alpn())
         }
         Peek::Reject(r) if r.cause.is_bad_name() => {
             rec.sni.clone_from(&r.name);
@@ -360,14 +364,15 @@ async fn route<'r>(
     };
     if let Some(host) = matched {
         attempt(host, rec);
-        let tls = Box::pin(terminate(
-            stream,
-            peeked.bytes,
-            &host.termination,
-            shared,
-            rec,
-        ))
-        .await?;
+        let term = match &host.tls {
+            // The kept bytes (the ClientHello, verbatim) go first to the upstream, then the
+            // rest of the stream, raw: the upstream terminates TLS itself.
+            HostTls::Passthrough => {
+                return Ok((&host.group, Client::Plain(stream, peeked.bytes)));
+            }
+            HostTls::Terminate(term) => term,
+        };
+        let tls = Box::pin(terminate(stream, peeked.bytes, term, shared, rec)).await?;
         return Ok((&host.group, Client::Tls(Box::new(tls))));
     }
     if let Some(plain) = &routes.plain {
@@ -455,9 +460,10 @@ fn attempt(host: &HostGroup, rec: &mut Record) {
         }
     }
     rec.matched = Some(names.join(","));
-    rec.tls = match host.group.origination {
-        Some(_) => TlsMode::TerminateOriginate,
-        None => TlsMode::Terminate,
+    rec.tls = match (&host.tls, &host.group.origination) {
+        (HostTls::Passthrough, _) => TlsMode::Passthrough,
+        (HostTls::Terminate(_), Some(_)) => TlsMode::TerminateOriginate,
+        (HostTls::Terminate(_), None) => TlsMode::Terminate,
     };
 }
 
@@ -612,7 +618,10 @@ async fn relay(
     let idle = group.idle_timeout;
     match (client, &group.origination) {
         (Client::Plain(c, first), None) => {
-            rec.tls = TlsMode::None;
+            // A passthrough group's client side is TLS we do not touch: still raw bytes here.
+            if rec.tls != TlsMode::Passthrough {
+                rec.tls = TlsMode::None;
+            }
             Box::pin(forward_first(&up, &first, progress)).await?;
             let zero_copy = shared.limits.zero_copy;
             Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy).await)

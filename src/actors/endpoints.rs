@@ -121,7 +121,7 @@ pub(crate) fn table_json(
             .plain
             .iter()
             .map(|g| &**g)
-            .chain(listener.hosts.iter().map(|(_, h)| &h.group));
+            .chain(listener.host_groups().map(|(_, h)| &h.group));
         for group in groups {
             for up in &group.upstreams {
                 let key = EndpointKey::of(up, group.families);

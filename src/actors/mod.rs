@@ -136,7 +136,7 @@ impl Generation {
                 .plain
                 .iter()
                 .map(|g| &**g)
-                .chain(listener.hosts.iter().map(|(_, h)| &h.group));
+                .chain(listener.host_groups().map(|(_, h)| &h.group));
             for group in groups {
                 for up in &group.upstreams {
                     map.entry(up.mapping.clone())

@@ -12,8 +12,8 @@ use super::ConfigError;
 use super::model::{CertSource, GroupPlan, Mapping, Model, Origin};
 use super::tls::{self, TlsParams};
 use crate::route::{
-    Group, HostGroup, HostMap, Listener, MappingId, Origination, OriginationMode, RouteTable,
-    Termination, Upstream,
+    Group, HostGroup, HostMap, HostRoutes, HostTls, Listener, MappingId, Origination,
+    OriginationMode, RouteTable, Termination, Upstream,
 };
 
 /// Caches so each certificate source / context builds one rustls config.
@@ -31,7 +31,7 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
     let mut errs = Vec::new();
     for plan in &model.groups {
         match group(model, plan, &mut cache) {
-            Ok((first, g, termination)) => {
+            Ok((first, g, tls)) => {
                 let addr = SocketAddr::new(first.address, first.port);
                 let listener = table.listeners.entry(addr).or_insert_with(|| Listener {
                     addr,
@@ -39,14 +39,22 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
                     hosts: HostMap::default(),
                     proxy_protocol: first.listener_proxy,
                 });
-                match (&first.host, termination) {
-                    (Some(h), Some(termination)) => listener.hosts.insert(
-                        h,
-                        Arc::new(HostGroup {
-                            termination,
+                match (&first.host, tls) {
+                    (Some(h), Some(tls)) => {
+                        let group = Arc::new(HostGroup {
+                            tls,
+                            match_alpn: first.match_alpn.clone(),
                             group: g,
-                        }),
-                    ),
+                        });
+                        match listener.hosts.get_mut(h) {
+                            Some(routes) => routes.add(group),
+                            None => {
+                                let mut routes = HostRoutes::default();
+                                routes.add(group);
+                                listener.hosts.insert(h, routes);
+                            }
+                        }
+                    }
                     (None, _) => listener.plain = Some(Arc::new(g)),
                     // `group` gives every host group its termination or an error.
                     (Some(_), None) => errs.push(
@@ -70,7 +78,7 @@ fn group<'m>(
     model: &'m Model,
     plan: &GroupPlan,
     cache: &mut Configs,
-) -> Result<(&'m Mapping, Group, Option<Termination>), ConfigError> {
+) -> Result<(&'m Mapping, Group, Option<HostTls>), ConfigError> {
     let members: Vec<&Mapping> = plan
         .members
         .iter()
@@ -85,8 +93,9 @@ fn group<'m>(
             "internal: empty group",
         ));
     };
-    let termination = match &first.host {
-        Some(h) => Some(termination(model, first, h, cache)?),
+    let tls = match &first.host {
+        Some(_) if first.passthrough => Some(HostTls::Passthrough),
+        Some(h) => Some(HostTls::Terminate(termination(model, first, h, cache)?)),
         None => None,
     };
     let origination = origination(model, first, cache)?;
@@ -117,7 +126,7 @@ fn group<'m>(
         families: first.families,
         picks: AtomicU64::new(0),
     };
-    Ok((first, g, termination))
+    Ok((first, g, tls))
 }
 
 fn termination(

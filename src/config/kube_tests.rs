@@ -55,8 +55,8 @@ fn inline(yaml: &str) -> ConfigInput {
 
 fn termination(loaded: &Loaded) -> &Termination {
     let l = loaded.table.listeners.values().next().expect("a listener");
-    let (_, g) = l.hosts.iter().next().expect("a host group");
-    &g.termination
+    let (_, g) = l.host_groups().next().expect("a host group");
+    g.termination().expect("a terminating group")
 }
 
 fn messages(r: Result<Loaded, Vec<ConfigError>>) -> Vec<String> {

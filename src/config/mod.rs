@@ -164,4 +164,6 @@ fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
 #[cfg(test)]
 mod kube_tests;
 #[cfg(test)]
+mod passthrough_tests;
+#[cfg(test)]
 mod tests;

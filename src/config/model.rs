@@ -85,6 +85,11 @@ pub(crate) struct Mapping {
     pub listener_proxy: Accept,
     /// `send_proxy_proto`: the header written first to the upstream.
     pub send_proxy: Option<Version>,
+    /// `tls_passthrough: true`: the client's TLS is relayed untouched (only with `host`).
+    pub passthrough: bool,
+    /// `match_alpn`: the protocols one of which the client must offer, sorted, without
+    /// duplicates (empty: no ALPN condition; only with `host`).
+    pub match_alpn: Vec<String>,
 }
 
 /// A validated `TLSContext` with its secrets loaded.

@@ -77,7 +77,7 @@ fn termination_and_origination_build_the_route_table() {
     assert_eq!(plain.upstreams[0].port, 80);
     let g1 = listener.by_sni("MY-HOST-1").unwrap();
     let g2 = listener.by_sni("my-host-2").unwrap();
-    let (t1, t2) = (&g1.termination, &g2.termination);
+    let (t1, t2) = (&g1.termination().unwrap(), g2.termination().unwrap());
     assert_eq!(t1.source, "TLSContext my-context");
     assert!(
         Arc::ptr_eq(&t1.config, &t2.config),
@@ -139,7 +139,7 @@ spec: {port: 443, host: a.example.com, service: a}
         .unwrap()
         .by_sni("a.example.com")
         .unwrap();
-    assert_eq!(g.termination.source, "Host wild-host");
+    assert_eq!(g.termination().unwrap().source, "Host wild-host");
 }
 
 #[test]
@@ -182,10 +182,13 @@ service: any
         name(listener.by_sni("stranger.example")).as_deref(),
         Some("any")
     );
-    assert_eq!(name(listener.by_hello(None)).as_deref(), Some("any"));
+    assert_eq!(
+        name(listener.by_hello(None, std::iter::empty())).as_deref(),
+        Some("any")
+    );
     // `Host` certificates come before TLSContexts, and the `*` Host matches every name.
-    let any = listener.by_hello(None).unwrap();
-    assert_eq!(any.termination.source, "Host fallback");
+    let any = listener.by_hello(None, std::iter::empty()).unwrap();
+    assert_eq!(any.termination().unwrap().source, "Host fallback");
     let text = l.table.render_text();
     assert!(
         text.contains("0.0.0.0:443 *(catch-all) terminate(Host fallback) -> any:80 (100%)"),
@@ -211,7 +214,12 @@ service: any
     let l = load(&input(ctx, Some(dir.path()))).unwrap();
     let listener = l.table.listeners.values().next().unwrap();
     assert_eq!(
-        listener.by_hello(None).unwrap().termination.source,
+        listener
+            .by_hello(None, std::iter::empty())
+            .unwrap()
+            .termination()
+            .unwrap()
+            .source,
         "TLSContext any-context"
     );
     let e = errors(

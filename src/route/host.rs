@@ -1,5 +1,10 @@
 //! SNI host matching: exact names first, then the most specific `*.suffix` wildcard,
-//! case-insensitively, then the catch-all `*` (which also takes clients that send no SNI).
+//! case-insensitively, then the catch-all `*` (which also takes clients that send no SNI);
+//! and, inside one host pattern, the choice by the client's ALPN offer ([`HostRoutes`]).
+
+use std::sync::Arc;
+
+use super::HostGroup;
 
 /// A map from SNI host patterns (`name` or `*.suffix`) to values.
 #[derive(Debug, Clone)]
@@ -77,6 +82,60 @@ impl<T> HostMap<T> {
         self.catch_all.as_ref()
     }
 
+    /// The first `f(value)` that is `Some`, over the values whose patterns match `name`, from
+    /// the most specific: the exact name, each matching wildcard (longest first), the
+    /// catch-all. Without a name only the catch-all is tried.
+    pub fn find_map<'s, R>(
+        &'s self,
+        name: Option<&str>,
+        mut f: impl FnMut(&'s T) -> Option<R>,
+    ) -> Option<R> {
+        if let Some(name) = name {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            let lower;
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                lower = name.to_ascii_lowercase();
+                lower.as_str()
+            } else {
+                name
+            };
+            if let Ok(i) = self.exact.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+                if let Some(r) = self.exact.get(i).and_then(|(_, v)| f(v)) {
+                    return Some(r);
+                }
+            }
+            let wild = self
+                .wildcard
+                .iter()
+                .filter(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()));
+            for (_, v) in wild {
+                if let Some(r) = f(v) {
+                    return Some(r);
+                }
+            }
+        }
+        self.catch_all.as_ref().and_then(f)
+    }
+
+    /// The value of exactly this pattern, as [`HostMap::insert`] takes it.
+    pub fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
+        let lower = pattern.to_ascii_lowercase();
+        if lower == CATCH_ALL {
+            self.catch_all.as_mut()
+        } else if let Some(suffix) = lower.strip_prefix('*') {
+            self.wildcard
+                .iter_mut()
+                .find(|(s, _)| s == suffix)
+                .map(|(_, v)| v)
+        } else {
+            let i = self
+                .exact
+                .binary_search_by(|(k, _)| k.as_str().cmp(&lower))
+                .ok()?;
+            self.exact.get_mut(i).map(|(_, v)| v)
+        }
+    }
+
     fn lookup_lower(&self, name: &str) -> Option<&T> {
         if let Ok(i) = self.exact.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
             return self.exact.get(i).map(|(_, v)| v);
@@ -105,6 +164,53 @@ impl<T> HostMap<T> {
             .map(|(k, v)| (k.clone(), v))
             .chain(self.wildcard.iter().map(|(s, v)| (format!("*{s}"), v)))
             .chain(self.catch_all.iter().map(|v| (CATCH_ALL.to_string(), v)))
+    }
+}
+
+/// The groups of one host pattern: those with `match_alpn`, and the one without.
+#[derive(Debug, Clone, Default)]
+pub struct HostRoutes {
+    /// Groups taking only clients that offer one of their protocols, in config order. No
+    /// protocol is listed by two of them (validation), so the choice never depends on order.
+    pub by_alpn: Vec<Arc<HostGroup>>,
+    /// The group for every other client of the host.
+    pub any: Option<Arc<HostGroup>>,
+}
+
+impl HostRoutes {
+    /// The group for a client offering `alpn` (in its order of preference): the `match_alpn`
+    /// group listing the client's most preferred protocol that any group lists, else the
+    /// group without `match_alpn`, else none (the next less specific host pattern is tried).
+    pub fn pick<'a, I>(&self, alpn: I) -> Option<&Arc<HostGroup>>
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
+        if !self.by_alpn.is_empty() {
+            for offered in alpn {
+                let hit = self
+                    .by_alpn
+                    .iter()
+                    .find(|g| g.match_alpn.iter().any(|p| p.as_bytes() == offered));
+                if hit.is_some() {
+                    return hit;
+                }
+            }
+        }
+        self.any.as_ref()
+    }
+
+    /// Adds a group: by its `match_alpn`, or as the plain one.
+    pub fn add(&mut self, group: Arc<HostGroup>) {
+        if group.match_alpn.is_empty() {
+            self.any = Some(group);
+        } else {
+            self.by_alpn.push(group);
+        }
+    }
+
+    /// Every group: the `match_alpn` ones, then the plain one.
+    pub fn groups(&self) -> impl Iterator<Item = &Arc<HostGroup>> {
+        self.by_alpn.iter().chain(self.any.iter())
     }
 }
 
@@ -181,5 +287,109 @@ mod tests {
         assert!(!matches("*.example.test", "example.test"));
         assert!(matches("My-Host", "my-host"));
         assert!(!matches("*example.test", "aexample.test"));
+    }
+
+    fn group(name: &str, alpn: &[&str]) -> Arc<HostGroup> {
+        Arc::new(HostGroup {
+            tls: super::super::HostTls::Passthrough,
+            match_alpn: alpn.iter().map(|p| p.to_string()).collect(),
+            group: super::super::Group {
+                host: Some(name.into()),
+                upstreams: Vec::new(),
+                origination: None,
+                idle_timeout: None,
+                families: Default::default(),
+                picks: Default::default(),
+            },
+        })
+    }
+
+    fn name(g: Option<&Arc<HostGroup>>) -> Option<&str> {
+        g.and_then(|g| g.group.host.as_deref())
+    }
+
+    fn offer<'a>(p: &'a [&'a str]) -> impl Iterator<Item = &'a [u8]> + Clone {
+        p.iter().map(|p| p.as_bytes())
+    }
+
+    #[test]
+    fn pick_prefers_the_clients_order_then_the_plain_group() {
+        let mut r = HostRoutes::default();
+        r.add(group("acme", &["acme-tls/1"]));
+        r.add(group("h2", &["h2", "h2c"]));
+        assert_eq!(name(r.pick(offer(&["h2", "acme-tls/1"]))), Some("h2"));
+        assert_eq!(name(r.pick(offer(&["acme-tls/1"]))), Some("acme"));
+        assert_eq!(name(r.pick(offer(&["http/1.1"]))), None);
+        r.add(group("plain", &[]));
+        assert_eq!(name(r.pick(offer(&["http/1.1"]))), Some("plain"));
+        assert_eq!(name(r.pick(offer(&[]))), Some("plain"));
+        assert_eq!(r.groups().count(), 3);
+    }
+
+    #[test]
+    fn find_map_goes_from_the_most_specific_pattern_to_the_catch_all() {
+        let mut m: HostMap<u32> = HostMap::default();
+        m.insert("a.b.example", 1);
+        m.insert("*.b.example", 2);
+        m.insert("*.example", 3);
+        m.insert("*", 4);
+        let mut seen = Vec::new();
+        let none: Option<()> = m.find_map(Some("A.B.Example."), |v| {
+            seen.push(*v);
+            None
+        });
+        assert_eq!(none, None);
+        assert_eq!(seen, [1, 2, 3, 4]);
+        assert_eq!(
+            m.find_map(Some("x.b.example"), |v| (*v > 2).then_some(*v)),
+            Some(3)
+        );
+        assert_eq!(m.find_map(None, |v| Some(*v)), Some(4));
+        assert_eq!(
+            m.find_map(Some("a.b.example"), |v| Some(*v)),
+            m.lookup("a.b.example").copied()
+        );
+        *m.get_mut("*.B.example").unwrap() = 20;
+        assert_eq!(m.lookup("q.b.example"), Some(&20));
+        assert!(m.get_mut("*.nothing").is_none());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PROTOS: [&str; 5] = ["acme-tls/1", "h2", "http/1.1", "x", "y"];
+
+        proptest! {
+            /// The pick is a group listing an offered protocol whenever any group lists one,
+            /// and the first such protocol of the client's order; else the plain group.
+            #[test]
+            fn pick_is_the_first_offered_listed_protocol(
+                lists in proptest::collection::vec(proptest::collection::btree_set(0usize..5, 1..3), 0..4),
+                plain in any::<bool>(),
+                offered in proptest::collection::vec(0usize..5, 0..6),
+            ) {
+                let mut r = HostRoutes::default();
+                let mut taken = std::collections::BTreeSet::new();
+                for (i, l) in lists.iter().enumerate() {
+                    // Validation keeps lists of one host disjoint.
+                    let l: Vec<&str> = l.iter().filter(|p| taken.insert(**p)).map(|p| PROTOS[*p]).collect();
+                    if !l.is_empty() {
+                        r.add(group(&format!("g{i}"), &l));
+                    }
+                }
+                if plain {
+                    r.add(group("plain", &[]));
+                }
+                let offer: Vec<&str> = offered.iter().map(|p| PROTOS[*p]).collect();
+                let got = r.pick(offer.iter().map(|p| p.as_bytes()));
+                let first_listed = offer.iter().find(|p| r.by_alpn.iter().any(|g| g.match_alpn.iter().any(|m| m == *p)));
+                match first_listed {
+                    Some(p) => prop_assert!(got.is_some_and(|g| g.match_alpn.iter().any(|m| m == p))),
+                    None if plain => prop_assert_eq!(name(got), Some("plain")),
+                    None => prop_assert!(got.is_none()),
+                }
+            }
+        }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! RouteTable ─┬─ Listener (address, port) ─┬─ plain group   (no `host`: relayed without SNI match)
-//!             │                            └─ host groups   (SNI → terminate; exact, `*.suffix`, `*`)
+//!             │                            └─ host routes   (SNI: exact, `*.suffix`, `*`)
+//!             │                                 └─ HostGroups (by `match_alpn`, then the plain one):
+//!             │                                    terminate or pass through, then a Group
 //!             └─ …                              └─ Group: weighted Upstreams + TLS settings + limits
 //! ```
 //!
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use host::HostMap;
+pub use host::{HostMap, HostRoutes};
 pub use view::Routes;
 
 use crate::proxy_protocol::{Accept, Version};
@@ -43,8 +45,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// The host-less group: raw relay (or origination) for anything without a matching SNI.
     pub plain: Option<Arc<Group>>,
-    /// The `host` groups, matched against the ClientHello's SNI.
-    pub hosts: HostMap<Arc<HostGroup>>,
+    /// The `host` groups, matched against the ClientHello's SNI (and its ALPN offer).
+    pub hosts: HostMap<HostRoutes>,
     /// Whether connections start with a PROXY protocol header (`use_proxy_proto`).
     pub proxy_protocol: Accept,
 }
@@ -55,18 +57,32 @@ impl Listener {
         !self.hosts.is_empty()
     }
 
-    /// The group for a TLS SNI name: exact first, then the most specific wildcard, then the
-    /// catch-all (`host: "*"`).
+    /// The group for a TLS SNI name from a client offering no ALPN: exact first, then the most
+    /// specific wildcard, then the catch-all (`host: "*"`).
     pub fn by_sni(&self, sni: &str) -> Option<&Arc<HostGroup>> {
-        self.hosts.lookup(sni)
+        self.by_hello(Some(sni), std::iter::empty())
     }
 
-    /// The group for a ClientHello's server name, or for one without (the catch-all).
-    pub fn by_hello(&self, sni: Option<&str>) -> Option<&Arc<HostGroup>> {
-        match sni {
-            Some(name) => self.hosts.lookup(name),
-            None => self.hosts.without_name(),
-        }
+    /// The group for a ClientHello's server name (or none: the catch-all) and the protocols it
+    /// offers with ALPN, in its order of preference.
+    ///
+    /// The host patterns are tried from the most specific (exact, the longest wildcard, the
+    /// catch-all); the first whose routes take this offer wins ([`HostRoutes::pick`]: a group
+    /// whose `match_alpn` lists an offered protocol, else the host's group without
+    /// `match_alpn`). A host that has only `match_alpn` groups, none of them offered, passes the
+    /// client on to the next less specific pattern.
+    pub fn by_hello<'a, I>(&self, sni: Option<&str>, alpn: I) -> Option<&Arc<HostGroup>>
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
+        self.hosts.find_map(sni, |routes| routes.pick(alpn.clone()))
+    }
+
+    /// Every host group: `(host pattern, group)`, per pattern the `match_alpn` groups first.
+    pub fn host_groups(&self) -> impl Iterator<Item = (String, &Arc<HostGroup>)> {
+        self.hosts
+            .iter()
+            .flat_map(|(pattern, routes)| routes.groups().map(move |g| (pattern.clone(), g)))
     }
 }
 
@@ -115,13 +131,42 @@ pub fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
 }
 
 /// A `host` group: its client side is TLS, terminated here with its termination's certificate
-/// (every host group has one, so no later step has to check).
+/// (every terminating host group has one, so no later step has to check) or passed through
+/// untouched.
 #[derive(Debug)]
 pub struct HostGroup {
-    /// How the client's TLS is terminated.
-    pub termination: Termination,
+    /// What is done with the client's TLS.
+    pub tls: HostTls,
+    /// `match_alpn`: the group takes only clients offering one of these protocols (empty:
+    /// any client of the host that no `match_alpn` group of it takes).
+    pub match_alpn: Vec<String>,
     /// The routes behind it.
     pub group: Group,
+}
+
+impl HostGroup {
+    /// The termination, when this group terminates.
+    pub fn termination(&self) -> Option<&Termination> {
+        match &self.tls {
+            HostTls::Terminate(t) => Some(t),
+            HostTls::Passthrough => None,
+        }
+    }
+
+    /// True when the client's TLS is relayed untouched (`tls_passthrough: true`).
+    pub fn passthrough(&self) -> bool {
+        matches!(self.tls, HostTls::Passthrough)
+    }
+}
+
+/// The mode of a host group: the third beside the host-less group's raw relay.
+#[derive(Debug, Clone)]
+pub enum HostTls {
+    /// The client's TLS is terminated here.
+    Terminate(Termination),
+    /// `tls_passthrough: true`: the ClientHello and everything after it are relayed untouched,
+    /// and the upstream terminates TLS itself.
+    Passthrough,
 }
 
 /// TLS termination for a host group.

@@ -10,20 +10,49 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Group, HostGroup, OriginationMode, RouteTable, Termination};
+use super::{Group, HostGroup, HostTls, OriginationMode, RouteTable, Termination};
 use crate::proxy_protocol::Accept;
 
 impl HostGroup {
-    /// The TLS mode in words, as [`Group::tls_mode`] with this group's termination.
+    /// The TLS mode in words, as [`Group::tls_mode`] with this group's termination, or
+    /// `passthrough`.
     pub fn tls_mode(&self) -> String {
-        self.group.tls_mode_with(Some(&self.termination))
+        match &self.tls {
+            HostTls::Terminate(t) => self.group.tls_mode_with(Some(t)),
+            HostTls::Passthrough => PASSTHROUGH.into(),
+        }
     }
 
-    /// The JSON view of this group.
+    /// The JSON view of this group (`tls` is `passthrough` for a passthrough group;
+    /// `match_alpn` lists the protocols it requires, empty when none).
     pub fn to_json(&self) -> Value {
-        self.group.to_json_with(Some(&self.termination))
+        let mut v = self.group.to_json_with(self.termination());
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("tls".into(), self.tls_mode().into());
+            obj.insert("passthrough".into(), self.passthrough().into());
+            obj.insert("match_alpn".into(), json!(self.match_alpn));
+        }
+        v
+    }
+
+    /// The host column of the text view: the pattern (`*(catch-all)` for `*`) and, for a
+    /// `match_alpn` group, `(alpn=acme-tls/1,h2)`.
+    fn host_text(&self) -> String {
+        let host = match self.group.host.as_deref() {
+            Some(super::host::CATCH_ALL) => "*(catch-all)",
+            Some(h) => h,
+            None => "*",
+        };
+        if self.match_alpn.is_empty() {
+            host.to_string()
+        } else {
+            format!("{host}(alpn={})", self.match_alpn.join(","))
+        }
     }
 }
+
+/// The TLS mode of a passthrough group, in `check` and `/config`.
+const PASSTHROUGH: &str = "passthrough";
 
 impl Group {
     /// The TLS mode in words of a host-less group: `raw`, `originate(insecure)`,
@@ -169,10 +198,10 @@ fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
 }
 
 impl RouteTable {
-    /// Every group as `(listener, group, termination)`: per listener the host-less group,
+    /// Every group as `(listener, group, host group)`: per listener the host-less group,
     /// then host groups. The listener is its address, with `proxy_protocol=required|optional`
     /// when it reads PROXY protocol headers.
-    fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&Termination>)> {
+    fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&HostGroup>)> {
         self.listeners.values().flat_map(|l| {
             let addr = match l.proxy_protocol {
                 Accept::Off => l.addr.to_string(),
@@ -183,26 +212,24 @@ impl RouteTable {
                 move |g| (addr.clone(), &**g, None)
             });
             let hosts = l
-                .hosts
-                .iter()
-                .map(move |(_, h)| (addr.clone(), &h.group, Some(&h.termination)));
+                .host_groups()
+                .map(move |(_, h)| (addr.clone(), &h.group, Some(&**h)));
             plain.chain(hosts)
         })
     }
 
     /// One line per group: listener, SNI host (`*` for the host-less group, `*(catch-all)` for
-    /// `host: "*"`), TLS mode, weighted upstreams.
+    /// `host: "*"`, `(alpn=…)` after the host of a `match_alpn` group), TLS mode (`passthrough`
+    /// for a passthrough group), weighted upstreams.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        for (addr, g, termination) in self.groups() {
-            let host = match g.host.as_deref() {
-                None => "*",
-                Some(super::host::CATCH_ALL) => "*(catch-all)",
-                Some(h) => h,
+        for (addr, g, host_group) in self.groups() {
+            let (host, mode) = match host_group {
+                Some(h) => (h.host_text(), h.tls_mode()),
+                None => ("*".to_string(), g.tls_mode()),
             };
             out.push_str(&format!(
-                "{addr} {host} {} -> {}{}\n",
-                g.tls_mode_with(termination),
+                "{addr} {host} {mode} -> {}{}\n",
                 g.upstreams_text(),
                 g.extras()
             ));
@@ -220,7 +247,7 @@ impl RouteTable {
                     .plain
                     .iter()
                     .map(|g| g.to_json())
-                    .chain(l.hosts.iter().map(|(_, h)| h.to_json()))
+                    .chain(l.host_groups().map(|(_, h)| h.to_json()))
                     .collect();
                 json!({
                     "address": l.addr.to_string(),

@@ -61,6 +61,10 @@ pub(crate) struct RawMapping {
     pub health_check: Option<RawHealthCheck>,
     /// `max_connections_per_ip` (ext).
     pub max_connections_per_ip: Option<i64>,
+    /// `tls_passthrough` (ext).
+    pub tls_passthrough: Option<bool>,
+    /// `match_alpn` (ext): a list of protocol names (or a comma-separated string).
+    pub match_alpn: Option<Vec<String>>,
 }
 
 impl RawMapping {
@@ -117,6 +121,8 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         max_connections_per_ip: f.integer("max_connections_per_ip"),
         use_proxy_proto,
         send_proxy_proto: f.string("send_proxy_proto"),
+        tls_passthrough: f.boolean("tls_passthrough"),
+        match_alpn: f.strings("match_alpn"),
     }
 }
 

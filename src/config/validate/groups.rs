@@ -1,5 +1,5 @@
-//! Cross-resource rules: groups `(address, port, host)`, agreement inside a group,
-//! certificates for host groups, duplicate names.
+//! Cross-resource rules: groups `(address, port, host, match_alpn)`, agreement inside a group,
+//! ALPN lists of one host that overlap, certificates for host groups, duplicate names.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -10,15 +10,16 @@ use crate::config::raw::Loc;
 use crate::proxy_protocol::Accept;
 use crate::route::host::matches;
 
-/// The group key of a mapping.
-pub(crate) type GroupKey = (IpAddr, u16, Option<String>);
+/// The group key of a mapping: mappings that differ in `match_alpn` are separate groups of
+/// one host.
+pub(crate) type GroupKey = (IpAddr, u16, Option<String>, Vec<String>);
 
 /// The mappings' groups as index lists, groups in order of first appearance.
 pub(crate) fn group(mappings: &[Mapping]) -> Vec<Vec<usize>> {
     let mut order: Vec<GroupKey> = Vec::new();
     let mut by_key: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
     for (i, m) in mappings.iter().enumerate() {
-        let key = (m.address, m.port, m.host.clone());
+        let key = (m.address, m.port, m.host.clone(), m.match_alpn.clone());
         let slot = by_key.entry(key.clone()).or_default();
         if slot.is_empty() {
             order.push(key);
@@ -32,15 +33,21 @@ pub(crate) fn group(mappings: &[Mapping]) -> Vec<Vec<usize>> {
 }
 
 fn describe(m: &Mapping) -> String {
+    let alpn = if m.match_alpn.is_empty() {
+        String::new()
+    } else {
+        format!(" match_alpn [{}]", m.match_alpn.join(", "))
+    };
     format!(
-        "{}:{} host {}",
+        "{}:{} host {}{alpn}",
         m.address,
         m.port,
         m.host.as_deref().unwrap_or("(none)")
     )
 }
 
-/// `tls`, `enable_ipv4`, `enable_ipv6` and `idle_timeout_ms` must agree inside a group:
+/// `tls`, `tls_passthrough`, `enable_ipv4`, `enable_ipv6` and `idle_timeout_ms` must agree
+/// inside a group:
 /// each member that differs from the first gets an error naming both.
 pub(crate) fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<ConfigError> {
     let mut errs = Vec::new();
@@ -54,6 +61,11 @@ pub(crate) fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<Co
     for m in it {
         let diffs = [
             ("tls", first.origin.to_string(), m.origin.to_string()),
+            (
+                "tls_passthrough",
+                first.passthrough.to_string(),
+                m.passthrough.to_string(),
+            ),
             (
                 "enable_ipv4",
                 first.families.ipv4().to_string(),
@@ -81,6 +93,44 @@ pub(crate) fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<Co
                         describe(m)
                     ),
                 ));
+            }
+        }
+    }
+    errs
+}
+
+/// The `match_alpn` groups of one `(address, port, host)` must not share a protocol (a client
+/// offering it could go to either): each group's first mapping that lists a protocol an
+/// earlier group of the host lists gets an error naming both. `groups` are index lists as
+/// [`group`] returns them.
+pub(crate) fn check_alpn_overlap(mappings: &[Mapping], groups: &[Vec<usize>]) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    // (address, port, host, protocol) → the mapping of the first group listing it.
+    let mut seen: BTreeMap<(IpAddr, u16, String, &str), &Mapping> = BTreeMap::new();
+    for members in groups {
+        let Some(m) = members.first().and_then(|i| mappings.get(*i)) else {
+            continue;
+        };
+        let Some(host) = &m.host else {
+            continue;
+        };
+        for p in &m.match_alpn {
+            let key = (m.address, m.port, host.clone(), p.as_str());
+            match seen.get(&key) {
+                Some(other) => errs.push(m.loc.err(
+                    &["match_alpn"],
+                    format!(
+                        "`match_alpn` protocol `{p}` is also listed by TCPMapping {} ({}) with a different \
+                         list; a client offering it could go to either group of {}: give both mappings \
+                         the same list (one group, weighted) or lists without common protocols",
+                        other.loc.name,
+                        other.loc.place(),
+                        describe(m)
+                    ),
+                )),
+                None => {
+                    seen.insert(key, m);
+                }
             }
         }
     }

@@ -148,6 +148,70 @@ pub(crate) fn send_proxy(v: &str) -> Result<Version, String> {
     }
 }
 
+/// Default upstream port of a passthrough mapping: the upstream speaks TLS itself.
+pub(crate) const PASSTHROUGH_PORT: u16 = 443;
+
+/// `tls_passthrough` (ext): only with `host` (the route is the ClientHello's server name), and
+/// never with origination (`tls: true`, `tls: CONTEXT`, `https://`): the client's own TLS is
+/// relayed, so the proxy has none to originate.
+pub(crate) fn passthrough(
+    on: Option<bool>,
+    host: Option<&str>,
+    origin: &Origin,
+) -> Result<bool, (&'static str, String)> {
+    if on != Some(true) {
+        return Ok(false);
+    }
+    if host.is_none() {
+        return Err((
+            "tls_passthrough",
+            "`tls_passthrough` needs `host`: a passthrough mapping is chosen by the server name (SNI)              in the client's ClientHello (use `host: \"*\"` for any name and clients without one)"
+                .into(),
+        ));
+    }
+    match origin {
+        Origin::Plain => Ok(true),
+        Origin::Insecure | Origin::Context(_) => Err((
+            "tls",
+            format!(
+                "`tls: {origin}` (or an `https://` service) together with `tls_passthrough`: a passthrough                  mapping relays the client's own TLS untouched, so there is nothing to terminate or                  originate; remove one of them"
+            ),
+        )),
+    }
+}
+
+/// `match_alpn` (ext): only with `host`; a non-empty list of protocol names of 1-255 bytes
+/// (RFC 7301 §3.1). Returned sorted without duplicates (ALPN names are compared as bytes:
+/// case matters).
+pub(crate) fn match_alpn(
+    names: Option<&[String]>,
+    host: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let Some(names) = names else {
+        return Ok(Vec::new());
+    };
+    if host.is_none() {
+        return Err(
+            "`match_alpn` needs `host`: the ALPN list is read from the ClientHello of TLS clients"
+                .into(),
+        );
+    }
+    if names.is_empty() {
+        return Err(
+            "`match_alpn` must list at least one protocol (leave it out to take any client)".into(),
+        );
+    }
+    if let Some(bad) = names.iter().find(|n| n.is_empty() || n.len() > 255) {
+        return Err(format!(
+            "`match_alpn` protocol `{bad}` must be 1 to 255 bytes long (RFC 7301)"
+        ));
+    }
+    let mut out: Vec<String> = names.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Effective families: the mapping's own values over the Module's; both off is an error.
 pub(crate) fn families(
     v4: Option<bool>,
@@ -253,6 +317,23 @@ pub(crate) fn mapping(
         Some(v) => take!(send_proxy(v), &["send_proxy_proto"]).map(Some),
         None => Some(None),
     };
+    let alpn = match &host {
+        Some(h) => take!(
+            match_alpn(raw.match_alpn.as_deref(), h.as_deref()),
+            &["match_alpn"]
+        ),
+        None => None,
+    };
+    let pass = match (&host, &origin) {
+        (Some(h), Some(o)) => match passthrough(raw.tls_passthrough, h.as_deref(), o) {
+            Ok(p) => Some(p),
+            Err((key, m)) => {
+                errs.push(loc.err(&[key], m));
+                None
+            }
+        },
+        _ => None,
+    };
     let namespace = raw
         .namespace
         .clone()
@@ -270,10 +351,17 @@ pub(crate) fn mapping(
     else {
         return (None, errs);
     };
+    let (Some(pass), Some(alpn)) = (pass, alpn) else {
+        return (None, errs);
+    };
     if !errs.is_empty() {
         return (None, errs);
     }
-    let service_port = p.port.unwrap_or(service::default_port(origin.originates()));
+    let service_port = p.port.unwrap_or(if pass {
+        PASSTHROUGH_PORT
+    } else {
+        service::default_port(origin.originates())
+    });
     let m = Mapping {
         loc: loc.clone(),
         service_host: service::qualify(p.host, &namespace, env.namespace),
@@ -294,6 +382,8 @@ pub(crate) fn mapping(
         use_proxy_proto: raw.use_proxy_proto,
         listener_proxy: Default::default(),
         send_proxy: send,
+        passthrough: pass,
+        match_alpn: alpn,
     };
     (Some(m), errs)
 }

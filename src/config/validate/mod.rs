@@ -144,14 +144,17 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         .iter()
         .map(|c| c.hosts.as_deref().unwrap_or(&[]))
         .collect();
-    for members in groups::group(&model.mappings) {
+    let all_groups = groups::group(&model.mappings);
+    problems.extend(groups::check_alpn_overlap(&model.mappings, &all_groups));
+    for members in all_groups {
         problems.extend(groups::check_agreement(&model.mappings, &members));
         // The certificate source is chosen here, once; the build uses what is recorded.
         for &i in &members {
             let Some(m) = model.mappings.get_mut(i) else {
                 continue;
             };
-            if let Some(host) = &m.host {
+            // A passthrough mapping needs no certificate: the upstream terminates.
+            if let Some(host) = m.host.as_ref().filter(|_| !m.passthrough) {
                 let found = groups::find_cert(host, &globs, &ctx_hosts);
                 problems.extend(groups::check_host_cert(m, found));
                 m.cert = found.and_then(|src| match src {
