@@ -70,6 +70,11 @@ struct ReasonLabel {
     reason: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsRoutedLabels {
+    tls: &'static str,
+    host: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
     side: &'static str,
     reason: &'static str,
@@ -104,6 +109,7 @@ pub struct Metrics {
     hello_bytes: Gauge,
     proxy_headers: Family<VersionLabel, Counter>,
     proxy_rejected: Family<ReasonLabel, Counter>,
+    tls_routed: Family<TlsRoutedLabels, Counter>,
     endpoints: endpoints::EndpointFamilies,
 }
 
@@ -367,6 +373,12 @@ impl Metrics {
             "Connections closed for their PROXY protocol header, by reason (missing|malformed|too_long|timeout|closed)",
             proxy_rejected.clone(),
         );
+        let tls_routed = Family::<TlsRoutedLabels, Counter>::default();
+        r.register(
+            "tls_routed_connections",
+            "TLS connections routed by their ClientHello to a host group, by what is done with the client's TLS (tls: terminate|terminate+originate|passthrough) and the group's host pattern",
+            tls_routed.clone(),
+        );
         for version in ["v1", "v2"] {
             drop(proxy_headers.get_or_create(&VersionLabel { version }));
         }
@@ -397,6 +409,7 @@ impl Metrics {
             hello_bytes,
             proxy_headers,
             proxy_rejected,
+            tls_routed,
             endpoints,
         })
     }
@@ -561,6 +574,18 @@ impl Metrics {
     pub fn proxy_header(&self, version: &'static str) {
         self.proxy_headers
             .get_or_create(&VersionLabel { version })
+            .inc();
+    }
+
+    /// Counts a TLS connection routed to a host group: `tls` is what is done with the client's
+    /// TLS (`terminate`, `terminate+originate`, `passthrough`), `host` the group's pattern
+    /// (bounded by the config, unlike the SNI a client sends).
+    pub fn tls_routed(&self, tls: &'static str, host: &str) {
+        self.tls_routed
+            .get_or_create(&TlsRoutedLabels {
+                tls,
+                host: text::escape_label(host),
+            })
             .inc();
     }
 

@@ -364,6 +364,8 @@ async fn route<'r>(
     };
     if let Some(host) = matched {
         attempt(host, rec);
+        let pattern = host.group.host.as_deref().unwrap_or_default();
+        shared.metrics.tls_routed(rec.tls.as_str(), pattern);
         let term = match &host.tls {
             // The kept bytes (the ClientHello, verbatim) go first to the upstream, then the
             // rest of the stream, raw: the upstream terminates TLS itself.
