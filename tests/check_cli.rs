@@ -100,6 +100,34 @@ fn proxy_protocol_example_shows_the_listener_and_send_settings() {
 }
 
 #[test]
+fn passthrough_and_alpn_examples_show_their_modes() {
+    let check_file = |f: &str| {
+        let out = check(&["--config", f, "--secrets-dir", "examples/config/secrets"]);
+        assert_eq!(out.code, 0, "{}", out.stdout);
+        lines(&out.stdout)
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(
+        check_file("examples/config/passthrough.yaml"),
+        [
+            "0.0.0.0:8443 * raw -> fallback:9000 (100%) [everything-else]",
+            "0.0.0.0:8443 db.example.com passthrough -> db-backend:443 (100%) [db-passthrough]",
+            "0.0.0.0:8443 my-host-1 terminate(TLSContext my-context) -> site-backend:8080 (100%) [site-terminated]",
+            "0.0.0.0:8443 *.apps.example.com passthrough -> apps-ingress:8443 (100%) [apps-passthrough, send_proxy_proto=v2]",
+        ]
+    );
+    assert_eq!(
+        check_file("examples/config/acme-alpn.yaml"),
+        [
+            "0.0.0.0:443 my-host-1(alpn=acme-tls/1) passthrough -> acme-solver:8443 (100%) [acme-solver]",
+            "0.0.0.0:443 my-host-1 terminate(TLSContext my-context) -> site-backend:8080 (100%) [site]",
+        ]
+    );
+}
+
+#[test]
 fn five_mistakes_give_five_lines() {
     let out = check(&["--config", "tests/fixtures/check/five-mistakes.yaml"]);
     assert_eq!(out.code, 1);
