@@ -212,3 +212,65 @@ fn families_off_on_the_mapping_is_its_own_error() {
     assert!(m.is_none());
     assert_eq!(errs.len(), 1, "{errs:#?}");
 }
+
+#[test]
+fn passthrough_needs_host_and_no_origination() {
+    let plain = Origin::Plain;
+    assert_eq!(passthrough(None, None, &plain), Ok(false));
+    assert_eq!(passthrough(Some(false), None, &Origin::Insecure), Ok(false));
+    assert_eq!(passthrough(Some(true), Some("a.example"), &plain), Ok(true));
+    let (key, msg) = passthrough(Some(true), None, &plain).unwrap_err();
+    assert_eq!(key, "tls_passthrough");
+    assert!(msg.contains("needs `host`"), "{msg}");
+    for o in [Origin::Insecure, Origin::Context("ctx".into())] {
+        let (key, msg) = passthrough(Some(true), Some("a.example"), &o).unwrap_err();
+        assert_eq!(key, "tls");
+        assert!(msg.contains(&format!("`tls: {o}`")), "{msg}");
+    }
+    // The default upstream port of a passthrough mapping.
+    let (m, errs) = mapping(
+        &raw("port: 443\nhost: a.example\ntls_passthrough: true\nservice: b\n"),
+        &env_with(&BTreeSet::new(), Families::V4),
+    );
+    assert!(errs.is_empty(), "{errs:?}");
+    let m = m.unwrap();
+    assert!(m.passthrough);
+    assert_eq!(m.service_port, PASSTHROUGH_PORT);
+}
+
+#[test]
+fn match_alpn_is_sorted_deduplicated_and_bounded() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(match_alpn(None, None), Ok(vec![]));
+    assert_eq!(
+        match_alpn(Some(&names(&["h2", "acme-tls/1", "h2"])), Some("a")),
+        Ok(names(&["acme-tls/1", "h2"]))
+    );
+    assert!(match_alpn(Some(&names(&["h2"])), None).is_err());
+    assert!(match_alpn(Some(&[]), Some("a")).is_err());
+    assert!(match_alpn(Some(&names(&[""])), Some("a")).is_err());
+    assert!(match_alpn(Some(&["x".repeat(256)]), Some("a")).is_err());
+    assert!(match_alpn(Some(&["x".repeat(255)]), Some("a")).is_ok());
+}
+
+mod alpn_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Accepted lists come back sorted, without duplicates, holding exactly the names given.
+        #[test]
+        fn accepted_lists_are_canonical(v in proptest::collection::vec("[a-z0-9/.-]{0,8}", 0..6)) {
+            match match_alpn(Some(&v), Some("a")) {
+                Ok(out) => {
+                    prop_assert!(!v.is_empty() && v.iter().all(|n| !n.is_empty()));
+                    prop_assert!(out.windows(2).all(|w| w[0] < w[1]));
+                    let given: BTreeSet<&String> = v.iter().collect();
+                    let got: BTreeSet<&String> = out.iter().collect();
+                    prop_assert_eq!(given, got);
+                }
+                Err(_) => prop_assert!(v.is_empty() || v.iter().any(|n| n.is_empty())),
+            }
+        }
+    }
+}
