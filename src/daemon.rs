@@ -19,6 +19,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     rt::block_on(run_async(args))
 }
 
+/// Runs a worker process (`tcpmap worker`, started by `tcpmap run --workers N`).
+pub fn run_worker() -> anyhow::Result<()> {
+    crate::workers::worker::run()
+}
+
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let input = args.config.input();
     let mut builder = ProxyBuilder::new()
@@ -32,6 +37,24 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_connections {
         builder = builder.max_connections(max as usize);
     }
+    let workers = args.workers.resolve();
+    if workers > 1 {
+        let pool = crate::workers::pool::PoolConfig {
+            workers,
+            exe: std::env::current_exe().context("cannot find this binary to start workers")?,
+            args: vec![
+                "worker".to_string(),
+                "--log-format".to_string(),
+                match args.log_format {
+                    crate::cli::LogFormat::Text => "text",
+                    crate::cli::LogFormat::Json => "json",
+                }
+                .to_string(),
+            ],
+            settings: builder.worker_settings(),
+        };
+        builder = builder.workers(pool);
+    }
     // Register signals before starting so none is lost in between.
     let mut signals =
         rt::signals(&[SIGHUP, SIGTERM, SIGINT]).context("cannot install signal handlers")?;
@@ -40,7 +63,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     watched.extend(input.secrets_dir.iter().cloned());
     let _watcher = watch(&watched, proxy.clone());
     // Logged once the watch is in place: a change after this line is seen.
-    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
+    tracing::info!(admin = ?proxy.admin_addr(), workers, "tcpmap running");
 
     while let Some(signal) = signals.next().await {
         match signal {

@@ -46,6 +46,7 @@ mod error;
 pub mod fault;
 pub(crate) mod net;
 pub(crate) mod rt;
+pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;
 pub use actors::supervisor::ApplyReport;

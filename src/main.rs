@@ -37,6 +37,16 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Command::Worker(args) => {
+            init_tracing(args.log_format, "info");
+            match tcpmap::daemon::run_worker() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tcpmap worker: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run(args) => {
             init_tracing(args.log_format, "info");
             match tcpmap::daemon::run(args) {

@@ -68,34 +68,99 @@ pub struct Loaded {
 /// Reads, validates and builds the config. `Err` holds every error and the warnings,
 /// ordered by file (in reading order) and line.
 pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
-    let (mut docs, mut problems) = source::read_paths(&input.paths);
-    let config_files: Vec<PathBuf> = docs.iter().map(|d| d.file.clone()).collect();
-    for (name, text) in &input.inline {
-        let (d, p) = source::parse_text(Path::new(name), text);
-        docs.extend(d);
-        problems.extend(p);
+    let (bundle, problems) = read(input);
+    build_bundle(&bundle, problems)
+}
+
+/// Everything one load read from disk: the config texts and every certificate or key file
+/// they name. [`build_bundle`] turns it into the table without reading anything, so a worker
+/// process given the Supervisor's bundle builds the identical table (docs/architecture.md,
+/// "Workers").
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Bundle {
+    /// The `--config` paths as given (they order the problems).
+    paths: Vec<PathBuf>,
+    /// The config files read from disk, in reading order, with their text.
+    files: Vec<(PathBuf, String)>,
+    /// In-memory YAML: `(name shown as FILE, text)`.
+    inline: Vec<(String, String)>,
+    secrets_dir: Option<PathBuf>,
+    namespace: String,
+    ambassador_id: String,
+    /// The files the resources name, as read (bytes or why they could not be read).
+    secrets: secrets::Files,
+}
+
+/// The reading half of [`load`]: config texts, then every file their resources name. The
+/// problems are the files that could not be read.
+pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
+    let (files, problems) = source::read_texts(&input.paths);
+    let mut bundle = Bundle {
+        paths: input.paths.clone(),
+        files,
+        inline: input.inline.clone(),
+        secrets_dir: input.secrets_dir.clone(),
+        namespace: input.namespace.clone(),
+        ambassador_id: input.ambassador_id.clone(),
+        secrets: secrets::Files::default(),
+    };
+    let (resources, _) = bundle.resources();
+    let mut files = bundle.config_files();
+    let wanted = validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &files);
+    files.read_from_disk(wanted);
+    bundle.secrets = files;
+    (bundle, problems)
+}
+
+impl Bundle {
+    /// The documents of every text, classified: the resources and the problems found.
+    fn resources(&self) -> (Vec<raw::Resource>, Vec<ConfigError>) {
+        let mut problems = Vec::new();
+        let mut docs = Vec::new();
+        let texts = self.files.iter().map(|(f, t)| (f.as_path(), t.as_str()));
+        let inline = self
+            .inline
+            .iter()
+            .map(|(n, t)| (Path::new(n.as_str()), t.as_str()));
+        for (file, text) in texts.chain(inline) {
+            let (d, p) = source::parse_text(file, text);
+            docs.extend(d);
+            problems.extend(p);
+        }
+        let mut resources = Vec::new();
+        for doc in docs {
+            let c = raw::classify(Arc::new(doc), &self.ambassador_id);
+            problems.extend(c.problems);
+            resources.extend(c.resource);
+        }
+        (resources, problems)
     }
-    let files: Vec<PathBuf> = input
+
+    /// An empty file store that knows which document names are config files on disk.
+    fn config_files(&self) -> secrets::Files {
+        secrets::Files::with_config_files(self.files.iter().map(|(f, _)| f.clone()))
+    }
+}
+
+/// The pure half of [`load`]: parses, validates and builds `bundle` on memory alone;
+/// `problems` (the reading half's) are reported with the rest.
+pub(crate) fn build_bundle(
+    bundle: &Bundle,
+    mut problems: Vec<ConfigError>,
+) -> Result<Loaded, Vec<ConfigError>> {
+    let (resources, p) = bundle.resources();
+    problems.extend(p);
+    let files: Vec<PathBuf> = bundle
         .paths
         .iter()
         .cloned()
-        .chain(docs.iter().map(|d| d.file.clone()))
+        .chain(bundle.files.iter().map(|(f, _)| f.clone()))
+        .chain(bundle.inline.iter().map(|(n, _)| PathBuf::from(n)))
         .collect();
-    let mut resources = Vec::new();
-    for doc in docs {
-        let c = raw::classify(Arc::new(doc), &input.ambassador_id);
-        problems.extend(c.problems);
-        resources.extend(c.resource);
-    }
-    // Read every file the resources name, then validate on memory alone.
-    let secrets_dir = input.secrets_dir.as_deref();
-    let mut secret_files = secrets::Files::with_config_files(config_files);
-    let wanted = validate::tls::referenced_files(&resources, secrets_dir, &secret_files);
-    secret_files.read_from_disk(wanted);
     let env = validate::Env {
-        namespace: &input.namespace,
-        secrets_dir,
-        files: &secret_files,
+        namespace: &bundle.namespace,
+        secrets_dir: bundle.secrets_dir.as_deref(),
+        files: &bundle.secrets,
     };
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);

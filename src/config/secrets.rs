@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 /// The files a config refers to, read before validation: each one's bytes (or why it could
 /// not be read) and its mode bits; plus which document names are real config files (their
 /// directory anchors relative certificate paths).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Files {
     entries: HashMap<PathBuf, FileEntry>,
     config_files: HashSet<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct FileEntry {
     bytes: Result<Vec<u8>, String>,
     mode: Option<u32>,

@@ -109,7 +109,27 @@ pub struct MappingMetrics {
     pub(super) bytes_u2c: Counter,
     pub(super) connect_failures: Counter,
     pub(super) connect_latency: Histogram,
-    pub(super) in_flight: AtomicU32,
+    pub(super) in_flight: Breaker,
+}
+
+/// A mapping's circuit-breaker count: its own, or a slot shared with other processes (the
+/// workers' shared counters), set with [`super::Metrics::share_breaker`].
+#[derive(Debug)]
+pub(super) enum Breaker {
+    /// Counted in this process only.
+    Own(AtomicU32),
+    /// Counted in memory every worker maps.
+    Shared(&'static AtomicU32),
+}
+
+impl std::ops::Deref for Breaker {
+    type Target = AtomicU32;
+    fn deref(&self) -> &AtomicU32 {
+        match self {
+            Breaker::Own(n) => n,
+            Breaker::Shared(n) => n,
+        }
+    }
 }
 
 impl MappingMetrics {
