@@ -88,6 +88,8 @@ pub struct ProxyBuilder {
     resolver: ResolverConfig,
     /// Worker processes (the daemon's `--workers` > 1); the library runs in-process.
     pool: Option<crate::workers::pool::PoolConfig>,
+    /// Sockets a hot upgrade handed over (the daemon only); taken once by `start`.
+    inherited: Option<Arc<std::sync::Mutex<crate::workers::upgrade::Inherited>>>,
 }
 
 impl Default for ProxyBuilder {
@@ -114,7 +116,15 @@ impl ProxyBuilder {
             zero_copy: true,
             resolver: ResolverConfig::default(),
             pool: None,
+            inherited: None,
         }
+    }
+
+    /// Takes these listening and admin sockets instead of binding their addresses (the new
+    /// binary of a hot upgrade).
+    pub(crate) fn inherit(mut self, sockets: crate::workers::upgrade::Inherited) -> Self {
+        self.inherited = Some(Arc::new(std::sync::Mutex::new(sockets)));
+        self
     }
 
     /// Serves the listeners from worker processes (`tcpmap run --workers N`, N > 1).
@@ -262,15 +272,27 @@ impl ProxyBuilder {
             Some(config) => Some(crate::workers::pool::PoolHandle::spawn(config)?),
             None => None,
         };
-        let supervisor =
-            SupervisorHandle::spawn(shared.clone(), status.clone(), kill, pool.clone());
+        let inherited = self
+            .inherited
+            .as_ref()
+            .map(|i| std::mem::take(&mut *i.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default();
+        let supervisor = SupervisorHandle::spawn(
+            shared.clone(),
+            status.clone(),
+            kill,
+            pool.clone(),
+            inherited.listeners,
+        );
         let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), metrics.clone());
         // The first config takes the path of every reload; on failure nothing was bound, and
         // dropping the handles ends the actors.
         config.reload().await?;
         let (exit_tx, exit_rx) = rt::oneshot();
         let admin = match self.admin {
-            Some(addr) => Some(start_admin(addr, metrics.clone(), status.clone(), pool).await?),
+            Some(addr) => Some(
+                start_admin(addr, inherited.admin, metrics.clone(), status.clone(), pool).await?,
+            ),
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.addr);
@@ -296,6 +318,8 @@ struct AdminServer {
     addr: SocketAddr,
     stop: rt::Trigger,
     task: rt::Task<()>,
+    /// A copy of the listening socket for a hot upgrade (closed with the server).
+    copy: std::net::TcpListener,
 }
 
 impl AdminServer {
@@ -308,14 +332,19 @@ impl AdminServer {
 
 async fn start_admin(
     addr: SocketAddr,
+    inherited: Option<std::net::TcpListener>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     pool: Option<crate::workers::pool::PoolHandle>,
 ) -> Result<AdminServer> {
-    let listener = crate::admin::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
+    let listener = match inherited {
+        Some(l) => async_io::Async::new(l)?,
+        None => crate::admin::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?,
+    };
     let local = listener.get_ref().local_addr()?;
+    let copy = listener.get_ref().try_clone()?;
     let ready_status = status.clone();
     let workers = pool.map(|pool| {
         let own = metrics.clone();
@@ -345,6 +374,7 @@ async fn start_admin(
         addr: local,
         stop,
         task,
+        copy,
     })
 }
 
@@ -503,6 +533,27 @@ impl ProxyHandle {
             .unwrap_or(None);
         drop(tx);
         r
+    }
+
+    /// Copies of the listening sockets and of the admin socket, for a hot upgrade.
+    pub(crate) async fn handover(
+        &self,
+    ) -> Result<(
+        Vec<(SocketAddr, std::net::TcpListener)>,
+        Option<std::net::TcpListener>,
+    )> {
+        let listeners = self.inner.supervisor.handover().await?;
+        let admin = match self
+            .inner
+            .admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(a) => Some(a.copy.try_clone()?),
+            None => None,
+        };
+        Ok((listeners, admin))
     }
 
     /// Waits until the proxy has shut down.

@@ -94,6 +94,10 @@ pub(crate) enum SupervisorMsg {
         drain_timeout: Duration,
         respond_to: Sender<()>,
     },
+    /// Copies of the listening sockets, for a hot upgrade.
+    Handover {
+        respond_to: Sender<std::io::Result<Vec<(SocketAddr, TcpListener)>>>,
+    },
 }
 
 /// The only way to talk to the Supervisor.
@@ -110,6 +114,7 @@ impl SupervisorHandle {
         status: Arc<Status>,
         kill: Trigger,
         pool: Option<PoolHandle>,
+        inherited: HashMap<SocketAddr, TcpListener>,
     ) -> Self {
         let (tx, rx) = rt::mailbox(16);
         let (token, drain) = rt::drain_pair();
@@ -123,6 +128,8 @@ impl SupervisorHandle {
             drain,
             kill: Some(kill),
             pool,
+            inherited,
+            handover: BTreeMap::new(),
         };
         rt::detach(actor.run());
         SupervisorHandle { tx }
@@ -188,6 +195,19 @@ impl SupervisorHandle {
         rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
     }
 
+    /// Copies of every listening socket of the active config (for a hot upgrade's new binary).
+    pub(crate) async fn handover(&self) -> Result<Vec<(SocketAddr, TcpListener)>, crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::Handover { respond_to })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        Ok(rx
+            .recv_async()
+            .await
+            .map_err(|_| crate::Error::ActorGone)??)
+    }
+
     /// Stops accepting, drains (graceful) or closes everything, and returns when done.
     pub(crate) async fn shutdown(
         &self,
@@ -220,6 +240,11 @@ struct Supervisor {
     kill: Option<Trigger>,
     /// The worker processes that serve the listeners, when tcpmap runs them.
     pool: Option<PoolHandle>,
+    /// Listening sockets a hot upgrade handed over, taken instead of binding their address.
+    inherited: HashMap<SocketAddr, TcpListener>,
+    /// A copy of every listening socket of the active table, for a hot upgrade to hand over
+    /// (dropped at shutdown before the listeners stop, so the ports then refuse).
+    handover: BTreeMap<SocketAddr, TcpListener>,
 }
 
 impl Supervisor {
@@ -279,6 +304,14 @@ impl Supervisor {
                     let _ = respond_to.send(());
                     // Keep answering until every handle is gone; new applies are refused.
                 }
+                SupervisorMsg::Handover { respond_to } => {
+                    let copies = self
+                        .handover
+                        .iter()
+                        .map(|(addr, s)| s.try_clone().map(|s| (*addr, s)))
+                        .collect();
+                    let _ = respond_to.send(copies);
+                }
             }
         }
     }
@@ -318,7 +351,11 @@ impl Supervisor {
                     || Err(std::io::Error::other("no socket given for this listener")),
                     async_io::Async::new,
                 ),
-                None => socket::bind(*addr),
+                // A hot upgrade's new binary takes the old one's socket for this address.
+                None => match self.inherited.remove(addr) {
+                    Some(s) => async_io::Async::new(s),
+                    None => socket::bind(*addr),
+                },
             };
             match socket {
                 Ok(s) => bound.push((*addr, s)),
@@ -335,11 +372,29 @@ impl Supervisor {
         table.generation = given
             .as_ref()
             .map_or(self.generation() + 1, |g| g.generation);
+        // Copies for a hot upgrade (a worker has no use for them: its Supervisor has them).
+        let mut copies = Vec::new();
+        if given.is_none() {
+            for (addr, s) in &bound {
+                match s.get_ref().try_clone() {
+                    Ok(c) => copies.push((*addr, c)),
+                    Err(e) => {
+                        tracing::warn!(listener = %addr, error = %e, "no copy for a hot upgrade")
+                    }
+                }
+            }
+        }
         if let Some(pool) = self.pool.clone() {
-            return self
+            let stopped = plan.stop.clone();
+            let result = self
                 .apply_to_workers(&pool, table, bundle, bound, plan)
                 .await;
+            if result.is_ok() {
+                self.keep_copies(&stopped, copies);
+            }
+            return result;
         }
+        self.keep_copies(&plan.stop, copies);
         let table = Arc::new(table);
         let generation = Arc::new(Generation::new(table.clone(), &self.shared.metrics));
 
@@ -390,6 +445,14 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// Updates the hot-upgrade copies after an apply: `stopped` go, `copies` come.
+    fn keep_copies(&mut self, stopped: &[SocketAddr], copies: Vec<(SocketAddr, TcpListener)>) {
+        for addr in stopped {
+            self.handover.remove(addr);
+        }
+        self.handover.extend(copies);
+    }
+
     /// Apply with worker processes: the pool takes the new sockets and makes every worker
     /// serve the table (all or none).
     async fn apply_to_workers(
@@ -435,6 +498,8 @@ impl Supervisor {
         if self.token.is_none() {
             return;
         }
+        // The copies first: once the listeners stop, nothing holds the ports open.
+        self.handover.clear();
         if let Some(pool) = &self.pool {
             tracing::info!(graceful, "shutting down every worker");
             self.token = None;

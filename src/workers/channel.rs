@@ -165,7 +165,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::workers::codec::FromWorker;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
 
     #[test]
     fn messages_and_descriptors_arrive_in_order() {
@@ -175,19 +175,19 @@ mod tests {
         let long = FromWorker::Failed {
             message: "x".repeat(200_000),
         };
-        let t = std::thread::spawn(move || {
-            a.send(&long, &fds[..67]).unwrap();
-            a.send(&FromWorker::Ready, &fds[67..]).unwrap();
-            drop(a);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                a.send(&long, &fds[..67]).unwrap();
+                a.send(&FromWorker::Ready, &fds[67..]).unwrap();
+            });
+            let first: FromWorker = b.recv().unwrap();
+            assert!(matches!(first, FromWorker::Failed { message } if message.len() == 200_000));
+            assert_eq!(b.take_fds(67).unwrap().len(), 67);
+            assert_eq!(b.recv::<FromWorker>().unwrap(), FromWorker::Ready);
+            let last = b.take_fds(3).unwrap();
+            assert!(last.iter().all(|f| f.as_raw_fd() >= 0));
         });
-        // `fds` borrows `files`, which outlive the thread's join below.
-        let first: FromWorker = b.recv().unwrap();
-        assert!(matches!(first, FromWorker::Failed { message } if message.len() == 200_000));
-        assert_eq!(b.take_fds(67).unwrap().len(), 67);
-        assert_eq!(b.recv::<FromWorker>().unwrap(), FromWorker::Ready);
-        let last = b.take_fds(3).unwrap();
-        assert!(last.iter().all(|f| f.as_raw_fd() >= 0));
-        t.join().unwrap();
+        drop(a);
         assert_eq!(
             b.recv::<FromWorker>().unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof

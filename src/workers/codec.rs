@@ -108,6 +108,24 @@ pub(crate) enum FromWorker {
     Drained,
 }
 
+/// The hot upgrade's channel: the old Supervisor to the new binary it started, and back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Upgrade {
+    /// Old → new: the listening sockets (one descriptor each, in order), then the admin
+    /// endpoint's socket when `admin` is true.
+    Handover {
+        /// The listener addresses.
+        listeners: Vec<SocketAddr>,
+        /// One more descriptor follows: the admin socket.
+        admin: bool,
+    },
+    /// New → old: serving; the old one drains now.
+    Ready {
+        /// The new Supervisor's process id.
+        pid: u32,
+    },
+}
+
 /// How a worker runs: the `tcpmap run` flags that concern the data plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Settings {

@@ -30,4 +30,5 @@ pub(crate) mod cpus;
 pub(crate) mod merge;
 pub(crate) mod pool;
 pub(crate) mod shm;
+pub(crate) mod upgrade;
 pub(crate) mod worker;

@@ -604,6 +604,8 @@ impl Pool {
 
     async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
         self.shutting_down = true;
+        // Our copies first: once every worker has stopped its listeners, the ports refuse.
+        self.sockets.clear();
         let msg = ToWorker::Shutdown {
             graceful,
             drain_timeout_ms: drain_timeout.as_millis() as u64,

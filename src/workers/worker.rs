@@ -74,8 +74,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
         breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
     });
     let status = Arc::new(Status::default());
-    let supervisor =
-        rt::block_on(async { SupervisorHandle::spawn(shared.clone(), status.clone(), kill, None) });
+    let supervisor = rt::block_on(async {
+        SupervisorHandle::spawn(shared.clone(), status.clone(), kill, None, HashMap::new())
+    });
     channel.send(&FromWorker::Ready, &[])?;
     let mut pending: Option<Pending> = None;
     let drain_timeout = Duration::from_millis(settings.drain_timeout_ms);
