@@ -501,7 +501,11 @@ impl Supervisor {
         // The copies first: once the listeners stop, nothing holds the ports open.
         self.handover.clear();
         if let Some(pool) = &self.pool {
-            tracing::info!(graceful, "shutting down every worker");
+            tracing::info!(
+                graceful,
+                drain_timeout_s = drain_timeout.as_secs_f64(),
+                "shutting down every worker"
+            );
             self.token = None;
             self.publish(None);
             pool.shutdown(graceful, drain_timeout).await;
