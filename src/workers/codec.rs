@@ -196,6 +196,31 @@ pub(crate) fn frame_len(buf: &[u8]) -> Result<Option<usize>, CodecError> {
     Ok(Some(len))
 }
 
+/// Decodes `bytes` as a stream of frames — as requests, and as replies — until a frame is
+/// incomplete or malformed; the number of messages decoded. The entry point of the
+/// `control_frame` fuzz target (through `tcpmap::internals`): it must never panic.
+pub fn decode_all(bytes: &[u8]) -> usize {
+    let mut decoded = 0;
+    for as_request in [true, false] {
+        let mut rest = bytes;
+        loop {
+            let step = if as_request {
+                decode::<ToWorker>(rest).map(|m| m.map(|(_, used)| used))
+            } else {
+                decode::<FromWorker>(rest).map(|m| m.map(|(_, used)| used))
+            };
+            match step {
+                Ok(Some(used)) => {
+                    decoded += 1;
+                    rest = rest.get(used..).unwrap_or_default();
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    decoded
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

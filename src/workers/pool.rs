@@ -104,6 +104,7 @@ impl PoolHandle {
             rx,
             workers: BTreeMap::new(),
             sockets: BTreeMap::new(),
+            own: BTreeMap::new(),
             current: None,
             slots: BTreeMap::new(),
             restarts: 0,
@@ -199,6 +200,8 @@ struct Pool {
     rx: Receiver<PoolMsg>,
     workers: BTreeMap<u32, Worker>,
     sockets: BTreeMap<SocketAddr, TcpListener>,
+    /// With `TCPMAP_REUSEPORT=1`: each worker's own socket per address (worker ≥ 1).
+    own: BTreeMap<(SocketAddr, u32), TcpListener>,
     current: Option<Current>,
     /// Each mapping's slot in the shared counters, stable across reloads.
     slots: BTreeMap<MappingId, u32>,
@@ -316,8 +319,11 @@ impl Pool {
             return Ok(());
         };
         let prepare = self.prepare_msg(current.generation, &current.bundle, &current.slots);
-        let fds = self.socket_fds(&self.sockets).map_err(|e| e.to_string())?;
         let generation = current.generation;
+        let fds = self.socket_fds(id).map_err(|e| e.to_string())?;
+        let Some(w) = self.workers.get(&id) else {
+            return Err(format!("worker {id} is gone"));
+        };
         expect(w.link.call(prepare, fds).await, |r| {
             *r == FromWorker::Prepared
         })?;
@@ -339,14 +345,28 @@ impl Pool {
         }
     }
 
-    fn socket_fds(
-        &self,
-        sockets: &BTreeMap<SocketAddr, TcpListener>,
-    ) -> std::io::Result<Vec<OwnedFd>> {
-        sockets
-            .values()
-            .map(|s| s.as_fd().try_clone_to_owned())
-            .collect()
+    /// Copies of the listening sockets for worker `id`, in address order: the shared ones,
+    /// or with `TCPMAP_REUSEPORT=1` (a measurement knob, docs/architecture.md "Balance")
+    /// worker `id`'s own `SO_REUSEPORT` socket of each address (worker 0 takes the shared one).
+    fn socket_fds(&mut self, id: u32) -> std::io::Result<Vec<OwnedFd>> {
+        let mut out = Vec::with_capacity(self.sockets.len());
+        for (addr, shared) in &self.sockets {
+            if id == 0 || !crate::net::socket::reuseport() {
+                out.push(shared.as_fd().try_clone_to_owned()?);
+                continue;
+            }
+            let own = match self.own.get(&(*addr, id)) {
+                Some(s) => s,
+                None => {
+                    let s = crate::net::socket::bind(*addr)?.into_inner()?;
+                    self.own.entry((*addr, id)).or_insert(s)
+                }
+            };
+            out.push(own.as_fd().try_clone_to_owned()?);
+        }
+        self.own
+            .retain(|(addr, _), _| self.sockets.contains_key(addr));
+        Ok(out)
     }
 
     async fn apply(
@@ -418,11 +438,15 @@ impl Pool {
         slots: &[Slot],
     ) -> Result<(), String> {
         let mut tasks = Vec::new();
-        for (id, w) in &self.workers {
+        let ids: Vec<u32> = self.workers.keys().copied().collect();
+        for id in ids {
             let msg = self.prepare_msg(generation, bundle, slots);
-            let fds = self.socket_fds(&self.sockets).map_err(|e| e.to_string())?;
+            let fds = self.socket_fds(id).map_err(|e| e.to_string())?;
+            let Some(w) = self.workers.get(&id) else {
+                continue;
+            };
             let link = w.link.clone();
-            tasks.push((*id, rt::spawn(async move { link.call(msg, fds).await })));
+            tasks.push((id, rt::spawn(async move { link.call(msg, fds).await })));
         }
         let mut failure = None;
         let mut prepared = Vec::new();
@@ -606,6 +630,7 @@ impl Pool {
         self.shutting_down = true;
         // Our copies first: once every worker has stopped its listeners, the ports refuse.
         self.sockets.clear();
+        self.own.clear();
         let msg = ToWorker::Shutdown {
             graceful,
             drain_timeout_ms: drain_timeout.as_millis() as u64,
