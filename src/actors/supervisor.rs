@@ -94,6 +94,9 @@ pub(crate) enum SupervisorMsg {
         drain_timeout: Duration,
         respond_to: Sender<()>,
     },
+    /// Stop every listener (the ports refuse), keep the connections; a worker's first step
+    /// of a drain.
+    StopAccepting { respond_to: Sender<()> },
     /// Copies of the listening sockets, for a hot upgrade.
     Handover {
         respond_to: Sender<std::io::Result<Vec<(SocketAddr, TcpListener)>>>,
@@ -190,6 +193,16 @@ impl SupervisorHandle {
                 warnings,
                 respond_to,
             })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
+    }
+
+    /// Stops every listener (the ports refuse); open connections run on.
+    pub(crate) async fn stop_accepting(&self) -> Result<(), crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::StopAccepting { respond_to })
             .await
             .map_err(|_| crate::Error::ActorGone)?;
         rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
@@ -303,6 +316,14 @@ impl Supervisor {
                     self.shutdown(graceful, drain_timeout).await;
                     let _ = respond_to.send(());
                     // Keep answering until every handle is gone; new applies are refused.
+                }
+                SupervisorMsg::StopAccepting { respond_to } => {
+                    self.handover.clear();
+                    let listeners = std::mem::take(&mut self.listeners);
+                    for l in listeners.values() {
+                        l.stop().await;
+                    }
+                    let _ = respond_to.send(());
                 }
                 SupervisorMsg::Handover { respond_to } => {
                     let copies = self
@@ -501,13 +522,15 @@ impl Supervisor {
         // The copies first: once the listeners stop, nothing holds the ports open.
         self.handover.clear();
         if let Some(pool) = &self.pool {
+            self.token = None;
+            self.publish(None);
+            // Every worker stops accepting first, so the ports refuse from this line on.
+            pool.stop_accepting().await;
             tracing::info!(
                 graceful,
                 drain_timeout_s = drain_timeout.as_secs_f64(),
-                "shutting down every worker"
+                "shutting down"
             );
-            self.token = None;
-            self.publish(None);
             pool.shutdown(graceful, drain_timeout).await;
             tracing::info!("drained: every worker finished");
             return;

@@ -63,6 +63,9 @@ pub(crate) enum ToWorker {
     Metrics,
     /// Reply: `Status`.
     Status,
+    /// Stop every listener (the ports refuse once all workers did), keep the connections.
+    /// Reply: `Stopped`.
+    StopAccepting,
     /// Stop accepting, drain (up to the timeout, `graceful`) and exit. Reply: `Drained`,
     /// sent just before the process exits.
     Shutdown {
@@ -104,6 +107,8 @@ pub(crate) enum FromWorker {
         /// Connections open in this worker.
         active: u64,
     },
+    /// Every listener is closed.
+    Stopped,
     /// Drained; the process exits next.
     Drained,
 }

@@ -72,6 +72,9 @@ enum PoolMsg {
     Respawn {
         id: u32,
     },
+    StopAccepting {
+        respond_to: Sender<()>,
+    },
     Shutdown {
         graceful: bool,
         drain_timeout: Duration,
@@ -162,6 +165,13 @@ impl PoolHandle {
             .unwrap_or_default()
     }
 
+    /// Makes every worker close its listeners; returns once all did (the ports refuse).
+    pub(crate) async fn stop_accepting(&self) {
+        let _ = self
+            .ask(|respond_to| PoolMsg::StopAccepting { respond_to })
+            .await;
+    }
+
     /// Drains every worker and returns once all have exited.
     pub(crate) async fn shutdown(&self, graceful: bool, drain_timeout: Duration) {
         let _ = self
@@ -244,6 +254,10 @@ impl Pool {
                 }
                 PoolMsg::Exited { id, pid, status } => self.exited(id, pid, status).await,
                 PoolMsg::Respawn { id } => self.respawn(id).await,
+                PoolMsg::StopAccepting { respond_to } => {
+                    self.stop_accepting().await;
+                    let _ = respond_to.send(());
+                }
                 PoolMsg::Shutdown {
                     graceful,
                     drain_timeout,
@@ -626,11 +640,30 @@ impl Pool {
         });
     }
 
-    async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
+    /// Drops the pool's socket copies and has every worker close its listeners.
+    async fn stop_accepting(&mut self) {
         self.shutting_down = true;
-        // Our copies first: once every worker has stopped its listeners, the ports refuse.
         self.sockets.clear();
         self.own.clear();
+        let mut tasks = Vec::new();
+        for (id, w) in &self.workers {
+            let link = w.link.clone();
+            tasks.push((
+                *id,
+                rt::spawn(async move { link.call(ToWorker::StopAccepting, Vec::new()).await }),
+            ));
+        }
+        for (id, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(worker = id, error = %e, "worker did not stop accepting");
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
+        if !self.shutting_down {
+            self.stop_accepting().await;
+        }
         let msg = ToWorker::Shutdown {
             graceful,
             drain_timeout_ms: drain_timeout.as_millis() as u64,

@@ -10,6 +10,7 @@
 //! Prepare{bundle} + socket fds  ─▶ config::build_bundle (the Supervisor's pure code) ─▶ held
 //! Commit                        ─▶ Supervisor.apply(table, given sockets, generation)
 //! Metrics / Status              ─▶ this worker's registry / generation and open connections
+//! StopAccepting                 ─▶ close the listeners (the first step of a drain)
 //! Shutdown                      ─▶ drain like `tcpmap run` does, reply, exit 0
 //! ```
 //!
@@ -175,6 +176,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     .map(|m| m.active.max(0) as u64)
                     .sum(),
             },
+            ToWorker::StopAccepting => {
+                let _ = rt::block_on(supervisor.stop_accepting());
+                FromWorker::Stopped
+            }
             ToWorker::Shutdown {
                 graceful,
                 drain_timeout_ms,
