@@ -118,6 +118,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     }
                 }
                 match crate::config::build_bundle(&bundle, Vec::new()) {
+                    #[cfg(feature = "fault-injection")]
+                    Ok(loaded)
+                        if crate::fault::on_prepare(
+                            id,
+                            crate::actors::mapping_ids(&loaded.table).map(|m| m.name.as_str()),
+                        ) =>
+                    {
+                        FromWorker::Failed {
+                            message: "fault injection: this worker cannot apply it".into(),
+                        }
+                    }
                     Ok(loaded) => {
                         pending = Some(Pending {
                             generation,
