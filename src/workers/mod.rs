@@ -20,13 +20,15 @@
 //! - `codec` (pure): the messages and their frames; `merge` (pure): `/metrics` totals;
 //!   `cpus`: what `auto` means.
 //! - `channel`: one end of a control channel; `shm`: the shared counters (the crate's only
-//!   `unsafe`); `pool`: the Supervisor's side; `worker`: the worker's side.
+//!   `unsafe`); `pool`: the Supervisor's side (`link`: one worker's channel as it uses it);
+//!   `worker`: the worker's side.
 //!
 //! The library API never starts workers: they are a daemon feature (`tcpmap run`).
 
 pub(crate) mod channel;
 pub(crate) mod codec;
 pub(crate) mod cpus;
+pub(crate) mod link;
 pub(crate) mod merge;
 pub(crate) mod pool;
 pub(crate) mod shm;

@@ -18,8 +18,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::channel::{self, Channel};
+use super::channel;
 use super::codec::{FromWorker, Settings, Slot, ToWorker};
+use super::link::{Link, expect};
 use super::merge::{self, Retired};
 use super::shm::{Counters, SLOTS};
 use crate::config::Bundle;
@@ -221,9 +222,6 @@ struct Pool {
     /// Per worker slot: deaths in a row soon after a start (the backoff's exponent).
     quick_deaths: BTreeMap<u32, u32>,
 }
-
-/// How long a worker may take to answer (building a big config included).
-const ANSWER: Duration = Duration::from_secs(60);
 
 impl Pool {
     async fn run(mut self) {
@@ -697,19 +695,6 @@ impl Pool {
     }
 }
 
-/// `Ok` when the reply passes `ok`; else the reason.
-fn expect(
-    reply: std::io::Result<FromWorker>,
-    ok: impl FnOnce(&FromWorker) -> bool,
-) -> Result<(), String> {
-    match reply {
-        Ok(r) if ok(&r) => Ok(()),
-        Ok(FromWorker::Failed { message }) => Err(message),
-        Ok(other) => Err(format!("unexpected reply {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// An exit status in words: `exit code 3`, `killed by signal 9`.
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -717,61 +702,5 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => status.to_string(),
-    }
-}
-
-/// A worker's control channel, driven by its own thread: one request, one reply.
-#[derive(Clone)]
-struct Link {
-    tx: Sender<Request>,
-}
-
-struct Request {
-    msg: ToWorker,
-    fds: Vec<OwnedFd>,
-    respond_to: Sender<std::io::Result<FromWorker>>,
-}
-
-impl Link {
-    fn spawn(channel: Channel, id: u32) -> std::io::Result<Link> {
-        let (tx, rx) = rt::mailbox::<Request>(16);
-        std::thread::Builder::new()
-            .name(format!("tcpmap-control-{id}"))
-            .spawn(move || {
-                let mut channel = channel;
-                while let Ok(req) = rx.recv() {
-                    let fds: Vec<_> = req.fds.iter().map(|f| f.as_fd()).collect();
-                    let reply = channel.send(&req.msg, &fds).and_then(|()| channel.recv());
-                    let broken = reply.is_err();
-                    let _ = req.respond_to.send(reply);
-                    if broken {
-                        // The stream may be out of step now; answer every later request
-                        // with an error until the worker is replaced.
-                        while let Ok(req) = rx.recv() {
-                            let _ = req
-                                .respond_to
-                                .send(Err(std::io::Error::other("worker gone")));
-                        }
-                    }
-                }
-            })?;
-        Ok(Link { tx })
-    }
-
-    async fn call(&self, msg: ToWorker, fds: Vec<OwnedFd>) -> std::io::Result<FromWorker> {
-        let (respond_to, rx) = rt::oneshot();
-        let req = Request {
-            msg,
-            fds,
-            respond_to,
-        };
-        let gone = || std::io::Error::other("worker gone");
-        self.tx.send_async(req).await.map_err(|_| gone())?;
-        rt::timeout(ANSWER, rx.recv_async())
-            .await
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "worker did not answer")
-            })?
-            .map_err(|_| gone())?
     }
 }
