@@ -70,6 +70,12 @@ struct TlsLabels {
     reason: &'static str,
 }
 
+/// A mapping's shared circuit-breaker count: the total and this worker's share.
+type SharedBreaker = (
+    &'static std::sync::atomic::AtomicU32,
+    &'static std::sync::atomic::AtomicU32,
+);
+
 /// The per-mapping families (each clone shares the series with the registry).
 struct MappingFamilies {
     accepted: Family<MappingLabels, Counter>,
@@ -86,7 +92,7 @@ pub struct Metrics {
     families: MappingFamilies,
     mappings: Mutex<BTreeMap<MappingId, Arc<MappingMetrics>>>,
     /// Circuit-breaker counts shared with other processes, by mapping ([`Metrics::share_breaker`]).
-    shared_breakers: Mutex<BTreeMap<MappingId, &'static std::sync::atomic::AtomicU32>>,
+    shared_breakers: Mutex<BTreeMap<MappingId, SharedBreaker>>,
     reload_ok: Counter,
     reload_error: Counter,
     generation: Gauge<u64, std::sync::atomic::AtomicU64>,
@@ -364,14 +370,19 @@ impl Metrics {
         m
     }
 
-    /// Counts mapping `id`'s circuit-breaker slots in `slot` (memory shared by every worker)
-    /// instead of in this process. Takes effect for handles created after the call, so a
-    /// worker calls it before it first looks the mapping up.
-    pub(crate) fn share_breaker(&self, id: MappingId, slot: &'static std::sync::atomic::AtomicU32) {
+    /// Counts mapping `id`'s circuit-breaker slots in `total` (memory shared by every worker,
+    /// this worker's share in `mine`) instead of in this process. Takes effect for handles
+    /// created after the call, so a worker calls it before it first looks the mapping up.
+    pub(crate) fn share_breaker(
+        &self,
+        id: MappingId,
+        total: &'static std::sync::atomic::AtomicU32,
+        mine: &'static std::sync::atomic::AtomicU32,
+    ) {
         self.shared_breakers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, slot);
+            .insert(id, (total, mine));
     }
 
     fn breaker(&self, id: &MappingId) -> Breaker {
@@ -380,7 +391,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match shared.get(id) {
-            Some(slot) => Breaker::Shared(slot),
+            Some((total, mine)) => Breaker::Shared { total, mine },
             None => Breaker::Own(std::sync::atomic::AtomicU32::new(0)),
         }
     }

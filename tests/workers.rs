@@ -515,3 +515,39 @@ fn one_worker_is_one_process() {
     assert!(v.get("workers").is_none(), "{v}");
     assert_eq!(metric(&metrics(&d), "tcpmap_workers", &[]), 0.0);
 }
+
+#[test]
+fn a_dead_workers_connections_give_their_slots_back() {
+    let (_dir, _up, d, port) = plain(
+        "circuit_breakers:\n- max_connections: 4\n",
+        &["--max-connections", "4"],
+    );
+    let addr = net::local(port);
+    let held: Vec<TcpStream> = (0..4).map(|_| open(addr)).collect();
+    assert!(refused(addr));
+    // Kill the worker holding the most of them.
+    let busiest = config(&d)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|w| w["active_connections"].as_u64().unwrap())
+        .map(|w| {
+            (
+                w["pid"].as_u64().unwrap(),
+                w["active_connections"].as_u64().unwrap(),
+            )
+        })
+        .unwrap();
+    assert!(busiest.1 > 0, "no worker reports its connections");
+    kill(busiest.0, libc::SIGKILL);
+    assert!(eventually(Duration::from_secs(10), || {
+        let ws = workers(&d);
+        ws.len() == 2 && ws.iter().all(|w| w.1 != busiest.0 && w.2 == 1)
+    }));
+    // Exactly the slots its connections held come back: 4 open again, not more.
+    let survivors = 4 - busiest.1 as usize;
+    let again: Vec<TcpStream> = (0..busiest.1).map(|_| open(addr)).collect();
+    assert_eq!(again.len() + survivors, 4);
+    assert!(refused(addr), "the limit grew after the worker died");
+    drop((held, again));
+}

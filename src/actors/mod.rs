@@ -35,7 +35,7 @@ pub(crate) mod supervisor;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::metrics::{MappingMetrics, Metrics};
@@ -79,14 +79,20 @@ impl Shared {
     }
 }
 
-/// An open-connection count: this process's own, or one in memory every worker maps
-/// (`crate::workers`). Derefs to the atomic, so callers count the same way.
+/// An open-connection count: this process's own, or the total in memory every worker maps
+/// (`crate::workers`) plus this worker's share of it (so a dead worker's share can be taken
+/// back). Derefs to the count the limit is checked against.
 #[derive(Debug)]
 pub(crate) enum Count {
     /// Counted here.
     Own(AtomicUsize),
     /// Counted in shared memory.
-    Shared(&'static AtomicUsize),
+    Shared {
+        /// Over all workers.
+        total: &'static AtomicUsize,
+        /// This worker's share.
+        mine: &'static AtomicUsize,
+    },
 }
 
 impl Default for Count {
@@ -95,12 +101,31 @@ impl Default for Count {
     }
 }
 
+impl Count {
+    /// One more open connection; the count before it.
+    pub(crate) fn up(&self) -> usize {
+        if let Count::Shared { mine, .. } = self {
+            // The share first: a death in between leaves the total short, never leaked.
+            mine.fetch_add(1, Ordering::AcqRel);
+        }
+        (**self).fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// One fewer.
+    pub(crate) fn down(&self) {
+        (**self).fetch_sub(1, Ordering::AcqRel);
+        if let Count::Shared { mine, .. } = self {
+            mine.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl std::ops::Deref for Count {
     type Target = AtomicUsize;
     fn deref(&self) -> &AtomicUsize {
         match self {
             Count::Own(n) => n,
-            Count::Shared(n) => n,
+            Count::Shared { total, .. } => total,
         }
     }
 }

@@ -99,7 +99,7 @@ impl PoolHandle {
     /// Creates the shared counters and starts the workers (they serve nothing until the first
     /// apply).
     pub(crate) fn spawn(config: PoolConfig) -> std::io::Result<PoolHandle> {
-        let counters = Counters::create()?;
+        let counters = Counters::create(config.workers)?;
         let (tx, rx) = rt::mailbox(64);
         let mut pool = Pool {
             config,
@@ -575,6 +575,8 @@ impl Pool {
             return;
         }
         self.retired.add(&dead.last_metrics);
+        // Its connections are gone: so are their slots under the limits.
+        self.counters.release_worker(id);
         let quick = dead.started.elapsed() < Duration::from_secs(5);
         let streak = self.quick_deaths.entry(id).or_insert(0);
         *streak = if quick { *streak + 1 } else { 0 };

@@ -52,6 +52,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no counters descriptor"))?,
     )?;
+    let (Some(totals), Some(mine)) = (counters.totals(), counters.tally(id)) else {
+        anyhow::bail!("the shared counters have no block for worker {id}");
+    };
     let span = tracing::info_span!("worker", id);
     let _entered = span.enter();
     let metrics = Metrics::new();
@@ -70,7 +73,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
             handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
             zero_copy: settings.zero_copy,
         },
-        active: Count::Shared(counters.global()),
+        active: Count::Shared {
+            total: totals.count,
+            mine: mine.count,
+        },
         kill: tripwire,
         breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
     });
@@ -113,8 +119,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
                         port: s.port,
                         host: s.host,
                     };
-                    if let Some(slot) = counters.slot(s.index) {
-                        metrics.share_breaker(id, slot);
+                    if let (Some(total), Some(share)) = (totals.slot(s.index), mine.slot(s.index)) {
+                        metrics.share_breaker(id, total, share);
                     }
                 }
                 match crate::config::build_bundle(&bundle, Vec::new()) {
