@@ -50,7 +50,7 @@ use crate::actors::supervisor::{Status, SupervisorHandle};
 use crate::actors::{Limits, Shared};
 use crate::config::ConfigInput;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::route::RouteTable;
+use crate::route::Routes;
 use crate::rt::{self, Receiver};
 use crate::{Error, Result};
 
@@ -454,7 +454,7 @@ impl ProxyHandle {
     /// // A broken config is rejected whole; the routes stay as they were.
     /// assert!(tcpmap::block_on(proxy.apply("kind: TCPMapping\n")).is_err());
     /// let routes = tcpmap::block_on(proxy.routes())?;
-    /// assert_eq!(routes.listeners.keys().next().map(|k| k.port()), Some(b));
+    /// assert_eq!(routes.listeners().first().map(|a| a.port()), Some(b));
     /// tcpmap::block_on(proxy.shutdown(false))?;
     /// # Ok(()) }
     /// ```
@@ -465,9 +465,9 @@ impl ProxyHandle {
             .await
     }
 
-    /// The active route table.
-    pub async fn routes(&self) -> Result<Arc<RouteTable>> {
-        Ok(self.inner.status.get().table.clone())
+    /// A read-only view of the active routes.
+    pub async fn routes(&self) -> Result<Routes> {
+        Ok(Routes::new(self.inner.status.get().table.clone()))
     }
 
     /// True once every listener of the active config is bound (false while shutting down).

@@ -14,7 +14,7 @@
 //! the runtime (async-std) and the channel crate (flume).
 //!
 //! The public interface is: [`ProxyBuilder`], [`ProxyHandle`], [`Error`], [`ConfigError`],
-//! the read-only [`RouteTable`] and [`check`].
+//! the read-only [`Routes`] view and [`check`].
 
 // Everything in the library may see peer or config input: no unchecked indexing (tests,
 // benches and examples are exempt; clippy.toml allows it in #[cfg(test)] code).
@@ -67,4 +67,4 @@ pub mod internals {
     pub use crate::workers::codec::decode_all as decode_control_frames;
 }
 pub use metrics::MetricsSnapshot;
-pub use route::RouteTable;
+pub use route::Routes;

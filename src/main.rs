@@ -21,16 +21,20 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     };
 }
 
+/// Writes to stdout; a closed stdout (e.g. `| head`) must not turn a verdict into a panic.
+fn print(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => {
             init_tracing(LogFormat::Text, "warn");
-            let report = tcpmap::cli::check(&args.config.input());
-            let mut out = std::io::stdout().lock();
-            // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
-            let _ = out.write_all(report.text.as_bytes());
-            let _ = out.flush();
+            let report = tcpmap::cli::check_as(&args.config.input(), args.output);
+            print(report.text.as_bytes());
             if report.ok {
                 ExitCode::SUCCESS
             } else {
@@ -47,6 +51,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Completions(args) => {
+            print(&tcpmap::cli::completions(args.shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man => match tcpmap::cli::man_page() {
+            Ok(page) => {
+                print(&page);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tcpmap: cannot render the man page: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run(args) => {
             init_tracing(args.log_format, "info");
             match tcpmap::daemon::run(args) {

@@ -59,7 +59,7 @@ fn config_load_inputs() {
             ..Default::default()
         };
         match tcpmap::config::load(&input) {
-            Ok(l) => drop(l.table.render_text()),
+            Ok(l) => drop(l.render_text()),
             Err(problems) => assert!(!problems.is_empty()),
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘                                                        │ secrets.rs reads the files they name
+//!   inline YAML ──┘  (List items become documents;                         │ secrets.rs reads the files they name
+//!                     Secret documents go to secrets::Files)               │ (Secret documents first)
 //!                                                                          │ validate/ (+ tls.rs): memory only
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
@@ -14,6 +15,7 @@
 
 pub(crate) mod build;
 pub mod error;
+pub(crate) mod found;
 pub(crate) mod model;
 pub(crate) mod raw;
 pub(crate) mod secrets;
@@ -60,9 +62,21 @@ impl Default for ConfigInput {
 #[derive(Debug)]
 pub struct Loaded {
     /// The routes (generation 0; the supervisor numbers it).
-    pub table: crate::route::RouteTable,
+    pub(crate) table: crate::route::RouteTable,
     /// Warnings (unknown attributes, duplicate names, …).
     pub warnings: Vec<ConfigError>,
+}
+
+impl Loaded {
+    /// The routes as `tcpmap check` prints them, one line per group.
+    pub fn render_text(&self) -> String {
+        self.table.render_text()
+    }
+
+    /// The routes as the admin `/config` endpoint shows them (generation 0).
+    pub fn to_json(&self) -> serde_json::Value {
+        self.table.to_json()
+    }
 }
 
 /// Reads, validates and builds the config. `Err` holds every error and the warnings,
@@ -87,7 +101,8 @@ pub(crate) struct Bundle {
     secrets_dir: Option<PathBuf>,
     namespace: String,
     ambassador_id: String,
-    /// The files the resources name, as read (bytes or why they could not be read).
+    /// The files on disk the resources name, as read (bytes or why they could not be read);
+    /// `kind: Secret` documents are not in here, they are read from `files` again.
     secrets: secrets::Files,
 }
 
@@ -104,17 +119,25 @@ pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
         ambassador_id: input.ambassador_id.clone(),
         secrets: secrets::Files::default(),
     };
-    let (resources, _) = bundle.resources();
-    let mut files = bundle.config_files();
-    let wanted = validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &files);
-    files.read_from_disk(wanted);
-    bundle.secrets = files;
+    let (docs, _, _) = bundle.documents();
+    // What the Secret documents hold decides which files the resources name on disk.
+    let mut probe = bundle.config_files();
+    let _ = probe.add_secret_docs(&docs, &bundle.namespace);
+    let resources: Vec<raw::Resource> = docs
+        .into_iter()
+        .flat_map(|doc| raw::classify(Arc::new(doc), &bundle.ambassador_id).resource)
+        .collect();
+    let wanted = validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &probe);
+    let mut disk = bundle.config_files();
+    disk.read_from_disk(wanted);
+    bundle.secrets = disk;
     (bundle, problems)
 }
 
 impl Bundle {
-    /// The documents of every text, classified: the resources and the problems found.
-    fn resources(&self) -> (Vec<raw::Resource>, Vec<ConfigError>) {
+    /// The documents of every text (lists expanded), the problems found, and what was found
+    /// before expanding (for the "no TCPMapping" warning).
+    fn documents(&self) -> (Vec<source::SourceDoc>, Vec<ConfigError>, found::Found) {
         let mut problems = Vec::new();
         let mut docs = Vec::new();
         let texts = self.files.iter().map(|(f, t)| (f.as_path(), t.as_str()));
@@ -127,13 +150,10 @@ impl Bundle {
             docs.extend(d);
             problems.extend(p);
         }
-        let mut resources = Vec::new();
-        for doc in docs {
-            let c = raw::classify(Arc::new(doc), &self.ambassador_id);
-            problems.extend(c.problems);
-            resources.extend(c.resource);
-        }
-        (resources, problems)
+        let found = found::Found::of(&docs);
+        let (docs, p) = source::expand_lists(docs);
+        problems.extend(p);
+        (docs, problems, found)
     }
 
     /// An empty file store that knows which document names are config files on disk.
@@ -148,22 +168,45 @@ pub(crate) fn build_bundle(
     bundle: &Bundle,
     mut problems: Vec<ConfigError>,
 ) -> Result<Loaded, Vec<ConfigError>> {
-    let (resources, p) = bundle.resources();
+    let (docs, p, found) = bundle.documents();
     problems.extend(p);
     let files: Vec<PathBuf> = bundle
         .paths
         .iter()
         .cloned()
-        .chain(bundle.files.iter().map(|(f, _)| f.clone()))
-        .chain(bundle.inline.iter().map(|(n, _)| PathBuf::from(n)))
+        .chain(docs.iter().map(|d| d.file.clone()))
         .collect();
+    // `kind: Secret` documents are a secret source, tried before the secrets dir (their
+    // entries replace the failed disk reads of the same virtual paths).
+    let mut secret_files = bundle.secrets.clone();
+    problems.extend(secret_files.add_secret_docs(&docs, &bundle.namespace));
+    let mut resources = Vec::new();
+    for doc in docs {
+        let c = raw::classify(Arc::new(doc), &bundle.ambassador_id);
+        problems.extend(c.problems);
+        resources.extend(c.resource);
+    }
+    let ours = resources
+        .iter()
+        .any(|r| matches!(r, raw::Resource::Mapping(_)));
+    let first_source = bundle
+        .paths
+        .first()
+        .cloned()
+        .or_else(|| bundle.inline.first().map(|(n, _)| PathBuf::from(n)));
     let env = validate::Env {
         namespace: &bundle.namespace,
         secrets_dir: bundle.secrets_dir.as_deref(),
-        files: &bundle.secrets,
+        files: &secret_files,
     };
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);
+    // Said only of a config that is otherwise valid: with errors, they are what to fix first.
+    if let (false, Some(file)) = (ours, first_source) {
+        if !problems.iter().any(ConfigError::is_error) {
+            problems.push(found.no_mapping_warning(&file, &bundle.ambassador_id));
+        }
+    }
     sort_problems(&mut problems, &files);
     if problems.iter().any(ConfigError::is_error) {
         return Err(problems);
@@ -193,5 +236,7 @@ fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
         .sort_by(|a, b| (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line)));
 }
 
+#[cfg(test)]
+mod kube_tests;
 #[cfg(test)]
 mod tests;
