@@ -255,7 +255,9 @@ impl ProxyBuilder {
     pub async fn start(self) -> Result<ProxyHandle> {
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
+        let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
         let shared = Arc::new(Shared {
+            endpoints: endpoints.clone(),
             resolver: ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
             metrics: metrics.clone(),
             limits: Limits {
@@ -266,7 +268,13 @@ impl ProxyBuilder {
             active: Default::default(),
             kill: tripwire,
             breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         });
+        crate::actors::health::spawn(
+            Arc::downgrade(&endpoints),
+            shared.resolver.clone(),
+            metrics.clone(),
+        );
         let status = Arc::new(Status::default());
         let pool = match self.pool.clone() {
             Some(config) => Some(crate::workers::pool::PoolHandle::spawn(config)?),
@@ -291,7 +299,15 @@ impl ProxyBuilder {
         let (exit_tx, exit_rx) = rt::oneshot();
         let admin = match self.admin {
             Some(addr) => Some(
-                start_admin(addr, inherited.admin, metrics.clone(), status.clone(), pool).await?,
+                start_admin(
+                    addr,
+                    inherited.admin,
+                    metrics.clone(),
+                    status.clone(),
+                    endpoints.clone(),
+                    pool,
+                )
+                .await?,
             ),
             None => None,
         };
@@ -335,6 +351,7 @@ async fn start_admin(
     inherited: Option<std::net::TcpListener>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
+    endpoints: Arc<crate::actors::endpoints::EndpointRegistry>,
     pool: Option<crate::workers::pool::PoolHandle>,
 ) -> Result<AdminServer> {
     let listener = match inherited {
@@ -365,7 +382,7 @@ async fn start_admin(
     let state = crate::admin::AdminState {
         metrics,
         ready: Arc::new(move || ready_status.get().ready),
-        config_json: Arc::new(move || config_json(&status)),
+        config_json: Arc::new(move || config_json(&status, &endpoints)),
         workers,
     };
     let (stop, stopped) = rt::tripwire();
@@ -378,12 +395,16 @@ async fn start_admin(
     })
 }
 
-fn config_json(status: &Status) -> serde_json::Value {
+fn config_json(
+    status: &Status,
+    endpoints: &crate::actors::endpoints::EndpointRegistry,
+) -> serde_json::Value {
     let snapshot = status.get();
     serde_json::json!({
         "generation": snapshot.generation(),
         "ready": snapshot.ready,
         "routes": snapshot.table.to_json(),
+        "endpoints": crate::actors::endpoints::table_json(&snapshot.table, endpoints),
         "last_reload": snapshot.last_reload,
     })
 }

@@ -11,11 +11,23 @@ pub enum CloseReason {
     UpstreamClosed,
     /// No byte moved either way for `idle_timeout_ms`.
     IdleTimeout,
-    /// The client's TLS handshake (or the SNI peek) failed or timed out.
+    /// The client's TLS handshake failed (rustls' alert, sent or received), timed out, or the
+    /// ClientHello did not arrive in time.
     HandshakeFailed,
+    /// The ClientHello was malformed; answered with `decode_error` (or `record_overflow`,
+    /// `unexpected_message`).
+    TlsMalformedHello,
+    /// The ClientHello's server name is not a valid DNS name; answered with `illegal_parameter`.
+    TlsBadSni,
+    /// The server name matched no `host` and the listener has no catch-all or host-less
+    /// group; answered with `unrecognized_name`.
+    TlsUnknownSni,
+    /// The ClientHello had no server name and the listener has no catch-all (`host: "*"`) or
+    /// host-less group; answered with `unrecognized_name`.
+    TlsNoSni,
     /// The TLS handshake with the upstream failed.
     UpstreamHandshakeFailed,
-    /// Nothing on this listener matches the connection (unknown SNI, no host-less group).
+    /// Nothing on this listener matches the connection (not TLS, and no host-less group).
     NoRoute,
     /// The service name did not resolve.
     ResolveFailed,
@@ -27,17 +39,23 @@ pub enum CloseReason {
     Limit,
     /// The proxy shut down (drain timeout passed).
     Shutdown,
+    /// A PROXY protocol header was required but missing, malformed, too long or late.
+    ProxyProtocol,
     /// A bug inside tcpmap ended this connection (caught; the process lives on).
     Internal,
 }
 
 impl CloseReason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::ClientClosed,
         CloseReason::UpstreamClosed,
         CloseReason::IdleTimeout,
         CloseReason::HandshakeFailed,
+        CloseReason::TlsMalformedHello,
+        CloseReason::TlsBadSni,
+        CloseReason::TlsUnknownSni,
+        CloseReason::TlsNoSni,
         CloseReason::UpstreamHandshakeFailed,
         CloseReason::NoRoute,
         CloseReason::ResolveFailed,
@@ -45,6 +63,7 @@ impl CloseReason {
         CloseReason::IoError,
         CloseReason::Limit,
         CloseReason::Shutdown,
+        CloseReason::ProxyProtocol,
         CloseReason::Internal,
     ];
 
@@ -55,6 +74,10 @@ impl CloseReason {
             CloseReason::UpstreamClosed => "upstream_closed",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::HandshakeFailed => "handshake_failed",
+            CloseReason::TlsMalformedHello => "tls_malformed_hello",
+            CloseReason::TlsBadSni => "tls_bad_sni",
+            CloseReason::TlsUnknownSni => "tls_unknown_sni",
+            CloseReason::TlsNoSni => "tls_no_sni",
             CloseReason::UpstreamHandshakeFailed => "upstream_handshake_failed",
             CloseReason::NoRoute => "no_route",
             CloseReason::ResolveFailed => "resolve_failed",
@@ -62,6 +85,7 @@ impl CloseReason {
             CloseReason::IoError => "io_error",
             CloseReason::Limit => "limit",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::ProxyProtocol => "proxy_protocol",
             CloseReason::Internal => "internal",
         }
     }

@@ -3,6 +3,10 @@
 //! `SIGHUP` → reload; a change under any config path or the secrets dir → reload (debounced);
 //! `SIGTERM`/`SIGINT` → graceful drain, exit 0; a second one → exit at once.
 
+mod log_bridge;
+
+pub use log_bridge::forward_log_records;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

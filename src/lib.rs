@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Pure core (values in, values out; unit- and fuzz-tested): [`config`], [`route`], [`sni`],
-//! [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
+//! [`proxy_protocol`], [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
 //! the runtime (async-std) and the channel crate (flume).
 //!
 //! The public interface is: [`ProxyBuilder`], [`ProxyHandle`], [`Error`], [`ConfigError`],
@@ -27,6 +27,7 @@ pub mod config;
 pub(crate) mod dns;
 pub(crate) mod hostname;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod route;
 pub mod sni;
 

@@ -14,11 +14,18 @@ fn init_tracing(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    // A second init (never here) would fail; ignoring it keeps logging best-effort.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    // A second init (never here) would fail; ignoring it keeps logging best-effort. The
+    // subscriber is set without tracing-log's bridge: tcpmap's own one rate-limits the rustls
+    // warnings a client can trigger.
+    let set = match format {
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.finish()),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(builder.json().flatten_event(true).finish())
+        }
     };
+    if set.is_ok() {
+        tcpmap::daemon::forward_log_records();
+    }
 }
 
 /// Writes to stdout; a closed stdout (e.g. `| head`) must not turn a verdict into a panic.

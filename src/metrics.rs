@@ -11,6 +11,7 @@
 //!
 //! Pure: values in, text out. No sockets, no tasks, no clock (latencies are passed in).
 
+mod endpoints;
 mod mapping;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use endpoints::EndpointMetrics;
 pub use mapping::MappingMetrics;
 
 /// Prometheus text 0.0.4 of an OpenMetrics text (what [`Metrics::render`] does to its own).
@@ -63,6 +65,14 @@ struct WhatLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActorLabel {
     actor: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsLabels {
@@ -104,7 +114,15 @@ pub struct Metrics {
     internal_errors: Family<WhatLabel, Counter>,
     actor_restarts: Family<ActorLabel, Counter>,
     listeners: Gauge,
+    hello_bytes: Gauge,
+    proxy_headers: Family<VersionLabel, Counter>,
+    proxy_rejected: Family<ReasonLabel, Counter>,
+    endpoints: endpoints::EndpointFamilies,
 }
+
+/// The `reason` labels of `tcpmap_proxy_protocol_rejected_total`, registered at zero.
+pub const PROXY_REJECT_REASONS: [&str; 5] =
+    ["missing", "malformed", "too_long", "timeout", "closed"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,8 +213,16 @@ impl Side {
 /// Why a TLS handshake failed (`tcpmap_tls_handshake_failures_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeFailure {
-    /// The SNI matched no route (answered with the `unrecognized_name` alert).
-    UnrecognizedName,
+    /// The ClientHello was malformed (answered with `decode_error`, `record_overflow` or
+    /// `unexpected_message`).
+    MalformedHello,
+    /// The ClientHello's host name is not a valid DNS name (answered with `illegal_parameter`).
+    BadSni,
+    /// The SNI matched no route (answered with `unrecognized_name`).
+    UnknownSni,
+    /// The ClientHello had no SNI and the listener no catch-all (answered with
+    /// `unrecognized_name`).
+    NoSni,
     /// The ClientHello did not arrive in time, or the client closed before sending it.
     TimeoutOrEof,
     /// The handshake itself failed (a TLS error from either peer).
@@ -211,12 +237,38 @@ impl HandshakeFailure {
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
         match self {
-            HandshakeFailure::UnrecognizedName => "unrecognized_name",
+            HandshakeFailure::MalformedHello => "malformed_hello",
+            HandshakeFailure::BadSni => "bad_sni",
+            HandshakeFailure::UnknownSni => "unknown_sni",
+            HandshakeFailure::NoSni => "no_sni",
             HandshakeFailure::TimeoutOrEof => "timeout_or_eof",
             HandshakeFailure::Error => "error",
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::BadServerName => "bad_server_name",
         }
+    }
+}
+
+/// A share of `tcpmap_client_hello_bytes_buffered`: what one connection's ClientHello read
+/// holds now. Given back when dropped, so a cancelled read leaves nothing counted.
+#[derive(Debug)]
+pub struct HelloBuffer {
+    gauge: Gauge,
+    held: i64,
+}
+
+impl HelloBuffer {
+    /// This connection now holds `bytes`.
+    pub fn set(&mut self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.gauge.inc_by(bytes - self.held);
+        self.held = bytes;
+    }
+}
+
+impl Drop for HelloBuffer {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.held);
     }
 }
 
@@ -310,6 +362,31 @@ impl Metrics {
         );
         let listeners = Gauge::default();
         r.register("listeners", "Listeners bound now", listeners.clone());
+        let hello_bytes = Gauge::default();
+        r.register(
+            "client_hello_bytes_buffered",
+            "Bytes held by ClientHello reads in progress (every connection together)",
+            hello_bytes.clone(),
+        );
+        let proxy_headers = Family::<VersionLabel, Counter>::default();
+        r.register(
+            "proxy_protocol_headers",
+            "PROXY protocol headers accepted, by version (v1|v2)",
+            proxy_headers.clone(),
+        );
+        let proxy_rejected = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "proxy_protocol_rejected",
+            "Connections closed for their PROXY protocol header, by reason (missing|malformed|too_long|timeout|closed)",
+            proxy_rejected.clone(),
+        );
+        for version in ["v1", "v2"] {
+            drop(proxy_headers.get_or_create(&VersionLabel { version }));
+        }
+        for reason in PROXY_REJECT_REASONS {
+            drop(proxy_rejected.get_or_create(&ReasonLabel { reason }));
+        }
+        let endpoints = endpoints::EndpointFamilies::register(r);
 
         let handle = |f: &Family<ResultLabel, Counter>, result| {
             f.get_or_create(&ResultLabel { result }).clone()
@@ -331,6 +408,10 @@ impl Metrics {
             internal_errors,
             actor_restarts,
             listeners,
+            hello_bytes,
+            proxy_headers,
+            proxy_rejected,
+            endpoints,
         })
     }
 
@@ -394,6 +475,13 @@ impl Metrics {
             Some((total, mine)) => Breaker::Shared { total, mine },
             None => Breaker::Own(std::sync::atomic::AtomicU32::new(0)),
         }
+    }
+
+    /// The endpoint series of mapping `id` (the same series for the same `id`).
+    ///
+    /// Takes the families' lock: call it when an endpoint set is created, not per connection.
+    pub fn endpoints(&self, id: &MappingId) -> EndpointMetrics {
+        self.endpoints.handles(id)
     }
 
     /// Prometheus text exposition format 0.0.4 (serve as `text/plain; version=0.0.4`).
@@ -498,6 +586,29 @@ impl Metrics {
     pub fn actor_restart(&self, actor: &'static str) {
         self.actor_restarts
             .get_or_create(&ActorLabel { actor })
+            .inc();
+    }
+
+    /// A connection's share of `tcpmap_client_hello_bytes_buffered`, starting at zero.
+    pub fn hello_buffer(&self) -> HelloBuffer {
+        HelloBuffer {
+            gauge: self.hello_bytes.clone(),
+            held: 0,
+        }
+    }
+
+    /// Counts an accepted PROXY protocol header of `version` (`v1`|`v2`).
+    pub fn proxy_header(&self, version: &'static str) {
+        self.proxy_headers
+            .get_or_create(&VersionLabel { version })
+            .inc();
+    }
+
+    /// Counts a connection closed for its PROXY protocol header (one of
+    /// [`PROXY_REJECT_REASONS`]).
+    pub fn proxy_rejected(&self, reason: &'static str) {
+        self.proxy_rejected
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

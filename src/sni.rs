@@ -1,308 +1,455 @@
-//! The SNI peek: reads the server name from the first bytes of a TCP connection.
+//! The ClientHello reader: what a new connection's first bytes say, read the way a TLS server
+//! reads them.
 //!
-//! This module owns one pure function, [`parse_client_hello`], over the first bytes the connection
-//! code read (and keeps, to replay them) from a new socket. It decides whether those bytes are a TLS
-//! ClientHello and, if so, which host name it asks for, so the listener can pick a route before the
-//! TLS acceptor reads the very same bytes.
+//! The connection code reads a new socket's first bytes and feeds them, as they arrive, to a
+//! [`HelloReader`]. It reassembles the handshake stream across TLS records (a ClientHello may
+//! span many, down to one byte each), up to the handshake-message bound rustls uses (64 KiB),
+//! and once the whole ClientHello is in hand decides:
 //!
-//! It must not do I/O, allocate (except the returned host name), panic, or index unchecked: every
-//! byte goes through `Records`, a cursor that hands out the handshake stream across TLS records
-//! and reports "need more bytes" or "this is not TLS" as values. It decides only once the whole
-//! ClientHello is in hand, so a strict prefix of a valid hello is always [`Peek::NeedMore`].
+//! - [`Peek::Hello`]: a well-formed ClientHello, with its server name and ALPN list
+//!   ([`ClientHello`]), so the listener can pick a route before rustls reads the same bytes;
+//! - [`Peek::Reject`]: TLS, but malformed or with an invalid host name; the [`Rejection`] names
+//!   the fatal alert a TLS server sends for it ([`Alert`]);
+//! - [`Peek::NotTls`]: the first byte is not the start of a TLS handshake (SSH, HTTP, ...).
+//!
+//! The bytes fed are kept for replay ([`HelloReader::finish`]): verbatim while they fit in
+//! [`MAX_KEPT`]; a longer hello (only a heavily fragmented one gets there) is replayed
+//! re-framed into full-size records, the same handshake bytes a TLS stack reads. What a
+//! reader holds is bounded by [`MAX_BUFFERED`] and reported by [`HelloReader::buffered`].
+//!
+//! Pure and total: no I/O, no panics, no unchecked indexing, linear in the bytes fed (each
+//! byte is looked at once; the complete message is parsed once). A verdict never changes as
+//! more bytes arrive, so a strict prefix of a valid hello is always [`Peek::NeedMore`].
 //!
 //! ```text
-//! record: type 22 | version 3.x | len ─┐   (the ClientHello may span several records)
-//! handshake: type 1 | len24 | legacy_version | random[32] | session_id<..32> | cipher_suites<2..>
-//!            | compression_methods<1..> | extensions<..>  ── extension 0 (server_name) ── host_name
+//! record: type 22 | version 3.x | len (1..=2^14) ─┐   (repeated: the hello may span records)
+//! handshake: type 1 | len24 (<= 0xffff) | legacy_version | random[32] | session_id<0..32>
+//!            | cipher_suites<2..> | compression_methods<1..> | extensions<0..>
+//!            ── 0 server_name: list<1..> of (type, name<1..>) ── 16 ALPN: list<2..> of name<1..>
 //! ```
 
-/// The bytes the caller peeks at most. A ClientHello that is still incomplete at this size is
-/// treated as having no usable server name ([`Peek::NoSni`]).
-///
-/// One full TLS record (16 KiB of payload plus its 5-byte header): real ClientHellos, including
-/// post-quantum key shares (about 1.3 KiB) and large resumption tickets, fit in one record, and a
-/// hello fragmented into tiny records still fits as long as it is under about 2.7 KiB.
-pub const MAX_CLIENT_HELLO: usize = 16 * 1024 + 5;
+mod hello;
+#[cfg(test)]
+mod tests;
 
-/// What the peeked bytes say about the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peek {
-    /// A plausible ClientHello that is not complete yet: peek again after more bytes arrive.
-    NeedMore,
-    /// A complete ClientHello with this server name (ASCII, lower-cased).
-    Sni(String),
-    /// A complete ClientHello without a usable server name (absent, not a host name, or invalid).
-    NoSni,
-    /// Not a TLS handshake (SSH banner, HTTP, SSLv2-compatible hello, malformed records, ...).
-    NotTls,
-}
+pub use hello::{Alpn, ClientHello};
 
-/// Classifies the peeked bytes `buf`; only the first [`MAX_CLIENT_HELLO`] bytes are looked at.
-pub fn parse_client_hello(buf: &[u8]) -> Peek {
-    let bounded = buf.get(..MAX_CLIENT_HELLO).unwrap_or(buf);
-    let mut name = [0u8; MAX_NAME];
-    match client_hello(&mut Records::new(bounded), &mut name) {
-        Ok(Some(len)) => match name.get(..len) {
-            Some(host) => Peek::Sni(
-                host.iter()
-                    .map(|b| char::from(b.to_ascii_lowercase()))
-                    .collect(),
-            ),
-            None => Peek::NoSni,
-        },
-        Ok(None) => Peek::NoSni,
-        Err(Stop::NeedMore) if bounded.len() >= MAX_CLIENT_HELLO => Peek::NoSni,
-        Err(Stop::NeedMore) => Peek::NeedMore,
-        Err(Stop::NotTls) => Peek::NotTls,
-    }
-}
+/// The largest ClientHello body accepted, as rustls (`0xffff`; TLS allows 2^24).
+pub const MAX_HANDSHAKE: usize = 0xffff;
 
-/// The longest host name accepted in a server_name extension.
-const MAX_NAME: usize = 255;
+/// The largest record payload a client may send (RFC 8446 §5.1).
+pub const MAX_RECORD: usize = 1 << 14;
+
+/// The bytes kept verbatim for replay: a maximal hello in full-size records plus a read's worth
+/// of what follows it. Beyond this (a large hello cut into small records) the replay is
+/// re-framed.
+pub const MAX_KEPT: usize = 4 + MAX_HANDSHAKE + 5 * 5 + 4096;
+
+/// The most bytes one reader holds at once (the verbatim copy and the reassembled handshake
+/// message), as long as no single feed is longer than [`MAX_KEPT`] and nothing is fed after
+/// the verdict (what the connection's read loop does).
+pub const MAX_BUFFERED: usize = MAX_KEPT + 4 + MAX_HANDSHAKE;
+
 /// TLS content type of handshake records.
 const CONTENT_HANDSHAKE: u8 = 22;
 /// Handshake message type of a ClientHello.
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
-/// The largest plaintext record payload (RFC 8446 §5.1).
-const MAX_RECORD: usize = 1 << 14;
-/// The largest handshake message a TLS stack accepts (rustls: 64 KiB - 1); anything larger is not
-/// a ClientHello a server would answer.
-const MAX_HANDSHAKE: u32 = 0xffff;
-/// Extension number of server_name (RFC 6066 §3).
-const EXT_SERVER_NAME: u16 = 0;
-/// server_name entry type of a DNS host name.
-const NAME_TYPE_HOST: u8 = 0;
 
-/// Why parsing stopped before reaching a verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// The bytes so far are a valid beginning; more are needed.
+/// What the bytes read so far say about the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peek {
+    /// A plausible beginning of a ClientHello: read more.
     NeedMore,
-    /// The bytes are not a (well-formed) TLS handshake.
+    /// A complete, well-formed ClientHello.
+    Hello(ClientHello),
+    /// TLS, but a ClientHello a TLS server rejects (with the alert the rejection names).
+    Reject(Rejection),
+    /// Not a TLS handshake: the first byte is not a handshake record's.
     NotTls,
 }
 
-/// A cursor over the handshake byte stream carried by consecutive handshake records.
-struct Records<'a> {
-    /// All peeked bytes.
-    buf: &'a [u8],
-    /// Index of the next unread byte in `buf`.
-    pos: usize,
-    /// Payload bytes left in the current record.
-    left_in_record: usize,
+/// A fatal TLS alert the reader's rejections call for (RFC 8446 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alert {
+    /// `unexpected_message` (10): a record or message that has no place here.
+    UnexpectedMessage,
+    /// `record_overflow` (22): a record longer than 2^14 bytes.
+    RecordOverflow,
+    /// `illegal_parameter` (47): a well-formed field with a value that is not allowed.
+    IllegalParameter,
+    /// `decode_error` (50): a message that cannot be parsed.
+    DecodeError,
+    /// `unrecognized_name` (112, RFC 6066): no route for the server name.
+    UnrecognizedName,
 }
 
-impl<'a> Records<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Records {
-            buf,
-            pos: 0,
-            left_in_record: 0,
+impl Alert {
+    /// The alert description code.
+    pub fn code(self) -> u8 {
+        match self {
+            Alert::UnexpectedMessage => 10,
+            Alert::RecordOverflow => 22,
+            Alert::IllegalParameter => 47,
+            Alert::DecodeError => 50,
+            Alert::UnrecognizedName => 112,
         }
     }
 
-    /// Enters the next record when the current one is used up.
-    fn fill(&mut self) -> Result<(), Stop> {
-        if self.left_in_record > 0 {
-            return Ok(());
+    /// The alert's name as the RFCs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alert::UnexpectedMessage => "unexpected_message",
+            Alert::RecordOverflow => "record_overflow",
+            Alert::IllegalParameter => "illegal_parameter",
+            Alert::DecodeError => "decode_error",
+            Alert::UnrecognizedName => "unrecognized_name",
         }
-        let rest = self.buf.get(self.pos..).unwrap_or_default();
-        // Judge each header byte as soon as it is there, so a short non-TLS banner is NotTls at once.
-        match rest.first() {
-            None => return Err(Stop::NeedMore),
-            Some(&CONTENT_HANDSHAKE) => {}
-            Some(_) => return Err(Stop::NotTls),
-        }
-        match rest.get(1) {
-            None => return Err(Stop::NeedMore),
-            Some(3) => {}
-            Some(_) => return Err(Stop::NotTls),
-        }
-        let (Some(&hi), Some(&lo)) = (rest.get(3), rest.get(4)) else {
-            return Err(Stop::NeedMore);
-        };
-        let len = usize::from(u16::from_be_bytes([hi, lo]));
-        if len == 0 || len > MAX_RECORD {
-            return Err(Stop::NotTls);
-        }
-        self.pos += 5;
-        self.left_in_record = len;
-        Ok(())
     }
 
-    /// Reads one byte of the handshake stream.
-    fn byte(&mut self) -> Result<u8, Stop> {
-        self.fill()?;
-        let b = *self.buf.get(self.pos).ok_or(Stop::NeedMore)?;
-        self.pos += 1;
-        self.left_in_record -= 1;
-        Ok(b)
+    /// The plaintext alert record (level fatal, record version TLS 1.2) a server sends
+    /// before it closes.
+    pub fn record(self) -> [u8; 7] {
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, self.code()]
+    }
+}
+
+/// Why a ClientHello is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// An SSL 2.0-format ClientHello (RFC 6101 Appendix E), which no TLS 1.2+ server reads.
+    SslV2Hello,
+    /// A record whose version is not 3.x.
+    RecordVersion,
+    /// A zero-length handshake record (RFC 8446 §5.1).
+    EmptyRecord,
+    /// A record longer than 2^14 bytes.
+    RecordOverflow,
+    /// A record of another content type inside the ClientHello.
+    InterleavedRecord,
+    /// A record of an unknown content type.
+    UnknownRecordType,
+    /// The first handshake message is not a ClientHello.
+    NotClientHello,
+    /// A ClientHello longer than [`MAX_HANDSHAKE`].
+    TooLarge,
+    /// A field runs past the end of the message.
+    Truncated,
+    /// A session id longer than 32 bytes.
+    SessionId,
+    /// An empty or odd-length cipher_suites list.
+    CipherSuites,
+    /// An empty compression_methods list.
+    Compression,
+    /// The extensions block does not end where the message ends.
+    ExtensionsLength,
+    /// An extension type appears twice.
+    DuplicateExtension,
+    /// A server_name extension without a body.
+    EmptyServerName,
+    /// A server_name extension with an empty name list.
+    EmptyNameList,
+    /// A host_name entry of length zero.
+    EmptyHostName,
+    /// Two host_name entries in one list (RFC 6066 §3).
+    DuplicateHostName,
+    /// The server_name list's length does not match its extension.
+    ServerNameLength,
+    /// A malformed ALPN extension (empty list or name, lengths that do not add up).
+    Alpn,
+    /// A host_name that is not a valid DNS name (NUL, control or non-ASCII bytes, ...).
+    InvalidHostName,
+}
+
+impl Cause {
+    /// The alert a TLS server sends for this.
+    pub fn alert(self) -> Alert {
+        match self {
+            Cause::RecordOverflow => Alert::RecordOverflow,
+            Cause::InterleavedRecord | Cause::NotClientHello => Alert::UnexpectedMessage,
+            Cause::InvalidHostName => Alert::IllegalParameter,
+            _ => Alert::DecodeError,
+        }
     }
 
-    /// Skips `n` bytes of the handshake stream, a record's worth at a time.
-    fn skip(&mut self, mut n: usize) -> Result<(), Stop> {
-        while n > 0 {
-            self.fill()?;
-            let avail = self.buf.len().saturating_sub(self.pos);
-            let step = n.min(self.left_in_record);
-            if avail < step {
-                return Err(Stop::NeedMore);
+    /// True when the hello is well-formed but its host name is invalid (`tls_bad_sni`), false
+    /// for a malformed hello (`tls_malformed_hello`).
+    pub fn is_bad_name(self) -> bool {
+        self == Cause::InvalidHostName
+    }
+
+    /// What went wrong, in words, for the access log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::SslV2Hello => "SSLv2-format ClientHello",
+            Cause::RecordVersion => "record version is not 3.x",
+            Cause::EmptyRecord => "empty handshake record",
+            Cause::RecordOverflow => "record longer than 2^14 bytes",
+            Cause::InterleavedRecord => "non-handshake record inside the ClientHello",
+            Cause::UnknownRecordType => "unknown record content type",
+            Cause::NotClientHello => "first handshake message is not a ClientHello",
+            Cause::TooLarge => "ClientHello longer than 64 KiB",
+            Cause::Truncated => "a field runs past the end of the ClientHello",
+            Cause::SessionId => "session id longer than 32 bytes",
+            Cause::CipherSuites => "empty or odd-length cipher suite list",
+            Cause::Compression => "empty compression method list",
+            Cause::ExtensionsLength => "extensions length does not match the message",
+            Cause::DuplicateExtension => "duplicate extension",
+            Cause::EmptyServerName => "empty server_name extension",
+            Cause::EmptyNameList => "empty server_name list",
+            Cause::EmptyHostName => "empty host_name",
+            Cause::DuplicateHostName => "two host_names in server_name",
+            Cause::ServerNameLength => "server_name lengths do not add up",
+            Cause::Alpn => "malformed ALPN extension",
+            Cause::InvalidHostName => "host_name is not a valid DNS name",
+        }
+    }
+}
+
+/// A rejected ClientHello: why, and (for an invalid host name) the name, escaped for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// What is wrong.
+    pub cause: Cause,
+    /// The offending host_name, escaped (`\x00`, `\xc3`, ...), when the cause is the name.
+    pub name: Option<String>,
+}
+
+impl Rejection {
+    fn of(cause: Cause) -> Self {
+        Rejection { cause, name: None }
+    }
+
+    /// The alert to send.
+    pub fn alert(&self) -> Alert {
+        self.cause.alert()
+    }
+}
+
+/// Classifies `buf` as if it were all a client sent so far (one-shot [`HelloReader`]).
+pub fn parse_client_hello(buf: &[u8]) -> Peek {
+    let mut reader = HelloReader::new();
+    reader.feed(buf);
+    reader.finish().0
+}
+
+/// Where the reader is in the record layer.
+#[derive(Debug, Clone, Copy)]
+enum Layer {
+    /// Reading a record header; `len` of its 5 bytes are in `header`.
+    Header { len: usize },
+    /// Inside a record's payload, `left` bytes to go; its payload starts at `hs[start]`.
+    Payload { left: usize, start: usize },
+}
+
+/// Reads a ClientHello from bytes fed as they arrive; see the module docs.
+#[derive(Debug)]
+pub struct HelloReader {
+    /// Every byte fed, while `kept` (and at most about [`MAX_KEPT`]).
+    raw: Vec<u8>,
+    /// False once `raw` outgrew [`MAX_KEPT`] and was dropped: replay re-frames `hs`.
+    kept: bool,
+    /// The handshake stream so far (record payloads joined), at most the message.
+    hs: Vec<u8>,
+    /// The current (or last) record header.
+    header: [u8; 5],
+    layer: Layer,
+    /// Bytes fed after the verdict was reached (needed only when `raw` was dropped).
+    tail: Vec<u8>,
+    verdict: Peek,
+}
+
+impl Default for HelloReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HelloReader {
+    /// A reader that has seen nothing.
+    pub fn new() -> Self {
+        HelloReader {
+            raw: Vec::new(),
+            kept: true,
+            hs: Vec::new(),
+            header: [0; 5],
+            layer: Layer::Header { len: 0 },
+            tail: Vec::new(),
+            verdict: Peek::NeedMore,
+        }
+    }
+
+    /// Takes the next bytes the client sent; true once the verdict is reached (bytes fed
+    /// after that are only kept for replay).
+    pub fn feed(&mut self, input: &[u8]) -> bool {
+        let decided = !matches!(self.verdict, Peek::NeedMore);
+        if self.kept && !decided && self.raw.len() + input.len() > MAX_KEPT {
+            self.kept = false;
+            self.raw = Vec::new();
+        }
+        if self.kept {
+            self.raw.extend_from_slice(input);
+        }
+        if decided {
+            if !self.kept {
+                self.tail.extend_from_slice(input);
             }
-            self.pos += step;
-            self.left_in_record -= step;
-            n -= step;
+            return true;
         }
-        Ok(())
-    }
-}
-
-/// A length-limited view of the handshake stream: a read past `left` means malformed input.
-struct Body<'r, 'a> {
-    records: &'r mut Records<'a>,
-    left: usize,
-}
-
-impl Body<'_, '_> {
-    fn take(&mut self, n: usize) -> Result<(), Stop> {
-        self.left = self.left.checked_sub(n).ok_or(Stop::NotTls)?;
-        Ok(())
-    }
-
-    fn u8(&mut self) -> Result<u8, Stop> {
-        self.take(1)?;
-        self.records.byte()
+        let mut rest = input;
+        while !rest.is_empty() {
+            match self.step(rest) {
+                (used, None) => rest = rest.get(used..).unwrap_or_default(),
+                (used, Some(verdict)) => {
+                    self.verdict = verdict;
+                    if !self.kept {
+                        self.tail
+                            .extend_from_slice(rest.get(used..).unwrap_or_default());
+                    }
+                    return true;
+                }
+            }
+        }
+        false
     }
 
-    fn u16(&mut self) -> Result<u16, Stop> {
-        Ok(u16::from_be_bytes([self.u8()?, self.u8()?]))
+    /// The verdict so far ([`Peek::NeedMore`] until one is reached).
+    pub fn verdict(&self) -> &Peek {
+        &self.verdict
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), Stop> {
-        self.take(n)?;
-        self.records.skip(n)
+    /// The bytes held now (what [`MAX_BUFFERED`] bounds).
+    pub fn buffered(&self) -> usize {
+        self.raw.len() + self.hs.len() + self.tail.len()
     }
 
-    /// Reads a length prefix of `width` bytes and checks it fits in what is left.
-    fn len(&mut self, width: u8) -> Result<usize, Stop> {
-        let len = match width {
-            1 => usize::from(self.u8()?),
-            _ => usize::from(self.u16()?),
+    /// The verdict and every byte fed, for replay: verbatim, or (for a hello that outgrew
+    /// [`MAX_KEPT`]) the same handshake bytes in full-size records followed by the rest.
+    pub fn finish(self) -> (Peek, Vec<u8>) {
+        if self.kept {
+            return (self.verdict, self.raw);
+        }
+        let (done, open) = match self.layer {
+            Layer::Header { len } => (self.hs.as_slice(), self.header.get(..len)),
+            Layer::Payload { start, .. } => (
+                self.hs.get(..start).unwrap_or_default(),
+                Some(self.header.as_slice()),
+            ),
         };
-        if len > self.left {
-            return Err(Stop::NotTls);
+        let mut out = Vec::with_capacity(self.buffered() + 5 * (done.len() / MAX_RECORD + 2));
+        let version = [self.header[1], self.header[2]];
+        for piece in done.chunks(MAX_RECORD) {
+            out.extend_from_slice(&[CONTENT_HANDSHAKE, version[0], version[1]]);
+            out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
+            out.extend_from_slice(piece);
         }
-        Ok(len)
+        if let (Some(open), Layer::Payload { start, .. }) = (open, self.layer) {
+            out.extend_from_slice(open);
+            out.extend_from_slice(self.hs.get(start..).unwrap_or_default());
+        } else if let Some(open) = open {
+            out.extend_from_slice(open);
+        }
+        out.extend_from_slice(&self.tail);
+        (self.verdict, out)
+    }
+
+    /// Consumes a prefix of `input` (at least one byte); returns how many bytes it used and
+    /// the verdict if that prefix reached one.
+    fn step(&mut self, input: &[u8]) -> (usize, Option<Peek>) {
+        match self.layer {
+            Layer::Header { len } => {
+                let Some(&b) = input.first() else {
+                    return (0, None);
+                };
+                if let Some(slot) = self.header.get_mut(len) {
+                    *slot = b;
+                }
+                let len = len + 1;
+                self.layer = Layer::Header { len };
+                (1, self.check_header(len))
+            }
+            Layer::Payload { left, start } => {
+                let need = match message_len(&self.hs) {
+                    Some(body) => 4 + body - self.hs.len(),
+                    None => 4 - self.hs.len(),
+                };
+                let n = left.min(need).min(input.len());
+                self.hs
+                    .extend_from_slice(input.get(..n).unwrap_or_default());
+                let left = left - n;
+                self.layer = match left {
+                    0 => Layer::Header { len: 0 },
+                    _ => Layer::Payload { left, start },
+                };
+                (n, self.check_message())
+            }
+        }
+    }
+
+    /// Judges the record header as each byte arrives (so a non-TLS banner is known at once).
+    fn check_header(&mut self, len: usize) -> Option<Peek> {
+        let first = self.hs.is_empty();
+        let [kind, major, _, hi, lo] = self.header;
+        if first && kind & 0x80 != 0 {
+            // SSL 2.0 record: 2-byte length with the top bit set, then msg type 1 (CLIENT-HELLO).
+            return match len {
+                3 if self.header[2] == HANDSHAKE_CLIENT_HELLO => {
+                    Some(Peek::Reject(Rejection::of(Cause::SslV2Hello)))
+                }
+                3 => Some(Peek::NotTls),
+                _ => None,
+            };
+        }
+        match len {
+            1 if kind == CONTENT_HANDSHAKE => None,
+            1 if first => Some(Peek::NotTls),
+            1 if matches!(kind, 20 | 21 | 23 | 24) => {
+                Some(Peek::Reject(Rejection::of(Cause::InterleavedRecord)))
+            }
+            1 => Some(Peek::Reject(Rejection::of(Cause::UnknownRecordType))),
+            2 if major != 3 => Some(Peek::Reject(Rejection::of(Cause::RecordVersion))),
+            5 => {
+                let n = usize::from(u16::from_be_bytes([hi, lo]));
+                if n == 0 {
+                    return Some(Peek::Reject(Rejection::of(Cause::EmptyRecord)));
+                }
+                if n > MAX_RECORD {
+                    return Some(Peek::Reject(Rejection::of(Cause::RecordOverflow)));
+                }
+                self.layer = Layer::Payload {
+                    left: n,
+                    start: self.hs.len(),
+                };
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Judges the handshake stream: its header, then the whole message once it is complete.
+    fn check_message(&self) -> Option<Peek> {
+        if self
+            .hs
+            .first()
+            .is_some_and(|&t| t != HANDSHAKE_CLIENT_HELLO)
+        {
+            return Some(Peek::Reject(Rejection::of(Cause::NotClientHello)));
+        }
+        let body = message_len(&self.hs)?;
+        if body > MAX_HANDSHAKE {
+            return Some(Peek::Reject(Rejection::of(Cause::TooLarge)));
+        }
+        let message = self.hs.get(4..4 + body)?;
+        Some(match hello::parse(message) {
+            Ok(hello) => Peek::Hello(hello),
+            Err(rejection) => Peek::Reject(rejection),
+        })
     }
 }
 
-/// Walks a complete ClientHello; on success returns the length of the host name copied into
-/// `name`, or `None` when the hello carries no usable host name.
-fn client_hello(
-    records: &mut Records<'_>,
-    name: &mut [u8; MAX_NAME],
-) -> Result<Option<usize>, Stop> {
-    if records.byte()? != HANDSHAKE_CLIENT_HELLO {
-        return Err(Stop::NotTls);
+/// The body length of the handshake message at the start of `hs`, once its header is in.
+fn message_len(hs: &[u8]) -> Option<usize> {
+    match hs.get(..4)? {
+        &[_, a, b, c] => Some(usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c)),
+        _ => None,
     }
-    let len = u32::from_be_bytes([0, records.byte()?, records.byte()?, records.byte()?]);
-    if len > MAX_HANDSHAKE {
-        return Err(Stop::NotTls);
-    }
-    let mut body = Body {
-        records,
-        left: usize::try_from(len).map_err(|_| Stop::NotTls)?,
-    };
-
-    // legacy_version: SSL 3.x / TLS 1.x all have major 3.
-    if body.u8()? != 3 {
-        return Err(Stop::NotTls);
-    }
-    body.skip(1 + 32)?; // minor version, random
-    let session_id = body.len(1)?;
-    if session_id > 32 {
-        return Err(Stop::NotTls);
-    }
-    body.skip(session_id)?;
-    let suites = body.len(2)?;
-    if suites < 2 || suites % 2 != 0 {
-        return Err(Stop::NotTls);
-    }
-    body.skip(suites)?;
-    let compression = body.len(1)?;
-    if compression < 1 {
-        return Err(Stop::NotTls);
-    }
-    body.skip(compression)?;
-    if body.left == 0 {
-        return Ok(None); // a hello without extensions
-    }
-    let extensions = body.len(2)?;
-    if extensions != body.left {
-        return Err(Stop::NotTls);
-    }
-    let mut found: Option<Option<usize>> = None;
-    while body.left > 0 {
-        let kind = body.u16()?;
-        let ext_len = body.len(2)?;
-        if kind != EXT_SERVER_NAME {
-            body.skip(ext_len)?;
-            continue;
-        }
-        if found.is_some() {
-            return Err(Stop::NotTls); // a repeated extension is malformed (RFC 8446 §4.2)
-        }
-        let end = body.left - ext_len;
-        found = Some(server_name(&mut body, ext_len, name)?);
-        if body.left != end {
-            return Err(Stop::NotTls);
-        }
-    }
-    Ok(found.flatten())
 }
-
-/// Reads the body of a server_name extension of `ext_len` bytes; returns the length of the first
-/// valid host_name copied into `name`.
-fn server_name(
-    body: &mut Body<'_, '_>,
-    ext_len: usize,
-    name: &mut [u8; MAX_NAME],
-) -> Result<Option<usize>, Stop> {
-    if ext_len == 0 {
-        return Ok(None); // the empty form a server echoes; treat as no name
-    }
-    let list = body.len(2)?;
-    if list + 2 != ext_len {
-        return Err(Stop::NotTls);
-    }
-    let mut host = None;
-    let mut left = list;
-    while left > 0 {
-        if left < 3 {
-            return Err(Stop::NotTls); // an entry header would run past the extension
-        }
-        let kind = body.u8()?;
-        let len = body.len(2)?;
-        left = left.checked_sub(3 + len).ok_or(Stop::NotTls)?;
-        if kind != NAME_TYPE_HOST || host.is_some() {
-            body.skip(len)?;
-            continue;
-        }
-        if len == 0 || len > MAX_NAME {
-            body.skip(len)?;
-            host = Some(None);
-            continue;
-        }
-        for slot in name.iter_mut().take(len) {
-            *slot = body.u8()?;
-        }
-        host = Some(
-            name.get(..len)
-                .filter(|n| crate::hostname::is_valid(n))
-                .map(<[u8]>::len),
-        );
-    }
-    Ok(host.flatten())
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,5 @@
 //! The access log: one line per connection when it ends. `--log-format json` gives one JSON
-//! object per line with mapping, listener, client, sni, upstream, tls, bytes_in, bytes_out,
+//! object per line with mapping, listener, client, peer, sni, upstream, tls, bytes_in, bytes_out,
 //! duration_ms and end; text mode has exactly one line per connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,10 +13,11 @@ use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
 use common::yaml::{mapping, mapping_with, tls_context};
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 12] = [
     "mapping",
     "listener",
     "client",
+    "peer",
     "sni",
     "upstream",
     "tls",
@@ -24,6 +25,7 @@ const FIELDS: [&str; 10] = [
     "bytes_out",
     "duration_ms",
     "end",
+    "detail",
 ];
 
 #[test]
@@ -84,6 +86,8 @@ fn json_access_lines_parse_and_carry_every_field() {
     }
     assert_eq!(plain["listener"], net::local(p_plain).to_string());
     assert!(plain["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // Without a PROXY protocol header the client is the socket's peer.
+    assert_eq!(plain["peer"], plain["client"]);
     assert_eq!(plain["upstream"], echo.addr.to_string());
     assert_eq!(plain["tls"], "none");
     assert_eq!(plain["sni"], "-");
@@ -106,6 +110,73 @@ fn json_access_lines_parse_and_carry_every_field() {
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v.is_object());
     }
+}
+
+#[test]
+fn failed_handshakes_are_explained() {
+    let ca = Ca::new("log CA");
+    let stranger = Ca::new("stranger CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["my-host"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let echo = net::echo("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| {
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping_with("term", port, echo.addr, "host: my-host\ntls: false\n")
+        },
+        &["--secrets-dir", &secrets_arg, "--log-format", "json"],
+    );
+    let addr = net::local(port);
+    // The SNI matches, but the client does not trust the certificate: it sends an alert.
+    let distrust = net::tls_client_config(&stranger.cert_pem(), None);
+    assert!(net::tls_connect(addr, "my-host", distrust).is_err());
+    // A NUL in the name, then a name nobody serves.
+    let nul = common::hello::frame(
+        &common::hello::minimal_message(&[(0, common::hello::server_name(b"my-host\x00"))]),
+        16 * 1024,
+    );
+    assert_eq!(
+        common::hello::send(addr, &nul),
+        common::hello::Reply::Alert(common::hello::ILLEGAL_PARAMETER)
+    );
+    let unknown = common::hello::frame(
+        &common::hello::rustls_message(Some("nobody.test")),
+        16 * 1024,
+    );
+    assert_eq!(
+        common::hello::send(addr, &unknown),
+        common::hello::Reply::Alert(common::hello::UNRECOGNIZED_NAME)
+    );
+
+    let access = |end: &str| -> serde_json::Value {
+        let line = d
+            .wait_line(0, Duration::from_secs(5), |l| {
+                l.contains("tcpmap::access") && l.contains(&format!("\"end\":\"{end}\""))
+            })
+            .unwrap_or_else(|| panic!("no access line ending {end}:\n{}", d.log()));
+        serde_json::from_str(&line).unwrap()
+    };
+    let failed = access("handshake_failed");
+    assert_eq!(failed["mapping"], "term", "{failed}");
+    assert_eq!(failed["sni"], "my-host");
+    assert_eq!(failed["tls"], "terminate");
+    let detail = failed["detail"].as_str().unwrap();
+    assert_eq!(detail, "received alert unknown_ca");
+    let bad = access("tls_bad_sni");
+    assert_eq!(bad["mapping"], "-");
+    assert_eq!(bad["sni"], "my-host\\x00");
+    assert_eq!(
+        bad["detail"],
+        "sent alert illegal_parameter: host_name is not a valid DNS name"
+    );
+    let unknown = access("tls_unknown_sni");
+    assert_eq!(unknown["sni"], "nobody.test");
+    assert_eq!(unknown["detail"], "sent alert unrecognized_name");
 }
 
 #[test]
@@ -143,4 +214,71 @@ fn text_mode_logs_one_line_per_connection() {
             "{l}"
         );
     }
+}
+
+#[test]
+fn rustls_warnings_a_client_triggers_are_rate_limited() {
+    let ca = Ca::new("log CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["default.test"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let echo = net::echo("127.0.0.1:0");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| {
+            tls_context("ctx", "hosts: [\"*\"]\nsecret: sec\n")
+                + &mapping_with("any", port, echo.addr, "host: \"*\"\n")
+        },
+        &["--secrets-dir", &secrets_arg],
+    );
+    // An IP address as host_name: tcpmap treats it as no SNI (the catch-all serves it) and
+    // rustls warns about it, once per hello.
+    let ip_sni = common::hello::frame(
+        &common::hello::with_extension(
+            &common::hello::rustls_message(None),
+            0,
+            &common::hello::server_name(b"192.0.2.9"),
+        ),
+        16 * 1024,
+    );
+    let warned = || {
+        d.lines()
+            .iter()
+            .filter(|l| l.contains("tcpmap::log") && l.contains("IP address"))
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    for _ in 0..30 {
+        assert_eq!(
+            common::hello::send(net::local(port), &ip_sni),
+            common::hello::Reply::Handshake(common::hello::SERVER_HELLO)
+        );
+    }
+    let secs = t0.elapsed().as_secs() as usize;
+    assert!(
+        common::wait::eventually(Duration::from_secs(3), || warned() >= 1),
+        "{}",
+        d.log()
+    );
+    assert!(
+        warned() <= secs + 2,
+        "{} lines in {secs} s:\n{}",
+        warned(),
+        d.log()
+    );
+    // The next line, a second later, says how many were held back.
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = common::hello::send(net::local(port), &ip_sni);
+    let line = d
+        .wait_line(0, Duration::from_secs(3), |l| {
+            l.contains("tcpmap::log") && l.contains("IP address") && !l.contains("suppressed=0")
+        })
+        .unwrap_or_else(|| panic!("no line with a suppressed count:\n{}", d.log()));
+    assert!(
+        line.contains("origin=\"rustls::") || line.contains("origin=rustls::"),
+        "{line}"
+    );
 }

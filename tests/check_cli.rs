@@ -82,6 +82,24 @@ fn example_directory_prints_the_route_table() {
 }
 
 #[test]
+fn proxy_protocol_example_shows_the_listener_and_send_settings() {
+    let out = check(&[
+        "--config",
+        "examples/config/proxy-protocol.yaml",
+        "--secrets-dir",
+        "examples/config/secrets",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "0.0.0.0:2222 proxy_protocol=optional * raw -> bastion:22 (100%) [ssh-bastion, send_proxy_proto=v1]",
+            "0.0.0.0:8443 proxy_protocol=required my-host-1 terminate(TLSContext my-context) -> web-backend:8080 (100%) [web-behind-lb, send_proxy_proto=v2]",
+        ]
+    );
+}
+
+#[test]
 fn five_mistakes_give_five_lines() {
     let out = check(&["--config", "tests/fixtures/check/five-mistakes.yaml"]);
     assert_eq!(out.code, 1);

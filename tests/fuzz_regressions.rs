@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use tcpmap::internals::{decode_control_frames, parse_service};
-use tcpmap::sni::{Peek, parse_client_hello};
+use tcpmap::sni::{HelloReader, Peek, parse_client_hello};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -26,24 +26,70 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     out
 }
 
+/// What each named ClientHello seed must be read as (`fuzz/seeds/client_hello/NAME.bin`).
+const HELLO_SEEDS: [(&str, &str); 18] = [
+    ("openssl-0", "sni"),
+    ("openssl-1", "sni"),
+    ("openssl-2", "hello"),
+    ("records-1-byte", "sni"),
+    ("records-7-byte", "sni"),
+    ("large-20k-two-records", "sni"),
+    ("large-60k", "sni"),
+    ("alpn", "sni"),
+    ("sni-ip", "hello"),
+    ("too-large", "decode_error"),
+    ("truncated-fixed-length", "decode_error"),
+    ("sni-empty-extension", "decode_error"),
+    ("sni-empty-list", "decode_error"),
+    ("sni-empty-name", "decode_error"),
+    ("sslv2", "decode_error"),
+    ("sni-nul", "illegal_parameter"),
+    ("record-overflow", "record_overflow"),
+    ("ssh", "not_tls"),
+];
+
+fn verdict(peek: &Peek) -> &'static str {
+    match peek {
+        Peek::Hello(h) if h.sni.is_some() => "sni",
+        Peek::Hello(_) => "hello",
+        Peek::Reject(r) => r.alert().as_str(),
+        Peek::NotTls => "not_tls",
+        Peek::NeedMore => "need_more",
+    }
+}
+
 #[test]
 fn client_hello_inputs() {
     let files = inputs("client_hello");
-    assert!(files.len() >= 3, "seeds missing: {files:?}");
-    let mut sni = 0;
+    assert!(files.len() >= HELLO_SEEDS.len(), "seeds missing: {files:?}");
     for f in files {
         let data = std::fs::read(&f).unwrap();
         let whole = parse_client_hello(&data);
-        if let Peek::Sni(name) = &whole {
-            assert!(!name.is_empty());
-            sni += 1;
+        if let Peek::Hello(hello) = &whole {
+            if let Some(name) = &hello.sni {
+                assert!(!name.is_empty());
+            }
         }
-        let first = parse_client_hello(&data[..data.len() / 2]);
-        if first != Peek::NeedMore {
-            assert_eq!(first, whole, "{}", f.display());
+        // Fed as reads deliver it, in pieces, the verdict is the same.
+        for chunk in [1, 100, 4096] {
+            let mut reader = HelloReader::new();
+            for piece in data.chunks(chunk) {
+                if reader.feed(piece) {
+                    break;
+                }
+            }
+            assert_eq!(
+                reader.finish().0,
+                whole,
+                "{} in {chunk}-byte reads",
+                f.display()
+            );
+        }
+        let stem = f.file_stem().unwrap().to_str().unwrap();
+        if let Some((_, want)) = HELLO_SEEDS.iter().find(|(name, _)| *name == stem) {
+            assert_eq!(verdict(&whole), *want, "{}", f.display());
         }
     }
-    assert!(sni >= 2, "the real ClientHello seeds should carry SNI");
 }
 
 #[test]
@@ -89,4 +135,38 @@ fn control_frame_inputs() {
     }
     // The well-formed seeds decode (each frame once, as a request or as a reply).
     assert!(decoded >= 7, "{decoded}");
+}
+
+#[test]
+fn proxy_header_inputs() {
+    use tcpmap::proxy_protocol::{Decoded, decode};
+    let files = inputs("proxy_header");
+    assert!(files.len() >= 5, "seeds missing: {files:?}");
+    let mut whole_headers = 0;
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        let whole = decode(&data);
+        if let Ok(Decoded::Complete { header, len }) = &whole {
+            whole_headers += 1;
+            assert!(*len <= data.len());
+            for k in 0..*len {
+                assert!(
+                    matches!(decode(&data[..k]), Ok(Decoded::Partial { .. })),
+                    "{}: prefix {k} decided",
+                    f.display()
+                );
+            }
+            let again = header.encode();
+            assert!(
+                matches!(decode(&again), Ok(Decoded::Complete { .. })),
+                "{}",
+                f.display()
+            );
+        }
+        let first = decode(&data[..data.len() / 2]);
+        if !matches!(first, Ok(Decoded::Partial { .. })) {
+            assert_eq!(first, whole, "{}", f.display());
+        }
+    }
+    assert!(whole_headers >= 5, "the header seeds should decode");
 }

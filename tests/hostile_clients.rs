@@ -1,5 +1,6 @@
 //! Hostile clients against a TLS-terminating port: garbage, a stalled ClientHello, silence,
-//! an oversized ClientHello. Each is closed; the process and other clients are unaffected.
+//! an oversized ClientHello. Each is closed (with the alert a TLS server sends, when it is
+//! TLS); the process and other clients are unaffected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -154,9 +155,10 @@ fn silent_client_is_closed_at_the_deadline() {
 #[test]
 fn oversized_client_hello_is_closed_without_waiting_for_the_deadline() {
     let s = setup(Duration::from_secs(8));
-    // A handshake record announcing a 64 KiB ClientHello, spread over full-size records.
+    // A handshake record announcing a ClientHello over rustls' 64 KiB bound, spread over
+    // full-size records: rejected with decode_error as soon as its length is read.
     let mut bytes = Vec::new();
-    let mut payload = vec![0x01, 0x00, 0xff, 0xff, 0x03, 0x03];
+    let mut payload = vec![0x01, 0x01, 0x00, 0x00, 0x03, 0x03];
     payload.resize(16 * 1024, 0x41);
     for _ in 0..2 {
         bytes.extend_from_slice(&[0x16, 0x03, 0x01, 0x40, 0x00]);
@@ -166,6 +168,14 @@ fn oversized_client_hello_is_closed_without_waiting_for_the_deadline() {
     let t0 = Instant::now();
     let mut c = TcpStream::connect(s.addr).unwrap();
     let _ = c.write_all(&bytes);
+    c.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let mut alert = [0u8; 7];
+    c.read_exact(&mut alert).unwrap();
+    assert_eq!(
+        alert,
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50],
+        "fatal decode_error"
+    );
     time_to_close(&mut c, Duration::from_secs(6)).expect("oversized hello not closed");
     assert!(
         t0.elapsed() < Duration::from_secs(3),

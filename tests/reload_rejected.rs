@@ -130,3 +130,22 @@ fn port_in_use_is_rejected_whole() {
     );
     drop(taken);
 }
+
+#[test]
+fn a_port_in_use_at_the_first_start_says_cannot_bind_not_reload_rejected() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, mapping("one", port, "127.0.0.1:9")).unwrap();
+    let mut d = Daemon::spawn(&["run", "--config", cfg.to_str().unwrap()]);
+    let status = d.wait_exit(Duration::from_secs(10)).expect("did not exit");
+    assert_eq!(status.code(), Some(1));
+    let log = d.log();
+    assert!(
+        log.contains(&format!("cannot bind 127.0.0.1:{port}")),
+        "{log}"
+    );
+    assert!(!log.contains("reload"), "{log}");
+    drop(taken);
+}

@@ -12,11 +12,15 @@
 //! dropped while it unwinds) or a cancelled task. Nothing else increments or decrements
 //! these counters for a connection.
 //!
-//! Must not: block, allocate, or log (the access line is the ConnectionActor's).
+//! Must not: block on I/O, or log (the access line is the ConnectionActor's). Only a mapping
+//! with `max_connections_per_ip` costs more than atomics: a short lock on its per-client map
+//! (which holds only addresses with open connections) and one small allocation.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::Shared;
+use super::endpoints::{ClientSlot, EndpointLoad, UpstreamState};
 use crate::close::CloseReason;
 use crate::metrics::{MappingMetrics, Refusal};
 use crate::net::copy::Progress;
@@ -36,13 +40,21 @@ pub(crate) struct Admission {
 }
 
 /// What the connection holds of its mapping: whether it counts as accepted and holds a
-/// circuit-breaker slot, and whether its end was already counted.
+/// circuit-breaker slot, its slot under `max_connections_per_ip`, its endpoint's load
+/// count, and whether its end was already counted.
 #[derive(Debug, Default)]
 pub(crate) struct Claim {
     /// Holds a slot under the mapping's `circuit_breakers.max_connections`.
     breaker: bool,
     /// The end is counted (by [`Admission::end`]); the drop then only releases slots.
     ended: bool,
+    /// The slot under `max_connections_per_ip`, given back when dropped. Boxed: the claim
+    /// lives in every connection's future and most mappings have no such limit, so only
+    /// their connections pay for it (one small allocation).
+    client: Option<Box<ClientSlot>>,
+    /// The connected endpoint's open-connection count (`least_request`), given back when
+    /// dropped.
+    endpoint: Option<EndpointLoad>,
 }
 
 impl Admission {
@@ -103,6 +115,34 @@ impl Claim {
             shared.metrics.rejected(Refusal::Mapping);
         }
         admitted
+    }
+
+    /// Takes one of the mapping's `max` slots for client address `ip` (no limit: nothing to
+    /// take); `false` (after counting the refusal) when `max` connections from `ip` are open.
+    pub(crate) fn take_client_slot(
+        &mut self,
+        state: &Arc<UpstreamState>,
+        ip: IpAddr,
+        max: Option<u32>,
+    ) -> bool {
+        let Some(max) = max else {
+            return true;
+        };
+        match state.take_client_slot(ip, max) {
+            Some(slot) => {
+                self.client = Some(Box::new(slot));
+                true
+            }
+            None => {
+                state.metrics.refused_per_ip();
+                false
+            }
+        }
+    }
+
+    /// Keeps the connected endpoint's load count for the connection's life.
+    pub(crate) fn hold_endpoint(&mut self, load: Option<EndpointLoad>) {
+        self.endpoint = load;
     }
 }
 
@@ -186,6 +226,50 @@ mod tests {
         let text = s.metrics.render();
         assert!(text.contains("reason=\"internal\"} 1"), "{text}");
         assert!(text.contains("what=\"connection\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn a_per_client_slot_is_given_back_when_the_connection_goes() {
+        use crate::route::{Families, ServiceHost, Upstream, balance::EndpointPolicy};
+        let s = shared(None);
+        let up = Upstream {
+            mapping: Arc::new(MappingId {
+                name: "m".into(),
+                namespace: "default".into(),
+                port: 1,
+                host: String::new(),
+            }),
+            host: ServiceHost::Dns("svc.test".into()),
+            port: 80,
+            share: 100,
+            connect_timeout: std::time::Duration::from_secs(1),
+            max_connections: None,
+            send_proxy: None,
+            endpoints: EndpointPolicy::default(),
+        };
+        let state = s
+            .endpoints
+            .state(crate::actors::endpoints::EndpointKey::of(&up, Families::V4));
+        let ip: IpAddr = "10.1.1.1".parse().unwrap();
+        let mut first = Admission::enter(s.clone()).unwrap();
+        assert!(first.claim.take_client_slot(&state, ip, Some(1)));
+        let mut second = Admission::enter(s.clone()).unwrap();
+        assert!(!second.claim.take_client_slot(&state, ip, Some(1)));
+        assert!(
+            second.claim.take_client_slot(&state, ip, None),
+            "no limit, no slot"
+        );
+        drop(second);
+        first.end(CloseReason::ClientClosed);
+        drop(first);
+        let mut third = Admission::enter(s.clone()).unwrap();
+        assert!(third.claim.take_client_slot(&state, ip, Some(1)));
+        third.end(CloseReason::ClientClosed);
+        let text = s.metrics.render();
+        assert!(
+            text.contains("tcpmap_connections_refused_per_ip_total{mapping=\"m\""),
+            "{text}"
+        );
     }
 
     #[test]

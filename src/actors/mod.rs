@@ -21,6 +21,10 @@
 //!        └───────────────┘        reply (addrs)     └──────────────────┘
 //! ```
 //!
+//! Beside the ResolverActor runs the HealthActor (`health.rs`): no mailbox, one timer; it
+//! probes the endpoint sets (`endpoints.rs`) that have a `health_check` and refreshes the
+//! endpoint-state gauges.
+//!
 //! Bounded sends only go down this chain; replies come back on one-shot channels, so there
 //! is no cycle of bounded sends. Every listener and connection holds a [`DrainToken`]
 //! (crate::rt) and the Supervisor's drain waits until all are dropped.
@@ -28,6 +32,8 @@
 pub(crate) mod admission;
 pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod endpoints;
+pub(crate) mod health;
 pub(crate) mod listener;
 pub(crate) mod ratelog;
 pub(crate) mod resolver;
@@ -54,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) kill: Tripwire,
     /// Rate limit for the log line about connections a circuit breaker refused.
     pub(crate) breaker_log: ratelog::RateLimitedLog,
+    /// Rate limit for the log line about connections closed for a bad PROXY protocol header.
+    pub(crate) proxy_log: ratelog::RateLimitedLog,
+    /// Every upstream's endpoint set (health, loads, per-client counts), across generations.
+    pub(crate) endpoints: Arc<endpoints::EndpointRegistry>,
 }
 
 #[cfg(test)]
@@ -64,9 +74,11 @@ impl Shared {
         let (kill, tripwire) = crate::rt::tripwire();
         // The trigger is leaked so the wire stays untripped for the test's life.
         std::mem::forget(kill);
+        let metrics = Metrics::new();
         Arc::new(Shared {
+            endpoints: endpoints::EndpointRegistry::new(metrics.clone()),
             resolver: resolver::ResolverHandle::spawn(Default::default()),
-            metrics: Metrics::new(),
+            metrics,
             limits: Limits {
                 max_connections: max,
                 handshake_timeout: Duration::from_secs(1),
@@ -75,6 +87,7 @@ impl Shared {
             active: Default::default(),
             kill: tripwire,
             breaker_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            proxy_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         })
     }
 }
@@ -147,6 +160,9 @@ pub(crate) struct Limits {
 pub(crate) struct Generation {
     pub(crate) table: Arc<RouteTable>,
     pub(crate) metrics: HashMap<Arc<MappingId>, Arc<MappingMetrics>>,
+    /// Each upstream's endpoint set, keyed by the upstream's address in `table` (stable:
+    /// the generation holds the table) — [`Generation::endpoints_of`].
+    endpoints: HashMap<usize, Arc<endpoints::UpstreamState>>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -170,16 +186,44 @@ pub(crate) fn mapping_ids(table: &RouteTable) -> impl Iterator<Item = &Arc<Mappi
 }
 
 impl Generation {
-    /// Binds a table's mappings to their metric handles.
-    pub(crate) fn new(table: Arc<RouteTable>, metrics: &Metrics) -> Self {
+    /// Binds a table's mappings to their metric handles and endpoint sets.
+    pub(crate) fn new(
+        table: Arc<RouteTable>,
+        metrics: &Metrics,
+        registry: &endpoints::EndpointRegistry,
+    ) -> Self {
         let mut map = HashMap::new();
-        for id in mapping_ids(&table) {
-            map.entry(id.clone()).or_insert_with(|| metrics.mapping(id));
+        let mut sets = HashMap::new();
+        registry.prune();
+        for listener in table.listeners.values() {
+            let groups = listener
+                .plain
+                .iter()
+                .map(|g| &**g)
+                .chain(listener.hosts.iter().map(|(_, h)| &h.group));
+            for group in groups {
+                for up in &group.upstreams {
+                    map.entry(up.mapping.clone())
+                        .or_insert_with(|| metrics.mapping(&up.mapping));
+                    let key = endpoints::EndpointKey::of(up, group.families);
+                    let state = registry.state(key);
+                    sets.insert(up as *const _ as usize, state);
+                }
+            }
         }
         Generation {
             table,
             metrics: map,
+            endpoints: sets,
         }
+    }
+
+    /// The endpoint set of `upstream` (an upstream of this generation's table).
+    pub(crate) fn endpoints_of(
+        &self,
+        upstream: &crate::route::Upstream,
+    ) -> Option<&Arc<endpoints::UpstreamState>> {
+        self.endpoints.get(&(upstream as *const _ as usize))
     }
 }
 

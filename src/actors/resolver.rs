@@ -110,7 +110,21 @@ impl Shared {
     }
 }
 
-type Answer = Result<Vec<IpAddr>, ResolveError>;
+/// Addresses and when they expire (`None`: never, for IP literals).
+type Answer = Result<(Vec<IpAddr>, Option<Instant>), ResolveError>;
+
+/// How long a hosts-file answer is used before the file is asked again (it is re-read
+/// when it changes, checked at most this often).
+const HOSTS_TTL: Duration = Duration::from_secs(1);
+
+/// A service's endpoint addresses and how long they are valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolution {
+    /// Every address, preferred family first, each with the service port.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// When to ask again (the record TTL, clamped; `None` for an IP literal).
+    pub(crate) expires: Option<Instant>,
+}
 
 /// The actor's protocol.
 enum ResolverMsg {
@@ -191,22 +205,38 @@ impl ResolverHandle {
 
     /// The addresses of `host`, each with `port`, preferred family first (IPv6 when both
     /// are allowed). IP literals and hosts-file names never wait for DNS.
+    #[cfg(test)]
     pub(crate) async fn resolve(
         &self,
         host: &ServiceHost,
         port: u16,
         families: Families,
     ) -> Result<Vec<SocketAddr>, ResolveError> {
+        self.resolve_endpoints(host, port, families)
+            .await
+            .map(|r| r.addrs)
+    }
+
+    /// Every address of `host` (with `port`) and when the answer expires: the endpoints of
+    /// a service, as the connect stage and the health checks keep them.
+    pub(crate) async fn resolve_endpoints(
+        &self,
+        host: &ServiceHost,
+        port: u16,
+        families: Families,
+    ) -> Result<Resolution, ResolveError> {
         let counters = &self.shared.counters;
         counters.lookups.fetch_add(1, Ordering::Relaxed);
         let result = self.resolve_ips(host, families).await;
         if result.is_err() {
             counters.failures.fetch_add(1, Ordering::Relaxed);
         }
-        result.map(|ips| {
-            ips.into_iter()
+        result.map(|(ips, expires)| Resolution {
+            addrs: ips
+                .into_iter()
                 .map(|ip| SocketAddr::new(ip, port))
-                .collect()
+                .collect(),
+            expires,
         })
     }
 
@@ -239,7 +269,7 @@ impl ResolverHandle {
             // A name listed only with the other family falls through to DNS, as with glibc.
             let allowed = order_by_family(addrs, families);
             if !allowed.is_empty() {
-                return Ok(allowed);
+                return Ok((allowed, Some(Instant::now() + HOSTS_TTL)));
             }
         }
         let (respond_to, reply) = rt::oneshot();
@@ -271,7 +301,7 @@ fn literal(ip: IpAddr, families: Families) -> Answer {
     if allowed.is_empty() {
         Err(ResolveError::NoData(ip.to_string()))
     } else {
-        Ok(allowed)
+        Ok((allowed, None))
     }
 }
 
@@ -336,8 +366,12 @@ impl ResolverActor {
                 self.resolve(name, families, respond_to)
             }
             ResolverMsg::Store { key, outcome } => {
-                self.cache.put(key.clone(), &outcome, Instant::now());
-                let answer = outcome.map(|resolved| resolved.addrs);
+                let now = Instant::now();
+                self.cache.put(key.clone(), &outcome, now);
+                let answer = outcome.map(|resolved| {
+                    let expires = now + self.cache.lifetime(&resolved);
+                    (resolved.addrs, Some(expires))
+                });
                 for waiter in self.waiting.remove(&key).unwrap_or_default() {
                     // The caller may have given up (timeout, dropped connection): nothing to do.
                     let _ = waiter.try_send(answer.clone());
@@ -349,12 +383,12 @@ impl ResolverActor {
     fn resolve(&mut self, name: String, families: Families, respond_to: Sender<Answer>) {
         let key = CacheKey::new(&name, families);
         let now = Instant::now();
-        if let Some(answer) = self.cache.get(&key, now) {
+        if let Some(answer) = self.cache.get_until(&key, now) {
             self.shared
                 .counters
                 .cache_hits
                 .fetch_add(1, Ordering::Relaxed);
-            let _ = respond_to.try_send(answer);
+            let _ = respond_to.try_send(answer.map(|(addrs, until)| (addrs, Some(until))));
             return;
         }
         if let Some(waiters) = self.waiting.get_mut(&key) {

@@ -417,7 +417,11 @@ impl Supervisor {
         }
         self.keep_copies(&plan.stop, copies);
         let table = Arc::new(table);
-        let generation = Arc::new(Generation::new(table.clone(), &self.shared.metrics));
+        let generation = Arc::new(Generation::new(
+            table.clone(),
+            &self.shared.metrics,
+            &self.shared.endpoints,
+        ));
 
         // 2. Retarget kept listeners.
         for addr in &plan.retarget {

@@ -37,6 +37,7 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
                     addr,
                     plain: None,
                     hosts: HostMap::default(),
+                    proxy_protocol: first.listener_proxy,
                 });
                 match (&first.host, termination) {
                     (Some(h), Some(termination)) => listener.hosts.insert(
@@ -104,6 +105,8 @@ fn group<'m>(
             share: *share,
             connect_timeout: m.connect_timeout,
             max_connections: m.max_connections,
+            send_proxy: m.send_proxy,
+            endpoints: m.endpoints,
         })
         .collect();
     let g = Group {

@@ -10,6 +10,8 @@ use rustls_pki_types::CertificateDer;
 
 use super::raw::Loc;
 use super::tls::{CertKey, TlsParams};
+use crate::proxy_protocol::{Accept, Version};
+use crate::route::balance::EndpointPolicy;
 use crate::route::{Families, ServiceHost};
 
 /// How a mapping talks to its upstream.
@@ -69,9 +71,20 @@ pub(crate) struct Mapping {
     pub max_connections: Option<u32>,
     /// `connect_timeout_ms` (default 3000).
     pub connect_timeout: Duration,
+    /// Balancing, failover, health checks and the per-client limit (ext; Module defaults
+    /// applied).
+    pub endpoints: EndpointPolicy,
     /// Where the certificate for `host` comes from (an index into the model's hosts or
     /// contexts), chosen once by validation; `None` without `host`.
     pub cert: Option<CertSource>,
+    /// `use_proxy_proto` as written (`None`: unset, the listener's other mappings or the
+    /// Module decide).
+    pub use_proxy_proto: Option<Accept>,
+    /// What the mapping's listener does with PROXY protocol headers: resolved by validation
+    /// over every mapping of the listener and the Module.
+    pub listener_proxy: Accept,
+    /// `send_proxy_proto`: the header written first to the upstream.
+    pub send_proxy: Option<Version>,
 }
 
 /// A validated `TLSContext` with its secrets loaded.

@@ -143,6 +143,102 @@ spec: {port: 443, host: a.example.com, service: a}
 }
 
 #[test]
+fn a_catch_all_host_takes_unknown_and_missing_names_last() {
+    let dir = secrets();
+    write_secret(dir.path(), "default-cert", &["default.example"]);
+    let yaml = "---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {name: fallback}
+spec: {hostname: \"*\", tlsSecret: {name: default-cert}}
+---
+apiVersion: ambassador/v1
+kind: TLSContext
+name: my-context
+hosts: [my-host-1]
+secret: supersecret
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: named
+port: 443
+host: my-host-1
+service: named
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: any
+port: 443
+host: \"*\"
+service: any
+";
+    let l = load(&input(yaml, Some(dir.path()))).unwrap();
+    let listener = l.table.listeners.values().next().unwrap();
+    let name = |g: Option<&Arc<crate::route::HostGroup>>| {
+        g.map(|g| g.group.upstreams[0].mapping.name.clone())
+    };
+    assert_eq!(name(listener.by_sni("my-host-1")).as_deref(), Some("named"));
+    assert_eq!(
+        name(listener.by_sni("stranger.example")).as_deref(),
+        Some("any")
+    );
+    assert_eq!(name(listener.by_hello(None)).as_deref(), Some("any"));
+    // `Host` certificates come before TLSContexts, and the `*` Host matches every name.
+    let any = listener.by_hello(None).unwrap();
+    assert_eq!(any.termination.source, "Host fallback");
+    let text = l.table.render_text();
+    assert!(
+        text.contains("0.0.0.0:443 *(catch-all) terminate(Host fallback) -> any:80 (100%)"),
+        "{text}"
+    );
+    assert_eq!(l.table.to_json()["listeners"][0]["groups"][1]["host"], "*");
+
+    // A TLSContext listing `*` serves it too; without either it is an error like any host.
+    let ctx = "---
+apiVersion: ambassador/v1
+kind: TLSContext
+name: any-context
+hosts: [\"*\"]
+secret: supersecret
+---
+apiVersion: ambassador/v1
+kind: TCPMapping
+name: any
+port: 443
+host: \"*\"
+service: any
+";
+    let l = load(&input(ctx, Some(dir.path()))).unwrap();
+    let listener = l.table.listeners.values().next().unwrap();
+    assert_eq!(
+        listener.by_hello(None).unwrap().termination.source,
+        "TLSContext any-context"
+    );
+    let e = errors(
+        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: '*'\nservice: a\n",
+        None,
+    );
+    assert!(
+        e[0].starts_with("t.yaml:5: TCPMapping a: no certificate for host `*`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_ip_address_host_is_an_error_that_says_why() {
+    let e = errors(
+        "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nhost: 127.0.0.1\nservice: a\n",
+        None,
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml:5: TCPMapping a: host `127.0.0.1` is an IP address"),
+        "{e:?}"
+    );
+    assert!(e[0].contains("RFC 6066"), "{e:?}");
+}
+
+#[test]
 fn weights_become_shares_in_config_order() {
     let yaml = "---
 apiVersion: ambassador/v1
@@ -310,5 +406,66 @@ fn cert_chain_files_resolve_relative_to_the_config_file() {
     assert_eq!(
         l.table.to_json()["listeners"][0]["groups"][0]["termination"]["source"],
         "TLSContext f"
+    );
+}
+
+fn mapping_doc(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: {name}\naddress: 127.0.0.1\nport: {port}\nservice: a\n{extra}"
+    )
+}
+
+#[test]
+fn proxy_protocol_settings_reach_listeners_and_upstreams() {
+    use crate::proxy_protocol::{Accept, Version};
+    use std::net::SocketAddr;
+    let module = "---\napiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig: {use_proxy_proto: true}\n";
+    let yaml = module.to_string()
+        + &mapping_doc("a", 1, "send_proxy_proto: v2\n")
+        + &mapping_doc("b", 2, "use_proxy_proto: optional\n")
+        + &mapping_doc("c", 3, "use_proxy_proto: false\nsend_proxy_proto: v1\n")
+        // Unset on a listener whose other mapping says `optional`: the listener's value.
+        + &mapping_doc("d", 2, "");
+    let l = load(&input(&yaml, None)).unwrap();
+    let at = |p: u16| &l.table.listeners[&SocketAddr::from(([127, 0, 0, 1], p))];
+    assert_eq!(at(1).proxy_protocol, Accept::Required);
+    assert_eq!(at(2).proxy_protocol, Accept::Optional);
+    assert_eq!(at(3).proxy_protocol, Accept::Off);
+    let up = |p: u16| at(p).plain.as_ref().unwrap().upstreams[0].send_proxy;
+    assert_eq!(up(1), Some(Version::V2));
+    assert_eq!(up(2), None);
+    assert_eq!(up(3), Some(Version::V1));
+    let text = l.table.render_text();
+    assert!(
+        text.contains(
+            "127.0.0.1:1 proxy_protocol=required * raw -> a:80 (100%) [a, send_proxy_proto=v2]"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("127.0.0.1:3 * raw -> a:80 (100%) [c, send_proxy_proto=v1]"),
+        "{text}"
+    );
+    let json = l.table.to_json();
+    assert_eq!(json["listeners"][1]["proxy_protocol"], "optional");
+    assert_eq!(
+        json["listeners"][0]["groups"][0]["upstreams"][0]["send_proxy_proto"],
+        "v2"
+    );
+}
+
+#[test]
+fn proxy_protocol_config_errors() {
+    let yaml = mapping_doc("a", 1, "use_proxy_proto: true\n")
+        + &mapping_doc("b", 1, "use_proxy_proto: optional\n")
+        + &mapping_doc("c", 2, "use_proxy_proto: maybe\n")
+        + &mapping_doc("d", 3, "send_proxy_proto: v3\n");
+    assert_eq!(
+        errors(&yaml, None),
+        [
+            "t.yaml:16: TCPMapping b: `use_proxy_proto` is optional here but true in TCPMapping a (t.yaml:2); mappings on listener 127.0.0.1:1 must agree",
+            "t.yaml:24: TCPMapping c: `use_proxy_proto` must be true, false or optional",
+            "t.yaml:32: TCPMapping d: send_proxy_proto `v3` must be v1 or v2",
+        ]
     );
 }

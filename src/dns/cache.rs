@@ -64,15 +64,30 @@ impl Cache {
     }
 
     /// The live answer for `key` at `now`, if any.
+    #[cfg(test)]
     pub(crate) fn get(
         &self,
         key: &CacheKey,
         now: Instant,
     ) -> Option<Result<Vec<IpAddr>, ResolveError>> {
+        self.get_until(key, now).map(|a| a.map(|(addrs, _)| addrs))
+    }
+
+    /// Like [`Cache::get`], with the instant a positive answer expires.
+    pub(crate) fn get_until(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+    ) -> Option<Result<(Vec<IpAddr>, Instant), ResolveError>> {
         self.entries
             .get(key)
             .filter(|e| e.expires > now)
-            .map(|e| e.answer.clone())
+            .map(|e| e.answer.clone().map(|a| (a, e.expires)))
+    }
+
+    /// How long a positive answer lives (its TTL clamped by the policy).
+    pub(crate) fn lifetime(&self, resolved: &Resolved) -> Duration {
+        clamp_ttl(resolved.ttl, self.policy.min_ttl, self.policy.max_ttl)
     }
 
     /// Stores the outcome of a lookup; timeouts and I/O errors are not stored.

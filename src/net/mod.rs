@@ -1,5 +1,5 @@
-//! I/O helpers the actors call: sockets, the ClientHello read, the byte relay (buffered and
-//! zero-copy), DNS queries. No routing policy lives here; callers decide what to connect and
+//! I/O helpers the actors call: sockets, the PROXY protocol header and ClientHello reads, the
+//! byte relay (buffered and zero-copy), DNS queries. No routing policy lives here; callers decide what to connect and
 //! when to close.
 
 mod buffered;
@@ -7,6 +7,7 @@ pub(crate) mod copy;
 pub(crate) mod dns;
 pub(crate) mod peek;
 pub(crate) mod prefixed;
+pub(crate) mod proxy_header;
 pub(crate) mod socket;
 pub(crate) mod splice;
 

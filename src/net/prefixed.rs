@@ -25,6 +25,13 @@ impl<S> Prefixed<S> {
     }
 }
 
+impl<S> Prefixed<S> {
+    /// The wrapped stream.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

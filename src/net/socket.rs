@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_io::Async;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -33,45 +33,32 @@ pub(crate) fn reuseport() -> bool {
 /// Why connecting to an upstream failed.
 #[derive(Debug)]
 pub(crate) enum ConnectError {
-    /// No address was left to try.
-    NoAddress,
-    /// The overall connect timeout passed.
+    /// The attempt's connect timeout passed.
     Timeout,
-    /// The last address tried failed with this error (refused, unreachable, …).
+    /// The connect failed with this error (refused, unreachable, …).
     Io(io::Error),
 }
 
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnectError::NoAddress => f.write_str("no address to connect to"),
             ConnectError::Timeout => f.write_str("connect timed out"),
             ConnectError::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Connects to the first address that answers, in order, all within `timeout`.
-/// A refusal moves on to the next address at once (fail fast).
-pub(crate) async fn connect_any(
-    addrs: &[SocketAddr],
+/// Connects to `addr` within `timeout` (one attempt of the connect stage, or a health probe).
+pub(crate) async fn connect_one(
+    addr: SocketAddr,
     timeout: Duration,
-) -> Result<(Async<TcpStream>, SocketAddr), ConnectError> {
-    let deadline = Instant::now() + timeout;
-    let mut last = ConnectError::NoAddress;
-    for addr in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ConnectError::Timeout);
+) -> Result<Async<TcpStream>, ConnectError> {
+    match crate::rt::timeout(timeout, Async::<TcpStream>::connect(addr)).await {
+        Some(Ok(stream)) => {
+            let _ = stream.get_ref().set_nodelay(true);
+            Ok(stream)
         }
-        match crate::rt::timeout(left, Async::<TcpStream>::connect(*addr)).await {
-            Some(Ok(stream)) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                return Ok((stream, *addr));
-            }
-            Some(Err(e)) => last = ConnectError::Io(e),
-            None => return Err(ConnectError::Timeout),
-        }
+        Some(Err(e)) => Err(ConnectError::Io(e)),
+        None => Err(ConnectError::Timeout),
     }
-    Err(last)
 }

@@ -42,6 +42,7 @@ mod tests {
                     addr,
                     plain: None,
                     hosts: HostMap::default(),
+                    proxy_protocol: Default::default(),
                 },
             );
         }

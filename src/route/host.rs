@@ -1,5 +1,5 @@
 //! SNI host matching: exact names first, then the most specific `*.suffix` wildcard,
-//! case-insensitively.
+//! case-insensitively, then the catch-all `*` (which also takes clients that send no SNI).
 
 /// A map from SNI host patterns (`name` or `*.suffix`) to values.
 #[derive(Debug, Clone)]
@@ -8,6 +8,8 @@ pub struct HostMap<T> {
     exact: Vec<(String, T)>,
     /// Wildcards as lower-cased `.suffix`, longest (most specific) first.
     wildcard: Vec<(String, T)>,
+    /// The catch-all `*`: any name nothing else matches, and no name at all.
+    catch_all: Option<T>,
 }
 
 impl<T> Default for HostMap<T> {
@@ -15,15 +17,22 @@ impl<T> Default for HostMap<T> {
         Self {
             exact: Vec::new(),
             wildcard: Vec::new(),
+            catch_all: None,
         }
     }
 }
 
+/// The catch-all pattern.
+pub const CATCH_ALL: &str = "*";
+
 impl<T> HostMap<T> {
-    /// Adds a pattern; a later insert of the same pattern replaces the value.
+    /// Adds a pattern (`name`, `*.suffix` or [`CATCH_ALL`]); a later insert of the same pattern
+    /// replaces the value.
     pub fn insert(&mut self, pattern: &str, value: T) {
         let lower = pattern.to_ascii_lowercase();
-        if let Some(suffix) = lower.strip_prefix('*') {
+        if lower == CATCH_ALL {
+            self.catch_all = Some(value);
+        } else if let Some(suffix) = lower.strip_prefix('*') {
             let suffix = suffix.to_string();
             match self.wildcard.iter().position(|(s, _)| *s == suffix) {
                 Some(i) => {
@@ -49,16 +58,23 @@ impl<T> HostMap<T> {
         }
     }
 
-    /// The value for `name`: exact match first, then the longest matching wildcard.
-    /// A wildcard `*.example.com` matches `a.example.com` and `a.b.example.com`, never
-    /// `example.com` itself.
+    /// The value for `name`: exact match first, then the longest matching wildcard, then the
+    /// catch-all. A wildcard `*.example.com` matches `a.example.com` and `a.b.example.com`,
+    /// never `example.com` itself.
     pub fn lookup(&self, name: &str) -> Option<&T> {
         let name = name.strip_suffix('.').unwrap_or(name);
-        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             let lower = name.to_ascii_lowercase();
-            return self.lookup_lower(&lower);
-        }
-        self.lookup_lower(name)
+            self.lookup_lower(&lower)
+        } else {
+            self.lookup_lower(name)
+        };
+        found.or(self.catch_all.as_ref())
+    }
+
+    /// The value for a client that sends no server name: the catch-all, if any.
+    pub fn without_name(&self) -> Option<&T> {
+        self.catch_all.as_ref()
     }
 
     fn lookup_lower(&self, name: &str) -> Option<&T> {
@@ -73,20 +89,22 @@ impl<T> HostMap<T> {
 
     /// True when there are no patterns.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
+        self.exact.is_empty() && self.wildcard.is_empty() && self.catch_all.is_none()
     }
 
     /// Number of patterns.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
+        self.exact.len() + self.wildcard.len() + usize::from(self.catch_all.is_some())
     }
 
-    /// All `(pattern, value)` pairs: exact names, then wildcards as `*.suffix`.
+    /// All `(pattern, value)` pairs: exact names, then wildcards as `*.suffix`, then the
+    /// catch-all as `*`.
     pub fn iter(&self) -> impl Iterator<Item = (String, &T)> {
         self.exact
             .iter()
             .map(|(k, v)| (k.clone(), v))
             .chain(self.wildcard.iter().map(|(s, v)| (format!("*{s}"), v)))
+            .chain(self.catch_all.iter().map(|v| (CATCH_ALL.to_string(), v)))
     }
 }
 
@@ -137,6 +155,24 @@ mod tests {
         assert_eq!(m.lookup("my-host-2"), None);
         assert_eq!(m.lookup(""), None);
         assert_eq!(m.lookup("xexample.test"), None);
+    }
+
+    #[test]
+    fn the_catch_all_comes_last_and_takes_no_name() {
+        let mut m = map();
+        assert_eq!(m.without_name(), None);
+        m.insert("*", 9);
+        assert_eq!(m.lookup("my-host-1"), Some(&1));
+        assert_eq!(m.lookup("x.a.example.test"), Some(&3));
+        assert_eq!(m.lookup("example.test"), Some(&9));
+        assert_eq!(m.lookup("stranger"), Some(&9));
+        assert_eq!(m.without_name(), Some(&9));
+        assert_eq!(m.len(), 5);
+        assert_eq!(m.iter().last().map(|(p, v)| (p, *v)), Some(("*".into(), 9)));
+        let mut only = HostMap::default();
+        only.insert("*", 1);
+        assert!(!only.is_empty());
+        assert_eq!(only.lookup("anything.at.all"), Some(&1));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! RouteTable ─┬─ Listener (address, port) ─┬─ plain group   (no `host`: relayed without SNI match)
-//!             │                            └─ host groups   (SNI → terminate; exact, then `*.suffix`)
+//!             │                            └─ host groups   (SNI → terminate; exact, `*.suffix`, `*`)
 //!             └─ …                              └─ Group: weighted Upstreams + TLS settings + limits
 //! ```
 //!
@@ -10,6 +10,7 @@
 //! generation by the config pipeline and shared here by `Arc`, so a connection never
 //! builds one.
 
+pub mod balance;
 pub mod diff;
 pub mod host;
 pub mod view;
@@ -23,6 +24,8 @@ use std::time::Duration;
 
 pub use host::HostMap;
 pub use view::Routes;
+
+use crate::proxy_protocol::{Accept, Version};
 
 /// The whole routing state of one config generation.
 #[derive(Debug, Default)]
@@ -42,6 +45,8 @@ pub struct Listener {
     pub plain: Option<Arc<Group>>,
     /// The `host` groups, matched against the ClientHello's SNI.
     pub hosts: HostMap<Arc<HostGroup>>,
+    /// Whether connections start with a PROXY protocol header (`use_proxy_proto`).
+    pub proxy_protocol: Accept,
 }
 
 impl Listener {
@@ -50,16 +55,25 @@ impl Listener {
         !self.hosts.is_empty()
     }
 
-    /// The group for a TLS SNI name: exact first, then the most specific wildcard.
+    /// The group for a TLS SNI name: exact first, then the most specific wildcard, then the
+    /// catch-all (`host: "*"`).
     pub fn by_sni(&self, sni: &str) -> Option<&Arc<HostGroup>> {
         self.hosts.lookup(sni)
+    }
+
+    /// The group for a ClientHello's server name, or for one without (the catch-all).
+    pub fn by_hello(&self, sni: Option<&str>) -> Option<&Arc<HostGroup>> {
+        match sni {
+            Some(name) => self.hosts.lookup(name),
+            None => self.hosts.without_name(),
+        }
     }
 }
 
 /// The mappings sharing `(address, port, host)`: they agree on TLS, families and idle timeout.
 #[derive(Debug)]
 pub struct Group {
-    /// The SNI host (`None` for the host-less group).
+    /// The SNI host (`None` for the host-less group, `*` for the catch-all).
     pub host: Option<String>,
     /// Weighted upstreams; their `share`s sum to 100.
     pub upstreams: Vec<Upstream>,
@@ -245,6 +259,10 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
     pub max_connections: Option<u32>,
+    /// `send_proxy_proto`: the PROXY protocol header written first on the upstream connection.
+    pub send_proxy: Option<Version>,
+    /// How one of the service's endpoints is chosen and guarded (ext).
+    pub endpoints: balance::EndpointPolicy,
 }
 
 impl Upstream {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Group, HostGroup, OriginationMode, RouteTable, Termination};
+use crate::proxy_protocol::Accept;
 
 impl HostGroup {
     /// The TLS mode in words, as [`Group::tls_mode`] with this group's termination.
@@ -59,11 +60,24 @@ impl Group {
         }
     }
 
-    /// `host:port (70%)` for every upstream, comma-separated.
+    /// `host:port (70%) [mapping]` for every upstream, comma-separated; an upstream that is
+    /// sent a PROXY protocol header says so: `[mapping, send_proxy_proto=v2]`.
     pub fn upstreams_text(&self) -> String {
         self.upstreams
             .iter()
-            .map(|u| format!("{} ({}%) [{}]", u.service(), u.share, u.mapping.name))
+            .map(|u| {
+                let send = u
+                    .send_proxy
+                    .map(|v| format!(", send_proxy_proto={}", v.as_str()))
+                    .unwrap_or_default();
+                format!(
+                    "{} ({}%) [{}{send}]{}",
+                    u.service(),
+                    u.share,
+                    u.mapping.name,
+                    endpoint_extras(&u.endpoints)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -116,17 +130,54 @@ impl Group {
                 "share": u.share,
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
+                "send_proxy_proto": u.send_proxy.map(|v| v.as_str()),
+                "load_balancer": {
+                    "policy": u.endpoints.load_balancer.policy.as_str(),
+                    "source_ip": u.endpoints.load_balancer.source_ip,
+                },
+                "max_connect_attempts": u.endpoints.max_connect_attempts,
+                "health_check": u.endpoints.health_check.map(|h| json!({
+                    "interval_ms": h.interval.as_millis() as u64,
+                    "timeout_ms": h.timeout.as_millis() as u64,
+                    "unhealthy_threshold": h.unhealthy_threshold,
+                    "healthy_threshold": h.healthy_threshold,
+                })),
+                "max_connections_per_ip": u.endpoints.max_connections_per_ip,
             })).collect::<Vec<_>>(),
         })
     }
 }
 
+/// The endpoint settings that differ from the defaults, for the text view:
+/// ` lb=ring_hash attempts=2 health=2000ms per_ip=10`.
+fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
+    let d = super::balance::EndpointPolicy::default();
+    let mut out = String::new();
+    if p.load_balancer.policy != d.load_balancer.policy {
+        out.push_str(&format!(" lb={}", p.load_balancer.policy));
+    }
+    if p.max_connect_attempts != d.max_connect_attempts {
+        out.push_str(&format!(" attempts={}", p.max_connect_attempts));
+    }
+    if let Some(h) = &p.health_check {
+        out.push_str(&format!(" health={}ms", h.interval.as_millis()));
+    }
+    if let Some(n) = p.max_connections_per_ip {
+        out.push_str(&format!(" per_ip={n}"));
+    }
+    out
+}
+
 impl RouteTable {
     /// Every group as `(listener, group, termination)`: per listener the host-less group,
-    /// then host groups.
+    /// then host groups. The listener is its address, with `proxy_protocol=required|optional`
+    /// when it reads PROXY protocol headers.
     fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&Termination>)> {
         self.listeners.values().flat_map(|l| {
-            let addr = l.addr.to_string();
+            let addr = match l.proxy_protocol {
+                Accept::Off => l.addr.to_string(),
+                accept => format!("{} proxy_protocol={}", l.addr, accept.as_str()),
+            };
             let plain = l.plain.iter().map({
                 let addr = addr.clone();
                 move |g| (addr.clone(), &**g, None)
@@ -139,14 +190,18 @@ impl RouteTable {
         })
     }
 
-    /// One line per group: listener, SNI host (`*` for the host-less group), TLS mode,
-    /// weighted upstreams.
+    /// One line per group: listener, SNI host (`*` for the host-less group, `*(catch-all)` for
+    /// `host: "*"`), TLS mode, weighted upstreams.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for (addr, g, termination) in self.groups() {
+            let host = match g.host.as_deref() {
+                None => "*",
+                Some(super::host::CATCH_ALL) => "*(catch-all)",
+                Some(h) => h,
+            };
             out.push_str(&format!(
-                "{addr} {} {} -> {}{}\n",
-                g.host.as_deref().unwrap_or("*"),
+                "{addr} {host} {} -> {}{}\n",
                 g.tls_mode_with(termination),
                 g.upstreams_text(),
                 g.extras()
@@ -167,7 +222,11 @@ impl RouteTable {
                     .map(|g| g.to_json())
                     .chain(l.hosts.iter().map(|(_, h)| h.to_json()))
                     .collect();
-                json!({ "address": l.addr.to_string(), "groups": groups })
+                json!({
+                    "address": l.addr.to_string(),
+                    "proxy_protocol": l.proxy_protocol.as_str(),
+                    "groups": groups,
+                })
             })
             .collect();
         json!({ "generation": self.generation, "listeners": listeners })
@@ -241,6 +300,8 @@ mod tests {
             share,
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
+            send_proxy: None,
+            endpoints: Default::default(),
         }
     }
 
@@ -261,6 +322,7 @@ mod tests {
                 addr,
                 plain: Some(Arc::new(g)),
                 hosts: HostMap::default(),
+                proxy_protocol: Default::default(),
             },
         );
         t

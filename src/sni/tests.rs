@@ -1,4 +1,5 @@
-//! Tests of the ClientHello reader against real rustls hellos and hand-built edge cases.
+//! Tests of the ClientHello reader against real rustls hellos and hand-built edge cases
+//! (hellos are built byte by byte below).
 
 use super::*;
 use proptest::prelude::*;
@@ -6,16 +7,18 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::sync::{Arc, OnceLock};
 
-/// The ClientHello rustls (aws-lc-rs provider, TLS 1.2 + 1.3) writes for `server_name`.
+/// The ClientHello rustls (aws-lc-rs provider, TLS 1.2 + 1.3, ALPN `h2`, `http/1.1`) writes
+/// for `server_name`.
 fn rustls_hello(server_name: &str) -> Vec<u8> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
+        let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(RootCertStore::empty())
             .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(config)
     });
     let name = ServerName::try_from(server_name.to_owned()).unwrap();
@@ -100,22 +103,59 @@ fn hello_with_name(name: &[u8]) -> Vec<u8> {
     )
 }
 
+/// A hello with one extension of `len` padding bytes before `name`'s server_name.
+fn large_hello_message(len: usize, name: &[u8]) -> Vec<u8> {
+    hello_message(Some(&[(21, vec![0; len]), (0, sni_body(&[(0, name)]))]))
+}
+
+fn sni_of(bytes: &[u8]) -> Option<String> {
+    match parse_client_hello(bytes) {
+        Peek::Hello(h) => h.sni,
+        other => panic!("not a hello: {other:?}"),
+    }
+}
+
+fn cause_of(bytes: &[u8]) -> Cause {
+    match parse_client_hello(bytes) {
+        Peek::Reject(r) => r.cause,
+        other => panic!("not a rejection: {other:?}"),
+    }
+}
+
+/// Feeds `bytes` in pieces of `chunk` bytes; the verdict and the replayed bytes.
+fn feed_in(bytes: &[u8], chunk: usize) -> (Peek, Vec<u8>) {
+    let mut reader = HelloReader::new();
+    for piece in bytes.chunks(chunk.max(1)) {
+        let done = reader.feed(piece);
+        assert!(reader.buffered() <= MAX_BUFFERED);
+        if done {
+            break;
+        }
+    }
+    reader.finish()
+}
+
 #[test]
-fn rustls_hello_yields_lower_cased_sni() {
+fn rustls_hello_yields_lower_cased_sni_and_alpn() {
+    let Peek::Hello(hello) = parse_client_hello(example_hello()) else {
+        panic!("not a hello");
+    };
+    assert_eq!(hello.sni.as_deref(), Some("example.com"));
+    let alpn: Vec<&[u8]> = hello.alpn().collect();
+    assert_eq!(alpn, [&b"h2"[..], b"http/1.1"]);
     assert_eq!(
-        parse_client_hello(example_hello()),
-        Peek::Sni("example.com".into())
-    );
-    assert_eq!(
-        parse_client_hello(&rustls_hello("a.b-c.example")),
-        Peek::Sni("a.b-c.example".into())
+        sni_of(&rustls_hello("a.b-c.example")).as_deref(),
+        Some("a.b-c.example")
     );
 }
 
 #[test]
-fn ip_address_server_name_sends_no_sni() {
-    assert_eq!(parse_client_hello(&rustls_hello("192.0.2.7")), Peek::NoSni);
-    assert_eq!(parse_client_hello(&rustls_hello("::1")), Peek::NoSni);
+fn ip_address_server_name_is_no_sni() {
+    // rustls sends none for an IP address; a client that does send one is ignored, like rustls.
+    assert_eq!(sni_of(&rustls_hello("192.0.2.7")), None);
+    assert_eq!(sni_of(&rustls_hello("::1")), None);
+    assert_eq!(sni_of(&hello_with_name(b"192.0.2.7")), None);
+    assert_eq!(sni_of(&hello_with_name(b"::1")), None);
 }
 
 #[test]
@@ -133,12 +173,7 @@ fn every_strict_prefix_needs_more() {
 #[test]
 fn hello_fragmented_into_one_byte_records_is_read() {
     let framed = frame(&payload(example_hello()), 1);
-    assert!(
-        framed.len() < MAX_CLIENT_HELLO,
-        "hello too big for this test: {}",
-        framed.len()
-    );
-    assert_eq!(parse_client_hello(&framed), Peek::Sni("example.com".into()));
+    assert_eq!(sni_of(&framed).as_deref(), Some("example.com"));
     assert_eq!(
         parse_client_hello(&framed[..framed.len() - 1]),
         Peek::NeedMore
@@ -146,10 +181,63 @@ fn hello_fragmented_into_one_byte_records_is_read() {
 }
 
 #[test]
-fn bytes_after_the_hello_are_ignored() {
+fn hellos_up_to_64_kib_across_records_are_read() {
+    for (padding, chunk) in [(20 * 1024, MAX_RECORD), (60_000, MAX_RECORD), (30_000, 700)] {
+        let framed = frame(&large_hello_message(padding, b"late.example"), chunk);
+        assert_eq!(
+            sni_of(&framed).as_deref(),
+            Some("late.example"),
+            "{padding} in {chunk}"
+        );
+        let (verdict, replay) = feed_in(&framed, 4096);
+        assert!(matches!(verdict, Peek::Hello(_)));
+        assert_eq!(replay, framed, "replayed verbatim");
+    }
+    // The largest body rustls reads, 0xffff bytes.
+    let mut msg = large_hello_message(0, b"max.example");
+    let pad = MAX_HANDSHAKE - (msg.len() - 4);
+    msg = large_hello_message(pad, b"max.example");
+    assert_eq!(msg.len(), 4 + MAX_HANDSHAKE);
+    assert_eq!(
+        sni_of(&frame(&msg, MAX_RECORD)).as_deref(),
+        Some("max.example")
+    );
+    let too_big = large_hello_message(pad + 1, b"max.example");
+    assert_eq!(cause_of(&frame(&too_big, MAX_RECORD)), Cause::TooLarge);
+    assert_eq!(Cause::TooLarge.alert(), Alert::DecodeError);
+}
+
+#[test]
+fn a_large_hello_in_small_records_is_replayed_reframed() {
+    let msg = large_hello_message(40_000, b"frag.example");
+    let framed = frame(&msg, 3);
+    assert!(framed.len() > MAX_KEPT);
+    let mut extra = framed.clone();
+    extra.extend_from_slice(b"\x14\x03\x03\x00\x01\x01after");
+    let (verdict, replay) = feed_in(&extra, 1000);
+    let Peek::Hello(hello) = verdict else {
+        panic!("not a hello");
+    };
+    assert_eq!(hello.sni.as_deref(), Some("frag.example"));
+    // The replay carries the same handshake bytes, then what followed, as a TLS stack sees them.
+    assert!(replay.len() < framed.len());
+    assert_eq!(sni_of(&replay).as_deref(), Some("frag.example"));
+    assert!(replay.ends_with(b"\x14\x03\x03\x00\x01\x01after"));
+    let records = &replay[..replay.len() - 11];
+    assert_eq!(payload(records), msg);
+}
+
+#[test]
+fn bytes_after_the_hello_are_ignored_and_replayed() {
     let mut bytes = example_hello().to_vec();
     bytes.extend_from_slice(b"\x17\x03\x03 then anything at all");
-    assert_eq!(parse_client_hello(&bytes), Peek::Sni("example.com".into()));
+    assert_eq!(sni_of(&bytes).as_deref(), Some("example.com"));
+    // The replay is every byte fed, up to the end of the read that completed the hello.
+    let hello_len = example_hello().len();
+    for chunk in [1, 7, 4096] {
+        let fed = hello_len.div_ceil(chunk) * chunk;
+        assert_eq!(feed_in(&bytes, chunk).1, bytes[..fed.min(bytes.len())]);
+    }
 }
 
 #[test]
@@ -159,16 +247,60 @@ fn other_protocols_are_not_tls() {
         b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
         b"G",
         b"\x00\x00\x00\x00",
-        b"\x16\x02\x00",                                 // handshake, version major 2
-        b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10", // SSLv2-compatible ClientHello
-        b"\x15\x03\x03\x00\x02\x02\x28",                 // an alert record
-        b"\x16\x03\x01\x00\x00",                         // empty handshake record
-        b"\x16\x03\x01\x40\x01",                         // record longer than 2^14
-        b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",         // ServerHello, not ClientHello
-        b"\x16\x03\x01\x00\x04\x01\x01\x00\x00",         // ClientHello longer than 64 KiB
+        b"\x15\x03\x03\x00\x02\x02\x28", // an alert record
+        b"\x17\x03\x03\x00\x01\x00",     // application data
+        b"\x80\x2e\x02",                 // high bit set, but not an SSLv2 CLIENT-HELLO
     ] {
         assert_eq!(parse_client_hello(bytes), Peek::NotTls, "{bytes:?}");
     }
+}
+
+#[test]
+fn record_layer_errors_get_their_alerts() {
+    for (bytes, cause, alert) in [
+        (
+            &b"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10"[..],
+            Cause::SslV2Hello,
+            Alert::DecodeError,
+        ),
+        (b"\x16\x02\x00", Cause::RecordVersion, Alert::DecodeError),
+        (
+            b"\x16\x03\x01\x00\x00",
+            Cause::EmptyRecord,
+            Alert::DecodeError,
+        ),
+        (
+            b"\x16\x03\x01\x40\x01",
+            Cause::RecordOverflow,
+            Alert::RecordOverflow,
+        ),
+        (
+            b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",
+            Cause::NotClientHello,
+            Alert::UnexpectedMessage,
+        ),
+        (
+            b"\x16\x03\x01\x00\x04\x01\x01\x00\x00",
+            Cause::TooLarge,
+            Alert::DecodeError,
+        ),
+    ] {
+        assert_eq!(cause_of(bytes), cause, "{bytes:?}");
+        assert_eq!(cause.alert(), alert);
+    }
+}
+
+#[test]
+fn a_record_of_another_type_inside_the_hello_is_unexpected() {
+    let hs = payload(example_hello());
+    let mut bytes = frame(&hs[..10], MAX_RECORD);
+    bytes.extend_from_slice(b"\x14\x03\x03\x00\x01\x01"); // ChangeCipherSpec
+    bytes.extend_from_slice(&frame(&hs[10..], MAX_RECORD));
+    assert_eq!(cause_of(&bytes), Cause::InterleavedRecord);
+    assert_eq!(Cause::InterleavedRecord.alert(), Alert::UnexpectedMessage);
+    let mut bytes = frame(&hs[..10], MAX_RECORD);
+    bytes.extend_from_slice(b"\x63\x03\x03\x00\x01\x01");
+    assert_eq!(cause_of(&bytes), Cause::UnknownRecordType);
 }
 
 #[test]
@@ -179,23 +311,15 @@ fn plausible_beginnings_need_more() {
         b"\x16\x03",
         b"\x16\x03\x01\x02",
         b"\x16\x03\x01\x02\x00\x01",
+        b"\x80",
+        b"\x80\x2e",
     ] {
         assert_eq!(parse_client_hello(bytes), Peek::NeedMore, "{bytes:?}");
     }
 }
 
 #[test]
-fn a_record_of_another_type_inside_the_hello_is_not_tls() {
-    let hs = payload(example_hello());
-    let mut bytes = frame(&hs[..10], MAX_RECORD);
-    bytes.extend_from_slice(b"\x14\x03\x03\x00\x01\x01"); // ChangeCipherSpec
-    bytes.extend_from_slice(&frame(&hs[10..], MAX_RECORD));
-    assert_eq!(parse_client_hello(&bytes), Peek::NotTls);
-}
-
-#[test]
 fn host_names_are_validated() {
-    let long_label = "a".repeat(64);
     let max_name = [
         "a".repeat(63),
         "b".repeat(63),
@@ -205,97 +329,153 @@ fn host_names_are_validated() {
     .join(".");
     assert_eq!(max_name.len(), 253);
     assert_eq!(
-        parse_client_hello(&hello_with_name(max_name.as_bytes())),
-        Peek::Sni(max_name.clone())
+        sni_of(&hello_with_name(max_name.as_bytes())),
+        Some(max_name.clone())
     );
     assert_eq!(
-        parse_client_hello(&hello_with_name(b"Svc_1.EXAMPLE.org")),
-        Peek::Sni("svc_1.example.org".into())
+        sni_of(&hello_with_name(b"Svc_1.EXAMPLE.org")).as_deref(),
+        Some("svc_1.example.org")
     );
+    assert_eq!(
+        sni_of(&hello_with_name(b"trailing.dot.")).as_deref(),
+        Some("trailing.dot")
+    );
+    let long_label = "a".repeat(64);
     for bad in [
-        &b""[..],
-        b"has space.example",
+        &b"has space.example"[..],
         b"caf\xc3\xa9.example",
         b"ctl\x07.example",
         b"nul\x00",
-        b"trailing.dot.",
+        b"\x00",
         b".leading",
         b"double..dot",
         b"star.*.example",
+        b"two.dots..",
         long_label.as_bytes(),
-        "x".repeat(256).as_bytes(),
+        "x".repeat(300).as_bytes(),
     ] {
-        assert_eq!(
-            parse_client_hello(&hello_with_name(bad)),
-            Peek::NoSni,
-            "{bad:?}"
-        );
+        let Peek::Reject(r) = parse_client_hello(&hello_with_name(bad)) else {
+            panic!("{bad:?} accepted");
+        };
+        assert_eq!(r.cause, Cause::InvalidHostName, "{bad:?}");
+        assert_eq!(r.alert(), Alert::IllegalParameter);
+        assert_eq!(r.name, Some(bad.escape_ascii().to_string()));
     }
+}
+
+#[test]
+fn malformed_server_name_extensions_are_decode_errors() {
+    let ext = |data: Vec<u8>| frame(&hello_message(Some(&[(0, data)])), MAX_RECORD);
+    let mut long_list = sni_body(&[(0, b"a.b")]);
+    long_list[1] += 1; // list length says one byte more than the extension holds
+    let mut short_list = sni_body(&[(0, b"a.b")]);
+    short_list.push(0); // a byte after the list
+    for (data, cause) in [
+        (vec![], Cause::EmptyServerName),
+        (vec![0, 0], Cause::EmptyNameList),
+        (sni_body(&[(0, b"")]), Cause::EmptyHostName),
+        (
+            sni_body(&[(0, b"a.b"), (0, b"c.d")]),
+            Cause::DuplicateHostName,
+        ),
+        (long_list, Cause::ServerNameLength),
+        (short_list, Cause::ServerNameLength),
+        (vec![0, 2, 0, 0], Cause::ServerNameLength), // entry header cut short
+        (vec![0], Cause::ServerNameLength),
+    ] {
+        assert_eq!(cause_of(&ext(data.clone())), cause, "{data:?}");
+        assert_eq!(cause.alert(), Alert::DecodeError);
+    }
+    // A name type other than host_name ends the list (as in rustls): no name, no error.
+    assert_eq!(
+        sni_of(&ext(sni_body(&[(1, b"opaque"), (0, b"x.example")]))),
+        None
+    );
+    assert_eq!(
+        sni_of(&ext(sni_body(&[(0, b"x.example"), (1, b"opaque")]))).as_deref(),
+        Some("x.example")
+    );
+}
+
+#[test]
+fn a_structural_error_wins_over_a_bad_name() {
+    let mut msg = hello_message(Some(&[(0, sni_body(&[(0, b"nul\x00")])), (10, vec![0, 0])]));
+    let last = msg.len() - 1;
+    msg[last - 2] = 9; // the last extension's length runs past the message
+    assert_eq!(cause_of(&frame(&msg, MAX_RECORD)), Cause::Truncated);
 }
 
 #[test]
 fn hellos_without_a_host_name_have_no_sni() {
     let no_block = frame(&hello_message(None), MAX_RECORD);
-    assert_eq!(parse_client_hello(&no_block), Peek::NoSni);
+    assert_eq!(sni_of(&no_block), None);
     let empty_block = frame(&hello_message(Some(&[])), MAX_RECORD);
-    assert_eq!(parse_client_hello(&empty_block), Peek::NoSni);
-    let other_type = frame(
-        &hello_message(Some(&[(0, sni_body(&[(1, b"x.example")]))])),
-        MAX_RECORD,
-    );
-    assert_eq!(parse_client_hello(&other_type), Peek::NoSni);
-    let empty_ext = frame(&hello_message(Some(&[(0, vec![])])), MAX_RECORD);
-    assert_eq!(parse_client_hello(&empty_ext), Peek::NoSni);
-    // Another name type before the host name does not hide it.
-    let mixed = sni_body(&[(1, b"opaque"), (0, b"x.example")]);
-    let mixed = frame(
-        &hello_message(Some(&[(10, vec![0, 0]), (0, mixed)])),
-        MAX_RECORD,
-    );
-    assert_eq!(parse_client_hello(&mixed), Peek::Sni("x.example".into()));
+    assert_eq!(sni_of(&empty_block), None);
+    let Peek::Hello(h) = parse_client_hello(&empty_block) else {
+        panic!()
+    };
+    assert_eq!(h.alpn().count(), 0);
 }
 
 #[test]
-fn malformed_hellos_are_not_tls() {
+fn malformed_hello_bodies_are_decode_errors() {
     let dup = frame(
-        &hello_message(Some(&[
-            (0, sni_body(&[(0, b"a.b")])),
-            (0, sni_body(&[(0, b"a.b")])),
-        ])),
+        &hello_message(Some(&[(10, vec![0, 0]), (10, vec![0, 0])])),
         MAX_RECORD,
     );
-    assert_eq!(parse_client_hello(&dup), Peek::NotTls);
-    let mut bad_list = sni_body(&[(0, b"a.b")]);
-    bad_list[1] += 1; // list length says one byte more than the extension holds
-    let bad_list = frame(&hello_message(Some(&[(0, bad_list)])), MAX_RECORD);
-    assert_eq!(parse_client_hello(&bad_list), Peek::NotTls);
-    // A list whose only entry is cut short inside its header, followed by another extension.
-    let short_entry = frame(
-        &hello_message(Some(&[(0, vec![0, 2, 0, 0]), (10, vec![0, 0])])),
-        MAX_RECORD,
-    );
-    assert_eq!(parse_client_hello(&short_entry), Peek::NotTls);
+    assert_eq!(cause_of(&dup), Cause::DuplicateExtension);
     let mut msg = hello_message(Some(&[(0, sni_body(&[(0, b"a.b")]))]));
     let block_len_at = 4 + 2 + 32 + 1 + 4 + 2;
     msg[block_len_at + 1] -= 1; // extensions block shorter than the rest of the body
-    assert_eq!(parse_client_hello(&frame(&msg, MAX_RECORD)), Peek::NotTls);
+    assert_eq!(cause_of(&frame(&msg, MAX_RECORD)), Cause::ExtensionsLength);
+    let mut session = hello_message(None);
+    session[4 + 34] = 33;
+    session.extend_from_slice(&[0; 33]);
+    let body = (session.len() - 4) as u32;
+    session[1..4].copy_from_slice(&body.to_be_bytes()[1..]);
+    assert_eq!(cause_of(&frame(&session, MAX_RECORD)), Cause::SessionId);
+    for (at, value, cause) in [
+        (4 + 35 + 1, 3, Cause::CipherSuites), // odd suite list length
+        (4 + 35 + 1, 0, Cause::CipherSuites), // empty suite list...
+        (4 + 39, 0, Cause::Compression),
+    ] {
+        let mut m = hello_message(None);
+        m[at] = value;
+        let c = cause_of(&frame(&m, MAX_RECORD));
+        assert!(c == cause || c == Cause::Truncated, "{c:?}");
+    }
+    let mut alpn_empty_name = with_len16(&[0]);
+    let bad_alpn = frame(
+        &hello_message(Some(&[(16, alpn_empty_name.clone())])),
+        MAX_RECORD,
+    );
+    assert_eq!(cause_of(&bad_alpn), Cause::Alpn);
+    alpn_empty_name = with_len16(&[]);
+    let bad_alpn = frame(&hello_message(Some(&[(16, alpn_empty_name)])), MAX_RECORD);
+    assert_eq!(cause_of(&bad_alpn), Cause::Alpn);
 }
 
 #[test]
-fn a_hello_larger_than_the_peek_bound_has_no_sni() {
-    let padding = vec![0u8; 20_000];
-    let msg = hello_message(Some(&[
-        (21, padding),
-        (0, sni_body(&[(0, b"late.example")])),
-    ]));
-    let framed = frame(&msg, MAX_RECORD);
-    assert!(framed.len() > MAX_CLIENT_HELLO);
-    assert_eq!(
-        parse_client_hello(&framed[..MAX_CLIENT_HELLO - 1]),
-        Peek::NeedMore
-    );
-    assert_eq!(parse_client_hello(&framed[..MAX_CLIENT_HELLO]), Peek::NoSni);
-    assert_eq!(parse_client_hello(&framed), Peek::NoSni);
+fn every_truncation_of_a_real_hello_with_fixed_lengths_is_a_decode_error() {
+    // tlsfuzzer's test-truncating-of-client-hello: the body is cut, the handshake and record
+    // lengths say the cut length, so the message is complete but its fields do not add up.
+    let msg = payload(example_hello());
+    let full_body = msg.len() - 4;
+    let mut rejected = 0;
+    for cut in 0..full_body {
+        let mut m = vec![1];
+        m.extend_from_slice(&(cut as u32).to_be_bytes()[1..]);
+        m.extend_from_slice(&msg[4..4 + cut]);
+        match parse_client_hello(&frame(&m, MAX_RECORD)) {
+            Peek::Reject(r) => {
+                assert_eq!(r.alert(), Alert::DecodeError, "cut at {cut}: {:?}", r.cause);
+                rejected += 1;
+            }
+            Peek::Hello(_) => {} // cut exactly before the extensions block: a valid hello
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    assert!(rejected >= full_body - 1, "{rejected} of {full_body}");
 }
 
 fn host_name() -> impl Strategy<Value = String> {
@@ -306,8 +486,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        let _ = parse_client_hello(&bytes);
+    fn arbitrary_bytes_never_panic_and_stay_bounded(
+        bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+        chunk in 1usize..600,
+    ) {
+        let whole = parse_client_hello(&bytes);
+        let (chunked, replay) = feed_in(&bytes, chunk);
+        prop_assert_eq!(&whole, &chunked);
+        prop_assert!(bytes.starts_with(&replay) || replay == bytes);
     }
 
     #[test]
@@ -322,19 +508,26 @@ proptest! {
         let hello = rustls_hello(&name);
         let cut = cut.index(hello.len());
         prop_assert_eq!(parse_client_hello(&hello[..cut]), Peek::NeedMore);
-        prop_assert_eq!(parse_client_hello(&hello), Peek::Sni(name));
+        prop_assert_eq!(sni_of(&hello), Some(name));
     }
 
     #[test]
-    fn refragmenting_keeps_the_name(chunk in 1usize..2000) {
-        let framed = frame(&payload(example_hello()), chunk);
-        prop_assert_eq!(parse_client_hello(&framed), Peek::Sni("example.com".into()));
+    fn refragmenting_and_rechunking_keep_the_name_and_the_bytes(
+        records in 1usize..2000,
+        reads in 1usize..5000,
+    ) {
+        let framed = frame(&payload(example_hello()), records);
+        let (verdict, replay) = feed_in(&framed, reads);
+        let Peek::Hello(h) = verdict else { panic!("not a hello") };
+        prop_assert_eq!(h.sni.as_deref(), Some("example.com"));
+        prop_assert_eq!(replay, framed);
     }
 
     #[test]
-    fn mutated_hellos_never_panic(
+    fn mutated_hellos_never_panic_and_decide_the_same_in_pieces(
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
+        chunk in 1usize..200,
     ) {
         let mut bytes = example_hello().to_vec();
         for (at, byte) in edits {
@@ -342,6 +535,7 @@ proptest! {
             bytes[at] = byte;
         }
         let cut = cut.index(bytes.len() + 1);
-        let _ = parse_client_hello(&bytes[..cut]);
+        let whole = parse_client_hello(&bytes[..cut]);
+        prop_assert_eq!(whole, feed_in(&bytes[..cut], chunk).0);
     }
 }

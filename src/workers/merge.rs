@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 /// Families whose value is the Supervisor's (every worker holds the same one).
 const OWNED: [&str; 2] = ["tcpmap_config_generation", "tcpmap_listeners"];
 
+/// Gauges each worker holds its own view of the same thing (its endpoints' health): the
+/// largest of the workers' values, not their sum.
+const AGREED: [&str; 1] = ["tcpmap_upstream_endpoints"];
+
 /// Counter and histogram samples of workers that are gone, by sample key (`name{labels}`).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Retired {
@@ -126,6 +130,7 @@ struct Total {
     name: String,
     header: Vec<String>,
     owned: bool,
+    agreed: bool,
     keys: Vec<String>,
     values: BTreeMap<String, Number>,
 }
@@ -163,6 +168,7 @@ pub(crate) fn merge(own: &str, workers: &[String], retired: &Retired, extra: &st
                 None => {
                     totals.push(Total {
                         owned: OWNED.contains(&family.name.as_str()),
+                        agreed: AGREED.contains(&family.name.as_str()),
                         name: family.name,
                         header: family.header,
                         keys: Vec::new(),
@@ -178,6 +184,15 @@ pub(crate) fn merge(own: &str, workers: &[String], retired: &Retired, extra: &st
                 match (total.owned, is_own) {
                     (true, false) if total.values.contains_key(&key) => {}
                     (true, false) => total.add(&key, Number::Int(0), true),
+                    (false, _) if total.agreed => {
+                        let larger = total
+                            .values
+                            .get(&key)
+                            .is_none_or(|v| v.as_f64() < value.as_f64());
+                        if larger {
+                            total.add(&key, value, true);
+                        }
+                    }
                     (owned, _) => total.add(&key, value, owned),
                 }
             }
@@ -276,6 +291,20 @@ tcpmap_config_generation 4\n\
         // With no worker alive, the retired counts still show.
         let text = merge(OWN, &[], &retired, "");
         assert_eq!(value(&text, accepted).as_deref(), Some("3"), "{text}");
+    }
+
+    #[test]
+    fn each_workers_view_of_the_endpoints_is_not_added_up() {
+        let w = "# TYPE tcpmap_upstream_endpoints gauge\n\
+tcpmap_upstream_endpoints{mapping=\"m\",state=\"healthy\"} 3\n# EOF\n";
+        let text = merge(
+            OWN,
+            &[w.to_string(), w.replace("} 3", "} 2")],
+            &Retired::default(),
+            "",
+        );
+        let key = "tcpmap_upstream_endpoints{mapping=\"m\",state=\"healthy\"}";
+        assert_eq!(value(&text, key).as_deref(), Some("3"), "{text}");
     }
 
     proptest! {

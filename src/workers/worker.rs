@@ -63,7 +63,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
         resolv_conf: settings.resolv_conf.clone(),
         ..ResolverConfig::default()
     };
+    let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
     let shared = Arc::new(Shared {
+        endpoints: endpoints.clone(),
+        proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         resolver: rt::block_on(async {
             ResolverHandle::spawn_observed(resolver, Some(metrics.clone()))
         }),
@@ -80,6 +83,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
         kill: tripwire,
         breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
     });
+    // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
+    crate::actors::health::spawn(
+        Arc::downgrade(&endpoints),
+        shared.resolver.clone(),
+        metrics.clone(),
+    );
     let status = Arc::new(Status::default());
     let supervisor = rt::block_on(async {
         SupervisorHandle::spawn(shared.clone(), status.clone(), kill, None, HashMap::new())

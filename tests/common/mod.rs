@@ -4,7 +4,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod daemon;
+pub mod dns;
 pub mod env;
+pub mod hello;
 pub mod metrics;
 pub mod net;
 pub mod pki;

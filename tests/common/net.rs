@@ -276,3 +276,48 @@ pub fn tls_connect(
     }
     Ok(tls)
 }
+
+/// An upstream that expects a PROXY protocol header (decoded with tcpmap's codec) and answers
+/// `client=ADDR dest=ADDR authority=NAME alpn=PROTO tls=VERSION version=v1|v2\n` (`-` for what
+/// the header lacks; `no-header\n` when the first bytes are none), then echoes the rest.
+pub fn proxy_reporter(bind: &str) -> Upstream {
+    use tcpmap::proxy_protocol::{Decoded, decode, tlv};
+    serve(bind, |mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (line, rest) = loop {
+            let n = match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            match decode(&buf) {
+                Ok(Decoded::Partial { .. }) => continue,
+                Ok(Decoded::NotProxy) => break ("no-header".to_string(), buf.clone()),
+                Ok(Decoded::Complete { header, len }) => {
+                    let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+                    let line = format!(
+                        "client={} dest={} authority={} alpn={} tls={} version={}",
+                        dash(header.client().map(|a| a.to_string())),
+                        dash(header.destination().map(|a| a.to_string())),
+                        dash(header.authority().map(str::to_string)),
+                        dash(
+                            header
+                                .tlv(tlv::ALPN)
+                                .map(|a| String::from_utf8_lossy(a).to_string())
+                        ),
+                        dash(header.ssl().and_then(|s| s.version().map(str::to_string))),
+                        header.version.as_str(),
+                    );
+                    break (line, buf[len..].to_vec());
+                }
+                Err(e) => break (format!("bad-header {e}"), Vec::new()),
+            }
+        };
+        if s.write_all(format!("{line}\n").as_bytes()).is_err() || s.write_all(&rest).is_err() {
+            return;
+        }
+        echo_loop(s);
+    })
+}

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use serde_yaml_ng::Value;
 
 use super::Loc;
+use super::endpoints::{self, RawHealthCheck, RawLoadBalancer};
 use super::fields::Fields;
+use crate::proxy_protocol::Accept;
 
 /// `tls:` as written: a boolean or a TLSContext name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,18 @@ pub(crate) struct RawMapping {
     pub max_connections: Option<i64>,
     /// `connect_timeout_ms` (ext).
     pub connect_timeout_ms: Option<i64>,
+    /// `use_proxy_proto` (ext on a mapping): `true`, `false` or `optional`.
+    pub use_proxy_proto: Option<Accept>,
+    /// `send_proxy_proto` (ext): `v1` or `v2`, checked by validation.
+    pub send_proxy_proto: Option<String>,
+    /// `load_balancer` (ext).
+    pub load_balancer: Option<RawLoadBalancer>,
+    /// `max_connect_attempts` (ext).
+    pub max_connect_attempts: Option<i64>,
+    /// `health_check` (ext).
+    pub health_check: Option<RawHealthCheck>,
+    /// `max_connections_per_ip` (ext).
+    pub max_connections_per_ip: Option<i64>,
 }
 
 impl RawMapping {
@@ -69,6 +83,13 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         }
         None => None,
     };
+    let use_proxy_proto = accept(f.value("use_proxy_proto"));
+    if use_proxy_proto.is_none() && f.value("use_proxy_proto").is_some() {
+        f.problems.push(loc.err(
+            &["use_proxy_proto"],
+            "`use_proxy_proto` must be true, false or optional",
+        ));
+    }
     RawMapping {
         loc: loc.clone(),
         namespace,
@@ -84,6 +105,31 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         enable_ipv6: f.boolean("enable_ipv6"),
         max_connections: circuit_breakers(f, loc),
         connect_timeout_ms: f.integer("connect_timeout_ms"),
+        load_balancer: {
+            let v = f.value("load_balancer");
+            endpoints::load_balancer(v, loc, &[], &mut f.problems)
+        },
+        max_connect_attempts: f.integer("max_connect_attempts"),
+        health_check: {
+            let v = f.value("health_check");
+            endpoints::health_check(v, loc, &mut f.problems)
+        },
+        max_connections_per_ip: f.integer("max_connections_per_ip"),
+        use_proxy_proto,
+        send_proxy_proto: f.string("send_proxy_proto"),
+    }
+}
+
+/// `use_proxy_proto` as written: a boolean (also as a string) or `optional`; `None` when
+/// absent or anything else.
+fn accept(v: Option<&Value>) -> Option<Accept> {
+    match v? {
+        Value::Bool(true) => Some(Accept::Required),
+        Value::Bool(false) => Some(Accept::Off),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(Accept::Required),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(Accept::Off),
+        Value::String(s) if s.eq_ignore_ascii_case("optional") => Some(Accept::Optional),
+        _ => None,
     }
 }
 
@@ -258,6 +304,12 @@ pub(crate) struct RawModule {
     pub enable_ipv4: Option<bool>,
     /// `config.enable_ipv6`.
     pub enable_ipv6: Option<bool>,
+    /// `config.use_proxy_proto`: every listener requires a PROXY protocol header.
+    pub use_proxy_proto: Option<bool>,
+    /// `config.load_balancer` (ext): the mappings' default.
+    pub load_balancer: Option<RawLoadBalancer>,
+    /// `config.max_connections_per_ip` (ext): the mappings' default.
+    pub max_connections_per_ip: Option<i64>,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -265,12 +317,17 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         loc: loc.clone(),
         enable_ipv4: None,
         enable_ipv6: None,
+        load_balancer: None,
+        max_connections_per_ip: None,
+        use_proxy_proto: None,
     };
-    // The Module's `config` holds many HTTP settings; only the two families are read here.
+    // The Module's `config` holds many HTTP settings; only the families, `use_proxy_proto` and
+    // the endpoint defaults (`load_balancer`, `max_connections_per_ip`) are read here.
     if let Some(config) = f.mapping("config") {
         for (key, field) in [
             ("enable_ipv4", &mut m.enable_ipv4),
             ("enable_ipv6", &mut m.enable_ipv6),
+            ("use_proxy_proto", &mut m.use_proxy_proto),
         ] {
             match config.get(key) {
                 None | Some(Value::Null) => {}
@@ -281,6 +338,18 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
                 )),
             }
         }
+        m.load_balancer = endpoints::load_balancer(
+            config.get("load_balancer"),
+            loc,
+            &["config"],
+            &mut f.problems,
+        );
+        m.max_connections_per_ip = endpoints::integer(
+            config.get("max_connections_per_ip"),
+            loc,
+            &["config", "max_connections_per_ip"],
+            &mut f.problems,
+        );
     }
     m
 }

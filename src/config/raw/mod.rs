@@ -5,6 +5,7 @@
 //! unknown-attribute warnings. Must not: apply defaults or semantic checks (that is
 //! `validate`), read secrets, touch sockets.
 
+pub(crate) mod endpoints;
 mod fields;
 mod kinds;
 

@@ -167,3 +167,37 @@ fn missing_name_is_an_error() {
             .any(|p| p.is_error() && p.message == "name is required")
     );
 }
+
+#[test]
+fn proxy_protocol_attributes() {
+    use crate::proxy_protocol::Accept;
+    let base = "apiVersion: ambassador/v1\nkind: TCPMapping\nname: p\nport: 1\nservice: x\n";
+    for (value, want) in [
+        ("true", Accept::Required),
+        ("false", Accept::Off),
+        ("optional", Accept::Optional),
+        ("\"Optional\"", Accept::Optional),
+        ("\"true\"", Accept::Required),
+    ] {
+        let c = classify(&format!(
+            "{base}use_proxy_proto: {value}\nsend_proxy_proto: v2\n"
+        ));
+        assert!(c.problems.is_empty(), "{value}: {:?}", c.problems);
+        let Some(Resource::Mapping(m)) = c.resource else {
+            panic!()
+        };
+        assert_eq!(m.use_proxy_proto, Some(want), "{value}");
+        assert_eq!(m.send_proxy_proto.as_deref(), Some("v2"));
+    }
+    let c = classify(&format!("{base}use_proxy_proto: 2\n"));
+    assert_eq!(
+        c.problems[0].to_string(),
+        "t.yaml:6: TCPMapping p: `use_proxy_proto` must be true, false or optional"
+    );
+    let Resource::Module(m) = resource(
+        "apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n  use_proxy_proto: true\n",
+    ) else {
+        panic!()
+    };
+    assert_eq!(m.use_proxy_proto, Some(true));
+}

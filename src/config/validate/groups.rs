@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping};
 use crate::config::raw::Loc;
+use crate::proxy_protocol::Accept;
 use crate::route::host::matches;
 
 /// The group key of a mapping.
@@ -86,8 +87,63 @@ pub(crate) fn check_agreement(mappings: &[Mapping], members: &[usize]) -> Vec<Co
     errs
 }
 
+/// `use_proxy_proto` as a config value.
+fn accept_word(a: Accept) -> &'static str {
+    match a {
+        Accept::Off => "false",
+        Accept::Required => "true",
+        Accept::Optional => "optional",
+    }
+}
+
+/// Resolves what each listener `(address, port)` does with PROXY protocol headers: the
+/// value its mappings write (they must agree: each one that differs from the first gets an
+/// error naming both), else the Module's `use_proxy_proto` (`module`). Every mapping's
+/// `listener_proxy` is set to its listener's value.
+pub(crate) fn listener_proxy(mappings: &mut [Mapping], module: Accept) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let mut first: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
+    for (i, m) in mappings.iter().enumerate() {
+        let Some(mine) = m.use_proxy_proto else {
+            continue;
+        };
+        let key = (m.address, m.port);
+        let Some(&j) = first.get(&key) else {
+            first.insert(key, i);
+            continue;
+        };
+        let Some(other) = mappings.get(j) else {
+            continue;
+        };
+        let theirs = other.use_proxy_proto.unwrap_or_default();
+        if theirs != mine {
+            errs.push(m.loc.err(
+                &["use_proxy_proto"],
+                format!(
+                    "`use_proxy_proto` is {} here but {} in TCPMapping {} ({}); mappings on listener {}:{} must agree",
+                    accept_word(mine),
+                    accept_word(theirs),
+                    other.loc.name,
+                    other.loc.place(),
+                    m.address,
+                    m.port
+                ),
+            ));
+        }
+    }
+    let decided: BTreeMap<(IpAddr, u16), Accept> = first
+        .iter()
+        .filter_map(|(k, &i)| Some((*k, mappings.get(i)?.use_proxy_proto?)))
+        .collect();
+    for m in mappings.iter_mut() {
+        m.listener_proxy = decided.get(&(m.address, m.port)).copied().unwrap_or(module);
+    }
+    errs
+}
+
 /// Which certificate serves `host`: a `Host` whose hostname glob matches (exact, then the
-/// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard).
+/// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard,
+/// then `*`). The catch-all host `*` is served only by a `Host` or `hosts` entry `*`.
 pub(crate) fn find_cert(
     host: &str,
     host_globs: &[&str],
@@ -106,7 +162,7 @@ pub(crate) fn find_cert(
         .iter()
         .enumerate()
         .flat_map(|(i, hs)| hs.iter().map(move |h| (i, h)))
-        .filter(|(_, h)| matches(h, host))
+        .filter(|(_, h)| h.as_str() == "*" || matches(h, host))
         .max_by_key(|(i, h)| (h.eq_ignore_ascii_case(host), h.len(), std::cmp::Reverse(*i)))
         .map(|(i, _)| CertSource::Context(i))
 }

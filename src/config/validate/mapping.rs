@@ -9,6 +9,7 @@ use super::service::{self, check_dns_name, parse_service};
 use crate::config::ConfigError;
 use crate::config::model::{Mapping, Origin};
 use crate::config::raw::{RawMapping, RawTls};
+use crate::proxy_protocol::Version;
 use crate::route::{Families, ServiceHost};
 
 /// Default `connect_timeout_ms` (ext).
@@ -49,13 +50,30 @@ pub(crate) fn parse_address(address: Option<&str>) -> Result<IpAddr, String> {
         .map_err(|_| format!("address `{a}` is not an IP address (names are not allowed)"))
 }
 
-/// `host`: a DNS name or a `*.suffix` wildcard; returned lower-cased without a trailing dot.
+/// `host`: a DNS name, a `*.suffix` wildcard or the catch-all `*`; returned lower-cased without
+/// a trailing dot. An IP address is refused: a client never sends one as its server name
+/// (RFC 6066 §3), so such a mapping could not match.
 pub(crate) fn check_host(host: &str) -> Result<String, String> {
     let h = host.trim().to_ascii_lowercase();
     let h = h.strip_suffix('.').unwrap_or(&h).to_string();
+    if h == crate::route::host::CATCH_ALL {
+        return Ok(h);
+    }
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(&h);
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "host `{host}` is an IP address, but `host` is matched against the TLS server name (SNI), \
+             which is never an IP address (RFC 6066 §3): clients connecting by address send no SNI. \
+             Use `host: \"*\"` to serve them, or leave `host` out for a raw relay"
+        ));
+    }
     let name = h.strip_prefix("*.").unwrap_or(&h);
-    check_dns_name(name)
-        .map_err(|_| format!("host `{host}` must be a DNS name or a `*.example.com` wildcard"))?;
+    check_dns_name(name).map_err(|_| {
+        format!("host `{host}` must be a DNS name, a `*.example.com` wildcard or `*` (any name)")
+    })?;
     Ok(h)
 }
 
@@ -119,6 +137,15 @@ pub(crate) fn max_connections(n: i64) -> Result<u32, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("circuit_breakers max_connections {n} must be at least 1"))
+}
+
+/// `send_proxy_proto` (ext): `v1` or `v2`.
+pub(crate) fn send_proxy(v: &str) -> Result<Version, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "v1" | "1" => Ok(Version::V1),
+        "v2" | "2" => Ok(Version::V2),
+        _ => Err(format!("send_proxy_proto `{v}` must be v1 or v2")),
+    }
 }
 
 /// Effective families: the mapping's own values over the Module's; both off is an error.
@@ -222,6 +249,10 @@ pub(crate) fn mapping(
         "enable_ipv6"
     };
     let fam = take!(fam, &[key]);
+    let send = match raw.send_proxy_proto.as_deref() {
+        Some(v) => take!(send_proxy(v), &["send_proxy_proto"]).map(Some),
+        None => Some(None),
+    };
     let namespace = raw
         .namespace
         .clone()
@@ -234,8 +265,8 @@ pub(crate) fn mapping(
     else {
         return (None, errs);
     };
-    let (Some(weight), Some(idle), Some(connect), Some(max_conn), Some(fam)) =
-        (weight, idle, connect, max_conn, fam)
+    let (Some(weight), Some(idle), Some(connect), Some(max_conn), Some(fam), Some(send)) =
+        (weight, idle, connect, max_conn, fam, send)
     else {
         return (None, errs);
     };
@@ -257,7 +288,12 @@ pub(crate) fn mapping(
         families: fam,
         max_connections: max_conn,
         connect_timeout: connect,
+        // Set by `validate::endpoints`, which reads the Module's endpoint defaults.
+        endpoints: Default::default(),
         cert: None,
+        use_proxy_proto: raw.use_proxy_proto,
+        listener_proxy: Default::default(),
+        send_proxy: send,
     };
     (Some(m), errs)
 }

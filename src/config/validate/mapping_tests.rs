@@ -61,6 +61,16 @@ fn host_is_a_name_or_wildcard() {
     assert!(check_host("a*.example.com").is_err());
     assert!(check_host("host:443").is_err());
     assert!(check_host("").is_err());
+    assert_eq!(check_host("*").unwrap(), "*");
+    assert_eq!(check_host(" * ").unwrap(), "*");
+    assert!(check_host("**").is_err());
+    for ip in ["127.0.0.1", "10.0.0.1.", "::1", "[::1]", "2001:db8::7"] {
+        let e = check_host(ip).unwrap_err();
+        assert!(
+            e.contains("is an IP address") && e.contains("RFC 6066"),
+            "{ip}: {e}"
+        );
+    }
 }
 
 #[test]

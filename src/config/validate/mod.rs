@@ -4,6 +4,7 @@
 //! Owns: the order of checks and which resource a problem is reported on.
 //! Must not: build rustls configs or route tables (that is `build`), touch sockets.
 
+pub(crate) mod endpoints;
 pub(crate) mod groups;
 pub(crate) mod mapping;
 pub(crate) mod service;
@@ -14,8 +15,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::ConfigError;
-use super::model::{CertSource, GroupPlan, Model};
+use super::model::{self, CertSource, GroupPlan, Model};
 use super::raw::{RawModule, Resource};
+use crate::proxy_protocol::Accept;
 use crate::route::Families;
 
 /// What validation depends on besides the resources.
@@ -59,6 +61,15 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (Families, Vec<ConfigErr
     (f, problems)
 }
 
+/// The Module's `use_proxy_proto` (Ambassador's key): `true` makes every listener require a
+/// PROXY protocol header; absent or `false`, listeners read none unless a mapping says so.
+pub(crate) fn module_proxy(modules: &[RawModule]) -> Accept {
+    match modules.first().and_then(|m| m.use_proxy_proto) {
+        Some(true) => Accept::Required,
+        _ => Accept::Off,
+    }
+}
+
 /// Validates every resource; problems hold errors and warnings.
 pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigError>) {
     let mut raw_mappings = Vec::new();
@@ -74,6 +85,8 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         }
     }
     let (module, mut problems) = module_defaults(&raw_modules);
+    let (endpoint_defaults, p) = endpoints::module_defaults(&raw_modules);
+    problems.extend(p);
     let mut model = Model::default();
 
     // Where each declared resource landed in the model (`None`: it was invalid), so that a
@@ -105,8 +118,17 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
     for raw in &raw_mappings {
         let (m, p) = mapping::mapping(raw, &menv);
         problems.extend(p);
-        model.mappings.extend(m);
+        let (ep, p) = endpoints::policy(raw, &endpoint_defaults);
+        problems.extend(p);
+        model.mappings.extend(
+            m.zip(ep)
+                .map(|(m, ep)| model::Mapping { endpoints: ep, ..m }),
+        );
     }
+    problems.extend(groups::listener_proxy(
+        &mut model.mappings,
+        module_proxy(&raw_modules),
+    ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);
         (format!("{ns}/{}", m.loc.name), &m.loc)

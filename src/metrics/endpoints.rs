@@ -1,0 +1,138 @@
+//! Per-mapping endpoint series (ext, SPEC section 10): endpoints by state, ejections,
+//! connect attempts and retries, refusals by the per-client limit.
+//!
+//! ```text
+//! tcpmap_upstream_endpoints{mapping,namespace,port,host,state}     gauge  healthy|ejected|unhealthy
+//! tcpmap_upstream_ejections_total{mapping,namespace,port,host}      counter (passive health)
+//! tcpmap_upstream_connect_attempts_total{mapping,namespace,port,host}
+//! tcpmap_upstream_connect_retries_total{mapping,namespace,port,host}  attempts after the first
+//! tcpmap_connections_refused_per_ip_total{mapping,namespace,port,host}
+//! ```
+//!
+//! Handles are cloned out of the families once per endpoint set; connections only add.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::mapping::MappingLabels;
+use crate::route::MappingId;
+
+/// Mapping labels plus the endpoint `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    mapping: String,
+    namespace: String,
+    port: u16,
+    host: String,
+    state: &'static str,
+}
+
+/// The registered families.
+#[derive(Default)]
+pub(super) struct EndpointFamilies {
+    endpoints: Family<StateLabels, Gauge>,
+    ejections: Family<MappingLabels, Counter>,
+    attempts: Family<MappingLabels, Counter>,
+    retries: Family<MappingLabels, Counter>,
+    per_ip: Family<MappingLabels, Counter>,
+}
+
+impl EndpointFamilies {
+    /// Registers the families in `r`.
+    pub(super) fn register(r: &mut Registry) -> Self {
+        let f = EndpointFamilies::default();
+        r.register(
+            "upstream_endpoints",
+            "Endpoints of a mapping's service, by state (healthy|ejected|unhealthy)",
+            f.endpoints.clone(),
+        );
+        r.register(
+            "upstream_ejections",
+            "Endpoints ejected after consecutive connect failures, per mapping",
+            f.ejections.clone(),
+        );
+        r.register(
+            "upstream_connect_attempts",
+            "Upstream connect attempts, per mapping (first tries and retries)",
+            f.attempts.clone(),
+        );
+        r.register(
+            "upstream_connect_retries",
+            "Upstream connect attempts after a failed one (failover), per mapping",
+            f.retries.clone(),
+        );
+        r.register(
+            "connections_refused_per_ip",
+            "Connections refused by max_connections_per_ip, per mapping",
+            f.per_ip.clone(),
+        );
+        f
+    }
+
+    /// The handles of mapping `id`.
+    pub(super) fn handles(&self, id: &MappingId) -> EndpointMetrics {
+        let l = MappingLabels::of(id);
+        let state = |state| {
+            let s = StateLabels {
+                mapping: l.mapping.clone(),
+                namespace: l.namespace.clone(),
+                port: l.port,
+                host: l.host.clone(),
+                state,
+            };
+            self.endpoints.get_or_create(&s).clone()
+        };
+        EndpointMetrics {
+            healthy: state("healthy"),
+            ejected: state("ejected"),
+            unhealthy: state("unhealthy"),
+            ejections: self.ejections.get_or_create(&l).clone(),
+            attempts: self.attempts.get_or_create(&l).clone(),
+            retries: self.retries.get_or_create(&l).clone(),
+            per_ip: self.per_ip.get_or_create(&l).clone(),
+        }
+    }
+}
+
+/// The endpoint series of one mapping.
+#[derive(Debug, Clone)]
+pub struct EndpointMetrics {
+    healthy: Gauge,
+    ejected: Gauge,
+    unhealthy: Gauge,
+    ejections: Counter,
+    attempts: Counter,
+    retries: Counter,
+    per_ip: Counter,
+}
+
+impl EndpointMetrics {
+    /// Sets the endpoint counts by state.
+    pub fn set_states(&self, healthy: usize, ejected: usize, unhealthy: usize) {
+        let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.healthy.set(g(healthy));
+        self.ejected.set(g(ejected));
+        self.unhealthy.set(g(unhealthy));
+    }
+
+    /// Counts an ejection.
+    pub fn ejected(&self) {
+        self.ejections.inc();
+    }
+
+    /// Counts a connect attempt; `retry` when it follows a failed one.
+    pub fn attempt(&self, retry: bool) {
+        self.attempts.inc();
+        if retry {
+            self.retries.inc();
+        }
+    }
+
+    /// Counts a connection refused by `max_connections_per_ip`.
+    pub fn refused_per_ip(&self) {
+        self.per_ip.inc();
+    }
+}

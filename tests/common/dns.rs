@@ -1,0 +1,141 @@
+//! A real DNS server for a test: Debian's dnsmasq on a free loopback UDP port, answering
+//! the names of a hosts file (several addresses for one name = several endpoints), and a
+//! resolv.conf + empty hosts file pointing the proxy at it. A missing dnsmasq fails the
+//! test unless `TCPMAP_SKIP_DNSMASQ=1` (then [`Dnsmasq::start`] returns `None`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A dnsmasq child process (killed on drop) and the files that name it.
+pub struct Dnsmasq {
+    child: Child,
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> Option<PathBuf> {
+    let fixed = [
+        "/usr/sbin/dnsmasq",
+        "/usr/local/sbin/dnsmasq",
+        "/sbin/dnsmasq",
+    ];
+    let found = fixed.iter().map(PathBuf::from).find(|p| p.exists());
+    found.or_else(|| {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths)
+            .map(|d| d.join("dnsmasq"))
+            .find(|p| p.exists())
+    })
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq answering `records` (`(ip, name)` pairs, a name may repeat) with TTL
+    /// `ttl` under the local domain `test`.
+    pub fn start(records: &[(&str, &str)], ttl: u32) -> Option<Dnsmasq> {
+        let Some(bin) = binary() else {
+            super::env::missing(
+                "DNSMASQ",
+                "dnsmasq not found (apt-get install -y dnsmasq-base; .ci/run does)",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let hosts: String = records
+            .iter()
+            .map(|(ip, name)| format!("{ip} {name}\n"))
+            .collect();
+        std::fs::write(dir.path().join("records"), hosts).unwrap();
+        std::fs::write(dir.path().join("hosts"), "").unwrap();
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut cmd = Command::new(&bin);
+            cmd.args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--domain-needed",
+                "--pid-file=",
+                "--local=/test/",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--addn-hosts={}",
+                dir.path().join("records").display()
+            ))
+            .arg(format!("--local-ttl={ttl}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            if rustix::process::geteuid().is_root() {
+                cmd.arg("--user=root");
+            }
+            let mut child = cmd.spawn().unwrap();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            if ready(addr) {
+                std::fs::write(
+                    dir.path().join("resolv.conf"),
+                    format!("nameserver {addr}\nsearch test\n"),
+                )
+                .unwrap();
+                return Some(Dnsmasq { child, addr, dir });
+            }
+            let _ = child.kill();
+            last = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into();
+        }
+        panic!("dnsmasq did not start: {last}");
+    }
+
+    /// A resolv.conf naming this server (and `search test`).
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.path().join("resolv.conf")
+    }
+
+    /// An empty hosts file (so names come from DNS).
+    pub fn hosts_file(&self) -> PathBuf {
+        self.dir.path().join("hosts")
+    }
+}
+
+/// True once dnsmasq answers a TCP-less probe: any reply to a query for `probe.test`.
+fn ready(addr: SocketAddr) -> bool {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    // A minimal DNS query: id 7, RD, one question `probe.test` A IN.
+    let mut q = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["probe", "test"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut buf = [0u8; 512];
+    for _ in 0..200 {
+        let _ = socket.send_to(&q, addr);
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if n >= 2 && buf[..2] == [0, 7] {
+                return true;
+            }
+        }
+    }
+    false
+}
