@@ -48,6 +48,16 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Command::Worker(args) => {
+            init_tracing(args.log_format, "info");
+            match tcpmap::daemon::run_worker() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tcpmap worker: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Completions(args) => {
             print(&tcpmap::cli::completions(args.shell));
             ExitCode::SUCCESS

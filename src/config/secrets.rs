@@ -26,11 +26,13 @@ use std::path::{Path, PathBuf};
 /// The files a config refers to, read before validation: each one's bytes (or why it could
 /// not be read) and its mode bits; plus which document names are real config files (their
 /// directory anchors relative certificate paths).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Files {
     entries: HashMap<PathBuf, FileEntry>,
     config_files: HashSet<PathBuf>,
-    /// `kind: Secret` documents by `(namespace, name)`; the first of a name applies.
+    /// `kind: Secret` documents by `(namespace, name)`; the first of a name applies. Not sent
+    /// to workers: they read the Secret documents from the config texts again.
+    #[serde(skip)]
     kube: HashMap<(String, String), KubeSecret>,
     /// The namespace of resources that name none (the proxy's).
     namespace: String,
@@ -55,7 +57,7 @@ pub(crate) struct KubeSecret {
     pub folder: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct FileEntry {
     bytes: Result<Vec<u8>, String>,
     /// Mode bits and owner uid, when the file's metadata could be read.
