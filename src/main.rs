@@ -6,31 +6,37 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tcpmap::cli::{Cli, Command, LogFormat};
+use tcpmap::logwriter::LogWriter;
 
-fn init_tracing(format: LogFormat, default_level: &str) {
+/// Logs to stderr through the buffered writer (`tcpmap::logwriter`); the returned handle
+/// flushes what is left before the process exits.
+fn init_tracing(format: LogFormat, default_level: &str) -> LogWriter {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let writer = LogWriter::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer.clone())
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (never here) would fail; ignoring it keeps logging best-effort.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    writer
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => {
-            init_tracing(LogFormat::Text, "warn");
+            let log = init_tracing(LogFormat::Text, "warn");
             let report = tcpmap::cli::check(&args.config.input());
             let mut out = std::io::stdout().lock();
             // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
             let _ = out.write_all(report.text.as_bytes());
             let _ = out.flush();
+            log.flush();
             if report.ok {
                 ExitCode::SUCCESS
             } else {
@@ -38,8 +44,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
-            init_tracing(args.log_format, "info");
-            match tcpmap::daemon::run(args) {
+            let log = init_tracing(args.log_format, "info");
+            let outcome = tcpmap::daemon::run(args);
+            // Every line logged before the drain ended goes out before the exit.
+            log.flush();
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tcpmap: {e:#}");

@@ -1,9 +1,12 @@
 //! ListenerActor: one per `(address, port)`.
 //!
 //! Owns the bound socket and the current [`Generation`] (swapped by `Retarget`, so open
-//! connections keep the generation they started with). Accepts in a loop, taking every
-//! pending connection per wakeup, and spawns a ConnectionActor per socket. Accept errors
-//! such as EMFILE back off instead of spinning.
+//! connections keep the generation they started with). Waits for the socket to be readable,
+//! then accepts one connection per readiness report and spawns a ConnectionActor for it: no
+//! accept ever comes back EAGAIN, because the listener is only asked once the reactor said a
+//! connection is queued, and re-arming it (the `epoll_ctl` every wait costs anyway) reports
+//! it ready again at once while more are queued. Accept errors such as EMFILE back off
+//! instead of spinning.
 //!
 //! Messages (from the Supervisor only): `Retarget(generation)`, `Stop`.
 
@@ -20,6 +23,7 @@ use super::admission::Admission;
 use super::ratelog::RateLimitedLog;
 use super::{Generation, Shared, connection};
 use crate::close::CloseReason;
+use crate::net::socket;
 use crate::rt::{self, DrainToken, Receiver, Sender};
 
 /// Messages a ListenerActor takes.
@@ -95,7 +99,8 @@ struct ListenerActor {
 
 enum Event {
     Msg(Option<ListenerMsg>),
-    Accepted(io::Result<(Async<TcpStream>, SocketAddr)>),
+    /// The socket is readable: a connection is queued (or an error is pending).
+    Ready(io::Result<()>),
 }
 
 impl ListenerActor {
@@ -126,37 +131,32 @@ impl ListenerActor {
         let mut accept_backoff = Duration::from_millis(10);
         loop {
             let event = async { Event::Msg(self.rx.recv_async().await.ok()) }
-                .or(async { Event::Accepted(self.socket.accept().await) })
+                .or(async { Event::Ready(self.socket.readable().await) })
                 .await;
-            match event {
+            let accepted = match event {
                 Event::Msg(Some(ListenerMsg::Retarget(generation))) => {
                     self.generation = generation;
+                    continue;
                 }
                 Event::Msg(Some(ListenerMsg::Stop(ack))) => {
                     self.stopped = Some(ack);
                     return;
                 }
                 Event::Msg(None) => return,
-                Event::Accepted(Ok((stream, peer))) => {
+                Event::Ready(Err(e)) => Err(e),
+                Event::Ready(Ok(())) => socket::accept(&self.socket),
+            };
+            match accepted {
+                Ok((stream, peer)) => {
                     accept_backoff = Duration::from_millis(10);
                     #[cfg(feature = "fault-injection")]
                     crate::fault::on_accept();
                     self.start_connection(stream, peer);
-                    // Take whatever else is already queued without another wakeup.
-                    for _ in 0..64 {
-                        match self.socket.get_ref().accept() {
-                            Ok((s, peer)) => match Async::new(s) {
-                                Ok(stream) => self.start_connection(stream, peer),
-                                Err(_) => continue,
-                            },
-                            Err(_) => break,
-                        }
-                    }
                 }
-                Event::Accepted(Err(e)) => {
-                    if is_transient_accept_error(&e) {
-                        continue;
-                    }
+                // Readiness without a connection (another process took it, or the client
+                // gave up before we got to it): wait again.
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning.
                     tracing::warn!(listener = %self.addr, error = %e, backoff_ms = accept_backoff.as_millis() as u64, "accept failed; backing off");
                     self.shared.metrics.internal_error("accept");
