@@ -110,8 +110,7 @@ def proxy_specs(v, workers=1):
             argv += ["--workers", n]
             setting = f"--workers {n}"
         else:
-            # No worker processes in this build: one process, N async-std executor threads
-            # (ASYNC_STD_THREAD_COUNT=1 runs executor and reactor on the main thread alone).
+            # No worker processes in this build: one process, N async-std executor threads.
             env["ASYNC_STD_THREAD_COUNT"] = n
             setting = f"ASYNC_STD_THREAD_COUNT={n}"
         specs["tcpmap"] = (argv, env, setting)

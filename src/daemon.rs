@@ -16,7 +16,7 @@ use crate::{ProxyBuilder, ProxyHandle};
 
 /// Runs the proxy until a shutdown signal; returns once drained.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    rt::block_on_main(run_async(args))
+    rt::block_on(run_async(args))
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {

@@ -3,61 +3,19 @@
 //! async-std is discontinued upstream (RUSTSEC-2025-0052) and is a thin layer over
 //! `async-io` + `async-executor`. Everything else in tcpmap is written against
 //! `futures-io`, `futures-lite` and `async-io` (sockets are `async_io::Async<std::net::…>`,
-//! deadlines are the coarse clock in `crate::timer`), so moving to smol means rewriting this
-//! file alone.
+//! deadlines are the coarse clock in `crate::timer`, pacing sleeps are `async_io::Timer`),
+//! so moving to smol means rewriting this file alone.
 //!
-//! Two ways to run: async-std's thread pool (the library's default: tasks move between
-//! threads, async-io's reactor is driven by whichever thread is idle), or
-//! [`block_on_single_threaded`]: one thread runs one executor and drives the reactor itself,
-//! so a ready socket's task runs on the thread that saw it ready (no futex or eventfd
-//! hand-off per wakeup). `tcpmap run` picks the second with `ASYNC_STD_THREAD_COUNT=1`
-//! ([`block_on_main`]), and a worker process runs that way.
+//! Measured (docs/benchmarks.md): a single-threaded variant (one `async_executor::Executor`
+//! run inside `async_io::block_on` on the main thread) saved nothing, because async-io's
+//! fallback thread takes the reactor whenever the executor thread is busy for one of its
+//! naps (50 µs and up) and then hands every wakeup over anyway; it was not kept.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// The executor of a single-threaded runtime, once [`block_on_single_threaded`] started one:
-/// from then on [`spawn`] and [`detach`] put every task of the process on it.
-static SINGLE: OnceLock<async_executor::Executor<'static>> = OnceLock::new();
-
 /// A handle to a spawned task; dropping it detaches the task (it keeps running).
-#[derive(Debug)]
-pub(crate) struct Task<T>(TaskInner<T>);
-
-#[derive(Debug)]
-enum TaskInner<T> {
-    Pool(async_std::task::JoinHandle<T>),
-    /// `None` only after the output was taken or the task detached on drop.
-    Single(Option<async_executor::Task<T>>),
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match &mut self.get_mut().0 {
-            TaskInner::Pool(handle) => Pin::new(handle).poll(cx),
-            TaskInner::Single(Some(task)) => Pin::new(task).poll(cx),
-            // Polled after completion: a contract breach of the caller's, but not a panic.
-            TaskInner::Single(None) => Poll::Pending,
-        }
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        // async-executor cancels a task whose handle is dropped; async-std detaches it.
-        // Same meaning on both: detach.
-        if let TaskInner::Single(task) = &mut self.0 {
-            if let Some(task) = task.take() {
-                task.detach();
-            }
-        }
-    }
-}
+pub(crate) type Task<T> = async_std::task::JoinHandle<T>;
 
 /// Sending side of an actor mailbox or a reply channel.
 pub(crate) type Sender<T> = flume::Sender<T>;
@@ -83,10 +41,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match SINGLE.get() {
-        Some(executor) => executor.spawn(future).detach(),
-        None => drop(async_std::task::spawn(future)),
-    }
+    drop(async_std::task::spawn(future));
 }
 
 /// Spawns a task on the runtime's executor; await the returned [`Task`] for its output.
@@ -95,54 +50,12 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match SINGLE.get() {
-        Some(executor) => Task(TaskInner::Single(Some(executor.spawn(future)))),
-        None => Task(TaskInner::Pool(async_std::task::spawn(future))),
-    }
+    async_std::task::spawn(future)
 }
 
-/// Runs a future to completion on the current thread, driving the runtime (in a
-/// single-threaded process: running its executor meanwhile).
+/// Runs a future to completion on the current thread, driving the runtime.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    match SINGLE.get() {
-        Some(executor) => async_io::block_on(executor.run(future)),
-        None => async_std::task::block_on(future),
-    }
-}
-
-/// Runs `future` and every task spawned from now on on the current thread alone: one
-/// executor, and this thread drives async-io's reactor whenever the executor is idle, so a
-/// socket found ready is served on the thread that found it. Process-wide and for good:
-/// call it once, from the thread that runs the process (`main`, a worker's entry point),
-/// before anything is spawned. Blocking work ([`spawn_blocking`]) still runs on its own
-/// threads, and async-io keeps its fallback thread: when this thread was off the CPU (or
-/// idle) for one of that thread's naps (up to 10 ms), it takes the reactor over and hands
-/// wakeups to this thread (futex + eventfd) until this thread takes it back.
-pub(crate) fn block_on_single_threaded<F>(future: F) -> F::Output
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let executor = SINGLE.get_or_init(async_executor::Executor::new);
-    // The main future runs as a task too, so it is polled only when woken: `run(future)`
-    // would poll it after every wakeup of any task (the daemon's signal stream then tries a
-    // read each time).
-    let main = executor.spawn(future);
-    async_io::block_on(executor.run(main))
-}
-
-/// The daemon's runtime: single-threaded ([`block_on_single_threaded`]) when
-/// `ASYNC_STD_THREAD_COUNT=1`, else async-std's pool (that many threads, default one per core).
-pub(crate) fn block_on_main<F>(future: F) -> F::Output
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    if std::env::var("ASYNC_STD_THREAD_COUNT").is_ok_and(|n| n.trim() == "1") {
-        block_on_single_threaded(future)
-    } else {
-        block_on(future)
-    }
+    async_std::task::block_on(future)
 }
 
 /// Sleeps for `duration` on a timer of its own (precise; for backoffs and pacing, which are
@@ -151,7 +64,8 @@ pub(crate) async fn sleep(duration: Duration) {
     async_io::Timer::after(duration).await;
 }
 
-/// Races `future` against a coarse deadline; `None` when the deadline wins (`crate::timer`).
+/// Races `future` against a coarse deadline (0–10 ms late, never early: `crate::timer`);
+/// `None` when the deadline wins.
 pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
     crate::timer::timeout(duration, future).await
 }

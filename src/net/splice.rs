@@ -178,11 +178,12 @@ pub(super) async fn relay_tcp_mode(
 /// One direction between plain sockets: buffered while warming up, then zero-copy while it can,
 /// buffered again after a fallback.
 ///
-/// Reads wait for readiness first whenever the last read found the socket drained (EAGAIN, or
-/// fewer bytes than asked for): a read that would come back EAGAIN costs a syscall, and the
-/// wait costs none more than the `epoll_ctl` re-arm it needs anyway (re-arming reports a
-/// socket that has data ready at once, so nothing is missed). That also keeps a poll of the
-/// task for the other direction from probing this socket again.
+/// Reads wait for readiness first whenever the last read found the socket drained (EAGAIN;
+/// for splice also a short splice), and a fresh upstream is not read before it reports data:
+/// a read that would come back EAGAIN costs a syscall, and the wait costs none more than the
+/// `epoll_ctl` re-arm it needs anyway (re-arming reports a socket that has data ready at once,
+/// so nothing is missed). That also keeps a poll of the task for the other direction from
+/// probing this socket again.
 enum TcpPump {
     #[cfg(target_os = "linux")]
     Splice(linux::SpliceHalf),
@@ -272,7 +273,7 @@ impl TcpPump {
 }
 
 /// A plain socket as a read source that waits for readiness before reading whenever `wait`
-/// is set, and sets it when a read finds the socket drained (see [`TcpPump`]).
+/// is set, and sets it when a read finds the socket drained (EAGAIN; see [`TcpPump`]).
 struct WaitFirst<'a> {
     src: &'a Async<TcpStream>,
     wait: &'a mut bool,
@@ -295,10 +296,10 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
                 }
             }
             match this.src.get_ref().read(buf) {
-                Ok(n) => {
-                    *this.wait = n > 0 && n < buf.len();
-                    return Poll::Ready(Ok(n));
-                }
+                // After a short read the socket is probably drained, but probing it once more
+                // is cheaper than waiting when its EOF is already queued (a reply and the FIN
+                // that follows it), which saves a reactor turn: wait only after EAGAIN.
+                Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *this.wait = true,
                 Err(e) => return Poll::Ready(Err(e)),
             }
