@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("via 127.0.0.1:{first}: {reply}");
 
     let routes = proxy.send(Routes).await??;
-    println!("routes: {:?}", routes.listeners.keys().collect::<Vec<_>>());
+    println!("routes: {:?}", routes.listeners());
 
     let report = proxy
         .send(Apply(mapping("second", second, upstream)))

@@ -31,13 +31,12 @@
 //! ```
 
 use std::future::Future;
-use std::sync::Arc;
 
 use ::actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, Message, MessageResult};
 use ::actix::{Addr, ResponseFuture, WrapFuture};
 
 use crate::metrics::MetricsSnapshot;
-use crate::route::RouteTable;
+use crate::route::Routes as RoutesView;
 use crate::{Error, ProxyBuilder, ProxyHandle, ReloadReport, Result};
 
 /// An actix actor that owns a [`ProxyHandle`] and forwards messages to the proxy.
@@ -101,7 +100,7 @@ impl Message for Apply {
 pub struct Routes;
 
 impl Message for Routes {
-    type Result = Result<Arc<RouteTable>>;
+    type Result = Result<RoutesView>;
 }
 
 /// Ask for a snapshot of the counters; see [`ProxyHandle::metrics`].
@@ -144,7 +143,7 @@ impl Handler<Apply> for ProxyActor {
 }
 
 impl Handler<Routes> for ProxyActor {
-    type Result = ResponseFuture<Result<Arc<RouteTable>>>;
+    type Result = ResponseFuture<Result<RoutesView>>;
 
     fn handle(&mut self, _: Routes, _: &mut Context<Self>) -> Self::Result {
         let handle = self.handle.clone();

@@ -1,7 +1,8 @@
-//! Command line: `tcpmap run` and `tcpmap check` (README.md "The binary", docs/operations.md),
-//! and the `check` report.
+//! Command line: `tcpmap run`, `tcpmap check`, `tcpmap completions` and `tcpmap man`
+//! (README.md "The binary", docs/operations.md), and the `check` report.
 //!
-//! Owns: flag definitions, turning them into a [`ConfigInput`], the text `check` prints.
+//! Owns: flag definitions, turning them into a [`ConfigInput`], what `check` prints (text or
+//! JSON), and the shell completions and man page generated from these definitions.
 //! Must not: run the proxy itself (that is `daemon`), exit the process (that is `main`).
 
 use std::net::SocketAddr;
@@ -27,6 +28,62 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the config (and its secrets) and print the route table; no DNS lookups.
     Check(CheckArgs),
+    /// Print a shell completion script (e.g. `tcpmap completions bash > /etc/bash_completion.d/tcpmap`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff; e.g. `tcpmap man > /usr/share/man/man1/tcpmap.1`).
+    Man,
+    /// A worker process of `tcpmap run --workers N` (started by tcpmap itself).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// `tcpmap worker` arguments (set by the Supervisor that starts it).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How many worker processes `tcpmap run` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workers {
+    /// The CPUs this process may run on (affinity mask and cgroup CPU quota, rounded up).
+    #[default]
+    Auto,
+    /// Exactly this many (1: one process, no workers).
+    Count(usize),
+}
+
+impl Workers {
+    /// The number of worker processes this means here (at least 1).
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Auto => crate::workers::cpus::available(),
+            Workers::Count(n) => n.max(1),
+        }
+    }
+}
+
+/// `auto` or a whole number from 1 to 1024.
+fn parse_workers(s: &str) -> Result<Workers, String> {
+    if s == "auto" {
+        return Ok(Workers::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(Workers::Count(n)),
+        _ => Err(format!(
+            "`{s}` is not `auto` or a number of workers from 1 to 1024"
+        )),
+    }
+}
+
+/// `tcpmap completions` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Where the config comes from (shared by `run` and `check`).
@@ -35,7 +92,8 @@ pub struct ConfigArgs {
     /// A YAML file (one or many `---` documents) or a directory of `*.yaml`/`*.yml`; repeatable.
     #[arg(long = "config", value_name = "PATH", required = true)]
     pub config: Vec<PathBuf>,
-    /// Directory of mounted TLS secrets: `<dir>/NAME/tls.crt` + `tls.key`.
+    /// Directory of mounted TLS secrets: `<dir>/NAME/tls.crt` + `tls.key` (looked in after the
+    /// `kind: Secret` documents of the config paths).
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
     /// The proxy's own namespace (services without a dot in other namespaces get `.NS`).
@@ -94,6 +152,10 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Worker processes serving the listeners: `auto` (the CPUs this process may use) or a
+    /// number; 1 runs everything in one process.
+    #[arg(long, env = "TCPMAP_WORKERS", value_name = "N|auto", default_value = "auto", value_parser = parse_workers)]
+    pub workers: Workers,
 }
 
 /// A positive, finite number of seconds.
@@ -112,6 +174,19 @@ pub struct CheckArgs {
     /// Config sources and identity.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// What to print: problem lines and the route table, or one JSON document of both.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `check --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// `FILE:LINE: KIND NAME: message` lines, then the route table.
+    #[default]
+    Text,
+    /// One JSON document: `{ok, routes, warnings, problems}`.
+    Json,
 }
 
 /// What `check` found.
@@ -123,22 +198,120 @@ pub struct CheckReport {
     pub text: String,
 }
 
-/// Validates the config and renders the report (no DNS lookups, secrets are read).
+/// Validates the config and renders the report as text (no DNS lookups, secrets are read).
 pub fn check(input: &ConfigInput) -> CheckReport {
-    match config::load(input) {
-        Ok(loaded) => {
-            let mut text = String::new();
-            for w in &loaded.warnings {
-                text.push_str(&format!("{w}\n"));
-            }
-            text.push_str(&loaded.table.render_text());
-            CheckReport { ok: true, text }
+    check_as(input, OutputFormat::Text)
+}
+
+/// Validates the config and renders the report in `format`. The JSON form is one document:
+/// `ok`; `routes`, the route table as `/config` shows it (`null` when invalid) plus `lines`,
+/// the text form's route lines; `warnings` and `problems` (the errors), each entry with the
+/// fields of a [`config::ConfigError`] and `text`, its line in the text form.
+pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
+    let (ok, table, found) = match config::load(input) {
+        Ok(loaded) => (true, Some(loaded.table), loaded.warnings),
+        Err(problems) => (false, None, problems),
+    };
+    let text = match format {
+        OutputFormat::Text => {
+            let mut text: String = found.iter().map(|p| format!("{p}\n")).collect();
+            text.extend(table.as_ref().map(|t| t.render_text()));
+            text
         }
-        Err(problems) => {
-            let text = problems.iter().map(|p| format!("{p}\n")).collect();
-            CheckReport { ok: false, text }
+        OutputFormat::Json => {
+            let entry = |p: &config::ConfigError| {
+                let mut v = serde_json::to_value(p).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("text".into(), p.to_string().into());
+                }
+                v
+            };
+            let (errors, warnings): (Vec<_>, Vec<_>) = found.iter().partition(|p| p.is_error());
+            let routes = table.as_ref().map(|t| {
+                let mut v = t.to_json();
+                if let Some(m) = v.as_object_mut() {
+                    let text = t.render_text();
+                    let lines: Vec<&str> = text.lines().collect();
+                    m.insert("lines".into(), lines.into());
+                }
+                v
+            });
+            let doc = serde_json::json!({
+                "ok": ok,
+                "routes": routes,
+                "warnings": warnings.into_iter().map(entry).collect::<Vec<_>>(),
+                "problems": errors.into_iter().map(entry).collect::<Vec<_>>(),
+            });
+            format!("{doc:#}\n")
         }
+    };
+    CheckReport { ok, text }
+}
+
+/// The completion script for `shell`, generated from these definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tcpmap", &mut out);
+    out
+}
+
+/// The man page (roff), generated from these definitions: `tcpmap(1)` with every
+/// subcommand's options in its own section.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    let subs: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .collect();
+    // The subcommands live on this one page (no tcpmap-run(1) pages): a list, then a
+    // section each with its description, synopsis and options.
+    out.extend_from_slice(b".SH SUBCOMMANDS\n");
+    for sub in &subs {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let item = format!(
+            ".TP\n\\fBtcpmap {}\\fR\n{} (section TCPMAP {}).\n",
+            sub.get_name(),
+            roff_text(about.trim_end_matches('.')),
+            sub.get_name().to_uppercase()
+        );
+        out.extend_from_slice(item.as_bytes());
     }
+    for sub in subs {
+        let title = format!(".SH \"TCPMAP {}\"\n", sub.get_name().to_uppercase());
+        out.extend_from_slice(title.as_bytes());
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            out.extend_from_slice(format!("{}\n", roff_text(&about.to_string())).as_bytes());
+        }
+        let sub = sub.clone().bin_name(format!("tcpmap {}", sub.get_name()));
+        let page = clap_mangen::Man::new(sub);
+        page.render_synopsis_section(&mut out)?;
+        page.render_options_section(&mut out)?;
+    }
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// `s` as roff text: backslashes and dashes escaped, no line read as a request.
+fn roff_text(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -205,6 +378,69 @@ mod tests {
                 "{bad} accepted"
             );
         }
+    }
+
+    #[test]
+    fn workers_flag() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["tcpmap", "run", "--config", "x", "--workers", v]).map(|c| match c
+                .command
+            {
+                Command::Run(a) => a.workers,
+                _ => panic!("not run"),
+            })
+        };
+        assert_eq!(parse("auto").unwrap(), Workers::Auto);
+        assert_eq!(parse("3").unwrap(), Workers::Count(3));
+        for bad in ["0", "-1", "x", "1025"] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(Workers::Count(1).resolve(), 1);
+        assert!(Workers::Auto.resolve() >= 1);
+    }
+
+    #[test]
+    fn check_output_defaults_to_text_and_takes_json() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["tcpmap", "check", "--config", "x"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Check(a)) => Ok(a.output),
+                Ok(_) => panic!("not check"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(parse(&[]).unwrap(), OutputFormat::Text);
+        assert_eq!(parse(&["--output", "json"]).unwrap(), OutputFormat::Json);
+        assert!(parse(&["--output", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn json_report_of_an_invalid_config_has_its_problems() {
+        let input = ConfigInput {
+            inline: vec![(
+                "t.yaml".into(),
+                "apiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nservice: b\n".into(),
+            )],
+            ..ConfigInput::default()
+        };
+        let report = check_as(&input, OutputFormat::Json);
+        assert!(!report.ok);
+        let doc: serde_json::Value = serde_json::from_str(&report.text).unwrap();
+        assert_eq!(doc["ok"], false);
+        assert!(doc["routes"].is_null());
+        let p = &doc["problems"][0];
+        assert_eq!(
+            (p["file"].as_str(), p["line"].as_u64()),
+            (Some("t.yaml"), Some(1))
+        );
+        assert_eq!(p["kind"], "TCPMapping");
+        assert_eq!(p["text"], check(&input).text.trim_end());
+    }
+
+    #[test]
+    fn roff_text_escapes_requests_dashes_and_backslashes() {
+        assert_eq!(roff_text("a-b\\c\n.x\n'y"), "a\\-b\\ec\n\\&.x\n\\&'y");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! the runtime (async-std) and the channel crate (flume).
 //!
 //! The public interface is: [`ProxyBuilder`], [`ProxyHandle`], [`Error`], [`ConfigError`],
-//! the read-only [`RouteTable`] and [`check`].
+//! the read-only [`Routes`] view and [`check`].
 
 // Everything in the library may see peer or config input: no unchecked indexing (tests,
 // benches and examples are exempt; clippy.toml allows it in #[cfg(test)] code).
@@ -49,6 +49,7 @@ pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
 pub(crate) mod timer;
+pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;
 pub use actors::supervisor::ApplyReport;
@@ -57,7 +58,8 @@ pub use cli::check;
 pub use config::{ConfigError, ConfigInput};
 pub use error::{Error, Result};
 
-/// Doors into the config internals for the fuzz targets and the test-PKI self-test only:
+/// Doors into the config internals (and the workers' control-channel codec) for the fuzz
+/// targets and the test-PKI self-test only:
 /// not part of the API, no stability promised.
 #[doc(hidden)]
 pub mod internals {
@@ -65,6 +67,7 @@ pub mod internals {
         CertKey, TlsParams, client_config, parse_cert_chain, parse_cert_key, server_config,
     };
     pub use crate::config::validate::service::{ParsedService, parse_service};
+    pub use crate::workers::codec::decode_all as decode_control_frames;
 }
 pub use metrics::MetricsSnapshot;
-pub use route::RouteTable;
+pub use route::Routes;

@@ -26,16 +26,20 @@ fn init_tracing(format: LogFormat, default_level: &str) -> LogWriter {
     writer
 }
 
+/// Writes to stdout; a closed stdout (e.g. `| head`) must not turn a verdict into a panic.
+fn print(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => {
             let log = init_tracing(LogFormat::Text, "warn");
-            let report = tcpmap::cli::check(&args.config.input());
-            let mut out = std::io::stdout().lock();
-            // A closed stdout (e.g. `| head`) must not turn a verdict into a panic.
-            let _ = out.write_all(report.text.as_bytes());
-            let _ = out.flush();
+            let report = tcpmap::cli::check_as(&args.config.input(), args.output);
+            print(report.text.as_bytes());
             log.flush();
             if report.ok {
                 ExitCode::SUCCESS
@@ -43,6 +47,33 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Command::Worker(args) => {
+            let log = init_tracing(args.log_format, "info");
+            let outcome = tcpmap::daemon::run_worker();
+            // A worker's last lines (its drain) go out before it exits.
+            log.flush();
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tcpmap worker: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Completions(args) => {
+            print(&tcpmap::cli::completions(args.shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man => match tcpmap::cli::man_page() {
+            Ok(page) => {
+                print(&page);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tcpmap: cannot render the man page: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run(args) => {
             let log = init_tracing(args.log_format, "info");
             let outcome = tcpmap::daemon::run(args);

@@ -123,7 +123,7 @@ pub(crate) fn drain_pair() -> (DrainToken, DrainWait) {
     (DrainToken(tx), DrainWait(rx))
 }
 
-pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
 /// A stream of the Unix signals in `which` (registered when this returns, so none sent
 /// after it is lost).

@@ -50,8 +50,8 @@ async fn actor_relays_applies_reports_and_shuts_down() {
     let routes = proxy.send(Routes).await.unwrap().unwrap();
     assert_eq!(
         routes
-            .listeners
-            .keys()
+            .listeners()
+            .iter()
             .map(|a| a.port())
             .collect::<Vec<_>>(),
         [p1]

@@ -192,7 +192,7 @@ fn port_taken_at_reload_is_rejected_and_the_old_config_keeps_serving() {
     net::roundtrip(&mut c, b"old config serves");
     let routes = proxy::block_on(proxy.routes()).unwrap();
     assert!(
-        routes.listeners.keys().all(|a| a.port() != taken),
+        routes.listeners().iter().all(|a| a.port() != taken),
         "the rejected listener is in the active table"
     );
     // The squatter still owns its port: nobody else accepted there.

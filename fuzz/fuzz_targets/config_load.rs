@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match tcpmap::config::load(&input) {
         Ok(loaded) => {
-            let _ = loaded.table.render_text();
+            let _ = loaded.render_text();
         }
         Err(problems) => {
             for p in problems {

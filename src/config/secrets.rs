@@ -8,6 +8,11 @@
 //! A plain `NAME` is not looked up in the resource's namespace: `<dir>/NAME/`, as docs/config.md
 //! ("Secrets") says.
 //!
+//! `kind: Secret` documents among the config paths (what `kubectl get secrets -o yaml` prints)
+//! come first: [`Files::add_secret_docs`] decodes their `tls.crt`, `tls.key` and `ca.crt` into
+//! a virtual folder `FILE#Secret/NS/NAME/` (a path under a regular file, so it can never name a
+//! real one), and [`Files::kube_secret`] finds one by name, namespace-aware.
+//!
 //! [`Files`] is the reader's side: every file a config names is read here, once, before
 //! validation, which then works on memory only (and can be run on files that never touched a
 //! disk, as tests and fuzzing do).
@@ -21,13 +26,38 @@ use std::path::{Path, PathBuf};
 /// The files a config refers to, read before validation: each one's bytes (or why it could
 /// not be read) and its mode bits; plus which document names are real config files (their
 /// directory anchors relative certificate paths).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Files {
     entries: HashMap<PathBuf, FileEntry>,
     config_files: HashSet<PathBuf>,
+    /// `kind: Secret` documents by `(namespace, name)`; the first of a name applies. Not sent
+    /// to workers: they read the Secret documents from the config texts again.
+    #[serde(skip)]
+    kube: HashMap<(String, String), KubeSecret>,
+    /// The namespace of resources that name none (the proxy's).
+    namespace: String,
 }
 
+/// The type of a TLS secret (`kubectl create secret tls`).
+pub(crate) const TLS_TYPE: &str = "kubernetes.io/tls";
+
+/// The keys of a Secret that tcpmap reads.
+const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+
+/// A `kind: Secret` document of the config.
 #[derive(Debug, Clone)]
+pub(crate) struct KubeSecret {
+    /// `NS/NAME`.
+    pub id: String,
+    /// `type` (`Opaque` when absent, as in Kubernetes).
+    pub secret_type: String,
+    /// `FILE:LINE` of the document.
+    pub place: String,
+    /// The virtual folder holding its `tls.crt`, `tls.key` and `ca.crt` entries.
+    pub folder: PathBuf,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct FileEntry {
     bytes: Result<Vec<u8>, String>,
     mode: Option<u32>,
@@ -39,6 +69,7 @@ impl Files {
         Files {
             entries: HashMap::new(),
             config_files: config_files.into_iter().collect(),
+            ..Files::default()
         }
     }
 
@@ -53,6 +84,132 @@ impl Files {
             let mode = fs::metadata(&path).ok().map(|m| m.permissions().mode());
             self.entries.insert(path, FileEntry { bytes, mode });
         }
+    }
+
+    /// Records every `kind: Secret` (`apiVersion: v1`) document of `docs` as a secret source;
+    /// `namespace` is the proxy's (for documents and resources that name none). Each key read
+    /// (`tls.crt`, `tls.key`, `ca.crt`; `stringData` over `data`, as Kubernetes merges them)
+    /// becomes a file entry in the Secret's folder; a key that is missing or not valid base64 is
+    /// kept as the error a reader of that key gets. Returns the problems of the documents
+    /// themselves: a missing name (error), a second Secret of the same name, and a config file
+    /// on disk that holds a private key and is readable by group or others (warnings).
+    pub(crate) fn add_secret_docs(
+        &mut self,
+        docs: &[super::source::SourceDoc],
+        namespace: &str,
+    ) -> Vec<super::ConfigError> {
+        use serde_yaml_ng::Value;
+        use std::os::unix::fs::PermissionsExt;
+        self.namespace = namespace.to_string();
+        let mut problems = Vec::new();
+        let mut warned_files: HashSet<PathBuf> = HashSet::new();
+        for doc in docs {
+            let v = &doc.value;
+            if v.get("kind").and_then(Value::as_str) != Some("Secret")
+                || v.get("apiVersion").and_then(Value::as_str) != Some("v1")
+            {
+                continue;
+            }
+            let meta = v.get("metadata");
+            let Some(name) = meta.and_then(|m| m.get("name")).and_then(Value::as_str) else {
+                problems.push(super::ConfigError::error(
+                    &doc.file,
+                    doc.line,
+                    "Secret",
+                    "-",
+                    "metadata.name is required",
+                ));
+                continue;
+            };
+            let ns = meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or(namespace);
+            let place = format!("{}:{}", doc.file.display(), doc.line);
+            let key = (ns.to_string(), name.to_string());
+            if let Some(first) = self.kube.get(&key) {
+                problems.push(super::ConfigError::warning(
+                    &doc.file,
+                    doc.line,
+                    "Secret",
+                    name,
+                    format!(
+                        "another Secret {} is at {}; that one applies",
+                        first.id, first.place
+                    ),
+                ));
+                continue;
+            }
+            let secret = KubeSecret {
+                id: format!("{ns}/{name}"),
+                secret_type: v
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Opaque")
+                    .to_string(),
+                place,
+                folder: PathBuf::from(format!("{}#Secret/{ns}/{name}", doc.file.display())),
+            };
+            for k in SECRET_KEYS {
+                let bytes = secret_key(doc, &secret, k);
+                let entry = FileEntry { bytes, mode: None };
+                self.entries.insert(secret.folder.join(k), entry);
+            }
+            let holds_key = self
+                .entries
+                .get(&secret.folder.join("tls.key"))
+                .is_some_and(|e| e.bytes.as_ref().is_ok_and(|b| !b.is_empty()));
+            if holds_key && self.is_config_file(&doc.file) && !warned_files.contains(&doc.file) {
+                let mode = fs::metadata(&doc.file).ok().map(|m| m.permissions().mode());
+                if let Some(mode) = mode.filter(|m| m & 0o044 != 0) {
+                    warned_files.insert(doc.file.clone());
+                    let line = [["data", "tls.key"], ["stringData", "tls.key"]]
+                        .iter()
+                        .map(|keys| doc.key_line(keys))
+                        .find(|l| *l != doc.line)
+                        .unwrap_or(doc.line);
+                    problems.push(super::ConfigError::warning(
+                        &doc.file,
+                        line,
+                        "Secret",
+                        name,
+                        format!(
+                            "config file {} holds a private key and is readable by group or \
+                             others (mode {:o}); make it 0600",
+                            doc.file.display(),
+                            mode & 0o777
+                        ),
+                    ));
+                }
+            }
+            self.kube.insert(key, secret);
+        }
+        problems
+    }
+
+    /// The Secret document `name` refers to: with `namespacing`, `NAME.NS` (split at the last
+    /// dot) is `NAME` in `NS`; else, or when there is no such Secret, `name` in `ns` (the
+    /// resource's namespace; the proxy's when `None`). Kubernetes names may hold dots, hence
+    /// the second try.
+    pub(crate) fn kube_secret(
+        &self,
+        name: &str,
+        namespacing: bool,
+        ns: Option<&str>,
+    ) -> Option<&KubeSecret> {
+        let split = name
+            .rsplit_once('.')
+            .filter(|(n, s)| namespacing && !n.is_empty() && !s.is_empty());
+        let by = |ns: &str, n: &str| self.kube.get(&(ns.to_string(), n.to_string()));
+        split
+            .and_then(|(n, s)| by(s, n))
+            .or_else(|| by(ns.unwrap_or(&self.namespace), name))
+    }
+
+    /// The Secret document named `name` in namespace `ns` exactly (a Host's
+    /// `tlsSecret: {name, namespace}`).
+    pub(crate) fn kube_secret_in(&self, name: &str, ns: &str) -> Option<&KubeSecret> {
+        self.kube.get(&(ns.to_string(), name.to_string()))
     }
 
     /// Adds a file from memory (tests).
@@ -92,6 +249,50 @@ impl Files {
         }
         Ok(bytes)
     }
+}
+
+/// The bytes of key `k` of a Secret document: `stringData.k` as written, else `data.k`
+/// decoded from base64; a missing key or bad base64 is the error naming the document.
+fn secret_key(
+    doc: &super::source::SourceDoc,
+    secret: &KubeSecret,
+    k: &str,
+) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    use serde_yaml_ng::Value;
+    let v = &doc.value;
+    if let Some(s) = v
+        .get("stringData")
+        .and_then(|d| d.get(k))
+        .and_then(Value::as_str)
+    {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let Some(data) = v.get("data").and_then(|d| d.get(k)) else {
+        return Err(format!(
+            "Secret {} at {} has no `{k}`",
+            secret.id, secret.place
+        ));
+    };
+    let line = doc.key_line(&["data", k]);
+    let text = data.as_str().ok_or_else(|| {
+        let file = doc.file.display();
+        format!(
+            "{file}:{line}: Secret {}: `data.{k}` must be a base64 string",
+            secret.id
+        )
+    })?;
+    // kubectl prints one line; a hand-written value may be wrapped.
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| {
+            let file = doc.file.display();
+            format!(
+                "{file}:{line}: Secret {}: `data.{k}` is not valid base64 ({e})",
+                secret.id
+            )
+        })
 }
 
 /// The folder of secret `name`.
@@ -217,6 +418,69 @@ mod tests {
         assert!(files.exists(Path::new("/s/a/tls.key")));
         assert_eq!(files.mode(Path::new("/s/a/tls.key")), Some(0o100644));
         assert!(!files.exists(Path::new("/s/a/tls.crt")));
+    }
+
+    #[test]
+    fn secret_documents_are_found_by_namespace_and_dotted_names() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: www.example.com, namespace: web}\ntype: kubernetes.io/tls\nstringData: {tls.crt: C, tls.key: K}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: plain}\ndata: {ca.crt: Q0E=}\n";
+        let (docs, _) = super::super::source::parse_text(Path::new("s.yaml"), text);
+        let mut files = Files::default();
+        assert!(files.add_secret_docs(&docs, "default").is_empty());
+        // `www.example.com` splits into `www` in namespace `example.com`: none; then the
+        // whole name in the resource's namespace.
+        let k = files
+            .kube_secret("www.example.com", true, Some("web"))
+            .unwrap();
+        assert_eq!(
+            (k.id.as_str(), k.secret_type.as_str()),
+            ("web/www.example.com", TLS_TYPE)
+        );
+        assert_eq!(files.pem(&k.folder.join("tls.crt")).unwrap(), b"C");
+        assert!(files.kube_secret("www.example.com", true, None).is_none());
+        // No namespace: the proxy's; no type: Opaque; `data` is base64.
+        let p = files.kube_secret("plain", true, None).unwrap();
+        assert_eq!(
+            (p.id.as_str(), p.secret_type.as_str()),
+            ("default/plain", "Opaque")
+        );
+        assert_eq!(files.pem(&p.folder.join("ca.crt")).unwrap(), b"CA");
+        assert!(
+            files
+                .kube_secret("plain.default", true, Some("x"))
+                .is_some()
+        );
+        assert!(
+            files
+                .kube_secret("plain.default", false, Some("x"))
+                .is_none()
+        );
+        let missing = files.pem(&p.folder.join("tls.key")).unwrap_err();
+        assert_eq!(missing, "Secret default/plain at s.yaml:7 has no `tls.key`");
+        assert!(!files.exists(&p.folder.join("tls.crt")));
+    }
+
+    proptest::proptest! {
+        /// Any bytes survive `data` as kubectl prints it (one base64 line) or wrapped at 76
+        /// columns, as a hand-written value may be.
+        #[test]
+        fn base64_data_decodes_to_the_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), wrap in proptest::bool::ANY) {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let value = if wrap {
+                let lines: Vec<String> = b64.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                format!("|\n      {}", lines.join("\n      "))
+            } else {
+                format!("\"{b64}\"")
+            };
+            let text = format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {value}\n");
+            let (docs, errs) = super::super::source::parse_text(Path::new("p.yaml"), &text);
+            proptest::prop_assert!(errs.is_empty(), "{:?}", errs);
+            let mut files = Files::default();
+            files.add_secret_docs(&docs, "default");
+            let k = files.kube_secret("s", true, None).unwrap();
+            let entry = files.entries.get(&k.folder.join("tls.crt")).unwrap();
+            proptest::prop_assert_eq!(entry.bytes.as_ref().unwrap(), &bytes);
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Owns: reading `--config` paths (files and directories, including Kubernetes ConfigMap
 //! mounts with their `..data` symlinks), splitting `---` documents, YAML syntax errors with
-//! `FILE:LINE`, and finding the line of an attribute in a document's text.
+//! `FILE:LINE`, reading a `kind: List` (what `kubectl get -o yaml` prints) item by item, and
+//! finding the line of an attribute in a document's text.
 //! Must not: interpret resources (that is `raw`), touch sockets or the runtime.
 
 use std::fs;
@@ -66,9 +67,23 @@ fn line_has_key(line: &str, key: &str) -> bool {
     rest.is_some_and(|r| r.trim_start().starts_with(':'))
 }
 
+#[cfg(test)]
 /// Reads every path: files directly, directories as their sorted `*.yaml`/`*.yml` files.
 pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<SourceDoc>, Vec<ConfigError>) {
+    let (texts, mut errors) = read_texts(paths);
     let mut docs = Vec::new();
+    for (file, text) in &texts {
+        let (d, e) = parse_text(file, text);
+        docs.extend(d);
+        errors.extend(e);
+    }
+    (docs, errors)
+}
+
+/// The text of every file under `paths` (files directly, directories as their sorted
+/// `*.yaml`/`*.yml` files), in reading order; unreadable ones are errors naming them.
+pub(crate) fn read_texts(paths: &[PathBuf]) -> (Vec<(PathBuf, String)>, Vec<ConfigError>) {
+    let mut texts = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         let files = match fs::metadata(path) {
@@ -87,16 +102,12 @@ pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<SourceDoc>, Vec<ConfigError>
         };
         for file in files {
             match fs::read_to_string(&file) {
-                Ok(text) => {
-                    let (d, e) = parse_text(&file, &text);
-                    docs.extend(d);
-                    errors.extend(e);
-                }
+                Ok(text) => texts.push((file, text)),
                 Err(e) => errors.push(file_error(&file, format!("cannot read: {e}"))),
             }
         }
     }
-    (docs, errors)
+    (texts, errors)
 }
 
 fn file_error(path: &Path, message: String) -> ConfigError {
@@ -163,6 +174,124 @@ pub(crate) fn parse_text(file: &Path, text: &str) -> (Vec<SourceDoc>, Vec<Config
         }
     }
     (docs, errors)
+}
+
+/// Replaces each `kind: List` document by its `items`, each a document of its own whose line
+/// is the item's `- ` line (what `kubectl get ... -o yaml` prints). A List inside a List is an
+/// error, as is `items` that is not a list.
+pub(crate) fn expand_lists(docs: Vec<SourceDoc>) -> (Vec<SourceDoc>, Vec<ConfigError>) {
+    let mut out = Vec::with_capacity(docs.len());
+    let mut errors = Vec::new();
+    for doc in docs {
+        if !is_list(&doc.value) {
+            out.push(doc);
+            continue;
+        }
+        let items = match doc.value.get("items") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Sequence(items)) => items,
+            Some(_) => {
+                let line = doc.key_line(&["items"]);
+                errors.push(list_error(&doc.file, line, "`items` must be a list"));
+                continue;
+            }
+        };
+        let spans = item_spans(&doc.text);
+        let lines: Vec<&str> = doc.text.lines().collect();
+        for (i, value) in items.iter().enumerate() {
+            // When the items are not one block entry per item (flow style), every item points
+            // at the `items:` line and attribute lines fall back to it.
+            let (start, text) = match spans.get(i) {
+                Some(&(from, to)) if spans.len() == items.len() => {
+                    let text: String = lines
+                        .get(from..to)
+                        .unwrap_or_default()
+                        .iter()
+                        .flat_map(|l| [*l, "\n"])
+                        .collect();
+                    (doc.start + from, text)
+                }
+                _ => (doc.key_line(&["items"]), String::new()),
+            };
+            if is_list(value) {
+                errors.push(list_error(
+                    &doc.file,
+                    start,
+                    "a List inside a List is not read (kubectl prints one level)",
+                ));
+                continue;
+            }
+            out.push(SourceDoc {
+                file: doc.file.clone(),
+                line: start,
+                start,
+                text,
+                value: value.clone(),
+            });
+        }
+    }
+    (out, errors)
+}
+
+fn is_list(value: &Value) -> bool {
+    value.get("kind").and_then(Value::as_str) == Some("List")
+}
+
+fn list_error(file: &Path, line: usize, message: &str) -> ConfigError {
+    ConfigError::error(file, line, "List", "-", message)
+}
+
+/// The `(first, end)` line indexes (0-based, end exclusive) of each block entry of the
+/// top-level `items:` sequence of a document's text. An entry starts at a `-` in the column
+/// of the first entry and runs until the next one or a line indented less (or a sibling key).
+fn item_spans(text: &str) -> Vec<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let content = |l: &&str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let Some(base) = lines.iter().find(|l| content(l)).map(|l| indent(l)) else {
+        return Vec::new();
+    };
+    let Some(items_at) = lines.iter().position(|l| {
+        indent(l) == base && line_has_key(l, "items") && {
+            // Only a block sequence follows `items:` with nothing (or a comment) after it.
+            let rest = l.trim_start().trim_start_matches("items").trim_start();
+            let rest = rest.strip_prefix(':').unwrap_or(rest).trim();
+            rest.is_empty() || rest.starts_with('#')
+        }
+    }) else {
+        return Vec::new();
+    };
+    let is_dash = |l: &str| {
+        let t = l.trim_start_matches(' ');
+        t == "-" || t.starts_with("- ")
+    };
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut column = None;
+    let mut last_content = items_at;
+    for (i, line) in lines.iter().enumerate().skip(items_at + 1) {
+        if !content(line) {
+            continue;
+        }
+        let col = *column.get_or_insert(indent(line));
+        let at = indent(line);
+        if col < base || at < col || at == col && !is_dash(line) {
+            break;
+        }
+        if at == col {
+            if let Some(last) = spans.last_mut() {
+                last.1 = last_content + 1;
+            }
+            spans.push((i, i + 1));
+        }
+        last_content = i;
+    }
+    if let Some(last) = spans.last_mut() {
+        last.1 = last_content + 1;
+    }
+    spans
 }
 
 /// `(first line number, text)` of each document; the `---` marker line is kept as an
@@ -256,6 +385,123 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["A", "B"]);
         assert!(docs[0].file.ends_with("a.yml"));
+    }
+
+    #[test]
+    fn list_items_become_documents_at_their_lines() {
+        // Items indented under `items:`, a block scalar whose lines start with dashes, a
+        // comment between items, and keys after the block.
+        let text = "# export\napiVersion: v1\nitems:\n  - kind: A\n    pem: |\n      -----BEGIN X-----\n      - not an item\n  # between\n  - kind: B\n    name: b\nkind: List\nmetadata: {}\n";
+        let (docs, errs) = parse_text(Path::new("l.yaml"), text);
+        assert!(errs.is_empty(), "{errs:?}");
+        let (items, errs) = expand_lists(docs);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(items.len(), 2);
+        assert_eq!((items[0].line, items[1].line), (4, 9));
+        assert_eq!(items[1].key_line(&["name"]), 10);
+        assert_eq!(items[0].value["kind"].as_str(), Some("A"));
+        assert!(!items[0].text.contains("kind: B"));
+        assert!(!items[1].text.contains("metadata"));
+    }
+
+    #[test]
+    fn flow_style_items_point_at_the_items_line() {
+        let text = "kind: List\nitems: [{kind: A, name: a}, {kind: B}]\n";
+        let (docs, _) = parse_text(Path::new("f.yaml"), text);
+        let (items, errs) = expand_lists(docs);
+        assert!(errs.is_empty());
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].line, 2);
+        assert_eq!(items[0].key_line(&["name"]), 2);
+    }
+
+    #[test]
+    fn lists_with_bad_items_are_errors() {
+        let (docs, _) = parse_text(Path::new("e.yaml"), "kind: List\nitems: 3\n");
+        let (items, errs) = expand_lists(docs);
+        assert!(items.is_empty());
+        assert_eq!(
+            errs[0].to_string(),
+            "e.yaml:2: List -: `items` must be a list"
+        );
+        let (docs, _) = parse_text(Path::new("e.yaml"), "kind: List\n");
+        assert!(expand_lists(docs).0.is_empty());
+    }
+
+    /// One List item as generated: a block scalar whose lines may look like list entries or
+    /// document markers, a nested list, a comment after it.
+    #[derive(Debug, Clone)]
+    struct Item {
+        scalar: Vec<String>,
+        nested: usize,
+        comment: bool,
+    }
+
+    fn item() -> impl proptest::strategy::Strategy<Value = Item> {
+        use proptest::prelude::*;
+        let line = prop_oneof![
+            Just("-----BEGIN CERTIFICATE-----".to_string()),
+            Just("- not an item".to_string()),
+            Just("---".to_string()),
+            "[a-z]{1,8}( [a-z]{1,4})?",
+        ];
+        (prop::collection::vec(line, 0..4), 0usize..3, any::<bool>()).prop_map(
+            |(scalar, nested, comment)| Item {
+                scalar,
+                nested,
+                comment,
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn generated_lists_give_each_item_its_line(
+            items in proptest::collection::vec(item(), 0..6),
+            indent in 0usize..3,
+            header in proptest::bool::ANY,
+        ) {
+            let pad = " ".repeat(indent * 2);
+            let mut text = String::new();
+            let mut n = 0usize;
+            let mut push = |text: &mut String, l: String| { text.push_str(&l); text.push('\n'); n += 1; n };
+            if header { push(&mut text, "# exported".to_string()); }
+            push(&mut text, "apiVersion: v1".to_string());
+            push(&mut text, "items:".to_string());
+            let mut expected = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                let first = push(&mut text, format!("{pad}- name: item{i}"));
+                let mut pem_line = None;
+                if !it.scalar.is_empty() {
+                    pem_line = Some(push(&mut text, format!("{pad}  pem: |")));
+                    for l in &it.scalar {
+                        push(&mut text, format!("{pad}    {l}"));
+                    }
+                }
+                if it.nested > 0 {
+                    push(&mut text, format!("{pad}  list:"));
+                    for j in 0..it.nested {
+                        push(&mut text, format!("{pad}  - {j}"));
+                    }
+                }
+                if it.comment {
+                    push(&mut text, "# between".to_string());
+                }
+                expected.push((first, pem_line));
+            }
+            push(&mut text, "kind: List".to_string());
+            let (docs, errs) = parse_text(Path::new("p.yaml"), &text);
+            proptest::prop_assert!(errs.is_empty(), "{:?}\n{}", errs, text);
+            let (out, errs) = expand_lists(docs);
+            proptest::prop_assert!(errs.is_empty(), "{:?}", errs);
+            proptest::prop_assert_eq!(out.len(), items.len(), "{}", text);
+            for (i, (doc, (first, pem))) in out.iter().zip(&expected).enumerate() {
+                proptest::prop_assert_eq!(doc.line, *first, "{}", text);
+                let name = format!("item{i}");
+                proptest::prop_assert_eq!(doc.value["name"].as_str(), Some(name.as_str()));
+                proptest::prop_assert_eq!(doc.key_line(&["pem"]), pem.unwrap_or(*first));
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuseport() {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -49,6 +52,12 @@ pub(crate) fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStre
         let _ = stream.set_nodelay(true);
         Ok((Async::new(stream)?, peer))
     }
+}
+
+/// `TCPMAP_REUSEPORT=1`: listeners are bound with `SO_REUSEPORT` and each worker process
+/// gets its own socket per address (the measurement of docs/architecture.md, "Balance").
+pub(crate) fn reuseport() -> bool {
+    std::env::var_os("TCPMAP_REUSEPORT").is_some_and(|v| v == "1")
 }
 
 /// Why connecting to an upstream failed.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use host::HostMap;
+pub use view::Routes;
 
 /// The whole routing state of one config generation.
 #[derive(Debug, Default)]

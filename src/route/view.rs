@@ -1,9 +1,12 @@
-//! Read-only views of a [`RouteTable`]: a human text rendering (`tcpmap check`) and a JSON
-//! value (the admin `/config` endpoint).
+//! Read-only views of a [`RouteTable`]: a human text rendering (`tcpmap check`), a JSON
+//! value (the admin `/config` endpoint) and [`Routes`], the view an embedding application
+//! gets from [`ProxyHandle::routes`](crate::ProxyHandle::routes).
 //!
 //! Must not: change the table or expose secrets (rustls configs are never rendered).
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -177,12 +180,51 @@ impl fmt::Display for RouteTable {
     }
 }
 
+/// The active routes as an embedding application sees them: which generation serves, on
+/// which addresses, and the same text and JSON renderings as `tcpmap check` and `/config`.
+/// Cheap to clone (it shares the serving table) and read-only: nothing in it can change
+/// what the proxy does, and no key material or counter is reachable through it.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    table: Arc<RouteTable>,
+}
+
+impl Routes {
+    pub(crate) fn new(table: Arc<RouteTable>) -> Self {
+        Self { table }
+    }
+
+    /// The config generation these routes belong to (0 before the first config applies).
+    pub fn generation(&self) -> u64 {
+        self.table.generation
+    }
+
+    /// Every listening address, in ascending order.
+    pub fn listeners(&self) -> Vec<SocketAddr> {
+        self.table.listeners.keys().copied().collect()
+    }
+
+    /// The routes as `tcpmap check` prints them, one line per group.
+    pub fn render_text(&self) -> String {
+        self.table.render_text()
+    }
+
+    /// The routes as the admin `/config` endpoint shows them.
+    pub fn to_json(&self) -> Value {
+        self.table.to_json()
+    }
+}
+
+impl fmt::Display for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.table.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::route::{Families, HostMap, Listener, MappingId, ServiceHost, Upstream};
-    use std::net::SocketAddr;
-    use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
     use std::time::Duration;
 
@@ -231,6 +273,19 @@ mod tests {
             text,
             "0.0.0.0:2222 * raw -> one:80 (70%) [a], two:81 (30%) [b] idle=5000ms\n"
         );
+    }
+
+    #[test]
+    fn the_view_reads_what_the_table_holds() {
+        let t = Arc::new(table());
+        let view = Routes::new(t.clone());
+        assert_eq!(view.generation(), 0);
+        assert_eq!(
+            view.listeners(),
+            ["0.0.0.0:2222".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(view.to_string(), t.render_text());
+        assert_eq!(view.to_json(), t.to_json());
     }
 
     #[test]

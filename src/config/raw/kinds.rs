@@ -146,9 +146,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
 pub(crate) struct RawTlsContext {
     /// Where it is.
     pub loc: Loc,
-    /// `namespace` / `metadata.namespace` (parsed so it is a known attribute; a secret's
-    /// namespace comes from its own name or `secret_namespacing`).
-    #[allow(dead_code)]
+    /// `namespace` / `metadata.namespace`: where a `kind: Secret` document of the config is
+    /// looked for (`--secrets-dir` folders are not namespaced by it).
     pub namespace: Option<String>,
     /// `hosts`.
     pub hosts: Option<Vec<String>>,
@@ -203,9 +202,8 @@ pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
 pub(crate) struct RawHost {
     /// Where it is.
     pub loc: Loc,
-    /// `namespace` / `metadata.namespace` (parsed so it is a known attribute; a secret's
-    /// namespace comes from its own name or `secret_namespacing`).
-    #[allow(dead_code)]
+    /// `namespace` / `metadata.namespace`: where a `kind: Secret` document of the config is
+    /// looked for (`--secrets-dir` folders are not namespaced by it).
     pub namespace: Option<String>,
     /// `hostname` (a glob such as `*.example.com`).
     pub hostname: Option<String>,

@@ -22,15 +22,15 @@ pub(crate) fn cert_paths(
     files: &Files,
 ) -> Result<Option<(PathBuf, PathBuf, &'static str)>, Keyed> {
     let base = base_dir(&raw.loc, files);
-    let files = (&raw.cert_chain_file, &raw.private_key_file);
-    match (&raw.secret, files) {
+    let pair = (&raw.cert_chain_file, &raw.private_key_file);
+    match (&raw.secret, pair) {
         (Some(_), (Some(_), _) | (_, Some(_))) => Err((
             "secret",
             "use either `secret` or `cert_chain_file`/`private_key_file`, not both".into(),
         )),
         (Some(s), _) => {
-            let dir = secret_folder(s, raw.secret_namespacing.unwrap_or(true), secrets_dir)
-                .map_err(|m| ("secret", m))?;
+            let dir =
+                secret_folder(raw, s, Use::Cert, secrets_dir, files).map_err(|m| ("secret", m))?;
             Ok(Some((
                 secrets::cert_file(&dir),
                 secrets::key_file(&dir),
@@ -66,8 +66,8 @@ pub(crate) fn ca_path(
             "use either `ca_secret` or `cacert_chain_file`, not both".into(),
         )),
         (Some(s), None) => {
-            let dir = secret_folder(s, raw.secret_namespacing.unwrap_or(true), secrets_dir)
-                .map_err(|m| ("ca_secret", m))?;
+            let dir =
+                secret_folder(raw, s, Use::Ca, secrets_dir, files).map_err(|m| ("ca_secret", m))?;
             Ok(Some(secrets::ca_file(&dir, files)))
         }
         (None, Some(f)) => Ok(Some(secrets::resolve_file(
@@ -78,10 +78,51 @@ pub(crate) fn ca_path(
     }
 }
 
-fn secret_folder(name: &str, namespacing: bool, dir: Option<&Path>) -> Result<PathBuf, String> {
+/// What a secret is used for: a certificate with its key, or a CA bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// `secret`, `tlsSecret`: `tls.crt` + `tls.key`.
+    Cert,
+    /// `ca_secret`: `ca.crt`, else `tls.crt`.
+    Ca,
+}
+
+/// The folder of a context's secret `name`: a `kind: Secret` document of the config in the
+/// context's namespace first, then `--secrets-dir`.
+fn secret_folder(
+    raw: &RawTlsContext,
+    name: &str,
+    usage: Use,
+    dir: Option<&Path>,
+    files: &Files,
+) -> Result<PathBuf, String> {
+    let namespacing = raw.secret_namespacing.unwrap_or(true);
+    if let Some(k) = files.kube_secret(name, namespacing, raw.namespace.as_deref()) {
+        return kube_folder(k, usage);
+    }
     match dir {
         Some(d) => Ok(secrets::secret_dir(d, name, namespacing)),
-        None => Err(format!("secret `{name}` needs --secrets-dir")),
+        None => Err(format!(
+            "secret `{name}` is not a Secret in the config and needs --secrets-dir"
+        )),
+    }
+}
+
+/// A Secret document's folder when its type fits the use: `kubernetes.io/tls` for a
+/// certificate; for a CA also `Opaque` (`kubectl create secret generic`, as Emissary's
+/// client-certificate guide makes it).
+fn kube_folder(k: &secrets::KubeSecret, usage: Use) -> Result<PathBuf, String> {
+    let fits = k.secret_type == secrets::TLS_TYPE || usage == Use::Ca && k.secret_type == "Opaque";
+    if fits {
+        Ok(k.folder.clone())
+    } else {
+        Err(format!(
+            "Secret {} at {} has type `{}`, not {}",
+            k.id,
+            k.place,
+            k.secret_type,
+            secrets::TLS_TYPE
+        ))
     }
 }
 
@@ -108,16 +149,17 @@ pub(crate) fn referenced_files(
                 if let Ok(Some((c, k, _))) = cert_paths(raw, secrets_dir, files) {
                     out.extend([c, k]);
                 }
-                match (&raw.ca_secret, secrets_dir) {
-                    (Some(s), Some(d)) => {
-                        let dir = secrets::secret_dir(d, s, raw.secret_namespacing.unwrap_or(true));
-                        out.extend([secrets::ca_crt_file(&dir), secrets::cert_file(&dir)]);
+                match &raw.ca_secret {
+                    Some(s) => {
+                        if let Ok(dir) = secret_folder(raw, s, Use::Ca, secrets_dir, files) {
+                            out.extend([secrets::ca_crt_file(&dir), secrets::cert_file(&dir)]);
+                        }
                     }
-                    _ => out.extend(ca_path(raw, secrets_dir, files).ok().flatten()),
+                    None => out.extend(ca_path(raw, secrets_dir, files).ok().flatten()),
                 }
             }
             Resource::Host(raw) => {
-                if let Some(folder) = host_folder(raw, secrets_dir) {
+                if let Ok(folder) = host_folder(raw, secrets_dir, files) {
                     out.extend([secrets::cert_file(&folder), secrets::key_file(&folder)]);
                 }
             }
@@ -127,10 +169,27 @@ pub(crate) fn referenced_files(
     out
 }
 
-/// The secret folder of a Host's `tlsSecret` (`None` without `--secrets-dir`).
-fn host_folder(raw: &RawHost, secrets_dir: Option<&Path>) -> Option<PathBuf> {
-    let dir = secrets_dir?;
-    Some(match &raw.secret_namespace {
+/// The secret folder of a Host's `tlsSecret`: a `kind: Secret` document of the config
+/// (`tlsSecret.namespace`, else the Host's) first, then `--secrets-dir`.
+fn host_folder(
+    raw: &RawHost,
+    secrets_dir: Option<&Path>,
+    files: &Files,
+) -> Result<PathBuf, String> {
+    let kube = match &raw.secret_namespace {
+        Some(ns) => files.kube_secret_in(&raw.secret, ns),
+        None => files.kube_secret(&raw.secret, true, raw.namespace.as_deref()),
+    };
+    if let Some(k) = kube {
+        return kube_folder(k, Use::Cert);
+    }
+    let Some(dir) = secrets_dir else {
+        return Err(format!(
+            "tlsSecret `{}` is not a Secret in the config and needs --secrets-dir",
+            raw.secret
+        ));
+    };
+    Ok(match &raw.secret_namespace {
         Some(ns) => secrets::secret_dir_in(dir, &raw.secret, ns),
         None => secrets::secret_dir(dir, &raw.secret, true),
     })
@@ -303,9 +362,9 @@ pub(crate) fn host(
             vec![loc.err(&[], "`hostname` is required on a Host with `tlsSecret`")],
         );
     };
-    let Some(folder) = host_folder(raw, secrets_dir) else {
-        let m = format!("tlsSecret `{}` needs --secrets-dir", raw.secret);
-        return (None, vec![loc.err(&["tlsSecret"], m)]);
+    let folder = match host_folder(raw, secrets_dir, files) {
+        Ok(f) => f,
+        Err(m) => return (None, vec![loc.err(&["tlsSecret"], m)]),
     };
     let key = secrets::key_file(&folder);
     match load_cert_key(&secrets::cert_file(&folder), &key, files) {

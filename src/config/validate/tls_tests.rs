@@ -102,7 +102,10 @@ fn secret_needs_secrets_dir() {
     let e = cert_paths(&raw("secret: sup\n"), None).unwrap_err();
     assert_eq!(
         e,
-        ("secret", "secret `sup` needs --secrets-dir".to_string())
+        (
+            "secret",
+            "secret `sup` is not a Secret in the config and needs --secrets-dir".to_string()
+        )
     );
 }
 

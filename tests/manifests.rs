@@ -1,0 +1,205 @@
+//! The Kubernetes manifests under deploy/ are checked for real, offline: every one validates
+//! against the Kubernetes schemas (PyPI `kubernetes-validate`, strict: unknown fields are
+//! errors) for the oldest and newest version it ships, `kubectl kustomize deploy/kubernetes`
+//! renders them (no cluster is involved), the rendering validates too, and the rendered
+//! ConfigMap's config still passes `tcpmap check`.
+//!
+//! Tools: .ci/run installs `kubernetes-validate` into the venv `target/k8s-venv` and Debian's
+//! `kubernetes-client` (kubectl) when missing. A missing tool fails the test unless
+//! `TCPMAP_SKIP_KUBERNETES_VALIDATE=1` / `TCPMAP_SKIP_KUBECTL=1` (tests/common/env.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// The oldest and the newest Kubernetes versions kubernetes-validate 1.37 ships schemas for.
+const VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `kubernetes-validate`: `$TCPMAP_KUBERNETES_VALIDATE`, the venv .ci/run makes, or PATH.
+fn validator() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("TCPMAP_KUBERNETES_VALIDATE").map(PathBuf::from),
+        Some(root().join("target/k8s-venv/bin/kubernetes-validate")),
+        Some(PathBuf::from("kubernetes-validate")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        let ok = Command::new(&c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    common::env::missing(
+        "KUBERNETES_VALIDATE",
+        "kubernetes-validate not found (python3 -m venv target/k8s-venv && target/k8s-venv/bin/pip install kubernetes-validate)",
+    );
+    None
+}
+
+/// Runs `kubernetes-validate --strict -k VERSION` on `files` (or stdin `input` with `-`);
+/// panics with its output unless every resource passed without a warning.
+fn validate(tool: &Path, version: &str, files: &[PathBuf], input: Option<&str>) {
+    let mut cmd = Command::new(tool);
+    cmd.args(["--strict", "-k", version]);
+    if input.is_some() {
+        cmd.arg("-");
+    }
+    cmd.args(files)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.unwrap_or("").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "kubernetes-validate {version}:\n{text}"
+    );
+    let passed = text
+        .lines()
+        .filter(|l| l.contains(" passed for resource "))
+        .count();
+    assert!(passed >= 1, "{text}");
+    assert!(
+        !text.contains("WARN") && !text.contains("ERROR"),
+        "kubernetes-validate {version}:\n{text}"
+    );
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Every YAML manifest under deploy/ (recursively) that is a Kubernetes resource; a
+/// Kustomization is kustomize's, rendered below rather than schema-checked.
+fn manifests() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("deploy"), &mut files);
+    files.sort();
+    files.retain(|f| {
+        let text = std::fs::read_to_string(f).unwrap();
+        documents(&text)
+            .iter()
+            .all(|d| d["kind"] != "Kustomization")
+    });
+    assert!(files.len() >= 4, "{files:?}");
+    files
+}
+
+fn kubectl(args: &[&str]) -> Option<Output> {
+    match Command::new("kubectl")
+        .args(args)
+        .current_dir(root())
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(e) => {
+            common::env::missing("KUBECTL", &format!("kubectl cannot run: {e}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn every_manifest_validates_against_the_kubernetes_schemas() {
+    let Some(tool) = validator() else { return };
+    let files = manifests();
+    for version in VERSIONS {
+        validate(&tool, version, &files, None);
+    }
+}
+
+#[test]
+fn kustomize_renders_the_manifests_and_the_rendered_config_passes_check() {
+    let Some(out) = kubectl(&["kustomize", "deploy/kubernetes"]) else {
+        return;
+    };
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&rendered);
+    let mut kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "Service"], "{rendered}");
+    if let Some(tool) = validator() {
+        for version in VERSIONS {
+            validate(&tool, version, &[], Some(&rendered));
+        }
+    }
+
+    // The rendered ConfigMap, as the Deployment mounts it, passes `tcpmap check` with a
+    // secrets dir laid out as the Deployment mounts the Secret.
+    let configmap = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["configMap"]["name"] == configmap["metadata"]["name"])
+        .expect("the Deployment mounts the ConfigMap");
+    assert!(volume["name"].is_string());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    for (name, text) in configmap["data"].as_mapping().unwrap() {
+        std::fs::write(config.join(name.as_str().unwrap()), text.as_str().unwrap()).unwrap();
+    }
+    let secrets = dir.path().join("secrets");
+    let (crt, key) = common::pki::self_signed(&["db.example.com"]);
+    common::pki::write_secret(&secrets, "tcpmap-tls", &crt, &key);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = secrets.join("tcpmap-tls/tls.key");
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = Command::new(common::daemon::binary())
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg("--secrets-dir")
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(!table.contains("warning:"), "{table}");
+    assert!(table.contains("db.example.com terminate"), "{table}");
+}
