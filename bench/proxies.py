@@ -107,8 +107,11 @@ def proxy_specs(v, workers=1):
                 "--secrets-dir", v["secrets"]]
         env = {"RUST_LOG": "warn"}
         if tcpmap_has_workers(tcpmap):
+            # N single-threaded worker processes (the Supervisor itself too: with
+            # --workers 1 it is the data plane, and must not run a thread per core).
             argv += ["--workers", n]
-            setting = f"--workers {n}"
+            env["ASYNC_STD_THREAD_COUNT"] = "1"
+            setting = f"--workers {n} (one executor thread per process)"
         else:
             # No worker processes in this build: one process, N async-std executor threads.
             env["ASYNC_STD_THREAD_COUNT"] = n

@@ -178,8 +178,8 @@ pub(super) async fn relay_tcp_mode(
 /// One direction between plain sockets: buffered while warming up, then zero-copy while it can,
 /// buffered again after a fallback.
 ///
-/// Reads wait for readiness first whenever the last read found the socket drained (EAGAIN;
-/// for splice also a short splice), and a fresh upstream is not read before it reports data:
+/// Reads wait for readiness first whenever the last read found the socket drained (EAGAIN),
+/// and a fresh upstream is not read before it reports data:
 /// a read that would come back EAGAIN costs a syscall, and the wait costs none more than the
 /// `epoll_ctl` re-arm it needs anyway (re-arming reports a socket that has data ready at once,
 /// so nothing is missed). That also keeps a poll of the task for the other direction from
@@ -414,7 +414,7 @@ pub(super) mod linux {
         /// Bytes delivered through the pipe so far.
         pub(super) spliced: u64,
         /// Wait for the source to be readable before the next splice from it (the last one
-        /// found it drained; see `TcpPump`).
+        /// came back EAGAIN; see `TcpPump`).
         wait: bool,
     }
 
@@ -480,11 +480,10 @@ pub(super) mod linux {
                 match rustix::pipe::splice(src.get_ref(), None, &pipe.write, None, pipe.cap, FLAGS)
                 {
                     Ok(0) => meter.eof = true,
-                    Ok(n) => {
-                        // Less than a pipe's worth: the socket is most likely drained.
-                        self.wait = n < pipe.cap;
-                        self.in_pipe = n;
-                    }
+                    // A short splice is not taken as "drained": under a fast sender more is
+                    // often queued by the time the pipe is emptied (measured: waiting after
+                    // short splices cost CPU per GB).
+                    Ok(n) => self.in_pipe = n,
                     Err(Errno::INTR) => {}
                     // Nothing to read: wait (the empty pipe goes back to the pool meanwhile).
                     Err(Errno::AGAIN) => self.wait = true,
