@@ -27,16 +27,24 @@ def log(msg):
 def start_upstreams(v):
     """iperf3 server, nginx HTTP(S) upstream, plain sink, TLS sink, idle holder."""
     out, tools = v["out"], sc.TOOLS
-    procs = [
-        px.Proc(["iperf3", "-s", "-p", str(v["up_iperf"])], log=f"{out}/iperf3.log"),
-        px.Proc(["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
-                 "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
-                log=f"{out}/nginx-upstream.log"),
-        px.Proc(tools + ["sink", "--port", str(v["up_sink"])], log=f"{out}/sink.log"),
-        px.Proc([sc.TLSLOAD, "sink", "--port", str(v["up_tlssink"]), "--cert", v["cert"], "--key", v["key"]],
-                log=f"{out}/tlssink.log"),
-        px.Proc(tools + ["hold", "--port", str(v["up_hold"])], log=f"{out}/hold.log"),
+    cmds = [
+        (["iperf3", "-s", "-p", str(v["up_iperf"])], "iperf3"),
+        (["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
+          "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)], "nginx-upstream"),
+        (tools + ["sink", "--port", str(v["up_sink"])], "sink"),
+        ([sc.TLSLOAD, "sink", "--port", str(v["up_tlssink"]), "--cert", v["cert"], "--key", v["key"]],
+         "tlssink"),
+        (tools + ["hold", "--port", str(v["up_hold"])], "hold"),
     ]
+    procs = []
+    try:
+        for argv, name in cmds:
+            procs.append(px.Proc(argv, log=f"{out}/{name}.log"))
+    except OSError:
+        # One could not start (e.g. tlsload not built): stop the ones that did.
+        for p in procs:
+            p.stop()
+        raise
     ports = [v[k] for k in ("up_iperf", "up_http", "up_https", "up_sink", "up_tlssink", "up_hold")]
     if not px.wait_ports(ports):
         for p in procs:
