@@ -45,8 +45,11 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+#[doc(hidden)]
+pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
+pub(crate) mod timer;
 pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;
