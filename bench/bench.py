@@ -27,16 +27,24 @@ def log(msg):
 def start_upstreams(v):
     """iperf3 server, nginx HTTP(S) upstream, plain sink, TLS sink, idle holder."""
     out, tools = v["out"], sc.TOOLS
-    procs = [
-        px.Proc(["iperf3", "-s", "-p", str(v["up_iperf"])], log=f"{out}/iperf3.log"),
-        px.Proc(["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
-                 "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
-                log=f"{out}/nginx-upstream.log"),
-        px.Proc(tools + ["sink", "--port", str(v["up_sink"])], log=f"{out}/sink.log"),
-        px.Proc([sc.TLSLOAD, "sink", "--port", str(v["up_tlssink"]), "--cert", v["cert"], "--key", v["key"]],
-                log=f"{out}/tlssink.log"),
-        px.Proc(tools + ["hold", "--port", str(v["up_hold"])], log=f"{out}/hold.log"),
+    cmds = [
+        (["iperf3", "-s", "-p", str(v["up_iperf"])], "iperf3"),
+        (["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
+          "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)], "nginx-upstream"),
+        (tools + ["sink", "--port", str(v["up_sink"])], "sink"),
+        ([sc.TLSLOAD, "sink", "--port", str(v["up_tlssink"]), "--cert", v["cert"], "--key", v["key"]],
+         "tlssink"),
+        (tools + ["hold", "--port", str(v["up_hold"])], "hold"),
     ]
+    procs = []
+    try:
+        for argv, name in cmds:
+            procs.append(px.Proc(argv, log=f"{out}/{name}.log"))
+    except OSError:
+        # One could not start (e.g. tlsload not built): stop the ones that did.
+        for p in procs:
+            p.stop()
+        raise
     ports = [v[k] for k in ("up_iperf", "up_http", "up_https", "up_sink", "up_tlssink", "up_hold")]
     if not px.wait_ports(ports):
         for p in procs:
@@ -55,7 +63,7 @@ def run_target(name, spec, v, args, results):
                  "tls_sink": v["up_tlssink"]}
         proc = None
     else:
-        argv, env = spec
+        argv, env, _ = spec
         proc = px.Proc(argv, env=env, log=f"{v['out']}/{name}.log")
         if (not px.wait_ports([v[k] for k in PLAIN_PORTS]) or not px.probe(v["px_http"])
                 or not px.probe(v["px_tls_http"], tls=True) or not proc.alive()):
@@ -103,19 +111,22 @@ def main():
     ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_bulk,idle")
     ap.add_argument("--hs-threads", type=int, default=2, help="handshake client threads")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between scenarios")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="workers/threads per proxy (default: nproc); the setting each proxy got is printed")
     ap.add_argument("--json", default=None, help="write raw results here (default bench/out/results.json)")
     args = ap.parse_args()
     args.reps = args.reps or (1 if args.quick else 5)
     args.seconds = args.seconds or (2 if args.quick else 5)
     args.idle_count = args.idle_count or (3000 if args.quick else 9000)
     args.scenarios = set(args.scenarios.split(","))
+    args.workers = args.workers or os.cpu_count() or 1
 
     out = os.path.join(px.HERE, "out")
     os.makedirs(out, exist_ok=True)
     v = px.free_ports(px.PORT_NAMES)
     v["out"] = out
     v.update(px.make_cert(out))
-    specs = px.proxy_specs(v)
+    specs = px.proxy_specs(v, args.workers)
     targets = ["direct"] + [n for n in ("tcpmap", "haproxy", "nginx", "envoy", "traefik") if n in specs]
     if args.only:
         wanted = args.only.split(",")
@@ -132,6 +143,8 @@ def main():
         f"about {per_rep * args.reps // 60 + 1} min")
     for n, ver in versions.items():
         log(f"  {n}: {ver}")
+    settings = {n: specs[n][2] for n in targets if n != "direct"}
+    log(f"workers per proxy: {args.workers} (" + ", ".join(f"{n}: {s}" for n, s in settings.items()) + ")")
 
     load0 = os.getloadavg()
     log(f"load average before start: {load0[0]:.2f} (other work on this machine skews throughput)")
@@ -148,12 +161,14 @@ def main():
             p.stop()
     meta = {"argv": sys.argv[1:], "loadavg_end": os.getloadavg(), "loadavg_start": load0, "reps": args.reps, "seconds": args.seconds,
             "idle_count": args.idle_count, "versions": versions,
+            "workers": args.workers, "settings": settings,
             "elapsed_s": time.monotonic() - t0, "targets": targets}
     path = args.json or os.path.join(out, "results.json")
     with open(path, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     medians = {n: report.medians(rows) for n, rows in results.items()}
     print()
+    print(f"workers per proxy: {args.workers} (" + ", ".join(f"{n}: {s}" for n, s in settings.items()) + ")")
     print(report.table(medians, targets))
     print()
     print(report.goals(medians))

@@ -1,8 +1,8 @@
 """Proxies under test and the loopback upstreams: config rendering, start, stop, /proc stats.
 
 Owns: which proxies exist on this machine, how each is configured (from the
-templates in bench/configs/) and started with ONE worker/thread, and reading a
-process tree's CPU time and PSS from /proc.
+templates in bench/configs/) and started with N workers/threads (`proxy_specs`), and
+reading a process tree's CPU time and PSS from /proc.
 Must not: run load or compute results (bench/scenarios.py and bench/bench.py do).
 """
 
@@ -84,29 +84,56 @@ def find_tcpmap():
     return p if os.path.exists(p) else None
 
 
-def proxy_specs(v):
-    """name -> (argv, env overrides) for every proxy found; v has ports, cert paths and out dir."""
+def tcpmap_has_workers(binary):
+    """True when this tcpmap build has `run --workers` (worker processes)."""
+    try:
+        r = subprocess.run([binary, "run", "--help"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--workers" in r.stdout
+
+
+def proxy_specs(v, workers=1):
+    """name -> (argv, env overrides, setting) for every proxy found, each with `workers`
+    workers/threads; v has ports, cert paths and out dir; `setting` says how the count was
+    given to that proxy (printed with the results)."""
     out = v["out"]
+    n = str(workers)
+    v = dict(v, workers=n)
     specs = {}
     tcpmap = find_tcpmap()
     if tcpmap:
-        specs["tcpmap"] = ([tcpmap, "run", "--config", render("tcpmap.yaml", f"{out}/tcpmap.yaml", v),
-                            "--secrets-dir", v["secrets"]],
-                           {"ASYNC_STD_THREAD_COUNT": "1", "RUST_LOG": "warn"})
+        argv = [tcpmap, "run", "--config", render("tcpmap.yaml", f"{out}/tcpmap.yaml", v),
+                "--secrets-dir", v["secrets"]]
+        env = {"RUST_LOG": "warn"}
+        if tcpmap_has_workers(tcpmap):
+            # N single-threaded worker processes (the Supervisor itself too: with
+            # --workers 1 it is the data plane, and must not run a thread per core).
+            argv += ["--workers", n]
+            env["ASYNC_STD_THREAD_COUNT"] = "1"
+            setting = f"--workers {n} (one executor thread per process)"
+        else:
+            # No worker processes in this build: one process, N async-std executor threads.
+            env["ASYNC_STD_THREAD_COUNT"] = n
+            setting = f"ASYNC_STD_THREAD_COUNT={n}"
+        specs["tcpmap"] = (argv, env, setting)
     if shutil.which("haproxy"):
-        specs["haproxy"] = (["haproxy", "-db", "-f", render("haproxy.cfg", f"{out}/haproxy.cfg", v)], {})
+        specs["haproxy"] = (["haproxy", "-db", "-f", render("haproxy.cfg", f"{out}/haproxy.cfg", v)], {},
+                            f"nbthread {n}")
     if shutil.which("nginx"):
         specs["nginx"] = (["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
-                           "-c", render("nginx.conf", f"{out}/nginx.conf", v)], {})
+                           "-c", render("nginx.conf", f"{out}/nginx.conf", v)], {},
+                          f"worker_processes {n}")
     envoy = find_envoy()
     if envoy:
-        specs["envoy"] = ([envoy, "-c", render("envoy.yaml", f"{out}/envoy.yaml", v), "--concurrency", "1",
-                           "--log-level", "error", "--disable-hot-restart", "--log-path", "/dev/null"], {})
+        specs["envoy"] = ([envoy, "-c", render("envoy.yaml", f"{out}/envoy.yaml", v), "--concurrency", n,
+                           "--log-level", "error", "--disable-hot-restart", "--log-path", "/dev/null"], {},
+                          f"--concurrency {n}")
     traefik = find_traefik()
     if traefik:
         render("traefik-dynamic.yaml", f"{out}/traefik-dynamic.yaml", v)
         specs["traefik"] = ([traefik, f"--configFile={render('traefik.yaml', f'{out}/traefik.yaml', v)}"],
-                            {"GOMAXPROCS": "1"})
+                            {"GOMAXPROCS": n}, f"GOMAXPROCS={n}")
     return specs
 
 

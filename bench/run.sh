@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side layer-4 proxy benchmark on loopback: direct, tcpmap, HAProxy, nginx
-# (+ Envoy, Traefik when found). Usage: bench/run.sh [--quick] [bench.py options]
+# (+ Envoy, Traefik when found), each with N workers/threads (--workers N, default nproc).
+# Usage: bench/run.sh [--quick] [--workers N] [bench.py options]
 # Installs nothing; bounded by BENCH_TIMEOUT (default 45 min, --quick 10 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."

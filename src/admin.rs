@@ -37,6 +37,25 @@ pub(crate) struct AdminState {
     pub(crate) ready: Arc<dyn Fn() -> bool + Send + Sync>,
     /// `/config`: the active route table, generation and last reload result.
     pub(crate) config_json: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    /// With worker processes: where `/metrics` totals and `/config`'s `workers` come from.
+    pub(crate) workers: Option<Workers>,
+}
+
+/// What the admin endpoint asks the worker pool (answers come over the control channels).
+#[derive(Clone)]
+pub(crate) struct Workers {
+    /// OpenMetrics text summed over the Supervisor and every worker.
+    pub(crate) metrics: Arc<dyn Fn() -> futures_lite::future::Boxed<String> + Send + Sync>,
+    /// The workers as `/config` lists them.
+    pub(crate) status:
+        Arc<dyn Fn() -> futures_lite::future::Boxed<serde_json::Value> + Send + Sync>,
+}
+
+/// What a request needed from the workers, fetched before answering it.
+enum Fetched {
+    Nothing,
+    Metrics(String),
+    Workers(serde_json::Value),
 }
 
 /// Limits that keep one client from hurting the others.
@@ -149,7 +168,18 @@ async fn connection(stream: Async<TcpStream>, state: Arc<AdminState>, limits: Ad
     let io = smol_hyper::rt::FuturesIo::new(stream);
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(respond(&state, &req)) }
+        async move {
+            let fetched = match (&state.workers, req.uri().path()) {
+                (Some(w), "/metrics") if req.method() == Method::GET => {
+                    Fetched::Metrics((w.metrics)().await)
+                }
+                (Some(w), "/config") if req.method() == Method::GET => {
+                    Fetched::Workers((w.status)().await)
+                }
+                _ => Fetched::Nothing,
+            };
+            Ok::<_, Infallible>(respond(&state, &req, fetched))
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -162,14 +192,14 @@ async fn connection(stream: Async<TcpStream>, state: Arc<AdminState>, limits: Ad
 }
 
 /// Answers one request; a panic in a state closure becomes a 500 and a metric.
-fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
+fn respond<B>(state: &AdminState, req: &Request<B>, fetched: Fetched) -> Response<Full<Bytes>> {
     let openmetrics = req
         .headers()
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     match catch_unwind(AssertUnwindSafe(|| {
-        route(state, req.method(), req.uri().path(), openmetrics)
+        route(state, req.method(), req.uri().path(), openmetrics, fetched)
     })) {
         Ok(response) => response,
         Err(_) => {
@@ -185,6 +215,7 @@ fn route(
     method: &Method,
     path: &str,
     openmetrics: bool,
+    fetched: Fetched,
 ) -> Response<Full<Bytes>> {
     const KNOWN: [&str; 4] = [
         "/ambassador/v0/check_alive",
@@ -211,19 +242,31 @@ fn route(
             StatusCode::SERVICE_UNAVAILABLE,
             "tcpmap not ready: listeners not all bound\n",
         ),
-        "/metrics" if openmetrics => with_type(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.render_openmetrics().into_bytes(),
-        ),
-        "/metrics" => with_type(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render().into_bytes(),
-        ),
+        "/metrics" => {
+            let om = match fetched {
+                Fetched::Metrics(text) => text,
+                _ => state.metrics.render_openmetrics(),
+            };
+            if openmetrics {
+                with_type(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    om.into_bytes(),
+                )
+            } else {
+                with_type(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    crate::metrics::openmetrics_to_prometheus(&om).into_bytes(),
+                )
+            }
+        }
         _ => {
-            let mut body = serde_json::to_vec_pretty(&(state.config_json)())
-                .unwrap_or_else(|_| b"null".to_vec());
+            let mut json = (state.config_json)();
+            if let (Fetched::Workers(w), Some(obj)) = (fetched, json.as_object_mut()) {
+                obj.insert("workers".to_string(), w);
+            }
+            let mut body = serde_json::to_vec_pretty(&json).unwrap_or_else(|_| b"null".to_vec());
             body.push(b'\n');
             with_type(StatusCode::OK, "application/json", body)
         }

@@ -42,7 +42,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use crate::actors::config::{ConfigHandle, ReloadReport};
@@ -87,6 +86,10 @@ pub struct ProxyBuilder {
     handshake_timeout: Duration,
     zero_copy: bool,
     resolver: ResolverConfig,
+    /// Worker processes (the daemon's `--workers` > 1); the library runs in-process.
+    pool: Option<crate::workers::pool::PoolConfig>,
+    /// Sockets a hot upgrade handed over (the daemon only); taken once by `start`.
+    inherited: Option<Arc<std::sync::Mutex<crate::workers::upgrade::Inherited>>>,
 }
 
 impl Default for ProxyBuilder {
@@ -112,6 +115,32 @@ impl ProxyBuilder {
             handshake_timeout: Duration::from_secs(10),
             zero_copy: true,
             resolver: ResolverConfig::default(),
+            pool: None,
+            inherited: None,
+        }
+    }
+
+    /// Takes these listening and admin sockets instead of binding their addresses (the new
+    /// binary of a hot upgrade).
+    pub(crate) fn inherit(mut self, sockets: crate::workers::upgrade::Inherited) -> Self {
+        self.inherited = Some(Arc::new(std::sync::Mutex::new(sockets)));
+        self
+    }
+
+    /// Serves the listeners from worker processes (`tcpmap run --workers N`, N > 1).
+    pub(crate) fn workers(mut self, pool: crate::workers::pool::PoolConfig) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The settings a worker process runs with (what `tcpmap run` was given).
+    pub(crate) fn worker_settings(&self) -> crate::workers::codec::Settings {
+        crate::workers::codec::Settings {
+            max_connections: self.max_connections.map(|m| m as u64),
+            handshake_timeout_ms: self.handshake_timeout.as_millis() as u64,
+            zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
+            resolv_conf: self.resolver.resolv_conf.clone(),
+            drain_timeout_ms: self.drain_timeout.as_millis() as u64,
         }
     }
 
@@ -236,7 +265,7 @@ impl ProxyBuilder {
                 handshake_timeout: self.handshake_timeout,
                 zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
             },
-            active: AtomicUsize::new(0),
+            active: Default::default(),
             kill: tripwire,
             breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
             proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
@@ -247,16 +276,39 @@ impl ProxyBuilder {
             metrics.clone(),
         );
         let status = Arc::new(Status::default());
-        let supervisor = SupervisorHandle::spawn(shared.clone(), status.clone(), kill);
+        let pool = match self.pool.clone() {
+            Some(config) => Some(crate::workers::pool::PoolHandle::spawn(config)?),
+            None => None,
+        };
+        let inherited = self
+            .inherited
+            .as_ref()
+            .map(|i| std::mem::take(&mut *i.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default();
+        let supervisor = SupervisorHandle::spawn(
+            shared.clone(),
+            status.clone(),
+            kill,
+            pool.clone(),
+            inherited.listeners,
+        );
         let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), metrics.clone());
         // The first config takes the path of every reload; on failure nothing was bound, and
         // dropping the handles ends the actors.
         config.reload().await?;
         let (exit_tx, exit_rx) = rt::oneshot();
         let admin = match self.admin {
-            Some(addr) => {
-                Some(start_admin(addr, metrics.clone(), status.clone(), endpoints.clone()).await?)
-            }
+            Some(addr) => Some(
+                start_admin(
+                    addr,
+                    inherited.admin,
+                    metrics.clone(),
+                    status.clone(),
+                    endpoints.clone(),
+                    pool,
+                )
+                .await?,
+            ),
             None => None,
         };
         let admin_addr = admin.as_ref().map(|a| a.addr);
@@ -282,6 +334,8 @@ struct AdminServer {
     addr: SocketAddr,
     stop: rt::Trigger,
     task: rt::Task<()>,
+    /// A copy of the listening socket for a hot upgrade (closed with the server).
+    copy: std::net::TcpListener,
 }
 
 impl AdminServer {
@@ -294,19 +348,42 @@ impl AdminServer {
 
 async fn start_admin(
     addr: SocketAddr,
+    inherited: Option<std::net::TcpListener>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     endpoints: Arc<crate::actors::endpoints::EndpointRegistry>,
+    pool: Option<crate::workers::pool::PoolHandle>,
 ) -> Result<AdminServer> {
-    let listener = crate::admin::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
+    let listener = match inherited {
+        Some(l) => async_io::Async::new(l)?,
+        None => crate::admin::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?,
+    };
     let local = listener.get_ref().local_addr()?;
+    let copy = listener.get_ref().try_clone()?;
     let ready_status = status.clone();
+    let workers = pool.map(|pool| {
+        let own = metrics.clone();
+        let for_status = pool.clone();
+        crate::admin::Workers {
+            metrics: Arc::new(move || {
+                let (pool, own) = (pool.clone(), own.render_openmetrics());
+                Box::pin(async move { pool.metrics(own).await })
+            }),
+            status: Arc::new(move || {
+                let pool = for_status.clone();
+                Box::pin(
+                    async move { serde_json::to_value(pool.status().await).unwrap_or_default() },
+                )
+            }),
+        }
+    });
     let state = crate::admin::AdminState {
         metrics,
         ready: Arc::new(move || ready_status.get().ready),
         config_json: Arc::new(move || config_json(&status, &endpoints)),
+        workers,
     };
     let (stop, stopped) = rt::tripwire();
     let task = rt::spawn(crate::admin::serve(listener, state, stopped));
@@ -314,6 +391,7 @@ async fn start_admin(
         addr: local,
         stop,
         task,
+        copy,
     })
 }
 
@@ -476,6 +554,27 @@ impl ProxyHandle {
             .unwrap_or(None);
         drop(tx);
         r
+    }
+
+    /// Copies of the listening sockets and of the admin socket, for a hot upgrade.
+    pub(crate) async fn handover(
+        &self,
+    ) -> Result<(
+        Vec<(SocketAddr, std::net::TcpListener)>,
+        Option<std::net::TcpListener>,
+    )> {
+        let listeners = self.inner.supervisor.handover().await?;
+        let admin = match self
+            .inner
+            .admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(a) => Some(a.copy.try_clone()?),
+            None => None,
+        };
+        Ok((listeners, admin))
     }
 
     /// Waits until the proxy has shut down.

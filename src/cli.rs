@@ -32,6 +32,50 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff; e.g. `tcpmap man > /usr/share/man/man1/tcpmap.1`).
     Man,
+    /// A worker process of `tcpmap run --workers N` (started by tcpmap itself).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// `tcpmap worker` arguments (set by the Supervisor that starts it).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How many worker processes `tcpmap run` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workers {
+    /// The CPUs this process may run on (affinity mask and cgroup CPU quota, rounded up).
+    #[default]
+    Auto,
+    /// Exactly this many (1: one process, no workers).
+    Count(usize),
+}
+
+impl Workers {
+    /// The number of worker processes this means here (at least 1).
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Auto => crate::workers::cpus::available(),
+            Workers::Count(n) => n.max(1),
+        }
+    }
+}
+
+/// `auto` or a whole number from 1 to 1024.
+fn parse_workers(s: &str) -> Result<Workers, String> {
+    if s == "auto" {
+        return Ok(Workers::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(Workers::Count(n)),
+        _ => Err(format!(
+            "`{s}` is not `auto` or a number of workers from 1 to 1024"
+        )),
+    }
 }
 
 /// `tcpmap completions` arguments.
@@ -108,6 +152,10 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Worker processes serving the listeners: `auto` (the CPUs this process may use) or a
+    /// number; 1 runs everything in one process.
+    #[arg(long, env = "TCPMAP_WORKERS", value_name = "N|auto", default_value = "auto", value_parser = parse_workers)]
+    pub workers: Workers,
 }
 
 /// A positive, finite number of seconds.
@@ -330,6 +378,25 @@ mod tests {
                 "{bad} accepted"
             );
         }
+    }
+
+    #[test]
+    fn workers_flag() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["tcpmap", "run", "--config", "x", "--workers", v]).map(|c| match c
+                .command
+            {
+                Command::Run(a) => a.workers,
+                _ => panic!("not run"),
+            })
+        };
+        assert_eq!(parse("auto").unwrap(), Workers::Auto);
+        assert_eq!(parse("3").unwrap(), Workers::Count(3));
+        for bad in ["0", "-1", "x", "1025"] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(Workers::Count(1).resolve(), 1);
+        assert!(Workers::Auto.resolve() >= 1);
     }
 
     #[test]

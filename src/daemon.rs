@@ -10,7 +10,7 @@ pub use log_bridge::forward_log_records;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::rt::{SIGHUP, SIGINT, SIGTERM};
+use crate::rt::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 use anyhow::Context as _;
 use futures_lite::StreamExt;
 
@@ -23,7 +23,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     rt::block_on(run_async(args))
 }
 
+/// Runs a worker process (`tcpmap worker`, started by `tcpmap run --workers N`).
+pub fn run_worker() -> anyhow::Result<()> {
+    crate::workers::worker::run()
+}
+
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    // Found now: after an upgrade replaced the file, this process's own image is "(deleted)".
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let upgrade = crate::workers::upgrade::receive().context("cannot take over the sockets")?;
     let input = args.config.input();
     let mut builder = ProxyBuilder::new()
         .input(input.clone())
@@ -36,21 +44,63 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_connections {
         builder = builder.max_connections(max as usize);
     }
+    let workers = args.workers.resolve();
+    if workers > 1 {
+        let pool = crate::workers::pool::PoolConfig {
+            workers,
+            exe: exe.clone(),
+            args: vec![
+                "worker".to_string(),
+                "--log-format".to_string(),
+                match args.log_format {
+                    crate::cli::LogFormat::Text => "text",
+                    crate::cli::LogFormat::Json => "json",
+                }
+                .to_string(),
+            ],
+            settings: builder.worker_settings(),
+        };
+        builder = builder.workers(pool);
+    }
+    let upgrade = upgrade.map(|(channel, sockets)| {
+        builder = builder.clone().inherit(sockets);
+        channel
+    });
     // Register signals before starting so none is lost in between.
-    let mut signals =
-        rt::signals(&[SIGHUP, SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    let mut signals = rt::signals(&[SIGHUP, SIGTERM, SIGINT, SIGUSR2])
+        .context("cannot install signal handlers")?;
     let proxy = builder.start().await?;
     let mut watched: Vec<PathBuf> = input.paths.clone();
     watched.extend(input.secrets_dir.iter().cloned());
     let _watcher = watch(&watched, proxy.clone());
     // Logged once the watch is in place: a change after this line is seen.
-    tracing::info!(admin = ?proxy.admin_addr(), "tcpmap running");
+    tracing::info!(admin = ?proxy.admin_addr(), workers, "tcpmap running");
+    if let Some(channel) = &upgrade {
+        // The old binary drains once it reads this.
+        if let Err(e) = crate::workers::upgrade::ready(channel) {
+            tracing::warn!(error = %e, "could not tell the old binary that this one serves");
+        }
+    }
+    drop(upgrade);
 
     while let Some(signal) = signals.next().await {
         match signal {
             SIGHUP => {
                 tracing::info!("SIGHUP: reloading");
                 report("sighup", proxy.reload().await);
+            }
+            SIGUSR2 => {
+                tracing::info!(exe = %exe.display(), "SIGUSR2: starting a new binary to take over");
+                match hot_upgrade(&proxy, &exe).await {
+                    Ok(pid) => {
+                        tracing::info!(pid, "upgrade: the new binary serves; draining this one");
+                        let _ = proxy.shutdown(true).await;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "upgrade failed; this binary keeps serving")
+                    }
+                }
             }
             SIGTERM | SIGINT => {
                 tracing::info!(
@@ -79,6 +129,19 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts `exe` again with this process's arguments, hands it the sockets and waits until
+/// it serves; its pid.
+async fn hot_upgrade(proxy: &ProxyHandle, exe: &Path) -> anyhow::Result<u32> {
+    let (listeners, admin) = proxy.handover().await?;
+    let exe = exe.to_path_buf();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let pid = rt::spawn_blocking(move || {
+        crate::workers::upgrade::start_new(&exe, &args, listeners, admin)
+    })
+    .await?;
+    Ok(pid)
 }
 
 /// One line per reload: what triggered it and what changed, or why it was rejected.

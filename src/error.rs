@@ -23,6 +23,9 @@ pub enum Error {
     /// Another I/O failure.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A worker process could not apply the config; every worker keeps the old one.
+    #[error("a worker could not apply the config: {0}")]
+    Workers(String),
     /// An actor is gone (the proxy has shut down).
     #[error("the proxy is not running (actor gone)")]
     ActorGone,

@@ -14,6 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// A connection routed to a mapping with this name panics inside its ConnectionActor.
 pub const PANIC_MAPPING: &str = "__panic_connection__";
 
+/// A worker process other than worker 0 refuses (`Failed`) to prepare a config holding a
+/// mapping with this name: a worker that cannot apply what the Supervisor accepted.
+pub const FAIL_PREPARE_MAPPING: &str = "__fail_worker_prepare__";
+
+/// Called by a worker process on `Prepare` with the mapping names of the built table.
+pub(crate) fn on_prepare<'a>(worker: u32, mut mappings: impl Iterator<Item = &'a str>) -> bool {
+    worker != 0 && mappings.any(|m| m == FAIL_PREPARE_MAPPING)
+}
+
 /// When set, the next accepted socket makes the listener loop panic (then it is cleared).
 pub static PANIC_NEXT_ACCEPT: AtomicBool = AtomicBool::new(false);
 

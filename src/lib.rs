@@ -45,8 +45,12 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+#[doc(hidden)]
+pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
+pub(crate) mod timer;
+pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;
 pub use actors::supervisor::ApplyReport;
@@ -55,7 +59,8 @@ pub use cli::check;
 pub use config::{ConfigError, ConfigInput};
 pub use error::{Error, Result};
 
-/// Doors into the config internals for the fuzz targets and the test-PKI self-test only:
+/// Doors into the config internals (and the workers' control-channel codec) for the fuzz
+/// targets and the test-PKI self-test only:
 /// not part of the API, no stability promised.
 #[doc(hidden)]
 pub mod internals {
@@ -63,6 +68,7 @@ pub mod internals {
         CertKey, TlsParams, client_config, parse_cert_chain, parse_cert_key, server_config,
     };
     pub use crate::config::validate::service::{ParsedService, parse_service};
+    pub use crate::workers::codec::decode_all as decode_control_frames;
 }
 pub use metrics::MetricsSnapshot;
 pub use route::Routes;

@@ -6,13 +6,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tcpmap::cli::{Cli, Command, LogFormat};
+use tcpmap::logwriter::LogWriter;
 
-fn init_tracing(format: LogFormat, default_level: &str) {
+/// Logs to stderr through the buffered writer (`tcpmap::logwriter`); the returned handle
+/// flushes what is left before the process exits.
+fn init_tracing(format: LogFormat, default_level: &str) -> LogWriter {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let writer = LogWriter::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer.clone())
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (never here) would fail; ignoring it keeps logging best-effort. The
     // subscriber is set without tracing-log's bridge: tcpmap's own one rate-limits the rustls
@@ -26,6 +30,7 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     if set.is_ok() {
         tcpmap::daemon::forward_log_records();
     }
+    writer
 }
 
 /// Writes to stdout; a closed stdout (e.g. `| head`) must not turn a verdict into a panic.
@@ -39,13 +44,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => {
-            init_tracing(LogFormat::Text, "warn");
+            let log = init_tracing(LogFormat::Text, "warn");
             let report = tcpmap::cli::check_as(&args.config.input(), args.output);
             print(report.text.as_bytes());
+            log.flush();
             if report.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            }
+        }
+        Command::Worker(args) => {
+            let log = init_tracing(args.log_format, "info");
+            let outcome = tcpmap::daemon::run_worker();
+            // A worker's last lines (its drain) go out before it exits.
+            log.flush();
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tcpmap worker: {e:#}");
+                    ExitCode::from(1)
+                }
             }
         }
         Command::Completions(args) => {
@@ -63,8 +82,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            init_tracing(args.log_format, "info");
-            match tcpmap::daemon::run(args) {
+            let log = init_tracing(args.log_format, "info");
+            let outcome = tcpmap::daemon::run(args);
+            // Every line logged before the drain ended goes out before the exit.
+            log.flush();
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tcpmap: {e:#}");

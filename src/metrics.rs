@@ -30,7 +30,12 @@ use prometheus_client::registry::Registry;
 
 pub use endpoints::EndpointMetrics;
 pub use mapping::MappingMetrics;
-use mapping::{BytesLabels, EndedLabels, MappingLabels, REASONS};
+
+/// Prometheus text 0.0.4 of an OpenMetrics text (what [`Metrics::render`] does to its own).
+pub(crate) fn openmetrics_to_prometheus(om: &str) -> String {
+    text::openmetrics_to_prometheus(om)
+}
+use mapping::{Breaker, BytesLabels, EndedLabels, MappingLabels, REASONS};
 
 use crate::close::CloseReason;
 use crate::route::MappingId;
@@ -80,6 +85,12 @@ struct TlsLabels {
     reason: &'static str,
 }
 
+/// A mapping's shared circuit-breaker count: the total and this worker's share.
+type SharedBreaker = (
+    &'static std::sync::atomic::AtomicU32,
+    &'static std::sync::atomic::AtomicU32,
+);
+
 /// The per-mapping families (each clone shares the series with the registry).
 struct MappingFamilies {
     accepted: Family<MappingLabels, Counter>,
@@ -95,6 +106,8 @@ pub struct Metrics {
     registry: Registry,
     families: MappingFamilies,
     mappings: Mutex<BTreeMap<MappingId, Arc<MappingMetrics>>>,
+    /// Circuit-breaker counts shared with other processes, by mapping ([`Metrics::share_breaker`]).
+    shared_breakers: Mutex<BTreeMap<MappingId, SharedBreaker>>,
     reload_ok: Counter,
     reload_error: Counter,
     generation: Gauge<u64, std::sync::atomic::AtomicU64>,
@@ -399,6 +412,7 @@ impl Metrics {
             registry,
             families,
             mappings: Mutex::new(BTreeMap::new()),
+            shared_breakers: Mutex::new(BTreeMap::new()),
             generation,
             tls_failures,
             dns_lookups,
@@ -444,10 +458,36 @@ impl Metrics {
             bytes_u2c: bytes("upstream_to_client"),
             connect_failures: f.connect_failures.get_or_create(&labels).clone(),
             connect_latency: f.connect_latency.get_or_create(&labels).clone(),
-            in_flight: std::sync::atomic::AtomicU32::new(0),
+            in_flight: self.breaker(id),
         });
         map.insert(id.clone(), Arc::clone(&m));
         m
+    }
+
+    /// Counts mapping `id`'s circuit-breaker slots in `total` (memory shared by every worker,
+    /// this worker's share in `mine`) instead of in this process. Takes effect for handles
+    /// created after the call, so a worker calls it before it first looks the mapping up.
+    pub(crate) fn share_breaker(
+        &self,
+        id: MappingId,
+        total: &'static std::sync::atomic::AtomicU32,
+        mine: &'static std::sync::atomic::AtomicU32,
+    ) {
+        self.shared_breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, (total, mine));
+    }
+
+    fn breaker(&self, id: &MappingId) -> Breaker {
+        let shared = self
+            .shared_breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match shared.get(id) {
+            Some((total, mine)) => Breaker::Shared { total, mine },
+            None => Breaker::Own(std::sync::atomic::AtomicU32::new(0)),
+        }
     }
 
     /// The endpoint series of mapping `id` (the same series for the same `id`).

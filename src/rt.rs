@@ -3,7 +3,13 @@
 //! async-std is discontinued upstream (RUSTSEC-2025-0052) and is a thin layer over
 //! `async-io` + `async-executor`. Everything else in tcpmap is written against
 //! `futures-io`, `futures-lite` and `async-io` (sockets are `async_io::Async<std::net::…>`,
-//! timers are `async_io::Timer`), so moving to smol means rewriting this file alone.
+//! deadlines are the coarse clock in `crate::timer`, pacing sleeps are `async_io::Timer`),
+//! so moving to smol means rewriting this file alone.
+//!
+//! Measured (docs/benchmarks.md): a single-threaded variant (one `async_executor::Executor`
+//! run inside `async_io::block_on` on the main thread) saved nothing, because async-io's
+//! fallback thread takes the reactor whenever the executor thread is busy for one of its
+//! naps (50 µs and up) and then hands every wakeup over anyway; it was not kept.
 
 use std::future::Future;
 use std::time::Duration;
@@ -52,20 +58,16 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     async_std::task::block_on(future)
 }
 
-/// Sleeps for `duration` (runtime-neutral timer).
+/// Sleeps for `duration` on a timer of its own (precise; for backoffs and pacing, which are
+/// not per connection: per-connection deadlines use [`timeout`]).
 pub(crate) async fn sleep(duration: Duration) {
     async_io::Timer::after(duration).await;
 }
 
-/// Races `future` against a timer; `None` when the timer wins.
+/// Races `future` against a coarse deadline (0–10 ms late, never early: `crate::timer`);
+/// `None` when the deadline wins.
 pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
-    use futures_lite::FutureExt;
-    async { Some(future.await) }
-        .or(async {
-            async_io::Timer::after(duration).await;
-            None
-        })
-        .await
+    crate::timer::timeout(duration, future).await
 }
 
 /// The firing side of a [`Tripwire`]: dropping (or [`Trigger::fire`]) trips every clone.
@@ -121,7 +123,7 @@ pub(crate) fn drain_pair() -> (DrainToken, DrainWait) {
     (DrainToken(tx), DrainWait(rx))
 }
 
-pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
 /// A stream of the Unix signals in `which` (registered when this returns, so none sent
 /// after it is lost).

@@ -307,7 +307,7 @@ fn group_readable_private_key_is_warned_about() {
     let secrets = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/secrets/supersecret");
     let key = dir.path().join("k.pem");
     std::fs::copy(secrets.join("tls.key"), &key).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
@@ -327,7 +327,18 @@ fn group_readable_private_key_is_warned_about() {
         .unwrap_or_else(|| panic!("no warning in:\n{}", out.stdout));
     assert!(warning.contains("TLSContext leaky"), "{warning}");
     assert!(warning.contains("k.pem"), "{warning}");
-    assert!(warning.contains("640"), "{warning}");
+    assert!(warning.contains("644"), "{warning}");
+    // Group read only: a warning unless root owns the key (Kubernetes' fsGroup mounts).
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let root_owned = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&key).unwrap()) == 0;
+    let out = check(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.contains("private key"),
+        !root_owned,
+        "root-owned: {root_owned}\n{}",
+        out.stdout
+    );
     // Private again: no warning.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = check(&["--config", cfg.to_str().unwrap()]);

@@ -165,3 +165,55 @@ fn the_resolver_restarts_and_its_caller_does_not_hang() {
     net::roundtrip(&mut ok, b"ip literal still served");
     assert!(proxy.metrics().dns_lookups >= 2);
 }
+
+/// A reload that one worker cannot apply fails whole: every worker keeps the old config, the
+/// port it would have added is not served, and the next good reload applies.
+#[test]
+fn a_reload_one_worker_cannot_apply_changes_no_worker() {
+    use common::daemon::{Daemon, http_get, write_atomic};
+    let a = net::banner("127.0.0.1:0", "A");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| plain("m", port, &a.addr.to_string()),
+        &["--workers", "2", "--admin", "127.0.0.1:0"],
+    );
+    let generations = || -> Vec<u64> {
+        let (_, body) = http_get(d.admin_addr(), "/config");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["generation"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(generations(), vec![1, 1]);
+    let extra = free_port();
+    write_atomic(
+        &cfg,
+        &(plain("m", port, &a.addr.to_string())
+            + &plain(fault::FAIL_PREPARE_MAPPING, extra, &a.addr.to_string())),
+    );
+    let mark = d.mark();
+    d.signal(libc::SIGHUP);
+    let line = d
+        .wait_for(mark, "reload rejected", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("not rejected:\n{}", d.log()));
+    assert!(line.contains("could not apply"), "{line}");
+    assert_eq!(generations(), vec![1, 1]);
+    assert!(
+        std::net::TcpStream::connect(local(extra)).is_err(),
+        "the rejected config's port is served"
+    );
+    let mut s = net::connect(local(port));
+    assert_eq!(net::read_line(&mut s), "A");
+    // The next good reload reaches both.
+    write_atomic(&cfg, &plain("m", port, &a.addr.to_string()));
+    let mark = d.mark();
+    d.signal(libc::SIGHUP);
+    d.wait_for(mark, "reload applied", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(generations(), vec![2, 2]);
+}

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tcpmap::internals::parse_service;
+use tcpmap::internals::{decode_control_frames, parse_service};
 use tcpmap::sni::{HelloReader, Peek, parse_client_hello};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
@@ -123,6 +123,18 @@ fn service_inputs() {
             assert_ne!(p.port, Some(0), "{}", f.display());
         }
     }
+}
+
+#[test]
+fn control_frame_inputs() {
+    let files = inputs("control_frame");
+    assert!(files.len() >= 5, "seeds missing: {files:?}");
+    let mut decoded = 0;
+    for f in files {
+        decoded += decode_control_frames(&std::fs::read(&f).unwrap());
+    }
+    // The well-formed seeds decode (each frame once, as a request or as a reply).
+    assert!(decoded >= 7, "{decoded}");
 }
 
 #[test]

@@ -18,7 +18,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::Shared;
 use super::endpoints::{ClientSlot, EndpointLoad, UpstreamState};
@@ -62,13 +61,13 @@ impl Admission {
     /// Takes a global slot, or refuses (`None`) when `--max-connections` are open; a refusal
     /// is counted here, and logging it is the caller's.
     pub(crate) fn enter(shared: Arc<Shared>) -> Option<Self> {
-        let before = shared.active.fetch_add(1, Ordering::AcqRel);
+        let before = shared.active.up();
         if shared
             .limits
             .max_connections
             .is_some_and(|max| before >= max)
         {
-            shared.active.fetch_sub(1, Ordering::AcqRel);
+            shared.active.down();
             shared.metrics.rejected(Refusal::Global);
             return None;
         }
@@ -159,7 +158,7 @@ impl Drop for Admission {
                 m.release();
             }
         }
-        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+        self.shared.active.down();
     }
 }
 
@@ -168,6 +167,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::route::MappingId;
+    use std::sync::atomic::Ordering;
 
     fn shared(max: Option<usize>) -> Arc<Shared> {
         Shared::for_tests(max)

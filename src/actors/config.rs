@@ -136,7 +136,11 @@ impl ConfigActor {
     }
 
     async fn try_load_and_apply(&self, input: ConfigInput) -> crate::Result<ReloadReport> {
-        let loaded = rt::spawn_blocking(move || crate::config::load(&input)).await;
+        let (loaded, bundle) = rt::spawn_blocking(move || {
+            let (bundle, problems) = crate::config::read(&input);
+            (crate::config::build_bundle(&bundle, problems), bundle)
+        })
+        .await;
         let loaded = match loaded {
             Ok(l) => l,
             Err(problems) => {
@@ -163,12 +167,18 @@ impl ConfigActor {
             tracing::warn!("{w}");
         }
         let warnings = strings(&loaded.warnings);
-        match self.supervisor.apply(loaded.table, warnings).await? {
+        let bundle = Some(Arc::new(bundle));
+        match self
+            .supervisor
+            .apply(loaded.table, warnings, bundle)
+            .await?
+        {
             Ok(applied) => Ok(ReloadReport {
                 applied,
                 warnings: loaded.warnings,
             }),
             Err(ApplyError::Bind(addr, source)) => Err(crate::Error::Bind { addr, source }),
+            Err(ApplyError::Workers(message)) => Err(crate::Error::Workers(message)),
             Err(ApplyError::ShuttingDown) => Err(crate::Error::ActorGone),
         }
     }

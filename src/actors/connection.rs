@@ -211,7 +211,7 @@ async fn run(
     progress: &mut Progress,
     rec: &mut Record,
 ) -> Result<RelayStats, CloseReason> {
-    let _ = stream.get_ref().set_nodelay(true);
+    // TCP_NODELAY is already on: accepted sockets inherit it from the listener (net::socket).
     let Some(routes) = generation.table.listeners.get(&rec.listener) else {
         return Err(CloseReason::NoRoute);
     };

@@ -1,9 +1,13 @@
 //! ListenerActor: one per `(address, port)`.
 //!
 //! Owns the bound socket and the current [`Generation`] (swapped by `Retarget`, so open
-//! connections keep the generation they started with). Accepts in a loop, taking every
-//! pending connection per wakeup, and spawns a ConnectionActor per socket. Accept errors
-//! such as EMFILE back off instead of spinning.
+//! connections keep the generation they started with). Waits for the socket to be readable,
+//! then accepts up to a batch of connections ([`AcceptBatch`]) and spawns a ConnectionActor
+//! for each. An accept is only tried once the reactor said a connection is queued, and the
+//! batch adapts so that an accept comes back EAGAIN at most once per readiness report, not
+//! per connection (under load, batches grow and EAGAIN is rare; when one connection comes at
+//! a time, at most every other report probes). Accept errors such as EMFILE back off instead
+//! of spinning.
 //!
 //! Messages (from the Supervisor only): `Retarget(generation)`, `Stop`.
 
@@ -20,6 +24,7 @@ use super::admission::Admission;
 use super::ratelog::RateLimitedLog;
 use super::{Generation, Shared, connection};
 use crate::close::CloseReason;
+use crate::net::socket;
 use crate::rt::{self, DrainToken, Receiver, Sender};
 
 /// Messages a ListenerActor takes.
@@ -95,7 +100,8 @@ struct ListenerActor {
 
 enum Event {
     Msg(Option<ListenerMsg>),
-    Accepted(io::Result<(Async<TcpStream>, SocketAddr)>),
+    /// The socket is readable: a connection is queued (or an error is pending).
+    Ready(io::Result<()>),
 }
 
 impl ListenerActor {
@@ -124,45 +130,52 @@ impl ListenerActor {
 
     async fn run(&mut self) {
         let mut accept_backoff = Duration::from_millis(10);
+        let mut batch = AcceptBatch::default();
         loop {
             let event = async { Event::Msg(self.rx.recv_async().await.ok()) }
-                .or(async { Event::Accepted(self.socket.accept().await) })
+                .or(async { Event::Ready(self.socket.readable().await) })
                 .await;
-            match event {
+            let ready = match event {
                 Event::Msg(Some(ListenerMsg::Retarget(generation))) => {
                     self.generation = generation;
+                    continue;
                 }
                 Event::Msg(Some(ListenerMsg::Stop(ack))) => {
                     self.stopped = Some(ack);
                     return;
                 }
                 Event::Msg(None) => return,
-                Event::Accepted(Ok((stream, peer))) => {
-                    accept_backoff = Duration::from_millis(10);
-                    #[cfg(feature = "fault-injection")]
-                    crate::fault::on_accept();
-                    self.start_connection(stream, peer);
-                    // Take whatever else is already queued without another wakeup.
-                    for _ in 0..64 {
-                        match self.socket.get_ref().accept() {
-                            Ok((s, peer)) => match Async::new(s) {
-                                Ok(stream) => self.start_connection(stream, peer),
-                                Err(_) => continue,
-                            },
-                            Err(_) => break,
+                Event::Ready(ready) => ready,
+            };
+            let mut taken = 0;
+            let failed = match ready {
+                Err(e) => Some(e),
+                Ok(()) => loop {
+                    if taken == batch.limit {
+                        break None;
+                    }
+                    match socket::accept(&self.socket) {
+                        Ok((stream, peer)) => {
+                            taken += 1;
+                            accept_backoff = Duration::from_millis(10);
+                            #[cfg(feature = "fault-injection")]
+                            crate::fault::on_accept();
+                            self.start_connection(stream, peer);
                         }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                        // A connection that died before we took it: take the next one.
+                        Err(e) if is_transient_accept_error(&e) => {}
+                        Err(e) => break Some(e),
                     }
-                }
-                Event::Accepted(Err(e)) => {
-                    if is_transient_accept_error(&e) {
-                        continue;
-                    }
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning.
-                    tracing::warn!(listener = %self.addr, error = %e, backoff_ms = accept_backoff.as_millis() as u64, "accept failed; backing off");
-                    self.shared.metrics.internal_error("accept");
-                    rt::sleep(accept_backoff).await;
-                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
-                }
+                },
+            };
+            batch.after(taken);
+            if let Some(e) = failed {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning.
+                tracing::warn!(listener = %self.addr, error = %e, backoff_ms = accept_backoff.as_millis() as u64, "accept failed; backing off");
+                self.shared.metrics.internal_error("accept");
+                rt::sleep(accept_backoff).await;
+                accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
@@ -197,6 +210,36 @@ impl ListenerActor {
     }
 }
 
+/// How many connections to accept per readiness report (pure; unit-tested below).
+///
+/// Taking the whole batch without an EAGAIN means more may be queued: the next batch is
+/// twice as big (up to 64). Running dry after `n` means about `n` arrive per report: the next
+/// batch is `n` (at least 1). With one connection per report the limit alternates 1, 2, 1, …,
+/// so at most every other report ends in an EAGAIN; under load the limit tracks the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AcceptBatch {
+    limit: usize,
+}
+
+impl Default for AcceptBatch {
+    fn default() -> Self {
+        AcceptBatch { limit: 1 }
+    }
+}
+
+impl AcceptBatch {
+    const MAX: usize = 64;
+
+    /// Adapts to a report that yielded `taken` connections.
+    fn after(&mut self, taken: usize) {
+        self.limit = if taken >= self.limit {
+            (self.limit * 2).min(Self::MAX)
+        } else {
+            taken.max(1)
+        };
+    }
+}
+
 /// Errors that concern one failed handshake, not the listener (retry at once).
 fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
@@ -218,4 +261,47 @@ fn log_rejected(listener: SocketAddr, client: SocketAddr, max: usize, held_back:
         end = CloseReason::Limit.as_str(),
         "connection refused: --max-connections reached (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AcceptBatch;
+    use proptest::prelude::*;
+
+    #[test]
+    fn one_connection_per_report_probes_every_other_time() {
+        let mut b = AcceptBatch::default();
+        let mut probes = 0;
+        for _ in 0..100 {
+            // One connection queued per report: a probe (EAGAIN) happens when limit > 1.
+            if b.limit > 1 {
+                probes += 1;
+            }
+            b.after(1);
+        }
+        assert_eq!(probes, 50);
+    }
+
+    #[test]
+    fn a_steady_queue_is_taken_in_one_batch() {
+        let mut b = AcceptBatch::default();
+        for _ in 0..10 {
+            let taken = b.limit.min(20);
+            b.after(taken);
+        }
+        assert!(b.limit >= 20, "{b:?}");
+    }
+
+    proptest! {
+        /// The limit stays within 1..=64 whatever the reports yield.
+        #[test]
+        fn limit_stays_bounded(reports in proptest::collection::vec(0usize..200, 0..100)) {
+            let mut b = AcceptBatch::default();
+            for queued in reports {
+                let taken = queued.min(b.limit);
+                b.after(taken);
+                prop_assert!((1..=AcceptBatch::MAX).contains(&b.limit));
+            }
+        }
+    }
 }

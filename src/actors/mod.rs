@@ -41,7 +41,7 @@ pub(crate) mod supervisor;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::metrics::{MappingMetrics, Metrics};
@@ -53,8 +53,9 @@ pub(crate) struct Shared {
     pub(crate) resolver: resolver::ResolverHandle,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
-    /// Connections currently open (for `--max-connections`).
-    pub(crate) active: AtomicUsize,
+    /// Connections currently open (for `--max-connections`): this process's, or in a worker
+    /// the count over all workers.
+    pub(crate) active: Count,
     /// Trips when the drain timeout passes: remaining connections end with `shutdown`.
     pub(crate) kill: Tripwire,
     /// Rate limit for the log line about connections a circuit breaker refused.
@@ -91,6 +92,57 @@ impl Shared {
     }
 }
 
+/// An open-connection count: this process's own, or the total in memory every worker maps
+/// (`crate::workers`) plus this worker's share of it (so a dead worker's share can be taken
+/// back). Derefs to the count the limit is checked against.
+#[derive(Debug)]
+pub(crate) enum Count {
+    /// Counted here.
+    Own(AtomicUsize),
+    /// Counted in shared memory.
+    Shared {
+        /// Over all workers.
+        total: &'static AtomicUsize,
+        /// This worker's share.
+        mine: &'static AtomicUsize,
+    },
+}
+
+impl Default for Count {
+    fn default() -> Self {
+        Count::Own(AtomicUsize::new(0))
+    }
+}
+
+impl Count {
+    /// One more open connection; the count before it.
+    pub(crate) fn up(&self) -> usize {
+        if let Count::Shared { mine, .. } = self {
+            // The share first: a death in between leaves the total short, never leaked.
+            mine.fetch_add(1, Ordering::AcqRel);
+        }
+        (**self).fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// One fewer.
+    pub(crate) fn down(&self) {
+        (**self).fetch_sub(1, Ordering::AcqRel);
+        if let Count::Shared { mine, .. } = self {
+            mine.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl std::ops::Deref for Count {
+    type Target = AtomicUsize;
+    fn deref(&self) -> &AtomicUsize {
+        match self {
+            Count::Own(n) => n,
+            Count::Shared { total, .. } => total,
+        }
+    }
+}
+
 /// Limits on what peers can make tcpmap hold, and how its relay moves bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
@@ -119,6 +171,18 @@ impl std::fmt::Debug for Generation {
             .field("generation", &self.table.generation)
             .finish_non_exhaustive()
     }
+}
+
+/// Every mapping a table routes to (a mapping can appear more than once).
+pub(crate) fn mapping_ids(table: &RouteTable) -> impl Iterator<Item = &Arc<MappingId>> {
+    table.listeners.values().flat_map(|listener| {
+        listener
+            .plain
+            .iter()
+            .map(|g| &**g)
+            .chain(listener.host_groups().map(|(_, h)| &h.group))
+            .flat_map(|group| group.upstreams.iter().map(|up| &up.mapping))
+    })
 }
 
 impl Generation {

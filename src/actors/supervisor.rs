@@ -8,16 +8,18 @@
 //! retarget kept listeners, start the new ones, stop the removed ones. Open connections keep
 //! the generation they started with.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::listener::ListenerHandle;
 use super::{Generation, ReloadResult, Shared, Snapshot};
+use crate::config::Bundle;
 use crate::net::socket;
 use crate::route::{RouteTable, diff::diff};
 use crate::rt::{self, DrainToken, DrainWait, Receiver, Sender, Trigger};
+use crate::workers::pool::PoolHandle;
 
 /// What a successful apply changed.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +38,18 @@ pub struct ApplyReport {
 #[derive(Debug)]
 pub(crate) enum ApplyError {
     Bind(SocketAddr, std::io::Error),
+    /// A worker process could not apply the config (every worker keeps the old one).
+    Workers(String),
     ShuttingDown,
+}
+
+/// What a worker process's Supervisor is given instead of binding: the listening sockets
+/// (the pool's Supervisor bound them) and the generation number the pool's Supervisor gave
+/// the config.
+#[derive(Debug)]
+pub(crate) struct Given {
+    pub(crate) generation: u64,
+    pub(crate) sockets: HashMap<SocketAddr, TcpListener>,
 }
 
 /// Where the Supervisor publishes its [`Snapshot`]; everyone else only reads it.
@@ -65,6 +78,10 @@ pub(crate) enum SupervisorMsg {
     Apply {
         table: RouteTable,
         warnings: Vec<String>,
+        /// What the table was built from (for worker processes).
+        bundle: Option<Arc<Bundle>>,
+        /// In a worker: the sockets and generation to use.
+        given: Option<Given>,
         respond_to: Sender<Result<ApplyReport, ApplyError>>,
     },
     Rejected {
@@ -77,6 +94,13 @@ pub(crate) enum SupervisorMsg {
         drain_timeout: Duration,
         respond_to: Sender<()>,
     },
+    /// Stop every listener (the ports refuse), keep the connections; a worker's first step
+    /// of a drain.
+    StopAccepting { respond_to: Sender<()> },
+    /// Copies of the listening sockets, for a hot upgrade.
+    Handover {
+        respond_to: Sender<std::io::Result<Vec<(SocketAddr, TcpListener)>>>,
+    },
 }
 
 /// The only way to talk to the Supervisor.
@@ -86,8 +110,15 @@ pub(crate) struct SupervisorHandle {
 }
 
 impl SupervisorHandle {
-    /// Spawns the Supervisor with an empty table.
-    pub(crate) fn spawn(shared: Arc<Shared>, status: Arc<Status>, kill: Trigger) -> Self {
+    /// Spawns the Supervisor with an empty table. With a `pool`, the listeners run in worker
+    /// processes (`crate::workers`) instead of here.
+    pub(crate) fn spawn(
+        shared: Arc<Shared>,
+        status: Arc<Status>,
+        kill: Trigger,
+        pool: Option<PoolHandle>,
+        inherited: HashMap<SocketAddr, TcpListener>,
+    ) -> Self {
         let (tx, rx) = rt::mailbox(16);
         let (token, drain) = rt::drain_pair();
         let actor = Supervisor {
@@ -99,6 +130,9 @@ impl SupervisorHandle {
             token: Some(token),
             drain,
             kill: Some(kill),
+            pool,
+            inherited,
+            handover: BTreeMap::new(),
         };
         rt::detach(actor.run());
         SupervisorHandle { tx }
@@ -110,12 +144,35 @@ impl SupervisorHandle {
         &self,
         table: RouteTable,
         warnings: Vec<String>,
+        bundle: Option<Arc<Bundle>>,
+    ) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
+        self.send_apply(table, warnings, bundle, None).await
+    }
+
+    /// In a worker process: applies a table on the sockets and generation the pool's
+    /// Supervisor chose.
+    pub(crate) async fn apply_given(
+        &self,
+        table: RouteTable,
+        given: Given,
+    ) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
+        self.send_apply(table, Vec::new(), None, Some(given)).await
+    }
+
+    async fn send_apply(
+        &self,
+        table: RouteTable,
+        warnings: Vec<String>,
+        bundle: Option<Arc<Bundle>>,
+        given: Option<Given>,
     ) -> Result<Result<ApplyReport, ApplyError>, crate::Error> {
         let (respond_to, rx) = rt::oneshot();
         self.tx
             .send_async(SupervisorMsg::Apply {
                 table,
                 warnings,
+                bundle,
+                given,
                 respond_to,
             })
             .await
@@ -139,6 +196,29 @@ impl SupervisorHandle {
             .await
             .map_err(|_| crate::Error::ActorGone)?;
         rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
+    }
+
+    /// Stops every listener (the ports refuse); open connections run on.
+    pub(crate) async fn stop_accepting(&self) -> Result<(), crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::StopAccepting { respond_to })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        rx.recv_async().await.map_err(|_| crate::Error::ActorGone)
+    }
+
+    /// Copies of every listening socket of the active config (for a hot upgrade's new binary).
+    pub(crate) async fn handover(&self) -> Result<Vec<(SocketAddr, TcpListener)>, crate::Error> {
+        let (respond_to, rx) = rt::oneshot();
+        self.tx
+            .send_async(SupervisorMsg::Handover { respond_to })
+            .await
+            .map_err(|_| crate::Error::ActorGone)?;
+        Ok(rx
+            .recv_async()
+            .await
+            .map_err(|_| crate::Error::ActorGone)??)
     }
 
     /// Stops accepting, drains (graceful) or closes everything, and returns when done.
@@ -171,6 +251,13 @@ struct Supervisor {
     drain: DrainWait,
     /// Fired when the drain timeout passes.
     kill: Option<Trigger>,
+    /// The worker processes that serve the listeners, when tcpmap runs them.
+    pool: Option<PoolHandle>,
+    /// Listening sockets a hot upgrade handed over, taken instead of binding their address.
+    inherited: HashMap<SocketAddr, TcpListener>,
+    /// A copy of every listening socket of the active table, for a hot upgrade to hand over
+    /// (dropped at shutdown before the listeners stop, so the ports then refuse).
+    handover: BTreeMap<SocketAddr, TcpListener>,
 }
 
 impl Supervisor {
@@ -180,9 +267,11 @@ impl Supervisor {
                 SupervisorMsg::Apply {
                     table,
                     warnings,
+                    bundle,
+                    given,
                     respond_to,
                 } => {
-                    let result = self.apply(table).await;
+                    let result = self.apply(table, bundle, given).await;
                     let outcome = match &result {
                         Ok(report) => {
                             ReloadResult::now(true, report.generation, Vec::new(), warnings)
@@ -193,6 +282,9 @@ impl Supervisor {
                             vec![format!("cannot bind {addr}: {e}")],
                             warnings,
                         ),
+                        Err(ApplyError::Workers(e)) => {
+                            ReloadResult::now(false, self.generation(), vec![e.clone()], warnings)
+                        }
                         Err(ApplyError::ShuttingDown) => ReloadResult::now(
                             false,
                             self.generation(),
@@ -225,6 +317,22 @@ impl Supervisor {
                     let _ = respond_to.send(());
                     // Keep answering until every handle is gone; new applies are refused.
                 }
+                SupervisorMsg::StopAccepting { respond_to } => {
+                    self.handover.clear();
+                    let listeners = std::mem::take(&mut self.listeners);
+                    for l in listeners.values() {
+                        l.stop().await;
+                    }
+                    let _ = respond_to.send(());
+                }
+                SupervisorMsg::Handover { respond_to } => {
+                    let copies = self
+                        .handover
+                        .iter()
+                        .map(|(addr, s)| s.try_clone().map(|s| (*addr, s)))
+                        .collect();
+                    let _ = respond_to.send(copies);
+                }
             }
         }
     }
@@ -245,16 +353,32 @@ impl Supervisor {
         });
     }
 
-    async fn apply(&mut self, mut table: RouteTable) -> Result<ApplyReport, ApplyError> {
+    async fn apply(
+        &mut self,
+        mut table: RouteTable,
+        bundle: Option<Arc<Bundle>>,
+        mut given: Option<Given>,
+    ) -> Result<ApplyReport, ApplyError> {
         let Some(token) = self.token.clone() else {
             return Err(ApplyError::ShuttingDown);
         };
         let plan = diff(&self.table, &table);
         // 1. Bind every new listener; any failure rejects the whole reload (the ones just
-        //    bound close when `bound` drops).
+        //    bound close when `bound` drops). A worker takes the sockets it was given.
         let mut bound = Vec::with_capacity(plan.start.len());
         for addr in &plan.start {
-            match socket::bind(*addr) {
+            let socket = match &mut given {
+                Some(g) => g.sockets.remove(addr).map_or_else(
+                    || Err(std::io::Error::other("no socket given for this listener")),
+                    async_io::Async::new,
+                ),
+                // A hot upgrade's new binary takes the old one's socket for this address.
+                None => match self.inherited.remove(addr) {
+                    Some(s) => async_io::Async::new(s),
+                    None => socket::bind(*addr),
+                },
+            };
+            match socket {
                 Ok(s) => bound.push((*addr, s)),
                 Err(e) => {
                     if self.generation() == 0 {
@@ -266,7 +390,32 @@ impl Supervisor {
                 }
             }
         }
-        table.generation = self.generation() + 1;
+        table.generation = given
+            .as_ref()
+            .map_or(self.generation() + 1, |g| g.generation);
+        // Copies for a hot upgrade (a worker has no use for them: its Supervisor has them).
+        let mut copies = Vec::new();
+        if given.is_none() {
+            for (addr, s) in &bound {
+                match s.get_ref().try_clone() {
+                    Ok(c) => copies.push((*addr, c)),
+                    Err(e) => {
+                        tracing::warn!(listener = %addr, error = %e, "no copy for a hot upgrade")
+                    }
+                }
+            }
+        }
+        if let Some(pool) = self.pool.clone() {
+            let stopped = plan.stop.clone();
+            let result = self
+                .apply_to_workers(&pool, table, bundle, bound, plan)
+                .await;
+            if result.is_ok() {
+                self.keep_copies(&stopped, copies);
+            }
+            return result;
+        }
+        self.keep_copies(&plan.stop, copies);
         let table = Arc::new(table);
         let generation = Arc::new(Generation::new(
             table.clone(),
@@ -321,8 +470,73 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// Updates the hot-upgrade copies after an apply: `stopped` go, `copies` come.
+    fn keep_copies(&mut self, stopped: &[SocketAddr], copies: Vec<(SocketAddr, TcpListener)>) {
+        for addr in stopped {
+            self.handover.remove(addr);
+        }
+        self.handover.extend(copies);
+    }
+
+    /// Apply with worker processes: the pool takes the new sockets and makes every worker
+    /// serve the table (all or none).
+    async fn apply_to_workers(
+        &mut self,
+        pool: &PoolHandle,
+        table: RouteTable,
+        bundle: Option<Arc<Bundle>>,
+        bound: Vec<(SocketAddr, async_io::Async<TcpListener>)>,
+        plan: crate::route::diff::ListenerPlan,
+    ) -> Result<ApplyReport, ApplyError> {
+        let bundle = bundle.ok_or_else(|| ApplyError::Workers("no config bundle".into()))?;
+        let mut new = Vec::with_capacity(bound.len());
+        for (addr, socket) in bound {
+            let socket = socket.into_inner().map_err(|e| ApplyError::Bind(addr, e))?;
+            new.push((addr, socket));
+        }
+        let started: Vec<SocketAddr> = new.iter().map(|(a, _)| *a).collect();
+        let mappings = super::mapping_ids(&table).map(|m| (**m).clone()).collect();
+        let generation = table.generation;
+        pool.apply(generation, bundle, mappings, new, plan.stop.clone())
+            .await
+            .map_err(ApplyError::Workers)?;
+        self.table = Arc::new(table);
+        self.shared.metrics.set_generation(self.generation());
+        self.shared.metrics.listeners(self.table.listeners.len());
+        let report = ApplyReport {
+            generation,
+            started,
+            stopped: plan.stop,
+            retargeted: plan.retarget,
+        };
+        tracing::info!(
+            generation = report.generation,
+            started = ?report.started,
+            stopped = ?report.stopped,
+            retargeted = report.retargeted.len(),
+            "config applied by every worker"
+        );
+        Ok(report)
+    }
+
     async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
         if self.token.is_none() {
+            return;
+        }
+        // The copies first: once the listeners stop, nothing holds the ports open.
+        self.handover.clear();
+        if let Some(pool) = &self.pool {
+            self.token = None;
+            self.publish(None);
+            // Every worker stops accepting first, so the ports refuse from this line on.
+            pool.stop_accepting().await;
+            tracing::info!(
+                graceful,
+                drain_timeout_s = drain_timeout.as_secs_f64(),
+                "shutting down"
+            );
+            pool.shutdown(graceful, drain_timeout).await;
+            tracing::info!("drained: every worker finished");
             return;
         }
         let listeners = std::mem::take(&mut self.listeners);

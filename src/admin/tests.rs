@@ -30,6 +30,7 @@ fn start(limits: AdminLimits) -> Fixture {
         metrics: Arc::clone(&metrics),
         ready: Arc::new(move || flag.load(Ordering::SeqCst)),
         config_json: Arc::new(|| serde_json::json!({"generation": 3, "listeners": []})),
+        workers: None,
     };
     let listener =
         crate::rt::block_on(bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).expect("bind admin");
@@ -222,11 +223,12 @@ fn panicking_state_gives_500_and_counts() {
         metrics: Arc::clone(&metrics),
         ready: Arc::new(|| panic!("boom")),
         config_json: Arc::new(|| serde_json::Value::Null),
+        workers: None,
     };
     let req = Request::get("/ambassador/v0/check_ready")
         .body(())
         .expect("request");
-    let r = respond(&state, &req);
+    let r = respond(&state, &req, Fetched::Nothing);
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
         metrics

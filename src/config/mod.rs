@@ -82,46 +82,121 @@ impl Loaded {
 /// Reads, validates and builds the config. `Err` holds every error and the warnings,
 /// ordered by file (in reading order) and line.
 pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
-    let (mut docs, mut problems) = source::read_paths(&input.paths);
-    let config_files: Vec<PathBuf> = docs.iter().map(|d| d.file.clone()).collect();
-    for (name, text) in &input.inline {
-        let (d, p) = source::parse_text(Path::new(name), text);
-        docs.extend(d);
+    let (bundle, problems) = read(input);
+    build_bundle(&bundle, problems)
+}
+
+/// Everything one load read from disk: the config texts and every certificate or key file
+/// they name. [`build_bundle`] turns it into the table without reading anything, so a worker
+/// process given the Supervisor's bundle builds the identical table (docs/architecture.md,
+/// "Workers").
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Bundle {
+    /// The `--config` paths as given (they order the problems).
+    paths: Vec<PathBuf>,
+    /// The config files read from disk, in reading order, with their text.
+    files: Vec<(PathBuf, String)>,
+    /// In-memory YAML: `(name shown as FILE, text)`.
+    inline: Vec<(String, String)>,
+    secrets_dir: Option<PathBuf>,
+    namespace: String,
+    ambassador_id: String,
+    /// The files on disk the resources name, as read (bytes or why they could not be read);
+    /// `kind: Secret` documents are not in here, they are read from `files` again.
+    secrets: secrets::Files,
+}
+
+/// The reading half of [`load`]: config texts, then every file their resources name. The
+/// problems are the files that could not be read.
+pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
+    let (files, problems) = source::read_texts(&input.paths);
+    let mut bundle = Bundle {
+        paths: input.paths.clone(),
+        files,
+        inline: input.inline.clone(),
+        secrets_dir: input.secrets_dir.clone(),
+        namespace: input.namespace.clone(),
+        ambassador_id: input.ambassador_id.clone(),
+        secrets: secrets::Files::default(),
+    };
+    let (docs, _, _) = bundle.documents();
+    // What the Secret documents hold decides which files the resources name on disk.
+    let mut probe = bundle.config_files();
+    let _ = probe.add_secret_docs(&docs, &bundle.namespace);
+    let resources: Vec<raw::Resource> = docs
+        .into_iter()
+        .flat_map(|doc| raw::classify(Arc::new(doc), &bundle.ambassador_id).resource)
+        .collect();
+    let wanted = validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &probe);
+    let mut disk = bundle.config_files();
+    disk.read_from_disk(wanted);
+    bundle.secrets = disk;
+    (bundle, problems)
+}
+
+impl Bundle {
+    /// The documents of every text (lists expanded), the problems found, and what was found
+    /// before expanding (for the "no TCPMapping" warning).
+    fn documents(&self) -> (Vec<source::SourceDoc>, Vec<ConfigError>, found::Found) {
+        let mut problems = Vec::new();
+        let mut docs = Vec::new();
+        let texts = self.files.iter().map(|(f, t)| (f.as_path(), t.as_str()));
+        let inline = self
+            .inline
+            .iter()
+            .map(|(n, t)| (Path::new(n.as_str()), t.as_str()));
+        for (file, text) in texts.chain(inline) {
+            let (d, p) = source::parse_text(file, text);
+            docs.extend(d);
+            problems.extend(p);
+        }
+        let found = found::Found::of(&docs);
+        let (docs, p) = source::expand_lists(docs);
         problems.extend(p);
+        (docs, problems, found)
     }
-    let found = found::Found::of(&docs);
-    let (docs, p) = source::expand_lists(docs);
+
+    /// An empty file store that knows which document names are config files on disk.
+    fn config_files(&self) -> secrets::Files {
+        secrets::Files::with_config_files(self.files.iter().map(|(f, _)| f.clone()))
+    }
+}
+
+/// The pure half of [`load`]: parses, validates and builds `bundle` on memory alone;
+/// `problems` (the reading half's) are reported with the rest.
+pub(crate) fn build_bundle(
+    bundle: &Bundle,
+    mut problems: Vec<ConfigError>,
+) -> Result<Loaded, Vec<ConfigError>> {
+    let (docs, p, found) = bundle.documents();
     problems.extend(p);
-    let files: Vec<PathBuf> = input
+    let files: Vec<PathBuf> = bundle
         .paths
         .iter()
         .cloned()
         .chain(docs.iter().map(|d| d.file.clone()))
         .collect();
-    // `kind: Secret` documents are a secret source, tried before the secrets dir.
-    let mut secret_files = secrets::Files::with_config_files(config_files);
-    problems.extend(secret_files.add_secret_docs(&docs, &input.namespace));
+    // `kind: Secret` documents are a secret source, tried before the secrets dir (their
+    // entries replace the failed disk reads of the same virtual paths).
+    let mut secret_files = bundle.secrets.clone();
+    problems.extend(secret_files.add_secret_docs(&docs, &bundle.namespace));
     let mut resources = Vec::new();
     for doc in docs {
-        let c = raw::classify(Arc::new(doc), &input.ambassador_id);
+        let c = raw::classify(Arc::new(doc), &bundle.ambassador_id);
         problems.extend(c.problems);
         resources.extend(c.resource);
     }
     let ours = resources
         .iter()
         .any(|r| matches!(r, raw::Resource::Mapping(_)));
-    let first_source = input
+    let first_source = bundle
         .paths
         .first()
         .cloned()
-        .or_else(|| input.inline.first().map(|(n, _)| PathBuf::from(n)));
-    // Read every file the resources name, then validate on memory alone.
-    let secrets_dir = input.secrets_dir.as_deref();
-    let wanted = validate::tls::referenced_files(&resources, secrets_dir, &secret_files);
-    secret_files.read_from_disk(wanted);
+        .or_else(|| bundle.inline.first().map(|(n, _)| PathBuf::from(n)));
     let env = validate::Env {
-        namespace: &input.namespace,
-        secrets_dir,
+        namespace: &bundle.namespace,
+        secrets_dir: bundle.secrets_dir.as_deref(),
         files: &secret_files,
     };
     let (model, p) = validate::validate(resources, env);
@@ -129,7 +204,7 @@ pub fn load(input: &ConfigInput) -> Result<Loaded, Vec<ConfigError>> {
     // Said only of a config that is otherwise valid: with errors, they are what to fix first.
     if let (false, Some(file)) = (ours, first_source) {
         if !problems.iter().any(ConfigError::is_error) {
-            problems.push(found.no_mapping_warning(&file, &input.ambassador_id));
+            problems.push(found.no_mapping_warning(&file, &bundle.ambassador_id));
         }
     }
     sort_problems(&mut problems, &files);

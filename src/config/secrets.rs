@@ -26,11 +26,13 @@ use std::path::{Path, PathBuf};
 /// The files a config refers to, read before validation: each one's bytes (or why it could
 /// not be read) and its mode bits; plus which document names are real config files (their
 /// directory anchors relative certificate paths).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Files {
     entries: HashMap<PathBuf, FileEntry>,
     config_files: HashSet<PathBuf>,
-    /// `kind: Secret` documents by `(namespace, name)`; the first of a name applies.
+    /// `kind: Secret` documents by `(namespace, name)`; the first of a name applies. Not sent
+    /// to workers: they read the Secret documents from the config texts again.
+    #[serde(skip)]
     kube: HashMap<(String, String), KubeSecret>,
     /// The namespace of resources that name none (the proxy's).
     namespace: String,
@@ -55,10 +57,29 @@ pub(crate) struct KubeSecret {
     pub folder: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct FileEntry {
     bytes: Result<Vec<u8>, String>,
+    /// Mode bits and owner uid, when the file's metadata could be read.
     mode: Option<u32>,
+    owner: Option<u32>,
+}
+
+/// True when a private key file with these mode bits and owner can be read by someone other
+/// than its owner and root: readable by others, or by its group unless root owns it. Group
+/// read on a root-owned file is what Kubernetes mounts with `fsGroup` (root:fsGroup, 0440) and
+/// what PostgreSQL accepts for its key (0640 owned by root).
+pub(crate) fn key_mode_exposed(mode: u32, owner: Option<u32>) -> bool {
+    mode & 0o004 != 0 || (mode & 0o040 != 0 && owner != Some(0))
+}
+
+/// Mode bits and owner uid of `path` (`None`s when its metadata cannot be read).
+fn mode_and_owner(path: &Path) -> (Option<u32>, Option<u32>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match fs::metadata(path) {
+        Ok(m) => (Some(m.permissions().mode()), Some(m.uid())),
+        Err(_) => (None, None),
+    }
 }
 
 impl Files {
@@ -73,14 +94,13 @@ impl Files {
 
     /// Reads each of `paths` from disk (once each); a failed read is kept as its error.
     pub(crate) fn read_from_disk(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
-        use std::os::unix::fs::PermissionsExt;
         for path in paths {
             if self.entries.contains_key(&path) {
                 continue;
             }
             let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-            let mode = fs::metadata(&path).ok().map(|m| m.permissions().mode());
-            self.entries.insert(path, FileEntry { bytes, mode });
+            let (mode, owner) = mode_and_owner(&path);
+            self.entries.insert(path, FileEntry { bytes, mode, owner });
         }
     }
 
@@ -97,7 +117,6 @@ impl Files {
         namespace: &str,
     ) -> Vec<super::ConfigError> {
         use serde_yaml_ng::Value;
-        use std::os::unix::fs::PermissionsExt;
         self.namespace = namespace.to_string();
         let mut problems = Vec::new();
         let mut warned_files: HashSet<PathBuf> = HashSet::new();
@@ -150,7 +169,11 @@ impl Files {
             };
             for k in SECRET_KEYS {
                 let bytes = secret_key(doc, &secret, k);
-                let entry = FileEntry { bytes, mode: None };
+                let entry = FileEntry {
+                    bytes,
+                    mode: None,
+                    owner: None,
+                };
                 self.entries.insert(secret.folder.join(k), entry);
             }
             let holds_key = self
@@ -158,8 +181,8 @@ impl Files {
                 .get(&secret.folder.join("tls.key"))
                 .is_some_and(|e| e.bytes.as_ref().is_ok_and(|b| !b.is_empty()));
             if holds_key && self.is_config_file(&doc.file) && !warned_files.contains(&doc.file) {
-                let mode = fs::metadata(&doc.file).ok().map(|m| m.permissions().mode());
-                if let Some(mode) = mode.filter(|m| m & 0o044 != 0) {
+                let (mode, owner) = mode_and_owner(&doc.file);
+                if let Some(mode) = mode.filter(|m| key_mode_exposed(*m, owner)) {
                     warned_files.insert(doc.file.clone());
                     let line = [["data", "tls.key"], ["stringData", "tls.key"]]
                         .iter()
@@ -216,6 +239,7 @@ impl Files {
         let entry = FileEntry {
             bytes: Ok(bytes),
             mode: Some(mode),
+            owner: Some(1000),
         };
         self.entries.insert(path.into(), entry);
     }
@@ -233,6 +257,11 @@ impl Files {
     /// The mode bits of `path`, when known.
     pub(crate) fn mode(&self, path: &Path) -> Option<u32> {
         self.entries.get(path).and_then(|e| e.mode)
+    }
+
+    /// The owner uid of `path`, when known.
+    pub(crate) fn owner(&self, path: &Path) -> Option<u32> {
+        self.entries.get(path).and_then(|e| e.owner)
     }
 
     /// A PEM file's bytes; missing, unreadable and empty files are errors naming the file.
@@ -407,6 +436,20 @@ mod tests {
                 .unwrap_err()
                 .contains("not loaded")
         );
+    }
+
+    #[test]
+    fn a_key_is_exposed_when_others_or_a_non_root_group_can_read_it() {
+        let user = Some(1000);
+        assert!(!key_mode_exposed(0o100600, user));
+        assert!(!key_mode_exposed(0o100400, user));
+        assert!(key_mode_exposed(0o100640, user));
+        assert!(key_mode_exposed(0o100604, user));
+        assert!(key_mode_exposed(0o100644, None));
+        // Kubernetes with fsGroup: root-owned, group-readable.
+        assert!(!key_mode_exposed(0o100440, Some(0)));
+        assert!(!key_mode_exposed(0o100640, Some(0)));
+        assert!(key_mode_exposed(0o100444, Some(0)));
     }
 
     #[test]

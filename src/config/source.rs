@@ -67,9 +67,23 @@ fn line_has_key(line: &str, key: &str) -> bool {
     rest.is_some_and(|r| r.trim_start().starts_with(':'))
 }
 
+#[cfg(test)]
 /// Reads every path: files directly, directories as their sorted `*.yaml`/`*.yml` files.
 pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<SourceDoc>, Vec<ConfigError>) {
+    let (texts, mut errors) = read_texts(paths);
     let mut docs = Vec::new();
+    for (file, text) in &texts {
+        let (d, e) = parse_text(file, text);
+        docs.extend(d);
+        errors.extend(e);
+    }
+    (docs, errors)
+}
+
+/// The text of every file under `paths` (files directly, directories as their sorted
+/// `*.yaml`/`*.yml` files), in reading order; unreadable ones are errors naming them.
+pub(crate) fn read_texts(paths: &[PathBuf]) -> (Vec<(PathBuf, String)>, Vec<ConfigError>) {
+    let mut texts = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         let files = match fs::metadata(path) {
@@ -88,16 +102,12 @@ pub(crate) fn read_paths(paths: &[PathBuf]) -> (Vec<SourceDoc>, Vec<ConfigError>
         };
         for file in files {
             match fs::read_to_string(&file) {
-                Ok(text) => {
-                    let (d, e) = parse_text(&file, &text);
-                    docs.extend(d);
-                    errors.extend(e);
-                }
+                Ok(text) => texts.push((file, text)),
                 Err(e) => errors.push(file_error(&file, format!("cannot read: {e}"))),
             }
         }
     }
-    (docs, errors)
+    (texts, errors)
 }
 
 fn file_error(path: &Path, message: String) -> ConfigError {

@@ -109,7 +109,43 @@ pub struct MappingMetrics {
     pub(super) bytes_u2c: Counter,
     pub(super) connect_failures: Counter,
     pub(super) connect_latency: Histogram,
-    pub(super) in_flight: AtomicU32,
+    pub(super) in_flight: Breaker,
+}
+
+/// A mapping's circuit-breaker count: its own, or a slot shared with other processes (the
+/// workers' shared counters) plus this worker's share of it, set with
+/// [`super::Metrics::share_breaker`].
+#[derive(Debug)]
+pub(super) enum Breaker {
+    /// Counted in this process only.
+    Own(AtomicU32),
+    /// Counted in memory every worker maps.
+    Shared {
+        /// Over all workers (the limit is checked against it).
+        total: &'static AtomicU32,
+        /// This worker's share (taken back out of `total` if the worker dies).
+        mine: &'static AtomicU32,
+    },
+}
+
+impl Breaker {
+    /// The share of a shared count (none for an own one).
+    fn mine(&self) -> Option<&AtomicU32> {
+        match self {
+            Breaker::Own(_) => None,
+            Breaker::Shared { mine, .. } => Some(mine),
+        }
+    }
+}
+
+impl std::ops::Deref for Breaker {
+    type Target = AtomicU32;
+    fn deref(&self) -> &AtomicU32 {
+        match self {
+            Breaker::Own(n) => n,
+            Breaker::Shared { total, .. } => total,
+        }
+    }
 }
 
 impl MappingMetrics {
@@ -170,18 +206,33 @@ impl MappingMetrics {
     /// `None` means unlimited (the slot is still counted). Pair with [`Self::release`].
     pub fn try_acquire(&self, max: Option<u32>) -> bool {
         let limit = max.unwrap_or(u32::MAX);
-        self.in_flight
+        // A shared count: the share first (a death in between leaves the total short).
+        if let Some(mine) = self.in_flight.mine() {
+            mine.fetch_add(1, Ordering::AcqRel);
+        }
+        let taken = self
+            .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
-            .is_ok()
+            .is_ok();
+        if !taken {
+            if let Some(mine) = self.in_flight.mine() {
+                mine.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        taken
     }
 
     /// Gives back a slot taken by [`Self::try_acquire`] (never goes below zero).
     pub fn release(&self) {
-        let _ = self
+        let released = self
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if let Some(mine) = self.in_flight.mine().filter(|_| released) {
+            let _ = mine.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
     }
 
     /// Records one upstream connect attempt (called by [`super::Metrics::upstream_connect`]).

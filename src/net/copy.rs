@@ -3,7 +3,7 @@
 //!
 //! This file owns the relay's vocabulary ([`Progress`], [`RelayEnd`], [`RelayStats`]), the driver
 //! that runs both directions inside one future (no task per direction, no split streams, no locks)
-//! with a single re-armed idle timer, and the generic entry point [`relay`] used when TLS is on
+//! with a single idle deadline on the coarse clock, and the generic entry point [`relay`] used when TLS is on
 //! either side. The per-direction copy loops live in `buffered.rs` (userspace buffers) and
 //! `splice.rs` (zero-copy for plain TCP). It must not decide routing. [`relay`] does not close
 //! the streams: the caller owns them and closes them after it returns (the plain-TCP
@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::buffered::Half;
+use crate::timer::Sleep;
 
 /// Live byte counters of one relay, updated as bytes are delivered (Relaxed adds), readable at any time.
 #[derive(Debug, Default)]
@@ -217,11 +218,13 @@ impl<'a> Meter<'a> {
     }
 }
 
-/// The idle clock: one timer, re-armed only when it fires and the deadline has moved.
+/// The idle clock: one deadline on the coarse clock (`crate::timer`), moved only when it
+/// fires and activity has pushed it back; so the timeout holds to within the clock's
+/// granularity (fires 0–10 ms late, never early) and activity costs no syscall.
 struct IdleClock {
     limit: Duration,
     last: Instant,
-    timer: Timer,
+    deadline: Sleep,
 }
 
 impl IdleClock {
@@ -230,25 +233,25 @@ impl IdleClock {
         IdleClock {
             limit,
             last: now,
-            timer: timer_at(now.checked_add(limit)),
+            deadline: sleep_until(now.checked_add(limit)),
         }
     }
 
     /// True once `limit` passed since the last activity.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        while Pin::new(&mut self.timer).poll(cx).is_ready() {
+        while Pin::new(&mut self.deadline).poll(cx).is_ready() {
             match self.last.checked_add(self.limit) {
-                Some(deadline) if Instant::now() < deadline => self.timer.set_at(deadline),
+                Some(deadline) if Instant::now() < deadline => self.deadline.reset(Some(deadline)),
                 Some(_) => return true,
-                None => self.timer = Timer::never(),
+                None => self.deadline.reset(None),
             }
         }
         false
     }
 }
 
-fn timer_at(deadline: Option<Instant>) -> Timer {
-    deadline.map_or_else(Timer::never, Timer::at)
+fn sleep_until(deadline: Option<Instant>) -> Sleep {
+    deadline.map_or_else(Sleep::never, Sleep::until)
 }
 
 /// Runs the two directions side by side and decides how the relay ends.

@@ -158,8 +158,10 @@ pub(super) async fn relay_tcp_mode(
     closing: bool,
 ) -> (RelayStats, [u64; 2]) {
     let mut driver = Driver::new(idle, progress);
-    let mut c2u = TcpPump::new(mode);
-    let mut u2c = TcpPump::new(mode);
+    // The client has usually sent something by the time the upstream is connected: read it
+    // at once. The upstream has not seen a byte yet: wait until it says it has data.
+    let mut c2u = TcpPump::new(mode, false);
+    let mut u2c = TcpPump::new(mode, true);
     let stats = futures_lite::future::poll_fn(|cx| {
         driver.poll(cx, |cx, dir, meter| {
             meter.peer_done &= closing;
@@ -175,30 +177,45 @@ pub(super) async fn relay_tcp_mode(
 
 /// One direction between plain sockets: buffered while warming up, then zero-copy while it can,
 /// buffered again after a fallback.
+///
+/// Reads wait for readiness first whenever the last read found the socket drained (EAGAIN),
+/// and a fresh upstream is not read before it reports data:
+/// a read that would come back EAGAIN costs a syscall, and the wait costs none more than the
+/// `epoll_ctl` re-arm it needs anyway (re-arming reports a socket that has data ready at once,
+/// so nothing is missed). That also keeps a poll of the task for the other direction from
+/// probing this socket again.
 enum TcpPump {
     #[cfg(target_os = "linux")]
     Splice(linux::SpliceHalf),
     /// Buffered until `left` more bytes have moved (then splice), or for good (`u64::MAX`);
-    /// `spliced` counts what went through a pipe before a fallback.
-    Buffered { half: Half, left: u64, spliced: u64 },
+    /// `spliced` counts what went through a pipe before a fallback; `wait`: wait for
+    /// readiness before the next read.
+    Buffered {
+        half: Half,
+        left: u64,
+        spliced: u64,
+        wait: bool,
+    },
 }
 
 impl TcpPump {
-    fn new(mode: Mode) -> Self {
+    /// A pump in `mode`; `wait`: the source is not expected to have data yet.
+    fn new(mode: Mode, wait: bool) -> Self {
         match mode {
             #[cfg(target_os = "linux")]
-            Mode::Splice => TcpPump::Splice(linux::SpliceHalf::default()),
+            Mode::Splice => TcpPump::Splice(linux::SpliceHalf::new(wait)),
             #[cfg(target_os = "linux")]
-            Mode::Warm(after) => TcpPump::buffered(after, 0),
-            _ => TcpPump::buffered(u64::MAX, 0),
+            Mode::Warm(after) => TcpPump::buffered(after, 0, wait),
+            _ => TcpPump::buffered(u64::MAX, 0, wait),
         }
     }
 
-    fn buffered(left: u64, spliced: u64) -> Self {
+    fn buffered(left: u64, spliced: u64, wait: bool) -> Self {
         TcpPump::Buffered {
             half: Half::default(),
             left,
             spliced,
+            wait,
         }
     }
 
@@ -223,14 +240,16 @@ impl TcpPump {
                 linux::Step::Poll(poll) => return poll,
                 linux::Step::Fallback => {
                     tracing::debug!("splice unavailable, relaying through userspace buffers");
-                    *self = TcpPump::buffered(u64::MAX, half.spliced);
+                    *self = TcpPump::buffered(u64::MAX, half.spliced, false);
                 }
             }
         }
         match self {
-            TcpPump::Buffered { half, left, .. } => {
+            TcpPump::Buffered {
+                half, left, wait, ..
+            } => {
                 let before = meter.bytes();
-                let mut from = TcpHalfClose(src);
+                let mut from = WaitFirst { src, wait };
                 let poll = if meter.peer_done {
                     half.poll_pump(cx, &mut from, &mut LastHalf(dst), meter)
                 } else {
@@ -242,13 +261,48 @@ impl TcpPump {
                     // socket's flush is a no-op, so no flush can be owed).
                     #[cfg(target_os = "linux")]
                     if *left == 0 && poll.is_pending() && !half.holds_data() {
-                        *self = TcpPump::Splice(linux::SpliceHalf::default());
+                        *self = TcpPump::Splice(linux::SpliceHalf::new(*wait));
                     }
                 }
                 poll
             }
             #[cfg(target_os = "linux")]
             TcpPump::Splice(_) => Poll::Pending,
+        }
+    }
+}
+
+/// A plain socket as a read source that waits for readiness before reading whenever `wait`
+/// is set, and sets it when a read finds the socket drained (EAGAIN; see [`TcpPump`]).
+struct WaitFirst<'a> {
+    src: &'a Async<TcpStream>,
+    wait: &'a mut bool,
+}
+
+impl futures_io::AsyncRead for WaitFirst<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        use std::io::Read;
+        let this = self.get_mut();
+        loop {
+            if *this.wait {
+                match this.src.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => *this.wait = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            match this.src.get_ref().read(buf) {
+                // After a short read the socket is probably drained, but probing it once more
+                // is cheaper than waiting when its EOF is already queued (a reply and the FIN
+                // that follows it), which saves a reactor turn: wait only after EAGAIN.
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *this.wait = true,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
@@ -301,6 +355,8 @@ pub(super) mod linux {
     use super::super::copy::{Meter, PumpError, shutdown_write};
 
     /// Requested pipe capacity (the kernel may grant less when the user's pipe pages run low).
+    /// Measured against 256 KiB and 1 MiB pipes (F_SETPIPE_SZ; splice moves up to a pipe's
+    /// worth per call): no lower CPU per GB, 1 MiB was higher (docs/benchmarks.md, "Bulk").
     const PIPE_SIZE: usize = 64 * 1024;
     /// Most empty pipes kept for reuse (two descriptors each).
     const PIPE_POOL_CAP: usize = 32;
@@ -357,11 +413,24 @@ pub(super) mod linux {
         in_pipe: usize,
         /// Bytes delivered through the pipe so far.
         pub(super) spliced: u64,
+        /// Wait for the source to be readable before the next splice from it (the last one
+        /// came back EAGAIN; see `TcpPump`).
+        wait: bool,
     }
 
     const FLAGS: SpliceFlags = SpliceFlags::MOVE.union(SpliceFlags::NONBLOCK);
 
     impl SpliceHalf {
+        /// A direction with no pipe yet; `wait`: wait for readiness before the first splice.
+        pub(super) fn new(wait: bool) -> Self {
+            SpliceHalf {
+                pipe: None,
+                in_pipe: 0,
+                spliced: 0,
+                wait,
+            }
+        }
+
         /// Moves bytes until the source is drained for now, EOF was passed on, or an error.
         pub(super) fn poll_pump(
             &mut self,
@@ -391,6 +460,18 @@ pub(super) mod linux {
                     return Step::Poll(Poll::Pending);
                 }
                 budget -= 1;
+                if self.wait {
+                    if let Some(pipe) = self.pipe.take() {
+                        PIPES.give(pipe); // empty here: nothing is in flight while we wait
+                    }
+                    match src.poll_readable(cx) {
+                        Poll::Ready(Ok(())) => self.wait = false,
+                        Poll::Ready(Err(e)) => {
+                            return Step::Poll(Poll::Ready(Err(PumpError::Read(e))));
+                        }
+                        Poll::Pending => return Step::Poll(Poll::Pending),
+                    }
+                }
                 let pipe = match self.pipe.take().map_or_else(Pipe::take, Ok) {
                     Ok(pipe) => self.pipe.insert(pipe),
                     // No pipe (EMFILE, ENFILE): the pipe is empty, so copying in userspace is safe.
@@ -399,21 +480,13 @@ pub(super) mod linux {
                 match rustix::pipe::splice(src.get_ref(), None, &pipe.write, None, pipe.cap, FLAGS)
                 {
                     Ok(0) => meter.eof = true,
+                    // A short splice is not taken as "drained": under a fast sender more is
+                    // often queued by the time the pipe is emptied (measured: waiting after
+                    // short splices cost CPU per GB).
                     Ok(n) => self.in_pipe = n,
                     Err(Errno::INTR) => {}
-                    Err(Errno::AGAIN) => {
-                        // Nothing to read: the (empty) pipe goes back to the pool while we wait.
-                        if let Some(pipe) = self.pipe.take() {
-                            PIPES.give(pipe);
-                        }
-                        match src.poll_readable(cx) {
-                            Poll::Ready(Ok(())) => {}
-                            Poll::Ready(Err(e)) => {
-                                return Step::Poll(Poll::Ready(Err(PumpError::Read(e))));
-                            }
-                            Poll::Pending => return Step::Poll(Poll::Pending),
-                        }
-                    }
+                    // Nothing to read: wait (the empty pipe goes back to the pool meanwhile).
+                    Err(Errno::AGAIN) => self.wait = true,
                     // The kernel cannot splice these sockets; nothing is stranded in the pipe.
                     Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return Step::Fallback,
                     Err(e) => return Step::Poll(Poll::Ready(Err(PumpError::Read(e.into())))),

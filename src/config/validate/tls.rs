@@ -246,11 +246,12 @@ pub(crate) fn load_cert_key(cert: &Path, key: &Path, files: &Files) -> Result<Ce
         .map_err(|e| format!("{} (for {}): {e}", key.display(), cert.display()))
 }
 
-/// A warning text when the private key file `key` can be read by its group or by others
-/// (mode bits `0o044`); `None` when it is private or its mode cannot be read.
+/// A warning text when the private key file `key` can be read by others, or by its group
+/// unless root owns it ([`key_mode_exposed`](crate::config::secrets::key_mode_exposed));
+/// `None` when it is private or its mode cannot be read.
 pub(crate) fn key_permission_problem(key: &Path, files: &Files) -> Option<String> {
     let mode = files.mode(key)?;
-    (mode & 0o044 != 0).then(|| {
+    crate::config::secrets::key_mode_exposed(mode, files.owner(key)).then(|| {
         format!(
             "private key file {} is readable by group or others (mode {:o}); make it 0600",
             key.display(),

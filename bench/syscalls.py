@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Syscalls per short plain connection, counted with `strace -c -f` on the proxy.
+
+    python3 bench/syscalls.py [--target tcpmap|haproxy|nginx] [--seconds 3] [--conns 16]
+                              [--workers N] [--tcpmap PATH] [--env K=V ...]
+
+Starts the bench's nginx upstream (answers `ok`, no keep-alive) and one proxy with the
+bench configs, warms it up, attaches `strace -c -f` to every process of the proxy's tree,
+runs `wrk -H 'Connection: close' -c16 -t1 -d3s` at its plain HTTP port (one request per
+TCP connection), detaches and prints each syscall's count divided by the number of
+connections wrk completed. Counts do not depend on machine load (timings do); strace
+slows the proxy, so the rate printed is not a benchmark.
+
+Owns: this one measurement. Must not: install anything; it stops everything it started.
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxies as px  # noqa: E402
+
+
+def parse_strace(path):
+    """{syscall: (calls, errors)} from a `strace -c` summary."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            cols = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(cols) >= 5 and re.match(r"^[\d.]+$", cols[0]) and cols[-1] != "total":
+                calls = int(cols[3])
+                errors = int(cols[4]) if len(cols) == 6 else 0
+                out[cols[-1]] = (calls, errors)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", default="tcpmap")
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--conns", type=int, default=16, help="wrk concurrent connections")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--env", action="append", default=[], help="K=V for the proxy (repeatable)")
+    args = ap.parse_args()
+
+    out = os.path.join(px.HERE, "out")
+    os.makedirs(out, exist_ok=True)
+    v = px.free_ports(px.PORT_NAMES)
+    v["out"] = out
+    v.update(px.make_cert(out))
+    specs = px.proxy_specs(v, args.workers)
+    if args.target not in specs:
+        raise SystemExit(f"{args.target}: not found")
+    argv, env, setting = specs[args.target]
+    env = dict(env)
+    for kv in args.env:
+        k, _, val = kv.partition("=")
+        env[k] = val
+    up = px.Proc(["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
+                  "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
+                 log=f"{out}/nginx-upstream.log")
+    proc = None
+    try:
+        if not px.wait_ports([v["up_http"]]):
+            raise SystemExit("upstream did not start")
+        proc = px.Proc(argv, env=env, log=f"{out}/{args.target}-strace.log")
+        if not px.wait_ports([v["px_http"]]) or not px.probe(v["px_http"]):
+            raise SystemExit(f"{args.target} did not start; see {out}/{args.target}-strace.log")
+        url = f"http://127.0.0.1:{v['px_http']}/"
+        wrk = ["wrk", "-H", "Connection: close", f"-c{args.conns}", "-t1", "--timeout", "5s"]
+        subprocess.run(wrk + ["-d1s", url], capture_output=True, timeout=30)  # warm-up
+        time.sleep(0.5)
+        summary = f"{out}/strace-{args.target}.txt"
+        strace = ["strace", "-c", "-f", "-o", summary]
+        for pid in proc.tree():
+            strace += ["-p", str(pid)]
+        st = subprocess.Popen(strace, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached
+        r = subprocess.run(wrk + [f"-d{args.seconds}s", url], capture_output=True, text=True,
+                           timeout=args.seconds + 30)
+        time.sleep(0.5)
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=30)
+        m = re.search(r"(\d+) requests in", r.stdout)
+        if not m:
+            raise SystemExit(f"wrk output not understood: {r.stdout[-300:]}")
+        conns = int(m.group(1))
+        calls = parse_strace(summary)
+        total = sum(c for c, _ in calls.values())
+        print(f"{args.target} ({setting}, env {env}): {conns} connections, "
+              f"{total} syscalls, {total / conns:.1f} per connection")
+        print(f"| syscall | per connection | of which errors |")
+        print(f"|---|---:|---:|")
+        for name, (c, e) in sorted(calls.items(), key=lambda kv: -kv[1][0]):
+            if c / conns >= 0.05:
+                print(f"| {name} | {c / conns:.2f} | {e / conns:.2f} |")
+    finally:
+        if proc is not None:
+            proc.stop()
+        up.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+//! The control channel's messages and their wire format (pure: bytes in, values out).
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. File
+//! descriptors (listening sockets, the shared counters) travel beside the bytes as
+//! `SCM_RIGHTS` (`channel.rs`); a message says how many it carries and in which order.
+//!
+//! The bytes come from another process, so [`decode`] is total: any input yields a
+//! message, "need more bytes" or a [`CodecError`], never a panic, and a length above
+//! [`MAX_FRAME`] is refused before anything is buffered for it.
+//!
+//! Must not: touch sockets or file descriptors (that is `channel.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::config::Bundle;
+
+/// The largest frame either side accepts (a config with its certificates fits many times).
+pub(crate) const MAX_FRAME: usize = 64 << 20;
+
+/// Why bytes are not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CodecError {
+    /// The length prefix exceeds [`MAX_FRAME`].
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLong(usize),
+    /// The body is not a message of the expected type.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// What the Supervisor tells a worker. Each request gets exactly one [`FromWorker`] reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// The first message: who the worker is and how it runs. Carries one descriptor, the
+    /// shared counters (`shm.rs`). Reply: `Ready`.
+    Hello {
+        /// The worker's slot number (0-based, reused by its replacement).
+        id: u32,
+        /// The run settings.
+        settings: Settings,
+    },
+    /// Build this config and hold it; carries one listening socket per entry of
+    /// `listeners`, in order. Reply: `Prepared` or `Failed` (the worker keeps serving the
+    /// old one either way until `Commit`).
+    Prepare {
+        /// The generation number the Supervisor gave the config.
+        generation: u64,
+        /// What the Supervisor read; the worker builds the identical table from it.
+        bundle: Box<Bundle>,
+        /// The listener addresses of the config, one socket each.
+        listeners: Vec<SocketAddr>,
+        /// The shared circuit-breaker slot of each mapping.
+        slots: Vec<Slot>,
+    },
+    /// Serve the prepared config. Reply: `Committed` or `Failed`.
+    Commit,
+    /// Drop the prepared config (another worker failed to prepare). Reply: `Aborted`.
+    Abort,
+    /// Reply: `Metrics` (the worker's registry as OpenMetrics text).
+    Metrics,
+    /// Reply: `Status`.
+    Status,
+    /// Stop every listener (the ports refuse once all workers did), keep the connections.
+    /// Reply: `Stopped`.
+    StopAccepting,
+    /// Stop accepting, drain (up to the timeout, `graceful`) and exit. Reply: `Drained`,
+    /// sent just before the process exits.
+    Shutdown {
+        /// Wait for open connections (else close them at once).
+        graceful: bool,
+        /// How long the drain may take.
+        drain_timeout_ms: u64,
+    },
+}
+
+/// A worker's answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// `Hello` taken.
+    Ready,
+    /// The config of `Prepare` is built and held.
+    Prepared,
+    /// A request could not be carried out (the worker's state is unchanged).
+    Failed {
+        /// Why, for the reload's error.
+        message: String,
+    },
+    /// The prepared config serves.
+    Committed {
+        /// Its generation.
+        generation: u64,
+    },
+    /// The prepared config is dropped.
+    Aborted,
+    /// The worker's metrics.
+    Metrics {
+        /// OpenMetrics text of its registry.
+        text: String,
+    },
+    /// What `/config` shows of the worker.
+    Status {
+        /// The generation it serves (0 before the first commit).
+        generation: u64,
+        /// Connections open in this worker.
+        active: u64,
+    },
+    /// Every listener is closed.
+    Stopped,
+    /// Drained; the process exits next.
+    Drained,
+}
+
+/// The hot upgrade's channel: the old Supervisor to the new binary it started, and back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Upgrade {
+    /// Old → new: the listening sockets (one descriptor each, in order), then the admin
+    /// endpoint's socket when `admin` is true.
+    Handover {
+        /// The listener addresses.
+        listeners: Vec<SocketAddr>,
+        /// One more descriptor follows: the admin socket.
+        admin: bool,
+    },
+    /// New → old: serving; the old one drains now.
+    Ready {
+        /// The new Supervisor's process id.
+        pid: u32,
+    },
+}
+
+/// How a worker runs: the `tcpmap run` flags that concern the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Settings {
+    /// `--max-connections` (counted over all workers in the shared counters).
+    pub(crate) max_connections: Option<u64>,
+    /// `--handshake-timeout`, in milliseconds.
+    pub(crate) handshake_timeout_ms: u64,
+    /// Splice plain↔plain relays.
+    pub(crate) zero_copy: bool,
+    /// `--resolv-conf`.
+    pub(crate) resolv_conf: PathBuf,
+    /// `--drain-timeout`, in milliseconds (used when the Supervisor goes away).
+    pub(crate) drain_timeout_ms: u64,
+}
+
+/// A mapping's circuit-breaker counter in the shared memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Slot {
+    /// The mapping's name.
+    pub(crate) name: String,
+    /// Its namespace.
+    pub(crate) namespace: String,
+    /// Its listener port.
+    pub(crate) port: u16,
+    /// Its SNI host (empty when none).
+    pub(crate) host: String,
+    /// The counter's index.
+    pub(crate) index: u32,
+}
+
+/// One frame holding `msg`.
+pub(crate) fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let body = serde_json::to_vec(msg).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(CodecError::TooLong(body.len()));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| CodecError::TooLong(body.len()))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// The first message in `buf` and the bytes it took, or `None` when `buf` does not yet hold
+/// a whole frame. Total: never panics, whatever `buf` holds.
+pub(crate) fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, CodecError> {
+    let Some(len) = frame_len(buf)? else {
+        return Ok(None);
+    };
+    let Some(body) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    let msg = serde_json::from_slice(body).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    Ok(Some((msg, 4 + len)))
+}
+
+/// The body length announced by `buf`'s prefix (`None`: fewer than 4 bytes so far).
+pub(crate) fn frame_len(buf: &[u8]) -> Result<Option<usize>, CodecError> {
+    let Some(prefix) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let mut be = [0u8; 4];
+    be.copy_from_slice(prefix);
+    let len = u32::from_be_bytes(be) as usize;
+    if len > MAX_FRAME {
+        return Err(CodecError::TooLong(len));
+    }
+    Ok(Some(len))
+}
+
+/// Decodes `bytes` as a stream of frames — as requests, and as replies — until a frame is
+/// incomplete or malformed; the number of messages decoded. The entry point of the
+/// `control_frame` fuzz target (through `tcpmap::internals`): it must never panic.
+pub fn decode_all(bytes: &[u8]) -> usize {
+    let mut decoded = 0;
+    for as_request in [true, false] {
+        let mut rest = bytes;
+        loop {
+            let step = if as_request {
+                decode::<ToWorker>(rest).map(|m| m.map(|(_, used)| used))
+            } else {
+                decode::<FromWorker>(rest).map(|m| m.map(|(_, used)| used))
+            };
+            match step {
+                Ok(Some(used)) => {
+                    decoded += 1;
+                    rest = rest.get(used..).unwrap_or_default();
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    decoded
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<ToWorker> {
+        vec![
+            ToWorker::Commit,
+            ToWorker::Abort,
+            ToWorker::Metrics,
+            ToWorker::Status,
+            ToWorker::Shutdown {
+                graceful: true,
+                drain_timeout_ms: 30_000,
+            },
+            ToWorker::Hello {
+                id: 3,
+                settings: Settings {
+                    max_connections: Some(10),
+                    handshake_timeout_ms: 250,
+                    zero_copy: false,
+                    resolv_conf: "/etc/resolv.conf".into(),
+                    drain_timeout_ms: 30_000,
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_survives_a_round_trip() {
+        for msg in samples() {
+            let frame = encode(&msg).unwrap();
+            let (back, used): (ToWorker, usize) = decode(&frame).unwrap().unwrap();
+            assert_eq!(used, frame.len());
+            assert_eq!(format!("{back:?}"), format!("{msg:?}"));
+        }
+        let reply = FromWorker::Status {
+            generation: 7,
+            active: 2,
+        };
+        let frame = encode(&reply).unwrap();
+        assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);
+    }
+
+    #[test]
+    fn a_partial_frame_asks_for_more_and_a_huge_one_is_refused() {
+        let frame = encode(&FromWorker::Drained).unwrap();
+        for cut in 0..frame.len() {
+            assert!(
+                decode::<FromWorker>(&frame[..cut]).unwrap().is_none(),
+                "{cut}"
+            );
+        }
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert_eq!(
+            decode::<FromWorker>(&huge),
+            Err(CodecError::TooLong(MAX_FRAME + 1))
+        );
+    }
+
+    #[test]
+    fn two_frames_in_one_buffer_come_out_in_order() {
+        let mut buf = encode(&FromWorker::Ready).unwrap();
+        buf.extend(encode(&FromWorker::Prepared).unwrap());
+        let (a, used): (FromWorker, _) = decode(&buf).unwrap().unwrap();
+        let (b, _): (FromWorker, _) = decode(&buf[used..]).unwrap().unwrap();
+        assert_eq!((a, b), (FromWorker::Ready, FromWorker::Prepared));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode::<ToWorker>(&bytes);
+            let _ = decode::<FromWorker>(&bytes);
+        }
+
+        #[test]
+        fn a_valid_prefix_with_any_body_is_total(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+            buf.extend(&body);
+            match decode::<FromWorker>(&buf) {
+                Ok(Some((_, used))) => prop_assert_eq!(used, buf.len()),
+                Ok(None) => prop_assert!(false, "a whole frame asked for more"),
+                Err(_) => {}
+            }
+        }
+
+        #[test]
+        fn failures_round_trip(message in ".{0,40}", generation in any::<u64>()) {
+            for reply in [FromWorker::Failed { message: message.clone() }, FromWorker::Committed { generation }] {
+                let frame = encode(&reply).unwrap();
+                prop_assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Counters shared by the Supervisor and every worker: one `memfd` mapped `MAP_SHARED` in each
+//! process, read and written as atomics, so `--max-connections` and each mapping's
+//! `circuit_breakers.max_connections` count over all workers (docs/architecture.md, "Workers").
+//!
+//! Layout: blocks of one `AtomicUsize` followed by [`SLOTS`] `AtomicU32`s. Block 0 holds the
+//! totals every limit is checked against: the open-connection count of `--max-connections`,
+//! and in slot `i ≥ 1` the circuit-breaker count of the mapping the Supervisor gave index `i`
+//! (`pool.rs`; slot 0 is unused). Block `1 + w` is worker `w`'s own share of those totals
+//! (its [`Tally`]), written only by that worker, so when it dies the Supervisor can take its
+//! share back out of the totals ([`Counters::release_worker`]) and no slot leaks. Pages a
+//! worker never touches cost no memory.
+//!
+//! The only `unsafe` of the crate lives here: the `mmap` and the views of the mapping as
+//! atomics. The mapping is made once per process and never unmapped, which is what makes the
+//! `&'static` references sound.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+use rustix::mm::{MapFlags, ProtFlags, mmap};
+
+/// Circuit-breaker slots per block (slot 0 unused).
+pub(crate) const SLOTS: usize = 16_384;
+
+/// One block: the count, then the slots (a multiple of 8 bytes, so every block is aligned).
+const BLOCK: usize = size_of::<AtomicUsize>() + SLOTS * size_of::<AtomicU32>();
+
+/// One block's atomics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    /// Open connections (under `--max-connections`).
+    pub(crate) count: &'static AtomicUsize,
+    /// Circuit-breaker counts by slot.
+    pub(crate) slots: &'static [AtomicU32],
+}
+
+impl Tally {
+    /// Slot `index` (`None` for 0 and past the end).
+    pub(crate) fn slot(&self, index: u32) -> Option<&'static AtomicU32> {
+        match index {
+            0 => None,
+            i => self.slots.get(i as usize),
+        }
+    }
+}
+
+/// The shared counters of one Supervisor and its workers.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    fd: OwnedFd,
+    blocks: Vec<Tally>,
+}
+
+impl Counters {
+    /// Creates a zeroed mapping for `workers` workers (the Supervisor, once).
+    pub(crate) fn create(workers: usize) -> std::io::Result<Counters> {
+        let fd = memfd_create("tcpmap-counters", MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, ((1 + workers) * BLOCK) as u64)?;
+        Self::map(fd)
+    }
+
+    /// Maps the counters a Supervisor created (a worker, from the descriptor it was sent).
+    pub(crate) fn open(fd: OwnedFd) -> std::io::Result<Counters> {
+        Self::map(fd)
+    }
+
+    fn map(fd: OwnedFd) -> std::io::Result<Counters> {
+        let len = usize::try_from(rustix::fs::fstat(&fd)?.st_size)
+            .map_err(|_| std::io::Error::other("shared counters of a bad size"))?;
+        if len < 2 * BLOCK || len % BLOCK != 0 {
+            return Err(std::io::Error::other("shared counters of the wrong size"));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (null hint), not overlapping any Rust
+        // object; `fd` is a memfd of exactly `len` bytes (just read with fstat), so every page
+        // of the mapping is backed.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let mut blocks = Vec::with_capacity(len / BLOCK);
+        for b in 0..len / BLOCK {
+            // SAFETY: block `b` lies inside the `len` bytes of the mapping (b < len / BLOCK);
+            // the mapping is page-aligned and BLOCK is a multiple of 8, so the block's
+            // AtomicUsize is aligned, and the AtomicU32s after it (offset 8) are too. The bytes
+            // are valid for reads and writes and never unmapped (no munmap anywhere: the
+            // mapping lives as long as the process), so `'static` references are sound. A memfd
+            // starts zeroed, and zero is a valid value of both atomics. Other processes write
+            // the same bytes only through atomic instructions of the same width, which is what
+            // concurrent access to atomics requires.
+            let tally = unsafe {
+                let base = ptr.cast::<u8>().add(b * BLOCK);
+                let count = &*base.cast::<AtomicUsize>();
+                let first = base.add(size_of::<AtomicUsize>()).cast::<AtomicU32>();
+                Tally {
+                    count,
+                    slots: std::slice::from_raw_parts(first, SLOTS),
+                }
+            };
+            blocks.push(tally);
+        }
+        Ok(Counters { fd, blocks })
+    }
+
+    /// The descriptor to send to a worker.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The totals the limits are checked against (block 0).
+    pub(crate) fn totals(&self) -> Option<Tally> {
+        self.blocks.first().copied()
+    }
+
+    /// Worker `id`'s own share (`None` when the mapping has no block for it).
+    pub(crate) fn tally(&self, id: u32) -> Option<Tally> {
+        self.blocks.get(1 + id as usize).copied()
+    }
+
+    /// Takes dead worker `id`'s share out of the totals and zeroes it, before a replacement
+    /// starts on the same block. Subtractions saturate at zero: a worker that died between
+    /// counting its share and the total leaves at most one count short, never a wrap.
+    pub(crate) fn release_worker(&self, id: u32) {
+        let (Some(totals), Some(mine)) = (self.totals(), self.tally(id)) else {
+            return;
+        };
+        let n = mine.count.swap(0, Ordering::AcqRel);
+        if n > 0 {
+            let _ = totals
+                .count
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                    Some(t.saturating_sub(n))
+                });
+        }
+        for (total, own) in totals.slots.iter().zip(mine.slots) {
+            let n = own.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                let _ = total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                    Some(t.saturating_sub(n))
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn two_mappings_of_one_memfd_see_the_same_counters() {
+        let a = Counters::create(2).unwrap();
+        let dup = a.fd().try_clone_to_owned().unwrap();
+        let b = Counters::open(dup).unwrap();
+        a.totals().unwrap().count.fetch_add(3, Ordering::SeqCst);
+        b.totals()
+            .unwrap()
+            .slot(7)
+            .unwrap()
+            .fetch_add(2, Ordering::SeqCst);
+        assert_eq!(b.totals().unwrap().count.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            a.totals().unwrap().slot(7).unwrap().load(Ordering::SeqCst),
+            2
+        );
+        assert!(a.totals().unwrap().slot(0).is_none());
+        assert!(a.totals().unwrap().slot(SLOTS as u32).is_none());
+        assert!(a.tally(1).is_some() && a.tally(2).is_none());
+    }
+
+    #[test]
+    fn a_dead_workers_share_goes_back() {
+        let c = Counters::create(2).unwrap();
+        let (totals, w0, w1) = (
+            c.totals().unwrap(),
+            c.tally(0).unwrap(),
+            c.tally(1).unwrap(),
+        );
+        for (t, n) in [(w0, 2), (w1, 3)] {
+            t.count.fetch_add(n, Ordering::SeqCst);
+            totals.count.fetch_add(n, Ordering::SeqCst);
+            t.slot(5).unwrap().fetch_add(n as u32, Ordering::SeqCst);
+            totals
+                .slot(5)
+                .unwrap()
+                .fetch_add(n as u32, Ordering::SeqCst);
+        }
+        c.release_worker(1);
+        assert_eq!(totals.count.load(Ordering::SeqCst), 2);
+        assert_eq!(totals.slot(5).unwrap().load(Ordering::SeqCst), 2);
+        assert_eq!(w1.count.load(Ordering::SeqCst), 0);
+        // A share larger than the total (a death mid-count) saturates at zero.
+        w0.count.fetch_add(5, Ordering::SeqCst);
+        c.release_worker(0);
+        assert_eq!(totals.count.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_descriptor_of_the_wrong_size_is_refused() {
+        let fd = memfd_create("x", MemfdFlags::CLOEXEC).unwrap();
+        ftruncate(&fd, 100).unwrap();
+        assert!(Counters::open(fd).is_err());
+    }
+}
