@@ -298,7 +298,19 @@ fn bad_headers_close_the_connection_are_counted_and_the_listener_serves_on() {
         "{}",
         http_get(admin, "/metrics").1
     );
-    // One warning per second at most, naming the peer; each connection has its access line.
+    // Each connection has its access line (a worker's log lines may wait up to 100 ms in its
+    // buffer, so they are awaited); one warning per second at most, naming the peer.
+    let ended = || {
+        d.lines()
+            .iter()
+            .filter(|l| l.contains("tcpmap::access") && l.contains("proxy_protocol"))
+            .count()
+    };
+    assert!(
+        common::wait::eventually(Duration::from_secs(3), || ended() >= 5),
+        "{}",
+        d.log()
+    );
     let warnings: Vec<String> = d
         .lines()
         .into_iter()
@@ -310,12 +322,6 @@ fn bad_headers_close_the_connection_are_counted_and_the_listener_serves_on() {
         "{}",
         warnings[0]
     );
-    let ended = d
-        .lines()
-        .iter()
-        .filter(|l| l.contains("tcpmap::access") && l.contains("proxy_protocol"))
-        .count();
-    assert!(ended >= 5, "{}", d.log());
 }
 
 #[test]
