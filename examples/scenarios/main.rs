@@ -104,21 +104,29 @@ impl Env {
         let path = self.examples.join(file);
         let yaml =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("free port: {e}"))?
-            .port();
-        let yaml = rewrite(&yaml, port, services)?;
-        let proxy = tcpmap::ProxyBuilder::new()
-            .config_yaml(file, yaml)
-            .secrets_dir(self.examples.join("secrets"))
-            .hosts_file(&self.hosts)
-            .resolv_conf(&self.resolv)
-            .handshake_timeout(Duration::from_secs(5))
-            .drain_timeout(Duration::from_secs(1))
-            .start_blocking()
-            .map_err(|e| format!("proxy on {file} did not start: {e}"))?;
-        Ok((proxy, port))
+        // A port picked by binding port 0 can be taken again (by another program's outgoing
+        // connection) before the proxy binds it: pick another one then, a few times.
+        let mut tries = 0;
+        loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("free port: {e}"))?
+                .port();
+            let yaml = rewrite(&yaml, port, services)?;
+            let started = tcpmap::ProxyBuilder::new()
+                .config_yaml(file, yaml)
+                .secrets_dir(self.examples.join("secrets"))
+                .hosts_file(&self.hosts)
+                .resolv_conf(&self.resolv)
+                .handshake_timeout(Duration::from_secs(5))
+                .drain_timeout(Duration::from_secs(1))
+                .start_blocking();
+            match started {
+                Ok(proxy) => return Ok((proxy, port)),
+                Err(tcpmap::Error::Bind { .. }) if tries < 5 => tries += 1,
+                Err(e) => return Err(format!("proxy on {file} did not start: {e}")),
+            }
+        }
     }
 }
 
