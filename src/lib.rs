@@ -28,7 +28,7 @@ pub(crate) mod dns;
 pub(crate) mod hostname;
 pub mod metrics;
 pub mod proxy_protocol;
-pub mod route;
+pub(crate) mod route;
 pub mod sni;
 
 // I/O shell

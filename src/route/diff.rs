@@ -7,7 +7,7 @@ use super::RouteTable;
 
 /// What the Supervisor does to go from one route table to the next.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ListenerPlan {
+pub(crate) struct ListenerPlan {
     /// Listeners to bind (in the new table only).
     pub start: Vec<SocketAddr>,
     /// Listeners to stop accepting on (in the old table only).
@@ -17,7 +17,7 @@ pub struct ListenerPlan {
 }
 
 /// Computes the plan from `old` to `new` (addresses in sorted order).
-pub fn diff(old: &RouteTable, new: &RouteTable) -> ListenerPlan {
+pub(crate) fn diff(old: &RouteTable, new: &RouteTable) -> ListenerPlan {
     let a: BTreeSet<_> = old.listeners.keys().copied().collect();
     let b: BTreeSet<_> = new.listeners.keys().copied().collect();
     ListenerPlan {

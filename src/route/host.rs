@@ -8,7 +8,7 @@ use super::HostGroup;
 
 /// A map from SNI host patterns (`name` or `*.suffix`) to values.
 #[derive(Debug, Clone)]
-pub struct HostMap<T> {
+pub(crate) struct HostMap<T> {
     /// Exact names, lower-cased, sorted for binary search.
     exact: Vec<(String, T)>,
     /// Wildcards as lower-cased `.suffix`, longest (most specific) first.
@@ -28,12 +28,12 @@ impl<T> Default for HostMap<T> {
 }
 
 /// The catch-all pattern.
-pub const CATCH_ALL: &str = "*";
+pub(crate) const CATCH_ALL: &str = "*";
 
 impl<T> HostMap<T> {
     /// Adds a pattern (`name`, `*.suffix` or [`CATCH_ALL`]); a later insert of the same pattern
     /// replaces the value.
-    pub fn insert(&mut self, pattern: &str, value: T) {
+    pub(crate) fn insert(&mut self, pattern: &str, value: T) {
         let lower = pattern.to_ascii_lowercase();
         if lower == CATCH_ALL {
             self.catch_all = Some(value);
@@ -64,28 +64,23 @@ impl<T> HostMap<T> {
     }
 
     /// The value for `name`: exact match first, then the longest matching wildcard, then the
-    /// catch-all. A wildcard `*.example.com` matches `a.example.com` and `a.b.example.com`,
-    /// never `example.com` itself.
-    pub fn lookup(&self, name: &str) -> Option<&T> {
-        let name = name.strip_suffix('.').unwrap_or(name);
-        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            let lower = name.to_ascii_lowercase();
-            self.lookup_lower(&lower)
-        } else {
-            self.lookup_lower(name)
-        };
-        found.or(self.catch_all.as_ref())
+    /// catch-all ([`HostMap::find_map`] taking the first). A wildcard `*.example.com` matches
+    /// `a.example.com` and `a.b.example.com`, never `example.com` itself.
+    #[cfg(test)]
+    pub(crate) fn lookup(&self, name: &str) -> Option<&T> {
+        self.find_map(Some(name), Some)
     }
 
     /// The value for a client that sends no server name: the catch-all, if any.
-    pub fn without_name(&self) -> Option<&T> {
-        self.catch_all.as_ref()
+    #[cfg(test)]
+    pub(crate) fn without_name(&self) -> Option<&T> {
+        self.find_map(None, Some)
     }
 
     /// The first `f(value)` that is `Some`, over the values whose patterns match `name`, from
     /// the most specific: the exact name, each matching wildcard (longest first), the
     /// catch-all. Without a name only the catch-all is tried.
-    pub fn find_map<'s, R>(
+    pub(crate) fn find_map<'s, R>(
         &'s self,
         name: Option<&str>,
         mut f: impl FnMut(&'s T) -> Option<R>,
@@ -118,7 +113,7 @@ impl<T> HostMap<T> {
     }
 
     /// The value of exactly this pattern, as [`HostMap::insert`] takes it.
-    pub fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
         let lower = pattern.to_ascii_lowercase();
         if lower == CATCH_ALL {
             self.catch_all.as_mut()
@@ -136,29 +131,20 @@ impl<T> HostMap<T> {
         }
     }
 
-    fn lookup_lower(&self, name: &str) -> Option<&T> {
-        if let Ok(i) = self.exact.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            return self.exact.get(i).map(|(_, v)| v);
-        }
-        self.wildcard
-            .iter()
-            .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
-            .map(|(_, v)| v)
-    }
-
     /// True when there are no patterns.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.catch_all.is_none()
     }
 
     /// Number of patterns.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len() + usize::from(self.catch_all.is_some())
     }
 
     /// All `(pattern, value)` pairs: exact names, then wildcards as `*.suffix`, then the
     /// catch-all as `*`.
-    pub fn iter(&self) -> impl Iterator<Item = (String, &T)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (String, &T)> {
         self.exact
             .iter()
             .map(|(k, v)| (k.clone(), v))
@@ -169,7 +155,7 @@ impl<T> HostMap<T> {
 
 /// The groups of one host pattern: those with `match_alpn`, and the one without.
 #[derive(Debug, Clone, Default)]
-pub struct HostRoutes {
+pub(crate) struct HostRoutes {
     /// Groups taking only clients that offer one of their protocols, in config order. No
     /// protocol is listed by two of them (validation), so the choice never depends on order.
     pub by_alpn: Vec<Arc<HostGroup>>,
@@ -181,7 +167,7 @@ impl HostRoutes {
     /// The group for a client offering `alpn` (in its order of preference): the `match_alpn`
     /// group listing the client's most preferred protocol that any group lists, else the
     /// group without `match_alpn`, else none (the next less specific host pattern is tried).
-    pub fn pick<'a, I>(&self, alpn: I) -> Option<&Arc<HostGroup>>
+    pub(crate) fn pick<'a, I>(&self, alpn: I) -> Option<&Arc<HostGroup>>
     where
         I: Iterator<Item = &'a [u8]>,
     {
@@ -200,7 +186,7 @@ impl HostRoutes {
     }
 
     /// Adds a group: by its `match_alpn`, or as the plain one.
-    pub fn add(&mut self, group: Arc<HostGroup>) {
+    pub(crate) fn add(&mut self, group: Arc<HostGroup>) {
         if group.match_alpn.is_empty() {
             self.any = Some(group);
         } else {
@@ -209,13 +195,13 @@ impl HostRoutes {
     }
 
     /// Every group: the `match_alpn` ones, then the plain one.
-    pub fn groups(&self) -> impl Iterator<Item = &Arc<HostGroup>> {
+    pub(crate) fn groups(&self) -> impl Iterator<Item = &Arc<HostGroup>> {
         self.by_alpn.iter().chain(self.any.iter())
     }
 }
 
 /// True when `pattern` (`name` or `*.suffix`) matches `host`, with the same rules as [`HostMap`].
-pub fn matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn matches(pattern: &str, host: &str) -> bool {
     let p = pattern.to_ascii_lowercase();
     let h = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     match p.strip_prefix('*') {

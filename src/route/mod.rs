@@ -12,10 +12,10 @@
 //! generation by the config pipeline and shared here by `Arc`, so a connection never
 //! builds one.
 
-pub mod balance;
-pub mod diff;
-pub mod host;
-pub mod view;
+pub(crate) mod balance;
+pub(crate) mod diff;
+pub(crate) mod host;
+pub(crate) mod view;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,14 +24,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use host::{HostMap, HostRoutes};
+pub(crate) use host::{HostMap, HostRoutes};
 pub use view::Routes;
 
 use crate::proxy_protocol::{Accept, Version};
 
 /// The whole routing state of one config generation.
 #[derive(Debug, Default)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     /// Config generation; the Supervisor numbers each applied table.
     pub generation: u64,
     /// One entry per bound `(address, port)`.
@@ -40,7 +40,7 @@ pub struct RouteTable {
 
 /// The routes of one `(address, port)`.
 #[derive(Debug)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// The bind address.
     pub addr: SocketAddr,
     /// The host-less group: raw relay (or origination) for anything without a matching SNI.
@@ -53,13 +53,14 @@ pub struct Listener {
 
 impl Listener {
     /// True when connections must be peeked for a ClientHello before routing.
-    pub fn needs_peek(&self) -> bool {
+    pub(crate) fn needs_peek(&self) -> bool {
         !self.hosts.is_empty()
     }
 
     /// The group for a TLS SNI name from a client offering no ALPN: exact first, then the most
     /// specific wildcard, then the catch-all (`host: "*"`).
-    pub fn by_sni(&self, sni: &str) -> Option<&Arc<HostGroup>> {
+    #[cfg(test)]
+    pub(crate) fn by_sni(&self, sni: &str) -> Option<&Arc<HostGroup>> {
         self.by_hello(Some(sni), std::iter::empty())
     }
 
@@ -71,7 +72,7 @@ impl Listener {
     /// whose `match_alpn` lists an offered protocol, else the host's group without
     /// `match_alpn`). A host that has only `match_alpn` groups, none of them offered, passes the
     /// client on to the next less specific pattern.
-    pub fn by_hello<'a, I>(&self, sni: Option<&str>, alpn: I) -> Option<&Arc<HostGroup>>
+    pub(crate) fn by_hello<'a, I>(&self, sni: Option<&str>, alpn: I) -> Option<&Arc<HostGroup>>
     where
         I: Iterator<Item = &'a [u8]> + Clone,
     {
@@ -79,7 +80,7 @@ impl Listener {
     }
 
     /// Every host group: `(host pattern, group)`, per pattern the `match_alpn` groups first.
-    pub fn host_groups(&self) -> impl Iterator<Item = (String, &Arc<HostGroup>)> {
+    pub(crate) fn host_groups(&self) -> impl Iterator<Item = (String, &Arc<HostGroup>)> {
         self.hosts
             .iter()
             .flat_map(|(pattern, routes)| routes.groups().map(move |g| (pattern.clone(), g)))
@@ -88,7 +89,7 @@ impl Listener {
 
 /// The mappings sharing `(address, port, host)`: they agree on TLS, families and idle timeout.
 #[derive(Debug)]
-pub struct Group {
+pub(crate) struct Group {
     /// The SNI host (`None` for the host-less group, `*` for the catch-all).
     pub host: Option<String>,
     /// Weighted upstreams; their `share`s sum to 100.
@@ -110,14 +111,14 @@ impl Group {
     /// (37 is coprime with 100, so every run of 100 picks visits each slot once, interleaved),
     /// and the slot falls into the upstream whose cumulative share covers it. Every window
     /// of 100 connections therefore gets the exact percentages.
-    pub fn choose(&self) -> Option<&Upstream> {
+    pub(crate) fn choose(&self) -> Option<&Upstream> {
         let n = self.picks.fetch_add(1, Ordering::Relaxed);
         pick_by_share(&self.upstreams, n)
     }
 }
 
 /// The weighted choice behind [`Group::choose`], as a pure function of the pick number.
-pub fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
+pub(crate) fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
     let slot = ((n % 100) * 37 % 100) as u32;
     let mut acc = 0u32;
     for u in upstreams {
@@ -134,7 +135,7 @@ pub fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
 /// (every terminating host group has one, so no later step has to check) or passed through
 /// untouched.
 #[derive(Debug)]
-pub struct HostGroup {
+pub(crate) struct HostGroup {
     /// What is done with the client's TLS.
     pub tls: HostTls,
     /// `match_alpn`: the group takes only clients offering one of these protocols (empty:
@@ -146,7 +147,7 @@ pub struct HostGroup {
 
 impl HostGroup {
     /// The termination, when this group terminates.
-    pub fn termination(&self) -> Option<&Termination> {
+    pub(crate) fn termination(&self) -> Option<&Termination> {
         match &self.tls {
             HostTls::Terminate(t) => Some(t),
             HostTls::Passthrough => None,
@@ -154,14 +155,14 @@ impl HostGroup {
     }
 
     /// True when the client's TLS is relayed untouched (`tls_passthrough: true`).
-    pub fn passthrough(&self) -> bool {
+    pub(crate) fn passthrough(&self) -> bool {
         matches!(self.tls, HostTls::Passthrough)
     }
 }
 
 /// The mode of a host group: the third beside the host-less group's raw relay.
 #[derive(Debug, Clone)]
-pub enum HostTls {
+pub(crate) enum HostTls {
     /// The client's TLS is terminated here.
     Terminate(Termination),
     /// `tls_passthrough: true`: the ClientHello and everything after it are relayed untouched,
@@ -171,7 +172,7 @@ pub enum HostTls {
 
 /// TLS termination for a host group.
 #[derive(Clone)]
-pub struct Termination {
+pub(crate) struct Termination {
     /// Where the certificate came from, for humans (`TLSContext my-context`, `Host foo`).
     pub source: String,
     /// Whether a client certificate is required.
@@ -191,7 +192,7 @@ impl fmt::Debug for Termination {
 
 /// How TLS is originated towards the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginationMode {
+pub(crate) enum OriginationMode {
     /// `tls: true` or `https://`: no client certificate, no verification.
     Insecure,
     /// `tls: CONTEXT`: that context's client certificate, SNI and (with a CA) verification.
@@ -200,7 +201,7 @@ pub enum OriginationMode {
 
 /// TLS origination for a group.
 #[derive(Clone)]
-pub struct Origination {
+pub(crate) struct Origination {
     /// Which form of origination.
     pub mode: OriginationMode,
     /// The context's `sni`, overriding the service host name.
@@ -225,7 +226,7 @@ impl fmt::Debug for Origination {
 /// `enable_ipv4` and `enable_ipv6` off is rejected by validation, so no later step has to
 /// handle it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Families {
+pub(crate) enum Families {
     /// A records / IPv4 literals only (Ambassador's default).
     #[default]
     V4,
@@ -237,7 +238,7 @@ pub enum Families {
 
 impl Families {
     /// The families for `enable_ipv4` / `enable_ipv6`; `None` when both are off.
-    pub const fn new(ipv4: bool, ipv6: bool) -> Option<Self> {
+    pub(crate) const fn new(ipv4: bool, ipv6: bool) -> Option<Self> {
         match (ipv4, ipv6) {
             (true, false) => Some(Families::V4),
             (false, true) => Some(Families::V6),
@@ -247,12 +248,12 @@ impl Families {
     }
 
     /// A records / IPv4 literals allowed.
-    pub const fn ipv4(self) -> bool {
+    pub(crate) const fn ipv4(self) -> bool {
         matches!(self, Families::V4 | Families::Both)
     }
 
     /// AAAA records / IPv6 literals allowed (preferred when both).
-    pub const fn ipv6(self) -> bool {
+    pub(crate) const fn ipv6(self) -> bool {
         matches!(self, Families::V6 | Families::Both)
     }
 }
@@ -291,7 +292,7 @@ impl fmt::Display for ServiceHost {
 
 /// One weighted upstream (one mapping of a group).
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// The mapping this upstream comes from.
     pub mapping: Arc<MappingId>,
     /// Service host.
@@ -312,7 +313,7 @@ pub struct Upstream {
 
 impl Upstream {
     /// `host:port` as written for humans.
-    pub fn service(&self) -> String {
+    pub(crate) fn service(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
 }

@@ -16,7 +16,7 @@ use crate::proxy_protocol::Accept;
 impl HostGroup {
     /// The TLS mode in words, as [`Group::tls_mode`] with this group's termination, or
     /// `passthrough`.
-    pub fn tls_mode(&self) -> String {
+    pub(crate) fn tls_mode(&self) -> String {
         match &self.tls {
             HostTls::Terminate(t) => self.group.tls_mode_with(Some(t)),
             HostTls::Passthrough => PASSTHROUGH.into(),
@@ -25,7 +25,7 @@ impl HostGroup {
 
     /// The JSON view of this group (`tls` is `passthrough` for a passthrough group;
     /// `match_alpn` lists the protocols it requires, empty when none).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut v = self.group.to_json_with(self.termination());
         if let Some(obj) = v.as_object_mut() {
             obj.insert("tls".into(), self.tls_mode().into());
@@ -57,7 +57,7 @@ const PASSTHROUGH: &str = "passthrough";
 impl Group {
     /// The TLS mode in words of a host-less group: `raw`, `originate(insecure)`,
     /// `originate(TLSContext o, verify)`.
-    pub fn tls_mode(&self) -> String {
+    pub(crate) fn tls_mode(&self) -> String {
         self.tls_mode_with(None)
     }
 
@@ -91,7 +91,7 @@ impl Group {
 
     /// `host:port (70%) [mapping]` for every upstream, comma-separated; an upstream that is
     /// sent a PROXY protocol header says so: `[mapping, send_proxy_proto=v2]`.
-    pub fn upstreams_text(&self) -> String {
+    pub(crate) fn upstreams_text(&self) -> String {
         self.upstreams
             .iter()
             .map(|u| {
@@ -126,7 +126,7 @@ impl Group {
     }
 
     /// The JSON view of a host-less group.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         self.to_json_with(None)
     }
 
@@ -221,7 +221,7 @@ impl RouteTable {
     /// One line per group: listener, SNI host (`*` for the host-less group, `*(catch-all)` for
     /// `host: "*"`, `(alpn=…)` after the host of a `match_alpn` group), TLS mode (`passthrough`
     /// for a passthrough group), weighted upstreams.
-    pub fn render_text(&self) -> String {
+    pub(crate) fn render_text(&self) -> String {
         let mut out = String::new();
         for (addr, g, host_group) in self.groups() {
             let (host, mode) = match host_group {
@@ -238,7 +238,7 @@ impl RouteTable {
     }
 
     /// The JSON view: generation and listeners with their groups.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let listeners: Vec<Value> = self
             .listeners
             .values()

@@ -13,16 +13,16 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Size of the Maglev lookup table: a prime well above the endpoint count (Maglev's paper
 /// and Envoy use 65537), so each endpoint's share is within a fraction of a percent.
-pub const MAGLEV_SIZE: usize = 65_537;
+pub(crate) const MAGLEV_SIZE: usize = 65_537;
 
 /// Points on the ring per endpoint. Fixed, not derived from the endpoint count: a ring for
 /// N + 1 endpoints is then the ring for N plus the new one's points, so a change of one
 /// endpoint moves only the clients between its points and their predecessors (~1/N).
-pub const RING_POINTS: usize = 256;
+pub(crate) const RING_POINTS: usize = 256;
 
 /// 64-bit FNV-1a over `bytes`, then the SplitMix64 finalizer (FNV alone spreads short
 /// inputs such as IPv4 addresses poorly over the high bits).
-pub fn hash64(bytes: &[u8], seed: u64) -> u64 {
+pub(crate) fn hash64(bytes: &[u8], seed: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     for b in bytes {
         h ^= u64::from(*b);
@@ -32,14 +32,14 @@ pub fn hash64(bytes: &[u8], seed: u64) -> u64 {
 }
 
 /// The SplitMix64 finalizer.
-pub fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
 /// The hash of a client address (its IP; the port changes per connection).
-pub fn client_hash(ip: IpAddr) -> u64 {
+pub(crate) fn client_hash(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v4) => hash64(&v4.octets(), 0),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -50,7 +50,7 @@ pub fn client_hash(ip: IpAddr) -> u64 {
 }
 
 /// The hash of an endpoint address (IP and port).
-pub fn endpoint_hash(addr: SocketAddr) -> u64 {
+pub(crate) fn endpoint_hash(addr: SocketAddr) -> u64 {
     let mut bytes = [0u8; 18];
     let ip = match addr.ip() {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
@@ -63,7 +63,7 @@ pub fn endpoint_hash(addr: SocketAddr) -> u64 {
 
 /// A consistent-hash table of either kind.
 #[derive(Debug, Clone)]
-pub enum HashTable {
+pub(crate) enum HashTable {
     /// `ring_hash`.
     Ring(Ring),
     /// `maglev`.
@@ -73,7 +73,7 @@ pub enum HashTable {
 impl HashTable {
     /// Endpoint indexes for `hash`: the client's endpoint first, then its fallbacks. Finite
     /// (at most the table's length) and may repeat indexes.
-    pub fn walk(&self, hash: u64) -> Box<dyn Iterator<Item = usize> + '_> {
+    pub(crate) fn walk(&self, hash: u64) -> Box<dyn Iterator<Item = usize> + '_> {
         match self {
             HashTable::Ring(r) => Box::new(r.walk(hash)),
             HashTable::Maglev(m) => Box::new(m.walk(hash)),
@@ -84,14 +84,14 @@ impl HashTable {
 /// A hash ring (Karger et al., as in ketama and Envoy's `RING_HASH`): each endpoint owns
 /// several points; a client goes to the first point at or after its hash.
 #[derive(Debug, Clone, Default)]
-pub struct Ring {
+pub(crate) struct Ring {
     /// `(point, endpoint index)`, sorted by point.
     points: Vec<(u64, u32)>,
 }
 
 impl Ring {
     /// The ring for endpoints whose [`endpoint_hash`]es are `keys` (index = position).
-    pub fn build(keys: &[u64]) -> Ring {
+    pub(crate) fn build(keys: &[u64]) -> Ring {
         if keys.is_empty() {
             return Ring::default();
         }
@@ -106,7 +106,7 @@ impl Ring {
     }
 
     /// Endpoint indexes from the first point at or after `hash`, around the ring once.
-    pub fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let start = self.points.partition_point(|p| p.0 < hash);
         let (before, after) = self.points.split_at_checked(start).unwrap_or_default();
         after.iter().chain(before).map(|p| p.1 as usize)
@@ -125,18 +125,18 @@ struct Permutation {
 /// endpoint fills slots along its own permutation, so shares are near-equal and a change of
 /// one endpoint moves about 1/N of the slots.
 #[derive(Debug, Clone, Default)]
-pub struct Maglev {
+pub(crate) struct Maglev {
     table: Vec<u32>,
 }
 
 impl Maglev {
     /// The table for endpoints whose [`endpoint_hash`]es are `keys`.
-    pub fn build(keys: &[u64]) -> Maglev {
+    pub(crate) fn build(keys: &[u64]) -> Maglev {
         Maglev::build_sized(keys, MAGLEV_SIZE)
     }
 
     /// The table with `m` slots (`m` prime, larger than the endpoint count).
-    pub fn build_sized(keys: &[u64], m: usize) -> Maglev {
+    pub(crate) fn build_sized(keys: &[u64], m: usize) -> Maglev {
         let n = keys.len();
         if n == 0 || m < 2 {
             return Maglev::default();
@@ -184,7 +184,7 @@ impl Maglev {
     }
 
     /// Endpoint indexes from slot `hash mod m` on, once around the table.
-    pub fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let n = self.table.len().max(1) as u64;
         let start = (hash % n) as usize;
         let (before, after) = self.table.split_at_checked(start).unwrap_or_default();

@@ -13,15 +13,15 @@ use std::time::Duration;
 use super::HealthCheck;
 
 /// Consecutive connect failures that eject an endpoint.
-pub const EJECT_AFTER: u32 = 5;
+pub(crate) const EJECT_AFTER: u32 = 5;
 /// The first ejection's length.
-pub const BASE_EJECTION: Duration = Duration::from_secs(30);
+pub(crate) const BASE_EJECTION: Duration = Duration::from_secs(30);
 /// The longest ejection.
-pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+pub(crate) const MAX_EJECTION: Duration = Duration::from_secs(300);
 
 /// How long the `nth` ejection (1-based) of an endpoint lasts: 30 s, 60 s, 120 s, 240 s,
 /// then 300 s.
-pub fn ejection_time(nth: u32) -> Duration {
+pub(crate) fn ejection_time(nth: u32) -> Duration {
     let doublings = nth.saturating_sub(1).min(16);
     BASE_EJECTION
         .saturating_mul(1u32 << doublings)
@@ -30,7 +30,7 @@ pub fn ejection_time(nth: u32) -> Duration {
 
 /// An endpoint's active-check state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProbeState {
+pub(crate) struct ProbeState {
     /// Healthy (the endpoint receives connections).
     pub healthy: bool,
     /// Probes in a row that disagreed with `healthy` (towards a flip).
@@ -48,7 +48,7 @@ impl Default for ProbeState {
 
 impl ProbeState {
     /// The state after one probe that passed (`ok`) or failed.
-    pub fn after(self, ok: bool, hc: &HealthCheck) -> ProbeState {
+    pub(crate) fn after(self, ok: bool, hc: &HealthCheck) -> ProbeState {
         if ok == self.healthy {
             return ProbeState {
                 healthy: self.healthy,

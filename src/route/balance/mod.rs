@@ -13,17 +13,17 @@
 //! runtime state (atomics per endpoint, the refresh from DNS, the probes) lives in
 //! `crate::actors::endpoints` and `crate::actors::health`.
 
-pub mod hash;
-pub mod health;
+pub(crate) mod hash;
+pub(crate) mod health;
 
 use std::fmt;
 use std::time::Duration;
 
-pub use hash::{HashTable, Maglev, Ring};
+pub(crate) use hash::{HashTable, Maglev, Ring};
 
 /// `load_balancer.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// Each endpoint in turn (the default).
     #[default]
     RoundRobin,
@@ -39,7 +39,7 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, as written in config.
-    pub const ALL: [Policy; 5] = [
+    pub(crate) const ALL: [Policy; 5] = [
         Policy::RoundRobin,
         Policy::LeastRequest,
         Policy::Random,
@@ -48,7 +48,7 @@ impl Policy {
     ];
 
     /// The config spelling (`round_robin`, …).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Policy::RoundRobin => "round_robin",
             Policy::LeastRequest => "least_request",
@@ -59,14 +59,14 @@ impl Policy {
     }
 
     /// The policy spelled `s` (case-insensitive).
-    pub fn parse(s: &str) -> Option<Policy> {
+    pub(crate) fn parse(s: &str) -> Option<Policy> {
         Policy::ALL
             .into_iter()
             .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
     }
 
     /// True for the consistent-hash policies, which need `source_ip: true`.
-    pub fn hashes(self) -> bool {
+    pub(crate) fn hashes(self) -> bool {
         matches!(self, Policy::RingHash | Policy::Maglev)
     }
 }
@@ -79,7 +79,7 @@ impl fmt::Display for Policy {
 
 /// `load_balancer: {policy, source_ip}` after validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct LoadBalancer {
+pub(crate) struct LoadBalancer {
     /// The policy.
     pub policy: Policy,
     /// Hash on the client address (always true for `ring_hash` and `maglev`).
@@ -88,7 +88,7 @@ pub struct LoadBalancer {
 
 /// `health_check: {interval_ms, timeout_ms, unhealthy_threshold, healthy_threshold}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     /// Time between two probes of an endpoint.
     pub interval: Duration,
     /// How long one TCP connect probe may take.
@@ -101,7 +101,7 @@ pub struct HealthCheck {
 
 /// Everything a mapping says about how its endpoints are chosen and guarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EndpointPolicy {
+pub(crate) struct EndpointPolicy {
     /// How an endpoint is chosen.
     pub load_balancer: LoadBalancer,
     /// Connect attempts per connection (each on another endpoint), within the connect timeout.
@@ -113,7 +113,7 @@ pub struct EndpointPolicy {
 }
 
 /// Default `max_connect_attempts`.
-pub const DEFAULT_CONNECT_ATTEMPTS: u8 = 3;
+pub(crate) const DEFAULT_CONNECT_ATTEMPTS: u8 = 3;
 
 impl Default for EndpointPolicy {
     fn default() -> Self {
@@ -129,7 +129,7 @@ impl Default for EndpointPolicy {
 /// What varies between two picks: the pick counter (round robin, least-request ties), a
 /// random number (random) and the client's hash (ring_hash, maglev).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PickKey {
+pub(crate) struct PickKey {
     /// A counter that grows by one per connection.
     pub seq: u64,
     /// A random number.
@@ -142,7 +142,7 @@ pub struct PickKey {
 /// balanced over. `usable` = neither ejected nor unhealthy; `preferred` = of the preferred
 /// address family; `tried` = already failed for this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointView {
+pub(crate) struct EndpointView {
     /// Neither ejected nor failing its health check.
     pub usable: bool,
     /// Of the preferred address family.
@@ -170,7 +170,7 @@ fn tier(v: &EndpointView) -> Option<u8> {
 ///
 /// `view(i)` describes endpoint `i` of `len`; `table` is the consistent-hash table for the
 /// hash policies (without it they fall back to round robin). Allocation-free.
-pub fn pick(
+pub(crate) fn pick(
     policy: Policy,
     len: usize,
     view: impl Fn(usize) -> EndpointView,
