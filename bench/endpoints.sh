@@ -6,7 +6,7 @@
 #   three:  service svc3.test:PORT, dnsmasq → 127.0.0.1, 127.0.0.2, 127.0.0.3 (round robin)
 # The upstream is one nginx listening on the three addresses. Rows alternate, REPS times each,
 # and the medians are printed with tcpmap's CPU per connection. Loopback only; stops by itself.
-# Usage: bench/endpoints.sh [REPS] [SECS]   (needs target/release/tcpmap, nginx, wrk, dnsmasq)
+# Usage: [BENCH_WORKERS=N] bench/endpoints.sh [REPS] [SECS]   (default --workers 1; needs target/release/tcpmap, nginx, wrk, dnsmasq)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
@@ -58,13 +58,15 @@ port: $three
 service: svc3.test:$up
 CONF
 ulimit -n 65536 2>/dev/null || true
-ASYNC_STD_THREAD_COUNT=1 RUST_LOG=warn "$bin" run --config "$out/tcpmap.yaml" --resolv-conf "$out/resolv.conf" \
+workers="${BENCH_WORKERS:-1}"
+ASYNC_STD_THREAD_COUNT=1 RUST_LOG=warn "$bin" run --workers "$workers" --config "$out/tcpmap.yaml" --resolv-conf "$out/resolv.conf" \
   --admin "127.0.0.1:$adm" 2>"$out/tcpmap.log" & tp=$!; pids+=($tp)
 sleep 1
 for port in $single $three; do
   curl -s --max-time 3 "http://127.0.0.1:$port/" | grep -q ok || { echo "port $port does not serve; see $out/tcpmap.log" >&2; cat "$out/tcpmap.log" >&2; exit 1; }
 done
-cpu() { awk '{print $14+$15}' "/proc/$tp/stat"; }
+# CPU of the proxy: the process and, with --workers N > 1, its worker processes.
+cpu() { for p in $tp $(pgrep -P "$tp"); do cat "/proc/$p/stat"; done 2>/dev/null | awk '{s+=$14+$15} END {print s}'; }
 tick=$(getconf CLK_TCK)
 run() {  # port → "conn/s cpu_us_per_conn"
   local c0 c1 o reqs rps
