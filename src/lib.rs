@@ -9,7 +9,7 @@
 //!                                                                  ResolverActor    net::copy / splice
 //! ```
 //!
-//! Pure core (values in, values out; unit- and fuzz-tested): [`config`], [`route`], [`sni`],
+//! Pure core (values in, values out; unit- and fuzz-tested): [`config`], `route`, [`sni`],
 //! [`proxy_protocol`], [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
 //! the runtime (async-std) and the channel crate (flume).
 //!

@@ -158,7 +158,7 @@ pub struct MappingSnapshot {
 /// Plain numbers of the whole process, for the library API.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricsSnapshot {
-    /// Per mapping, sorted by [`MappingId`].
+    /// Per mapping, sorted by `MappingId`.
     pub mappings: Vec<MappingSnapshot>,
     /// Reloads applied.
     pub reloads_ok: u64,

@@ -1,5 +1,5 @@
 //! The config pipeline (pure apart from its readers, source.rs and secrets::Files): sources → documents → raw resources →
-//! validated model → [`RouteTable`](crate::route::RouteTable).
+//! validated model → `RouteTable`.
 //!
 //! ```text
 //! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}

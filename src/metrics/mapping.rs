@@ -97,7 +97,7 @@ impl BytesLabels {
 /// The live metric handles of one mapping.
 ///
 /// Obtained once per config generation from [`super::Metrics::mapping`]; the same
-/// [`MappingId`] always yields the same `Arc`, so values (including [`Self::in_flight`])
+/// `MappingId` always yields the same `Arc`, so values (including [`Self::in_flight`])
 /// survive reloads.
 #[derive(Debug)]
 pub struct MappingMetrics {
