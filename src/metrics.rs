@@ -617,16 +617,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a TLS connection routed to a host group: `tls` is what is done with the client's
+    /// The series counting TLS connections routed to a host group (resolved once per config
+    /// generation, so a connection pays one atomic add): `tls` is what is done with the client's
     /// TLS (`terminate`, `terminate+originate`, `passthrough`), `host` the group's pattern
     /// (bounded by the config, unlike the SNI a client sends).
-    pub fn tls_routed(&self, tls: &'static str, host: &str) {
+    pub fn tls_routed_series(&self, tls: &'static str, host: &str) -> Counter {
         self.tls_routed
             .get_or_create(&TlsRoutedLabels {
                 tls,
                 host: text::escape_label(host),
             })
-            .inc();
+            .clone()
     }
 
     /// Counts a connection closed for its PROXY protocol header (one of

@@ -41,7 +41,7 @@ use crate::sni::{Alert, Peek};
 
 /// How a connection uses TLS: the access log's `tls` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TlsMode {
+pub(super) enum TlsMode {
     /// Plain bytes both ways (also: not routed far enough to know).
     None,
     /// TLS from the client terminated here; cleartext upstream.
@@ -55,7 +55,7 @@ enum TlsMode {
 }
 
 impl TlsMode {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             TlsMode::None => "none",
             TlsMode::Terminate => "terminate",
@@ -81,9 +81,9 @@ struct Record {
     destination: Option<SocketAddr>,
     sni: Option<String>,
     mapping: Option<Arc<crate::route::MappingId>>,
-    /// The mappings of the host group the SNI matched, named while no upstream is chosen yet
-    /// (so a failed handshake still says which mapping it was for).
-    matched: Option<String>,
+    /// The host group the SNI matched, whose mappings the access line names while no upstream
+    /// is chosen yet (so a failed handshake still says which mapping it was for).
+    matched: Option<Arc<HostGroup>>,
     upstream: Option<SocketAddr>,
     tls: TlsMode,
     /// Upstream connect attempts made (0: none).
@@ -149,9 +149,13 @@ fn log_access(rec: &Record, progress: &Progress, reason: CloseReason) {
     if reason == CloseReason::Limit {
         return;
     }
+    let matched;
     let mapping = match (&rec.mapping, &rec.matched) {
         (Some(m), _) => m.name.as_str(),
-        (None, Some(names)) => names.as_str(),
+        (None, Some(host)) => {
+            matched = mapping_names(host);
+            matched.as_str()
+        }
         (None, None) => "-",
     };
     tracing::info!(
@@ -224,7 +228,7 @@ async fn run(
         ))
         .await?;
     }
-    let (group, client) = route(stream, routes, shared, rec).await?;
+    let (group, client) = route(stream, routes, generation, shared, rec).await?;
     let (upstream, endpoints) = admit(group, generation, shared, claim, progress, rec)?;
     let (up, up_addr) = connect(upstream, endpoints, shared, claim, progress, rec).await?;
     rec.upstream = Some(up_addr);
@@ -336,6 +340,7 @@ async fn send_proxy_header(
 async fn route<'r>(
     stream: Async<TcpStream>,
     routes: &'r Listener,
+    generation: &Generation,
     shared: &Shared,
     rec: &mut Record,
 ) -> Result<(&'r Group, Client), CloseReason> {
@@ -363,9 +368,9 @@ async fn route<'r>(
         _ => None,
     };
     if let Some(host) = matched {
-        attempt(host, rec);
-        let pattern = host.group.host.as_deref().unwrap_or_default();
-        shared.metrics.tls_routed(rec.tls.as_str(), pattern);
+        rec.tls = host_tls_mode(host);
+        rec.matched = Some(host.clone());
+        generation.tls_routed(host);
         let term = match &host.tls {
             // The kept bytes (the ClientHello, verbatim) go first to the upstream, then the
             // rest of the stream, raw: the upstream terminates TLS itself.
@@ -453,20 +458,25 @@ fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
     Refusal::Alert(alert, failure, reason)
 }
 
-/// Records, before the handshake, which mappings and TLS mode the matched host group means.
-fn attempt(host: &HostGroup, rec: &mut Record) {
+/// The distinct mapping names of a host group, comma-separated (the access line of a
+/// connection that failed before an upstream was chosen).
+fn mapping_names(host: &HostGroup) -> String {
     let mut names: Vec<&str> = Vec::new();
     for u in &host.group.upstreams {
         if !names.contains(&u.mapping.name.as_str()) {
             names.push(&u.mapping.name);
         }
     }
-    rec.matched = Some(names.join(","));
-    rec.tls = match (&host.tls, &host.group.origination) {
+    names.join(",")
+}
+
+/// What a host group does with the client's TLS.
+pub(super) fn host_tls_mode(host: &HostGroup) -> TlsMode {
+    match (&host.tls, &host.group.origination) {
         (HostTls::Passthrough, _) => TlsMode::Passthrough,
         (HostTls::Terminate(_), Some(_)) => TlsMode::TerminateOriginate,
         (HostTls::Terminate(_), None) => TlsMode::Terminate,
-    };
+    }
 }
 
 /// Admit: the group's upstream for this connection, and the mapping's claim on it (counted

@@ -163,6 +163,9 @@ pub(crate) struct Generation {
     /// Each upstream's endpoint set, keyed by the upstream's address in `table` (stable:
     /// the generation holds the table) — [`Generation::endpoints_of`].
     endpoints: HashMap<usize, Arc<endpoints::UpstreamState>>,
+    /// Each host group's `tcpmap_tls_routed_connections_total` series, keyed by the group's
+    /// address in `table` like `endpoints` — [`Generation::tls_routed`].
+    routed: HashMap<usize, prometheus_client::metrics::counter::Counter>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -194,8 +197,15 @@ impl Generation {
     ) -> Self {
         let mut map = HashMap::new();
         let mut sets = HashMap::new();
+        let mut routed = HashMap::new();
         registry.prune();
         for listener in table.listeners.values() {
+            for (_, host) in listener.host_groups() {
+                let tls = connection::host_tls_mode(host).as_str();
+                let pattern = host.group.host.as_deref().unwrap_or_default();
+                let series = metrics.tls_routed_series(tls, pattern);
+                routed.insert(Arc::as_ptr(host) as usize, series);
+            }
             let groups = listener
                 .plain
                 .iter()
@@ -215,6 +225,15 @@ impl Generation {
             table,
             metrics: map,
             endpoints: sets,
+            routed,
+        }
+    }
+
+    /// Counts a TLS connection routed by its ClientHello to `host` (a host group of this
+    /// generation's table): one atomic add on a series resolved when the generation was made.
+    pub(crate) fn tls_routed(&self, host: &Arc<crate::route::HostGroup>) {
+        if let Some(series) = self.routed.get(&(Arc::as_ptr(host) as usize)) {
+            series.inc();
         }
     }
 
