@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use rustls::pki_types::ServerName;
@@ -821,7 +821,7 @@ mod size_tests {
         use std::net::{TcpListener, TcpStream};
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let stream = async_io::Async::new(s).unwrap();
+        let stream = crate::rt::Async::new(s).unwrap();
         let table = std::sync::Arc::new(crate::route::RouteTable::default());
         let shared = super::Shared::for_tests(None);
         let generation = std::sync::Arc::new(super::Generation::new(

@@ -1,13 +1,11 @@
 //! ListenerActor: one per `(address, port)`.
 //!
 //! Owns the bound socket and the current [`Generation`] (swapped by `Retarget`, so open
-//! connections keep the generation they started with). Waits for the socket to be readable,
-//! then accepts up to a batch of connections ([`AcceptBatch`]) and spawns a ConnectionActor
-//! for each. An accept is only tried once the reactor said a connection is queued, and the
-//! batch adapts so that an accept comes back EAGAIN at most once per readiness report, not
-//! per connection (under load, batches grow and EAGAIN is rare; when one connection comes at
-//! a time, at most every other report probes). Accept errors such as EMFILE back off instead
-//! of spinning.
+//! connections keep the generation they started with). Waits for an edge on the socket, then
+//! accepts until EAGAIN (at most [`ACCEPT_BATCH`] at a time, yielding between rounds) and
+//! spawns a ConnectionActor for each. The reactor is edge-triggered (`rt::reactor`): a round
+//! that did not end in EAGAIN is followed by another without waiting, since the connections
+//! still queued may bring no new edge. Accept errors such as EMFILE back off, then retry.
 //!
 //! Messages (from the Supervisor only): `Retarget(generation)`, `Stop`.
 
@@ -17,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_lite::FutureExt;
 
 use super::admission::Admission;
@@ -130,11 +128,23 @@ impl ListenerActor {
 
     async fn run(&mut self) {
         let mut accept_backoff = Duration::from_millis(10);
-        let mut batch = AcceptBatch::default();
+        // Connections may still be queued: the last round stopped at its batch or after an
+        // error, not at an EAGAIN, so the next edge may never come (edge-triggered readiness).
+        let mut queued = false;
         loop {
-            let event = async { Event::Msg(self.rx.recv_async().await.ok()) }
-                .or(async { Event::Ready(self.socket.readable().await) })
-                .await;
+            let event = if queued {
+                // Let the connections just started (and everyone else) run first.
+                futures_lite::future::yield_now().await;
+                match rt::try_recv(&self.rx) {
+                    rt::TryRecv::Msg(msg) => Event::Msg(Some(msg)),
+                    rt::TryRecv::Closed => Event::Msg(None),
+                    rt::TryRecv::Empty => Event::Ready(Ok(())),
+                }
+            } else {
+                async { Event::Msg(self.rx.recv_async().await.ok()) }
+                    .or(async { Event::Ready(self.socket.readable().await) })
+                    .await
+            };
             let ready = match event {
                 Event::Msg(Some(ListenerMsg::Retarget(generation))) => {
                     self.generation = generation;
@@ -148,12 +158,14 @@ impl ListenerActor {
                 Event::Ready(ready) => ready,
             };
             let mut taken = 0;
+            queued = true;
             let failed = match ready {
                 Err(e) => Some(e),
                 Ok(()) => loop {
-                    if taken == batch.limit {
+                    if taken == ACCEPT_BATCH {
                         break None;
                     }
+                    let tick = self.socket.read_tick();
                     match socket::accept(&self.socket) {
                         Ok((stream, peer)) => {
                             taken += 1;
@@ -162,16 +174,20 @@ impl ListenerActor {
                             crate::fault::on_accept();
                             self.start_connection(stream, peer);
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.socket.read_drained(tick);
+                            queued = false;
+                            break None;
+                        }
                         // A connection that died before we took it: take the next one.
                         Err(e) if is_transient_accept_error(&e) => {}
                         Err(e) => break Some(e),
                     }
                 },
             };
-            batch.after(taken);
             if let Some(e) = failed {
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning.
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for resources instead of spinning
+                // (then try again without waiting for an edge: the queue is still there).
                 tracing::warn!(listener = %self.addr, error = %e, backoff_ms = accept_backoff.as_millis() as u64, "accept failed; backing off");
                 self.shared.metrics.internal_error("accept");
                 rt::sleep(accept_backoff).await;
@@ -210,35 +226,9 @@ impl ListenerActor {
     }
 }
 
-/// How many connections to accept per readiness report (pure; unit-tested below).
-///
-/// Taking the whole batch without an EAGAIN means more may be queued: the next batch is
-/// twice as big (up to 64). Running dry after `n` means about `n` arrive per report: the next
-/// batch is `n` (at least 1). With one connection per report the limit alternates 1, 2, 1, …,
-/// so at most every other report ends in an EAGAIN; under load the limit tracks the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct AcceptBatch {
-    limit: usize,
-}
-
-impl Default for AcceptBatch {
-    fn default() -> Self {
-        AcceptBatch { limit: 1 }
-    }
-}
-
-impl AcceptBatch {
-    const MAX: usize = 64;
-
-    /// Adapts to a report that yielded `taken` connections.
-    fn after(&mut self, taken: usize) {
-        self.limit = if taken >= self.limit {
-            (self.limit * 2).min(Self::MAX)
-        } else {
-            taken.max(1)
-        };
-    }
-}
+/// Connections accepted in one round before the listener lets other tasks run (fairness: a
+/// flood on one port must not starve the connections already open).
+const ACCEPT_BATCH: usize = 64;
 
 /// Errors that concern one failed handshake, not the listener (retry at once).
 fn is_transient_accept_error(e: &io::Error) -> bool {
@@ -261,47 +251,4 @@ fn log_rejected(listener: SocketAddr, client: SocketAddr, max: usize, held_back:
         end = CloseReason::Limit.as_str(),
         "connection refused: --max-connections reached (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AcceptBatch;
-    use proptest::prelude::*;
-
-    #[test]
-    fn one_connection_per_report_probes_every_other_time() {
-        let mut b = AcceptBatch::default();
-        let mut probes = 0;
-        for _ in 0..100 {
-            // One connection queued per report: a probe (EAGAIN) happens when limit > 1.
-            if b.limit > 1 {
-                probes += 1;
-            }
-            b.after(1);
-        }
-        assert_eq!(probes, 50);
-    }
-
-    #[test]
-    fn a_steady_queue_is_taken_in_one_batch() {
-        let mut b = AcceptBatch::default();
-        for _ in 0..10 {
-            let taken = b.limit.min(20);
-            b.after(taken);
-        }
-        assert!(b.limit >= 20, "{b:?}");
-    }
-
-    proptest! {
-        /// The limit stays within 1..=64 whatever the reports yield.
-        #[test]
-        fn limit_stays_bounded(reports in proptest::collection::vec(0usize..200, 0..100)) {
-            let mut b = AcceptBatch::default();
-            for queued in reports {
-                let taken = queued.min(b.limit);
-                b.after(taken);
-                prop_assert!((1..=AcceptBatch::MAX).contains(&b.limit));
-            }
-        }
-    }
 }

@@ -370,11 +370,11 @@ impl Supervisor {
             let socket = match &mut given {
                 Some(g) => g.sockets.remove(addr).map_or_else(
                     || Err(std::io::Error::other("no socket given for this listener")),
-                    async_io::Async::new,
+                    crate::rt::Async::new,
                 ),
                 // A hot upgrade's new binary takes the old one's socket for this address.
                 None => match self.inherited.remove(addr) {
-                    Some(s) => async_io::Async::new(s),
+                    Some(s) => crate::rt::Async::new(s),
                     None => socket::bind(*addr),
                 },
             };
@@ -485,7 +485,7 @@ impl Supervisor {
         pool: &PoolHandle,
         table: RouteTable,
         bundle: Option<Arc<Bundle>>,
-        bound: Vec<(SocketAddr, async_io::Async<TcpListener>)>,
+        bound: Vec<(SocketAddr, crate::rt::Async<TcpListener>)>,
         plan: crate::route::diff::ListenerPlan,
     ) -> Result<ApplyReport, ApplyError> {
         let bundle = bundle.ok_or_else(|| ApplyError::Workers("no config bundle".into()))?;

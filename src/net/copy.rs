@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::buffered::Half;
@@ -104,7 +104,7 @@ where
 
 /// A plain TCP stream (owned or borrowed) whose `poll_close` shuts down the write half.
 ///
-/// `async_io::Async<TcpStream>`'s own `poll_close` only flushes, so a TLS stream layered on it
+/// `rt::Async<TcpStream>`'s own `poll_close` only flushes, so a TLS stream layered on it
 /// would send close_notify but never a FIN; layer TLS on this wrapper instead.
 #[derive(Debug)]
 pub(crate) struct TcpHalfClose<S>(pub(crate) S);

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dns::conf::ResolvConf;

@@ -10,7 +10,7 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::metrics::Metrics;

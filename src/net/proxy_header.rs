@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_lite::AsyncReadExt;
 
 use crate::proxy_protocol::{self, Accept, DecodeError, Decoded, Header};

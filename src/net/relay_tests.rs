@@ -6,7 +6,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_io::Async;
+use crate::rt::Async;
 use futures_lite::future::zip;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use sha2::{Digest, Sha256};

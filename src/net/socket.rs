@@ -4,7 +4,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use async_io::Async;
+use crate::rt::Async;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds a listening socket: `SO_REUSEADDR` (fast rebinding after a restart), `IPV6_V6ONLY` on

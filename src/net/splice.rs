@@ -1,5 +1,5 @@
 //! The plain-TCP relay: zero-copy splice(2) through a pipe per direction on Linux, driven by
-//! `async_io::Async` readiness, with the buffered path as fallback.
+//! `rt::Async` readiness, with the buffered path as fallback.
 //!
 //! A direction alternates: fill its pipe from the source socket (`splice` socket → pipe), then drain
 //! the pipe completely into the destination (`splice` pipe → socket); only then is EOF passed on, as
@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_io::Async;
+use crate::rt::Async;
 
 use super::buffered::Half;
 use super::copy::{Dir, Driver, Meter, Progress, PumpError, RelayStats, TcpHalfClose};
@@ -107,7 +107,7 @@ pub(super) mod test_hook {
     use std::net::{SocketAddr, TcpStream};
     use std::sync::Mutex;
 
-    use async_io::Async;
+    use crate::rt::Async;
 
     static SPLICED: Mutex<Option<HashMap<SocketAddr, [u64; 2]>>> = Mutex::new(None);
 
@@ -295,12 +295,16 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
                     Poll::Pending => return Poll::Pending,
                 }
             }
+            let tick = this.src.read_tick();
             match this.src.get_ref().read(buf) {
                 // After a short read the socket is probably drained, but probing it once more
                 // is cheaper than waiting when its EOF is already queued (a reply and the FIN
                 // that follows it), which saves a reactor turn: wait only after EAGAIN.
                 Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *this.wait = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    this.src.read_drained(tick);
+                    *this.wait = true;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -347,7 +351,7 @@ pub(super) mod linux {
     use std::os::fd::OwnedFd;
     use std::task::{Context, Poll};
 
-    use async_io::Async;
+    use crate::rt::Async;
     use rustix::io::Errno;
     use rustix::pipe::{PipeFlags, SpliceFlags};
 
@@ -477,6 +481,7 @@ pub(super) mod linux {
                     // No pipe (EMFILE, ENFILE): the pipe is empty, so copying in userspace is safe.
                     Err(_) => return Step::Fallback,
                 };
+                let tick = src.read_tick();
                 match rustix::pipe::splice(src.get_ref(), None, &pipe.write, None, pipe.cap, FLAGS)
                 {
                     Ok(0) => meter.eof = true,
@@ -486,7 +491,10 @@ pub(super) mod linux {
                     Ok(n) => self.in_pipe = n,
                     Err(Errno::INTR) => {}
                     // Nothing to read: wait (the empty pipe goes back to the pool meanwhile).
-                    Err(Errno::AGAIN) => self.wait = true,
+                    Err(Errno::AGAIN) => {
+                        src.read_drained(tick);
+                        self.wait = true;
+                    }
                     // The kernel cannot splice these sockets; nothing is stranded in the pipe.
                     Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return Step::Fallback,
                     Err(e) => return Step::Poll(Poll::Ready(Err(PumpError::Read(e.into())))),
@@ -506,6 +514,7 @@ pub(super) mod linux {
                     self.in_pipe = 0;
                     break;
                 };
+                let tick = dst.write_tick();
                 match rustix::pipe::splice(
                     &pipe.read,
                     None,
@@ -522,7 +531,7 @@ pub(super) mod linux {
                         meter.delivered(n);
                     }
                     Err(Errno::INTR) => {}
-                    Err(Errno::AGAIN) => match dst.poll_writable(cx) {
+                    Err(Errno::AGAIN) => match dst.write_drained_then_poll(tick, cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => return Poll::Pending,

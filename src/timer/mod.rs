@@ -184,6 +184,38 @@ impl Drop for Sleep {
     }
 }
 
+/// The clock is driven by the local runtime's loop (`rt::local`), not by a [`Driver`] task:
+/// call once, before any deadline is queued.
+pub(crate) fn drive_externally() {
+    clock().lock().started = true;
+}
+
+/// One turn of the local runtime's loop: wakes every deadline that is due and returns when the
+/// next occupied tick starts (`None`: nothing is queued). `waker` wakes the loop when a deadline
+/// earlier than that is queued from another thread.
+pub(crate) fn drive(waker: &Waker) -> Option<Instant> {
+    let clock = clock();
+    let mut due = Vec::new();
+    let next = {
+        let mut state = clock.lock();
+        state.queue.expire(clock.now_tick(), |_, w| {
+            if let Some(w) = w {
+                due.push(w);
+            }
+        });
+        let next = state.queue.next_tick();
+        state.armed = next;
+        if !state.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            state.driver = Some(waker.clone());
+        }
+        next
+    };
+    for w in due {
+        w.wake();
+    }
+    next.and_then(|tick| clock.epoch.checked_add(tick_start(tick, GRANULARITY)))
+}
+
 /// Races `future` against a coarse deadline `duration` from now; `None` when the deadline wins.
 pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
     use futures_lite::FutureExt;

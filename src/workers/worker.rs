@@ -1,9 +1,9 @@
 //! A worker process (`tcpmap worker`, started by the pool; not for users).
 //!
 //! Its standard input is its end of the control channel. It runs the data-plane actors —
-//! a Supervisor over ListenerActors and ConnectionActors, and a ResolverActor — on a
-//! single-threaded async-std executor (`ASYNC_STD_THREAD_COUNT=1`, set by the pool) while
-//! this thread answers the control channel, one request at a time:
+//! a Supervisor over ListenerActors and ConnectionActors, and a ResolverActor — on the local
+//! runtime (`rt::local`: one thread runs every task and drives the reactor and the coarse
+//! clock) while this thread answers the control channel, one request at a time:
 //!
 //! ```text
 //! Hello{settings} + counters fd ─▶ build Shared (limits counted in the shared memory)
@@ -41,6 +41,9 @@ struct Pending {
 
 /// Runs the worker until the Supervisor tells it to stop (or goes away).
 pub(crate) fn run() -> anyhow::Result<()> {
+    // Every task of this process runs on one thread that also drives the reactor and the
+    // coarse clock (`rt::local`); installed before anything spawns or registers a socket.
+    rt::local::install()?;
     let control = std::io::stdin().as_fd().try_clone_to_owned()?;
     let mut channel = Channel::new(control);
     let ToWorker::Hello { id, settings } = channel.recv()? else {

@@ -2,20 +2,64 @@
 //!
 //! async-std is discontinued upstream (RUSTSEC-2025-0052) and is a thin layer over
 //! `async-io` + `async-executor`. Everything else in tcpmap is written against
-//! `futures-io`, `futures-lite` and `async-io` (sockets are `async_io::Async<std::net::…>`,
-//! deadlines are the coarse clock in `crate::timer`, pacing sleeps are `async_io::Timer`),
-//! so moving to smol means rewriting this file alone.
+//! `futures-io`, `futures-lite` and this module: data-plane sockets are [`Async`]`<std::net::…>`
+//! on tcpmap's own edge-triggered reactor ([`reactor`]), deadlines are the coarse clock in
+//! `crate::timer`, pacing sleeps are `async_io::Timer`. So moving to smol means rewriting this
+//! file alone.
 //!
-//! Measured (docs/benchmarks.md): a single-threaded variant (one `async_executor::Executor`
-//! run inside `async_io::block_on` on the main thread) saved nothing, because async-io's
-//! fallback thread takes the reactor whenever the executor thread is busy for one of its
-//! naps (50 µs and up) and then hands every wakeup over anyway; it was not kept.
+//! Two ways to run:
+//! - **async-std** (the library, `--workers 1`, the Supervisor of workers): tasks run on
+//!   async-std's executor; the reactor has a thread of its own that wakes them.
+//! - **local** (a worker process, [`local`]): one thread runs every task and drives the
+//!   reactor and the coarse clock itself (no wake-up crosses a thread). [`detach`] and
+//!   [`spawn`] go there once [`local::install`] was called.
+//!
+//! The admin endpoint and the signal stream stay on async-io's reactor (its own thread drives
+//! it when nobody else does); they are not per connection.
+
+pub(crate) mod local;
+pub(crate) mod reactor;
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub(crate) use reactor::Async;
+
 /// A handle to a spawned task; dropping it detaches the task (it keeps running).
-pub(crate) type Task<T> = async_std::task::JoinHandle<T>;
+#[derive(Debug)]
+pub(crate) struct Task<T>(TaskKind<T>);
+
+#[derive(Debug)]
+enum TaskKind<T> {
+    Std(async_std::task::JoinHandle<T>),
+    /// `None` once dropped (detached).
+    Local(Option<async_task::Task<T>>),
+}
+
+impl<T> Future for Task<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.get_mut().0 {
+            TaskKind::Std(handle) => Pin::new(handle).poll(cx),
+            TaskKind::Local(Some(task)) => Pin::new(task).poll(cx),
+            // Only Drop empties it.
+            TaskKind::Local(None) => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if let TaskKind::Local(task) = &mut self.0 {
+            if let Some(task) = task.take() {
+                task.detach();
+            }
+        }
+    }
+}
 
 /// Sending side of an actor mailbox or a reply channel.
 pub(crate) type Sender<T> = flume::Sender<T>;
@@ -25,6 +69,26 @@ pub(crate) type Receiver<T> = flume::Receiver<T>;
 /// A bounded actor mailbox.
 pub(crate) fn mailbox<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     flume::bounded(capacity)
+}
+
+/// What a look into a mailbox found without waiting.
+#[derive(Debug)]
+pub(crate) enum TryRecv<T> {
+    /// A message.
+    Msg(T),
+    /// Nothing queued.
+    Empty,
+    /// Every sender is gone.
+    Closed,
+}
+
+/// Takes a message from `rx` if one is queued, without waiting.
+pub(crate) fn try_recv<T>(rx: &Receiver<T>) -> TryRecv<T> {
+    match rx.try_recv() {
+        Ok(msg) => TryRecv::Msg(msg),
+        Err(flume::TryRecvError::Empty) => TryRecv::Empty,
+        Err(flume::TryRecvError::Disconnected) => TryRecv::Closed,
+    }
 }
 
 /// A one-shot reply channel (a bounded channel of one; a dropped sender means the actor is gone).
@@ -41,7 +105,11 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    drop(async_std::task::spawn(future));
+    if local::installed() {
+        local::spawn(future).detach();
+    } else {
+        drop(async_std::task::spawn(future));
+    }
 }
 
 /// Spawns a task on the runtime's executor; await the returned [`Task`] for its output.
@@ -50,7 +118,11 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    async_std::task::spawn(future)
+    if local::installed() {
+        Task(TaskKind::Local(Some(local::spawn(future))))
+    } else {
+        Task(TaskKind::Std(async_std::task::spawn(future)))
+    }
 }
 
 /// Runs a future to completion on the current thread, driving the runtime.

@@ -1,0 +1,731 @@
+//! tcpmap's reactor: one epoll set per process, every socket registered once, edge-triggered.
+//!
+//! Why not async-io's: it registers every socket in `EPOLLONESHOT` mode, so each wait for
+//! readiness costs an `epoll_ctl(MOD)` to re-arm (plus ADD and DEL per socket), and each of its
+//! reactor turns costs five syscalls (a timerfd set and re-armed, the wait, an eventfd read and
+//! re-arm) — about 25 of the 46 syscalls a short connection cost (docs/benchmarks.md). Here a
+//! socket is added once with `EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET` and never modified;
+//! closing it removes it from the set (sockets a worker took from elsewhere, which may be open
+//! in another process, are deleted explicitly). Readiness is a counter per direction that the
+//! reactor bumps on every edge, so a waiter knows whether an edge came after its last
+//! `EAGAIN` (see [`Async`]'s rule below).
+//!
+//! Who drives it: in a worker process, the local executor's own thread (`super::local`), with
+//! the coarse clock's next tick as the `epoll_wait` timeout and an eventfd only to wake it from
+//! another thread; elsewhere (the library, `--workers 1`) a thread of its own,
+//! `tcpmap-reactor`, that waits and wakes tasks on the async-std executor.
+//!
+//! Events name sources by a key (slot index + generation), never by address: an event that was
+//! already collected for a socket closed meanwhile finds its slot reused or empty and is
+//! dropped.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use rustix::event::epoll::{self, EventData, EventFlags};
+
+/// The event key of the wake-up eventfd.
+const NOTIFY_KEY: u64 = u64::MAX;
+
+/// Events taken per `epoll_wait`.
+const EVENT_BATCH: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a few field updates: a panic cannot leave them torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One direction's readiness: a count of edges and the waker of the task waiting for the next.
+#[derive(Debug, Default)]
+struct Interest {
+    /// Edges seen by the reactor (bumped under `waker`'s lock).
+    tick: AtomicU64,
+    /// The tick the user last found drained (`EAGAIN`) or consumed.
+    seen: AtomicU64,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Interest {
+    fn fire(&self) {
+        let waker = {
+            let mut slot = lock(&self.waker);
+            self.tick.fetch_add(1, Ordering::AcqRel);
+            slot.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Ready when an edge came after `since`; that consumes every edge so far.
+    fn poll_since(&self, cx: &mut Context<'_>, since: u64) -> Poll<()> {
+        let mut slot = lock(&self.waker);
+        let now = self.tick.load(Ordering::Acquire);
+        if now != since {
+            self.seen.store(now, Ordering::Relaxed);
+            return Poll::Ready(());
+        }
+        self.seen.store(since, Ordering::Relaxed);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// A registered file descriptor's readiness.
+#[derive(Debug)]
+struct Source {
+    key: u64,
+    read: Interest,
+    write: Interest,
+}
+
+#[derive(Default)]
+struct Slab {
+    /// Slot `i` holds its generation and the source registered under it, if any.
+    slots: Vec<(u32, Option<Arc<Source>>)>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self) -> Arc<Source> {
+        let (index, slot) = match self.free.pop() {
+            Some(i) => match self.slots.get_mut(i as usize) {
+                Some(slot) => (i, slot),
+                // The free list only holds indexes of slots: not reached.
+                None => self.push(),
+            },
+            None => self.push(),
+        };
+        let source = Arc::new(Source {
+            key: (u64::from(slot.0) << 32) | u64::from(index),
+            read: Interest::default(),
+            write: Interest::default(),
+        });
+        slot.1 = Some(source.clone());
+        source
+    }
+
+    fn push(&mut self) -> (u32, &mut (u32, Option<Arc<Source>>)) {
+        let index = self.slots.len() as u32;
+        self.slots.push((0, None));
+        let slot = self.slots.last_mut();
+        match slot {
+            Some(slot) => (index, slot),
+            None => unreachable!("just pushed"),
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<&Arc<Source>> {
+        let (generation, source) = self.slots.get((key & 0xffff_ffff) as usize)?;
+        match source {
+            Some(s) if u64::from(*generation) == key >> 32 => Some(s),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        let index = (key & 0xffff_ffff) as u32;
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if slot.1.as_ref().is_some_and(|s| s.key == key) {
+                slot.1 = None;
+                slot.0 = slot.0.wrapping_add(1);
+                self.free.push(index);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The event buffer of the thread that drives the reactor (`epoll::Event` is not `Send`).
+    static EVENTS: std::cell::RefCell<Vec<epoll::Event>> =
+        std::cell::RefCell::new(Vec::with_capacity(EVENT_BATCH));
+}
+
+/// The wake list of one driver turn (only one thread drives at a time).
+#[derive(Default)]
+struct Turn {
+    ready: Vec<(Arc<Source>, EventFlags)>,
+}
+
+/// The process's epoll set.
+pub(crate) struct Reactor {
+    epoll: OwnedFd,
+    notify: OwnedFd,
+    /// Set by the driver just before it sleeps in `epoll_wait`; whoever clears it owes a
+    /// wake-up ([`Reactor::unpark`]).
+    sleeping: AtomicBool,
+    slab: Mutex<Slab>,
+    turn: Mutex<Turn>,
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor").finish_non_exhaustive()
+    }
+}
+
+static REACTOR: OnceLock<Result<Reactor, (io::ErrorKind, String)>> = OnceLock::new();
+static THREAD: std::sync::Once = std::sync::Once::new();
+
+/// The process's reactor, made on first use; outside local mode its driver thread is started
+/// then too.
+pub(crate) fn get() -> io::Result<&'static Reactor> {
+    let made = REACTOR.get_or_init(|| Reactor::new().map_err(|e| (e.kind(), e.to_string())));
+    let reactor = made
+        .as_ref()
+        .map_err(|(kind, msg)| io::Error::new(*kind, msg.clone()))?;
+    if !super::local::installed() {
+        THREAD.call_once(|| {
+            let spawned = std::thread::Builder::new()
+                .name("tcpmap-reactor".into())
+                .spawn(move || {
+                    loop {
+                        if let Err(e) = reactor.turn(None) {
+                            tracing::error!(error = %e, "epoll_wait failed");
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the reactor thread");
+            }
+        });
+    }
+    Ok(reactor)
+}
+
+impl Reactor {
+    fn new() -> io::Result<Reactor> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let notify = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        epoll::add(
+            &epoll,
+            &notify,
+            EventData::new_u64(NOTIFY_KEY),
+            EventFlags::IN | EventFlags::ET,
+        )?;
+        Ok(Reactor {
+            epoll,
+            notify,
+            sleeping: AtomicBool::new(false),
+            slab: Mutex::new(Slab::default()),
+            turn: Mutex::new(Turn::default()),
+        })
+    }
+
+    fn register(&self, fd: impl AsFd) -> io::Result<Arc<Source>> {
+        let source = lock(&self.slab).insert();
+        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        if let Err(e) = epoll::add(&self.epoll, fd, EventData::new_u64(source.key), flags) {
+            lock(&self.slab).remove(source.key);
+            return Err(e.into());
+        }
+        Ok(source)
+    }
+
+    fn deregister(&self, source: &Source, fd: Option<impl AsFd>) {
+        if let Some(fd) = fd {
+            // Gone already (closed elsewhere) is fine: the slot is freed either way.
+            let _ = epoll::delete(&self.epoll, fd);
+        }
+        lock(&self.slab).remove(source.key);
+    }
+
+    /// The driver is about to sleep: from now on a wake from another thread must
+    /// [`unpark`](Reactor::unpark) it.
+    pub(crate) fn will_sleep(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+    }
+
+    /// Wakes the driver if it sleeps (one eventfd write); nothing when it is running.
+    pub(crate) fn unpark(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let _ = rustix::io::write(&self.notify, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Waits up to `timeout` (None: forever; zero: not at all) for events and wakes their
+    /// waiters. Returns the number of events.
+    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        let mut turn = lock(&self.turn);
+        let ready = &mut turn.ready;
+        EVENTS.with_borrow_mut(|events| self.wait(events, ready, timeout))?;
+        let n = ready.len();
+        for (source, flags) in ready.drain(..) {
+            let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+            if broken || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI) {
+                source.read.fire();
+            }
+            if broken || flags.contains(EventFlags::OUT) {
+                source.write.fire();
+            }
+        }
+        Ok(n)
+    }
+
+    /// One `epoll_wait`; the sources of its events go to `ready`.
+    fn wait(
+        &self,
+        events: &mut Vec<epoll::Event>,
+        ready: &mut Vec<(Arc<Source>, EventFlags)>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        events.clear();
+        events.reserve(EVENT_BATCH);
+        // Whole milliseconds, rounded up: a wait that ends early costs a turn for nothing.
+        let spec = timeout.map(|t| {
+            let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
+            rustix::event::Timespec {
+                tv_sec: ms / 1000,
+                tv_nsec: (ms % 1000) * 1_000_000,
+            }
+        });
+        let waited = match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(events),
+            spec.as_ref(),
+        ) {
+            Ok(_) => Ok(()),
+            Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(io::Error::from(e)),
+        };
+        self.sleeping.store(false, Ordering::SeqCst);
+        waited?;
+        let slab = lock(&self.slab);
+        for event in events.iter() {
+            let key = event.data.u64();
+            let flags = event.flags;
+            if key == NOTIFY_KEY {
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(&self.notify, &mut buf);
+            } else if let Some(source) = slab.get(key) {
+                ready.push((source.clone(), flags));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A non-blocking socket registered with the [`Reactor`].
+///
+/// The rule for its users (every `net/` helper follows it): wait for readiness only after an
+/// operation on the socket came back `EAGAIN`, and tell the socket which edge that was — take
+/// [`Async::read_tick`] before the operation and give it to [`Async::read_drained`] after the
+/// `EAGAIN` (the `poll_*_with` helpers and the futures-io impls do both). Then
+/// [`Async::poll_readable`] is ready exactly when an edge came after the drained one: no wake-up
+/// is missed and none is spurious. Waiting without a drained operation is ready at the next edge
+/// after the last one consumed (a socket's first wait is ready if anything came since it was
+/// registered).
+#[derive(Debug)]
+pub(crate) struct Async<T: AsFd> {
+    io: Option<T>,
+    source: Arc<Source>,
+    /// Delete the registration explicitly on drop: the descriptor may be open elsewhere (a
+    /// listener a worker shares), so closing it would not remove it from the set.
+    shared: bool,
+}
+
+impl<T: AsFd> Async<T> {
+    /// Registers `io`, making it non-blocking first.
+    pub(crate) fn new(io: T) -> io::Result<Async<T>> {
+        rustix::io::ioctl_fionbio(&io, true)?;
+        Self::register(io, true)
+    }
+
+    /// Registers `io`, which is already non-blocking and open in this process only (accepted
+    /// or connected here): its close takes it out of the set, no `epoll_ctl(DEL)`.
+    pub(crate) fn new_nonblocking(io: T) -> io::Result<Async<T>> {
+        Self::register(io, false)
+    }
+
+    fn register(io: T, shared: bool) -> io::Result<Async<T>> {
+        let source = get()?.register(&io)?;
+        Ok(Async {
+            io: Some(io),
+            source,
+            shared,
+        })
+    }
+
+    /// The socket.
+    pub(crate) fn get_ref(&self) -> &T {
+        match &self.io {
+            Some(io) => io,
+            // Only `into_inner` takes it, and that consumes `self`.
+            None => unreachable!("Async without its socket"),
+        }
+    }
+
+    /// Deregisters and returns the socket (left non-blocking).
+    pub(crate) fn into_inner(mut self) -> io::Result<T> {
+        let io = self
+            .io
+            .take()
+            .ok_or_else(|| io::Error::other("socket already taken"))?;
+        get()?.deregister(&self.source, Some(&io));
+        Ok(io)
+    }
+
+    /// The read edge count now; take it before an operation that may return `EAGAIN`.
+    pub(crate) fn read_tick(&self) -> u64 {
+        self.source.read.tick.load(Ordering::Acquire)
+    }
+
+    /// The write edge count now (see [`Async::read_tick`]).
+    pub(crate) fn write_tick(&self) -> u64 {
+        self.source.write.tick.load(Ordering::Acquire)
+    }
+
+    /// A read operation started at `tick` came back `EAGAIN`.
+    pub(crate) fn read_drained(&self, tick: u64) {
+        self.source.read.seen.store(tick, Ordering::Relaxed);
+    }
+
+    /// A write operation started at `tick` came back `EAGAIN`: ready at the next write edge.
+    pub(crate) fn write_drained_then_poll(
+        &self,
+        tick: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.source.write.poll_since(cx, tick).map(Ok)
+    }
+
+    /// Ready at the first read edge after the last one drained or consumed.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let since = self.source.read.seen.load(Ordering::Relaxed);
+        self.source.read.poll_since(cx, since).map(Ok)
+    }
+
+    /// Ready at the first write edge after the last one drained or consumed.
+    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let since = self.source.write.seen.load(Ordering::Relaxed);
+        self.source.write.poll_since(cx, since).map(Ok)
+    }
+
+    /// Waits for [`Async::poll_readable`].
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        futures_lite::future::poll_fn(|cx| self.poll_readable(cx)).await
+    }
+
+    /// Waits for [`Async::poll_writable`].
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        futures_lite::future::poll_fn(|cx| self.poll_writable(cx)).await
+    }
+
+    /// Runs the read operation `op` until it does not say `EAGAIN`, waiting for an edge between.
+    pub(crate) fn poll_read_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let tick = self.read_tick();
+            match op(self.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.source.read.poll_since(cx, tick).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    /// Runs the write operation `op` until it does not say `EAGAIN`, waiting for an edge between.
+    pub(crate) fn poll_write_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let tick = self.write_tick();
+            match op(self.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.source.write.poll_since(cx, tick).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+impl<T: AsFd> Drop for Async<T> {
+    fn drop(&mut self) {
+        let io = self.io.take();
+        if let Ok(reactor) = get() {
+            match (&io, self.shared) {
+                (Some(io), true) => reactor.deregister(&self.source, Some(io)),
+                _ => reactor.deregister(&self.source, None::<&OwnedFd>),
+            }
+        }
+        drop(io); // closes it (and so takes it out of the epoll set if it was ours alone)
+    }
+}
+
+impl Async<TcpStream> {
+    /// Connects to `addr` (non-blocking connect, then a wait for the socket to turn writable).
+    pub(crate) async fn connect(addr: SocketAddr) -> io::Result<Async<TcpStream>> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {}
+            Err(e) => return Err(e),
+        }
+        let stream = Async::new_nonblocking(TcpStream::from(socket))?;
+        // The first write edge after the registration says the connect finished, either way.
+        stream.writable().await?;
+        // On Linux `SO_ERROR` tells how the connect ended (no `getpeername` needed).
+        if let Some(e) = stream.get_ref().take_error()? {
+            return Err(e);
+        }
+        Ok(stream)
+    }
+}
+
+impl Async<TcpStream> {
+    /// Reads into `buf` without taking the bytes off the socket (`MSG_PEEK`).
+    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        futures_lite::future::poll_fn(|cx| self.poll_read_with(cx, |s| s.peek(buf))).await
+    }
+}
+
+impl Async<UdpSocket> {
+    /// A UDP socket bound to `addr`.
+    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<UdpSocket>> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::DGRAM.nonblocking().cloexec(),
+            Some(Protocol::UDP),
+        )?;
+        socket.bind(&addr.into())?;
+        Async::new_nonblocking(UdpSocket::from(socket))
+    }
+
+    /// Sends a datagram to the connected peer.
+    pub(crate) async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        futures_lite::future::poll_fn(|cx| self.poll_write_with(cx, |s| s.send(buf))).await
+    }
+
+    /// Receives a datagram from the connected peer.
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        futures_lite::future::poll_fn(|cx| self.poll_read_with(cx, |s| s.recv(buf))).await
+    }
+}
+
+impl AsyncRead for &Async<TcpStream> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |mut s| s.read(buf))
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |mut s| s.read_vectored(bufs))
+    }
+}
+
+impl AsyncRead for Async<TcpStream> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |mut s| s.read(buf))
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_with(cx, |mut s| s.read_vectored(bufs))
+    }
+}
+
+impl AsyncWrite for &Async<TcpStream> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |mut s| s.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |mut s| s.write_vectored(bufs))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Flushes only, as async-io's does: the write half stays open (`TcpHalfClose` shuts it).
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Async<TcpStream> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |mut s| s.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |mut s| s.write_vectored(bufs))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Flushes only (see the `&Async` impl).
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The reactor on real loopback sockets, driven by its own thread (the library's mode).
+
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    use futures_lite::future::block_on;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn pair() -> (Async<TcpStream>, Async<TcpStream>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = block_on(Async::<TcpStream>::connect(l.local_addr().unwrap())).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, Async::new(b).unwrap())
+    }
+
+    #[test]
+    fn small_reads_of_a_big_write_drain_it_all() {
+        // Edge-triggered: one edge for many bytes. Reading 7 bytes at a time must still see
+        // every byte (a read that did not end in EAGAIN must not wait for another edge).
+        let (a, b) = pair();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            block_on(async {
+                let mut a = &a;
+                a.write_all(&sent).await.unwrap();
+                a.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        });
+        let got = block_on(async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 7];
+            let mut b = &b;
+            loop {
+                let n = b.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        });
+        writer.join().unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn after_eagain_readiness_waits_for_new_bytes_and_sees_them() {
+        let (a, b) = pair();
+        block_on(async {
+            let mut buf = [0u8; 16];
+            let tick = b.read_tick();
+            let e = b.get_ref().peek(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            b.read_drained(tick);
+            let waker = futures_lite::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            let mut cx = Context::from_waker(&waker);
+            assert!(
+                b.poll_readable(&mut cx).is_pending(),
+                "ready with nothing new"
+            );
+            (&a).write_all(b"hello").await.unwrap();
+            let start = Instant::now();
+            b.readable().await.unwrap();
+            assert!(start.elapsed() < Duration::from_secs(5));
+            assert_eq!((&b).read(&mut buf).await.unwrap(), 5);
+        });
+    }
+
+    #[test]
+    fn reused_slots_do_not_take_a_closed_sockets_events() {
+        // Open and close many sockets so slots are reused under new generations; each new
+        // socket still gets its own readiness (the old keys' events, if any, are dropped).
+        for _ in 0..2000 {
+            let (a, b) = pair();
+            drop(a);
+            let mut buf = [0u8; 4];
+            // The peer's close is an edge for `b`: EOF arrives.
+            assert_eq!(block_on((&b).read(&mut buf)).unwrap(), 0);
+        }
+        let (a, b) = pair();
+        block_on(async {
+            (&a).write_all(b"ok").await.unwrap();
+            let mut buf = [0u8; 2];
+            (&b).read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ok");
+        });
+        let slab = lock(&get().unwrap().slab);
+        assert!(slab.slots.len() < 1000, "slots leak: {}", slab.slots.len());
+    }
+
+    #[test]
+    fn a_refused_connect_is_an_error_not_a_hang() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let r = block_on(Async::<TcpStream>::connect(port));
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
