@@ -128,6 +128,10 @@ struct Setup {
 }
 
 fn setup(workers: &str) -> Setup {
+    setup_env(workers, &[])
+}
+
+fn setup_env(workers: &str, env: &[(&str, &str)]) -> Setup {
     let ca = Ca::new("tcpmap worker tickets CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.leaf(&["t.example"]);
@@ -136,7 +140,7 @@ fn setup(workers: &str) -> Setup {
     let cfg = dir.path().join("config.yaml");
     let secrets = dir.path().to_str().unwrap().to_string();
     let addr = up.addr;
-    let (d, [port]) = Daemon::run_yaml(
+    let (d, [port]) = Daemon::run_yaml_env(
         &cfg,
         |[port]| {
             format!(
@@ -153,6 +157,7 @@ fn setup(workers: &str) -> Setup {
             "--secrets-dir",
             &secrets,
         ],
+        env,
     );
     Setup {
         ca,
@@ -269,6 +274,47 @@ fn a_ticket_resumes_on_the_workers_that_replaced_killed_ones() {
     assert!(now.iter().all(|p| !original.contains(p)), "{now:?}");
     let resumed = resume_many(&s, &cfg, 20);
     assert_eq!(resumed, 20, "{resumed} of 20 resumed on the replacements");
+}
+
+/// Rotation every 3 s (the test knob; 6 hours otherwise): the Supervisor's new keys reach both
+/// workers, a ticket under the previous key still resumes on both, and two rotations after it
+/// was issued it no longer does (the workers never rotate on their own, so only keys from the
+/// Supervisor can retire it).
+#[test]
+fn rotated_keys_reach_every_worker_and_the_previous_key_still_resumes() {
+    let s = setup_env("2", &[("TCPMAP_TICKET_ROTATION_SECS", "3")]);
+    let old = client(&s.ca, &rustls::version::TLS12, Arc::new(FirstTicket::new()));
+    let start = s.d.mark();
+    assert_eq!(visit(s.port, &old).1, HandshakeKind::Full);
+    let rotated = "session-ticket keys rotated";
+    s.d.wait_for(start, rotated, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no rotation:\n{}", s.d.log()));
+    let after_first = s.d.mark();
+    // Before the next rotation (3 s): the old ticket (previous key) resumes on both workers...
+    assert_eq!(
+        resume_many(&s, &old, 10),
+        10,
+        "previous key on both workers"
+    );
+    // ...and a ticket under the new key resumes on both, so both have it.
+    let new = client(&s.ca, &rustls::version::TLS12, Arc::new(FirstTicket::new()));
+    assert_eq!(visit(s.port, &new).1, HandshakeKind::Full);
+    assert_eq!(resume_many(&s, &new, 10), 10, "current key on both workers");
+    assert!(
+        s.d.lines()[after_first..]
+            .iter()
+            .all(|l| !l.contains(rotated)),
+        "a second rotation came too soon for the checks above; the machine is too slow"
+    );
+    s.d.wait_for(after_first, rotated, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no second rotation:\n{}", s.d.log()));
+    for i in 0..6 {
+        assert_eq!(
+            visit(s.port, &old).1,
+            HandshakeKind::Full,
+            "connection {i}: a ticket two rotations old resumed"
+        );
+    }
 }
 
 #[test]

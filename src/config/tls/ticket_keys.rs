@@ -23,6 +23,18 @@ use serde::{Deserialize, Serialize};
 /// How long one key seals new tickets; the previous one still opens for as long again.
 pub(crate) const ROTATION_SECS: u64 = 6 * 60 * 60;
 
+/// The rotation period in use: [`ROTATION_SECS`], or `TCPMAP_TICKET_ROTATION_SECS` (at least 1)
+/// when set — a test knob, so a test can watch keys rotate (read once per process).
+pub(crate) fn rotation_secs() -> u64 {
+    static SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SECS.get_or_init(|| {
+        std::env::var("TCPMAP_TICKET_ROTATION_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(ROTATION_SECS, |v| v.max(1))
+    })
+}
+
 /// The ticket format's version byte.
 const VERSION: u8 = 1;
 /// Bytes of a key id.
@@ -107,16 +119,16 @@ impl TicketKeys {
         })
     }
 
-    /// True when the current key has sealed for [`ROTATION_SECS`] at `now`.
+    /// True when the current key has sealed for [`rotation_secs`] at `now`.
     pub(crate) fn due(&self, now: u64) -> bool {
-        now >= self.current.created.saturating_add(ROTATION_SECS)
+        now >= self.current.created.saturating_add(rotation_secs())
     }
 
     /// Seconds from `now` until [`due`](Self::due) holds (0 when it does).
     pub(crate) fn secs_until_due(&self, now: u64) -> u64 {
         self.current
             .created
-            .saturating_add(ROTATION_SECS)
+            .saturating_add(rotation_secs())
             .saturating_sub(now)
     }
 }
@@ -271,10 +283,10 @@ impl ProducesTickets for KeyRing {
         true
     }
 
-    /// The ticket lifetime hint: a key seals for [`ROTATION_SECS`] and opens for as long
+    /// The ticket lifetime hint: a key seals for [`rotation_secs`] and opens for as long
     /// again.
     fn lifetime(&self) -> u32 {
-        (2 * ROTATION_SECS) as u32
+        u32::try_from(2 * rotation_secs()).unwrap_or(u32::MAX)
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
@@ -383,21 +395,21 @@ mod tests {
         let own = ring(Mode::Own);
         let given = KeyRing::new(own.keys_at(T0), Mode::Given).unwrap();
         let t = own.seal_at(b"x", T0).unwrap();
-        let before = own.keys_at(T0 + ROTATION_SECS - 1);
-        assert!(!before.due(T0 + ROTATION_SECS - 1));
-        assert_eq!(before.secs_until_due(T0 + ROTATION_SECS - 1), 1);
-        let after = own.keys_at(T0 + ROTATION_SECS);
+        let before = own.keys_at(T0 + rotation_secs() - 1);
+        assert!(!before.due(T0 + rotation_secs() - 1));
+        assert_eq!(before.secs_until_due(T0 + rotation_secs() - 1), 1);
+        let after = own.keys_at(T0 + rotation_secs());
         assert_ne!(after.current, before.current, "rotated when due");
         assert_eq!(after.previous.as_ref(), Some(&before.current));
-        assert_eq!(after.secs_until_due(T0 + ROTATION_SECS), ROTATION_SECS);
+        assert_eq!(after.secs_until_due(T0 + rotation_secs()), rotation_secs());
         assert_eq!(
-            own.open_at(&t, T0 + ROTATION_SECS).as_deref(),
+            own.open_at(&t, T0 + rotation_secs()).as_deref(),
             Some(&b"x"[..])
         );
         // Twelve hours on (two rotations), the first ticket is gone.
-        assert_eq!(own.open_at(&t, T0 + 2 * ROTATION_SECS), None);
+        assert_eq!(own.open_at(&t, T0 + 2 * rotation_secs()), None);
         // A given ring never rotates on its own.
-        let far = T0 + 10 * ROTATION_SECS;
+        let far = T0 + 10 * rotation_secs();
         assert_eq!(given.keys_at(far).current, before.current);
         assert_eq!(given.open_at(&t, far).as_deref(), Some(&b"x"[..]));
     }
