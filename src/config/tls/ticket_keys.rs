@@ -228,16 +228,15 @@ impl KeyRing {
         out.push(VERSION);
         out.extend_from_slice(&s.keys.current.id);
         out.extend_from_slice(&nonce);
-        let mut body = out.split_off(HEADER);
-        body.extend_from_slice(plain);
-        s.current
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&out[..1 + ID_LEN]),
-                &mut body,
-            )
+        out.extend_from_slice(plain);
+        // Sealed in place after the header; the header's first 9 bytes are authenticated.
+        let (header, body) = out.split_at_mut_checked(HEADER)?;
+        let aad = header.get(..1 + ID_LEN)?;
+        let tag = s
+            .current
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
             .ok()?;
-        out.append(&mut body);
+        out.extend_from_slice(tag.as_ref());
         Some(out)
     }
 
