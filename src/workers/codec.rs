@@ -43,8 +43,10 @@ pub(crate) enum ToWorker {
         /// The run settings.
         settings: Settings,
         /// The session-ticket keys every worker seals and opens tickets with (their `Debug`
-        /// shows no secret).
-        tickets: TicketKeys,
+        /// shows no secret). Always sent; optional so that a worker of a newer binary (the
+        /// file replaced before a hot upgrade) still starts under an older Supervisor.
+        #[serde(default)]
+        tickets: Option<TicketKeys>,
     },
     /// The ticket keys after a rotation (the Supervisor rotates for all workers). Reply:
     /// `TicketKeysTaken`.
@@ -267,7 +269,7 @@ mod tests {
                     resolv_conf: "/etc/resolv.conf".into(),
                     drain_timeout_ms: 30_000,
                 },
-                tickets: TicketKeys::generate(1).unwrap(),
+                tickets: Some(TicketKeys::generate(1).unwrap()),
             },
             ToWorker::TicketKeys {
                 keys: TicketKeys::generate(2).unwrap().rotated(3).unwrap(),

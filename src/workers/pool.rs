@@ -338,7 +338,7 @@ impl Pool {
         let hello = ToWorker::Hello {
             id,
             settings: self.config.settings.clone(),
-            tickets: self.tickets.clone(),
+            tickets: Some(self.tickets.clone()),
         };
         expect(w.link.call(hello, vec![fd]).await, |r| {
             *r == FromWorker::Ready

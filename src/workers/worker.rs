@@ -54,7 +54,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
         anyhow::bail!("the first control message was not Hello");
     };
     // Before any config is built: every TLS context of this worker uses the Supervisor's keys.
-    crate::config::tls::tickets::install(tickets).map_err(anyhow::Error::msg)?;
+    match tickets {
+        Some(keys) => crate::config::tls::tickets::install(keys).map_err(anyhow::Error::msg)?,
+        None => tracing::warn!(
+            "the Supervisor sent no session-ticket keys; this worker's tickets resume only on it"
+        ),
+    }
     let counters = Counters::open(
         channel
             .take_fds(1)?
