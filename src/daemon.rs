@@ -137,8 +137,12 @@ async fn hot_upgrade(proxy: &ProxyHandle, exe: &Path) -> anyhow::Result<u32> {
     let (listeners, admin) = proxy.handover().await?;
     let exe = exe.to_path_buf();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The keys the workers (or this process) use now, so tickets resume on the new binary.
+    let tickets = crate::config::tls::tickets::current()
+        .inspect_err(|e| tracing::warn!(error = %e, "no session-ticket keys to hand over"))
+        .ok();
     let pid = rt::spawn_blocking(move || {
-        crate::workers::upgrade::start_new(&exe, &args, listeners, admin)
+        crate::workers::upgrade::start_new(&exe, &args, listeners, admin, tickets)
     })
     .await?;
     Ok(pid)

@@ -16,7 +16,8 @@
 
 mod any_cert;
 mod suites;
-mod tickets;
+pub(crate) mod ticket_keys;
+pub(crate) mod tickets;
 
 use std::fmt;
 use std::sync::Arc;

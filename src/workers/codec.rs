@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::Bundle;
+use crate::config::tls::ticket_keys::TicketKeys;
 
 /// The largest frame either side accepts (a config with its certificates fits many times).
 pub(crate) const MAX_FRAME: usize = 64 << 20;
@@ -41,6 +42,17 @@ pub(crate) enum ToWorker {
         id: u32,
         /// The run settings.
         settings: Settings,
+        /// The session-ticket keys every worker seals and opens tickets with (their `Debug`
+        /// shows no secret). Always sent; optional so that a worker of a newer binary (the
+        /// file replaced before a hot upgrade) still starts under an older Supervisor.
+        #[serde(default)]
+        tickets: Option<TicketKeys>,
+    },
+    /// The ticket keys after a rotation (the Supervisor rotates for all workers). Reply:
+    /// `TicketKeysTaken`.
+    TicketKeys {
+        /// The new set (the current key and the one before it).
+        keys: TicketKeys,
     },
     /// Build this config and hold it; carries one listening socket per entry of
     /// `listeners`, in order. Reply: `Prepared` or `Failed` (the worker keeps serving the
@@ -81,6 +93,8 @@ pub(crate) enum ToWorker {
 pub(crate) enum FromWorker {
     /// `Hello` taken.
     Ready,
+    /// `TicketKeys` taken: new tickets use the new current key.
+    TicketKeysTaken,
     /// The config of `Prepare` is built and held.
     Prepared,
     /// A request could not be carried out (the worker's state is unchanged).
@@ -123,6 +137,10 @@ pub(crate) enum Upgrade {
         listeners: Vec<SocketAddr>,
         /// One more descriptor follows: the admin socket.
         admin: bool,
+        /// The session-ticket keys, so tickets the old binary issued resume on the new one
+        /// (absent from a binary that predates it: the new one makes its own).
+        #[serde(default)]
+        tickets: Option<TicketKeys>,
     },
     /// New → old: serving; the old one drains now.
     Ready {
@@ -251,6 +269,10 @@ mod tests {
                     resolv_conf: "/etc/resolv.conf".into(),
                     drain_timeout_ms: 30_000,
                 },
+                tickets: Some(TicketKeys::generate(1).unwrap()),
+            },
+            ToWorker::TicketKeys {
+                keys: TicketKeys::generate(2).unwrap().rotated(3).unwrap(),
             },
         ]
     }
@@ -269,6 +291,20 @@ mod tests {
         };
         let frame = encode(&reply).unwrap();
         assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);
+    }
+
+    #[test]
+    fn ticket_keys_arrive_whole_and_an_old_handover_still_decodes() {
+        let keys = TicketKeys::generate(1).unwrap().rotated(2).unwrap();
+        let frame = encode(&ToWorker::TicketKeys { keys: keys.clone() }).unwrap();
+        let (back, _): (ToWorker, _) = decode(&frame).unwrap().unwrap();
+        assert!(matches!(back, ToWorker::TicketKeys { keys: k } if k == keys));
+        // A Handover from a binary without ticket keys.
+        let old = br#"{"Handover":{"listeners":["127.0.0.1:80"],"admin":false}}"#;
+        let mut frame = (old.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(old);
+        let (msg, _): (Upgrade, _) = decode(&frame).unwrap().unwrap();
+        assert!(matches!(msg, Upgrade::Handover { tickets: None, .. }));
     }
 
     #[test]

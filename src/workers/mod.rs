@@ -22,6 +22,9 @@
 //! - `channel`: one end of a control channel; `shm`: the shared counters (the crate's only
 //!   `unsafe`); `pool`: the Supervisor's side (`link`: one worker's channel as it uses it);
 //!   `worker`: the worker's side.
+//! - The pool also owns the session-ticket keys: every worker gets them in `Hello` and again
+//!   after each rotation (`ToWorker::TicketKeys`), so a ticket resumes on any worker;
+//!   `upgrade` hands them to a new binary.
 //!
 //! The library API never starts workers: they are a daemon feature (`tcpmap run`).
 

@@ -9,6 +9,10 @@
 //! Apply is two-phase: every worker builds the config from the Supervisor's bundle and holds
 //! it (`Prepare`); only when all have, each is told to serve it (`Commit`). One failure
 //! aborts the others and the reload fails whole.
+//!
+//! The pool also owns the session-ticket keys the workers share: every worker gets them in
+//! `Hello` (a replacement too) and again after each rotation (`RotateTickets`, when the current
+//! key is 6 hours old), so a ticket issued by one worker resumes on any other.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +28,8 @@ use super::link::{Link, expect};
 use super::merge::{self, Retired};
 use super::shm::{Counters, SLOTS};
 use crate::config::Bundle;
+use crate::config::tls::ticket_keys::{TicketKeys, unix_now};
+use crate::config::tls::tickets;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
 
@@ -73,6 +79,8 @@ enum PoolMsg {
     Respawn {
         id: u32,
     },
+    /// The ticket keys' rotation time has come.
+    RotateTickets,
     StopAccepting {
         respond_to: Sender<()>,
     },
@@ -100,6 +108,8 @@ impl PoolHandle {
     /// apply).
     pub(crate) fn spawn(config: PoolConfig) -> std::io::Result<PoolHandle> {
         let counters = Counters::create(config.workers)?;
+        // The process's keys: after a hot upgrade, the ones the old binary handed over.
+        let tickets = tickets::current().map_err(std::io::Error::other)?;
         let (tx, rx) = rt::mailbox(64);
         let mut pool = Pool {
             config,
@@ -115,6 +125,7 @@ impl PoolHandle {
             retired: Retired::default(),
             shutting_down: false,
             quick_deaths: BTreeMap::new(),
+            tickets,
         };
         for id in 0..pool.config.workers as u32 {
             pool.start(id)?;
@@ -221,10 +232,13 @@ struct Pool {
     shutting_down: bool,
     /// Per worker slot: deaths in a row soon after a start (the backoff's exponent).
     quick_deaths: BTreeMap<u32, u32>,
+    /// The session-ticket keys every worker has (changed only by `rotate_tickets`).
+    tickets: TicketKeys,
 }
 
 impl Pool {
     async fn run(mut self) {
+        self.schedule_rotation();
         let ids: Vec<u32> = self.workers.keys().copied().collect();
         for id in ids {
             if let Err(e) = self.hello(id).await {
@@ -252,6 +266,7 @@ impl Pool {
                 }
                 PoolMsg::Exited { id, pid, status } => self.exited(id, pid, status).await,
                 PoolMsg::Respawn { id } => self.respawn(id).await,
+                PoolMsg::RotateTickets => self.rotate_tickets().await,
                 PoolMsg::StopAccepting { respond_to } => {
                     self.stop_accepting().await;
                     let _ = respond_to.send(());
@@ -323,6 +338,7 @@ impl Pool {
         let hello = ToWorker::Hello {
             id,
             settings: self.config.settings.clone(),
+            tickets: Some(self.tickets.clone()),
         };
         expect(w.link.call(hello, vec![fd]).await, |r| {
             *r == FromWorker::Ready
@@ -486,6 +502,48 @@ impl Pool {
         }
         tracing::warn!(%failure, "a worker could not apply the config; every worker keeps the old one");
         Err(failure)
+    }
+
+    /// Sends `RotateTickets` when the current ticket key is due (at least a second from now, so
+    /// a clock set back cannot make it spin).
+    fn schedule_rotation(&self) {
+        let wait = Duration::from_secs(self.tickets.secs_until_due(unix_now()).max(1));
+        let tx = self.tx.clone();
+        rt::detach(async move {
+            rt::sleep(wait).await;
+            let _ = tx.send_async(PoolMsg::RotateTickets).await;
+        });
+    }
+
+    /// Rotates the ticket keys (when due by the wall clock) and gives every worker the new
+    /// set; a worker that does not take it keeps the old keys (its tickets resume only on
+    /// itself until it is replaced).
+    async fn rotate_tickets(&mut self) {
+        match tickets::current() {
+            Ok(keys) if keys != self.tickets => {
+                self.tickets = keys;
+                let mut tasks = Vec::new();
+                for (id, w) in &self.workers {
+                    let link = w.link.clone();
+                    let msg = ToWorker::TicketKeys {
+                        keys: self.tickets.clone(),
+                    };
+                    tasks.push((
+                        *id,
+                        rt::spawn(async move { link.call(msg, Vec::new()).await }),
+                    ));
+                }
+                for (id, task) in tasks {
+                    if let Err(e) = expect(task.await, |r| *r == FromWorker::TicketKeysTaken) {
+                        tracing::warn!(worker = id, error = %e, "worker did not take the rotated session-ticket keys");
+                    }
+                }
+                tracing::info!(workers = self.workers.len(), "session-ticket keys rotated");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot rotate the session-ticket keys"),
+        }
+        self.schedule_rotation();
     }
 
     /// The shared-counter slot of each mapping (new mappings get the next free one).

@@ -4,6 +4,9 @@
 //! serving on them — its workers accept from the same queues as the old ones — and answers
 //! `Ready`; only then does the old one drain its workers and exit 0. The ports never close, so
 //! no connection is refused. If the new binary fails to start, the old one keeps serving.
+//!
+//! The handover also carries the session-ticket keys (current and previous, with their ages),
+//! so tickets issued before the upgrade resume after it and the rotation keeps its schedule.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -13,6 +16,7 @@ use std::process::{Command, Stdio};
 
 use super::channel::{self, Channel};
 use super::codec::Upgrade;
+use crate::config::tls::ticket_keys::TicketKeys;
 
 /// The environment variable that tells a new binary it is taking over.
 const ENV: &str = "TCPMAP_UPGRADE";
@@ -33,7 +37,12 @@ pub(crate) fn receive() -> std::io::Result<Option<(Channel, Inherited)>> {
         return Ok(None);
     }
     let mut channel = Channel::new(std::io::stdin().as_fd().try_clone_to_owned()?);
-    let Upgrade::Handover { listeners, admin } = channel.recv()? else {
+    let Upgrade::Handover {
+        listeners,
+        admin,
+        tickets,
+    } = channel.recv()?
+    else {
         return Err(std::io::Error::other(
             "the upgrade did not start with Handover",
         ));
@@ -50,6 +59,16 @@ pub(crate) fn receive() -> std::io::Result<Option<(Channel, Inherited)>> {
     if admin {
         inherited.admin = channel.take_fds(1)?.pop().map(TcpListener::from);
     }
+    // Before any TLS context is built, so every one seals and opens with them.
+    match tickets.map(crate::config::tls::tickets::adopt) {
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot take over the session-ticket keys; tickets from before the upgrade will not resume")
+        }
+        Some(Ok(())) => {}
+        None => tracing::info!(
+            "the old binary handed over no session-ticket keys; tickets from before the upgrade will not resume"
+        ),
+    }
     Ok(Some((channel, inherited)))
 }
 
@@ -63,13 +82,14 @@ pub(crate) fn ready(channel: &Channel) -> std::io::Result<()> {
     )
 }
 
-/// Starts `exe` with `args`, hands it the sockets and waits until it serves; its pid.
-/// Blocking: call it from a blocking thread.
+/// Starts `exe` with `args`, hands it the sockets and the ticket keys and waits until it
+/// serves; its pid. Blocking: call it from a blocking thread.
 pub(crate) fn start_new(
     exe: &PathBuf,
     args: &[std::ffi::OsString],
     listeners: Vec<(SocketAddr, TcpListener)>,
     admin: Option<TcpListener>,
+    tickets: Option<TicketKeys>,
 ) -> std::io::Result<u32> {
     let (mut ours, theirs) = channel::pair()?;
     let mut child = Command::new(exe)
@@ -82,6 +102,7 @@ pub(crate) fn start_new(
     let msg = Upgrade::Handover {
         listeners: listeners.iter().map(|(a, _)| *a).collect(),
         admin: admin.is_some(),
+        tickets,
     };
     let mut fds: Vec<OwnedFd> = listeners
         .into_iter()

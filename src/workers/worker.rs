@@ -6,7 +6,9 @@
 //! clock) while this thread answers the control channel, one request at a time:
 //!
 //! ```text
-//! Hello{settings} + counters fd ─▶ build Shared (limits counted in the shared memory)
+//! Hello{settings, tickets} + fd ─▶ take the ticket keys; build Shared (limits counted in
+//!                                 the shared memory the fd maps)
+//! TicketKeys{keys}              ─▶ seal new tickets with the rotated keys
 //! Prepare{bundle} + socket fds  ─▶ config::build_bundle (the Supervisor's pure code) ─▶ held
 //! Commit                        ─▶ Supervisor.apply(table, given sockets, generation)
 //! Metrics / Status              ─▶ this worker's registry / generation and open connections
@@ -46,9 +48,21 @@ pub(crate) fn run() -> anyhow::Result<()> {
     rt::local::install()?;
     let control = std::io::stdin().as_fd().try_clone_to_owned()?;
     let mut channel = Channel::new(control);
-    let ToWorker::Hello { id, settings } = channel.recv()? else {
+    let ToWorker::Hello {
+        id,
+        settings,
+        tickets,
+    } = channel.recv()?
+    else {
         anyhow::bail!("the first control message was not Hello");
     };
+    // Before any config is built: every TLS context of this worker uses the Supervisor's keys.
+    match tickets {
+        Some(keys) => crate::config::tls::tickets::install(keys).map_err(anyhow::Error::msg)?,
+        None => tracing::warn!(
+            "the Supervisor sent no session-ticket keys; this worker's tickets resume only on it"
+        ),
+    }
     let counters = Counters::open(
         channel
             .take_fds(1)?
@@ -111,6 +125,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
         let reply = match msg {
             ToWorker::Hello { .. } => FromWorker::Failed {
                 message: "already started".into(),
+            },
+            ToWorker::TicketKeys { keys } => match crate::config::tls::tickets::install(keys) {
+                Ok(()) => FromWorker::TicketKeysTaken,
+                Err(message) => FromWorker::Failed { message },
             },
             ToWorker::Prepare {
                 generation,

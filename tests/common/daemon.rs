@@ -79,12 +79,21 @@ impl Daemon {
         config: impl Fn([u16; N]) -> PathBuf,
         extra: &[&str],
     ) -> (Daemon, [u16; N]) {
+        Self::run_ports_env(config, extra, &[])
+    }
+
+    /// [`Daemon::run_ports`] with extra environment variables.
+    pub fn run_ports_env<const N: usize>(
+        config: impl Fn([u16; N]) -> PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Daemon, [u16; N]) {
         for _ in 0..BIND_ATTEMPTS {
             let ports: [u16; N] = std::array::from_fn(|_| super::net::free_port());
             let path = config(ports);
             let mut args = vec!["run", "--config", path.to_str().unwrap()];
             args.extend_from_slice(extra);
-            let mut d = Daemon::spawn(&args);
+            let mut d = Daemon::spawn_env(&args, env);
             let outcome = d.wait_line(0, Duration::from_secs(10), |l| {
                 l.contains("tcpmap running") || l.contains("cannot bind")
             });
@@ -107,12 +116,23 @@ impl Daemon {
         yaml: impl Fn([u16; N]) -> String,
         extra: &[&str],
     ) -> (Daemon, [u16; N]) {
-        Self::run_ports(
+        Self::run_yaml_env(path, yaml, extra, &[])
+    }
+
+    /// [`Daemon::run_yaml`] with extra environment variables.
+    pub fn run_yaml_env<const N: usize>(
+        path: &Path,
+        yaml: impl Fn([u16; N]) -> String,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Daemon, [u16; N]) {
+        Self::run_ports_env(
             |ports| {
                 std::fs::write(path, yaml(ports)).unwrap();
                 path.to_path_buf()
             },
             extra,
+            env,
         )
     }
 

@@ -1,30 +1,65 @@
-//! Session-ticket keys that outlive config generations.
+//! Session-ticket keys that outlive config generations and processes.
 //!
-//! One rotating key source ([`Ticketer`], new key every 6 hours, the previous one still
-//! decrypts) is made on first use and shared by every `ServerConfig` of the process, so a ticket
-//! issued before a reload resumes after it. Each config wraps it in a [`BoundTickets`] that ties
-//! its tickets to the certificate chain and client-auth policy they were issued under: rustls
-//! compares neither on resumption, so without the tag a ticket from a session without a client
-//! certificate would resume on a context that now requires one, or a ticket from before a
-//! certificate change would skip the new certificate.
+//! One key ring ([`KeyRing`](super::ticket_keys::KeyRing): AES-256-GCM, a new key every 6
+//! hours, the previous one still decrypts) is shared by every `ServerConfig` of the process, so a
+//! ticket issued before a reload resumes after it. Its keys can also come from outside: a worker
+//! process takes the Supervisor's keys ([`install`]), so a ticket issued by one worker resumes on
+//! every other and on a replacement, and a hot upgrade hands them to the new binary
+//! ([`adopt`]). Each config wraps the ring in a [`BoundTickets`] that ties its tickets to the
+//! certificate chain and client-auth policy they were issued under: rustls compares neither on
+//! resumption, so without the tag a ticket from a session without a client certificate would
+//! resume on a context that now requires one, or a ticket from before a certificate change would
+//! skip the new certificate.
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::crypto::aws_lc_rs::Ticketer;
 use rustls::server::ProducesTickets;
 use rustls_pki_types::CertificateDer;
 
-/// The process-wide key source (made on first use).
-static KEYS: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
+use super::ticket_keys::{KeyRing, Mode, TicketKeys, unix_now};
 
-/// The shared key source, made on first call; an error when the system RNG fails.
-fn keys() -> Result<Arc<dyn ProducesTickets>, String> {
-    if let Some(k) = KEYS.get() {
-        return Ok(k.clone());
+/// The process-wide key ring (made on first use, or by [`install`] / [`adopt`]).
+static RING: OnceLock<Arc<KeyRing>> = OnceLock::new();
+
+/// The shared ring, made with fresh keys on first call; an error when the system RNG fails.
+fn ring() -> Result<Arc<KeyRing>, String> {
+    if let Some(r) = RING.get() {
+        return Ok(r.clone());
     }
-    let made = Ticketer::new().map_err(|e| format!("session tickets: {e}"))?;
+    let made = Arc::new(KeyRing::new(TicketKeys::generate(unix_now())?, Mode::Own)?);
     // A racing first call may have won; every caller gets the stored one.
-    Ok(KEYS.get_or_init(|| made).clone())
+    Ok(RING.get_or_init(|| made).clone())
+}
+
+/// Puts `keys` in the process's ring (made with them if it does not exist yet).
+fn put(keys: TicketKeys, mode: Mode) -> Result<(), String> {
+    if let Some(r) = RING.get() {
+        return r.set(keys, mode);
+    }
+    let made = Arc::new(KeyRing::new(keys.clone(), mode)?);
+    if RING.set(made).is_err() {
+        // Made by a racing first use in between: give it the keys.
+        return ring()?.set(keys, mode);
+    }
+    Ok(())
+}
+
+/// In a worker: use `keys` from now on (every config of the process, old and new), and never
+/// rotate them here (the Supervisor sends the next ones).
+pub(crate) fn install(keys: TicketKeys) -> Result<(), String> {
+    put(keys, Mode::Given)
+}
+
+/// In a new binary after a hot upgrade: continue with the old binary's `keys`, rotating them
+/// on their schedule.
+pub(crate) fn adopt(keys: TicketKeys) -> Result<(), String> {
+    put(keys, Mode::Own)
+}
+
+/// The keys this process seals with now (rotated first when due): what a Supervisor sends its
+/// workers and a hot upgrade hands over.
+pub(crate) fn current() -> Result<TicketKeys, String> {
+    Ok(ring()?.keys_at(unix_now()))
 }
 
 /// What a ticket is bound to: the server's chain and the client-auth policy.
@@ -40,7 +75,7 @@ pub(super) struct Binding<'a> {
 /// The ticketer for one server config: the shared keys, tickets tagged with the config's binding.
 pub(super) fn ticketer(binding: &Binding<'_>) -> Result<Arc<dyn ProducesTickets>, String> {
     Ok(Arc::new(BoundTickets {
-        keys: keys()?,
+        keys: ring()?,
         tag: tag(binding)?,
     }))
 }
@@ -71,7 +106,7 @@ fn tag(b: &Binding<'_>) -> Result<Vec<u8>, String> {
     Ok(h.finish().as_ref().to_vec())
 }
 
-/// Tickets of the shared keys whose plaintext starts with the config's tag; a ticket with
+/// Tickets of the shared ring whose plaintext starts with the config's tag; a ticket with
 /// another tag does not decrypt (a full handshake follows).
 #[derive(Debug)]
 struct BoundTickets {
