@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--conns", type=int, default=16, help="wrk concurrent connections")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], help="K=V for the proxy (repeatable)")
+    ap.add_argument("--perf", action="store_true",
+                    help="instead of strace: `perf record` the proxy's processes and print the top symbols")
     args = ap.parse_args()
 
     out = os.path.join(px.HERE, "out")
@@ -76,6 +78,9 @@ def main():
         wrk = ["wrk", "-H", "Connection: close", f"-c{args.conns}", "-t1", "--timeout", "5s"]
         subprocess.run(wrk + ["-d1s", url], capture_output=True, timeout=30)  # warm-up
         time.sleep(0.5)
+        if args.perf:
+            profile(proc, wrk, url, args, out)
+            return
         summary = f"{out}/strace-{args.target}.txt"
         strace = ["strace", "-c", "-f", "-o", summary]
         for pid in proc.tree():
@@ -104,6 +109,26 @@ def main():
         if proc is not None:
             proc.stop()
         up.stop()
+
+
+def profile(proc, wrk, url, args, out):
+    """`perf record` every process of the proxy during one wrk run; print where CPU went."""
+    data = f"{out}/perf-{args.target}.data"
+    rec = ["perf", "record", "-F", "2999", "-g", "-o", data]
+    for pid in proc.tree():
+        rec += ["-p", str(pid)]
+    pr = subprocess.Popen(rec, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    r = subprocess.run(wrk + [f"-d{args.seconds}s", url], capture_output=True, text=True,
+                       timeout=args.seconds + 30)
+    pr.send_signal(signal.SIGINT)
+    pr.wait(timeout=60)
+    m = re.search(r"(\d+) requests in", r.stdout)
+    print(f"{args.target}: {m.group(1) if m else '?'} connections in {args.seconds} s under perf")
+    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
+                          "--stdio", "-g", "none", "--percent-limit", "0.7"],
+                         capture_output=True, text=True, timeout=300)
+    print("\n".join(l for l in rep.stdout.splitlines() if l and not l.startswith("#")))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ use crate::{ProxyBuilder, ProxyHandle};
 
 /// Runs the proxy until a shutdown signal; returns once drained.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.workers.resolve() == 1 {
+        // One process serves the traffic itself: its tasks run on the local runtime, as a
+        // worker's do (one thread runs them and drives the reactor and the coarse clock).
+        rt::local::install().context("cannot start the runtime")?;
+    }
     rt::block_on(run_async(args))
 }
 

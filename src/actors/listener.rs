@@ -2,7 +2,7 @@
 //!
 //! Owns the bound socket and the current [`Generation`] (swapped by `Retarget`, so open
 //! connections keep the generation they started with). Waits for an edge on the socket, then
-//! accepts until EAGAIN (at most [`ACCEPT_BATCH`] at a time, yielding between rounds) and
+//! accepts until EAGAIN ([`ACCEPT_BATCH`] at a time, yielding between rounds) and
 //! spawns a ConnectionActor for each. The reactor is edge-triggered (`rt::reactor`): a round
 //! that did not end in EAGAIN is followed by another without waiting, since the connections
 //! still queued may bring no new edge. Accept errors such as EMFILE back off, then retry.
@@ -226,9 +226,12 @@ impl ListenerActor {
     }
 }
 
-/// Connections accepted in one round before the listener lets other tasks run (fairness: a
-/// flood on one port must not starve the connections already open).
-const ACCEPT_BATCH: usize = 64;
+/// Connections accepted in one round before the listener lets the other tasks of its process
+/// run. One, as nginx does without `multi_accept`: between two accepts the connections already
+/// taken make progress, so a worker busy with handshakes accepts more slowly and the other
+/// workers, sharing the accept queue, take the rest (measured: docs/benchmarks.md, "Balance").
+/// Costs no syscall: the round after is tried without waiting, until one ends in EAGAIN.
+const ACCEPT_BATCH: usize = 1;
 
 /// Errors that concern one failed handshake, not the listener (retry at once).
 fn is_transient_accept_error(e: &io::Error) -> bool {

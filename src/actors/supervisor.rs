@@ -370,11 +370,11 @@ impl Supervisor {
             let socket = match &mut given {
                 Some(g) => g.sockets.remove(addr).map_or_else(
                     || Err(std::io::Error::other("no socket given for this listener")),
-                    crate::rt::Async::new,
+                    crate::rt::Async::listener,
                 ),
                 // A hot upgrade's new binary takes the old one's socket for this address.
                 None => match self.inherited.remove(addr) {
-                    Some(s) => crate::rt::Async::new(s),
+                    Some(s) => crate::rt::Async::listener(s),
                     None => socket::bind(*addr),
                 },
             };

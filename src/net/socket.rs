@@ -23,7 +23,7 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    Async::new(TcpListener::from(socket))
+    Async::listener(TcpListener::from(socket))
 }
 
 /// Takes one pending connection off a listening socket, without waiting: `WouldBlock` when

@@ -34,6 +34,12 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 /// The event key of the wake-up eventfd.
 const NOTIFY_KEY: u64 = u64::MAX;
 
+/// What a stream socket is registered for (once, never modified).
+const STREAM: EventFlags = EventFlags::IN
+    .union(EventFlags::OUT)
+    .union(EventFlags::RDHUP)
+    .union(EventFlags::ET);
+
 /// Events taken per `epoll_wait`.
 const EVENT_BATCH: usize = 256;
 
@@ -225,9 +231,8 @@ impl Reactor {
         })
     }
 
-    fn register(&self, fd: impl AsFd) -> io::Result<Arc<Source>> {
+    fn register(&self, fd: impl AsFd, flags: EventFlags) -> io::Result<Arc<Source>> {
         let source = lock(&self.slab).insert();
-        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
         if let Err(e) = epoll::add(&self.epoll, fd, EventData::new_u64(source.key), flags) {
             lock(&self.slab).remove(source.key);
             return Err(e.into());
@@ -341,17 +346,17 @@ impl<T: AsFd> Async<T> {
     /// Registers `io`, making it non-blocking first.
     pub(crate) fn new(io: T) -> io::Result<Async<T>> {
         rustix::io::ioctl_fionbio(&io, true)?;
-        Self::register(io, true)
+        Self::register(io, true, STREAM)
     }
 
     /// Registers `io`, which is already non-blocking and open in this process only (accepted
     /// or connected here): its close takes it out of the set, no `epoll_ctl(DEL)`.
     pub(crate) fn new_nonblocking(io: T) -> io::Result<Async<T>> {
-        Self::register(io, false)
+        Self::register(io, false, STREAM)
     }
 
-    fn register(io: T, shared: bool) -> io::Result<Async<T>> {
-        let source = get()?.register(&io)?;
+    fn register(io: T, shared: bool, flags: EventFlags) -> io::Result<Async<T>> {
+        let source = get()?.register(&io, flags)?;
         Ok(Async {
             io: Some(io),
             source,
@@ -475,6 +480,21 @@ impl<T: AsFd> Drop for Async<T> {
             }
         }
         drop(io); // closes it (and so takes it out of the epoll set if it was ours alone)
+    }
+}
+
+impl Async<std::net::TcpListener> {
+    /// Registers a listening socket (made non-blocking first) with `EPOLLEXCLUSIVE`: when the
+    /// socket is shared by several worker processes, a new connection wakes one worker that
+    /// sleeps in `epoll_wait`, not all of them (a busy worker still finds the edge on its next
+    /// turn). The first to accept takes the connection; the others get EAGAIN.
+    pub(crate) fn listener(io: std::net::TcpListener) -> io::Result<Self> {
+        rustix::io::ioctl_fionbio(&io, true)?;
+        Self::register(
+            io,
+            true,
+            EventFlags::IN | EventFlags::ET | EventFlags::EXCLUSIVE,
+        )
     }
 }
 
