@@ -26,8 +26,8 @@
 //! `&'static` references sound.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
@@ -155,7 +155,9 @@ impl Counters {
         let (entries, locks) = unsafe {
             let base = ptr.cast::<u8>().add(n * BLOCK);
             let entries = base.cast::<AtomicU64>();
-            let locks = base.add(ENTRIES * size_of::<AtomicU64>()).cast::<AtomicU32>();
+            let locks = base
+                .add(ENTRIES * size_of::<AtomicU64>())
+                .cast::<AtomicU32>();
             (
                 std::slice::from_raw_parts(entries, ENTRIES),
                 std::slice::from_raw_parts(locks, SETS),
@@ -335,7 +337,12 @@ impl ClientTable {
             // slot that never comes back.
             mine.fetch_add(1, Ordering::AcqRel);
             if entry
-                .compare_exchange(v, key << COUNT_BITS | 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    v,
+                    key << COUNT_BITS | 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 return Some(Take::Taken(i));
@@ -452,6 +459,182 @@ mod tests {
         w0.count.fetch_add(5, Ordering::SeqCst);
         c.release_worker(0);
         assert_eq!(totals.count.load(Ordering::SeqCst), 0);
+    }
+
+    fn v4(i: u32) -> IpAddr {
+        IpAddr::from(std::net::Ipv4Addr::from(i))
+    }
+
+    #[test]
+    fn a_clients_slots_count_over_every_worker() {
+        let c = Counters::create(2).unwrap();
+        let (w0, w1) = (c.clients(0).unwrap(), c.clients(1).unwrap());
+        let (a, b) = (v4(1), v4(2));
+        let mut held = Vec::new();
+        for w in [w0, w1, w0] {
+            match w.take(1, a, 3) {
+                Take::Taken(i) => held.push((w, i)),
+                t => panic!("{t:?}"),
+            }
+        }
+        assert_eq!(w1.take(1, a, 3), Take::Refused);
+        assert_eq!(w0.take(1, a, 3), Take::Refused);
+        assert!(
+            matches!(w1.take(1, b, 3), Take::Taken(_)),
+            "another address"
+        );
+        assert!(
+            matches!(w1.take(2, a, 3), Take::Taken(_)),
+            "another mapping"
+        );
+        assert_eq!(w0.count(1, a), 3);
+        let (w, i) = held.pop().unwrap();
+        w.give(i);
+        assert_eq!(w1.count(1, a), 2);
+        assert!(matches!(w1.take(1, a, 3), Take::Taken(_)));
+        assert_eq!(w1.take(1, a, 0), Take::Refused, "max 0 admits nothing");
+    }
+
+    #[test]
+    fn a_dead_workers_client_slots_go_back_and_its_lock_is_freed() {
+        let c = Counters::create(2).unwrap();
+        let (w0, w1) = (c.clients(0).unwrap(), c.clients(1).unwrap());
+        let a = v4(7);
+        assert!(matches!(w0.take(1, a, 4), Take::Taken(_)));
+        for _ in 0..3 {
+            assert!(matches!(w1.take(1, a, 4), Take::Taken(_)));
+        }
+        assert_eq!(w0.take(1, a, 4), Take::Refused);
+        // Worker 1 dies holding 3 slots and (as if mid-bind) its set's lock.
+        let (set, _) = ClientTable::place(1, a);
+        c.locks[set].store(w1.owner, Ordering::SeqCst);
+        c.release_worker(1);
+        assert_eq!(w0.count(1, a), 1);
+        assert_eq!(c.locks[set].load(Ordering::SeqCst), 0);
+        let w1 = c.clients(1).unwrap();
+        for _ in 0..3 {
+            assert!(matches!(w1.take(1, a, 4), Take::Taken(_)));
+        }
+        assert_eq!(
+            w1.take(1, a, 4),
+            Take::Refused,
+            "no more than 4 after the death"
+        );
+    }
+
+    #[test]
+    fn a_full_set_says_so_and_a_freed_entry_is_reused() {
+        let c = Counters::create(1).unwrap();
+        let w = c.clients(0).unwrap();
+        let (set, _) = ClientTable::place(1, v4(0));
+        let same: Vec<IpAddr> = (1..)
+            .map(v4)
+            .filter(|ip| ClientTable::place(1, *ip).0 == set)
+            .take(WAYS + 1)
+            .collect();
+        let entries: Vec<usize> = same[..WAYS]
+            .iter()
+            .map(|ip| match w.take(1, *ip, 1) {
+                Take::Taken(i) => i,
+                t => panic!("{t:?}"),
+            })
+            .collect();
+        assert_eq!(w.take(1, same[WAYS], 1), Take::Full);
+        // A bound key still counts (and refuses) in a full set.
+        assert_eq!(w.take(1, same[0], 1), Take::Refused);
+        w.give(entries[3]);
+        assert!(matches!(w.take(1, same[WAYS], 1), Take::Taken(i) if i == entries[3]));
+        assert_eq!(
+            w.count(1, same[3]),
+            0,
+            "the rebound entry no longer counts the old key"
+        );
+    }
+
+    #[test]
+    fn concurrent_takes_never_pass_the_limit() {
+        let c = Counters::create(4).unwrap();
+        let views: Vec<ClientTable> = (0..4).map(|w| c.clients(w).unwrap()).collect();
+        let ip = v4(9);
+        let over = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for w in &views {
+                let over = &over;
+                s.spawn(move || {
+                    for round in 0..2_000u32 {
+                        // Other keys bind and free entries of the same sets meanwhile.
+                        let other = w.take(1, v4(round % 64 + 100), 2);
+                        if let Take::Taken(i) = w.take(1, ip, 5) {
+                            if w.count(1, ip) > 5 {
+                                over.store(true, Ordering::SeqCst);
+                            }
+                            w.give(i);
+                        }
+                        if let Take::Taken(i) = other {
+                            w.give(i);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(!over.load(Ordering::SeqCst));
+        assert_eq!(views[0].count(1, ip), 0);
+        assert!(
+            views
+                .iter()
+                .all(|v| v.mine.iter().all(|n| n.load(Ordering::SeqCst) == 0))
+        );
+    }
+
+    proptest::proptest! {
+        // Every case maps a table for good (mappings are never unmapped): keep them few.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Takes and gives from two workers, and a worker's death, against a map of counts.
+        #[test]
+        fn the_table_counts_like_a_map(
+            ops in proptest::collection::vec((0u8..4, 0u32..2, 0u32..12, 1u32..4), 1..200)
+        ) {
+            let c = Counters::create(2).unwrap();
+            let mut views = [c.clients(0).unwrap(), c.clients(1).unwrap()];
+            let mut held: Vec<(usize, IpAddr, usize)> = Vec::new();
+            let mut model: std::collections::HashMap<IpAddr, u32> = Default::default();
+            for (op, w, client, max) in ops {
+                let (w, ip) = (w as usize, v4(client));
+                match op {
+                    0 | 1 => {
+                        let n = model.get(&ip).copied().unwrap_or(0);
+                        match views[w].take(3, ip, max) {
+                            Take::Taken(i) => {
+                                proptest::prop_assert!(n < max);
+                                *model.entry(ip).or_default() += 1;
+                                held.push((w, ip, i));
+                            }
+                            Take::Refused => proptest::prop_assert!(n >= max),
+                            Take::Full => {}
+                        }
+                    }
+                    2 => {
+                        if let Some((w, ip, i)) = held.pop() {
+                            views[w].give(i);
+                            *model.entry(ip).or_default() -= 1;
+                        }
+                    }
+                    _ => {
+                        c.release_worker(w as u32);
+                        views[w] = c.clients(w as u32).unwrap();
+                        held.retain(|(hw, ip, _)| {
+                            if *hw == w {
+                                *model.entry(*ip).or_default() -= 1;
+                            }
+                            *hw != w
+                        });
+                    }
+                }
+                for (ip, n) in &model {
+                    proptest::prop_assert_eq!(views[0].count(3, *ip), *n);
+                }
+            }
+        }
     }
 
     #[test]
