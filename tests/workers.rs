@@ -637,3 +637,36 @@ fn max_connections_per_ip_is_exact_over_two_workers_and_a_dead_workers_slots_com
     );
     drop((held, again));
 }
+
+#[test]
+fn a_sigkilled_worker_keeps_the_counts_of_connections_it_served_over_a_second_ago() {
+    let (_dir, _up, d, port) = plain("", &[]);
+    let addr = net::local(port);
+    for _ in 0..20 {
+        assert!(echo_once(addr));
+    }
+    // No /metrics scrape: only the Supervisor's once-a-second snapshot saw these.
+    std::thread::sleep(Duration::from_millis(2_500));
+    for (_, pid, _) in workers(&d) {
+        kill(pid, libc::SIGKILL);
+    }
+    assert!(eventually(Duration::from_secs(10), || {
+        let ws = workers(&d);
+        ws.len() == 2 && ws.iter().all(|w| w.2 == 1)
+    }));
+    let text = metrics(&d);
+    assert_eq!(metric(&text, "tcpmap_worker_restarts_total", &[]), 2.0);
+    assert_eq!(
+        metric(
+            &text,
+            "tcpmap_connections_accepted_total",
+            &[("mapping", "plain")]
+        ),
+        20.0,
+        "{text}"
+    );
+    assert_eq!(
+        samples_sum(&text, "tcpmap_connections_ended_total", "plain"),
+        20.0
+    );
+}
