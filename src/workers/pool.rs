@@ -133,7 +133,7 @@ impl PoolHandle {
                 rt::sleep(SNAPSHOT_EVERY).await;
                 let Some(tx) = ticks.upgrade() else { break };
                 // A full mailbox skips a tick: the pool is busy and snapshots at the next.
-                if let Err(flume::TrySendError::Disconnected(_)) = tx.try_send(PoolMsg::Snapshot) {
+                if tx.try_send(PoolMsg::Snapshot).is_err() && tx.is_disconnected() {
                     break;
                 }
             }
