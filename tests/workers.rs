@@ -551,3 +551,122 @@ fn a_dead_workers_connections_give_their_slots_back() {
     assert!(refused(addr), "the limit grew after the worker died");
     drop((held, again));
 }
+
+/// A connection from source address `from` that the proxy relays (`None`: refused).
+fn open_from(from: [u8; 4], addr: SocketAddr) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut c: TcpStream = s.into();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = c.write_all(b"hold!");
+    let mut b = [0u8; 5];
+    match c.read_exact(&mut b) {
+        Ok(()) if &b == b"hold!" => Some(c),
+        _ => None,
+    }
+}
+
+/// Each worker's pid and open connections (from `/config`).
+fn worker_loads(d: &Daemon) -> Vec<(u64, u64)> {
+    config(d)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["pid"].as_u64().unwrap(),
+                w["active_connections"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn max_connections_per_ip_is_exact_over_two_workers_and_a_dead_workers_slots_come_back() {
+    let (_dir, _up, d, port) = plain("max_connections_per_ip: 3\n", &[]);
+    let addr = net::local(port);
+    const ONE: [u8; 4] = [127, 0, 0, 1];
+    const TWO: [u8; 4] = [127, 0, 0, 2];
+    // Other clients keep both workers busy, so 127.0.0.1's attempts meet both.
+    let others: Vec<TcpStream> = (3..9u8)
+        .flat_map(|last| (0..3).map(move |_| [127, 0, 0, last]))
+        .map(|from| open_from(from, addr).expect("another client is served"))
+        .collect();
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| open_from(ONE, addr).expect("one of 3 is served"))
+        .collect();
+    for _ in 0..12 {
+        assert!(
+            open_from(ONE, addr).is_none(),
+            "a 4th connection from 127.0.0.1 was served"
+        );
+    }
+    let loads = worker_loads(&d);
+    assert!(
+        loads.iter().all(|w| w.1 > 0),
+        "both workers hold connections: {loads:?}"
+    );
+    assert_eq!(
+        samples_sum(
+            &metrics(&d),
+            "tcpmap_connections_refused_per_ip_total",
+            "plain"
+        ),
+        12.0
+    );
+    let two = open_from(TWO, addr).expect("another address still gets in");
+    drop((two, others));
+    assert!(eventually(Duration::from_secs(5), || {
+        worker_loads(&d).iter().map(|w| w.1).sum::<u64>() == 3
+    }));
+    // SIGKILL the worker holding the most of 127.0.0.1's slots: exactly those come back.
+    let busiest = worker_loads(&d).into_iter().max_by_key(|w| w.1).unwrap();
+    assert!(busiest.1 > 0);
+    kill(busiest.0, libc::SIGKILL);
+    assert!(eventually(Duration::from_secs(10), || {
+        let ws = workers(&d);
+        ws.len() == 2 && ws.iter().all(|w| w.1 != busiest.0 && w.2 == 1)
+    }));
+    let again: Vec<TcpStream> = (0..busiest.1)
+        .map(|_| open_from(ONE, addr).expect("a dead worker's slot came back"))
+        .collect();
+    assert!(
+        open_from(ONE, addr).is_none(),
+        "the per-address limit grew after the worker died"
+    );
+    drop((held, again));
+}
+
+#[test]
+fn a_sigkilled_worker_keeps_the_counts_of_connections_it_served_over_a_second_ago() {
+    let (_dir, _up, d, port) = plain("", &[]);
+    let addr = net::local(port);
+    for _ in 0..20 {
+        assert!(echo_once(addr));
+    }
+    // No /metrics scrape: only the Supervisor's once-a-second snapshot saw these.
+    std::thread::sleep(Duration::from_millis(2_500));
+    for (_, pid, _) in workers(&d) {
+        kill(pid, libc::SIGKILL);
+    }
+    assert!(eventually(Duration::from_secs(10), || {
+        let ws = workers(&d);
+        ws.len() == 2 && ws.iter().all(|w| w.2 == 1)
+    }));
+    let text = metrics(&d);
+    assert_eq!(metric(&text, "tcpmap_worker_restarts_total", &[]), 2.0);
+    assert_eq!(
+        metric(
+            &text,
+            "tcpmap_connections_accepted_total",
+            &[("mapping", "plain")]
+        ),
+        20.0,
+        "{text}"
+    );
+    assert_eq!(
+        samples_sum(&text, "tcpmap_connections_ended_total", "plain"),
+        20.0
+    );
+}

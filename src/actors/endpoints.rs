@@ -14,6 +14,10 @@
 //! loads and per-IP counts survive reloads; it is dropped with the last generation holding
 //! it. The hot path takes one uncontended read lock (the list) and does atomic adds; the
 //! per-IP map's mutex is taken only by mappings with `max_connections_per_ip`.
+//!
+//! In a worker process the per-IP counts of a mapping with a shared index live in the
+//! Supervisor's shared table (`crate::workers::shm::ClientTable`), so the limit holds over
+//! every worker; only a client whose table set is full is counted in this process.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +32,7 @@ use crate::route::balance::{
     EndpointView, HashTable, HealthCheck, Maglev, PickKey, Policy, Ring, pick,
 };
 use crate::route::{Families, MappingId, ServiceHost, Upstream};
+use crate::workers::shm::{ClientTable, Take};
 
 /// What identifies an endpoint set across generations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +62,15 @@ pub(crate) struct EndpointRegistry {
     epoch: Instant,
     metrics: Arc<Metrics>,
     states: Mutex<HashMap<EndpointKey, Weak<UpstreamState>>>,
+    /// The shared client table (a worker) and each mapping's index in it.
+    shared_clients: Mutex<SharedClients>,
+}
+
+/// The client table shared with other workers and the mappings counted in it.
+#[derive(Default)]
+struct SharedClients {
+    table: Option<ClientTable>,
+    index: HashMap<MappingId, u32>,
 }
 
 impl EndpointRegistry {
@@ -66,7 +80,27 @@ impl EndpointRegistry {
             epoch: Instant::now(),
             metrics,
             states: Mutex::new(HashMap::new()),
+            shared_clients: Mutex::new(SharedClients::default()),
         })
+    }
+
+    /// Counts `max_connections_per_ip` of the mappings given an index ([`Self::share_clients`])
+    /// in `table`, shared with the other workers.
+    pub(crate) fn use_client_table(&self, table: ClientTable) {
+        self.shared_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .table = Some(table);
+    }
+
+    /// Counts mapping `id`'s clients in the shared table under `index`. Takes effect for
+    /// states created after the call (a worker calls it before the mapping's first apply).
+    pub(crate) fn share_clients(&self, id: MappingId, index: u32) {
+        self.shared_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .index
+            .insert(id, index);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointKey, Weak<UpstreamState>>> {
@@ -81,7 +115,15 @@ impl EndpointRegistry {
             return s;
         }
         let metrics = self.metrics.endpoints(&key.mapping);
+        let shared = {
+            let c = self
+                .shared_clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            c.table.zip(c.index.get(&key.mapping).copied())
+        };
         let s = Arc::new(UpstreamState {
+            shared,
             epoch: self.epoch,
             list: RwLock::new(Arc::new(EndpointList::empty())),
             picks: AtomicU64::new(0),
@@ -329,6 +371,8 @@ pub(crate) struct UpstreamState {
     list: RwLock<Arc<EndpointList>>,
     picks: AtomicU64,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// The shared client table and this mapping's index in it (a worker), else `None`.
+    shared: Option<(ClientTable, u32)>,
     /// When the health checker probes next (`None`: not yet scheduled).
     next_probe: Mutex<Option<Instant>>,
     pub(crate) metrics: EndpointMetrics,
@@ -572,14 +616,24 @@ impl UpstreamState {
 
     /// Takes one of `max` connection slots for client address `ip`; `None` when `max` are
     /// open. The slot is given back (and the entry removed at zero) when the guard drops.
+    ///
+    /// With a shared table the count is over every worker; a client whose table set is full
+    /// is counted in this process instead (docs/configuration.md, `max_connections_per_ip`).
     pub(crate) fn take_client_slot(self: &Arc<Self>, ip: IpAddr, max: u32) -> Option<ClientSlot> {
+        if let Some((table, index)) = self.shared {
+            match table.take(index, ip, max) {
+                Take::Taken(entry) => return Some(ClientSlot::Shared { table, entry }),
+                Take::Refused => return None,
+                Take::Full => warn_table_full(),
+            }
+        }
         let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
             return None;
         }
         *n += 1;
-        Some(ClientSlot {
+        Some(ClientSlot::Own {
             state: Arc::clone(self),
             ip,
         })
@@ -595,25 +649,49 @@ impl UpstreamState {
     }
 }
 
+/// Warns, once per process, that a client is counted per worker because its set of the
+/// shared client table is full.
+fn warn_table_full() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "the shared max_connections_per_ip table has no free entry for a client; it is counted in this worker only (logged once per worker)"
+        );
+    }
+}
+
 /// One connection's slot under `max_connections_per_ip`, given back on drop.
 #[derive(Debug)]
-pub(crate) struct ClientSlot {
-    state: Arc<UpstreamState>,
-    ip: IpAddr,
+pub(crate) enum ClientSlot {
+    /// Counted in this process.
+    Own {
+        /// The state whose map counts it.
+        state: Arc<UpstreamState>,
+        /// The client address.
+        ip: IpAddr,
+    },
+    /// Counted in the table shared by the workers.
+    Shared {
+        /// The table.
+        table: ClientTable,
+        /// The entry of the client.
+        entry: usize,
+    },
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut map = self
-            .state
-            .per_ip
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.ip);
+        match self {
+            ClientSlot::Own { state, ip } => {
+                let mut map = state.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(n) = map.get_mut(ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        map.remove(ip);
+                    }
+                }
             }
+            ClientSlot::Shared { table, entry } => table.give(*entry),
         }
     }
 }

@@ -33,6 +33,10 @@ use crate::config::tls::tickets;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
 
+/// How often the pool snapshots every worker's metrics (the most of its counter increments a
+/// SIGKILLed worker can lose; docs/operations.md, "What a worker crash costs").
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
 /// How the pool starts its workers.
 #[derive(Debug, Clone)]
 pub(crate) struct PoolConfig {
@@ -56,6 +60,9 @@ pub(crate) struct WorkerStatus {
 }
 
 enum PoolMsg {
+    /// Take every worker's metrics text now (the once-a-second snapshot: a worker killed
+    /// later loses at most the last second of its counter increments).
+    Snapshot,
     Apply {
         generation: u64,
         bundle: Arc<Bundle>,
@@ -131,6 +138,17 @@ impl PoolHandle {
             pool.start(id)?;
         }
         rt::detach(pool.run());
+        let ticks = tx.downgrade();
+        rt::detach(async move {
+            loop {
+                rt::sleep(SNAPSHOT_EVERY).await;
+                let Some(tx) = ticks.upgrade() else { break };
+                // A full mailbox skips a tick: the pool is busy and snapshots at the next.
+                if tx.try_send(PoolMsg::Snapshot).is_err() && tx.is_disconnected() {
+                    break;
+                }
+            }
+        });
         Ok(PoolHandle { tx })
     }
 
@@ -258,6 +276,7 @@ impl Pool {
                     let r = self.apply(generation, bundle, mappings, new, stop).await;
                     let _ = respond_to.send(r);
                 }
+                PoolMsg::Snapshot => self.snapshot().await,
                 PoolMsg::Metrics { own, respond_to } => {
                     let _ = respond_to.send(self.metrics(own).await);
                 }
@@ -571,6 +590,17 @@ impl Pool {
             });
         }
         out
+    }
+
+    /// Stores every live worker's metrics text as its last (what is kept when it dies).
+    async fn snapshot(&mut self) {
+        for w in self.workers.values_mut() {
+            if let Ok(FromWorker::Metrics { text }) =
+                w.link.call(ToWorker::Metrics, Vec::new()).await
+            {
+                w.last_metrics = text;
+            }
+        }
     }
 
     async fn metrics(&mut self, own: String) -> String {

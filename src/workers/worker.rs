@@ -81,6 +81,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
         ..ResolverConfig::default()
     };
     let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
+    if let Some(table) = counters.clients(id) {
+        endpoints.use_client_table(table);
+    }
     let shared = Arc::new(Shared {
         endpoints: endpoints.clone(),
         proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
@@ -149,6 +152,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                         port: s.port,
                         host: s.host,
                     };
+                    endpoints.share_clients(id.clone(), s.index);
                     if let (Some(total), Some(share)) = (totals.slot(s.index), mine.slot(s.index)) {
                         metrics.share_breaker(id, total, share);
                     }
