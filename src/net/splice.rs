@@ -297,9 +297,15 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
             }
             let tick = this.src.read_tick();
             match this.src.get_ref().read(buf) {
-                // After a short read the socket is probably drained, but probing it once more
-                // is cheaper than waiting when its EOF is already queued (a reply and the FIN
-                // that follows it), which saves a reactor turn: wait only after EAGAIN.
+                // A short read drained the socket (TCP returns what is queued, up to the
+                // buffer). If the peer's FIN has not been reported yet, anything after these
+                // bytes, the FIN included, comes as a new edge: wait for it next time instead
+                // of probing into an EAGAIN. If it has, the EOF is queued: probe, it is there.
+                Ok(n) if n > 0 && n < buf.len() && !this.src.read_closed_seen() => {
+                    this.src.read_drained(tick);
+                    *this.wait = true;
+                    return Poll::Ready(Ok(n));
+                }
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     this.src.read_drained(tick);

@@ -8,9 +8,9 @@
 //! file alone.
 //!
 //! Two ways to run:
-//! - **async-std** (the library, `--workers 1`, the Supervisor of workers): tasks run on
-//!   async-std's executor; the reactor has a thread of its own that wakes them.
-//! - **local** (a worker process, [`local`]): one thread runs every task and drives the
+//! - **async-std** (the library, the Supervisor of workers): tasks run on async-std's
+//!   executor; the reactor has a thread of its own that wakes them.
+//! - **local** (a worker process and `tcpmap run --workers 1`, [`local`]): one thread runs every task and drives the
 //!   reactor and the coarse clock itself (no wake-up crosses a thread). [`detach`] and
 //!   [`spawn`] go there once [`local::install`] was called.
 //!

@@ -92,6 +92,9 @@ struct Source {
     key: u64,
     read: Interest,
     write: Interest,
+    /// The peer's FIN (or an error) has been reported: set before the read edge that
+    /// reports it is counted, and never cleared.
+    read_closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -114,6 +117,7 @@ impl Slab {
         let source = Arc::new(Source {
             key: (u64::from(slot.0) << 32) | u64::from(index),
             read: Interest::default(),
+            read_closed: AtomicBool::new(false),
             write: Interest::default(),
         });
         slot.1 = Some(source.clone());
@@ -270,6 +274,9 @@ impl Reactor {
         let n = ready.len();
         for (source, flags) in ready.drain(..) {
             let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+            if broken || flags.contains(EventFlags::RDHUP) {
+                source.read_closed.store(true, Ordering::Release);
+            }
             if broken || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI) {
                 source.read.fire();
             }
@@ -393,6 +400,14 @@ impl<T: AsFd> Async<T> {
     /// The write edge count now (see [`Async::read_tick`]).
     pub(crate) fn write_tick(&self) -> u64 {
         self.source.write.tick.load(Ordering::Acquire)
+    }
+
+    /// Whether the reactor has reported the peer's FIN (or an error) on this socket. A read
+    /// that came back short with this still unset drained the socket: whatever arrives later,
+    /// the FIN included, is an edge after the tick taken before that read, so the next read
+    /// may wait for it instead of probing (and getting EAGAIN).
+    pub(crate) fn read_closed_seen(&self) -> bool {
+        self.source.read_closed.load(Ordering::Acquire)
     }
 
     /// A read operation started at `tick` came back `EAGAIN`.
