@@ -589,10 +589,25 @@ fn max_connections_per_ip_is_exact_over_two_workers_and_a_dead_workers_slots_com
     const ONE: [u8; 4] = [127, 0, 0, 1];
     const TWO: [u8; 4] = [127, 0, 0, 2];
     // Other clients keep both workers busy, so 127.0.0.1's attempts meet both.
-    let others: Vec<TcpStream> = (3..9u8)
-        .flat_map(|last| (0..3).map(move |_| [127, 0, 0, last]))
-        .map(|from| open_from(from, addr).expect("another client is served"))
-        .collect();
+    // Made at once and in rounds (from new addresses each round): with a shared accept
+    // queue one worker may take a whole burst while the other waits for a core.
+    let mut others: Vec<TcpStream> = Vec::new();
+    for round in 0..8u8 {
+        let batch: Vec<TcpStream> = std::thread::scope(|scope| {
+            let started: Vec<_> = (3..9u8)
+                .flat_map(|last| (0..3).map(move |_| [127, 1 + round, 0, last]))
+                .map(|from| {
+                    scope.spawn(move || open_from(from, addr).expect("another client is served"))
+                })
+                .collect();
+            started.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        others.extend(batch);
+        std::thread::sleep(Duration::from_millis(100));
+        if worker_loads(&d).iter().all(|w| w.1 > 0) {
+            break;
+        }
+    }
     let held: Vec<TcpStream> = (0..3)
         .map(|_| open_from(ONE, addr).expect("one of 3 is served"))
         .collect();

@@ -501,17 +501,14 @@ impl<T: AsFd> Drop for Async<T> {
 }
 
 impl Async<std::net::TcpListener> {
-    /// Registers a listening socket (made non-blocking first) with `EPOLLEXCLUSIVE`: when the
-    /// socket is shared by several worker processes, a new connection wakes one worker that
-    /// sleeps in `epoll_wait`, not all of them (a busy worker still finds the edge on its next
-    /// turn). The first to accept takes the connection; the others get EAGAIN.
+    /// Registers a listening socket (made non-blocking first). Not `EPOLLEXCLUSIVE`: a worker
+    /// woken alone that then stops accepting (a drain, a hot upgrade, a kill) would take the
+    /// only wake-up with it and leave the connection queued until the next one arrives (seen as
+    /// a refused client during an upgrade). Every sleeping worker is woken; the first to accept
+    /// takes the connection, the others get EAGAIN.
     pub(crate) fn listener(io: std::net::TcpListener) -> io::Result<Self> {
         rustix::io::ioctl_fionbio(&io, true)?;
-        Self::register(
-            io,
-            true,
-            EventFlags::IN | EventFlags::ET | EventFlags::EXCLUSIVE,
-        )
+        Self::register(io, true, EventFlags::IN | EventFlags::ET)
     }
 }
 
