@@ -592,7 +592,7 @@ impl AsyncRead for Async<TcpStream> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_read_with(cx, |mut s| s.read(buf))
+        Pin::new(&mut &*self).poll_read(cx, buf)
     }
 
     fn poll_read_vectored(
@@ -600,7 +600,7 @@ impl AsyncRead for Async<TcpStream> {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_read_with(cx, |mut s| s.read_vectored(bufs))
+        Pin::new(&mut &*self).poll_read_vectored(cx, bufs)
     }
 }
 
@@ -637,7 +637,7 @@ impl AsyncWrite for Async<TcpStream> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |mut s| s.write(buf))
+        Pin::new(&mut &*self).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -645,16 +645,16 @@ impl AsyncWrite for Async<TcpStream> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |mut s| s.write_vectored(bufs))
+        Pin::new(&mut &*self).poll_write_vectored(cx, bufs)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self).poll_flush(cx)
     }
 
     /// Flushes only (see the `&Async` impl).
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self).poll_close(cx)
     }
 }
 
