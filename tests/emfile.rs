@@ -90,22 +90,41 @@ fn fd_exhaustion_backs_off_without_spinning_and_recovers() {
     let addr = net::local(port);
     assert!(serves(addr, Duration::from_secs(10)), "proxy never served");
 
-    // Saturate: many more connections than the proxy has descriptors for, all held open.
+    // Saturate: more connections than the proxy has descriptors for, all held open. A
+    // worker whose upstream socket fails closes the client it accepted and so keeps taking
+    // connections from the shared queue, possibly most of a round, while the other worker
+    // still has room: open rounds until a fresh connection is no longer served.
     let mut held = Vec::new();
-    for _ in 0..(NOFILE * 2) {
-        let mut c = TcpStream::connect(addr).unwrap();
-        let _ = c.write_all(b"x");
-        held.push(c);
+    let mut saturated = false;
+    for _round in 0..8 {
+        for _ in 0..NOFILE {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let _ = c.write_all(b"x");
+            held.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if !serves(addr, Duration::from_millis(300)) {
+            saturated = true;
+            break;
+        }
     }
-    std::thread::sleep(Duration::from_millis(500));
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        log_text.contains("accept failed; backing off"),
+        saturated,
+        "{} held connections and a new one was still served:\n{log_text}",
+        held.len()
+    );
+    // Which call meets the limit first depends on how many descriptors the process holds:
+    // the accept (it backs off) or the upstream socket (the client is closed).
+    assert!(
+        log_text.contains("accept failed; backing off")
+            || log_text.contains("no socket for the upstream connect"),
         "the proxy never ran out of descriptors:\n{log_text}"
     );
+    // Running out of descriptors is not the upstream's fault.
     assert!(
-        !serves(addr, Duration::from_millis(300)),
-        "a new connection was served while saturated"
+        !log_text.contains("endpoint ejected"),
+        "the endpoint was ejected for a local shortage:\n{log_text}"
     );
 
     // Saturated for 2 s: the accept loop must sleep, not spin.

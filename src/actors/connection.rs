@@ -529,6 +529,25 @@ fn log_per_ip_refused(upstream: &Upstream, rec: &Record, shared: &Shared) {
     }
 }
 
+/// The rate-limited warning about a connect that could not even create its socket.
+fn log_local_exhaustion(
+    upstream: &Upstream,
+    rec: &Record,
+    shared: &Shared,
+    error: &socket::ConnectError,
+) {
+    if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
+        tracing::warn!(
+            mapping = %upstream.mapping.name,
+            listener = %rec.listener,
+            client = %rec.client,
+            error = %error,
+            suppressed = held_back,
+            "connection closed: no socket for the upstream connect (out of file descriptors or memory; the endpoint is not ejected; at most one such line per second)"
+        );
+    }
+}
+
 /// The rate-limited warning about connections a mapping's circuit breaker refused.
 fn log_breaker_open(upstream: &Upstream, rec: &Record, shared: &Shared) {
     if let Some(held_back) = shared.breaker_log.allow(Instant::now()) {
@@ -602,13 +621,22 @@ async fn connect(
                 .metrics
                 .upstream_connect(m, connected.is_ok(), started.elapsed());
         }
-        endpoints.record(&list, i, connected.is_ok());
         match connected {
             Ok(stream) => {
+                endpoints.record(&list, i, true);
                 claim.hold_endpoint(load);
                 return Ok((stream, addr));
             }
+            // Out of descriptors or memory here: the endpoint is not to blame (no ejection)
+            // and every other endpoint would fail the same way.
+            Err(e) if e.is_local_exhaustion() => {
+                log_local_exhaustion(upstream, rec, shared, &e);
+                shared.metrics.internal_error("connect");
+                rec.detail = Some(format!("no upstream socket: {e}"));
+                break;
+            }
             Err(e) => {
+                endpoints.record(&list, i, false);
                 tracing::debug!(service = %upstream.service(), endpoint = %addr, attempt = n + 1, error = %e, "connect failed");
             }
         }

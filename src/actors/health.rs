@@ -118,11 +118,20 @@ async fn probe_set(s: Arc<UpstreamState>, hc: HealthCheck, resolver: &ResolverHa
         }
     }
     let probes = list.endpoints.iter().map(|ep| async move {
-        let ok = socket::connect_one(ep.addr, hc.timeout).await.is_ok();
-        (ep, ok)
+        let outcome = match socket::connect_one(ep.addr, hc.timeout).await {
+            Ok(_) => Some(true),
+            // No socket for the probe (out of descriptors or memory): no verdict on the
+            // endpoint.
+            Err(e) if e.is_local_exhaustion() => None,
+            Err(_) => Some(false),
+        };
+        (ep, outcome)
     });
     let mut changed = false;
-    for (ep, ok) in join_all(probes).await {
+    for (ep, outcome) in join_all(probes).await {
+        let Some(ok) = outcome else {
+            continue;
+        };
         if s.probed(ep, ok, &hc) {
             changed = true;
             let state = if ok { "healthy" } else { "unhealthy" };

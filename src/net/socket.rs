@@ -69,6 +69,27 @@ pub(crate) enum ConnectError {
     Io(io::Error),
 }
 
+impl ConnectError {
+    /// True when the attempt failed for want of a local resource (file descriptors, kernel
+    /// memory) before anything reached the endpoint: not the endpoint's fault, and another
+    /// endpoint would fail the same way.
+    pub(crate) fn is_local_exhaustion(&self) -> bool {
+        match self {
+            ConnectError::Timeout => false,
+            ConnectError::Io(e) => is_resource_exhaustion(e),
+        }
+    }
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: this process or the kernel ran out of descriptors or
+/// memory.
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
