@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Syscalls per short plain connection, counted with `strace -c -f` on the proxy.
+"""Syscalls per short plain connection (or per MB of TLS bulk), counted with `strace -c -f`
+on the proxy.
 
     python3 bench/syscalls.py [--target tcpmap|haproxy|nginx] [--seconds 3] [--conns 16]
                               [--workers N] [--tcpmap PATH] [--env K=V ...]
+                              [--load short|tls-bulk] [--perf]
 
 Starts the bench's nginx upstream (answers `ok`, no keep-alive) and one proxy with the
 bench configs, warms it up, attaches `strace -c -f` to every process of the proxy's tree,
 runs `wrk -H 'Connection: close' -c16 -t1 -d3s` at its plain HTTP port (one request per
 TCP connection), detaches and prints each syscall's count divided by the number of
-connections wrk completed. Counts do not depend on machine load (timings do); strace
+connections wrk completed. With `--load tls-bulk` the load is `tlsload push` (one TLS
+connection pushing 1 MiB writes through the proxy's TLS-terminating port to a plain sink)
+and counts are per MB moved. Counts do not depend on machine load (timings do); strace
 slows the proxy, so the rate printed is not a benchmark.
 
 Owns: this one measurement. Must not: install anything; it stops everything it started.
 """
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -24,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxies as px  # noqa: E402
+import scenarios as sc  # noqa: E402
 
 
 def parse_strace(path):
@@ -47,6 +53,8 @@ def main():
     ap.add_argument("--conns", type=int, default=16, help="wrk concurrent connections")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], help="K=V for the proxy (repeatable)")
+    ap.add_argument("--load", choices=["short", "tls-bulk"], default="short",
+                    help="short: wrk, one request per connection; tls-bulk: tlsload push")
     ap.add_argument("--perf", action="store_true",
                     help="instead of strace: `perf record` the proxy's processes and print the top symbols")
     args = ap.parse_args()
@@ -67,19 +75,27 @@ def main():
     up = px.Proc(["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
                   "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
                  log=f"{out}/nginx-upstream.log")
+    sink = px.Proc(sc.TOOLS + ["sink", "--port", str(v["up_sink"])], log=f"{out}/sink.log")
     proc = None
     try:
-        if not px.wait_ports([v["up_http"]]):
+        if not px.wait_ports([v["up_http"], v["up_sink"]]):
             raise SystemExit("upstream did not start")
         proc = px.Proc(argv, env=env, log=f"{out}/{args.target}-strace.log")
         if not px.wait_ports([v["px_http"]]) or not px.probe(v["px_http"]):
             raise SystemExit(f"{args.target} did not start; see {out}/{args.target}-strace.log")
-        url = f"http://127.0.0.1:{v['px_http']}/"
-        wrk = ["wrk", "-H", "Connection: close", f"-c{args.conns}", "-t1", "--timeout", "5s"]
-        subprocess.run(wrk + ["-d1s", url], capture_output=True, timeout=30)  # warm-up
+        if args.load == "tls-bulk":
+            if not os.path.exists(sc.TLSLOAD):
+                raise SystemExit(f"{sc.TLSLOAD} missing: bench/run.sh builds it")
+            load = [sc.TLSLOAD, "push", "--port", str(v["px_tls_sink"]),
+                    "--seconds", str(args.seconds)]
+        else:
+            url = f"http://127.0.0.1:{v['px_http']}/"
+            wrk = ["wrk", "-H", "Connection: close", f"-c{args.conns}", "-t1", "--timeout", "5s"]
+            subprocess.run(wrk + ["-d1s", url], capture_output=True, timeout=30)  # warm-up
+            load = wrk + [f"-d{args.seconds}s", url]
         time.sleep(0.5)
         if args.perf:
-            profile(proc, wrk, url, args, out)
+            profile(proc, load, args, out)
             return
         summary = f"{out}/strace-{args.target}.txt"
         strace = ["strace", "-c", "-f", "-o", summary]
@@ -87,44 +103,54 @@ def main():
             strace += ["-p", str(pid)]
         st = subprocess.Popen(strace, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # attached
-        r = subprocess.run(wrk + [f"-d{args.seconds}s", url], capture_output=True, text=True,
-                           timeout=args.seconds + 30)
+        r = subprocess.run(load, capture_output=True, text=True, timeout=args.seconds + 30)
         time.sleep(0.5)
         st.send_signal(signal.SIGINT)
         st.wait(timeout=30)
-        m = re.search(r"(\d+) requests in", r.stdout)
-        if not m:
-            raise SystemExit(f"wrk output not understood: {r.stdout[-300:]}")
-        conns = int(m.group(1))
+        units, unit = done(r.stdout, args.load)
         calls = parse_strace(summary)
         total = sum(c for c, _ in calls.values())
-        print(f"{args.target} ({setting}, env {env}): {conns} connections, "
-              f"{total} syscalls, {total / conns:.1f} per connection")
-        print(f"| syscall | per connection | of which errors |")
+        print(f"{args.target} ({setting}, env {env}): {units:.0f} {unit}s, "
+              f"{total} syscalls, {total / units:.1f} per {unit}")
+        print(f"| syscall | per {unit} | of which errors |")
         print(f"|---|---:|---:|")
         for name, (c, e) in sorted(calls.items(), key=lambda kv: -kv[1][0]):
-            if c / conns >= 0.05:
-                print(f"| {name} | {c / conns:.2f} | {e / conns:.2f} |")
+            if c / units >= 0.05:
+                print(f"| {name} | {c / units:.2f} | {e / units:.2f} |")
     finally:
         if proc is not None:
             proc.stop()
+        sink.stop()
         up.stop()
 
 
-def profile(proc, wrk, url, args, out):
-    """`perf record` every process of the proxy during one wrk run; print where CPU went."""
+def done(stdout, load):
+    """(units of work the load generator completed, the unit's name) from its output."""
+    if load == "tls-bulk":
+        try:
+            res = json.loads(stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise SystemExit(f"tlsload output not understood: {stdout[-300:]}")
+        return res["bytes"] / 1e6, "MB"
+    m = re.search(r"(\d+) requests in", stdout)
+    if not m:
+        raise SystemExit(f"wrk output not understood: {stdout[-300:]}")
+    return int(m.group(1)), "connection"
+
+
+def profile(proc, load, args, out):
+    """`perf record` every process of the proxy during one load run; print where CPU went."""
     data = f"{out}/perf-{args.target}.data"
     rec = ["perf", "record", "-F", "2999", "-g", "-o", data]
     for pid in proc.tree():
         rec += ["-p", str(pid)]
     pr = subprocess.Popen(rec, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
-    r = subprocess.run(wrk + [f"-d{args.seconds}s", url], capture_output=True, text=True,
-                       timeout=args.seconds + 30)
+    r = subprocess.run(load, capture_output=True, text=True, timeout=args.seconds + 30)
     pr.send_signal(signal.SIGINT)
     pr.wait(timeout=60)
-    m = re.search(r"(\d+) requests in", r.stdout)
-    print(f"{args.target}: {m.group(1) if m else '?'} connections in {args.seconds} s under perf")
+    units, unit = done(r.stdout, args.load)
+    print(f"{args.target}: {units:.0f} {unit}s in {args.seconds} s under perf")
     rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
                           "--stdio", "-g", "none", "--percent-limit", "0.7"],
                          capture_output=True, text=True, timeout=300)

@@ -79,10 +79,11 @@ thread_local! {
 
 /// A heap buffer that goes back to [`BUFFERS`] when dropped.
 #[derive(Debug)]
-struct PooledBuf(Box<[u8]>);
+pub(super) struct PooledBuf(pub(super) Box<[u8]>);
 
 impl PooledBuf {
-    fn take() -> Self {
+    /// A buffer of [`BUF_SIZE`] bytes from the pool (allocated when the pool is empty).
+    pub(super) fn take() -> Self {
         PooledBuf(
             BUFFERS
                 .take()
@@ -104,12 +105,22 @@ pub(super) struct Half {
     start: usize,
     end: usize,
     need_flush: bool,
+    /// A read error that came after bytes of the same fill: reported once those bytes are
+    /// out (a TLS peer's reply followed by a bare FIN must still arrive).
+    deferred: Option<io::Error>,
 }
 
 /// What one read attempt produced.
 enum Read {
+    /// End of stream, nothing read.
     Eof,
+    /// Bytes read (and written or stashed); the source may have more.
     Data,
+    /// Bytes read, then the source had no more for now (its waker is registered).
+    DataThenPending,
+    /// Bytes read, then end of stream.
+    DataThenEof,
+    /// Nothing to read now (the source's waker is registered).
     Pending,
 }
 
@@ -143,6 +154,9 @@ impl Half {
             if self.poll_write_pending(cx, dst, meter)?.is_pending() {
                 return Poll::Pending;
             }
+            if let Some(e) = self.deferred.take() {
+                return Poll::Ready(Err(PumpError::Read(e)));
+            }
             if meter.eof {
                 return Pin::new(dst).poll_close(cx).map_err(PumpError::Write);
             }
@@ -157,9 +171,14 @@ impl Half {
                 self.read_via_scratch(cx, src, dst, meter)?
             };
             match read {
-                Read::Eof => meter.eof = true,
+                Read::Eof | Read::DataThenEof => meter.eof = true,
                 Read::Data => {}
-                Read::Pending => {
+                Read::DataThenPending | Read::Pending => {
+                    // The source already said Pending: write out what it gave, then wait
+                    // (reading it again now would only repeat the EAGAIN).
+                    if self.poll_write_pending(cx, dst, meter)?.is_pending() {
+                        return Poll::Pending;
+                    }
                     if self.need_flush {
                         if let Poll::Ready(done) = Pin::new(&mut *dst).poll_flush(cx) {
                             done.map_err(PumpError::Write)?;
@@ -228,8 +247,10 @@ impl Half {
         }
     }
 
-    /// Reads into the thread's scratch buffer and writes straight from it; whatever the destination
-    /// does not take at once is stashed in a pooled heap buffer.
+    /// Reads into the thread's scratch buffer until it is full or the source has nothing more
+    /// for now (a TLS stream hands out one record per read: several go out in one write), and
+    /// writes straight from it; whatever the destination does not take at once is stashed in a
+    /// pooled heap buffer.
     fn read_via_scratch<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -250,11 +271,30 @@ impl Half {
             if scratch.len() < BUF_SIZE {
                 scratch.resize(BUF_SIZE, 0);
             }
-            let n = match poll_read(cx, src, &mut scratch)? {
-                Some(0) => return Ok(Read::Eof),
-                Some(n) => n,
-                None => return Ok(Read::Pending),
-            };
+            let mut n = 0;
+            let mut read = Read::Data;
+            while let Some(room) = scratch.get_mut(n..).filter(|r| !r.is_empty()) {
+                let got = match poll_read(cx, src, room) {
+                    Err(e) if n == 0 => return Err(e),
+                    Err(PumpError::Read(e)) => {
+                        self.deferred = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(got) => got,
+                };
+                match got {
+                    Some(0) if n == 0 => return Ok(Read::Eof),
+                    None if n == 0 => return Ok(Read::Pending),
+                    Some(0) => read = Read::DataThenEof,
+                    None => read = Read::DataThenPending,
+                    Some(got) => {
+                        n += got;
+                        continue;
+                    }
+                }
+                break;
+            }
             let data = scratch.get(..n).unwrap_or_default();
             let written = match Pin::new(&mut *dst).poll_write(cx, data) {
                 Poll::Ready(Ok(0)) => {
@@ -279,7 +319,7 @@ impl Half {
                 self.start = 0;
                 self.end = rest.len();
             }
-            Ok(Read::Data)
+            Ok(read)
         })
     }
 }

@@ -130,6 +130,16 @@ impl<S: Borrow<Async<TcpStream>> + Unpin> AsyncWrite for TcpHalfClose<S> {
         Pin::new(&mut stream).poll_write(cx, buf)
     }
 
+    /// One `writev` for many buffers: rustls hands over every queued TLS record at once.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut stream: &Async<TcpStream> = self.get_mut().0.borrow();
+        Pin::new(&mut stream).poll_write_vectored(cx, bufs)
+    }
+
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }

@@ -101,3 +101,51 @@ fn tls_client_side_bytes_and_close_notify_cross_the_relay() {
         assert_eq!(stats.upstream_to_client, reply.len() as u64);
     });
 }
+
+#[test]
+fn bytes_before_a_bare_fin_still_arrive_before_the_error() {
+    // The TLS peer's last records and its FIN (no close_notify) land together: the relay
+    // reads the records and then the FIN's error in one fill; the bytes must go out first.
+    within(async {
+        let (server_cfg, client_cfg) = tls_configs();
+        let (client_sock, proxy_client) = tcp_pair();
+        let (proxy_upstream, upstream) = tcp_pair();
+        let progress = Arc::new(Progress::default());
+        let live = progress.clone();
+        let relay_task = rt::spawn(async move {
+            let mut tls = TlsAcceptor::from(server_cfg)
+                .accept(super::prefixed::Prefixed::new(
+                    Vec::new(),
+                    TcpHalfClose(proxy_client),
+                ))
+                .await
+                .unwrap();
+            let mut plain = TcpHalfClose(&proxy_upstream);
+            relay(&mut tls, &mut plain, Some(Duration::from_secs(10)), &live).await
+        });
+        let request = random_bytes(100 * 1024);
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls_client = TlsConnector::from(client_cfg)
+            .connect(name, client_sock)
+            .await
+            .unwrap();
+        tls_client.write_all(&request).await.unwrap();
+        tls_client.flush().await.unwrap();
+        // A bare FIN right behind the data: no close_notify.
+        tls_client
+            .get_ref()
+            .0
+            .get_ref()
+            .shutdown(Shutdown::Write)
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = (&upstream).read_to_end(&mut got).await;
+        assert_eq!(got.len(), request.len());
+        assert_eq!(Sha256::digest(&got), Sha256::digest(&request));
+        let stats = rt::timeout(Duration::from_secs(2), relay_task)
+            .await
+            .expect("relay did not end");
+        assert_eq!(stats.client_to_upstream, request.len() as u64);
+        drop(tls_client);
+    });
+}
