@@ -491,3 +491,42 @@ fn idle_relay_state_is_small() {
     eprintln!("relay_tcp future: {tcp_size} B, relay future: {generic_size} B");
     assert!(tcp_size < 1024 && generic_size < 1024);
 }
+
+#[test]
+fn bytes_arriving_with_or_just_before_the_fin_are_all_delivered() {
+    // A short read after the peer's FIN was reported answers the next read as EOF without a
+    // syscall; bytes that came before the FIN, in one burst or two, must all arrive.
+    for path in PATHS {
+        for round in 0..12 {
+            within(async {
+                let rig = rig(path, None);
+                let first = random_bytes(1 + fastrand::usize(..3000));
+                let second = random_bytes(fastrand::usize(..3000));
+                let upstream = async {
+                    let mut w = &rig.upstream;
+                    w.write_all(&first).await.unwrap();
+                    if round % 2 == 1 {
+                        // The first burst is read (short) before the second and the FIN.
+                        rt::sleep(Duration::from_millis(20)).await;
+                    }
+                    w.write_all(&second).await.unwrap();
+                    rig.upstream.get_ref().shutdown(Shutdown::Write).unwrap();
+                    read_to_end(&rig.upstream).await
+                };
+                let client = async {
+                    let got = read_to_end(&rig.client).await;
+                    send_and_shut(&rig.client, b"bye").await;
+                    got
+                };
+                let (at_upstream, at_client) = zip(upstream, client).await;
+                let mut want = first.clone();
+                want.extend_from_slice(&second);
+                assert_eq!(sha(&at_client), sha(&want), "{path:?} round {round}");
+                assert_eq!(at_upstream, b"bye", "{path:?} round {round}");
+                let (stats, _) = rig.relay.await;
+                assert_eq!(stats.end, RelayEnd::UpstreamClosed, "{path:?}");
+                assert_eq!(stats.upstream_to_client, want.len() as u64);
+            });
+        }
+    }
+}

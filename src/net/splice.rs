@@ -195,6 +195,8 @@ enum TcpPump {
         left: u64,
         spliced: u64,
         wait: bool,
+        /// The last read took everything before the peer's FIN: the next one is EOF.
+        eof_next: bool,
     },
 }
 
@@ -216,6 +218,7 @@ impl TcpPump {
             left,
             spliced,
             wait,
+            eof_next: false,
         }
     }
 
@@ -246,10 +249,18 @@ impl TcpPump {
         }
         match self {
             TcpPump::Buffered {
-                half, left, wait, ..
+                half,
+                left,
+                wait,
+                eof_next,
+                ..
             } => {
                 let before = meter.bytes();
-                let mut from = WaitFirst { src, wait };
+                let mut from = WaitFirst {
+                    src,
+                    wait,
+                    eof_next,
+                };
                 let poll = if meter.peer_done {
                     half.poll_pump(cx, &mut from, &mut LastHalf(dst), meter)
                 } else {
@@ -274,9 +285,11 @@ impl TcpPump {
 
 /// A plain socket as a read source that waits for readiness before reading whenever `wait`
 /// is set, and sets it when a read finds the socket drained (EAGAIN; see [`TcpPump`]).
+/// After a short read that followed the peer's FIN it answers end of stream without reading.
 struct WaitFirst<'a> {
     src: &'a Async<TcpStream>,
     wait: &'a mut bool,
+    eof_next: &'a mut bool,
 }
 
 impl futures_io::AsyncRead for WaitFirst<'_> {
@@ -287,6 +300,9 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
     ) -> Poll<std::io::Result<usize>> {
         use std::io::Read;
         let this = self.get_mut();
+        if *this.eof_next {
+            return Poll::Ready(Ok(0));
+        }
         loop {
             if *this.wait {
                 match this.src.poll_readable(cx) {
@@ -296,14 +312,23 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
                 }
             }
             let tick = this.src.read_tick();
+            // Taken before the read: a FIN reported by then was queued behind every byte
+            // this read can return.
+            let fin_before = this.src.fin_seen_without_error();
             match this.src.get_ref().read(buf) {
                 // A short read drained the socket (TCP returns what is queued, up to the
                 // buffer). If the peer's FIN has not been reported yet, anything after these
                 // bytes, the FIN included, comes as a new edge: wait for it next time instead
-                // of probing into an EAGAIN. If it has, the EOF is queued: probe, it is there.
+                // of probing into an EAGAIN. If it has (and no error), these bytes were all
+                // that came before the FIN: the next read is the EOF, answered without a
+                // syscall. After an error, read again: it is reported there.
                 Ok(n) if n > 0 && n < buf.len() && !this.src.read_closed_seen() => {
                     this.src.read_drained(tick);
                     *this.wait = true;
+                    return Poll::Ready(Ok(n));
+                }
+                Ok(n) if n > 0 && n < buf.len() && fin_before => {
+                    *this.eof_next = true;
                     return Poll::Ready(Ok(n));
                 }
                 Ok(n) => return Poll::Ready(Ok(n)),

@@ -23,7 +23,7 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -92,10 +92,18 @@ struct Source {
     key: u64,
     read: Interest,
     write: Interest,
-    /// The peer's FIN (or an error) has been reported: set before the read edge that
-    /// reports it is counted, and never cleared.
-    read_closed: AtomicBool,
+    /// [`OPEN`], [`FIN_SEEN`] (the peer's FIN has been reported) or [`ERROR_SEEN`] (an
+    /// error has): set before the read edge that reports it is counted, and never lowered.
+    read_closed: AtomicU8,
 }
+
+/// No FIN and no error reported yet.
+const OPEN: u8 = 0;
+/// The peer's FIN was reported (`EPOLLRDHUP`, or `EPOLLHUP` once both halves are shut),
+/// no error.
+const FIN_SEEN: u8 = 1;
+/// An error was reported (`EPOLLERR`: a reset, a failed connect).
+const ERROR_SEEN: u8 = 2;
 
 #[derive(Default)]
 struct Slab {
@@ -117,7 +125,7 @@ impl Slab {
         let source = Arc::new(Source {
             key: (u64::from(slot.0) << 32) | u64::from(index),
             read: Interest::default(),
-            read_closed: AtomicBool::new(false),
+            read_closed: AtomicU8::new(OPEN),
             write: Interest::default(),
         });
         slot.1 = Some(source.clone());
@@ -274,8 +282,10 @@ impl Reactor {
         let n = ready.len();
         for (source, flags) in ready.drain(..) {
             let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
-            if broken || flags.contains(EventFlags::RDHUP) {
-                source.read_closed.store(true, Ordering::Release);
+            if flags.contains(EventFlags::ERR) {
+                source.read_closed.fetch_max(ERROR_SEEN, Ordering::Release);
+            } else if broken || flags.contains(EventFlags::RDHUP) {
+                source.read_closed.fetch_max(FIN_SEEN, Ordering::Release);
             }
             if broken || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI) {
                 source.read.fire();
@@ -407,7 +417,14 @@ impl<T: AsFd> Async<T> {
     /// the FIN included, is an edge after the tick taken before that read, so the next read
     /// may wait for it instead of probing (and getting EAGAIN).
     pub(crate) fn read_closed_seen(&self) -> bool {
-        self.source.read_closed.load(Ordering::Acquire)
+        self.source.read_closed.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Whether the reactor has reported the peer's FIN and no error on this socket. A read
+    /// that came back short after this was set took everything before the FIN: the next
+    /// read would return end of stream.
+    pub(crate) fn fin_seen_without_error(&self) -> bool {
+        self.source.read_closed.load(Ordering::Acquire) == FIN_SEEN
     }
 
     /// A read operation started at `tick` came back `EAGAIN`.
