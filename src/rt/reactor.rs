@@ -420,6 +420,11 @@ impl<T: AsFd> Async<T> {
         self.source.read_closed.load(Ordering::Acquire) != OPEN
     }
 
+    /// Whether the reactor has reported an error (`EPOLLERR`) on this socket.
+    pub(crate) fn error_seen(&self) -> bool {
+        self.source.read_closed.load(Ordering::Acquire) == ERROR_SEEN
+    }
+
     /// Whether the reactor has reported the peer's FIN and no error on this socket. A read
     /// that came back short after this was set took everything before the FIN: the next
     /// read would return end of stream.
@@ -546,9 +551,13 @@ impl Async<TcpStream> {
         let stream = Async::new_nonblocking(TcpStream::from(socket))?;
         // The first write edge after the registration says the connect finished, either way.
         stream.writable().await?;
-        // On Linux `SO_ERROR` tells how the connect ended (no `getpeername` needed).
-        if let Some(e) = stream.get_ref().take_error()? {
-            return Err(e);
+        // A failed connect sets the socket's error, which the reactor reported (`EPOLLERR`)
+        // in the same event as the write edge, and recorded before firing it. Only then does
+        // `SO_ERROR` need asking (what the error is); a clean edge means connected.
+        if stream.error_seen() {
+            if let Some(e) = stream.get_ref().take_error()? {
+                return Err(e);
+            }
         }
         Ok(stream)
     }
