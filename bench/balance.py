@@ -35,10 +35,13 @@ def main():
     v = px.free_ports(px.PORT_NAMES)
     v["out"] = out
     v.update(px.make_cert(out))
-    argv, env = px.proxy_specs(v)["tcpmap"]
+    specs = px.proxy_specs(v, int(args.workers))
+    if "tcpmap" not in specs:
+        raise SystemExit("target/release/tcpmap not found (cargo build --release)")
+    argv, env, setting = specs["tcpmap"]
     variants = {
-        "shared": (argv, dict(env, TCPMAP_WORKERS=args.workers)),
-        "reuseport": (argv, dict(env, TCPMAP_WORKERS=args.workers, TCPMAP_REUSEPORT="1")),
+        "shared": (argv, dict(env), setting),
+        "reuseport": (argv, dict(env, TCPMAP_REUSEPORT="1"), setting + ", SO_REUSEPORT"),
     }
     bench.log(f"load average before start: {os.getloadavg()[0]:.2f}")
     ups = bench.start_upstreams(v)

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::daemon::{Daemon, http_get};
+use common::daemon::{Daemon, http_get, kill, pid_alive};
 use common::net;
 use common::pki::{Ca, write_secret};
 use common::wait::eventually;
@@ -184,17 +184,6 @@ fn workers(d: &Daemon) -> Vec<(u64, u64)> {
             )
         })
         .collect()
-}
-
-fn pid_alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
-fn kill(pid: u64, sig: libc::c_int) {
-    // SAFETY: kill(2) on a pid the daemon reported; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
 }
 
 /// [`visit`] `n` times at once, one thread each.

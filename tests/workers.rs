@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::daemon::{Daemon, http_get, write_atomic};
+use common::daemon::{Daemon, http_get, kill, pid_alive, write_atomic};
 use common::metrics::metric;
 use common::net;
 use common::pki::{Ca, write_secret};
@@ -135,18 +135,6 @@ fn plain(extra_yaml: &str, args: &[&str]) -> (tempfile::TempDir, net::Upstream, 
         &all,
     );
     (dir, up, d, port)
-}
-
-fn pid_alive(pid: u64) -> bool {
-    // A zombie is dead for our purposes: it serves nothing.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
-fn kill(pid: u64, sig: libc::c_int) {
-    // SAFETY: kill(2) on a pid the daemon reported; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
 }
 
 #[test]

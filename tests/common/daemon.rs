@@ -272,3 +272,16 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// True while process `pid` runs (a zombie is dead for our purposes: it serves nothing).
+pub fn pid_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Sends `sig` to process `pid` (a worker or Supervisor the daemon reported).
+pub fn kill(pid: u64, sig: libc::c_int) {
+    // SAFETY: kill(2) on a pid the daemon reported; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+}
