@@ -451,9 +451,23 @@ impl Supervisor {
                 l.stop().await;
             }
         }
+        let listeners = self.listeners.len();
+        Ok(self.applied(table, listeners, started, plan, "config applied"))
+    }
+
+    /// The common end of an apply: the new table is the active one, the gauges say so, and
+    /// one log line reports what changed (`what`: in this process or by every worker).
+    fn applied(
+        &mut self,
+        table: Arc<RouteTable>,
+        listeners: usize,
+        started: Vec<SocketAddr>,
+        plan: crate::route::diff::ListenerPlan,
+        what: &'static str,
+    ) -> ApplyReport {
         self.table = table;
         self.shared.metrics.set_generation(self.generation());
-        self.shared.metrics.listeners(self.listeners.len());
+        self.shared.metrics.listeners(listeners);
         let report = ApplyReport {
             generation: self.generation(),
             started,
@@ -465,9 +479,9 @@ impl Supervisor {
             started = ?report.started,
             stopped = ?report.stopped,
             retargeted = report.retargeted.len(),
-            "config applied"
+            "{what}"
         );
-        Ok(report)
+        report
     }
 
     /// Updates the hot-upgrade copies after an apply: `stopped` go, `copies` come.
@@ -496,27 +510,17 @@ impl Supervisor {
         }
         let started: Vec<SocketAddr> = new.iter().map(|(a, _)| *a).collect();
         let mappings = super::mapping_ids(&table).map(|m| (**m).clone()).collect();
-        let generation = table.generation;
-        pool.apply(generation, bundle, mappings, new, plan.stop.clone())
+        pool.apply(table.generation, bundle, mappings, new, plan.stop.clone())
             .await
             .map_err(ApplyError::Workers)?;
-        self.table = Arc::new(table);
-        self.shared.metrics.set_generation(self.generation());
-        self.shared.metrics.listeners(self.table.listeners.len());
-        let report = ApplyReport {
-            generation,
+        let listeners = table.listeners.len();
+        Ok(self.applied(
+            Arc::new(table),
+            listeners,
             started,
-            stopped: plan.stop,
-            retargeted: plan.retarget,
-        };
-        tracing::info!(
-            generation = report.generation,
-            started = ?report.started,
-            stopped = ?report.stopped,
-            retargeted = report.retargeted.len(),
-            "config applied by every worker"
-        );
-        Ok(report)
+            plan,
+            "config applied by every worker",
+        ))
     }
 
     async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
