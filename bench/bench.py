@@ -27,6 +27,9 @@ def log(msg):
 def start_upstreams(v):
     """iperf3 server, nginx HTTP(S) upstream, plain sink, TLS sink, idle holder."""
     out, tools = v["out"], sc.TOOLS
+    # The TLS download's endless response: 64 GiB of holes (no disk used; reads give zeros).
+    with open(os.path.join(out, "big.bin"), "wb") as f:
+        f.truncate(64 << 30)
     cmds = [
         (["iperf3", "-s", "-p", str(v["up_iperf"])], "iperf3"),
         (["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
@@ -75,7 +78,8 @@ def run_target(name, spec, v, args, results):
     steps = [("bulk", lambda: sc.bulk(ports["bulk"], proc, secs)),
              ("short", lambda: sc.short(ports["http"], proc, secs)),
              ("tls_hs", lambda: sc.tls_handshakes(ports["tls_http"], proc, secs, args.hs_threads)),
-             ("tls_bulk", lambda: sc.tls_bulk(ports["tls_sink"], proc, secs))]
+             ("tls_bulk", lambda: sc.tls_bulk(ports["tls_sink"], proc, secs)),
+             ("tls_pull", lambda: sc.tls_pull(ports["tls_http"], proc, secs))]
     try:
         for key, fn in steps:
             if key not in scen:
@@ -108,7 +112,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=None, help="seconds per load run (default 5; --quick: 2)")
     ap.add_argument("--idle-count", type=int, default=None, help="idle connections (default 9000)")
     ap.add_argument("--only", default="", help="comma list of targets (direct,tcpmap,haproxy,nginx,envoy,traefik)")
-    ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_bulk,idle")
+    ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_bulk,tls_pull,idle")
     ap.add_argument("--hs-threads", type=int, default=2, help="handshake client threads")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between scenarios")
     ap.add_argument("--workers", type=int, default=None,
@@ -137,7 +141,7 @@ def main():
     versions["python"] = sys.version.split()[0]
     if "tcpmap" not in specs:
         log("tcpmap: target/release/tcpmap not found (cargo build --release); column will be pending")
-    per_rep = len(targets) * (len(args.scenarios & {"bulk", "short", "tls_hs", "tls_bulk"})
+    per_rep = len(targets) * (len(args.scenarios & {"bulk", "short", "tls_hs", "tls_bulk", "tls_pull"})
                               * (args.seconds + args.pause + 1) + 8)
     log(f"targets: {', '.join(targets)}; {args.reps} rep(s) x {args.seconds} s; "
         f"about {per_rep * args.reps // 60 + 1} min")

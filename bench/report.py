@@ -18,6 +18,8 @@ METRICS = [
     ("tls_hs_cpu_us", "proxy CPU per full handshake (µs)", False, False),
     ("tls_bulk_gbps", "TLS bulk, 1 connection (Gbit/s)", True, True),
     ("tls_bulk_cpu_s_per_gb", "proxy CPU per GB, TLS (s/GB)", False, False),
+    ("tls_pull_gbps", "TLS download, 1 connection (Gbit/s)", True, True),
+    ("tls_pull_cpu_s_per_gb", "proxy CPU per GB, TLS download (s/GB)", False, False),
     ("idle_kb_per_conn", "PSS per idle connection (KiB)", False, False),
     ("base_pss_mb", "PSS at start (MiB)", False, False),
 ]

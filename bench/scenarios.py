@@ -88,6 +88,17 @@ def tls_bulk(port, proc, secs):
             "tls_cipher": res["cipher"]}
 
 
+def tls_pull(port, proc, secs):
+    """bench/tlsload pull: one TLS connection reading a huge HTTP response for `secs` seconds
+    (the proxy encrypts what the plain upstream sends)."""
+    c0 = _cpu(proc)
+    r = subprocess.run([TLSLOAD, "pull", "--port", str(port), "--seconds", str(secs)],
+                       capture_output=True, text=True, timeout=secs + 60)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"tls_pull_gbps": res["gbps"],
+            "tls_pull_cpu_s_per_gb": _per(c0, proc, res["bytes"] / 1e9, 1)}
+
+
 def _open_idle(port, count, timeout):
     p = subprocess.Popen(TOOLS + ["idle", "--port", str(port), "--count", str(count),
                                   "--timeout", str(timeout)],

@@ -12,7 +12,8 @@ runs `wrk -H 'Connection: close' -c16 -t1 -d3s` at its plain HTTP port (one requ
 TCP connection), detaches and prints each syscall's count divided by the number of
 connections wrk completed. With `--load tls-bulk` the load is `tlsload push` (one TLS
 connection pushing 1 MiB writes through the proxy's TLS-terminating port to a plain sink)
-and counts are per MB moved. Counts do not depend on machine load (timings do); strace
+and counts are per MB moved; `--load tls-pull` is the other direction (`tlsload pull`: one
+TLS connection reading a huge response of the nginx upstream). Counts do not depend on machine load (timings do); strace
 slows the proxy, so the rate printed is not a benchmark.
 
 Owns: this one measurement. Must not: install anything; it stops everything it started.
@@ -53,8 +54,9 @@ def main():
     ap.add_argument("--conns", type=int, default=16, help="wrk concurrent connections")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], help="K=V for the proxy (repeatable)")
-    ap.add_argument("--load", choices=["short", "tls-bulk"], default="short",
-                    help="short: wrk, one request per connection; tls-bulk: tlsload push")
+    ap.add_argument("--load", choices=["short", "tls-bulk", "tls-pull"], default="short",
+                    help="short: wrk, one request per connection; tls-bulk: tlsload push; "
+                         "tls-pull: tlsload pull (GET /big over TLS)")
     ap.add_argument("--perf", action="store_true",
                     help="instead of strace: `perf record` the proxy's processes and print the top symbols")
     args = ap.parse_args()
@@ -72,6 +74,8 @@ def main():
     for kv in args.env:
         k, _, val = kv.partition("=")
         env[k] = val
+    with open(os.path.join(out, "big.bin"), "wb") as f:
+        f.truncate(64 << 30)  # the endless response of tls-pull (sparse)
     up = px.Proc(["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
                   "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
                  log=f"{out}/nginx-upstream.log")
@@ -83,11 +87,14 @@ def main():
         proc = px.Proc(argv, env=env, log=f"{out}/{args.target}-strace.log")
         if not px.wait_ports([v["px_http"]]) or not px.probe(v["px_http"]):
             raise SystemExit(f"{args.target} did not start; see {out}/{args.target}-strace.log")
-        if args.load == "tls-bulk":
+        if args.load in ("tls-bulk", "tls-pull"):
             if not os.path.exists(sc.TLSLOAD):
                 raise SystemExit(f"{sc.TLSLOAD} missing: bench/run.sh builds it")
-            load = [sc.TLSLOAD, "push", "--port", str(v["px_tls_sink"]),
-                    "--seconds", str(args.seconds)]
+            if args.load == "tls-bulk":
+                load = [sc.TLSLOAD, "push", "--port", str(v["px_tls_sink"])]
+            else:
+                load = [sc.TLSLOAD, "pull", "--port", str(v["px_tls_http"])]
+            load += ["--seconds", str(args.seconds)]
         else:
             url = f"http://127.0.0.1:{v['px_http']}/"
             wrk = ["wrk", "-H", "Connection: close", f"-c{args.conns}", "-t1", "--timeout", "5s"]
@@ -126,7 +133,7 @@ def main():
 
 def done(stdout, load):
     """(units of work the load generator completed, the unit's name) from its output."""
-    if load == "tls-bulk":
+    if load in ("tls-bulk", "tls-pull"):
         try:
             res = json.loads(stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -1,4 +1,5 @@
-//! TLS load for bench/run.sh: full-handshake generator, one-connection bulk pusher, TLS sink.
+//! TLS load for bench/run.sh: full-handshake generator, one-connection bulk pusher and
+//! puller, TLS sink.
 //!
 //! Owns: the client and server ends of the TLS scenarios (rustls 0.23 + aws-lc-rs, blocking
 //! std sockets, one OS thread per connection). Python's ssl client spends ~1.2 ms of CPU per
@@ -8,6 +9,7 @@
 //! Usage:
 //!   tlsload handshakes --port P [--sni bench.test] [--seconds 5] [--threads 2]
 //!   tlsload push       --port P [--sni bench.test] [--seconds 5]
+//!   tlsload pull       --port P [--sni bench.test] [--seconds 5]   (GET /big, read for N s)
 //!   tlsload sink       --port P --cert FILE --key FILE
 
 use std::error::Error;
@@ -95,7 +97,7 @@ fn parse_args() -> Res<Args> {
     let mut it = std::env::args().skip(1);
     let mode = it
         .next()
-        .ok_or("usage: tlsload handshakes|push|sink --port P ...")?;
+        .ok_or("usage: tlsload handshakes|push|pull|sink --port P ...")?;
     let mut a = Args {
         mode,
         port: 0,
@@ -222,6 +224,47 @@ fn push(a: &Args) -> Res<()> {
     Ok(())
 }
 
+/// One TLS connection reading an endless HTTP response (`GET /big`, a huge file) for
+/// `seconds`: the download direction, where the proxy encrypts. A response that ends early
+/// is followed by a new connection.
+fn pull(a: &Args) -> Res<()> {
+    let cfg = client_config()?;
+    let name = ServerName::try_from(a.sni.clone())?;
+    let request = format!(
+        "GET /big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        a.sni
+    );
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(a.seconds);
+    let mut got: u64 = 0;
+    let mut cipher = String::new();
+    while Instant::now() < deadline {
+        let mut sock = TcpStream::connect(("127.0.0.1", a.port))?;
+        sock.set_nodelay(true)?;
+        let mut conn = ClientConnection::new(cfg.clone(), name.clone())?;
+        let mut tls = Stream::new(&mut conn, &mut sock);
+        tls.write_all(request.as_bytes())?;
+        while Instant::now() < deadline {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(s) = conn.negotiated_cipher_suite() {
+            cipher = format!("{:?}", s.suite());
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"bytes\": {got}, \"seconds\": {secs}, \"gbps\": {}, \"cipher\": \"{cipher}\"}}",
+        got as f64 * 8.0 / secs / 1e9
+    );
+    Ok(())
+}
+
 fn drain(cfg: Arc<ServerConfig>, mut sock: TcpStream) -> Res<()> {
     let mut conn = ServerConnection::new(cfg)?;
     let mut tls = Stream::new(&mut conn, &mut sock);
@@ -254,6 +297,7 @@ fn main() -> Res<()> {
     match a.mode.as_str() {
         "handshakes" => handshakes(&a),
         "push" => push(&a),
+        "pull" => pull(&a),
         "sink" => sink(&a),
         other => Err(format!("unknown mode {other}").into()),
     }
