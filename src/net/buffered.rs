@@ -110,17 +110,13 @@ pub(super) struct Half {
     deferred: Option<io::Error>,
 }
 
-/// What one read attempt produced.
+/// What one read attempt ended with (any bytes it read are written or stashed by then).
 enum Read {
-    /// End of stream, nothing read.
+    /// End of stream.
     Eof,
-    /// Bytes read (and written or stashed); the source may have more.
+    /// Bytes read; the source may have more.
     Data,
-    /// Bytes read, then the source had no more for now (its waker is registered).
-    DataThenPending,
-    /// Bytes read, then end of stream.
-    DataThenEof,
-    /// Nothing to read now (the source's waker is registered).
+    /// The source has nothing more for now (its waker is registered).
     Pending,
 }
 
@@ -175,11 +171,11 @@ impl Half {
                 self.read_via_scratch(cx, src, dst, meter)?
             };
             match read {
-                Read::Eof | Read::DataThenEof => meter.eof = true,
+                Read::Eof => meter.eof = true,
                 Read::Data => {}
-                Read::DataThenPending | Read::Pending => {
-                    // The source already said Pending: write out what it gave, then wait
-                    // (reading it again now would only repeat the EAGAIN).
+                Read::Pending => {
+                    // Write out what the read gave before it said Pending, then wait
+                    // (reading again now would only repeat the EAGAIN).
                     if self.poll_write_pending(cx, dst, meter)?.is_pending() {
                         return Poll::Pending;
                     }
@@ -276,29 +272,25 @@ impl Half {
                 scratch.resize(BUF_SIZE, 0);
             }
             let mut n = 0;
-            let mut read = Read::Data;
-            while let Some(room) = scratch.get_mut(n..).filter(|r| !r.is_empty()) {
-                let got = match poll_read(cx, src, room) {
+            let read = loop {
+                let Some(room) = scratch.get_mut(n..).filter(|r| !r.is_empty()) else {
+                    break Read::Data;
+                };
+                match poll_read(cx, src, room) {
+                    Ok(Some(0)) if n == 0 => return Ok(Read::Eof),
+                    Ok(None) if n == 0 => return Ok(Read::Pending),
                     Err(e) if n == 0 => return Err(e),
+                    Ok(Some(0)) => break Read::Eof,
+                    Ok(None) => break Read::Pending,
+                    Ok(Some(got)) => n += got,
+                    // After bytes: they go out first, the error after them.
                     Err(PumpError::Read(e)) => {
                         self.deferred = Some(e);
-                        break;
+                        break Read::Data;
                     }
                     Err(e) => return Err(e),
-                    Ok(got) => got,
-                };
-                match got {
-                    Some(0) if n == 0 => return Ok(Read::Eof),
-                    None if n == 0 => return Ok(Read::Pending),
-                    Some(0) => read = Read::DataThenEof,
-                    None => read = Read::DataThenPending,
-                    Some(got) => {
-                        n += got;
-                        continue;
-                    }
                 }
-                break;
-            }
+            };
             let data = scratch.get(..n).unwrap_or_default();
             let written = match Pin::new(&mut *dst).poll_write(cx, data) {
                 Poll::Ready(Ok(0)) => {

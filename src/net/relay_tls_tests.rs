@@ -14,9 +14,12 @@ use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sha2::{Digest, Sha256};
 
-use super::copy::{Progress, RelayEnd, TcpHalfClose, relay};
+use std::net::TcpStream;
+
+use super::copy::{Progress, RelayEnd, RelayStats, TcpHalfClose, relay};
+use super::prefixed::Prefixed;
 use super::relay_tests::{tcp_pair, within};
-use crate::rt;
+use crate::rt::{self, Async};
 
 fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -39,6 +42,32 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
+/// A proxy in the middle as connections use it: TLS terminated over `Prefixed` (the
+/// ClientHello replay and read-ahead layer), relayed in plaintext to the upstream. Returns
+/// the client's raw socket, the upstream's end and the running relay.
+fn terminating_relay(
+    server_cfg: Arc<rustls::ServerConfig>,
+) -> (Async<TcpStream>, Async<TcpStream>, rt::Task<RelayStats>) {
+    let (client_sock, proxy_client) = tcp_pair();
+    let (proxy_upstream, upstream) = tcp_pair();
+    let relay_task = rt::spawn(async move {
+        let mut tls = TlsAcceptor::from(server_cfg)
+            .accept(Prefixed::new(Vec::new(), TcpHalfClose(proxy_client)))
+            .await
+            .unwrap();
+        let mut plain = TcpHalfClose(&proxy_upstream);
+        let progress = Progress::default();
+        relay(
+            &mut tls,
+            &mut plain,
+            Some(Duration::from_secs(10)),
+            &progress,
+        )
+        .await
+    });
+    (client_sock, upstream, relay_task)
+}
+
 fn random_bytes(n: usize) -> Vec<u8> {
     std::iter::repeat_with(|| fastrand::u8(..))
         .take(n)
@@ -49,18 +78,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 fn tls_client_side_bytes_and_close_notify_cross_the_relay() {
     within(async {
         let (server_cfg, client_cfg) = tls_configs();
-        let (client_sock, proxy_client) = tcp_pair();
-        let (proxy_upstream, upstream) = tcp_pair();
-        let progress = Arc::new(Progress::default());
-        let live = progress.clone();
-        let relay_task = rt::spawn(async move {
-            let mut tls = TlsAcceptor::from(server_cfg)
-                .accept(TcpHalfClose(proxy_client))
-                .await
-                .unwrap();
-            let mut plain = TcpHalfClose(&proxy_upstream);
-            relay(&mut tls, &mut plain, Some(Duration::from_secs(10)), &live).await
-        });
+        let (client_sock, upstream, relay_task) = terminating_relay(server_cfg);
 
         let request = random_bytes(256 * 1024);
         let reply = random_bytes(128 * 1024);
@@ -108,21 +126,7 @@ fn bytes_before_a_bare_fin_still_arrive_before_the_error() {
     // reads the records and then the FIN's error in one fill; the bytes must go out first.
     within(async {
         let (server_cfg, client_cfg) = tls_configs();
-        let (client_sock, proxy_client) = tcp_pair();
-        let (proxy_upstream, upstream) = tcp_pair();
-        let progress = Arc::new(Progress::default());
-        let live = progress.clone();
-        let relay_task = rt::spawn(async move {
-            let mut tls = TlsAcceptor::from(server_cfg)
-                .accept(super::prefixed::Prefixed::new(
-                    Vec::new(),
-                    TcpHalfClose(proxy_client),
-                ))
-                .await
-                .unwrap();
-            let mut plain = TcpHalfClose(&proxy_upstream);
-            relay(&mut tls, &mut plain, Some(Duration::from_secs(10)), &live).await
-        });
+        let (client_sock, upstream, relay_task) = terminating_relay(server_cfg);
         let request = random_bytes(100 * 1024);
         let name = ServerName::try_from("localhost").unwrap();
         let mut tls_client = TlsConnector::from(client_cfg)

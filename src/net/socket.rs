@@ -76,18 +76,14 @@ impl ConnectError {
     pub(crate) fn is_local_exhaustion(&self) -> bool {
         match self {
             ConnectError::Timeout => false,
-            ConnectError::Io(e) => is_resource_exhaustion(e),
+            // EMFILE, ENFILE, ENOBUFS, ENOMEM: this process or the kernel ran out of
+            // descriptors or memory.
+            ConnectError::Io(e) => matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+            ),
         }
     }
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: this process or the kernel ran out of descriptors or
-/// memory.
-pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 impl std::fmt::Display for ConnectError {

@@ -322,13 +322,13 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
                 // of probing into an EAGAIN. If it has (and no error), these bytes were all
                 // that came before the FIN: the next read is the EOF, answered without a
                 // syscall. After an error, read again: it is reported there.
-                Ok(n) if n > 0 && n < buf.len() && !this.src.read_closed_seen() => {
-                    this.src.read_drained(tick);
-                    *this.wait = true;
-                    return Poll::Ready(Ok(n));
-                }
-                Ok(n) if n > 0 && n < buf.len() && fin_before => {
-                    *this.eof_next = true;
+                Ok(n) if n > 0 && n < buf.len() => {
+                    if !this.src.read_closed_seen() {
+                        this.src.read_drained(tick);
+                        *this.wait = true;
+                    } else if fin_before {
+                        *this.eof_next = true;
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Ok(n) => return Poll::Ready(Ok(n)),
