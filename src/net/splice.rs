@@ -380,6 +380,7 @@ pub(super) mod linux {
     use std::io;
     use std::net::TcpStream;
     use std::os::fd::OwnedFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll};
 
     use crate::rt::Async;
@@ -389,10 +390,19 @@ pub(super) mod linux {
     use super::super::buffered::{BUDGET, Pool};
     use super::super::copy::{Meter, PumpError, shutdown_write};
 
-    /// Requested pipe capacity (the kernel may grant less when the user's pipe pages run low).
-    /// Measured against 256 KiB and 1 MiB pipes (F_SETPIPE_SZ; splice moves up to a pipe's
-    /// worth per call): no lower CPU per GB, 1 MiB was higher (docs/benchmarks.md, "Bulk").
+    /// Requested capacity of a new pipe (the kernel may grant less when the user's pipe pages
+    /// run low).
     const PIPE_SIZE: usize = 64 * 1024;
+    /// What a pipe grows to once a splice has filled it (a bulk direction): splice moves up to
+    /// a pipe's worth per call, so a bulk stream costs fewer calls and wake-ups per byte
+    /// (docs/benchmarks.md, "Bulk: pipe size").
+    const BULK_PIPE_SIZE: usize = 256 * 1024;
+    /// Most grown pipes alive in this process, pooled ones included. Pipe pages count against
+    /// the user's `fs.pipe-user-pages-soft` (16384 pages by default); once an unprivileged user
+    /// is over it, new pipes get two pages. 64 grown pipes take a quarter of the default.
+    const MAX_GROWN: usize = 64;
+    /// Grown pipes alive in this process.
+    static GROWN: AtomicUsize = AtomicUsize::new(0);
     /// Most empty pipes kept for reuse (two descriptors each).
     const PIPE_POOL_CAP: usize = 32;
 
@@ -411,6 +421,8 @@ pub(super) mod linux {
         read: OwnedFd,
         write: OwnedFd,
         cap: usize,
+        /// Counted in `GROWN` (given back when the pipe closes).
+        grown: bool,
     }
 
     impl Pipe {
@@ -420,16 +432,59 @@ pub(super) mod linux {
             if NO_PIPES.get() {
                 return Err(io::ErrorKind::QuotaExceeded.into());
             }
-            if let Some(pipe) = PIPES.take() {
-                return Ok(pipe);
+            match PIPES.take() {
+                Some(pipe) => Ok(pipe),
+                None => Pipe::new(),
             }
+        }
+
+        /// A new pipe of about `PIPE_SIZE`.
+        fn new() -> io::Result<Pipe> {
             let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
             // Best effort: the default is already 64 KiB on most systems.
             let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE);
             let cap = rustix::pipe::fcntl_getpipe_size(&write)
                 .unwrap_or(4096)
                 .max(1);
-            Ok(Pipe { read, write, cap })
+            Ok(Pipe {
+                read,
+                write,
+                cap,
+                grown: false,
+            })
+        }
+
+        /// Grows the pipe to `BULK_PIPE_SIZE` once, if fewer than `limit` grown pipes are
+        /// alive; best effort (the kernel may refuse or grant less). Bytes in the pipe stay.
+        fn grow(&mut self, limit: usize) {
+            if self.grown || self.cap >= BULK_PIPE_SIZE {
+                return;
+            }
+            if GROWN
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < limit).then_some(n + 1)
+                })
+                .is_err()
+            {
+                return;
+            }
+            match rustix::pipe::fcntl_setpipe_size(&self.write, BULK_PIPE_SIZE) {
+                Ok(cap) if cap > self.cap => {
+                    self.cap = cap;
+                    self.grown = true;
+                }
+                _ => {
+                    GROWN.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    impl Drop for Pipe {
+        fn drop(&mut self) {
+            if self.grown {
+                GROWN.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -519,7 +574,12 @@ pub(super) mod linux {
                     // A short splice is not taken as "drained": under a fast sender more is
                     // often queued by the time the pipe is emptied (measured: waiting after
                     // short splices cost CPU per GB).
-                    Ok(n) => self.in_pipe = n,
+                    Ok(n) => {
+                        self.in_pipe = n;
+                        if n >= pipe.cap {
+                            pipe.grow(MAX_GROWN);
+                        }
+                    }
                     Err(Errno::INTR) => {}
                     // Nothing to read: wait (the empty pipe goes back to the pool meanwhile).
                     Err(Errno::AGAIN) => {
@@ -582,6 +642,63 @@ pub(super) mod linux {
                     PIPES.give(pipe);
                 }
             }
+        }
+    }
+
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    mod tests {
+        use super::*;
+
+        /// Writes `bytes` into the pipe; how many it took (it is non-blocking).
+        fn fill(pipe: &Pipe, bytes: &[u8]) -> usize {
+            let mut done = 0;
+            while done < bytes.len() {
+                match rustix::io::write(&pipe.write, &bytes[done..]) {
+                    Ok(n) => done += n,
+                    Err(Errno::AGAIN) => break,
+                    Err(e) => panic!("pipe write: {e}"),
+                }
+            }
+            done
+        }
+
+        /// Everything in the pipe, in order.
+        fn drain(pipe: &Pipe) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match rustix::io::read(&pipe.read, &mut buf) {
+                    Ok(0) | Err(Errno::AGAIN) => return out,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("pipe read: {e}"),
+                }
+            }
+        }
+
+        #[test]
+        fn a_full_pipe_grows_and_keeps_its_bytes() {
+            let mut pipe = Pipe::new().unwrap();
+            let data: Vec<u8> = (0..BULK_PIPE_SIZE).map(|i| (i % 251) as u8).collect();
+            let first = fill(&pipe, &data);
+            assert_eq!(first, pipe.cap, "a new pipe holds its capacity");
+            pipe.grow(usize::MAX);
+            assert!(pipe.grown);
+            assert!(pipe.cap >= BULK_PIPE_SIZE, "grown to {}", pipe.cap);
+            // The grown pipe takes the rest; what comes out is every byte in order.
+            assert_eq!(first + fill(&pipe, &data[first..]), data.len());
+            assert_eq!(drain(&pipe), data);
+        }
+
+        #[test]
+        fn growth_stops_at_the_limit() {
+            let mut pipe = Pipe::new().unwrap();
+            let cap = pipe.cap;
+            pipe.grow(0);
+            assert!(!pipe.grown);
+            assert_eq!(pipe.cap, cap);
+            let data = vec![7u8; BULK_PIPE_SIZE];
+            assert_eq!(fill(&pipe, &data), cap, "the pipe kept its size");
         }
     }
 }
