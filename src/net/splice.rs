@@ -421,8 +421,18 @@ pub(super) mod linux {
         read: OwnedFd,
         write: OwnedFd,
         cap: usize,
-        /// Counted in `GROWN` (given back when the pipe closes).
-        grown: bool,
+        growth: Growth,
+    }
+
+    /// Whether a pipe has grown to `BULK_PIPE_SIZE`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Growth {
+        /// At its first size; it may grow.
+        Not,
+        /// Grown and counted in `GROWN` (given back when the pipe closes).
+        Grown,
+        /// The kernel refused (the user's pipe pages are spent): not asked again.
+        Refused,
     }
 
     impl Pipe {
@@ -450,14 +460,15 @@ pub(super) mod linux {
                 read,
                 write,
                 cap,
-                grown: false,
+                growth: Growth::Not,
             })
         }
 
         /// Grows the pipe to `BULK_PIPE_SIZE` once, if fewer than `limit` grown pipes are
-        /// alive; best effort (the kernel may refuse or grant less). Bytes in the pipe stay.
+        /// alive; best effort (the kernel may refuse or grant less, and is then not asked
+        /// again for this pipe). Bytes in the pipe stay.
         fn grow(&mut self, limit: usize) {
-            if self.grown || self.cap >= BULK_PIPE_SIZE {
+            if self.growth != Growth::Not || self.cap >= BULK_PIPE_SIZE {
                 return;
             }
             if GROWN
@@ -471,10 +482,11 @@ pub(super) mod linux {
             match rustix::pipe::fcntl_setpipe_size(&self.write, BULK_PIPE_SIZE) {
                 Ok(cap) if cap > self.cap => {
                     self.cap = cap;
-                    self.grown = true;
+                    self.growth = Growth::Grown;
                 }
                 _ => {
                     GROWN.fetch_sub(1, Ordering::Relaxed);
+                    self.growth = Growth::Refused;
                 }
             }
         }
@@ -482,7 +494,7 @@ pub(super) mod linux {
 
     impl Drop for Pipe {
         fn drop(&mut self) {
-            if self.grown {
+            if self.growth == Growth::Grown {
                 GROWN.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -683,7 +695,7 @@ pub(super) mod linux {
             let first = fill(&pipe, &data);
             assert_eq!(first, pipe.cap, "a new pipe holds its capacity");
             pipe.grow(usize::MAX);
-            assert!(pipe.grown);
+            assert_eq!(pipe.growth, Growth::Grown);
             assert!(pipe.cap >= BULK_PIPE_SIZE, "grown to {}", pipe.cap);
             // The grown pipe takes the rest; what comes out is every byte in order.
             assert_eq!(first + fill(&pipe, &data[first..]), data.len());
@@ -695,7 +707,7 @@ pub(super) mod linux {
             let mut pipe = Pipe::new().unwrap();
             let cap = pipe.cap;
             pipe.grow(0);
-            assert!(!pipe.grown);
+            assert_eq!(pipe.growth, Growth::Not, "the limit is not a refusal");
             assert_eq!(pipe.cap, cap);
             let data = vec![7u8; BULK_PIPE_SIZE];
             assert_eq!(fill(&pipe, &data), cap, "the pipe kept its size");
