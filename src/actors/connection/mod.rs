@@ -23,6 +23,8 @@ mod log;
 mod preamble;
 mod relay;
 mod route;
+#[cfg(test)]
+mod tests;
 mod upstream;
 
 use std::net::{SocketAddr, TcpStream};
