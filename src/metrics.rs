@@ -181,6 +181,7 @@ pub struct MetricsSnapshot {
 
 /// Which limit refused a connection (`tcpmap_connections_rejected_total{scope}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// `--max-connections`, checked at accept.
     Global,
@@ -204,6 +205,7 @@ pub use crate::close::Side;
 
 /// Why a TLS handshake failed (`tcpmap_tls_handshake_failures_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandshakeFailure {
     /// The ClientHello was malformed (answered with `decode_error`, `record_overflow` or
     /// `unexpected_message`).
