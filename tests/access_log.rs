@@ -1,6 +1,6 @@
 //! The access log: one line per connection when it ends. `--log-format json` gives one JSON
 //! object per line with mapping, listener, client, peer, sni, upstream, tls, bytes_in, bytes_out,
-//! duration_ms and end; text mode has exactly one line per connection.
+//! duration_ms, end, detail and side; text mode has exactly one line per connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,7 +13,7 @@ use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
 use common::yaml::{mapping, mapping_with, tls_context};
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "mapping",
     "listener",
     "client",
@@ -26,6 +26,7 @@ const FIELDS: [&str; 12] = [
     "duration_ms",
     "end",
     "detail",
+    "side",
 ];
 
 #[test]
