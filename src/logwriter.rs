@@ -139,9 +139,9 @@ fn append(buf: &mut Vec<u8>, line: &[u8], format: LineFormat, worker: Option<u32
         return;
     };
     match format {
-        LineFormat::Json if line.first() == Some(&b'{') => {
+        LineFormat::Json if line.starts_with(b"{") => {
             buf.extend_from_slice(format!("{{\"worker\":{id},").as_bytes());
-            let rest = &line[1..];
+            let rest = line.strip_prefix(b"{").unwrap_or(line);
             // `{}` would become `{"worker":N,}`: close the object instead.
             match rest.strip_prefix(b"}") {
                 Some(tail) => {
