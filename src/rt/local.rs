@@ -5,7 +5,7 @@
 //! The loop, on the thread `tcpmap-local`:
 //!
 //! ```text
-//! run queued tasks (at most BUDGET) ─▶ expire due deadlines (crate::timer)
+//! run queued tasks (at most BUDGET) ─▶ expire due deadlines (rt::timer)
 //!        ▲                                      │
 //!        └── wake the tasks of ready sockets ◀── epoll_wait(until the clock's next tick;
 //!                                                0 if tasks are queued; ∞ if no deadline)
@@ -17,13 +17,15 @@
 //! ([`install`]); the process then never starts the reactor's own thread.
 
 use std::future::Future;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 use async_task::Runnable;
 use concurrent_queue::ConcurrentQueue;
+
+use super::reactor::Reactor;
 
 /// Tasks run between two looks at the reactor.
 const BUDGET: usize = 128;
@@ -46,7 +48,7 @@ pub(crate) fn install() -> std::io::Result<()> {
     if INSTALLED.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    crate::timer::drive_externally();
+    super::timer::clock().drive_externally();
     let reactor = super::reactor::get()?;
     std::thread::Builder::new()
         .name("tcpmap-local".into())
@@ -78,23 +80,22 @@ fn schedule(runnable: Runnable) {
 }
 
 /// Wakes the loop (the coarse clock's driver waker: an earlier deadline shortens its sleep).
-struct Unpark;
+struct Unpark(&'static Reactor);
 
 impl Wake for Unpark {
-    fn wake(self: std::sync::Arc<Self>) {
+    fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
-    fn wake_by_ref(self: &std::sync::Arc<Self>) {
-        if let Ok(reactor) = super::reactor::get() {
-            reactor.unpark();
-        }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
-fn run(reactor: &'static super::reactor::Reactor) {
+fn run(reactor: &'static Reactor) {
     let queue = queue();
-    let unpark = Waker::from(std::sync::Arc::new(Unpark));
+    let clock = super::timer::clock();
+    let unpark = Waker::from(Arc::new(Unpark(reactor)));
     loop {
         for _ in 0..BUDGET {
             match queue.pop() {
@@ -104,19 +105,31 @@ fn run(reactor: &'static super::reactor::Reactor) {
                 Err(_) => break,
             }
         }
-        let next = crate::timer::drive(&unpark);
-        let mut timeout = Some(Duration::ZERO);
-        if queue.is_empty() {
-            // From here a task scheduled by another thread writes the eventfd; the second
-            // look catches one pushed just before.
-            reactor.will_sleep();
-            if queue.is_empty() {
-                timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
-            }
-        }
+        clock.drive();
+        let next = clock.rearm(&unpark);
+        let timeout = park_timeout(queue, reactor, next);
         if let Err(e) = reactor.turn(timeout) {
             tracing::error!(error = %e, "epoll_wait failed");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// How long the loop may wait in `epoll_wait`: not at all while tasks are queued, else until
+/// the clock's next occupied tick (`None`: until an event).
+fn park_timeout(
+    queue: &ConcurrentQueue<Runnable>,
+    reactor: &Reactor,
+    next: Option<Instant>,
+) -> Option<Duration> {
+    if !queue.is_empty() {
+        return Some(Duration::ZERO);
+    }
+    // From here a task scheduled by another thread writes the eventfd; the second look
+    // catches one pushed just before.
+    reactor.will_sleep();
+    if !queue.is_empty() {
+        return Some(Duration::ZERO);
+    }
+    next.map(|at| at.saturating_duration_since(Instant::now()))
 }
