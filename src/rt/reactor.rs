@@ -222,7 +222,7 @@ pub(crate) fn get() -> io::Result<&'static Reactor> {
 }
 
 impl Reactor {
-    fn new() -> io::Result<Reactor> {
+    pub(super) fn new() -> io::Result<Reactor> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let notify = rustix::event::eventfd(
             0,
