@@ -21,16 +21,20 @@
 //! it when nobody else does); they are not per connection.
 //!
 //! Layout: `mod.rs` (this seam), `reactor.rs` (the data plane's epoll reactor and
-//! [`Async`]), `local.rs` (the local runtime's loop), `timer/` (the coarse clock; `timer/queue.rs` is
+//! [`Async`]), `local.rs` (the local runtime's loop), `park.rs` (the loop's sleep/wake-up handshake),
+//! `timer/` (the coarse clock; `timer/queue.rs` is
 //! its pure deadline queue) and `control.rs` (the admin endpoint's sockets).
 
 mod control;
 pub(crate) mod local;
+mod park;
 pub(crate) mod reactor;
 pub(crate) mod timer;
 
 use std::future::Future;
 use std::pin::Pin;
+// What `park.rs` is written against (a loom model compiles it with loom's atomics).
+use std::sync::atomic;
 use std::task::{Context, Poll};
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -178,9 +178,9 @@ struct Turn {
 pub(crate) struct Reactor {
     epoll: OwnedFd,
     notify: OwnedFd,
-    /// Set by the driver just before it sleeps in `epoll_wait`; whoever clears it owes a
+    /// Whether the driver sleeps in `epoll_wait` or is about to; whoever clears it owes a
     /// wake-up ([`Reactor::unpark`]).
-    sleeping: AtomicBool,
+    park: super::park::Park,
     slab: Mutex<Slab>,
     turn: Mutex<Turn>,
 }
@@ -237,7 +237,7 @@ impl Reactor {
         Ok(Reactor {
             epoll,
             notify,
-            sleeping: AtomicBool::new(false),
+            park: super::park::Park::new(),
             slab: Mutex::new(Slab::default()),
             turn: Mutex::new(Turn::default()),
         })
@@ -261,14 +261,16 @@ impl Reactor {
     }
 
     /// The driver is about to sleep: from now on a wake from another thread must
-    /// [`unpark`](Reactor::unpark) it.
+    /// [`unpark`](Reactor::unpark) it. Call before the last look at what was queued for it
+    /// (`super::park`: the handshake and its fences).
     pub(crate) fn will_sleep(&self) {
-        self.sleeping.store(true, Ordering::SeqCst);
+        self.park.will_sleep();
     }
 
-    /// Wakes the driver if it sleeps (one eventfd write); nothing when it is running.
+    /// Wakes the driver if it sleeps (one eventfd write); nothing when it is running. Call
+    /// after queuing what the driver is to find.
     pub(crate) fn unpark(&self) {
-        if self.sleeping.swap(false, Ordering::SeqCst) {
+        if self.park.unpark() {
             let _ = rustix::io::write(&self.notify, &1u64.to_ne_bytes());
         }
     }
@@ -323,7 +325,7 @@ impl Reactor {
             Err(rustix::io::Errno::INTR) => Ok(()),
             Err(e) => Err(io::Error::from(e)),
         };
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.park.woke();
         waited?;
         let slab = lock(&self.slab);
         for event in events.iter() {
