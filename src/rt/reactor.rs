@@ -48,40 +48,70 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One direction's readiness: a count of edges and the waker of the task waiting for the next.
+/// One direction's readiness: a count of edges and the wakers of the tasks waiting for the
+/// next.
 #[derive(Debug, Default)]
 struct Interest {
-    /// Edges seen by the reactor (bumped under `waker`'s lock).
+    /// Edges seen by the reactor (bumped under `waiters`' lock).
     tick: AtomicU64,
     /// The tick the user last found drained (`EAGAIN`) or consumed.
     seen: AtomicU64,
-    waker: Mutex<Option<Waker>>,
+    waiters: Mutex<Waiters>,
+}
+
+/// The tasks waiting for a direction's next edge: usually one (no allocation); any number may
+/// (two tasks reading one socket through `&Async`), and an edge wakes them all.
+#[derive(Debug, Default)]
+struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                // A waker of a task that stopped waiting stays until the next edge, which
+                // wakes it for nothing: harmless, and every edge empties the list.
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> (Option<Waker>, Vec<Waker>) {
+        (self.first.take(), std::mem::take(&mut self.more))
+    }
 }
 
 impl Interest {
     fn fire(&self) {
-        let waker = {
-            let mut slot = lock(&self.waker);
+        let (first, more) = {
+            let mut waiters = lock(&self.waiters);
             self.tick.fetch_add(1, Ordering::AcqRel);
-            slot.take()
+            waiters.take()
         };
-        if let Some(w) = waker {
+        if let Some(w) = first {
+            w.wake();
+        }
+        for w in more {
             w.wake();
         }
     }
 
     /// Ready when an edge came after `since`; that consumes every edge so far.
     fn poll_since(&self, cx: &mut Context<'_>, since: u64) -> Poll<()> {
-        let mut slot = lock(&self.waker);
+        let mut waiters = lock(&self.waiters);
         let now = self.tick.load(Ordering::Acquire);
         if now != since {
             self.seen.store(now, Ordering::Relaxed);
             return Poll::Ready(());
         }
         self.seen.store(since, Ordering::Relaxed);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *slot = Some(cx.waker().clone());
-        }
+        waiters.add(cx.waker());
         Poll::Pending
     }
 }
@@ -352,6 +382,12 @@ impl Reactor {
 /// is missed and none is spurious. Waiting without a drained operation is ready at the next edge
 /// after the last one consumed (a socket's first wait is ready if anything came since it was
 /// registered).
+///
+/// Any number of tasks may wait on one direction of one socket (two readers of `&Async`, or a
+/// reader and a task watching for the peer's FIN): an edge wakes every waiter, and each
+/// retries its own operation, so none is forgotten. The edge count is the socket's, not a
+/// waiter's: one waiter's `EAGAIN` does not hide an edge from another, and one's read may
+/// leave the other its `EAGAIN` (woken for nothing, it waits again).
 #[derive(Debug)]
 pub(crate) struct Async<T: AsFd> {
     io: Option<T>,
@@ -448,7 +484,10 @@ impl<T: AsFd> Async<T> {
         self.source.write.poll_since(cx, tick).map(Ok)
     }
 
-    /// Ready at the first read edge after the last one drained or consumed.
+    /// Ready at the first read edge after the last one drained or consumed. "Consumed" is the
+    /// socket's, not the caller's: of two tasks waiting here, the first to be polled after an
+    /// edge consumes it for both. Two readers use [`Async::poll_read_with`] (or the
+    /// futures-io impls), which wait from their own operation's tick.
     pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let since = self.source.read.seen.load(Ordering::Relaxed);
         self.source.read.poll_since(cx, since).map(Ok)
@@ -687,107 +726,5 @@ impl AsyncWrite for Async<TcpStream> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    //! The reactor on real loopback sockets, driven by its own thread (the library's mode).
-
-    use std::net::TcpListener;
-    use std::time::Instant;
-
-    use futures_lite::future::block_on;
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    fn pair() -> (Async<TcpStream>, Async<TcpStream>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = block_on(Async::<TcpStream>::connect(l.local_addr().unwrap())).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, Async::new(b).unwrap())
-    }
-
-    #[test]
-    fn small_reads_of_a_big_write_drain_it_all() {
-        // Edge-triggered: one edge for many bytes. Reading 7 bytes at a time must still see
-        // every byte (a read that did not end in EAGAIN must not wait for another edge).
-        let (a, b) = pair();
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let sent = data.clone();
-        let writer = std::thread::spawn(move || {
-            block_on(async {
-                let mut a = &a;
-                a.write_all(&sent).await.unwrap();
-                a.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
-            })
-        });
-        let got = block_on(async {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 7];
-            let mut b = &b;
-            loop {
-                let n = b.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break got;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-        });
-        writer.join().unwrap();
-        assert_eq!(got, data);
-    }
-
-    #[test]
-    fn after_eagain_readiness_waits_for_new_bytes_and_sees_them() {
-        let (a, b) = pair();
-        block_on(async {
-            let mut buf = [0u8; 16];
-            let tick = b.read_tick();
-            let e = b.get_ref().peek(&mut buf).unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-            b.read_drained(tick);
-            let waker = futures_lite::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-            let mut cx = Context::from_waker(&waker);
-            assert!(
-                b.poll_readable(&mut cx).is_pending(),
-                "ready with nothing new"
-            );
-            (&a).write_all(b"hello").await.unwrap();
-            let start = Instant::now();
-            b.readable().await.unwrap();
-            assert!(start.elapsed() < Duration::from_secs(5));
-            assert_eq!((&b).read(&mut buf).await.unwrap(), 5);
-        });
-    }
-
-    #[test]
-    fn reused_slots_do_not_take_a_closed_sockets_events() {
-        // Open and close many sockets so slots are reused under new generations; each new
-        // socket still gets its own readiness (the old keys' events, if any, are dropped).
-        for _ in 0..2000 {
-            let (a, b) = pair();
-            drop(a);
-            let mut buf = [0u8; 4];
-            // The peer's close is an edge for `b`: EOF arrives.
-            assert_eq!(block_on((&b).read(&mut buf)).unwrap(), 0);
-        }
-        let (a, b) = pair();
-        block_on(async {
-            (&a).write_all(b"ok").await.unwrap();
-            let mut buf = [0u8; 2];
-            (&b).read_exact(&mut buf).await.unwrap();
-            assert_eq!(&buf, b"ok");
-        });
-        let slab = lock(&get().unwrap().slab);
-        assert!(slab.slots.len() < 1000, "slots leak: {}", slab.slots.len());
-    }
-
-    #[test]
-    fn a_refused_connect_is_an_error_not_a_hang() {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let r = block_on(Async::<TcpStream>::connect(port));
-        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
-    }
-}
+#[path = "reactor_tests.rs"]
+mod tests;
