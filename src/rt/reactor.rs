@@ -23,7 +23,7 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -34,10 +34,12 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 /// The event key of the wake-up eventfd.
 const NOTIFY_KEY: u64 = u64::MAX;
 
-/// What a stream socket is registered for (once, never modified).
+/// What a stream socket is registered for (once, never modified). `PRI`: TCP urgent data
+/// (see [`Async::urgent_seen`]).
 const STREAM: EventFlags = EventFlags::IN
     .union(EventFlags::OUT)
     .union(EventFlags::RDHUP)
+    .union(EventFlags::PRI)
     .union(EventFlags::ET);
 
 /// Events taken per `epoll_wait`.
@@ -125,6 +127,9 @@ struct Source {
     /// [`OPEN`], [`FIN_SEEN`] (the peer's FIN has been reported) or [`ERROR_SEEN`] (an
     /// error has): set before the read edge that reports it is counted, and never lowered.
     read_closed: AtomicU8,
+    /// TCP urgent data was reported (`EPOLLPRI`): set before the read edge that reports it is
+    /// counted (and before a later FIN is recorded), never lowered.
+    urgent: AtomicBool,
 }
 
 /// No FIN and no error reported yet.
@@ -156,6 +161,7 @@ impl Slab {
             key: (u64::from(slot.0) << 32) | u64::from(index),
             read: Interest::default(),
             read_closed: AtomicU8::new(OPEN),
+            urgent: AtomicBool::new(false),
             write: Interest::default(),
         });
         slot.1 = Some(source.clone());
@@ -314,6 +320,9 @@ impl Reactor {
         let n = ready.len();
         for (source, flags) in ready.drain(..) {
             let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+            if flags.contains(EventFlags::PRI) {
+                source.urgent.store(true, Ordering::Release);
+            }
             if flags.contains(EventFlags::ERR) {
                 source.read_closed.fetch_max(ERROR_SEEN, Ordering::Release);
             } else if broken || flags.contains(EventFlags::RDHUP) {
@@ -451,11 +460,21 @@ impl<T: AsFd> Async<T> {
     }
 
     /// Whether the reactor has reported the peer's FIN (or an error) on this socket. A read
-    /// that came back short with this still unset drained the socket: whatever arrives later,
-    /// the FIN included, is an edge after the tick taken before that read, so the next read
-    /// may wait for it instead of probing (and getting EAGAIN).
+    /// that came back short with this still unset drained the socket (unless urgent data was
+    /// reported: [`Async::urgent_seen`]): whatever arrives later, the FIN included, is an edge
+    /// after the tick taken before that read, so the next read may wait for it instead of
+    /// probing (and getting EAGAIN).
     pub(crate) fn read_closed_seen(&self) -> bool {
         self.source.read_closed.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Whether the reactor has reported TCP urgent data (`MSG_OOB`) on this socket, ever. A
+    /// read stops at the urgent mark, so a short read does not mean the socket is drained
+    /// (bytes after the mark may be queued, with no edge to come for them), and `splice(2)`
+    /// never passes the mark (only `recv` skips the urgent byte). Set before the edge that
+    /// reports it is counted, and before any later FIN is recorded.
+    pub(crate) fn urgent_seen(&self) -> bool {
+        self.source.urgent.load(Ordering::Acquire)
     }
 
     /// Whether the reactor has reported an error (`EPOLLERR`) on this socket.
