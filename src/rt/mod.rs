@@ -20,8 +20,8 @@
 //! The admin endpoint and the signal stream stay on async-io's reactor (its own thread drives
 //! it when nobody else does); they are not per connection.
 //!
-//! Layout: `mod.rs` (this seam), `reactor.rs` (the data plane's epoll reactor and
-//! [`Async`]), `local.rs` (the local runtime's loop), `park.rs` (the loop's sleep/wake-up handshake),
+//! Layout: `mod.rs` (this seam), `reactor.rs` (the data plane's epoll reactor),
+//! `socket.rs` ([`Async`], a socket registered with it), `local.rs` (the local runtime's loop), `park.rs` (the loop's sleep/wake-up handshake),
 //! `timer/` (the coarse clock; `timer/queue.rs` is
 //! its pure deadline queue) and `control.rs` (the admin endpoint's sockets).
 
@@ -29,6 +29,7 @@ mod control;
 pub(crate) mod local;
 mod park;
 pub(crate) mod reactor;
+mod socket;
 pub(crate) mod timer;
 
 use std::future::Future;
@@ -39,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub(crate) use control::{ControlListener, ControlStream};
-pub(crate) use reactor::Async;
+pub(crate) use socket::Async;
 
 /// A handle to a spawned task; dropping it detaches the task (it keeps running).
 #[derive(Debug)]

@@ -2,13 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
 
 use futures_lite::future::block_on;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::rt::Async;
 
 fn pair() -> (Async<TcpStream>, Async<TcpStream>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
