@@ -19,7 +19,7 @@ use std::time::Instant;
 use event_listener::{Event, listener};
 use futures_lite::FutureExt;
 
-use crate::timer::Sleep;
+use crate::rt::timer::Sleep;
 
 /// An order to close connections: those accepted before `accepted_before` close at `at`
 /// (at once if `at` has passed), ending with [`crate::close::CloseReason::Retired`].
