@@ -255,7 +255,7 @@ impl ProxyBuilder {
     pub async fn start(self) -> Result<ProxyHandle> {
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
-        let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
+        let endpoints = crate::state::endpoints::EndpointRegistry::new(metrics.clone());
         let shared = Arc::new(Shared {
             endpoints: endpoints.clone(),
             resolver: ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
@@ -267,8 +267,8 @@ impl ProxyBuilder {
             },
             active: Default::default(),
             kill: tripwire,
-            breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-            proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            breaker_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            proxy_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         });
         crate::actors::health::spawn(
             Arc::downgrade(&endpoints),
@@ -351,7 +351,7 @@ async fn start_admin(
     inherited: Option<std::net::TcpListener>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
-    endpoints: Arc<crate::actors::endpoints::EndpointRegistry>,
+    endpoints: Arc<crate::state::endpoints::EndpointRegistry>,
     pool: Option<crate::workers::pool::PoolHandle>,
 ) -> Result<AdminServer> {
     let listener = match inherited {
@@ -397,14 +397,14 @@ async fn start_admin(
 
 fn config_json(
     status: &Status,
-    endpoints: &crate::actors::endpoints::EndpointRegistry,
+    endpoints: &crate::state::endpoints::EndpointRegistry,
 ) -> serde_json::Value {
     let snapshot = status.get();
     serde_json::json!({
         "generation": snapshot.generation(),
         "ready": snapshot.ready,
         "routes": snapshot.table.to_json(),
-        "endpoints": crate::actors::endpoints::table_json(&snapshot.table, endpoints),
+        "endpoints": crate::state::endpoints::table_json(&snapshot.table, endpoints),
         "last_reload": snapshot.last_reload,
     })
 }

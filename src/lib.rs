@@ -49,6 +49,7 @@ pub mod fault;
 pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
+pub(crate) mod state;
 pub(crate) mod timer;
 pub(crate) mod workers;
 

@@ -20,9 +20,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use rustls::pki_types::ServerName;
 
-use super::admission::{Admission, Claim};
-use super::endpoints::UpstreamState;
-use super::{Generation, Shared};
+use super::{Admission, Claim, Generation, Shared};
 use crate::close::CloseReason;
 use crate::metrics::{HandshakeFailure, Side};
 use crate::net::copy::{self, Progress, RelayEnd, RelayStats, TcpHalfClose};
@@ -33,6 +31,7 @@ use crate::net::socket;
 use crate::proxy_protocol::{self, Accept, Header, Ssl, Tlv, Version};
 use crate::route::{Group, HostGroup, HostTls, Listener, ServiceHost, Termination, Upstream};
 use crate::sni::{Alert, Peek};
+use crate::state::endpoints::UpstreamState;
 
 // Why the `Box::pin`s below: a task stores its whole future for its lifetime, so the
 // future's size is memory per idle connection. The peek, the TLS handshakes, the lookup and
@@ -858,7 +857,7 @@ mod size_tests {
             &shared.endpoints,
         ));
         let addr = l.local_addr().unwrap();
-        let admission = crate::actors::admission::Admission::enter(shared).unwrap();
+        let admission = crate::actors::Admission::enter(shared).unwrap();
         let fut = super::serve(stream, addr, addr, generation, admission);
         let size = std::mem::size_of_val(&fut);
         eprintln!("serve future: {size} bytes");

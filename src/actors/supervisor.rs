@@ -509,7 +509,7 @@ impl Supervisor {
             new.push((addr, socket));
         }
         let started: Vec<SocketAddr> = new.iter().map(|(a, _)| *a).collect();
-        let mappings = super::mapping_ids(&table).map(|m| (**m).clone()).collect();
+        let mappings = table.mapping_ids().map(|m| (**m).clone()).collect();
         pool.apply(table.generation, bundle, mappings, new, plan.stop.clone())
             .await
             .map_err(ApplyError::Workers)?;

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::Bundle;
-use crate::config::tls::ticket_keys::TicketKeys;
+use crate::state::ticket_keys::TicketKeys;
 
 /// The largest frame either side accepts (a config with its certificates fits many times).
 pub(crate) const MAX_FRAME: usize = 64 << 20;

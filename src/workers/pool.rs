@@ -28,10 +28,10 @@ use super::link::{Link, expect};
 use super::merge::{self, Retired};
 use super::shm::{Counters, SLOTS};
 use crate::config::Bundle;
-use crate::config::tls::ticket_keys::{TicketKeys, unix_now};
-use crate::config::tls::tickets;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
+use crate::state::ticket_keys::{TicketKeys, unix_now};
+use crate::state::tickets;
 
 /// How often the pool snapshots every worker's metrics (the most of its counter increments a
 /// SIGKILLed worker can lose; docs/operations.md, "What a worker crash costs").

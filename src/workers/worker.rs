@@ -58,7 +58,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     };
     // Before any config is built: every TLS context of this worker uses the Supervisor's keys.
     match tickets {
-        Some(keys) => crate::config::tls::tickets::install(keys).map_err(anyhow::Error::msg)?,
+        Some(keys) => crate::state::tickets::install(keys).map_err(anyhow::Error::msg)?,
         None => tracing::warn!(
             "the Supervisor sent no session-ticket keys; this worker's tickets resume only on it"
         ),
@@ -80,13 +80,13 @@ pub(crate) fn run() -> anyhow::Result<()> {
         resolv_conf: settings.resolv_conf.clone(),
         ..ResolverConfig::default()
     };
-    let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
+    let endpoints = crate::state::endpoints::EndpointRegistry::new(metrics.clone());
     if let Some(table) = counters.clients(id) {
-        endpoints.use_client_table(table);
+        endpoints.use_client_table(std::sync::Arc::new(table));
     }
     let shared = Arc::new(Shared {
         endpoints: endpoints.clone(),
-        proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+        proxy_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         resolver: rt::block_on(async {
             ResolverHandle::spawn_observed(resolver, Some(metrics.clone()))
         }),
@@ -101,7 +101,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             mine: mine.count,
         },
         kill: tripwire,
-        breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+        breaker_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
     });
     // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
     crate::actors::health::spawn(
@@ -129,7 +129,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             ToWorker::Hello { .. } => FromWorker::Failed {
                 message: "already started".into(),
             },
-            ToWorker::TicketKeys { keys } => match crate::config::tls::tickets::install(keys) {
+            ToWorker::TicketKeys { keys } => match crate::state::tickets::install(keys) {
                 Ok(()) => FromWorker::TicketKeysTaken,
                 Err(message) => FromWorker::Failed { message },
             },
@@ -162,7 +162,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     Ok(loaded)
                         if crate::fault::on_prepare(
                             id,
-                            crate::actors::mapping_ids(&loaded.table).map(|m| m.name.as_str()),
+                            loaded.table.mapping_ids().map(|m| m.name.as_str()),
                         ) =>
                     {
                         FromWorker::Failed {
