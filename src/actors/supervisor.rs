@@ -39,7 +39,7 @@ pub struct ApplyReport {
 pub(crate) enum ApplyError {
     Bind(SocketAddr, std::io::Error),
     /// A worker process could not apply the config (every worker keeps the old one).
-    Workers(String),
+    Workers(crate::workers::codec::PoolError),
     ShuttingDown,
 }
 
@@ -282,9 +282,12 @@ impl Supervisor {
                             vec![format!("cannot bind {addr}: {e}")],
                             warnings,
                         ),
-                        Err(ApplyError::Workers(e)) => {
-                            ReloadResult::now(false, self.generation(), vec![e.clone()], warnings)
-                        }
+                        Err(ApplyError::Workers(e)) => ReloadResult::now(
+                            false,
+                            self.generation(),
+                            vec![e.to_string()],
+                            warnings,
+                        ),
                         Err(ApplyError::ShuttingDown) => ReloadResult::now(
                             false,
                             self.generation(),
@@ -502,7 +505,11 @@ impl Supervisor {
         bound: Vec<(SocketAddr, crate::rt::Async<TcpListener>)>,
         plan: crate::route::diff::ListenerPlan,
     ) -> Result<ApplyReport, ApplyError> {
-        let bundle = bundle.ok_or_else(|| ApplyError::Workers("no config bundle".into()))?;
+        let Some(bundle) = bundle else {
+            // Every apply of a pool's Supervisor comes from the ConfigActor, with its bundle.
+            tracing::error!("no config bundle for the workers");
+            return Err(ApplyError::ShuttingDown);
+        };
         let mut new = Vec::with_capacity(bound.len());
         for (addr, socket) in bound {
             let socket = socket.into_inner().map_err(|e| ApplyError::Bind(addr, e))?;

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::channel::Channel;
-use super::codec::{FromWorker, ToWorker};
+use super::codec::{FromWorker, ToWorker, WorkerError};
 use super::shm::Counters;
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
+use crate::actors::supervisor::ApplyError;
 use crate::actors::supervisor::{Given, Status, SupervisorHandle};
 use crate::actors::{Count, Limits, Shared};
 use crate::metrics::Metrics;
@@ -126,12 +127,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
             }
         };
         let reply = match msg {
-            ToWorker::Hello { .. } => FromWorker::Failed {
-                message: "already started".into(),
-            },
+            ToWorker::Hello { .. } => FromWorker::failed(WorkerError::AlreadyStarted),
             ToWorker::TicketKeys { keys } => match crate::state::tickets::install(keys) {
                 Ok(()) => FromWorker::TicketKeysTaken,
-                Err(message) => FromWorker::Failed { message },
+                Err(e) => FromWorker::failed(WorkerError::TicketKeys(e)),
             },
             ToWorker::Prepare {
                 generation,
@@ -165,9 +164,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                             loaded.table.mapping_ids().map(|m| m.name.as_str()),
                         ) =>
                     {
-                        FromWorker::Failed {
-                            message: "fault injection: this worker cannot apply it".into(),
-                        }
+                        FromWorker::failed(WorkerError::Injected)
                     }
                     Ok(loaded) => {
                         pending = Some(Pending {
@@ -178,21 +175,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
                         FromWorker::Prepared
                     }
                     Err(problems) => {
-                        let lines: Vec<String> = problems
+                        let lines = problems
                             .iter()
                             .filter(|p| p.is_error())
                             .map(ToString::to_string)
                             .collect();
-                        FromWorker::Failed {
-                            message: lines.join("; "),
-                        }
+                        FromWorker::failed(WorkerError::Config(lines))
                     }
                 }
             }
             ToWorker::Commit => match pending.take() {
-                None => FromWorker::Failed {
-                    message: "nothing prepared".into(),
-                },
+                None => FromWorker::failed(WorkerError::NothingPrepared),
                 Some(p) => {
                     let given = Given {
                         generation: p.generation,
@@ -202,12 +195,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
                         Ok(Ok(report)) => FromWorker::Committed {
                             generation: report.generation,
                         },
-                        Ok(Err(e)) => FromWorker::Failed {
-                            message: format!("{e:?}"),
-                        },
-                        Err(e) => FromWorker::Failed {
-                            message: e.to_string(),
-                        },
+                        Ok(Err(e)) => FromWorker::failed(refused(e)),
+                        Err(_) => FromWorker::failed(WorkerError::SupervisorGone),
                     }
                 }
             },
@@ -243,5 +232,18 @@ pub(crate) fn run() -> anyhow::Result<()> {
             }
         };
         channel.send(&reply, &[])?;
+    }
+}
+
+/// What crosses the channel when this worker's Supervisor refused a commit.
+fn refused(e: ApplyError) -> WorkerError {
+    match e {
+        ApplyError::Bind(addr, e) => WorkerError::Listener {
+            addr,
+            cause: e.to_string(),
+        },
+        ApplyError::ShuttingDown => WorkerError::ShuttingDown,
+        // A worker runs no workers of its own.
+        ApplyError::Workers(e) => WorkerError::Other(e.to_string()),
     }
 }
