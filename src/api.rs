@@ -46,7 +46,8 @@ use std::time::Duration;
 
 use crate::actors::config::{ConfigHandle, ReloadReport};
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
-use crate::actors::supervisor::{Status, SupervisorHandle};
+use crate::actors::supervisor::plane::DataPlane;
+use crate::actors::supervisor::{LocalPlane, Status, SupervisorHandle};
 use crate::actors::{Limits, Shared};
 use crate::config::ConfigInput;
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -280,18 +281,18 @@ impl ProxyBuilder {
             Some(config) => Some(crate::workers::pool::PoolHandle::spawn(config)?),
             None => None,
         };
+        // Where connections run: the worker processes, or this process.
+        let plane: Box<dyn DataPlane> = match &pool {
+            Some(pool) => Box::new(pool.clone()),
+            None => Box::new(LocalPlane::new(shared.clone(), kill)),
+        };
         let inherited = self
             .inherited
             .as_ref()
             .map(|i| std::mem::take(&mut *i.lock().unwrap_or_else(|p| p.into_inner())))
             .unwrap_or_default();
-        let supervisor = SupervisorHandle::spawn(
-            shared.clone(),
-            status.clone(),
-            kill,
-            pool.clone(),
-            inherited.listeners,
-        );
+        let supervisor =
+            SupervisorHandle::spawn(plane, metrics.clone(), status.clone(), inherited.listeners);
         let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), metrics.clone());
         // The first config takes the path of every reload; on failure nothing was bound, and
         // dropping the handles ends the actors.

@@ -132,12 +132,7 @@ fn naming(dirs: &[&str], names: &[&str], skip: &[&str]) -> Vec<String> {
 #[test]
 fn the_layers_point_one_way() {
     // actors/ drive the data plane through its interface; the worker processes sit above them.
-    // TODO(next commit): the Supervisor still names the pool until the DataPlane interface.
-    let actors = naming(
-        &["src/actors"],
-        &["crate::workers", "workers::"],
-        &["src/actors/supervisor.rs"],
-    );
+    let actors = naming(&["src/actors"], &["crate::workers", "workers::"], &[]);
     assert!(
         actors.is_empty(),
         "actors/ names the worker processes:\n{}",

@@ -167,7 +167,7 @@ impl ConfigActor {
             tracing::warn!("{w}");
         }
         let warnings = strings(&loaded.warnings);
-        let bundle = Some(Arc::new(bundle));
+        let bundle = Arc::new(bundle);
         match self
             .supervisor
             .apply(loaded.table, warnings, bundle)

@@ -33,6 +33,7 @@ pub(crate) mod codec;
 pub(crate) mod cpus;
 pub(crate) mod link;
 pub(crate) mod merge;
+pub(crate) mod plane;
 pub(crate) mod pool;
 pub(crate) mod shm;
 pub(crate) mod upgrade;

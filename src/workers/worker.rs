@@ -28,17 +28,18 @@ use super::channel::Channel;
 use super::codec::{FromWorker, ToWorker, WorkerError};
 use super::shm::Counters;
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
-use crate::actors::supervisor::ApplyError;
-use crate::actors::supervisor::{Given, Status, SupervisorHandle};
+use crate::actors::supervisor::plane::Change;
+use crate::actors::supervisor::{ApplyError, LocalPlane};
 use crate::actors::{Count, Limits, Shared};
+use crate::config::Bundle;
 use crate::metrics::Metrics;
 use crate::route::{MappingId, RouteTable};
 use crate::rt;
 
 /// The config a `Prepare` built, waiting for `Commit`.
 struct Pending {
-    generation: u64,
     table: RouteTable,
+    bundle: Arc<Bundle>,
     sockets: HashMap<SocketAddr, TcpListener>,
 }
 
@@ -110,10 +111,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
         shared.resolver.clone(),
         metrics.clone(),
     );
-    let status = Arc::new(Status::default());
-    let supervisor = rt::block_on(async {
-        SupervisorHandle::spawn(shared.clone(), status.clone(), kill, None, HashMap::new())
-    });
+    // This process's data plane, driven from this thread: the pool's Supervisor chose the
+    // table and bound the sockets, so there is no Supervisor here.
+    let mut plane = LocalPlane::new(shared.clone(), kill);
+    let mut serving = 0;
     channel.send(&FromWorker::Ready, &[])?;
     let mut pending: Option<Pending> = None;
     let drain_timeout = Duration::from_millis(settings.drain_timeout_ms);
@@ -122,7 +123,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "the Supervisor is gone; draining");
-                let _ = rt::block_on(supervisor.shutdown(true, drain_timeout));
+                rt::block_on(drain(&mut plane, true, drain_timeout));
                 return Ok(());
             }
         };
@@ -166,10 +167,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     {
                         FromWorker::failed(WorkerError::Injected)
                     }
-                    Ok(loaded) => {
+                    Ok(mut loaded) => {
+                        loaded.table.generation = generation;
                         pending = Some(Pending {
-                            generation,
                             table: loaded.table,
+                            bundle: Arc::from(bundle),
                             sockets,
                         });
                         FromWorker::Prepared
@@ -186,19 +188,13 @@ pub(crate) fn run() -> anyhow::Result<()> {
             }
             ToWorker::Commit => match pending.take() {
                 None => FromWorker::failed(WorkerError::NothingPrepared),
-                Some(p) => {
-                    let given = Given {
-                        generation: p.generation,
-                        sockets: p.sockets,
-                    };
-                    match rt::block_on(supervisor.apply_given(p.table, given)) {
-                        Ok(Ok(report)) => FromWorker::Committed {
-                            generation: report.generation,
-                        },
-                        Ok(Err(e)) => FromWorker::failed(refused(e)),
-                        Err(_) => FromWorker::failed(WorkerError::SupervisorGone),
+                Some(p) => match rt::block_on(commit(&mut plane, p)) {
+                    Ok(generation) => {
+                        serving = generation;
+                        FromWorker::Committed { generation }
                     }
-                }
+                    Err(e) => FromWorker::failed(refused(e)),
+                },
             },
             ToWorker::Abort => {
                 pending = None;
@@ -208,7 +204,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 text: metrics.render_openmetrics(),
             },
             ToWorker::Status => FromWorker::Status {
-                generation: status.get().generation(),
+                generation: serving,
                 active: metrics
                     .snapshot()
                     .mappings
@@ -217,16 +213,15 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     .sum(),
             },
             ToWorker::StopAccepting => {
-                let _ = rt::block_on(supervisor.stop_accepting());
+                rt::block_on(plane.stop());
                 FromWorker::Stopped
             }
             ToWorker::Shutdown {
                 graceful,
                 drain_timeout_ms,
             } => {
-                let _ = rt::block_on(
-                    supervisor.shutdown(graceful, Duration::from_millis(drain_timeout_ms)),
-                );
+                let timeout = Duration::from_millis(drain_timeout_ms);
+                rt::block_on(drain(&mut plane, graceful, timeout));
                 let _ = channel.send(&FromWorker::Drained, &[]);
                 return Ok(());
             }
@@ -246,4 +241,30 @@ fn refused(e: ApplyError) -> WorkerError {
         // A worker runs no workers of its own.
         ApplyError::Workers(e) => WorkerError::Other(e.to_string()),
     }
+}
+
+/// Serves a prepared config: the listeners its sockets were given for start, the others are
+/// retargeted or stopped. The generation now served.
+async fn commit(plane: &mut LocalPlane, p: Pending) -> Result<u64, ApplyError> {
+    let plan = plane.plan_for(&p.table);
+    let bound = crate::actors::supervisor::given(&plan, p.sockets)?;
+    let table = Arc::new(p.table);
+    let generation = table.generation;
+    let started = plane
+        .serve(Change {
+            table,
+            bundle: p.bundle,
+            plan,
+            bound,
+        })
+        .await?;
+    tracing::debug!(generation, started = ?started, "config applied in this worker");
+    Ok(generation)
+}
+
+/// Stops accepting, then drains like `tcpmap run` does.
+async fn drain(plane: &mut LocalPlane, graceful: bool, timeout: Duration) {
+    plane.stop().await;
+    tracing::debug!(graceful, open = plane.open(), "shutting down");
+    plane.wait_drained(graceful, timeout).await;
 }
