@@ -59,9 +59,6 @@ pub(crate) enum WorkerError {
     /// The worker is shutting down.
     #[error("shutting down")]
     ShuttingDown,
-    /// The worker's own Supervisor actor is gone.
-    #[error("its Supervisor is gone")]
-    SupervisorGone,
     /// A fault-injection build was told to fail here.
     #[error("fault injection: this worker cannot apply it")]
     Injected,
@@ -417,7 +414,6 @@ mod tests {
                 cause: "address in use".into(),
             },
             WorkerError::ShuttingDown,
-            WorkerError::SupervisorGone,
             WorkerError::Injected,
             WorkerError::Other("from an older worker".into()),
         ]

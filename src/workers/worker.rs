@@ -1,7 +1,8 @@
 //! A worker process (`tcpmap worker`, started by the pool; not for users).
 //!
-//! Its standard input is its end of the control channel. It runs the data-plane actors —
-//! a Supervisor over ListenerActors and ConnectionActors, and a ResolverActor — on the local
+//! Its standard input is its end of the control channel. It runs the data plane — a
+//! `LocalPlane` (ListenerActors and their ConnectionActors) and a ResolverActor; no
+//! Supervisor: its pool's Supervisor chose the table and bound the sockets — on the local
 //! runtime (`rt::local`: one thread runs every task and drives the reactor and the coarse
 //! clock) while this thread answers the control channel, one request at a time:
 //!
@@ -10,13 +11,14 @@
 //!                                 the shared memory the fd maps)
 //! TicketKeys{keys}              ─▶ seal new tickets with the rotated keys
 //! Prepare{bundle} + socket fds  ─▶ config::build_bundle (the Supervisor's pure code) ─▶ held
-//! Commit                        ─▶ Supervisor.apply(table, given sockets, generation)
+//! Commit                        ─▶ LocalPlane.serve(table, given sockets, generation)
 //! Metrics / Status              ─▶ this worker's registry / generation and open connections
 //! StopAccepting                 ─▶ close the listeners (the first step of a drain)
 //! Shutdown                      ─▶ drain like `tcpmap run` does, reply, exit 0
 //! ```
 //!
-//! When the Supervisor goes away (its end closes) the worker drains and exits.
+//! A request it cannot carry out is answered `Failed` with a typed `WorkerError`. When the
+//! Supervisor goes away (its end closes) the worker drains and exits.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -230,7 +232,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
 }
 
-/// What crosses the channel when this worker's Supervisor refused a commit.
+/// What crosses the channel when this worker's plane refused a commit.
 fn refused(e: ApplyError) -> WorkerError {
     match e {
         ApplyError::Bind(addr, e) => WorkerError::Listener {

@@ -181,3 +181,68 @@ pub(crate) fn given(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::route::{HostMap, Listener};
+
+    fn table(addrs: &[SocketAddr]) -> RouteTable {
+        let mut t = RouteTable::default();
+        for addr in addrs {
+            let listener = Listener {
+                addr: *addr,
+                plain: None,
+                hosts: HostMap::default(),
+                proxy_protocol: Default::default(),
+            };
+            t.listeners.insert(*addr, listener);
+        }
+        t
+    }
+
+    #[test]
+    fn a_worker_plane_starts_what_it_does_not_run_and_stops_what_is_gone() {
+        let (kill, _) = rt::tripwire();
+        let mut plane = LocalPlane::new(Shared::for_tests(None), kill);
+        let sockets: Vec<TcpListener> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        let given = addrs.iter().copied().zip(sockets).collect();
+        addrs.sort();
+        let first = table(&addrs);
+        let plan = plane.plan_for(&first);
+        assert_eq!((plan.start.len(), plan.retarget.len()), (2, 0));
+        let bound = super::given(&plan, given).unwrap();
+        let change = Change {
+            table: Arc::new(first),
+            bundle: Arc::new(crate::config::read(&Default::default()).0),
+            plan,
+            bound,
+        };
+        let started = rt::block_on(plane.serve(change)).unwrap();
+        assert_eq!(started, addrs);
+        // Connections are accepted on both.
+        for a in &addrs {
+            std::net::TcpStream::connect(a).unwrap();
+        }
+        let plan = plane.plan_for(&table(&addrs[..1]));
+        assert_eq!(plan.retarget, addrs[..1]);
+        assert_eq!(plan.stop, addrs[1..]);
+        assert!(plan.start.is_empty());
+        // A listener the plane has no socket for is refused, whole.
+        let missing: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let plan = plane.plan_for(&table(&[missing]));
+        assert!(matches!(
+            super::given(&plan, Default::default()),
+            Err(ApplyError::Bind(a, _)) if a == missing
+        ));
+        rt::block_on(plane.stop());
+        assert!(
+            std::net::TcpStream::connect(addrs[0]).is_err(),
+            "the port refuses"
+        );
+    }
+}

@@ -367,3 +367,6 @@ impl Supervisor {
         self.plane.drain(graceful, drain_timeout).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
