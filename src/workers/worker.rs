@@ -113,8 +113,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
         shared.resolver.clone(),
         metrics.clone(),
     );
-    // This process's data plane, driven from this thread: the pool's Supervisor chose the
-    // table and bound the sockets, so there is no Supervisor here.
+    // This process's data plane, driven from this thread (each step a task on the local
+    // runtime, see `on_loop`): the pool's Supervisor chose the table and bound the sockets,
+    // so there is no Supervisor here.
     let mut plane = LocalPlane::new(shared.clone(), kill);
     let mut serving = 0;
     channel.send(&FromWorker::Ready, &[])?;
@@ -125,7 +126,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "the Supervisor is gone; draining");
-                rt::block_on(drain(&mut plane, true, drain_timeout));
+                on_loop(plane, move |p| drain(p, true, drain_timeout));
                 return Ok(());
             }
         };
@@ -190,13 +191,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
             }
             ToWorker::Commit => match pending.take() {
                 None => FromWorker::failed(WorkerError::NothingPrepared),
-                Some(p) => match rt::block_on(commit(&mut plane, p)) {
-                    Ok(generation) => {
-                        serving = generation;
-                        FromWorker::Committed { generation }
+                Some(p) => {
+                    let result;
+                    (plane, result) = on_loop(plane, move |plane| commit(plane, p));
+                    match result {
+                        Ok(generation) => {
+                            serving = generation;
+                            FromWorker::Committed { generation }
+                        }
+                        Err(e) => FromWorker::failed(refused(e)),
                     }
-                    Err(e) => FromWorker::failed(refused(e)),
-                },
+                }
             },
             ToWorker::Abort => {
                 pending = None;
@@ -215,7 +220,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     .sum(),
             },
             ToWorker::StopAccepting => {
-                rt::block_on(plane.stop());
+                plane = on_loop(plane, |mut p| async move {
+                    p.stop().await;
+                    (p, ())
+                })
+                .0;
                 FromWorker::Stopped
             }
             ToWorker::Shutdown {
@@ -223,7 +232,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 drain_timeout_ms,
             } => {
                 let timeout = Duration::from_millis(drain_timeout_ms);
-                rt::block_on(drain(&mut plane, graceful, timeout));
+                on_loop(plane, move |p| drain(p, graceful, timeout));
                 let _ = channel.send(&FromWorker::Drained, &[]);
                 return Ok(());
             }
@@ -245,28 +254,44 @@ fn refused(e: ApplyError) -> WorkerError {
     }
 }
 
+/// Runs one step of the plane as a task on the local runtime and waits for it here, then
+/// gives the plane back: its deadlines (the drain timeout) are queued from the loop's own
+/// thread, like every other task's, never from this control thread.
+fn on_loop<T, F>(plane: LocalPlane, step: impl FnOnce(LocalPlane) -> F) -> (LocalPlane, T)
+where
+    F: std::future::Future<Output = (LocalPlane, T)> + Send + 'static,
+    T: Send + 'static,
+{
+    rt::block_on(rt::spawn(step(plane)))
+}
+
 /// Serves a prepared config: the listeners its sockets were given for start, the others are
 /// retargeted or stopped. The generation now served.
-async fn commit(plane: &mut LocalPlane, p: Pending) -> Result<u64, ApplyError> {
+async fn commit(mut plane: LocalPlane, p: Pending) -> (LocalPlane, Result<u64, ApplyError>) {
     let plan = plane.plan_for(&p.table);
-    let bound = crate::actors::supervisor::given(&plan, p.sockets)?;
+    let bound = match crate::actors::supervisor::given(&plan, p.sockets) {
+        Ok(bound) => bound,
+        Err(e) => return (plane, Err(e)),
+    };
     let table = Arc::new(p.table);
     let generation = table.generation;
-    let started = plane
-        .serve(Change {
-            table,
-            bundle: p.bundle,
-            plan,
-            bound,
-        })
-        .await?;
-    tracing::debug!(generation, started = ?started, "config applied in this worker");
-    Ok(generation)
+    let change = Change {
+        table,
+        bundle: p.bundle,
+        plan,
+        bound,
+    };
+    let result = plane.serve(change).await.map(|started| {
+        tracing::debug!(generation, started = ?started, "config applied in this worker");
+        generation
+    });
+    (plane, result)
 }
 
 /// Stops accepting, then drains like `tcpmap run` does.
-async fn drain(plane: &mut LocalPlane, graceful: bool, timeout: Duration) {
+async fn drain(mut plane: LocalPlane, graceful: bool, timeout: Duration) -> (LocalPlane, ()) {
     plane.stop().await;
     tracing::debug!(graceful, open = plane.open(), "shutting down");
     plane.wait_drained(graceful, timeout).await;
+    (plane, ())
 }

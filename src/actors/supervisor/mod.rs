@@ -43,16 +43,19 @@ pub struct ApplyReport {
     pub retargeted: Vec<SocketAddr>,
 }
 
-/// Why an apply was rejected (nothing changed).
-#[derive(Debug)]
+/// Why an apply was rejected (nothing changed); its words are the reload's error.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ApplyError {
     /// A listener's address could not be bound (or its socket not served).
-    Bind(SocketAddr, std::io::Error),
+    #[error("cannot bind {0}: {1}")]
+    Bind(SocketAddr, #[source] std::io::Error),
     /// A worker process could not apply the config (every worker keeps the old one): the
     /// pool's typed error (`crate::workers::codec::PoolError`), which says which worker and
     /// why.
+    #[error("{0}")]
     Workers(Box<dyn std::error::Error + Send + Sync>),
     /// The proxy is shutting down.
+    #[error("shutting down")]
     ShuttingDown,
 }
 
@@ -230,24 +233,10 @@ impl Supervisor {
                         Ok(report) => {
                             ReloadResult::now(true, report.generation, Vec::new(), warnings)
                         }
-                        Err(ApplyError::Bind(addr, e)) => ReloadResult::now(
-                            false,
-                            self.generation(),
-                            vec![format!("cannot bind {addr}: {e}")],
-                            warnings,
-                        ),
-                        Err(ApplyError::Workers(e)) => ReloadResult::now(
-                            false,
-                            self.generation(),
-                            vec![e.to_string()],
-                            warnings,
-                        ),
-                        Err(ApplyError::ShuttingDown) => ReloadResult::now(
-                            false,
-                            self.generation(),
-                            vec!["shutting down".to_string()],
-                            warnings,
-                        ),
+                        Err(e) => {
+                            let errors = vec![e.to_string()];
+                            ReloadResult::now(false, self.generation(), errors, warnings)
+                        }
                     };
                     self.publish(Some(outcome));
                     let _ = respond_to.send(result);
