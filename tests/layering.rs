@@ -138,6 +138,18 @@ fn the_layers_point_one_way() {
         "actors/ names the worker processes:\n{}",
         actors.join("\n")
     );
+    // The worker processes name the actors only where they run them: the worker runs a
+    // LocalPlane (and its resolver and health checks), the pool is a DataPlane.
+    let workers = naming(
+        &["src/workers"],
+        &["crate::actors", "actors::"],
+        &["src/workers/worker.rs", "src/workers/plane.rs"],
+    );
+    assert!(
+        workers.is_empty(),
+        "workers/ names the actors outside worker.rs and plane.rs:\n{}",
+        workers.join("\n")
+    );
     // State that connections share sits below both.
     let state = naming(
         &["src/state"],
