@@ -46,7 +46,8 @@ use std::time::Duration;
 
 use crate::actors::config::{ConfigHandle, ReloadReport};
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
-use crate::actors::supervisor::{Status, SupervisorHandle};
+use crate::actors::supervisor::plane::DataPlane;
+use crate::actors::supervisor::{LocalPlane, Status, SupervisorHandle};
 use crate::actors::{Limits, Shared};
 use crate::config::ConfigInput;
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -255,7 +256,7 @@ impl ProxyBuilder {
     pub async fn start(self) -> Result<ProxyHandle> {
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
-        let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
+        let endpoints = crate::state::endpoints::EndpointRegistry::new(metrics.clone());
         let shared = Arc::new(Shared {
             endpoints: endpoints.clone(),
             resolver: ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
@@ -267,8 +268,8 @@ impl ProxyBuilder {
             },
             active: Default::default(),
             kill: tripwire,
-            breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-            proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            breaker_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            proxy_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         });
         crate::actors::health::spawn(
             Arc::downgrade(&endpoints),
@@ -280,18 +281,18 @@ impl ProxyBuilder {
             Some(config) => Some(crate::workers::pool::PoolHandle::spawn(config)?),
             None => None,
         };
+        // Where connections run: the worker processes, or this process.
+        let plane: Box<dyn DataPlane> = match &pool {
+            Some(pool) => Box::new(pool.clone()),
+            None => Box::new(LocalPlane::new(shared.clone(), kill)),
+        };
         let inherited = self
             .inherited
             .as_ref()
             .map(|i| std::mem::take(&mut *i.lock().unwrap_or_else(|p| p.into_inner())))
             .unwrap_or_default();
-        let supervisor = SupervisorHandle::spawn(
-            shared.clone(),
-            status.clone(),
-            kill,
-            pool.clone(),
-            inherited.listeners,
-        );
+        let supervisor =
+            SupervisorHandle::spawn(plane, metrics.clone(), status.clone(), inherited.listeners);
         let config = ConfigHandle::spawn(self.input.clone(), supervisor.clone(), metrics.clone());
         // The first config takes the path of every reload; on failure nothing was bound, and
         // dropping the handles ends the actors.
@@ -351,7 +352,7 @@ async fn start_admin(
     inherited: Option<std::net::TcpListener>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
-    endpoints: Arc<crate::actors::endpoints::EndpointRegistry>,
+    endpoints: Arc<crate::state::endpoints::EndpointRegistry>,
     pool: Option<crate::workers::pool::PoolHandle>,
 ) -> Result<AdminServer> {
     let listener = match inherited {
@@ -397,14 +398,14 @@ async fn start_admin(
 
 fn config_json(
     status: &Status,
-    endpoints: &crate::actors::endpoints::EndpointRegistry,
+    endpoints: &crate::state::endpoints::EndpointRegistry,
 ) -> serde_json::Value {
     let snapshot = status.get();
     serde_json::json!({
         "generation": snapshot.generation(),
         "ready": snapshot.ready,
         "routes": snapshot.table.to_json(),
-        "endpoints": crate::actors::endpoints::table_json(&snapshot.table, endpoints),
+        "endpoints": crate::state::endpoints::table_json(&snapshot.table, endpoints),
         "last_reload": snapshot.last_reload,
     })
 }

@@ -143,7 +143,7 @@ async fn hot_upgrade(proxy: &ProxyHandle, exe: &Path) -> anyhow::Result<u32> {
     let exe = exe.to_path_buf();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     // The keys the workers (or this process) use now, so tickets resume on the new binary.
-    let tickets = crate::config::tls::tickets::current()
+    let tickets = crate::state::tickets::current()
         .inspect_err(|e| tracing::warn!(error = %e, "no session-ticket keys to hand over"))
         .ok();
     let pid = rt::spawn_blocking(move || {

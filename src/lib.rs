@@ -50,6 +50,7 @@ pub mod fault;
 pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
+pub(crate) mod state;
 pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;

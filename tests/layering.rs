@@ -1,7 +1,9 @@
 //! The crate's layering, checked on its source: the runtime crates (async-std, async-io, flume,
 //! signal-hook) are named only under `src/rt/`, so swapping the runtime is a change in that
 //! directory alone; the pure core (`route/`, `sni`, `proxy_protocol`, `dns/`, the deadline queue
-//! `rt/timer/queue.rs`, and `config/` apart from its readers) does no I/O of its own.
+//! `rt/timer/queue.rs`, and `config/` apart from its readers) does no I/O of its own; and the
+//! layers point one way: `state/` (what connections share) names neither `actors/` nor
+//! `workers/`, `actors/` never names `workers/`, and `config/` and `route/` name no I/O layer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -113,4 +115,96 @@ fn the_pure_core_does_no_io() {
         "I/O in the pure core:\n{}",
         offenders.join("\n")
     );
+}
+
+/// Lines of `dirs` (test files skipped) that name any of `names`, as `file:line: name: code`.
+fn naming(dirs: &[&str], names: &[&str], skip: &[&str]) -> Vec<String> {
+    let mut offenders = Vec::new();
+    for dir in dirs {
+        for (file, n, line) in code_lines(dir) {
+            if is_test_file(&file) || skip.contains(&file.as_str()) {
+                continue;
+            }
+            if let Some(what) = names.iter().find(|name| line.contains(*name)) {
+                offenders.push(format!("{file}:{n}: {what}: {}", line.trim()));
+            }
+        }
+    }
+    offenders
+}
+
+#[test]
+fn the_layers_point_one_way() {
+    // actors/ drive the data plane through its interface; the worker processes sit above them.
+    let actors = naming(&["src/actors"], &["crate::workers", "workers::"], &[]);
+    assert!(
+        actors.is_empty(),
+        "actors/ names the worker processes:\n{}",
+        actors.join("\n")
+    );
+    // The worker processes name the actors only where they run them: the worker runs a
+    // LocalPlane (and its resolver and health checks), the pool is a DataPlane.
+    let workers = naming(
+        &["src/workers"],
+        &["crate::actors", "actors::"],
+        &["src/workers/worker.rs", "src/workers/plane.rs"],
+    );
+    assert!(
+        workers.is_empty(),
+        "workers/ names the actors outside worker.rs and plane.rs:\n{}",
+        workers.join("\n")
+    );
+    // State that connections share sits below both.
+    let state = naming(
+        &["src/state"],
+        &["crate::actors", "crate::workers", "actors::", "workers::"],
+        &[],
+    );
+    assert!(
+        state.is_empty(),
+        "state/ names a layer above it:\n{}",
+        state.join("\n")
+    );
+    // The config pipeline and the route table name no I/O layer.
+    let pure = naming(
+        &["src/config", "src/route"],
+        &[
+            "crate::actors",
+            "crate::workers",
+            "crate::net",
+            "crate::rt",
+            "actors::",
+            "workers::",
+        ],
+        &[],
+    );
+    assert!(
+        pure.is_empty(),
+        "config/ or route/ names an I/O layer:\n{}",
+        pure.join("\n")
+    );
+}
+
+#[test]
+fn actors_holds_only_actors() {
+    // The Supervisor, ConfigActor, ListenerActor, ConnectionActor, ResolverActor and
+    // HealthActor (with their own submodules); shared state lives in state/.
+    const ACTORS: [&str; 6] = [
+        "config",
+        "connection",
+        "health",
+        "listener",
+        "resolver",
+        "supervisor",
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/actors");
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        if stem != "mod" && !ACTORS.contains(&stem.as_str()) {
+            others.push(stem);
+        }
+    }
+    assert!(others.is_empty(), "not an actor: {others:?}");
 }

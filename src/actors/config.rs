@@ -167,7 +167,7 @@ impl ConfigActor {
             tracing::warn!("{w}");
         }
         let warnings = strings(&loaded.warnings);
-        let bundle = Some(Arc::new(bundle));
+        let bundle = Arc::new(bundle);
         match self
             .supervisor
             .apply(loaded.table, warnings, bundle)
@@ -178,7 +178,7 @@ impl ConfigActor {
                 warnings: loaded.warnings,
             }),
             Err(ApplyError::Bind(addr, source)) => Err(crate::Error::Bind { addr, source }),
-            Err(ApplyError::Workers(message)) => Err(crate::Error::Workers(message)),
+            Err(ApplyError::Workers(e)) => Err(crate::Error::Workers(e.to_string())),
             Err(ApplyError::ShuttingDown) => Err(crate::Error::ActorGone),
         }
     }

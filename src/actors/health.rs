@@ -20,12 +20,12 @@ use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use super::endpoints::{EndpointRegistry, UpstreamState};
 use super::resolver::ResolverHandle;
 use crate::metrics::Metrics;
 use crate::net::socket;
 use crate::route::balance::HealthCheck;
 use crate::rt;
+use crate::state::endpoints::{EndpointRegistry, UpstreamState};
 
 /// The longest sleep: the state gauges are refreshed at least this often.
 const GAUGE_TICK: Duration = Duration::from_secs(1);

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use crate::rt::Async;
 use futures_lite::FutureExt;
 
-use super::admission::Admission;
-use super::ratelog::RateLimitedLog;
-use super::{Generation, Shared, connection};
+use super::{Admission, Generation, Shared, connection};
 use crate::close::CloseReason;
 use crate::net::socket;
 use crate::rt::{self, DrainToken, Receiver, Sender};
+use crate::state::ratelog::RateLimitedLog;
 
 /// Messages a ListenerActor takes.
 #[derive(Debug)]

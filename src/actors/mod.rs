@@ -29,24 +29,26 @@
 //! is no cycle of bounded sends. Every listener and connection holds a [`DrainToken`]
 //! (crate::rt) and the Supervisor's drain waits until all are dropped.
 
-pub(crate) mod admission;
 pub(crate) mod config;
 pub(crate) mod connection;
-pub(crate) mod endpoints;
 pub(crate) mod health;
 pub(crate) mod listener;
-pub(crate) mod ratelog;
 pub(crate) mod resolver;
 pub(crate) mod supervisor;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::metrics::{MappingMetrics, Metrics};
 use crate::route::{MappingId, RouteTable};
 use crate::rt::Tripwire;
+use crate::state::ratelog::RateLimitedLog;
+pub(crate) use crate::state::{Count, Limits};
+use crate::state::{admission, endpoints};
+
+/// A connection's admission, counted against [`Shared`].
+pub(crate) type Admission = admission::Admission<Shared>;
 
 /// Process-wide state every connection reads; built once at start.
 pub(crate) struct Shared {
@@ -59,11 +61,23 @@ pub(crate) struct Shared {
     /// Trips when the drain timeout passes: remaining connections end with `shutdown`.
     pub(crate) kill: Tripwire,
     /// Rate limit for the log line about connections a circuit breaker refused.
-    pub(crate) breaker_log: ratelog::RateLimitedLog,
+    pub(crate) breaker_log: RateLimitedLog,
     /// Rate limit for the log line about connections closed for a bad PROXY protocol header.
-    pub(crate) proxy_log: ratelog::RateLimitedLog,
+    pub(crate) proxy_log: RateLimitedLog,
     /// Every upstream's endpoint set (health, loads, per-client counts), across generations.
     pub(crate) endpoints: Arc<endpoints::EndpointRegistry>,
+}
+
+impl admission::Gate for Shared {
+    fn active(&self) -> &Count {
+        &self.active
+    }
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
 }
 
 #[cfg(test)]
@@ -81,78 +95,15 @@ impl Shared {
             metrics,
             limits: Limits {
                 max_connections: max,
-                handshake_timeout: Duration::from_secs(1),
+                handshake_timeout: std::time::Duration::from_secs(1),
                 zero_copy: true,
             },
             active: Default::default(),
             kill: tripwire,
-            breaker_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-            proxy_log: ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+            breaker_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
+            proxy_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
         })
     }
-}
-
-/// An open-connection count: this process's own, or the total in memory every worker maps
-/// (`crate::workers`) plus this worker's share of it (so a dead worker's share can be taken
-/// back). Derefs to the count the limit is checked against.
-#[derive(Debug)]
-pub(crate) enum Count {
-    /// Counted here.
-    Own(AtomicUsize),
-    /// Counted in shared memory.
-    Shared {
-        /// Over all workers.
-        total: &'static AtomicUsize,
-        /// This worker's share.
-        mine: &'static AtomicUsize,
-    },
-}
-
-impl Default for Count {
-    fn default() -> Self {
-        Count::Own(AtomicUsize::new(0))
-    }
-}
-
-impl Count {
-    /// One more open connection; the count before it.
-    pub(crate) fn up(&self) -> usize {
-        if let Count::Shared { mine, .. } = self {
-            // The share first: a death in between leaves the total short, never leaked.
-            mine.fetch_add(1, Ordering::AcqRel);
-        }
-        (**self).fetch_add(1, Ordering::AcqRel)
-    }
-
-    /// One fewer.
-    pub(crate) fn down(&self) {
-        (**self).fetch_sub(1, Ordering::AcqRel);
-        if let Count::Shared { mine, .. } = self {
-            mine.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl std::ops::Deref for Count {
-    type Target = AtomicUsize;
-    fn deref(&self) -> &AtomicUsize {
-        match self {
-            Count::Own(n) => n,
-            Count::Shared { total, .. } => total,
-        }
-    }
-}
-
-/// Limits on what peers can make tcpmap hold, and how its relay moves bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    /// `--max-connections`: open connections allowed overall.
-    pub(crate) max_connections: Option<usize>,
-    /// Deadline for the SNI peek and each TLS handshake.
-    pub(crate) handshake_timeout: Duration,
-    /// This proxy's zero-copy setting: plain↔plain relays use splice(2) (Linux) when true
-    /// (`ProxyBuilder::zero_copy`, off as well under `TCPMAP_NO_SPLICE=1`).
-    pub(crate) zero_copy: bool,
 }
 
 /// One applied config generation as the data plane sees it: the route table plus the
@@ -177,18 +128,6 @@ impl std::fmt::Debug for Generation {
             .field("generation", &self.table.generation)
             .finish_non_exhaustive()
     }
-}
-
-/// Every mapping a table routes to (a mapping can appear more than once).
-pub(crate) fn mapping_ids(table: &RouteTable) -> impl Iterator<Item = &Arc<MappingId>> {
-    table.listeners.values().flat_map(|listener| {
-        listener
-            .plain
-            .iter()
-            .map(|g| &**g)
-            .chain(listener.host_groups().map(|(_, h)| &h.group))
-            .flat_map(|group| group.upstreams.iter().map(|up| &up.mapping))
-    })
 }
 
 impl Generation {

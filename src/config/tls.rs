@@ -5,7 +5,7 @@
 //! errors into `ConfigError`s with file and line. It must not read files or open sockets: the
 //! caller hands in PEM bytes. Configs are built once per config generation, with the aws-lc-rs
 //! provider restricted to the chosen suites and to TLS 1.2+. The one shared state is the
-//! session-ticket key source (`tickets`): made once per process on first use, so that tickets
+//! session-ticket key source (`crate::state::tickets`): made once per process on first use, so that tickets
 //! outlive a generation; building a config only reads it.
 //!
 //! ```text
@@ -16,8 +16,6 @@
 
 mod any_cert;
 mod suites;
-pub(crate) mod ticket_keys;
-pub(crate) mod tickets;
 
 use std::fmt;
 use std::sync::Arc;
@@ -149,8 +147,9 @@ pub fn server_config(
     config.ignore_client_order = params.cipher_suites.is_empty();
     // The default in-memory session cache stays (TLS 1.2 clients without ticket support; it is
     // per generation). Tickets use the process-wide keys, so they resume across reloads, and are
-    // bound to this chain and client-auth policy (see `tickets`).
-    config.ticketer = tickets::ticketer(&tickets::Binding {
+    // bound to this chain and client-auth policy (see
+    // `crate::state::tickets`).
+    config.ticketer = crate::state::tickets::ticketer(&crate::state::tickets::Binding {
         chain: &cert.chain,
         client_ca,
         client_cert_required,

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::actors::ratelog::RateLimitedLog;
+use crate::state::ratelog::RateLimitedLog;
 
 /// Routes `log` records into `tracing` (see the module docs). Call it once, after the global
 /// subscriber is set (the subscriber's most verbose level becomes `log`'s). False when another

@@ -38,6 +38,20 @@ pub(crate) struct RouteTable {
     pub listeners: BTreeMap<SocketAddr, Listener>,
 }
 
+impl RouteTable {
+    /// Every mapping the table routes to (a mapping can appear more than once).
+    pub(crate) fn mapping_ids(&self) -> impl Iterator<Item = &Arc<MappingId>> {
+        self.listeners.values().flat_map(|listener| {
+            listener
+                .plain
+                .iter()
+                .map(|g| &**g)
+                .chain(listener.host_groups().map(|(_, h)| &h.group))
+                .flat_map(|group| group.upstreams.iter().map(|up| &up.mapping))
+        })
+    }
+}
+
 /// The routes of one `(address, port)`.
 #[derive(Debug)]
 pub(crate) struct Listener {

@@ -173,6 +173,7 @@ mod tests {
         let files: Vec<std::fs::File> = (0..70).map(|_| tempfile_fd()).collect();
         let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
         let long = FromWorker::Failed {
+            error: None,
             message: "x".repeat(200_000),
         };
         std::thread::scope(|scope| {
@@ -181,7 +182,9 @@ mod tests {
                 a.send(&FromWorker::Ready, &fds[67..]).unwrap();
             });
             let first: FromWorker = b.recv().unwrap();
-            assert!(matches!(first, FromWorker::Failed { message } if message.len() == 200_000));
+            assert!(
+                matches!(first, FromWorker::Failed { message, .. } if message.len() == 200_000)
+            );
             assert_eq!(b.take_fds(67).unwrap().len(), 67);
             assert_eq!(b.recv::<FromWorker>().unwrap(), FromWorker::Ready);
             let last = b.take_fds(3).unwrap();

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::Bundle;
-use crate::config::tls::ticket_keys::TicketKeys;
+use crate::state::ticket_keys::TicketKeys;
 
 /// The largest frame either side accepts (a config with its certificates fits many times).
 pub(crate) const MAX_FRAME: usize = 64 << 20;
@@ -30,6 +30,102 @@ pub(crate) enum CodecError {
     /// The body is not a message of the expected type.
     #[error("malformed message: {0}")]
     Malformed(String),
+}
+
+/// Why a worker could not carry out a request: the reason in [`FromWorker::Failed`], typed
+/// across the process boundary (not a formatted string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub(crate) enum WorkerError {
+    /// A second `Hello`.
+    #[error("already started")]
+    AlreadyStarted,
+    /// The session-ticket keys could not be installed.
+    #[error("cannot take the session-ticket keys: {0}")]
+    TicketKeys(String),
+    /// The config of `Prepare` does not build here (its error lines).
+    #[error("the config does not build: {}", .0.join("; "))]
+    Config(Vec<String>),
+    /// `Commit` without a prepared config.
+    #[error("nothing prepared")]
+    NothingPrepared,
+    /// A listening socket it was given cannot serve.
+    #[error("cannot serve {addr}: {cause}")]
+    Listener {
+        /// The listener's address.
+        addr: SocketAddr,
+        /// The I/O error, in words.
+        cause: String,
+    },
+    /// The worker is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// A fault-injection build was told to fail here.
+    #[error("fault injection: this worker cannot apply it")]
+    Injected,
+    /// A reason from a worker of another binary (only its words arrived).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why the pool could not carry out a request over the control channels: what the
+/// Supervisor's side of the channel reports (never sent; [`WorkerError`] is what crosses).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PoolError {
+    /// Worker `id` refused, for `error`.
+    #[error("worker {id}: {error}")]
+    Refused {
+        /// The worker's slot.
+        id: u32,
+        /// Its reason.
+        error: WorkerError,
+    },
+    /// Worker `id` answered something other than what the request expects.
+    #[error("worker {id}: unexpected reply {reply:?}")]
+    Unexpected {
+        /// The worker's slot.
+        id: u32,
+        /// The reply.
+        reply: Box<FromWorker>,
+    },
+    /// Worker `id`'s channel failed (it died, or did not answer in time).
+    #[error("worker {id}: {source}")]
+    Channel {
+        /// The worker's slot.
+        id: u32,
+        /// The channel's error.
+        source: std::io::Error,
+    },
+    /// Worker `id` is not running.
+    #[error("worker {0} is gone")]
+    Gone(u32),
+    /// A descriptor to send could not be duplicated.
+    #[error("cannot pass a descriptor: {0}")]
+    Descriptor(std::io::Error),
+    /// The pool is shutting down (or gone).
+    #[error("the worker pool is shutting down")]
+    ShuttingDown,
+}
+
+impl PoolError {
+    /// `Ok` when worker `id`'s `reply` passes `ok`; else why not.
+    pub(crate) fn expect(
+        id: u32,
+        reply: std::io::Result<FromWorker>,
+        ok: impl FnOnce(&FromWorker) -> bool,
+    ) -> Result<(), PoolError> {
+        match reply {
+            Ok(r) if ok(&r) => Ok(()),
+            Ok(FromWorker::Failed { message, error }) => Err(PoolError::Refused {
+                id,
+                error: error.unwrap_or(WorkerError::Other(message)),
+            }),
+            Ok(reply) => Err(PoolError::Unexpected {
+                id,
+                reply: Box::new(reply),
+            }),
+            Err(source) => Err(PoolError::Channel { id, source }),
+        }
+    }
 }
 
 /// What the Supervisor tells a worker. Each request gets exactly one [`FromWorker`] reply.
@@ -97,10 +193,14 @@ pub(crate) enum FromWorker {
     TicketKeysTaken,
     /// The config of `Prepare` is built and held.
     Prepared,
-    /// A request could not be carried out (the worker's state is unchanged).
+    /// A request could not be carried out (the worker's state is unchanged): build it with
+    /// [`FromWorker::failed`].
     Failed {
-        /// Why, for the reload's error.
+        /// Why, in words: what a Supervisor of an older binary reads.
         message: String,
+        /// Why (absent from a worker of an older binary: then `message` is all there is).
+        #[serde(default)]
+        error: Option<WorkerError>,
     },
     /// The prepared config serves.
     Committed {
@@ -125,6 +225,16 @@ pub(crate) enum FromWorker {
     Stopped,
     /// Drained; the process exits next.
     Drained,
+}
+
+impl FromWorker {
+    /// The reply for a request that failed for `error`.
+    pub(crate) fn failed(error: WorkerError) -> FromWorker {
+        FromWorker::Failed {
+            message: error.to_string(),
+            error: Some(error),
+        }
+    }
 }
 
 /// The hot upgrade's channel: the old Supervisor to the new binary it started, and back.
@@ -293,6 +403,76 @@ mod tests {
         assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);
     }
 
+    fn worker_errors() -> Vec<WorkerError> {
+        vec![
+            WorkerError::AlreadyStarted,
+            WorkerError::TicketKeys("rng".into()),
+            WorkerError::Config(vec!["a.yaml:3: bad".into(), "b.yaml:1: worse".into()]),
+            WorkerError::NothingPrepared,
+            WorkerError::Listener {
+                addr: "127.0.0.1:8443".parse().unwrap(),
+                cause: "address in use".into(),
+            },
+            WorkerError::ShuttingDown,
+            WorkerError::Injected,
+            WorkerError::Other("from an older worker".into()),
+        ]
+    }
+
+    #[test]
+    fn every_failure_survives_a_round_trip_typed() {
+        for error in worker_errors() {
+            let reply = FromWorker::failed(error.clone());
+            let frame = encode(&reply).unwrap();
+            let (back, _): (FromWorker, _) = decode(&frame).unwrap().unwrap();
+            assert_eq!(back, reply);
+            let pool = PoolError::expect(4, Ok(back), |_| false).unwrap_err();
+            assert!(
+                matches!(&pool, PoolError::Refused { id: 4, error: e } if *e == error),
+                "{pool:?}"
+            );
+            assert_eq!(pool.to_string(), format!("worker 4: {error}"));
+        }
+    }
+
+    #[test]
+    fn failures_cross_binaries_of_either_age() {
+        // An older worker sends only the words: they arrive as `Other`.
+        let old = br#"{"Failed":{"message":"nothing prepared"}}"#;
+        let mut frame = (old.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(old);
+        let (reply, _): (FromWorker, _) = decode(&frame).unwrap().unwrap();
+        let pool = PoolError::expect(0, Ok(reply), |_| false).unwrap_err();
+        assert!(matches!(
+            pool,
+            PoolError::Refused { error: WorkerError::Other(ref m), .. } if m == "nothing prepared"
+        ));
+        // An older Supervisor reads `message` and ignores the typed field.
+        #[derive(Deserialize)]
+        enum OldFromWorker {
+            Failed { message: String },
+        }
+        let frame = encode(&FromWorker::failed(WorkerError::NothingPrepared)).unwrap();
+        let (OldFromWorker::Failed { message }, _) = decode(&frame).unwrap().unwrap();
+        assert_eq!(message, "nothing prepared");
+    }
+
+    #[test]
+    fn the_pool_says_which_worker_and_what_went_wrong() {
+        let unexpected =
+            PoolError::expect(1, Ok(FromWorker::Aborted), |r| *r == FromWorker::Prepared);
+        assert!(matches!(
+            unexpected,
+            Err(PoolError::Unexpected { id: 1, .. })
+        ));
+        let gone = std::io::Error::other("worker gone");
+        let channel = PoolError::expect(2, Err(gone), |_| true).unwrap_err();
+        assert_eq!(channel.to_string(), "worker 2: worker gone");
+        assert!(
+            PoolError::expect(3, Ok(FromWorker::Prepared), |r| *r == FromWorker::Prepared).is_ok()
+        );
+    }
+
     #[test]
     fn ticket_keys_arrive_whole_and_an_old_handover_still_decodes() {
         let keys = TicketKeys::generate(1).unwrap().rotated(2).unwrap();
@@ -352,7 +532,9 @@ mod tests {
 
         #[test]
         fn failures_round_trip(message in ".{0,40}", generation in any::<u64>()) {
-            for reply in [FromWorker::Failed { message: message.clone() }, FromWorker::Committed { generation }] {
+            let typed = FromWorker::failed(WorkerError::Other(message.clone()));
+            let untyped = FromWorker::Failed { message, error: None };
+            for reply in [typed, untyped, FromWorker::Committed { generation }] {
                 let frame = encode(&reply).unwrap();
                 prop_assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);
             }

@@ -72,16 +72,3 @@ impl Link {
             .map_err(|_| gone())?
     }
 }
-
-/// `Ok` when the reply passes `ok`; else the reason.
-pub(super) fn expect(
-    reply: std::io::Result<FromWorker>,
-    ok: impl FnOnce(&FromWorker) -> bool,
-) -> Result<(), String> {
-    match reply {
-        Ok(r) if ok(&r) => Ok(()),
-        Ok(FromWorker::Failed { message }) => Err(message),
-        Ok(other) => Err(format!("unexpected reply {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
-}

@@ -10,7 +10,7 @@
 //!                      ┌──────────────────────────────┬──────────────┘
 //!                      ▼                              ▼
 //!          ┌─ worker 0 (tcpmap worker) ─┐   ┌─ worker 1 ──────────────────┐
-//!          │ Supervisor ─▶ ListenerActor│   │ the same, on the same        │
+//!          │ LocalPlane ─▶ ListenerActor│   │ the same, on the same        │
 //!          │  ─▶ ConnectionActor ─▶ …   │   │ listening sockets (one shared│
 //!          │ ResolverActor              │   │ accept queue per port)       │
 //!          └────────────────────────────┘   └──────────────────────────────┘
@@ -20,7 +20,8 @@
 //! - `codec` (pure): the messages and their frames; `merge` (pure): `/metrics` totals;
 //!   `cpus`: what `auto` means.
 //! - `channel`: one end of a control channel; `shm`: the shared counters (the crate's only
-//!   `unsafe`); `pool`: the Supervisor's side (`link`: one worker's channel as it uses it);
+//!   `unsafe`); `pool`: the Supervisor's side (`link`: one worker's channel as it uses it;
+//!   `plane`: the pool as the Supervisor's `DataPlane`);
 //!   `worker`: the worker's side.
 //! - The pool also owns the session-ticket keys: every worker gets them in `Hello` and again
 //!   after each rotation (`ToWorker::TicketKeys`), so a ticket resumes on any worker;
@@ -33,6 +34,7 @@ pub(crate) mod codec;
 pub(crate) mod cpus;
 pub(crate) mod link;
 pub(crate) mod merge;
+pub(crate) mod plane;
 pub(crate) mod pool;
 pub(crate) mod shm;
 pub(crate) mod upgrade;

@@ -23,15 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel;
-use super::codec::{FromWorker, Settings, Slot, ToWorker};
-use super::link::{Link, expect};
+use super::codec::{FromWorker, PoolError, Settings, Slot, ToWorker};
+use super::link::Link;
 use super::merge::{self, Retired};
 use super::shm::{Counters, SLOTS};
 use crate::config::Bundle;
-use crate::config::tls::ticket_keys::{TicketKeys, unix_now};
-use crate::config::tls::tickets;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
+use crate::state::ticket_keys::{TicketKeys, unix_now};
+use crate::state::tickets;
 
 /// How often the pool snapshots every worker's metrics (the most of its counter increments a
 /// SIGKILLed worker can lose; docs/operations.md, "What a worker crash costs").
@@ -69,7 +69,7 @@ enum PoolMsg {
         mappings: Vec<MappingId>,
         new: Vec<(SocketAddr, TcpListener)>,
         stop: Vec<SocketAddr>,
-        respond_to: Sender<Result<(), String>>,
+        respond_to: Sender<Result<(), PoolError>>,
     },
     Metrics {
         own: String,
@@ -167,7 +167,7 @@ impl PoolHandle {
         mappings: Vec<MappingId>,
         new: Vec<(SocketAddr, TcpListener)>,
         stop: Vec<SocketAddr>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PoolError> {
         self.ask(|respond_to| PoolMsg::Apply {
             generation,
             bundle,
@@ -177,7 +177,7 @@ impl PoolHandle {
             respond_to,
         })
         .await
-        .unwrap_or_else(|| Err("the worker pool is gone".to_string()))
+        .unwrap_or(Err(PoolError::ShuttingDown))
     }
 
     /// `/metrics`: `own` (the Supervisor's OpenMetrics text) plus every worker's.
@@ -345,21 +345,21 @@ impl Pool {
     }
 
     /// Sends `Hello` to a fresh worker and, when a config serves, brings it up to it.
-    async fn hello(&mut self, id: u32) -> Result<(), String> {
+    async fn hello(&mut self, id: u32) -> Result<(), PoolError> {
         let Some(w) = self.workers.get(&id) else {
-            return Err(format!("worker {id} is gone"));
+            return Err(PoolError::Gone(id));
         };
         let fd = self
             .counters
             .fd()
             .try_clone_to_owned()
-            .map_err(|e| e.to_string())?;
+            .map_err(PoolError::Descriptor)?;
         let hello = ToWorker::Hello {
             id,
             settings: self.config.settings.clone(),
             tickets: Some(self.tickets.clone()),
         };
-        expect(w.link.call(hello, vec![fd]).await, |r| {
+        PoolError::expect(id, w.link.call(hello, vec![fd]).await, |r| {
             *r == FromWorker::Ready
         })?;
         let Some(current) = &self.current else {
@@ -367,14 +367,14 @@ impl Pool {
         };
         let prepare = self.prepare_msg(current.generation, &current.bundle, &current.slots);
         let generation = current.generation;
-        let fds = self.socket_fds(id).map_err(|e| e.to_string())?;
+        let fds = self.socket_fds(id).map_err(PoolError::Descriptor)?;
         let Some(w) = self.workers.get(&id) else {
-            return Err(format!("worker {id} is gone"));
+            return Err(PoolError::Gone(id));
         };
-        expect(w.link.call(prepare, fds).await, |r| {
+        PoolError::expect(id, w.link.call(prepare, fds).await, |r| {
             *r == FromWorker::Prepared
         })?;
-        expect(w.link.call(ToWorker::Commit, Vec::new()).await, |r| {
+        PoolError::expect(id, w.link.call(ToWorker::Commit, Vec::new()).await, |r| {
             matches!(r, FromWorker::Committed { .. })
         })?;
         if let Some(w) = self.workers.get_mut(&id) {
@@ -423,9 +423,9 @@ impl Pool {
         mappings: Vec<MappingId>,
         new: Vec<(SocketAddr, TcpListener)>,
         stop: Vec<SocketAddr>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PoolError> {
         if self.shutting_down {
-            return Err("shutting down".to_string());
+            return Err(PoolError::ShuttingDown);
         }
         // The sockets of the new config: the kept ones and the new ones.
         let mut sockets = std::mem::take(&mut self.sockets);
@@ -483,12 +483,12 @@ impl Pool {
         generation: u64,
         bundle: &Arc<Bundle>,
         slots: &[Slot],
-    ) -> Result<(), String> {
+    ) -> Result<(), PoolError> {
         let mut tasks = Vec::new();
         let ids: Vec<u32> = self.workers.keys().copied().collect();
         for id in ids {
             let msg = self.prepare_msg(generation, bundle, slots);
-            let fds = self.socket_fds(id).map_err(|e| e.to_string())?;
+            let fds = self.socket_fds(id).map_err(PoolError::Descriptor)?;
             let Some(w) = self.workers.get(&id) else {
                 continue;
             };
@@ -498,16 +498,10 @@ impl Pool {
         let mut failure = None;
         let mut prepared = Vec::new();
         for (id, task) in tasks {
-            match task.await {
-                Ok(FromWorker::Prepared) => prepared.push(id),
-                Ok(FromWorker::Failed { message }) => {
-                    failure.get_or_insert(format!("worker {id}: {message}"));
-                }
-                Ok(other) => {
-                    failure.get_or_insert(format!("worker {id}: unexpected reply {other:?}"));
-                }
+            match PoolError::expect(id, task.await, |r| *r == FromWorker::Prepared) {
+                Ok(()) => prepared.push(id),
                 Err(e) => {
-                    failure.get_or_insert(format!("worker {id}: {e}"));
+                    failure.get_or_insert(e);
                 }
             }
         }
@@ -553,7 +547,9 @@ impl Pool {
                     ));
                 }
                 for (id, task) in tasks {
-                    if let Err(e) = expect(task.await, |r| *r == FromWorker::TicketKeysTaken) {
+                    if let Err(e) =
+                        PoolError::expect(id, task.await, |r| *r == FromWorker::TicketKeysTaken)
+                    {
                         tracing::warn!(worker = id, error = %e, "worker did not take the rotated session-ticket keys");
                     }
                 }

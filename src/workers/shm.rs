@@ -19,7 +19,7 @@
 //! never in two entries; counts move up and down without the lock (one CAS on the packed
 //! word, which fails if the entry was rebound meanwhile). A set whose every entry holds open
 //! connections of other keys is full: the caller then counts in its own process
-//! (`crate::actors::endpoints`), so the limit degrades to per worker, never to none.
+//! (`crate::state::endpoints`, through [`ClientCounts`]), so the limit degrades to per worker, never to none.
 //!
 //! The only `unsafe` of the crate lives here: the `mmap` and the views of the mapping as
 //! atomics. The mapping is made once per process and never unmapped, which is what makes the
@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
 use rustix::mm::{MapFlags, ProtFlags, mmap};
+
+use crate::state::clients::{ClientCounts, Take};
 
 /// Circuit-breaker slots per block (slot 0 unused).
 pub(crate) const SLOTS: usize = 16_384;
@@ -242,18 +244,6 @@ fn sub_count(entry: &AtomicU64, n: u32) {
     });
 }
 
-/// What [`ClientTable::take`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Take {
-    /// A slot was taken in entry `.0`; give it back with [`ClientTable::give`].
-    Taken(usize),
-    /// `max` connections of this key are open.
-    Refused,
-    /// The key's set is full of other keys' open connections (or its lock was not free in
-    /// time): the caller counts in its own process.
-    Full,
-}
-
 /// One worker's view of the client table: the shared entries and its own shares.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientTable {
@@ -405,6 +395,16 @@ impl ClientTable {
             .map(|e| e.load(Ordering::Acquire))
             .find(|v| v >> COUNT_BITS == key)
             .map_or(0, |v| (v & u64::from(COUNT_MAX)) as u32)
+    }
+}
+
+impl ClientCounts for ClientTable {
+    fn take(&self, index: u32, ip: IpAddr, max: u32) -> Take {
+        ClientTable::take(self, index, ip, max)
+    }
+
+    fn give(&self, entry: usize) {
+        ClientTable::give(self, entry)
     }
 }
 

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use super::channel::{self, Channel};
 use super::codec::Upgrade;
-use crate::config::tls::ticket_keys::TicketKeys;
+use crate::state::ticket_keys::TicketKeys;
 
 /// The environment variable that tells a new binary it is taking over.
 const ENV: &str = "TCPMAP_UPGRADE";
@@ -60,7 +60,7 @@ pub(crate) fn receive() -> std::io::Result<Option<(Channel, Inherited)>> {
         inherited.admin = channel.take_fds(1)?.pop().map(TcpListener::from);
     }
     // Before any TLS context is built, so every one seals and opens with them.
-    match tickets.map(crate::config::tls::tickets::adopt) {
+    match tickets.map(crate::state::tickets::adopt) {
         Some(Err(e)) => {
             tracing::warn!(error = %e, "cannot take over the session-ticket keys; tickets from before the upgrade will not resume")
         }

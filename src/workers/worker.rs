@@ -1,7 +1,8 @@
 //! A worker process (`tcpmap worker`, started by the pool; not for users).
 //!
-//! Its standard input is its end of the control channel. It runs the data-plane actors —
-//! a Supervisor over ListenerActors and ConnectionActors, and a ResolverActor — on the local
+//! Its standard input is its end of the control channel. It runs the data plane — a
+//! `LocalPlane` (ListenerActors and their ConnectionActors) and a ResolverActor; no
+//! Supervisor: its pool's Supervisor chose the table and bound the sockets — on the local
 //! runtime (`rt::local`: one thread runs every task and drives the reactor and the coarse
 //! clock) while this thread answers the control channel, one request at a time:
 //!
@@ -10,13 +11,14 @@
 //!                                 the shared memory the fd maps)
 //! TicketKeys{keys}              ─▶ seal new tickets with the rotated keys
 //! Prepare{bundle} + socket fds  ─▶ config::build_bundle (the Supervisor's pure code) ─▶ held
-//! Commit                        ─▶ Supervisor.apply(table, given sockets, generation)
+//! Commit                        ─▶ LocalPlane.serve(table, given sockets, generation)
 //! Metrics / Status              ─▶ this worker's registry / generation and open connections
 //! StopAccepting                 ─▶ close the listeners (the first step of a drain)
 //! Shutdown                      ─▶ drain like `tcpmap run` does, reply, exit 0
 //! ```
 //!
-//! When the Supervisor goes away (its end closes) the worker drains and exits.
+//! A request it cannot carry out is answered `Failed` with a typed `WorkerError`. When the
+//! Supervisor goes away (its end closes) the worker drains and exits.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -25,19 +27,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::channel::Channel;
-use super::codec::{FromWorker, ToWorker};
+use super::codec::{FromWorker, ToWorker, WorkerError};
 use super::shm::Counters;
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
-use crate::actors::supervisor::{Given, Status, SupervisorHandle};
+use crate::actors::supervisor::plane::Change;
+use crate::actors::supervisor::{ApplyError, LocalPlane};
 use crate::actors::{Count, Limits, Shared};
+use crate::config::Bundle;
 use crate::metrics::Metrics;
 use crate::route::{MappingId, RouteTable};
 use crate::rt;
 
 /// The config a `Prepare` built, waiting for `Commit`.
 struct Pending {
-    generation: u64,
     table: RouteTable,
+    bundle: Arc<Bundle>,
     sockets: HashMap<SocketAddr, TcpListener>,
 }
 
@@ -58,7 +62,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     };
     // Before any config is built: every TLS context of this worker uses the Supervisor's keys.
     match tickets {
-        Some(keys) => crate::config::tls::tickets::install(keys).map_err(anyhow::Error::msg)?,
+        Some(keys) => crate::state::tickets::install(keys).map_err(anyhow::Error::msg)?,
         None => tracing::warn!(
             "the Supervisor sent no session-ticket keys; this worker's tickets resume only on it"
         ),
@@ -80,13 +84,13 @@ pub(crate) fn run() -> anyhow::Result<()> {
         resolv_conf: settings.resolv_conf.clone(),
         ..ResolverConfig::default()
     };
-    let endpoints = crate::actors::endpoints::EndpointRegistry::new(metrics.clone());
+    let endpoints = crate::state::endpoints::EndpointRegistry::new(metrics.clone());
     if let Some(table) = counters.clients(id) {
-        endpoints.use_client_table(table);
+        endpoints.use_client_table(std::sync::Arc::new(table));
     }
     let shared = Arc::new(Shared {
         endpoints: endpoints.clone(),
-        proxy_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+        proxy_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
         resolver: rt::block_on(async {
             ResolverHandle::spawn_observed(resolver, Some(metrics.clone()))
         }),
@@ -101,7 +105,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             mine: mine.count,
         },
         kill: tripwire,
-        breaker_log: crate::actors::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
+        breaker_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
     });
     // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
     crate::actors::health::spawn(
@@ -109,10 +113,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
         shared.resolver.clone(),
         metrics.clone(),
     );
-    let status = Arc::new(Status::default());
-    let supervisor = rt::block_on(async {
-        SupervisorHandle::spawn(shared.clone(), status.clone(), kill, None, HashMap::new())
-    });
+    // This process's data plane, driven from this thread (each step a task on the local
+    // runtime, see `on_loop`): the pool's Supervisor chose the table and bound the sockets,
+    // so there is no Supervisor here.
+    let mut plane = LocalPlane::new(shared.clone(), kill);
+    let mut serving = 0;
     channel.send(&FromWorker::Ready, &[])?;
     let mut pending: Option<Pending> = None;
     let drain_timeout = Duration::from_millis(settings.drain_timeout_ms);
@@ -121,17 +126,15 @@ pub(crate) fn run() -> anyhow::Result<()> {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "the Supervisor is gone; draining");
-                let _ = rt::block_on(supervisor.shutdown(true, drain_timeout));
+                on_loop(plane, move |p| drain(p, true, drain_timeout));
                 return Ok(());
             }
         };
         let reply = match msg {
-            ToWorker::Hello { .. } => FromWorker::Failed {
-                message: "already started".into(),
-            },
-            ToWorker::TicketKeys { keys } => match crate::config::tls::tickets::install(keys) {
+            ToWorker::Hello { .. } => FromWorker::failed(WorkerError::AlreadyStarted),
+            ToWorker::TicketKeys { keys } => match crate::state::tickets::install(keys) {
                 Ok(()) => FromWorker::TicketKeysTaken,
-                Err(message) => FromWorker::Failed { message },
+                Err(e) => FromWorker::failed(WorkerError::TicketKeys(e)),
             },
             ToWorker::Prepare {
                 generation,
@@ -162,52 +165,41 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     Ok(loaded)
                         if crate::fault::on_prepare(
                             id,
-                            crate::actors::mapping_ids(&loaded.table).map(|m| m.name.as_str()),
+                            loaded.table.mapping_ids().map(|m| m.name.as_str()),
                         ) =>
                     {
-                        FromWorker::Failed {
-                            message: "fault injection: this worker cannot apply it".into(),
-                        }
+                        FromWorker::failed(WorkerError::Injected)
                     }
-                    Ok(loaded) => {
+                    Ok(mut loaded) => {
+                        loaded.table.generation = generation;
                         pending = Some(Pending {
-                            generation,
                             table: loaded.table,
+                            bundle: Arc::from(bundle),
                             sockets,
                         });
                         FromWorker::Prepared
                     }
                     Err(problems) => {
-                        let lines: Vec<String> = problems
+                        let lines = problems
                             .iter()
                             .filter(|p| p.is_error())
                             .map(ToString::to_string)
                             .collect();
-                        FromWorker::Failed {
-                            message: lines.join("; "),
-                        }
+                        FromWorker::failed(WorkerError::Config(lines))
                     }
                 }
             }
             ToWorker::Commit => match pending.take() {
-                None => FromWorker::Failed {
-                    message: "nothing prepared".into(),
-                },
+                None => FromWorker::failed(WorkerError::NothingPrepared),
                 Some(p) => {
-                    let given = Given {
-                        generation: p.generation,
-                        sockets: p.sockets,
-                    };
-                    match rt::block_on(supervisor.apply_given(p.table, given)) {
-                        Ok(Ok(report)) => FromWorker::Committed {
-                            generation: report.generation,
-                        },
-                        Ok(Err(e)) => FromWorker::Failed {
-                            message: format!("{e:?}"),
-                        },
-                        Err(e) => FromWorker::Failed {
-                            message: e.to_string(),
-                        },
+                    let result;
+                    (plane, result) = on_loop(plane, move |plane| commit(plane, p));
+                    match result {
+                        Ok(generation) => {
+                            serving = generation;
+                            FromWorker::Committed { generation }
+                        }
+                        Err(e) => FromWorker::failed(refused(e)),
                     }
                 }
             },
@@ -219,7 +211,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 text: metrics.render_openmetrics(),
             },
             ToWorker::Status => FromWorker::Status {
-                generation: status.get().generation(),
+                generation: serving,
                 active: metrics
                     .snapshot()
                     .mappings
@@ -228,20 +220,78 @@ pub(crate) fn run() -> anyhow::Result<()> {
                     .sum(),
             },
             ToWorker::StopAccepting => {
-                let _ = rt::block_on(supervisor.stop_accepting());
+                plane = on_loop(plane, |mut p| async move {
+                    p.stop().await;
+                    (p, ())
+                })
+                .0;
                 FromWorker::Stopped
             }
             ToWorker::Shutdown {
                 graceful,
                 drain_timeout_ms,
             } => {
-                let _ = rt::block_on(
-                    supervisor.shutdown(graceful, Duration::from_millis(drain_timeout_ms)),
-                );
+                let timeout = Duration::from_millis(drain_timeout_ms);
+                on_loop(plane, move |p| drain(p, graceful, timeout));
                 let _ = channel.send(&FromWorker::Drained, &[]);
                 return Ok(());
             }
         };
         channel.send(&reply, &[])?;
     }
+}
+
+/// What crosses the channel when this worker's plane refused a commit.
+fn refused(e: ApplyError) -> WorkerError {
+    match e {
+        ApplyError::Bind(addr, e) => WorkerError::Listener {
+            addr,
+            cause: e.to_string(),
+        },
+        ApplyError::ShuttingDown => WorkerError::ShuttingDown,
+        // A worker runs no workers of its own.
+        ApplyError::Workers(e) => WorkerError::Other(e.to_string()),
+    }
+}
+
+/// Runs one step of the plane as a task on the local runtime and waits for it here, then
+/// gives the plane back: its deadlines (the drain timeout) are queued from the loop's own
+/// thread, like every other task's, never from this control thread.
+fn on_loop<T, F>(plane: LocalPlane, step: impl FnOnce(LocalPlane) -> F) -> (LocalPlane, T)
+where
+    F: std::future::Future<Output = (LocalPlane, T)> + Send + 'static,
+    T: Send + 'static,
+{
+    rt::block_on(rt::spawn(step(plane)))
+}
+
+/// Serves a prepared config: the listeners its sockets were given for start, the others are
+/// retargeted or stopped. The generation now served.
+async fn commit(mut plane: LocalPlane, p: Pending) -> (LocalPlane, Result<u64, ApplyError>) {
+    let plan = plane.plan_for(&p.table);
+    let bound = match crate::actors::supervisor::given(&plan, p.sockets) {
+        Ok(bound) => bound,
+        Err(e) => return (plane, Err(e)),
+    };
+    let table = Arc::new(p.table);
+    let generation = table.generation;
+    let change = Change {
+        table,
+        bundle: p.bundle,
+        plan,
+        bound,
+    };
+    let result = plane.serve(change).await.map(|started| {
+        tracing::debug!(generation, started = ?started, "config applied in this worker");
+        generation
+    });
+    (plane, result)
+}
+
+/// Stops accepting, then drains like `tcpmap run` does.
+async fn drain(mut plane: LocalPlane, graceful: bool, timeout: Duration) -> (LocalPlane, ()) {
+    plane.stop().await;
+    tracing::debug!(graceful, open = plane.open(), "shutting down");
+    plane.wait_drained(graceful, timeout).await;
+    (plane, ())
 }

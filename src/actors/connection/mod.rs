@@ -34,7 +34,7 @@ use std::time::Instant;
 use crate::rt::{Async, Tripwire};
 
 use super::Generation;
-use super::admission::Admission;
+use super::Admission;
 use crate::close::{CloseReason, Side};
 use crate::net::copy::{RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::prefixed::Prefixed;
@@ -245,7 +245,7 @@ mod size_tests {
             &shared.endpoints,
         ));
         let addr = l.local_addr().unwrap();
-        let admission = crate::actors::admission::Admission::enter(shared).unwrap();
+        let admission = crate::actors::Admission::enter(shared).unwrap();
         let fut = super::serve(stream, addr, addr, generation, admission);
         let size = std::mem::size_of_val(&fut);
         eprintln!("serve future: {size} bytes");

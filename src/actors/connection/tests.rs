@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::close::Order;
-use crate::actors::admission::Admission;
+use crate::actors::Admission;
 use crate::actors::{Generation, Shared};
 
 /// An upstream that echoes every connection until its EOF.

@@ -9,7 +9,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncWriteExt;
 use rustls::pki_types::ServerName;
 
-use super::super::endpoints::UpstreamState;
+use crate::state::endpoints::UpstreamState;
 use super::{Client, Conn};
 use crate::close::{CloseReason, Side};
 use crate::metrics::HandshakeFailure;
@@ -39,7 +39,7 @@ impl Conn {
                 &mut a.progress,
                 m.clone(),
                 upstream.max_connections,
-                &a.shared,
+                &*a.shared,
             ) {
                 self.log_breaker_open(upstream);
                 return Err(CloseReason::Limit);

@@ -11,7 +11,7 @@
 //! Pure: the caller passes the endpoints' loads and states, a pick counter, a random number
 //! and the client's hash; nothing here reads the clock, spawns or touches a socket. The
 //! runtime state (atomics per endpoint, the refresh from DNS, the probes) lives in
-//! `crate::actors::endpoints` and `crate::actors::health`.
+//! `crate::state::endpoints` and `crate::actors::health`.
 
 pub(crate) mod hash;
 pub(crate) mod health;

@@ -19,20 +19,31 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Shared;
 use super::endpoints::{ClientSlot, EndpointLoad, UpstreamState};
+use super::{Count, Limits};
 use crate::close::CloseReason;
-use crate::metrics::{MappingMetrics, Refusal};
+use crate::metrics::{MappingMetrics, Metrics, Refusal};
 use crate::net::copy::Progress;
+
+/// What an admission counts against: the open-connection count, the limits and the metrics
+/// (the actors' `Shared`, which the connection reaches through [`Admission::shared`]).
+pub(crate) trait Gate {
+    /// Open connections, checked against [`Limits::max_connections`].
+    fn active(&self) -> &Count;
+    /// The proxy's limits.
+    fn limits(&self) -> &Limits;
+    /// Where refusals and internal errors are counted.
+    fn metrics(&self) -> &Metrics;
+}
 
 /// One connection's slots and metrics, released exactly once when it ends or is dropped.
 ///
 /// The fields are separate so that the connection task can borrow [`Self::shared`] while
 /// it claims a mapping slot through [`Self::claim`] (disjoint field borrows).
-pub(crate) struct Admission {
+pub(crate) struct Admission<S: Gate> {
     /// Everything the connection shares with the rest of the proxy; holding it holds the
-    /// connection's global slot (counted in `Shared::active`).
-    pub(crate) shared: Arc<Shared>,
+    /// connection's global slot (counted in [`Gate::active`]).
+    pub(crate) shared: Arc<S>,
     /// The relay's byte counters; `progress.live` is the mapping's metrics once claimed.
     pub(crate) progress: Progress,
     /// The per-mapping part of the claim.
@@ -57,18 +68,18 @@ pub(crate) struct Claim {
     endpoint: Option<EndpointLoad>,
 }
 
-impl Admission {
+impl<S: Gate> Admission<S> {
     /// Takes a global slot, or refuses (`None`) when `--max-connections` are open; a refusal
     /// is counted here, and logging it is the caller's.
-    pub(crate) fn enter(shared: Arc<Shared>) -> Option<Self> {
-        let before = shared.active.up();
+    pub(crate) fn enter(shared: Arc<S>) -> Option<Self> {
+        let before = shared.active().up();
         if shared
-            .limits
+            .limits()
             .max_connections
             .is_some_and(|max| before >= max)
         {
-            shared.active.down();
-            shared.metrics.rejected(Refusal::Global);
+            shared.active().down();
+            shared.metrics().rejected(Refusal::Global);
             return None;
         }
         Some(Self {
@@ -101,7 +112,7 @@ impl Claim {
         progress: &mut Progress,
         m: Arc<MappingMetrics>,
         max: Option<u32>,
-        shared: &Shared,
+        shared: &impl Gate,
     ) -> bool {
         if progress.live.is_some() {
             return true;
@@ -112,7 +123,7 @@ impl Claim {
         self.breaker = max.is_some() && admitted;
         progress.live = Some(m);
         if !admitted {
-            shared.metrics.rejected(Refusal::Mapping);
+            shared.metrics().rejected(Refusal::Mapping);
         }
         admitted
     }
@@ -146,11 +157,11 @@ impl Claim {
     }
 }
 
-impl Drop for Admission {
+impl<S: Gate> Drop for Admission<S> {
     fn drop(&mut self) {
         if !self.claim.ended {
             // Dropped without an end: the task panicked or was cancelled, which is a bug.
-            self.shared.metrics.internal_error("connection");
+            self.shared.metrics().internal_error("connection");
             self.end(CloseReason::Internal);
         }
         if self.claim.breaker {
@@ -158,7 +169,7 @@ impl Drop for Admission {
                 m.release();
             }
         }
-        self.shared.active.down();
+        self.shared.active().down();
     }
 }
 
@@ -169,8 +180,38 @@ mod tests {
     use crate::route::MappingId;
     use std::sync::atomic::Ordering;
 
+    /// What a connection counts against in these tests.
+    struct Shared {
+        active: Count,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        endpoints: Arc<crate::state::endpoints::EndpointRegistry>,
+    }
+
+    impl Gate for Shared {
+        fn active(&self) -> &Count {
+            &self.active
+        }
+        fn limits(&self) -> &Limits {
+            &self.limits
+        }
+        fn metrics(&self) -> &Metrics {
+            &self.metrics
+        }
+    }
+
     fn shared(max: Option<usize>) -> Arc<Shared> {
-        Shared::for_tests(max)
+        let metrics = Metrics::new();
+        Arc::new(Shared {
+            active: Count::default(),
+            limits: Limits {
+                max_connections: max,
+                handshake_timeout: std::time::Duration::from_secs(1),
+                zero_copy: true,
+            },
+            endpoints: crate::state::endpoints::EndpointRegistry::new(metrics.clone()),
+            metrics,
+        })
     }
 
     fn mapping(shared: &Shared) -> Arc<MappingMetrics> {
@@ -182,8 +223,8 @@ mod tests {
         })
     }
 
-    fn claim(a: &mut Admission, m: &Arc<MappingMetrics>, max: Option<u32>) -> bool {
-        a.claim.take(&mut a.progress, m.clone(), max, &a.shared)
+    fn claim(a: &mut Admission<Shared>, m: &Arc<MappingMetrics>, max: Option<u32>) -> bool {
+        a.claim.take(&mut a.progress, m.clone(), max, &*a.shared)
     }
 
     #[test]
@@ -249,7 +290,7 @@ mod tests {
         };
         let state = s
             .endpoints
-            .state(crate::actors::endpoints::EndpointKey::of(&up, Families::V4));
+            .state(crate::state::endpoints::EndpointKey::of(&up, Families::V4));
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         let mut first = Admission::enter(s.clone()).unwrap();
         assert!(first.claim.take_client_slot(&state, ip, Some(1)));

@@ -63,17 +63,17 @@ pub(crate) fn current() -> Result<TicketKeys, String> {
 }
 
 /// What a ticket is bound to: the server's chain and the client-auth policy.
-pub(super) struct Binding<'a> {
+pub(crate) struct Binding<'a> {
     /// The served chain, leaf first.
-    pub(super) chain: &'a [CertificateDer<'static>],
+    pub(crate) chain: &'a [CertificateDer<'static>],
     /// CA certificates client certificates are verified against, if any.
-    pub(super) client_ca: Option<&'a [CertificateDer<'static>]>,
+    pub(crate) client_ca: Option<&'a [CertificateDer<'static>]>,
     /// Whether a client certificate is required.
-    pub(super) client_cert_required: bool,
+    pub(crate) client_cert_required: bool,
 }
 
 /// The ticketer for one server config: the shared keys, tickets tagged with the config's binding.
-pub(super) fn ticketer(binding: &Binding<'_>) -> Result<Arc<dyn ProducesTickets>, String> {
+pub(crate) fn ticketer(binding: &Binding<'_>) -> Result<Arc<dyn ProducesTickets>, String> {
     Ok(Arc::new(BoundTickets {
         keys: ring()?,
         tag: tag(binding)?,
