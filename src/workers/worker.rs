@@ -292,6 +292,8 @@ async fn commit(mut plane: LocalPlane, p: Pending) -> (LocalPlane, Result<u64, A
 async fn drain(mut plane: LocalPlane, graceful: bool, timeout: Duration) -> (LocalPlane, ()) {
     plane.stop().await;
     tracing::debug!(graceful, open = plane.open(), "shutting down");
-    plane.wait_drained(graceful, timeout).await;
+    if plane.wait_drained(graceful, timeout).await {
+        tracing::debug!("drained: every connection finished");
+    }
     (plane, ())
 }

@@ -112,15 +112,15 @@ impl LocalPlane {
         self.token = None;
     }
 
-    /// See [`DataPlane::drain`].
-    pub(crate) async fn wait_drained(&mut self, graceful: bool, timeout: Duration) {
+    /// See [`DataPlane::drain`]; true when every connection finished by itself (the caller
+    /// says so: at info in the Supervisor's process, at debug in a worker's).
+    pub(crate) async fn wait_drained(&mut self, graceful: bool, timeout: Duration) -> bool {
         if graceful
             && rt::timeout(timeout, self.drain.all_dropped())
                 .await
                 .is_some()
         {
-            tracing::info!("drained: every connection finished");
-            return;
+            return true;
         }
         if let Some(kill) = self.kill.take() {
             kill.fire();
@@ -135,6 +135,7 @@ impl LocalPlane {
                 "connections still open after kill"
             );
         }
+        false
     }
 
     /// Listeners and connections open here (the token source, until stopped, counts too).
@@ -153,7 +154,11 @@ impl DataPlane for LocalPlane {
     }
 
     fn drain(&mut self, graceful: bool, timeout: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(self.wait_drained(graceful, timeout))
+        Box::pin(async move {
+            if self.wait_drained(graceful, timeout).await {
+                tracing::info!("drained: every connection finished");
+            }
+        })
     }
 
     fn status(&self) -> PlaneStatus {
