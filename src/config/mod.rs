@@ -237,6 +237,8 @@ fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
 }
 
 #[cfg(test)]
+mod emissary_tests;
+#[cfg(test)]
 mod kube_tests;
 #[cfg(test)]
 mod passthrough_tests;

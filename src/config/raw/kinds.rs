@@ -6,7 +6,8 @@ use serde_yaml_ng::Value;
 
 use super::Loc;
 use super::endpoints::{self, RawHealthCheck, RawLoadBalancer};
-use super::fields::Fields;
+use super::fields::{Fields, string_bool};
+use crate::config::ConfigError;
 use crate::proxy_protocol::Accept;
 
 /// `tls:` as written: a boolean or a TLSContext name.
@@ -104,7 +105,7 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         host: f.string("host"),
         tls,
         weight: f.integer("weight"),
-        idle_timeout_ms: f.integer("idle_timeout_ms"),
+        idle_timeout_ms: f.integer_or_string("idle_timeout_ms"),
         enable_ipv4: f.boolean("enable_ipv4"),
         enable_ipv6: f.boolean("enable_ipv6"),
         max_connections: circuit_breakers(f, loc),
@@ -227,9 +228,20 @@ pub(crate) struct RawTlsContext {
     pub cacert_chain_file: Option<String>,
     /// `secret_namespacing`.
     pub secret_namespacing: Option<bool>,
+    /// `crl_secret`: a Secret whose `crl.pem` (else `tls.crt`) holds PEM CRLs.
+    pub crl_secret: Option<String>,
+    /// `ecdh_curves` (OpenSSL names).
+    pub ecdh_curves: Option<Vec<String>>,
+    /// What reading it found (type errors, unknown attributes): judged by validation, which
+    /// knows whether a TCPMapping uses the resource.
+    pub problems: Vec<ConfigError>,
 }
 
+/// TLSContext (and Host `tls:`) attributes that only matter to Emissary's HTTP side.
+const CONTEXT_HTTP_ONLY: [&str; 1] = ["redirect_cleartext_from"];
+
 pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> RawTlsContext {
+    f.known(&CONTEXT_HTTP_ONLY);
     RawTlsContext {
         loc: loc.clone(),
         namespace,
@@ -246,6 +258,9 @@ pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         private_key_file: f.string("private_key_file"),
         cacert_chain_file: f.string("cacert_chain_file"),
         secret_namespacing: f.boolean("secret_namespacing"),
+        crl_secret: f.string("crl_secret"),
+        ecdh_curves: f.strings("ecdh_curves"),
+        problems: Vec::new(),
     }
 }
 
@@ -263,30 +278,44 @@ pub(crate) struct RawHost {
     pub secret: String,
     /// `tlsSecret.namespace`.
     pub secret_namespace: Option<String>,
+    /// The inline `tls: {…}` block (TLSContext attributes; its settings come first).
+    pub tls: Option<Box<RawTlsContext>>,
+    /// `tlsContext.name`: the TLSContext whose settings apply (after an inline `tls:`).
+    pub tls_context: Option<String>,
+    /// What reading it found: judged by validation (see [`RawTlsContext::problems`]).
+    pub problems: Vec<ConfigError>,
 }
 
 /// Host attributes that only matter to Ambassador's HTTP side: known, ignored, no warning.
-const HOST_HTTP_ONLY: [&str; 7] = [
+const HOST_HTTP_ONLY: [&str; 5] = [
     "acmeProvider",
     "requestPolicy",
     "selector",
     "mappingSelector",
     "previewUrl",
-    "tlsContext",
-    "tls",
 ];
 
 pub(super) fn host(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> Option<RawHost> {
     f.known(&HOST_HTTP_ONLY);
     let hostname = f.string("hostname");
+    let tls = f.mapping("tls").map(|m| {
+        let mut tf = Fields::new(loc, m);
+        let mut c = context(&mut tf, loc, namespace.clone());
+        c.problems = tf.finish();
+        Box::new(c)
+    });
+    let tls_context = f
+        .mapping("tlsContext")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let Some(secret) = f.mapping("tlsSecret") else {
         tracing::debug!(name = %loc.name, "skipping a Host without tlsSecret");
         return None;
     };
     let name = secret.get("name").and_then(Value::as_str);
     let Some(name) = name else {
-        f.problems
-            .push(loc.err(&["tlsSecret"], "`tlsSecret.name` is required"));
+        tracing::debug!(name = %loc.name, "skipping a Host whose tlsSecret has no name");
         return None;
     };
     Some(RawHost {
@@ -298,6 +327,9 @@ pub(super) fn host(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> 
             .get("namespace")
             .and_then(Value::as_str)
             .map(str::to_string),
+        tls,
+        tls_context,
+        problems: Vec::new(),
     })
 }
 
@@ -338,6 +370,13 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
             match config.get(key) {
                 None | Some(Value::Null) => {}
                 Some(Value::Bool(b)) => *field = Some(*b),
+                Some(Value::String(s)) if string_bool(s).is_some() => {
+                    *field = string_bool(s);
+                    f.problems.push(loc.warn(
+                        &["config", key],
+                        format!("`config.{key}` is the string {s:?}; read as a boolean"),
+                    ));
+                }
                 Some(_) => f.problems.push(loc.err(
                     &["config", key],
                     format!("`config.{key}` must be true or false"),

@@ -193,8 +193,11 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
     if !crd {
         f.known(&FLAT_META);
     }
-    let ids = f
-        .strings("ambassador_id")
+    // `ambassadorId` is the v2/v3 CRD spelling of the same list.
+    let snake = f.strings("ambassador_id");
+    let camel = f.strings("ambassadorId");
+    let ids = snake
+        .or(camel)
         .unwrap_or_else(|| vec!["default".to_string()]);
     if !ids.iter().any(|id| id == our_id) {
         tracing::debug!(kind, name = %loc.name, "skipping a resource for another ambassador_id");
@@ -211,8 +214,15 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
             return out;
         }
     };
-    if out.resource.is_some() {
-        out.problems.extend(f.finish());
+    // A TLSContext's or Host's reading problems go with it: validation judges them once it
+    // knows whether a TCPMapping uses the resource (validate::usage).
+    let problems = f.finish();
+    match &mut out.resource {
+        Some(Resource::Context(c)) => c.problems.extend(problems),
+        Some(Resource::Host(h)) => h.problems.extend(problems),
+        Some(_) => out.problems.extend(problems),
+        // A Host without a usable `tlsSecret` is HTTP-only: nothing to say about it.
+        None => {}
     }
     out
 }

@@ -35,7 +35,21 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (EndpointDefaults, Vec<C
         return (EndpointDefaults::default(), problems);
     };
     let mut d = EndpointDefaults::default();
-    if let Some(raw) = &m.load_balancer {
+    if let Some(raw) = m
+        .load_balancer
+        .as_ref()
+        .filter(|lb| !lb.http_keys.is_empty())
+    {
+        // Emissary's cookie/header hashing balances HTTP Mappings; TCPMappings keep their own.
+        let key = raw.http_keys.first().map_or("cookie", String::as_str);
+        problems.push(m.loc.warn(
+            &["config", "load_balancer", key],
+            format!(
+                "config.load_balancer hashes on `{key}` (HTTP data): it applies to HTTP Mappings \
+                 only; TCPMappings keep round_robin unless they set load_balancer"
+            ),
+        ));
+    } else if let Some(raw) = &m.load_balancer {
         match load_balancer(raw) {
             Ok(lb) => d.load_balancer = lb,
             Err((key, msg)) => problems.push(m.loc.err(&["config", "load_balancer", key], msg)),
@@ -148,7 +162,7 @@ fn positive(
         .ok_or_else(|| (key, format!("health_check.{key} {v} must be at least 1")))
 }
 
-/// `health_check`: positive values, the timeout not above the interval, thresholds ≤ 100.
+/// `health_check`: positive values, thresholds ≤ 100.
 pub(crate) fn health_check(raw: &RawHealthCheck) -> Result<HealthCheck, (&'static str, String)> {
     let interval = positive("interval_ms", raw.interval_ms, DEFAULT_INTERVAL_MS)?;
     let timeout = positive(
@@ -156,12 +170,8 @@ pub(crate) fn health_check(raw: &RawHealthCheck) -> Result<HealthCheck, (&'stati
         raw.timeout_ms,
         DEFAULT_TIMEOUT_MS.min(interval as i64),
     )?;
-    if timeout > interval {
-        return Err((
-            "timeout_ms",
-            format!("health_check.timeout_ms {timeout} must not exceed interval_ms {interval}"),
-        ));
-    }
+    // A timeout above the interval is accepted (as Envoy and Kubernetes probes do): the next
+    // probe starts when the last one ends.
     let threshold = |key, v, d| {
         let n = positive(key, v, d)?;
         u32::try_from(n)

@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping};
 use crate::config::raw::Loc;
 use crate::proxy_protocol::Accept;
-use crate::route::host::matches;
+use crate::route::host::{CATCH_ALL, matches};
 
 /// The group key of a mapping: mappings that differ in `match_alpn` are separate groups of
 /// one host.
@@ -191,30 +191,32 @@ pub(crate) fn listener_proxy(mappings: &mut [Mapping], module: Accept) -> Vec<Co
     errs
 }
 
-/// Which certificate serves `host`: a `Host` whose hostname glob matches (exact, then the
-/// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard,
-/// then `*`). The catch-all host `*` is served only by a `Host` or `hosts` entry `*`.
+/// Which certificate serves `host`, by specificity over Hosts and TLSContexts together: an
+/// exact name (a Host's `hostname`, a TLSContext's `hosts` entry), then the longest matching
+/// `*.suffix`, then a catch-all `*`; at equal specificity a Host before a TLSContext, then
+/// the earlier one. So a catch-all Host never serves a name something more specific covers.
 pub(crate) fn find_cert(
     host: &str,
     host_globs: &[&str],
     context_hosts: &[&[String]],
 ) -> Option<CertSource> {
-    let glob_match = |g: &str| g == "*" || matches(g, host);
-    let best_host = host_globs
+    let fits = |p: &str| p == CATCH_ALL || matches(p, host);
+    let rank = |p: &str| (p.eq_ignore_ascii_case(host), p != CATCH_ALL, p.len());
+    let hosts = host_globs
         .iter()
         .enumerate()
-        .filter(|(_, g)| glob_match(g))
-        .max_by_key(|(i, g)| (g.eq_ignore_ascii_case(host), g.len(), std::cmp::Reverse(*i)));
-    if let Some((i, _)) = best_host {
-        return Some(CertSource::Host(i));
-    }
-    context_hosts
+        .filter(|(_, g)| fits(g))
+        .map(|(i, g)| (rank(g), 1u8, std::cmp::Reverse(i), CertSource::Host(i)));
+    let contexts = context_hosts
         .iter()
         .enumerate()
         .flat_map(|(i, hs)| hs.iter().map(move |h| (i, h)))
-        .filter(|(_, h)| h.as_str() == "*" || matches(h, host))
-        .max_by_key(|(i, h)| (h.eq_ignore_ascii_case(host), h.len(), std::cmp::Reverse(*i)))
-        .map(|(i, _)| CertSource::Context(i))
+        .filter(|(_, h)| fits(h))
+        .map(|(i, h)| (rank(h), 0u8, std::cmp::Reverse(i), CertSource::Context(i)));
+    hosts
+        .chain(contexts)
+        .max_by_key(|(r, kind, i, _)| (*r, *kind, *i))
+        .map(|(_, _, _, src)| src)
 }
 
 /// A host group without a certificate source is an error for each of its mappings.

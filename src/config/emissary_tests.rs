@@ -1,0 +1,230 @@
+//! SPEC section 13 through the whole pipeline: resources no TCPMapping uses cannot fail the
+//! config, what Emissary's CRDs accept is accepted, a Host's TLS settings apply.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::testutil::write_secret;
+use crate::route::Termination;
+
+fn input(yaml: &str, secrets: &Path) -> ConfigInput {
+    ConfigInput {
+        inline: vec![("e.yaml".into(), yaml.into())],
+        secrets_dir: Some(secrets.to_path_buf()),
+        ..ConfigInput::default()
+    }
+}
+
+fn lines(problems: &[ConfigError]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+/// HTTP-only resources of an export, each broken in a way Emissary tolerates or that only
+/// its HTTP side would notice.
+const UNUSED: &str = "---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {name: no-hostname, namespace: web}
+spec:
+  tlsSecret: {name: not-exported}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TLSContext
+metadata: {name: legacy, namespace: web}
+spec:
+  hosts: [legacy.example.com]
+  secret: not-exported-either
+  min_tls_version: v1.0
+  cipher_suites: [ECDHE-RSA-AES128-SHA]
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Module
+metadata: {name: ambassador}
+spec:
+  config:
+    load_balancer: {policy: ring_hash, cookie: {name: sticky}}
+";
+
+const DB: &str = "---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {name: db}
+spec:
+  port: 5432
+  service: db:5432
+  idle_timeout_ms: \"30000\"
+";
+
+#[test]
+fn unused_resources_only_warn_and_the_mappings_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("{UNUSED}{DB}");
+    let l = load(&input(&yaml, dir.path())).unwrap_or_else(|e| panic!("{:#?}", lines(&e)));
+    let w = lines(&l.warnings);
+    assert!(
+        w.iter().all(|l| l.starts_with("warning: e.yaml:")),
+        "{w:#?}"
+    );
+    for (line, text) in [
+        (6, "Host no-hostname: cannot read "),
+        (13, "TLSContext legacy: cannot read "),
+        (14, "TLSContext legacy: min_tls_version v1.0"),
+        (
+            15,
+            "TLSContext legacy: cipher suite \"ECDHE-RSA-AES128-SHA\" is not offered",
+        ),
+        (
+            22,
+            "Module ambassador: config.load_balancer hashes on `cookie`",
+        ),
+    ] {
+        let want = format!("warning: e.yaml:{line}: {text}");
+        assert!(w.iter().any(|l| l.starts_with(&want)), "{want}\n{w:#?}");
+    }
+    assert!(
+        w.iter()
+            .filter(|l| l.contains("not-exported"))
+            .all(|l| l.contains("no TCPMapping uses this")),
+        "{w:#?}"
+    );
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
+    assert_eq!(
+        g.idle_timeout,
+        Some(std::time::Duration::from_millis(30000))
+    );
+}
+
+#[test]
+fn the_same_problems_in_a_used_resource_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{UNUSED}---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {{name: legacy-db, namespace: web}}
+spec: {{port: 5432, host: legacy.example.com, service: db}}
+"
+    );
+    let e = lines(&load(&input(&yaml, dir.path())).unwrap_err());
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("e.yaml:13: TLSContext legacy: cannot read ")),
+        "{e:#?}"
+    );
+    // The version and suite are still only warnings: TLS 1.2+ with the suites left is servable.
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("warning: e.yaml:14: TLSContext legacy: min_tls_version")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn ambassador_id_alias_and_string_booleans() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secret(dir.path(), "other", &["db.example.com"]);
+    write_secret(dir.path(), "ours", &["db.example.com"]);
+    // A Host for another Emissary (`ambassadorId`, the v2/v3 spelling) is not ours.
+    let yaml = "---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {name: theirs}
+spec: {hostname: db.example.com, ambassadorId: [other], tlsSecret: {name: other}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {name: mine}
+spec: {hostname: \"*.example.com\", ambassadorId: [default], tlsSecret: {name: ours}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {name: db}
+spec: {port: 5432, host: db.example.com, service: db, enable_ipv6: \"true\"}
+";
+    let l = load(&input(yaml, dir.path())).unwrap_or_else(|e| panic!("{:#?}", lines(&e)));
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .by_sni("db.example.com")
+        .unwrap();
+    assert_eq!(g.termination().unwrap().source, "Host mine");
+    assert!(g.group.families.ipv6());
+    assert_eq!(
+        lines(&l.warnings),
+        [
+            "warning: e.yaml:15: TCPMapping db: `enable_ipv6` is the string \"true\"; read as the boolean true"
+        ]
+    );
+}
+
+/// The termination of the only host group.
+fn only_termination(l: &Loaded, sni: &str) -> Termination {
+    let listener = l.table.listeners.values().next().unwrap();
+    listener.by_sni(sni).unwrap().termination().unwrap().clone()
+}
+
+#[test]
+fn a_host_takes_tls_settings_inline_then_named_then_covering() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secret(dir.path(), "db", &["db.example.com"]);
+    write_secret(dir.path(), "ca", &["ca"]);
+    let mapping = "---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {name: db}
+spec: {port: 5432, host: db.example.com, service: db}
+";
+    let ctx = "---
+apiVersion: getambassador.io/v3alpha1
+kind: TLSContext
+metadata: {name: mtls}
+spec: {hosts: [db.example.com], secret: db, ca_secret: ca, cert_required: true}
+";
+    let host = |extra: &str| {
+        format!(
+            "---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {{name: db-host}}
+spec:
+  hostname: db.example.com
+  tlsSecret: {{name: db}}
+{extra}"
+        )
+    };
+    // Covering: the TLSContext lists the Host's hostname.
+    let l = load(&input(&format!("{}{ctx}{mapping}", host("")), dir.path())).unwrap();
+    let t = only_termination(&l, "db.example.com");
+    assert_eq!(t.source, "Host db-host with TLSContext mtls");
+    assert!(t.client_auth);
+    // Named, although it lists no hosts.
+    let named = ctx.replace("hosts: [db.example.com], ", "");
+    let yaml = format!("{}{named}{mapping}", host("  tlsContext: {name: mtls}\n"));
+    let t = only_termination(&load(&input(&yaml, dir.path())).unwrap(), "db.example.com");
+    assert!(t.client_auth, "{}", t.source);
+    // Inline first: it says no client certificate.
+    let inline = "  tls: {min_tls_version: v1.3}\n  tlsContext: {name: mtls}\n";
+    let yaml = format!("{}{ctx}{mapping}", host(inline));
+    let t = only_termination(&load(&input(&yaml, dir.path())).unwrap(), "db.example.com");
+    assert_eq!(t.source, "Host db-host with its `tls:` block");
+    assert!(!t.client_auth);
+    // A named TLSContext that does not exist fails the used Host.
+    let yaml = format!("{}{mapping}", host("  tlsContext: {name: nope}\n"));
+    let e = lines(&load(&input(&yaml, dir.path())).unwrap_err());
+    assert!(
+        e.iter()
+            .any(|l| l.contains("Host db-host: tlsContext: unknown TLSContext `nope`")),
+        "{e:#?}"
+    );
+}
