@@ -233,10 +233,7 @@ pub(crate) type Versions = (Option<TlsVersion>, Option<TlsVersion>, Option<Keyed
 /// `min_tls_version` ≤ `max_tls_version`. A minimum below 1.2 (which Emissary accepts)
 /// serves TLS 1.2 and up: the third value holds that warning. A maximum below 1.2 leaves
 /// nothing rustls can serve: an error.
-pub(crate) fn versions(
-    min: Option<&str>,
-    max: Option<&str>,
-) -> Result<Versions, Keyed> {
+pub(crate) fn versions(min: Option<&str>, max: Option<&str>) -> Result<Versions, Keyed> {
     let mut warning = None;
     let lo = match min {
         Some(m) if tls::is_below_1_2(m) => {
