@@ -50,3 +50,39 @@ fn a_client_hello_cut_short_by_eof_gets_decode_error() {
     let mut c = net::tls_connect(net::local(port), "eof.test", cfg).unwrap();
     assert_eq!(net::read_line(&mut c), "eof-upstream");
 }
+
+#[test]
+fn a_proxy_listener_strips_the_header_before_the_backend() {
+    use std::io::Read;
+    let echo = net::echo("127.0.0.1:0");
+    let (_p, port) = proxy::start_port(None, |port| {
+        format!(
+            "---
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata: {{name: nlb}}
+spec: {{port: {port}, protocol: TCP, protocolStack: [PROXY, TCP], securityModel: INSECURE, hostBinding: {{namespace: {{from: ALL}}}}}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {{name: behind-nlb}}
+spec: {{address: 127.0.0.1, port: {port}, service: \"{}\"}}
+",
+            echo.addr
+        )
+    });
+    let mut s = TcpStream::connect(net::local(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 40000 5432\r\nhello")
+        .unwrap();
+    let mut got = [0u8; 5];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello", "the header must not reach the backend");
+    // Without the header the connection is refused.
+    let mut bare = TcpStream::connect(net::local(port)).unwrap();
+    bare.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    bare.write_all(b"hello\r\n\r\n").unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(bare.read(&mut buf), Ok(0) | Err(_)));
+    assert_eq!(echo.connections(), 1);
+}

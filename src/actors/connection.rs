@@ -615,7 +615,8 @@ async fn connect(
         endpoints.metrics.attempt(n > 0);
         rec.attempts = n + 1;
         let started = Instant::now();
-        let connected = Box::pin(socket::connect_one(addr, budget)).await;
+        let keepalive = upstream.endpoints.keepalive;
+        let connected = Box::pin(socket::connect_upstream(addr, budget, keepalive)).await;
         if let Some(m) = &progress.live {
             shared
                 .metrics

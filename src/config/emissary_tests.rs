@@ -228,3 +228,207 @@ spec:
         "{e:#?}"
     );
 }
+
+fn load_ok(yaml: &str, dir: &Path) -> Loaded {
+    load(&input(yaml, dir)).unwrap_or_else(|e| panic!("{:#?}", lines(&e)))
+}
+
+fn listener_doc(port: u16, stack: &str) -> String {
+    format!(
+        "---
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata: {{name: l{port}}}
+spec: {{port: {port}, protocolStack: {stack}, securityModel: XFP, hostBinding: {{namespace: {{from: ALL}}}}}}
+"
+    )
+}
+
+#[test]
+fn a_proxy_listener_requires_the_header_on_its_port_and_must_agree_with_mappings() {
+    use crate::proxy_protocol::Accept;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("{}{DB}", listener_doc(5432, "[PROXY, TCP]"));
+    let l = load_ok(&yaml, dir.path());
+    assert!(l.warnings.is_empty(), "{:#?}", lines(&l.warnings));
+    let listener = l.table.listeners.values().next().unwrap();
+    assert_eq!(listener.proxy_protocol, Accept::Required);
+    // A Listener without PROXY on another port changes nothing here.
+    let yaml = format!("{}{DB}", listener_doc(8080, "[HTTP, TCP]"));
+    let l = load_ok(&yaml, dir.path());
+    assert_eq!(
+        l.table.listeners.values().next().unwrap().proxy_protocol,
+        Accept::Off
+    );
+    // Disagreement: an error naming both.
+    let yaml = format!(
+        "{}{}",
+        listener_doc(5432, "[TCP]"),
+        DB.replace(
+            "  service: db:5432\n",
+            "  service: db:5432\n  use_proxy_proto: true\n"
+        )
+    );
+    let e = lines(&load(&input(&yaml, dir.path())).unwrap_err());
+    assert!(
+        e.iter().any(|l| l.contains("TCPMapping db: `use_proxy_proto` is true here but Listener l5432 (e.yaml:2) on port 5432 says false")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn module_circuit_breakers_namespace_resolution_and_keepalive() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = "---
+apiVersion: getambassador.io/v3alpha1
+kind: Module
+metadata: {name: ambassador}
+spec:
+  config:
+    circuit_breakers: [{max_connections: 7}]
+    use_ambassador_namespace_for_service_resolution: true
+    keepalive: {time: 60, interval: 10, probes: 4}
+";
+    let mapping = "---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {name: db, namespace: data}
+spec: {port: 5432, service: db}
+";
+    let l = load_ok(&format!("{module}{mapping}"), dir.path());
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
+    let u = &g.upstreams[0];
+    assert_eq!(u.max_connections, Some(7));
+    assert_eq!(u.host, crate::route::ServiceHost::Dns("db".into()));
+    let k = u.endpoints.keepalive.unwrap();
+    assert_eq!(k.time, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(k.interval, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(k.probes, Some(4));
+    // Without the Module: qualified, no limit, kernel keepalive.
+    let l = load_ok(mapping, dir.path());
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
+    assert_eq!(
+        g.upstreams[0].host,
+        crate::route::ServiceHost::Dns("db.data".into())
+    );
+    assert_eq!(g.upstreams[0].max_connections, None);
+    assert!(g.upstreams[0].endpoints.keepalive.is_none());
+    // A mapping's own circuit_breakers beat the Module's.
+    let own = mapping.replace(
+        "service: db}",
+        "service: db, circuit_breakers: [{max_connections: 2}]}",
+    );
+    let l = load_ok(&format!("{module}{own}"), dir.path());
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
+    assert_eq!(g.upstreams[0].max_connections, Some(2));
+}
+
+#[test]
+fn service_annotations_contribute_mappings_in_the_services_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: data
+  annotations:
+    getambassador.io/config: |
+      ---
+      apiVersion: getambassador.io/v2
+      kind: TCPMapping
+      name: db-annotated
+      port: 5432
+      service: db:5432
+      stats_name: db
+spec:
+  ports: [{port: 5432}]
+";
+    let l = load_ok(yaml, dir.path());
+    assert_eq!(
+        l.render_text().trim(),
+        "0.0.0.0:5432 * raw -> db.data:5432 (100%) [db-annotated]"
+    );
+    assert_eq!(
+        lines(&l.warnings),
+        [
+            "warning: e.yaml:15: TCPMapping db-annotated: `stats_name` is not applied: metrics name a mapping by its name, port and host"
+        ]
+    );
+}
+
+#[test]
+fn istio_and_opaque_secrets_serve_in_documents_and_in_the_secrets_dir() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["db.example.com".to_string()]).unwrap();
+    let (crt, key) = (ck.cert.pem(), ck.key_pair.serialize_pem());
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mapping = "---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {name: db}
+spec: {port: 5432, host: db.example.com, service: db}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {name: db-host}
+spec: {hostname: db.example.com, tlsSecret: {name: db-cert}}
+";
+    let istio_doc = format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: db-cert, namespace: default}}
+type: istio.io/key-and-cert
+data:
+  cert-chain.pem: {}
+  key.pem: {}
+",
+        b64(&crt),
+        b64(&key)
+    );
+    let l = load_ok(&format!("{mapping}{istio_doc}"), dir.path());
+    assert!(
+        l.render_text().contains("terminate(Host db-host)"),
+        "{}",
+        l.render_text()
+    );
+    // The same keys mounted by --secrets-dir.
+    let folder = dir.path().join("db-cert");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("cert-chain.pem"), &crt).unwrap();
+    std::fs::write(folder.join("key.pem"), &key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        folder.join("key.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let l = load_ok(mapping, dir.path());
+    assert!(l.render_text().contains("terminate(Host db-host)"));
+}

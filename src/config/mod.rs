@@ -13,6 +13,7 @@
 //!
 //! Must not: resolve names, bind sockets, spawn tasks or name the runtime.
 
+pub(crate) mod annotations;
 pub(crate) mod build;
 pub mod error;
 pub(crate) mod found;
@@ -152,6 +153,8 @@ impl Bundle {
         }
         let found = found::Found::of(&docs);
         let (docs, p) = source::expand_lists(docs);
+        problems.extend(p);
+        let (docs, p) = annotations::expand_annotations(docs);
         problems.extend(p);
         (docs, problems, found)
     }

@@ -75,7 +75,29 @@ impl RawMapping {
     }
 }
 
+/// TCPMapping CRD fields that change nothing a TCP client or upstream sees (Envoy cluster
+/// naming, the v2→v3 conversion marker): read without a warning.
+const MAPPING_NO_EFFECT: [&str; 2] = ["cluster_tag", "v2ExplicitTLS"];
+
+/// TCPMapping CRD fields tcpmap does not apply, with what it does instead.
+const MAPPING_NOT_APPLIED: [(&str, &str); 2] = [
+    (
+        "resolver",
+        "`resolver` is not applied: tcpmap resolves services with the system resolver (DNS, /etc/hosts)",
+    ),
+    (
+        "stats_name",
+        "`stats_name` is not applied: metrics name a mapping by its name, port and host",
+    ),
+];
+
 pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> RawMapping {
+    f.known(&MAPPING_NO_EFFECT);
+    for (key, why) in MAPPING_NOT_APPLIED {
+        if f.value(key).is_some() {
+            f.problems.push(loc.warn(&[key], why));
+        }
+    }
     let tls = match f.value("tls") {
         Some(Value::Bool(b)) => Some(RawTls::Bool(*b)),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(RawTls::Bool(true)),
@@ -108,7 +130,10 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         idle_timeout_ms: f.integer_or_string("idle_timeout_ms"),
         enable_ipv4: f.boolean("enable_ipv4"),
         enable_ipv6: f.boolean("enable_ipv6"),
-        max_connections: circuit_breakers(f, loc),
+        max_connections: {
+            let v = f.value("circuit_breakers");
+            circuit_breakers(v, loc, &[], &mut f.problems)
+        },
         connect_timeout_ms: f.integer("connect_timeout_ms"),
         load_balancer: {
             let v = f.value("load_balancer");
@@ -140,13 +165,23 @@ fn accept(v: Option<&Value>) -> Option<Accept> {
     }
 }
 
-/// `circuit_breakers: [{max_connections: N}]`: the entry without `priority: high` counts.
-fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
-    let items = match f.value("circuit_breakers")? {
+/// `circuit_breakers: [{max_connections: N}]` (the value at `prefix` + `circuit_breakers`):
+/// the entry without `priority: high` counts.
+fn circuit_breakers(
+    value: Option<&Value>,
+    loc: &Loc,
+    prefix: &[&'static str],
+    problems: &mut Vec<ConfigError>,
+) -> Option<i64> {
+    let at = |keys: &[&'static str]| -> Vec<&'static str> {
+        prefix.iter().chain(keys).copied().collect()
+    };
+    let items = match value? {
+        Value::Null => return None,
         Value::Sequence(items) => items,
         _ => {
-            f.problems.push(loc.err(
-                &["circuit_breakers"],
+            problems.push(loc.err(
+                &at(&["circuit_breakers"]),
                 "`circuit_breakers` must be a list like [{max_connections: N}]",
             ));
             return None;
@@ -162,8 +197,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
     let mut found = None;
     for item in items {
         let Some(m) = item.as_mapping() else {
-            f.problems.push(loc.err(
-                &["circuit_breakers"],
+            problems.push(loc.err(
+                &at(&["circuit_breakers"]),
                 "each circuit_breakers entry must be a mapping",
             ));
             continue;
@@ -171,8 +206,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
         for key in m.keys() {
             let k = key.as_str().unwrap_or("?");
             if !KNOWN.contains(&k) {
-                f.problems.push(loc.warn(
-                    &["circuit_breakers", k],
+                problems.push(loc.warn(
+                    &at(&["circuit_breakers"]),
                     format!("unknown attribute `circuit_breakers.{k}` (ignored)"),
                 ));
             }
@@ -185,8 +220,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
             Some(Value::Number(n)) if n.as_i64().is_some() => {
                 found = found.or(n.as_i64());
             }
-            Some(_) => f.problems.push(loc.err(
-                &["circuit_breakers", "max_connections"],
+            Some(_) => problems.push(loc.err(
+                &at(&["circuit_breakers", "max_connections"]),
                 "`circuit_breakers.max_connections` must be an integer",
             )),
         }
@@ -348,6 +383,12 @@ pub(crate) struct RawModule {
     pub load_balancer: Option<RawLoadBalancer>,
     /// `config.max_connections_per_ip` (ext): the mappings' default.
     pub max_connections_per_ip: Option<i64>,
+    /// `config.circuit_breakers[..].max_connections`: the default of mappings that set none.
+    pub max_connections: Option<i64>,
+    /// `config.use_ambassador_namespace_for_service_resolution`.
+    pub own_namespace_resolution: Option<bool>,
+    /// `config.keepalive: {time, interval, probes}` (seconds, seconds, count).
+    pub keepalive: Option<[Option<i64>; 3]>,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -358,6 +399,9 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         load_balancer: None,
         max_connections_per_ip: None,
         use_proxy_proto: None,
+        max_connections: None,
+        own_namespace_resolution: None,
+        keepalive: None,
     };
     // The Module's `config` holds many HTTP settings; only the families, `use_proxy_proto` and
     // the endpoint defaults (`load_balancer`, `max_connections_per_ip`) are read here.
@@ -366,6 +410,10 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
             ("enable_ipv4", &mut m.enable_ipv4),
             ("enable_ipv6", &mut m.enable_ipv6),
             ("use_proxy_proto", &mut m.use_proxy_proto),
+            (
+                "use_ambassador_namespace_for_service_resolution",
+                &mut m.own_namespace_resolution,
+            ),
         ] {
             match config.get(key) {
                 None | Some(Value::Null) => {}
@@ -395,6 +443,37 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
             &["config", "max_connections_per_ip"],
             &mut f.problems,
         );
+        m.max_connections = circuit_breakers(
+            config.get("circuit_breakers"),
+            loc,
+            &["config"],
+            &mut f.problems,
+        );
+        m.keepalive = keepalive(config.get("keepalive"), loc, &mut f.problems);
     }
     m
+}
+
+/// `config.keepalive: {time, interval, probes}`, each an integer when present.
+fn keepalive(
+    value: Option<&Value>,
+    loc: &Loc,
+    problems: &mut Vec<ConfigError>,
+) -> Option<[Option<i64>; 3]> {
+    let map = match value? {
+        Value::Null => return None,
+        Value::Mapping(m) => m,
+        _ => {
+            problems.push(loc.err(
+                &["config", "keepalive"],
+                "`config.keepalive` must be a mapping like {time: 60, interval: 10, probes: 5}",
+            ));
+            return None;
+        }
+    };
+    let mut out = [None; 3];
+    for (slot, key) in out.iter_mut().zip(["time", "interval", "probes"]) {
+        *slot = endpoints::integer(map.get(key), loc, &["config", "keepalive", key], problems);
+    }
+    Some(out)
 }

@@ -8,12 +8,14 @@
 pub(crate) mod endpoints;
 mod fields;
 mod kinds;
+mod listener;
 
 use std::sync::Arc;
 
 use serde_yaml_ng::{Mapping, Value};
 
 pub(crate) use kinds::{RawHost, RawMapping, RawModule, RawTls, RawTlsContext};
+pub(crate) use listener::RawListener;
 
 use super::ConfigError;
 use super::source::SourceDoc;
@@ -33,7 +35,7 @@ pub(crate) const API_VERSIONS: [&str; 5] = [
 pub(crate) struct Loc {
     /// The document holding the resource.
     pub doc: Arc<SourceDoc>,
-    /// `TCPMapping`, `TLSContext`, `Host` or `Module`.
+    /// `TCPMapping`, `TLSContext`, `Host`, `Module` or `Listener`.
     pub kind: &'static str,
     /// The resource name (`-` when missing).
     pub name: String,
@@ -94,6 +96,8 @@ pub(crate) enum Resource {
     Host(RawHost),
     /// `kind: Module`, `name: ambassador`.
     Module(RawModule),
+    /// `kind: Listener`.
+    Listener(RawListener),
 }
 
 /// The result of reading one document.
@@ -105,7 +109,7 @@ pub(crate) struct Classified {
     pub problems: Vec<ConfigError>,
 }
 
-const KINDS: [&str; 4] = ["TCPMapping", "TLSContext", "Host", "Module"];
+const KINDS: [&str; 5] = ["TCPMapping", "TLSContext", "Host", "Module", "Listener"];
 const FLAT_META: [&str; 7] = [
     "apiVersion",
     "kind",
@@ -208,6 +212,7 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
         "TCPMapping" => Some(Resource::Mapping(kinds::mapping(&mut f, &loc, namespace))),
         "TLSContext" => Some(Resource::Context(kinds::context(&mut f, &loc, namespace))),
         "Host" => kinds::host(&mut f, &loc, namespace).map(Resource::Host),
+        "Listener" => Some(Resource::Listener(listener::listener(&mut f, &loc))),
         _ if loc.name == "ambassador" => Some(Resource::Module(kinds::module(&mut f, &loc))),
         _ => {
             tracing::debug!(name = %loc.name, "skipping a Module other than `ambassador`");

@@ -7,7 +7,7 @@ use crate::config::ConfigError;
 use crate::config::raw::endpoints::{RawHealthCheck, RawLoadBalancer};
 use crate::config::raw::{Loc, RawMapping, RawModule};
 use crate::route::balance::{
-    DEFAULT_CONNECT_ATTEMPTS, EndpointPolicy, HealthCheck, LoadBalancer, Policy,
+    DEFAULT_CONNECT_ATTEMPTS, EndpointPolicy, HealthCheck, Keepalive, LoadBalancer, Policy,
 };
 
 /// Most connect attempts a mapping may ask for.
@@ -25,6 +25,8 @@ pub(crate) struct EndpointDefaults {
     pub load_balancer: LoadBalancer,
     /// `config.max_connections_per_ip`.
     pub max_connections_per_ip: Option<u32>,
+    /// `config.keepalive`.
+    pub keepalive: Option<Keepalive>,
 }
 
 /// The first Module's endpoint defaults (the Module rules for several Modules are
@@ -61,6 +63,12 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (EndpointDefaults, Vec<C
             Err(msg) => problems.push(m.loc.err(&["config", "max_connections_per_ip"], msg)),
         }
     }
+    if let Some(k) = m.keepalive {
+        match keepalive(k) {
+            Ok(k) => d.keepalive = Some(k),
+            Err((key, msg)) => problems.push(m.loc.err(&["config", "keepalive", key], msg)),
+        }
+    }
     (d, problems)
 }
 
@@ -74,6 +82,7 @@ pub(crate) fn policy(
     let mut p = EndpointPolicy {
         load_balancer: defaults.load_balancer,
         max_connections_per_ip: defaults.max_connections_per_ip,
+        keepalive: defaults.keepalive,
         ..EndpointPolicy::default()
     };
     if let Some(lb) = &raw.load_balancer {
@@ -188,6 +197,22 @@ pub(crate) fn health_check(raw: &RawHealthCheck) -> Result<HealthCheck, (&'stati
             DEFAULT_UNHEALTHY,
         )?,
         healthy_threshold: threshold("healthy_threshold", raw.healthy_threshold, DEFAULT_HEALTHY)?,
+    })
+}
+
+/// `keepalive: {time, interval, probes}`: seconds, seconds and a count, each at least 1
+/// (Linux takes up to 32767 s and 127 probes).
+pub(crate) fn keepalive(raw: [Option<i64>; 3]) -> Result<Keepalive, (&'static str, String)> {
+    let [time, interval, probes] = raw;
+    let check = |key: &'static str, v: Option<i64>, max: i64| match v {
+        None => Ok(None),
+        Some(n) if (1..=max).contains(&n) => Ok(Some(n as u64)),
+        Some(n) => Err((key, format!("keepalive.{key} {n} must be from 1 to {max}"))),
+    };
+    Ok(Keepalive {
+        time: check("time", time, 32767)?.map(Duration::from_secs),
+        interval: check("interval", interval, 32767)?.map(Duration::from_secs),
+        probes: check("probes", probes, 127)?.map(|n| n as u32),
     })
 }
 

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping};
-use crate::config::raw::Loc;
+use crate::config::raw::{Loc, RawListener};
 use crate::proxy_protocol::Accept;
 use crate::route::host::{CATCH_ALL, matches};
 
@@ -146,12 +146,71 @@ fn accept_word(a: Accept) -> &'static str {
     }
 }
 
-/// Resolves what each listener `(address, port)` does with PROXY protocol headers: the
-/// value its mappings write (they must agree: each one that differs from the first gets an
-/// error naming both), else the Module's `use_proxy_proto` (`module`). Every mapping's
-/// `listener_proxy` is set to its listener's value.
-pub(crate) fn listener_proxy(mappings: &mut [Mapping], module: Accept) -> Vec<ConfigError> {
+/// Resolves what each listener `(address, port)` does with PROXY protocol headers: an
+/// Emissary `Listener` of that port decides (`protocolStack` starting with `PROXY`:
+/// required; else none), and a mapping that writes another `use_proxy_proto` is an error
+/// naming both; else the value its mappings write (they must agree: each one that differs
+/// from the first gets an error naming both), else the Module's `use_proxy_proto`
+/// (`module`). Every mapping's `listener_proxy` is set to its listener's value.
+pub(crate) fn listener_proxy(
+    mappings: &mut [Mapping],
+    module: Accept,
+    listeners: &[RawListener],
+) -> Vec<ConfigError> {
     let mut errs = Vec::new();
+    let mut by_port: BTreeMap<u16, (Accept, &RawListener)> = BTreeMap::new();
+    for l in listeners {
+        let Some(port) = l.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        let mine = if l.proxy() {
+            Accept::Required
+        } else {
+            Accept::Off
+        };
+        match by_port.get(&port) {
+            Some((theirs, other)) if *theirs != mine => errs.push(l.loc.err(
+                &["protocolStack"],
+                format!(
+                    "port {port}: PROXY protocol is {} here but {} in Listener {} ({})",
+                    accept_word(mine),
+                    accept_word(*theirs),
+                    other.loc.name,
+                    other.loc.place()
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                by_port.insert(port, (mine, l));
+            }
+        }
+    }
+    for m in mappings.iter_mut() {
+        let Some((want, l)) = by_port.get(&m.port) else {
+            continue;
+        };
+        if let Some(mine) = m.use_proxy_proto.filter(|mine| mine != want) {
+            errs.push(m.loc.err(
+                &["use_proxy_proto"],
+                format!(
+                    "`use_proxy_proto` is {} here but Listener {} ({}) on port {} says {} \
+                     (protocolStack {}); they must agree",
+                    accept_word(mine),
+                    l.loc.name,
+                    l.loc.place(),
+                    m.port,
+                    accept_word(*want),
+                    if l.stack.is_empty() {
+                        "unset".to_string()
+                    } else {
+                        format!("[{}]", l.stack.join(", "))
+                    }
+                ),
+            ));
+        }
+        // The Listener decides for its port; the mappings' agreement below is moot there.
+        m.use_proxy_proto = Some(*want);
+    }
     let mut first: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
     for (i, m) in mappings.iter().enumerate() {
         let Some(mine) = m.use_proxy_proto else {

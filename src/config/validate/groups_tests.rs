@@ -15,6 +15,8 @@ fn m(name: &str, attrs: &str) -> Mapping {
         namespace: "default",
         module: Families::default(),
         contexts: &ctx,
+        max_connections: None,
+        own_namespace: false,
     };
     let (m, errs) = mapping(&raw, &env);
     assert!(errs.is_empty(), "{errs:?}");

@@ -252,6 +252,11 @@ pub(crate) struct MappingEnv<'a> {
     pub module: Families,
     /// Names of every declared TLSContext (also broken ones, to avoid follow-up errors).
     pub contexts: &'a BTreeSet<String>,
+    /// The Module's `circuit_breakers` max_connections: for mappings that set none.
+    pub max_connections: Option<u32>,
+    /// The Module's `use_ambassador_namespace_for_service_resolution`: no service is
+    /// namespace-qualified (they resolve in the proxy's namespace).
+    pub own_namespace: bool,
 }
 
 /// Applies every rule to one mapping; `None` when any rule failed.
@@ -311,7 +316,7 @@ pub(crate) fn mapping(
     );
     let max_conn = match raw.max_connections {
         Some(n) => take!(max_connections(n), &["circuit_breakers", "max_connections"]).map(Some),
-        None => Some(None),
+        None => Some(env.max_connections),
     };
     let (fam, fallback) = families(raw.enable_ipv4, raw.enable_ipv6, env.module);
     // The Module's families are never both off (the Module falls back to IPv4 itself), so
@@ -383,7 +388,11 @@ pub(crate) fn mapping(
     });
     let m = Mapping {
         loc: loc.clone(),
-        service_host: service::qualify(p.host, &namespace, env.namespace),
+        service_host: if env.own_namespace {
+            p.host
+        } else {
+            service::qualify(p.host, &namespace, env.namespace)
+        },
         namespace,
         address,
         port,

@@ -15,6 +15,8 @@ fn env_with<'a>(contexts: &'a BTreeSet<String>, module: Families) -> MappingEnv<
         namespace: "default",
         module,
         contexts,
+        max_connections: None,
+        own_namespace: false,
     }
 }
 

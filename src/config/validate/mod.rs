@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::ConfigError;
 use super::model::{self, CertSource, GroupPlan, HostSettings, Model, Origin};
-use super::raw::{RawHost, RawModule, RawTlsContext, Resource};
+use super::raw::{RawHost, RawListener, RawModule, RawTlsContext, Resource};
 use crate::proxy_protocol::Accept;
 use crate::route::Families;
 use usage::{Usage, judge};
@@ -73,18 +73,37 @@ pub(crate) fn module_proxy(modules: &[RawModule]) -> Accept {
     }
 }
 
+/// The Module's `circuit_breakers` max_connections, the default of mappings that set none.
+fn module_circuit_breakers(modules: &[RawModule]) -> (Option<u32>, Vec<ConfigError>) {
+    let Some(m) = modules.first() else {
+        return (None, Vec::new());
+    };
+    match m.max_connections.map(mapping::max_connections).transpose() {
+        Ok(n) => (n, Vec::new()),
+        Err(e) => (
+            None,
+            vec![
+                m.loc
+                    .err(&["config", "circuit_breakers", "max_connections"], e),
+            ],
+        ),
+    }
+}
+
 /// Validates every resource; problems hold errors and warnings.
 pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<ConfigError>) {
     let mut raw_mappings = Vec::new();
     let mut raw_contexts = Vec::new();
     let mut raw_hosts = Vec::new();
     let mut raw_modules = Vec::new();
+    let mut raw_listeners: Vec<RawListener> = Vec::new();
     for r in resources {
         match r {
             Resource::Mapping(m) => raw_mappings.push(m),
             Resource::Context(c) => raw_contexts.push(c),
             Resource::Host(h) => raw_hosts.push(h),
             Resource::Module(m) => raw_modules.push(m),
+            Resource::Listener(l) => raw_listeners.push(l),
         }
     }
     let (module, mut problems) = module_defaults(&raw_modules);
@@ -92,10 +111,17 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
     problems.extend(p);
     let mut model = Model::default();
     let context_names: BTreeSet<String> = raw_contexts.iter().map(|c| c.loc.name.clone()).collect();
+    let (max_connections, p) = module_circuit_breakers(&raw_modules);
+    problems.extend(p);
     let menv = mapping::MappingEnv {
         namespace: env.namespace,
         module,
         contexts: &context_names,
+        max_connections,
+        own_namespace: raw_modules
+            .first()
+            .and_then(|m| m.own_namespace_resolution)
+            .unwrap_or(false),
     };
     for raw in &raw_mappings {
         let (m, p) = mapping::mapping(raw, &menv);
@@ -110,6 +136,7 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
     problems.extend(groups::listener_proxy(
         &mut model.mappings,
         module_proxy(&raw_modules),
+        &raw_listeners,
     ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);

@@ -178,7 +178,7 @@ pub(crate) fn referenced_files(
                     out.extend(settings_files(inline, secrets_dir, files));
                 }
             }
-            Resource::Mapping(_) | Resource::Module(_) => {}
+            Resource::Mapping(_) | Resource::Module(_) | Resource::Listener(_) => {}
         }
     }
     out
