@@ -2,10 +2,11 @@
 //! validated model → `RouteTable`.
 //!
 //! ```text
-//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘  (List items become documents;                         │ secrets.rs reads the files they name
-//!                     Secret documents go to secrets::Files)               │ (Secret documents first)
-//!                                                                          │ validate/ (+ tls.rs): memory only
+//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module,Listener}
+//!   inline YAML ──┘  (List items and Service annotations (annotations.rs) │ secrets.rs reads the files they name
+//!                     become documents; Secret documents go to            │ (Secret documents first)
+//!                     secrets::Files)                                      │ validate/ (+ tls.rs): memory only;
+//!                                                                          │ unused TLSContexts/Hosts only warn
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
 //!                                                                        | Err(Vec<ConfigError>)

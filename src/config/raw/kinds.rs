@@ -80,7 +80,7 @@ impl RawMapping {
 const MAPPING_NO_EFFECT: [&str; 2] = ["cluster_tag", "v2ExplicitTLS"];
 
 /// TCPMapping CRD fields tcpmap does not apply, with what it does instead.
-const MAPPING_NOT_APPLIED: [(&str, &str); 2] = [
+const MAPPING_NOT_APPLIED: [(&str, &str); 3] = [
     (
         "resolver",
         "`resolver` is not applied: tcpmap resolves services with the system resolver (DNS, /etc/hosts)",
@@ -88,6 +88,10 @@ const MAPPING_NOT_APPLIED: [(&str, &str); 2] = [
     (
         "stats_name",
         "`stats_name` is not applied: metrics name a mapping by its name, port and host",
+    ),
+    (
+        "v3StatsName",
+        "`v3StatsName` is not applied: metrics name a mapping by its name, port and host",
     ),
 ];
 
@@ -293,7 +297,12 @@ pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         private_key_file: f.string("private_key_file"),
         cacert_chain_file: f.string("cacert_chain_file"),
         secret_namespacing: f.boolean("secret_namespacing"),
-        crl_secret: f.string("crl_secret"),
+        // `v3CRLSecret` is the v2 CRD's spelling.
+        crl_secret: {
+            let v3 = f.string("crl_secret");
+            let v2 = f.string("v3CRLSecret");
+            v3.or(v2)
+        },
         ecdh_curves: f.strings("ecdh_curves"),
         problems: Vec::new(),
     }
