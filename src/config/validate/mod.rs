@@ -157,22 +157,10 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         problems.extend(groups::check_agreement(&model.mappings, &members));
         // The certificate source is chosen once (`usage_of`); the build uses what is recorded.
         for &i in &members {
-            let Some(m) = model.mappings.get_mut(i) else {
-                continue;
-            };
-            if m.host.is_none() || m.passthrough {
-                continue;
+            if let Some(m) = model.mappings.get_mut(i) {
+                let found = chosen.get(i).copied().flatten();
+                problems.extend(record_cert(m, found, &context_at, &host_at));
             }
-            let found = chosen.get(i).copied().flatten();
-            problems.extend(groups::check_host_cert(m, found));
-            m.cert = found.and_then(|src| match src {
-                CertSource::Host(i) => host_at.get(i).copied().flatten().map(CertSource::Host),
-                CertSource::Context(i) => context_at
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(CertSource::Context),
-            });
         }
         let ws: Vec<Option<u8>> = members
             .iter()
@@ -196,6 +184,28 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         }
     }
     (model, problems)
+}
+
+/// Records the model index of the certificate source declared resource `found` became
+/// (none when it was invalid) on a host mapping; a host mapping without a source is an error.
+fn record_cert(
+    m: &mut model::Mapping,
+    found: Option<CertSource>,
+    context_at: &[Option<usize>],
+    host_at: &[Option<usize>],
+) -> Option<ConfigError> {
+    if m.host.is_none() || m.passthrough {
+        return None;
+    }
+    m.cert = found.and_then(|src| match src {
+        CertSource::Host(i) => host_at.get(i).copied().flatten().map(CertSource::Host),
+        CertSource::Context(i) => context_at
+            .get(i)
+            .copied()
+            .flatten()
+            .map(CertSource::Context),
+    });
+    groups::check_host_cert(m, found)
 }
 
 /// The Hostname a Host serves (`*` when it names none, as in Emissary).

@@ -383,36 +383,9 @@ pub(crate) fn context(
     let hosts = raw.hosts.clone().unwrap_or_default();
     let cert_paths = cert_paths(raw, secrets_dir, files).map_err(&mut keyed).ok();
     let ca_path = ca_path(raw, secrets_dir, files).map_err(&mut keyed).ok();
-    let (min, max) = match versions(
-        raw.min_tls_version.as_deref(),
-        raw.max_tls_version.as_deref(),
-    ) {
-        Ok((lo, hi, w)) => {
-            warnings.extend(w.map(|(k, m)| loc.warn(&[k], m)));
-            (lo, hi)
-        }
-        Err(e) => {
-            keyed(e);
-            (None, None)
-        }
-    };
+    let (min, max, suites) = protocol_settings(raw, &mut keyed, &mut warnings);
     let has_cert = raw.secret.is_some() || raw.cert_chain_file.is_some();
     let has_ca = raw.ca_secret.is_some() || raw.cacert_chain_file.is_some();
-    let suites = match cipher_suites(raw.cipher_suites.as_deref().unwrap_or_default(), max) {
-        Ok((kept, w)) => {
-            warnings.extend(w.into_iter().map(|m| loc.warn(&["cipher_suites"], m)));
-            kept
-        }
-        Err(e) => {
-            keyed(("cipher_suites", e));
-            Vec::new()
-        }
-    };
-    for c in raw.ecdh_curves.iter().flatten() {
-        if let Err(e) = tls::curve(c) {
-            keyed(("ecdh_curves", e));
-        }
-    }
     if let Err(e) = check_cert_required(raw.cert_required.unwrap_or(false), has_ca) {
         keyed(("cert_required", e));
     }
@@ -488,6 +461,45 @@ pub(crate) fn context(
         },
     };
     (Some(ctx), warnings)
+}
+
+/// Versions, cipher suites (what is left of them) and curves of a context: errors through
+/// `keyed`, warnings (versions below 1.2, dropped suites) into `warnings`.
+fn protocol_settings(
+    raw: &RawTlsContext,
+    keyed: &mut impl FnMut(Keyed),
+    warnings: &mut Vec<ConfigError>,
+) -> (Option<TlsVersion>, Option<TlsVersion>, Vec<String>) {
+    let loc = &raw.loc;
+    let (min, max) = match versions(
+        raw.min_tls_version.as_deref(),
+        raw.max_tls_version.as_deref(),
+    ) {
+        Ok((lo, hi, w)) => {
+            warnings.extend(w.map(|(k, m)| loc.warn(&[k], m)));
+            (lo, hi)
+        }
+        Err(e) => {
+            keyed(e);
+            (None, None)
+        }
+    };
+    let suites = match cipher_suites(raw.cipher_suites.as_deref().unwrap_or_default(), max) {
+        Ok((kept, w)) => {
+            warnings.extend(w.into_iter().map(|m| loc.warn(&["cipher_suites"], m)));
+            kept
+        }
+        Err(e) => {
+            keyed(("cipher_suites", e));
+            Vec::new()
+        }
+    };
+    for c in raw.ecdh_curves.iter().flatten() {
+        if let Err(e) = tls::curve(c) {
+            keyed(("ecdh_curves", e));
+        }
+    }
+    (min, max, suites)
 }
 
 /// The CRLs of `crl_secret` (PEM, in `crl.pem`, else `tls.crt`).
