@@ -252,3 +252,57 @@ spec: {secret: srv, ca_secret: clients, crl_secret: clients, cert_required: true
     assert!(out.contains("handshake failure"), "{out}");
     assert_eq!(up.connections(), 0);
 }
+
+/// A client limited to TLS 1.2.
+fn tls12_client(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+#[test]
+fn versions_and_alpn_from_a_hosts_tls_context_apply() {
+    let p = pki();
+    let up = net::banner("127.0.0.1:0", "db-upstream");
+    let ctx = "---
+apiVersion: getambassador.io/v3alpha1
+kind: TLSContext
+metadata: {name: strict}
+spec: {hosts: [db.example.test], secret: srv, min_tls_version: v1.3, alpn_protocols: postgresql}
+";
+    let (_p, port) = proxy::start_port(Some(p.dir.path()), |port| {
+        format!("{ctx}{}", host_and_mapping(port, up.addr, ""))
+    });
+    let ca = p.server_ca.cert_pem();
+    let old = outcome(net::local(port), "db.example.test", tls12_client(&ca));
+    assert!(
+        old.as_ref().is_err_and(|e| e.contains("ProtocolVersion")),
+        "{old:?}"
+    );
+    // A client offering only another ALPN protocol is refused; one offering it passes.
+    let mut other = (*net::tls_client_config(&ca, None)).clone();
+    other.alpn_protocols = vec![b"h2".to_vec()];
+    let got = outcome(net::local(port), "db.example.test", Arc::new(other));
+    assert!(
+        got.as_ref()
+            .is_err_and(|e| e.contains("NoApplicationProtocol")),
+        "{got:?}"
+    );
+    let mut pg = (*net::tls_client_config(&ca, None)).clone();
+    pg.alpn_protocols = vec![b"postgresql".to_vec()];
+    assert_eq!(
+        outcome(net::local(port), "db.example.test", Arc::new(pg)),
+        Ok("db-upstream".to_string())
+    );
+    assert_eq!(up.connections(), 1);
+}
