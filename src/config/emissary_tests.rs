@@ -432,3 +432,47 @@ data:
     let l = load_ok(mapping, dir.path());
     assert!(l.render_text().contains("terminate(Host db-host)"));
 }
+
+#[test]
+fn a_tls_context_used_only_for_a_hosts_settings_needs_no_certificate_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secret(dir.path(), "db", &["db.example.com"]);
+    write_secret(dir.path(), "ca", &["ca"]);
+    let yaml = |extra: &str| {
+        format!(
+            "---
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata: {{name: db-host}}
+spec: {{hostname: db.example.com, tlsSecret: {{name: db}}}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TLSContext
+metadata: {{name: mtls}}
+spec: {{hosts: [db.example.com], secret: not-exported, ca_secret: ca, cert_required: true{extra}}}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {{name: db}}
+spec: {{port: 5432, host: db.example.com, service: db}}
+"
+        )
+    };
+    let l = load_ok(&yaml(""), dir.path());
+    let t = only_termination(&l, "db.example.com");
+    assert_eq!(t.source, "Host db-host with TLSContext mtls");
+    assert!(t.client_auth);
+    let w = lines(&l.warnings);
+    assert!(
+        w.iter().any(|l| l.starts_with("warning: e.yaml:10: TLSContext mtls: cannot read ")
+            && l.ends_with("(a Host takes only this TLSContext's settings, so its certificate is not served)")),
+        "{w:#?}"
+    );
+    // Its settings still must be valid: they are served.
+    let e = lines(&load(&input(&yaml(", ecdh_curves: [P-521]"), dir.path())).unwrap_err());
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("e.yaml:10: TLSContext mtls: unknown ecdh_curves entry")),
+        "{e:#?}"
+    );
+}

@@ -276,6 +276,20 @@ pub(crate) struct RawTlsContext {
     pub problems: Vec<ConfigError>,
 }
 
+impl RawTlsContext {
+    /// The context without its certificate (`secret`, the file pair, `hosts`): its TLS
+    /// settings alone, as a Host that takes them uses it.
+    pub(crate) fn without_certificate(&self) -> RawTlsContext {
+        RawTlsContext {
+            secret: None,
+            cert_chain_file: None,
+            private_key_file: None,
+            hosts: None,
+            ..self.clone()
+        }
+    }
+}
+
 /// TLSContext (and Host `tls:`) attributes that only matter to Emissary's HTTP side.
 const CONTEXT_HTTP_ONLY: [&str; 1] = ["redirect_cleartext_from"];
 

@@ -20,7 +20,7 @@ use super::model::{self, CertSource, GroupPlan, HostSettings, Model, Origin};
 use super::raw::{RawHost, RawListener, RawModule, RawTlsContext, Resource};
 use crate::proxy_protocol::Accept;
 use crate::route::Families;
-use usage::{Usage, judge};
+use usage::{Mode, Usage, judge};
 
 /// What validation depends on besides the resources.
 #[derive(Debug, Clone, Copy)]
@@ -254,7 +254,7 @@ fn usage_of(
     let used_hosts: Vec<usize> = usage.hosts().collect();
     for h in used_hosts {
         if let Some(Ok(Some(j))) = raw_hosts.get(h).map(|h| settings_context(h, raw_contexts)) {
-            usage.context(j);
+            usage.settings(j);
         }
     }
     (usage, chosen)
@@ -299,8 +299,19 @@ fn certificate_sources(
     let mut problems = Vec::new();
     let mut context_at = Vec::with_capacity(raw_contexts.len());
     for (i, raw) in raw_contexts.iter().enumerate() {
-        let (c, p) = tls::context(raw, env.secrets_dir, env.files);
-        problems.extend(judge(usage.context_mode(i), p));
+        let (mut c, p) = tls::context(raw, env.secrets_dir, env.files);
+        if c.is_none() && usage.settings_only(i) {
+            // A Host takes its settings, not its certificate: the settings alone must be
+            // valid; what is wrong with the certificate only warns.
+            let (settings, sp) =
+                tls::context(&raw.without_certificate(), env.secrets_dir, env.files);
+            let cert_only: Vec<ConfigError> = p.into_iter().filter(|x| !sp.contains(x)).collect();
+            problems.extend(judge(Mode::Used, sp));
+            problems.extend(usage::judge_unserved_certificate(cert_only));
+            c = settings;
+        } else {
+            problems.extend(judge(usage.context_mode(i), p));
+        }
         context_at.push(c.is_some().then_some(model.contexts.len()));
         model.contexts.extend(c);
     }

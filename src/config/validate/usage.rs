@@ -26,30 +26,43 @@ pub(crate) enum Mode {
 pub(crate) fn judge(mode: Mode, problems: Vec<ConfigError>) -> Vec<ConfigError> {
     match mode {
         Mode::Used => problems,
-        Mode::Unused => problems
-            .into_iter()
-            .map(|p| {
-                if p.is_error() {
-                    ConfigError {
-                        severity: Severity::Warning,
-                        message: format!(
-                            "{} (no TCPMapping uses this {}, so it is not served)",
-                            p.message, p.kind
-                        ),
-                        ..p
-                    }
-                } else {
-                    p
-                }
-            })
-            .collect(),
+        Mode::Unused => as_warnings(problems, |kind| {
+            format!("no TCPMapping uses this {kind}, so it is not served")
+        }),
     }
+}
+
+/// The certificate problems of a TLSContext only a Host's settings use, as warnings.
+pub(crate) fn judge_unserved_certificate(problems: Vec<ConfigError>) -> Vec<ConfigError> {
+    as_warnings(problems, |kind| {
+        format!("a Host takes only this {kind}'s settings, so its certificate is not served")
+    })
+}
+
+/// Errors become warnings ending in `(why(kind))`; warnings stay.
+fn as_warnings(problems: Vec<ConfigError>, why: impl Fn(&str) -> String) -> Vec<ConfigError> {
+    problems
+        .into_iter()
+        .map(|p| {
+            if p.is_error() {
+                ConfigError {
+                    severity: Severity::Warning,
+                    message: format!("{} ({})", p.message, why(&p.kind)),
+                    ..p
+                }
+            } else {
+                p
+            }
+        })
+        .collect()
 }
 
 /// Which declared TLSContexts and Hosts (indexes into the declared lists) the mappings use.
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     contexts: BTreeSet<usize>,
+    /// TLSContexts whose settings (not certificate) a used Host takes.
+    settings: BTreeSet<usize>,
     hosts: BTreeSet<usize>,
 }
 
@@ -67,7 +80,19 @@ impl Usage {
         self.contexts.insert(i);
     }
 
-    /// The mode of declared TLSContext `i`.
+    /// Records a TLSContext whose settings a used Host takes (its certificate is the Host's).
+    pub(crate) fn settings(&mut self, i: usize) {
+        self.settings.insert(i);
+    }
+
+    /// True when only a Host's settings use TLSContext `i`: its certificate is not served, so
+    /// its settings are judged as used and its certificate's problems as unused.
+    pub(crate) fn settings_only(&self, i: usize) -> bool {
+        self.settings.contains(&i) && !self.contexts.contains(&i)
+    }
+
+    /// The mode of declared TLSContext `i` (for one used only for settings: see
+    /// [`Usage::settings_only`]).
     pub(crate) fn context_mode(&self, i: usize) -> Mode {
         if self.contexts.contains(&i) {
             Mode::Used
