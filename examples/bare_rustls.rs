@@ -1,7 +1,10 @@
-//! A bare rustls server, the yardstick for `scripts/tlsfuzzer.sh` (not part of the test run):
-//! rustls 0.23 with the aws-lc-rs provider and the same protocol versions as tcpmap's
-//! terminating listeners, one certificate for every server name, and no ClientHello reader in
-//! front. After a handshake it answers any request with a small HTTP/1.0 response, sends
+//! A bare rustls server, the yardstick for `scripts/tlsfuzzer.sh` and TLS suite comparisons (not
+//! part of the test run): the very `rustls::ServerConfig` tcpmap's terminating listeners use
+//! (built by the same function, `tcpmap::internals::server_config`, with a TLSContext's
+//! defaults: the aws-lc-rs provider with AES-128-GCM first and the server's order, TLS 1.2 and
+//! 1.3, session tickets from the process-wide key ring, one TLS 1.3 ticket per handshake, the
+//! in-memory session cache), one certificate for every server name, and no ClientHello reader
+//! in front. After a handshake it answers any request with a small HTTP/1.0 response, sends
 //! `close_notify` and closes.
 //!
 //! With `--http ADDR` it is instead the plain upstream behind tcpmap in the same runs: it
@@ -23,8 +26,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tcpmap::internals::{TlsParams, parse_cert_key, server_config};
 
 /// The one response, written at once.
 const RESPONSE: &[u8] = b"HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
@@ -40,19 +42,11 @@ fn main() {
         eprintln!("usage: bare_rustls CERT.pem KEY.pem ADDR | bare_rustls --http ADDR");
         std::process::exit(2);
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .expect("certificate file")
-        .map(|c| c.expect("certificate"))
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(key).expect("key file");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("certificate and key");
-    let config = Arc::new(config);
+    let cert = std::fs::read(cert).expect("certificate file");
+    let key = std::fs::read(key).expect("key file");
+    let cert_key = parse_cert_key(&cert, &key).expect("certificate and key");
+    // A TLSContext with no version, cipher or ALPN settings, no client certificates.
+    let config = server_config(&cert_key, &TlsParams::default(), None, false).expect("config");
     let listener = TcpListener::bind(addr).expect("bind");
     println!("listening {}", listener.local_addr().unwrap());
     for sock in listener.incoming() {

@@ -13,20 +13,19 @@
 //! number of concurrent connections is bounded (extra ones are closed unanswered).
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_io::Async;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::metrics::Metrics;
-use crate::rt::Tripwire;
+use crate::rt::{ControlListener, ControlStream, Tripwire};
 
 /// What the admin endpoints read. Cheap to clone (all `Arc`s).
 #[derive(Clone)]
@@ -80,13 +79,13 @@ impl Default for AdminLimits {
 }
 
 /// Binds the admin listener (address reuse as std sets it on Unix).
-pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<Async<TcpListener>> {
-    Async::<TcpListener>::bind(addr)
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<ControlListener> {
+    ControlListener::bind(addr)
 }
 
 /// Serves the admin endpoints with the default limits until `stop` trips (or the future is
 /// dropped).
-pub(crate) async fn serve(listener: Async<TcpListener>, state: AdminState, stop: Tripwire) {
+pub(crate) async fn serve(listener: ControlListener, state: AdminState, stop: Tripwire) {
     serve_with(listener, state, AdminLimits::default(), stop).await;
 }
 
@@ -96,7 +95,7 @@ pub(crate) async fn serve(listener: Async<TcpListener>, state: AdminState, stop:
 /// Connection tasks already running end when `stop` trips, or on their own (bounded by
 /// `limits.connection_timeout`).
 pub(crate) async fn serve_with(
-    listener: Async<TcpListener>,
+    listener: ControlListener,
     state: AdminState,
     limits: AdminLimits,
     stop: Tripwire,
@@ -164,7 +163,7 @@ impl Drop for Slot {
     }
 }
 
-async fn connection(stream: Async<TcpStream>, state: Arc<AdminState>, limits: AdminLimits) {
+async fn connection(stream: ControlStream, state: Arc<AdminState>, limits: AdminLimits) {
     let io = smol_hyper::rt::FuturesIo::new(stream);
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let state = Arc::clone(&state);

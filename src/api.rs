@@ -355,7 +355,7 @@ async fn start_admin(
     pool: Option<crate::workers::pool::PoolHandle>,
 ) -> Result<AdminServer> {
     let listener = match inherited {
-        Some(l) => async_io::Async::new(l)?,
+        Some(l) => rt::ControlListener::from_std(l)?,
         None => crate::admin::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?,

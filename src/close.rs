@@ -3,7 +3,10 @@
 use std::fmt;
 
 /// The single reason a proxied connection ended.
+///
+/// New reasons may be added in a minor release (`#[non_exhaustive]`); match with a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The client closed first (both directions then finished).
     ClientClosed,
@@ -33,8 +36,10 @@ pub enum CloseReason {
     ResolveFailed,
     /// Connecting to every upstream address failed or timed out.
     ConnectFailed,
-    /// A read or write failed mid-stream (reset by a peer).
-    IoError,
+    /// A read or write failed mid-stream (reset by a peer), on this side: the client's
+    /// connection or the upstream's. The label stays `io_error` for both; the side is a
+    /// separate field (the access line's `side`, `tcpmap_connections_io_errors_total{side}`).
+    IoError(Side),
     /// A connection limit (`--max-connections` or `circuit_breakers`) was reached.
     Limit,
     /// The proxy shut down (drain timeout passed).
@@ -43,11 +48,34 @@ pub enum CloseReason {
     ProxyProtocol,
     /// A bug inside tcpmap ended this connection (caught; the process lives on).
     Internal,
+    /// The proxy asked the connection to close at a set time (a close order of its config
+    /// generation: a gradual drain or a maximum connection age), and it did.
+    Retired,
+}
+
+/// A side of a proxied connection: the client's or the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Side {
+    /// The client's connection (terminated here when TLS).
+    Client,
+    /// The upstream's connection (originated here when TLS).
+    Upstream,
+}
+
+impl Side {
+    /// The `side` label: `client` or `upstream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
+    }
 }
 
 impl CloseReason {
-    /// Every reason, for metric pre-registration.
-    pub const ALL: [CloseReason; 17] = [
+    /// Every reason (`IoError` once per side), for metric pre-registration.
+    pub const ALL: [CloseReason; 19] = [
         CloseReason::ClientClosed,
         CloseReason::UpstreamClosed,
         CloseReason::IdleTimeout,
@@ -60,12 +88,22 @@ impl CloseReason {
         CloseReason::NoRoute,
         CloseReason::ResolveFailed,
         CloseReason::ConnectFailed,
-        CloseReason::IoError,
+        CloseReason::IoError(Side::Client),
+        CloseReason::IoError(Side::Upstream),
         CloseReason::Limit,
         CloseReason::Shutdown,
         CloseReason::ProxyProtocol,
         CloseReason::Internal,
+        CloseReason::Retired,
     ];
+
+    /// The side whose read or write failed, for an I/O error.
+    pub fn side(self) -> Option<Side> {
+        match self {
+            CloseReason::IoError(side) => Some(side),
+            _ => None,
+        }
+    }
 
     /// The snake_case label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
@@ -82,11 +120,12 @@ impl CloseReason {
             CloseReason::NoRoute => "no_route",
             CloseReason::ResolveFailed => "resolve_failed",
             CloseReason::ConnectFailed => "connect_failed",
-            CloseReason::IoError => "io_error",
+            CloseReason::IoError(_) => "io_error",
             CloseReason::Limit => "limit",
             CloseReason::Shutdown => "shutdown",
             CloseReason::ProxyProtocol => "proxy_protocol",
             CloseReason::Internal => "internal",
+            CloseReason::Retired => "retired",
         }
     }
 }

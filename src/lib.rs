@@ -11,7 +11,8 @@
 //!
 //! Pure core (values in, values out; unit- and fuzz-tested): [`config`], `route`, [`sni`],
 //! [`proxy_protocol`], [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
-//! the runtime (async-std) and the channel crate (flume).
+//! the runtime crates (async-std, async-io), the channel crate (flume) and the signal crate
+//! (signal-hook).
 //!
 //! The public interface is: [`ProxyBuilder`], [`ProxyHandle`], [`Error`], [`ConfigError`],
 //! the read-only [`Routes`] view and [`check`].
@@ -49,7 +50,6 @@ pub mod fault;
 pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
-pub(crate) mod timer;
 pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;

@@ -1,16 +1,20 @@
-//! The daemon's log writer: stderr, buffered, so the access log costs no `write(2)` per
+//! The daemon's log writer: stderr, with the access log buffered, so it costs no `write(2)` per
 //! connection.
 //!
-//! Every line goes into one in-memory buffer (lines stay whole and in order). A flusher
-//! thread writes the buffer out at most [`FLUSH_INTERVAL`] after its first line arrived;
-//! a line at WARN or ERROR, or a buffer past [`FLUSH_AT`] bytes, is written out at once by the
-//! thread that logged it. [`LogWriter::flush`] writes whatever is left: `main` calls it when
+//! Every line goes into one in-memory buffer (lines stay whole and in order). Access lines
+//! (target `tcpmap::access`) wait there: a flusher thread writes the buffer out at most
+//! [`FLUSH_INTERVAL`] after its first line arrived. Any other line, or a buffer past
+//! [`FLUSH_AT`] bytes, is written out at once (with what waited before it) by the thread that
+//! logged it, so the Supervisor's and the workers' lines reach stderr in the order they happened.
+//!
+//! In a worker process ([`tag_worker`]) every line carries the worker's number: ` worker=N` at
+//! the end of a text line, `"worker":N` first in a JSON object. [`LogWriter::flush`] writes whatever is left: `main` calls it when
 //! `tcpmap run` returns (after the drain), so no line is lost at exit. A process killed by
 //! SIGKILL loses at most the last 100 ms of info/debug lines. Must not: format lines (the
 //! tracing subscriber does), or block the logging thread on stderr for info lines.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +24,31 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A buffer this full is written out by the thread that filled it.
 pub const FLUSH_AT: usize = 64 * 1024;
+
+/// The access log's tracing target: its lines are the only ones that wait in the buffer.
+pub const ACCESS_TARGET: &str = "tcpmap::access";
+
+/// This process's worker number plus one (0: not a worker). Set once, when the worker learns it.
+static WORKER: AtomicU32 = AtomicU32::new(0);
+
+/// Marks this process as worker `id`: from now on every line it logs names it.
+pub fn tag_worker(id: u32) {
+    WORKER.store(id.saturating_add(1), Ordering::Relaxed);
+}
+
+fn worker() -> Option<u32> {
+    WORKER.load(Ordering::Relaxed).checked_sub(1)
+}
+
+/// How lines are formatted, so the worker tag goes where the format keeps fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineFormat {
+    /// tracing-subscriber's text lines: the tag is appended as ` worker=N`.
+    #[default]
+    Text,
+    /// One JSON object a line: the tag is the object's first key.
+    Json,
+}
 
 /// A cloneable handle to the buffer; give one to the tracing subscriber, keep one to flush.
 #[derive(Debug, Clone)]
@@ -34,6 +63,7 @@ struct Shared {
     filled: Condvar,
     /// No flusher thread could be started: every line is written at once.
     unbuffered: AtomicBool,
+    format: LineFormat,
 }
 
 impl Shared {
@@ -56,8 +86,11 @@ impl Shared {
 impl LogWriter {
     /// A writer with its flusher thread running. If the thread cannot be started, every
     /// line is written at once instead.
-    pub fn stderr() -> LogWriter {
-        let shared = Arc::new(Shared::default());
+    pub fn stderr(format: LineFormat) -> LogWriter {
+        let shared = Arc::new(Shared {
+            format,
+            ..Shared::default()
+        });
         let flusher = Arc::clone(&shared);
         let started = std::thread::Builder::new()
             .name("tcpmap-log".into())
@@ -98,11 +131,44 @@ pub struct LineWriter<'a> {
     urgent: bool,
 }
 
+/// Appends one formatted line to `buf`, tagged with the worker's number when there is one.
+/// The subscriber hands over each event whole (it formats into its own buffer first).
+fn append(buf: &mut Vec<u8>, line: &[u8], format: LineFormat, worker: Option<u32>) {
+    let Some(id) = worker else {
+        buf.extend_from_slice(line);
+        return;
+    };
+    match format {
+        LineFormat::Json if line.starts_with(b"{") => {
+            buf.extend_from_slice(format!("{{\"worker\":{id},").as_bytes());
+            let rest = line.strip_prefix(b"{").unwrap_or(line);
+            // `{}` would become `{"worker":N,}`: close the object instead.
+            match rest.strip_prefix(b"}") {
+                Some(tail) => {
+                    buf.truncate(buf.len() - 1);
+                    buf.push(b'}');
+                    buf.extend_from_slice(tail);
+                }
+                None => buf.extend_from_slice(rest),
+            }
+        }
+        _ => {
+            let (body, end) = match line.strip_suffix(b"\n") {
+                Some(body) => (body, &b"\n"[..]),
+                None => (line, &b""[..]),
+            };
+            buf.extend_from_slice(body);
+            buf.extend_from_slice(format!(" worker={id}").as_bytes());
+            buf.extend_from_slice(end);
+        }
+    }
+}
+
 impl Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut buf = self.shared.lock();
         let was_empty = buf.is_empty();
-        buf.extend_from_slice(bytes);
+        append(&mut buf, bytes, self.shared.format, worker());
         if self.urgent || buf.len() >= FLUSH_AT {
             Shared::write_out(&mut buf);
         } else if was_empty {
@@ -129,7 +195,7 @@ impl<'a> MakeWriter<'a> for LogWriter {
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
         LineWriter {
             shared: &self.shared,
-            urgent: *meta.level() <= tracing::Level::WARN
+            urgent: meta.target() != ACCESS_TARGET
                 || self.shared.unbuffered.load(Ordering::Relaxed),
         }
     }
@@ -170,5 +236,71 @@ mod tests {
         };
         info.write_all(&vec![b'x'; FLUSH_AT]).unwrap();
         assert!(w.shared.lock().is_empty());
+    }
+
+    #[test]
+    fn only_access_lines_wait() {
+        let w = LogWriter {
+            shared: Arc::new(Shared::default()),
+        };
+        let access = tracing::Metadata::new(
+            "access",
+            ACCESS_TARGET,
+            tracing::Level::INFO,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        assert!(!w.make_writer_for(&access).urgent);
+        let other = tracing::Metadata::new(
+            "applied",
+            "tcpmap::actors::supervisor",
+            tracing::Level::INFO,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        assert!(w.make_writer_for(&other).urgent);
+    }
+
+    struct NoCallsite;
+    impl tracing::callsite::Callsite for NoCallsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            unreachable!("only its identity is used")
+        }
+    }
+    static CALLSITE: NoCallsite = NoCallsite;
+
+    fn tagged(line: &str, format: LineFormat, worker: Option<u32>) -> String {
+        let mut buf = Vec::new();
+        append(&mut buf, line.as_bytes(), format, worker);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn worker_lines_name_the_worker() {
+        let text = "2026-12-06T08:00:00Z  INFO tcpmap: config applied generation=1\n";
+        assert_eq!(tagged(text, LineFormat::Text, None), text);
+        assert_eq!(
+            tagged(text, LineFormat::Text, Some(2)),
+            "2026-12-06T08:00:00Z  INFO tcpmap: config applied generation=1 worker=2\n"
+        );
+        let json = "{\"level\":\"INFO\",\"message\":\"drained\"}\n";
+        let out = tagged(json, LineFormat::Json, Some(0));
+        assert_eq!(
+            out,
+            "{\"worker\":0,\"level\":\"INFO\",\"message\":\"drained\"}\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["worker"], 0);
+        assert_eq!(
+            tagged("{}\n", LineFormat::Json, Some(1)),
+            "{\"worker\":1}\n"
+        );
     }
 }

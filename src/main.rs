@@ -6,14 +6,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tcpmap::cli::{Cli, Command, LogFormat};
-use tcpmap::logwriter::LogWriter;
+use tcpmap::logwriter::{LineFormat, LogWriter};
 
 /// Logs to stderr through the buffered writer (`tcpmap::logwriter`); the returned handle
 /// flushes what is left before the process exits.
 fn init_tracing(format: LogFormat, default_level: &str) -> LogWriter {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let writer = LogWriter::stderr();
+    let writer = LogWriter::stderr(match format {
+        LogFormat::Text => LineFormat::Text,
+        LogFormat::Json => LineFormat::Json,
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer.clone())

@@ -35,7 +35,7 @@ pub use mapping::MappingMetrics;
 pub(crate) fn openmetrics_to_prometheus(om: &str) -> String {
     text::openmetrics_to_prometheus(om)
 }
-use mapping::{Breaker, BytesLabels, EndedLabels, MappingLabels, REASONS};
+use mapping::{Breaker, BytesLabels, EndedLabels, MappingLabels, REASONS, SideLabels};
 
 use crate::close::CloseReason;
 use crate::route::MappingId;
@@ -96,6 +96,7 @@ struct MappingFamilies {
     accepted: Family<MappingLabels, Counter>,
     active: Family<MappingLabels, Gauge>,
     ended: Family<EndedLabels, Counter>,
+    io_errors: Family<SideLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
     connect_failures: Family<MappingLabels, Counter>,
     connect_latency: Family<MappingLabels, Histogram, fn() -> Histogram>,
@@ -180,6 +181,7 @@ pub struct MetricsSnapshot {
 
 /// Which limit refused a connection (`tcpmap_connections_rejected_total{scope}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// `--max-connections`, checked at accept.
     Global,
@@ -197,27 +199,13 @@ impl Refusal {
     }
 }
 
-/// The side of a TLS handshake: the client's (terminated here) or the upstream's (originated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The handshake with the client.
-    Client,
-    /// The handshake with the upstream.
-    Upstream,
-}
-
-impl Side {
-    /// The `side` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Upstream => "upstream",
-        }
-    }
-}
+/// The side of a connection (a TLS handshake's, an I/O error's): defined with the close
+/// reasons, named here too for the handshake-failure counters.
+pub use crate::close::Side;
 
 /// Why a TLS handshake failed (`tcpmap_tls_handshake_failures_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandshakeFailure {
     /// The ClientHello was malformed (answered with `decode_error`, `record_overflow` or
     /// `unexpected_message`).
@@ -286,6 +274,7 @@ impl Metrics {
             accepted: Family::default(),
             active: Family::default(),
             ended: Family::default(),
+            io_errors: Family::default(),
             bytes: Family::default(),
             connect_failures: Family::default(),
             connect_latency: Family::new_with_constructor(connect_histogram),
@@ -305,6 +294,11 @@ impl Metrics {
             "connections_ended",
             "Connections ended, per mapping and close reason",
             families.ended.clone(),
+        );
+        r.register(
+            "connections_io_errors",
+            "Connections ended with reason io_error, per mapping and the side whose read or write failed (side: client|upstream)",
+            families.io_errors.clone(),
         );
         r.register(
             "bytes",
@@ -444,6 +438,11 @@ impl Metrics {
                 .get_or_create(&EndedLabels::new(&labels, reason))
                 .clone()
         });
+        let io_errors = [Side::Client, Side::Upstream].map(|side| {
+            f.io_errors
+                .get_or_create(&SideLabels::new(&labels, side))
+                .clone()
+        });
         let bytes = |direction| {
             f.bytes
                 .get_or_create(&BytesLabels::new(&labels, direction))
@@ -454,6 +453,7 @@ impl Metrics {
             accepted: f.accepted.get_or_create(&labels).clone(),
             active: f.active.get_or_create(&labels).clone(),
             ended,
+            io_errors,
             bytes_c2u: bytes("client_to_upstream"),
             bytes_u2c: bytes("upstream_to_client"),
             connect_failures: f.connect_failures.get_or_create(&labels).clone(),
@@ -521,8 +521,7 @@ impl Metrics {
                 active: m.active.get(),
                 ended: CloseReason::ALL
                     .iter()
-                    .zip(m.ended.iter())
-                    .map(|(r, c)| (*r, c.get()))
+                    .map(|r| (*r, m.ended_count(*r)))
                     .collect(),
                 bytes_client_to_upstream: m.bytes_c2u.get(),
                 bytes_upstream_to_client: m.bytes_u2c.get(),

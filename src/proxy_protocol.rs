@@ -69,6 +69,7 @@ pub mod tlv {
 
 /// Which protocol version a header used (or is to be written in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Version {
     /// The text line.
     V1,
@@ -88,6 +89,7 @@ impl Version {
 
 /// How a listener takes PROXY protocol headers (`use_proxy_proto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Accept {
     /// No header is read: the first bytes belong to the client's protocol.
     #[default]
@@ -111,6 +113,7 @@ impl Accept {
 
 /// The command of a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command {
     /// The connection was made by the sender itself (a health check): use the real peer.
     Local,
@@ -120,6 +123,7 @@ pub enum Command {
 
 /// The addresses a header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Addresses {
     /// None given (v1 `UNKNOWN`, v2 `AF_UNSPEC` or `LOCAL`): the real peer is the client.
     Unspecified,
@@ -285,6 +289,7 @@ fn v6(ip: IpAddr) -> Ipv6Addr {
 
 /// What the first bytes of a connection are.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decoded {
     /// They cannot start a PROXY header: the client's protocol begins here.
     NotProxy,
@@ -309,6 +314,7 @@ pub enum Decoded {
 
 /// Why bytes that started like a PROXY header are not a valid one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// A v1 line longer than [`V1_MAX`] bytes.
     V1TooLong,

@@ -57,6 +57,7 @@ const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 
 /// What the bytes read so far say about the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Peek {
     /// A plausible beginning of a ClientHello: read more.
     NeedMore,
@@ -70,6 +71,7 @@ pub enum Peek {
 
 /// A fatal TLS alert the reader's rejections call for (RFC 8446 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Alert {
     /// `unexpected_message` (10): a record or message that has no place here.
     UnexpectedMessage,
@@ -115,6 +117,7 @@ impl Alert {
 
 /// Why a ClientHello is rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Cause {
     /// An SSL 2.0-format ClientHello (RFC 6101 Appendix E), which no TLS 1.2+ server reads.
     SslV2Hello,

@@ -1,6 +1,6 @@
 //! The access log: one line per connection when it ends. `--log-format json` gives one JSON
 //! object per line with mapping, listener, client, peer, sni, upstream, tls, bytes_in, bytes_out,
-//! duration_ms and end; text mode has exactly one line per connection.
+//! duration_ms, end, detail and side; text mode has exactly one line per connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,7 +13,7 @@ use common::net::{self, free_port};
 use common::pki::{Ca, write_secret};
 use common::yaml::{mapping, mapping_with, tls_context};
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "mapping",
     "listener",
     "client",
@@ -26,6 +26,7 @@ const FIELDS: [&str; 12] = [
     "duration_ms",
     "end",
     "detail",
+    "side",
 ];
 
 #[test]
@@ -281,4 +282,83 @@ fn rustls_warnings_a_client_triggers_are_rate_limited() {
         line.contains("origin=\"rustls::") || line.contains("origin=rustls::"),
         "{line}"
     );
+}
+
+/// A TLS client that closes TCP without close_notify has closed, like most clients do (Python's
+/// `ssl` after reading its answer): the line says how it ended (`upstream_closed` when the
+/// upstream finished first, `client_closed` when the client did) with `without close_notify`
+/// in `detail`, never `io_error`.
+#[test]
+fn a_tls_client_closing_without_close_notify_is_a_close_not_an_io_error() {
+    use std::io::{Read, Write};
+    // "answers": replies to 4 bytes and closes. "waits": answers only after the client's EOF.
+    let answers = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let waits = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a_addr, w_addr) = (answers.local_addr().unwrap(), waits.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut s, _) = answers.accept().unwrap();
+        let mut req = [0u8; 4];
+        s.read_exact(&mut req).unwrap();
+        s.write_all(b"pong").unwrap();
+    });
+    std::thread::spawn(move || {
+        let (mut s, _) = waits.accept().unwrap();
+        let mut req = Vec::new();
+        s.read_to_end(&mut req).unwrap();
+        s.write_all(b"got:").unwrap();
+        s.write_all(&req).unwrap();
+    });
+    let ca = Ca::new("notify CA");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["my-host"]);
+    write_secret(secrets.path(), "sec", &cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let secrets_arg = secrets.path().to_str().unwrap().to_string();
+    let (d, [p_answers, p_waits]) = Daemon::run_yaml(
+        &cfg,
+        |[p_answers, p_waits]| {
+            tls_context("ctx", "hosts: [my-host]\nsecret: sec\n")
+                + &mapping_with("answers", p_answers, a_addr, "host: my-host\n")
+                + &mapping_with("waits", p_waits, w_addr, "host: my-host\n")
+        },
+        &["--secrets-dir", &secrets_arg, "--log-format", "json"],
+    );
+    let client = net::tls_client_config(&ca.cert_pem(), None);
+
+    // The upstream finishes first; the client reads the reply and its close_notify, then
+    // drops the socket without a close_notify of its own.
+    let mut t = net::tls_connect(net::local(p_answers), "my-host", client.clone()).unwrap();
+    t.write_all(b"ping").unwrap();
+    let mut reply = Vec::new();
+    t.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"pong");
+    drop(t);
+
+    // The client half-closes TCP without close_notify, then reads the answer.
+    let mut t = net::tls_connect(net::local(p_waits), "my-host", client).unwrap();
+    t.write_all(b"question").unwrap();
+    t.flush().unwrap();
+    t.sock.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    let _ = t.read_to_end(&mut reply);
+    assert_eq!(reply, b"got:question");
+
+    let access = |name: &str| -> serde_json::Value {
+        let line = d
+            .wait_line(0, Duration::from_secs(5), |l| {
+                l.contains("tcpmap::access") && l.contains(&format!("\"mapping\":\"{name}\""))
+            })
+            .unwrap_or_else(|| panic!("no access line for {name}:\n{}", d.log()));
+        serde_json::from_str(&line).unwrap()
+    };
+    let answered = access("answers");
+    assert_eq!(answered["end"], "upstream_closed", "{answered}");
+    assert_eq!(answered["detail"], "client closed without close_notify");
+    assert_eq!(answered["side"], "-");
+    let waited = access("waits");
+    assert_eq!(waited["end"], "client_closed", "{waited}");
+    assert_eq!(waited["detail"], "client closed without close_notify");
+    assert_eq!(waited["bytes_out"], 12);
+    assert!(!d.log().contains("io_error"), "{}", d.log());
 }

@@ -80,7 +80,7 @@ fn man_page_lists_every_subcommand_and_flag_and_renders() {
         let escaped = flag.replace('-', "\\-");
         assert!(page.contains(&escaped), "man page lacks {flag}");
     }
-    // groff (man-db's renderer; .ci/run installs groff-base) renders it without warnings.
+    // groff (man-db's renderer; scripts/test installs groff-base) renders it without warnings.
     let rendered = Command::new("groff")
         .args(["-man", "-Tutf8", "-ww", "-z"])
         .stdin(std::process::Stdio::piped())

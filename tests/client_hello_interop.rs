@@ -232,7 +232,7 @@ fn a_client_without_sni_gets_the_catch_all_certificate() {
 
     // openssl without -servername (it sends none for an IP address) gets that certificate.
     if Command::new("openssl").arg("version").output().is_err() {
-        panic!("openssl is required for this test (.ci/run installs it)");
+        panic!("openssl is required for this test (scripts/test installs it)");
     }
     let out = Command::new("openssl")
         .args([
@@ -288,7 +288,7 @@ fn curl_by_address_reaches_the_catch_all() {
             + &mapping_with("web", port, http_addr, "host: \"*\"\n")
     });
     if Command::new("curl").arg("--version").output().is_err() {
-        panic!("curl is required for this test (.ci/run installs it)");
+        panic!("curl is required for this test (scripts/test installs it)");
     }
     let out = Command::new("curl")
         .args(["-sS", "-k", "--max-time", "10"])

@@ -195,10 +195,24 @@ fn readme_commands_exist_as_written() {
     // Command one: the scenario runner is an example of that name.
     assert!(readme.contains("```sh\ncargo run --release --example scenarios\n```"));
     assert!(root().join("examples/scenarios/main.rs").is_file());
-    // Command two: the test suite, which is what CI runs.
-    assert!(readme.contains("```sh\ncargo test\n```"));
+    // Command two: the set-up-and-test script, which is exactly what CI runs after its lints,
+    // and which itself runs `cargo test`.
+    assert!(readme.contains("```sh\nscripts/test\n```"));
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    assert!(ci.lines().any(|l| l == "cargo test --locked"), "{ci}");
+    assert!(ci.lines().any(|l| l == "scripts/test"), "{ci}");
+    let script = std::fs::read_to_string(root().join("scripts/test")).unwrap();
+    assert!(
+        script.lines().any(|l| l.starts_with("cargo test --locked")),
+        "{script}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(root().join("scripts/test"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "scripts/test is not executable");
+    }
 
     // The README's `tcpmap check` lines print what the README says they print, after the
     // `chmod 600` the README asks for (git does not keep file modes).

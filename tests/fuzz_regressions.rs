@@ -55,6 +55,8 @@ fn verdict(peek: &Peek) -> &'static str {
         Peek::Reject(r) => r.alert().as_str(),
         Peek::NotTls => "not_tls",
         Peek::NeedMore => "need_more",
+        // `Peek` is #[non_exhaustive]; no seed expects another verdict.
+        _ => "unknown",
     }
 }
 

@@ -138,6 +138,25 @@ fn truncated_client_hello_is_closed_at_the_deadline_while_others_are_served() {
     );
 }
 
+/// One handshake window from accept: a client that sends its ClientHello late in the window
+/// and then stalls (never answers the ServerHello) is closed when the window ends, not a whole
+/// window after its hello (which was 0.7 + 1 = 1.7 s here before the fix).
+#[test]
+fn a_late_hello_then_silence_is_closed_when_the_window_from_accept_ends() {
+    let s = setup(Duration::from_secs(1));
+    let hello = client_hello(s.client.clone(), "my-host-1");
+    let t0 = Instant::now();
+    let mut late = TcpStream::connect(s.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    late.write_all(&hello).unwrap();
+    time_to_close(&mut late, Duration::from_secs(4)).expect("stalled handshake not closed");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1450),
+        "closed after {took:?}, expected about 1 s from accept"
+    );
+}
+
 #[test]
 fn silent_client_is_closed_at_the_deadline() {
     let s = setup(Duration::from_secs(1));

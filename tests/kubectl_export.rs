@@ -18,7 +18,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 /// The Secret as `kubectl` prints it, from a certificate and key; `None` when kubectl is
-/// missing and `TCPMAP_SKIP_KUBECTL=1` allows that (.ci/run installs kubernetes-client).
+/// missing and `TCPMAP_SKIP_KUBECTL=1` allows that (scripts/test installs kubernetes-client).
 fn kubectl_tls_secret(dir: &Path, name: &str, ns: &str, crt: &str, key: &str) -> Option<String> {
     let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&c, crt).unwrap();

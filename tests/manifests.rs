@@ -4,7 +4,7 @@
 //! renders them (no cluster is involved), the rendering validates too, and the rendered
 //! ConfigMap's config still passes `tcpmap check`.
 //!
-//! Tools: .ci/run installs `kubernetes-validate` into the venv `target/k8s-venv` and Debian's
+//! Tools: scripts/test installs `kubernetes-validate` into the venv `target/k8s-venv` and Debian's
 //! `kubernetes-client` (kubectl) when missing. A missing tool fails the test unless
 //! `TCPMAP_SKIP_KUBERNETES_VALIDATE=1` / `TCPMAP_SKIP_KUBECTL=1` (tests/common/env.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -24,7 +24,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `kubernetes-validate`: `$TCPMAP_KUBERNETES_VALIDATE`, the venv .ci/run makes, or PATH.
+/// `kubernetes-validate`: `$TCPMAP_KUBERNETES_VALIDATE`, the venv scripts/test makes, or PATH.
 fn validator() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("TCPMAP_KUBERNETES_VALIDATE").map(PathBuf::from),

@@ -14,7 +14,7 @@ use common::yaml::{mapping_with, tls_context};
 #[test]
 fn openssl_s_client_through_termination() {
     if Command::new("openssl").arg("version").output().is_err() {
-        panic!("openssl is required for this test (.ci/run installs it)");
+        panic!("openssl is required for this test (scripts/test installs it)");
     }
     let ca = Ca::new("interop CA");
     let dir = tempfile::tempdir().unwrap();

@@ -19,7 +19,7 @@ use common::yaml::{mapping, mapping_with, tls_context};
 
 fn need_openssl() {
     if Command::new("openssl").arg("version").output().is_err() {
-        panic!("openssl is required for this test (.ci/run installs it)");
+        panic!("openssl is required for this test (scripts/test installs it)");
     }
 }
 

@@ -3,7 +3,7 @@
 //! binary accepts, and systemd's own verdict: `systemd-analyze verify` without warnings and
 //! `systemd-analyze security --offline` at exposure 2.0 or better.
 //!
-//! systemd-analyze comes with Debian's `systemd` package, which .ci/run installs when it is
+//! systemd-analyze comes with Debian's `systemd` package, which scripts/test installs when it is
 //! missing; a machine without it (a minimal container) may skip with
 //! `TCPMAP_SKIP_SYSTEMD_ANALYZE=1`, because the unit file is then only checked by the first test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -205,7 +205,7 @@ mod tests {
         assert!(claim(&mut a, &m, Some(5)));
         assert_eq!((m.active(), m.in_flight().load(Ordering::SeqCst)), (1, 1));
         a.end(CloseReason::ClientClosed);
-        a.end(CloseReason::IoError);
+        a.end(CloseReason::IoError(crate::close::Side::Client));
         drop(a);
         assert_eq!((m.active(), m.in_flight().load(Ordering::SeqCst)), (0, 0));
         let text = s.metrics.render();

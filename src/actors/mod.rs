@@ -166,6 +166,9 @@ pub(crate) struct Generation {
     /// Each host group's `tcpmap_tls_routed_connections_total` series, keyed by the group's
     /// address in `table` like `endpoints` — [`Generation::tls_routed`].
     routed: HashMap<usize, prometheus_client::metrics::counter::Counter>,
+    /// Orders to close this generation's connections at a set time (a gradual drain, a
+    /// maximum age): [`connection::close::CloseOrders::give`].
+    pub(crate) close: connection::close::CloseOrders,
 }
 
 impl std::fmt::Debug for Generation {
@@ -201,7 +204,7 @@ impl Generation {
         registry.prune();
         for listener in table.listeners.values() {
             for (_, host) in listener.host_groups() {
-                let tls = connection::host_tls_mode(host).as_str();
+                let tls = host.client_tls().as_str();
                 let pattern = host.group.host.as_deref().unwrap_or_default();
                 let series = metrics.tls_routed_series(tls, pattern);
                 routed.insert(Arc::as_ptr(host) as usize, series);
@@ -226,6 +229,7 @@ impl Generation {
             metrics: map,
             endpoints: sets,
             routed,
+            close: Default::default(),
         }
     }
 

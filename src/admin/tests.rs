@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::close::CloseReason;
 use crate::route::MappingId;
+use crate::rt::ControlStream;
 
 /// A running admin server on 127.0.0.1:0 plus the knobs the tests turn.
 struct Fixture {
@@ -55,7 +55,7 @@ struct Reply {
 
 /// Sends `method path` with `Connection: close` and reads the whole response.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
-    let mut s = Async::<TcpStream>::connect(addr).await.expect("connect");
+    let mut s = ControlStream::connect(addr).await.expect("connect");
     let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
@@ -166,7 +166,7 @@ fn header_timeout_closes_idle_client() {
     });
     let addr = f.addr;
     let closed_after = crate::rt::block_on(async move {
-        let mut s = Async::<TcpStream>::connect(addr).await.expect("connect");
+        let mut s = ControlStream::connect(addr).await.expect("connect");
         s.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
         let started = Instant::now();
         let mut buf = Vec::new();
@@ -189,11 +189,11 @@ fn connection_limit_closes_extra_clients_and_frees_slots() {
     });
     let addr = f.addr;
     crate::rt::block_on(async move {
-        let _a = Async::<TcpStream>::connect(addr).await.expect("connect a");
-        let _b = Async::<TcpStream>::connect(addr).await.expect("connect b");
+        let _a = ControlStream::connect(addr).await.expect("connect a");
+        let _b = ControlStream::connect(addr).await.expect("connect b");
         // Give the accept loop time to take both slots.
         crate::rt::sleep(Duration::from_millis(50)).await;
-        let mut c = Async::<TcpStream>::connect(addr).await.expect("connect c");
+        let mut c = ControlStream::connect(addr).await.expect("connect c");
         let _ = c
             .write_all(b"GET /ambassador/v0/check_alive HTTP/1.1\r\nHost: x\r\n\r\n")
             .await;
@@ -248,7 +248,7 @@ fn stop_closes_the_listener_and_open_connections() {
     } = f;
     crate::rt::block_on(async move {
         // A keep-alive client that has been answered once and stays open.
-        let mut open = Async::<TcpStream>::connect(addr).await.expect("connect");
+        let mut open = ControlStream::connect(addr).await.expect("connect");
         open.write_all(b"GET /ambassador/v0/check_alive HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
@@ -260,7 +260,7 @@ fn stop_closes_the_listener_and_open_connections() {
         crate::rt::timeout(Duration::from_secs(2), server)
             .await
             .expect("server stopped within 2 s");
-        let refused = Async::<TcpStream>::connect(addr).await;
+        let refused = ControlStream::connect(addr).await;
         assert!(refused.is_err(), "admin still accepts after stop");
         // The open connection ends too (well before its 30 s lifetime cap).
         let mut rest = Vec::new();

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// Whether a problem rejects the config or only informs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Severity {
     /// The config is rejected.
     Error,

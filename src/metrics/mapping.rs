@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::text::escape_label;
-use crate::close::CloseReason;
+use crate::close::{CloseReason, Side};
 use crate::route::MappingId;
 
 /// Number of close reasons (the length of `CloseReason::ALL`).
@@ -70,6 +70,30 @@ impl EndedLabels {
     }
 }
 
+/// Mapping labels plus the `side` of an I/O error (`client`|`upstream`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SideLabels {
+    mapping: String,
+    namespace: String,
+    port: u16,
+    host: String,
+    side: &'static str,
+}
+
+impl SideLabels {
+    /// `labels` plus `side`.
+    pub(super) fn new(labels: &MappingLabels, side: Side) -> Self {
+        let l = labels.clone();
+        Self {
+            mapping: l.mapping,
+            namespace: l.namespace,
+            port: l.port,
+            host: l.host,
+            side: side.as_str(),
+        }
+    }
+}
+
 /// Mapping labels plus the byte `direction` (`client_to_upstream`|`upstream_to_client`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BytesLabels {
@@ -104,7 +128,10 @@ pub struct MappingMetrics {
     pub(super) id: MappingId,
     pub(super) accepted: Counter,
     pub(super) active: Gauge,
+    /// By position in `CloseReason::ALL`; both `IoError` sides share the `io_error` series.
     pub(super) ended: [Counter; REASONS],
+    /// `io_error` ends by side: client, upstream.
+    pub(super) io_errors: [Counter; 2],
     pub(super) bytes_c2u: Counter,
     pub(super) bytes_u2c: Counter,
     pub(super) connect_failures: Counter,
@@ -169,7 +196,22 @@ impl MappingMetrics {
         if let Some(counter) = self.ended.get(reason_index(reason)) {
             counter.inc();
         }
+        if let Some(counter) = reason
+            .side()
+            .and_then(|s| self.io_errors.get(side_index(s)))
+        {
+            counter.inc();
+        }
         self.add_bytes(client_to_upstream, upstream_to_client);
+    }
+
+    /// Connections of this mapping that ended for `reason` (an `IoError`: on that side).
+    pub(super) fn ended_count(&self, reason: CloseReason) -> u64 {
+        let counter = match reason.side() {
+            Some(side) => self.io_errors.get(side_index(side)),
+            None => self.ended.get(reason_index(reason)),
+        };
+        counter.map_or(0, Counter::get)
     }
 
     /// Adds bytes moved since the last report (deltas, not totals), for live
@@ -245,7 +287,18 @@ impl MappingMetrics {
     }
 }
 
-/// Position of `reason` in `CloseReason::ALL` (the enum is declared in that order).
+/// Position of `reason` in `CloseReason::ALL`.
 pub(super) fn reason_index(reason: CloseReason) -> usize {
-    reason as usize
+    CloseReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(0)
+}
+
+/// Position of `side` in [`MappingMetrics::io_errors`].
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Upstream => 1,
+    }
 }

@@ -38,6 +38,35 @@ fn close_reason_index_matches_all() {
     }
 }
 
+/// An I/O error keeps its one `io_error` series (dashboards unchanged) and says its side in
+/// `tcpmap_connections_io_errors_total{side}`; the snapshot splits it by side.
+#[test]
+fn an_io_error_is_counted_once_under_io_error_and_once_under_its_side() {
+    let metrics = Metrics::new();
+    let a = id("db", 5432, "");
+    let m = metrics.mapping(&a);
+    for _ in 0..3 {
+        m.accepted();
+    }
+    m.ended(CloseReason::IoError(Side::Upstream), 0, 0);
+    m.ended(CloseReason::IoError(Side::Upstream), 0, 0);
+    m.ended(CloseReason::IoError(Side::Client), 0, 0);
+    let text = metrics.render();
+    let labels = "mapping=\"db\",namespace=\"default\",port=\"5432\",host=\"\"";
+    for line in [
+        format!("tcpmap_connections_ended_total{{{labels},reason=\"io_error\"}} 3"),
+        format!("tcpmap_connections_io_errors_total{{{labels},side=\"upstream\"}} 2"),
+        format!("tcpmap_connections_io_errors_total{{{labels},side=\"client\"}} 1"),
+    ] {
+        assert!(text.contains(&line), "missing {line}:\n{text}");
+    }
+    assert_eq!(text.matches("reason=\"io_error\"}").count(), 1, "{text}");
+    let snap = metrics.snapshot();
+    let ended = &snap.mappings[0].ended;
+    assert_eq!(ended[&CloseReason::IoError(Side::Upstream)], 2);
+    assert_eq!(ended[&CloseReason::IoError(Side::Client)], 1);
+}
+
 #[test]
 fn render_has_expected_lines_after_updates() {
     let metrics = Metrics::new();

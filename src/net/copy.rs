@@ -22,7 +22,7 @@ use crate::rt::Async;
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::buffered::Half;
-use crate::timer::Sleep;
+use crate::rt::timer::Sleep;
 
 /// Live byte counters of one relay, updated as bytes are delivered (Relaxed adds), readable at any time.
 #[derive(Debug, Default)]
@@ -228,7 +228,7 @@ impl<'a> Meter<'a> {
     }
 }
 
-/// The idle clock: one deadline on the coarse clock (`crate::timer`), moved only when it
+/// The idle clock: one deadline on the coarse clock (`crate::rt::timer`), moved only when it
 /// fires and activity has pushed it back; so the timeout holds to within the clock's
 /// granularity (fires 0–10 ms late, never early) and activity costs no syscall.
 struct IdleClock {

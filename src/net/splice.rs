@@ -242,7 +242,9 @@ impl TcpPump {
             match half.poll_pump(cx, src, dst, meter) {
                 linux::Step::Poll(poll) => return poll,
                 linux::Step::Fallback => {
-                    tracing::debug!("splice unavailable, relaying through userspace buffers");
+                    tracing::debug!(
+                        "splice unavailable (or urgent data), relaying through userspace buffers"
+                    );
                     *self = TcpPump::buffered(u64::MAX, half.spliced, false);
                 }
             }
@@ -321,8 +323,11 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
                 // bytes, the FIN included, comes as a new edge: wait for it next time instead
                 // of probing into an EAGAIN. If it has (and no error), these bytes were all
                 // that came before the FIN: the next read is the EOF, answered without a
-                // syscall. After an error, read again: it is reported there.
-                Ok(n) if n > 0 && n < buf.len() => {
+                // syscall. After an error, read again: it is reported there. Not on a socket
+                // that has had urgent data: a read stops at the urgent mark, with bytes after
+                // it possibly queued already (no edge would come for them, and taking the
+                // FIN as next would drop them); there a short read is followed by a read.
+                Ok(n) if n > 0 && n < buf.len() && !this.src.urgent_seen() => {
                     if !this.src.read_closed_seen() {
                         this.src.read_drained(tick);
                         *this.wait = true;
@@ -582,6 +587,10 @@ pub(super) mod linux {
                 let tick = src.read_tick();
                 match rustix::pipe::splice(src.get_ref(), None, &pipe.write, None, pipe.cap, FLAGS)
                 {
+                    // At a TCP urgent mark splice stops for good (EAGAIN, or 0 once the FIN
+                    // is in): only recv skips the urgent byte. The pipe is empty here, so the
+                    // buffered copy takes over without losing a byte.
+                    Ok(0) | Err(Errno::AGAIN) if src.urgent_seen() => return Step::Fallback,
                     Ok(0) => meter.eof = true,
                     // A short splice is not taken as "drained": under a fast sender more is
                     // often queued by the time the pipe is emptied (measured: waiting after

@@ -158,6 +158,44 @@ impl HostGroup {
     pub(crate) fn passthrough(&self) -> bool {
         matches!(self.tls, HostTls::Passthrough)
     }
+
+    /// What the group does with the client's TLS (the access log's `tls` field and the
+    /// `tls` label of `tcpmap_tls_routed_connections_total`).
+    pub(crate) fn client_tls(&self) -> TlsMode {
+        match (&self.tls, &self.group.origination) {
+            (HostTls::Passthrough, _) => TlsMode::Passthrough,
+            (HostTls::Terminate(_), Some(_)) => TlsMode::TerminateOriginate,
+            (HostTls::Terminate(_), None) => TlsMode::Terminate,
+        }
+    }
+}
+
+/// How a connection uses TLS: the access log's `tls` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsMode {
+    /// Plain bytes both ways (also: not routed far enough to know).
+    None,
+    /// TLS from the client terminated here; cleartext upstream.
+    Terminate,
+    /// Plain from the client; TLS originated to the upstream.
+    Originate,
+    /// Terminated from the client and originated to the upstream.
+    TerminateOriginate,
+    /// The client's TLS relayed untouched, ClientHello included (`tls_passthrough`).
+    Passthrough,
+}
+
+impl TlsMode {
+    /// The label: `none`, `terminate`, `originate`, `terminate+originate`, `passthrough`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::None => "none",
+            TlsMode::Terminate => "terminate",
+            TlsMode::Originate => "originate",
+            TlsMode::TerminateOriginate => "terminate+originate",
+            TlsMode::Passthrough => "passthrough",
+        }
+    }
 }
 
 /// The mode of a host group: the third beside the host-less group's raw relay.

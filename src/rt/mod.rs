@@ -1,11 +1,14 @@
-//! The runtime seam: the only file that names async-std and flume.
+//! The runtime seam: the only directory that names async-std, async-io, flume and signal-hook
+//! (`tests/layering.rs` checks it).
 //!
 //! async-std is discontinued upstream (RUSTSEC-2025-0052) and is a thin layer over
 //! `async-io` + `async-executor`. Everything else in tcpmap is written against
 //! `futures-io`, `futures-lite` and this module: data-plane sockets are [`Async`]`<std::net::…>`
 //! on tcpmap's own edge-triggered reactor ([`reactor`]), deadlines are the coarse clock in
-//! `crate::timer`, pacing sleeps are `async_io::Timer`. So moving to smol means rewriting this
-//! file alone.
+//! [`timer`], pacing sleeps are [`sleep`], the admin endpoint's sockets are [`ControlListener`]
+//! and [`ControlStream`]. So moving to smol means rewriting files in `src/rt/` alone: this one
+//! (executor, channels, signals, sleeps), `control.rs` (the admin sockets) and the coarse
+//! clock's driver timer in `timer/mod.rs`.
 //!
 //! Two ways to run:
 //! - **async-std** (the library, the Supervisor of workers): tasks run on async-std's
@@ -16,16 +19,28 @@
 //!
 //! The admin endpoint and the signal stream stay on async-io's reactor (its own thread drives
 //! it when nobody else does); they are not per connection.
+//!
+//! Layout: `mod.rs` (this seam), `reactor.rs` (the data plane's epoll reactor),
+//! `socket.rs` ([`Async`], a socket registered with it), `local.rs` (the local runtime's loop), `park.rs` (the loop's sleep/wake-up handshake),
+//! `timer/` (the coarse clock; `timer/queue.rs` is
+//! its pure deadline queue) and `control.rs` (the admin endpoint's sockets).
 
+mod control;
 pub(crate) mod local;
+mod park;
 pub(crate) mod reactor;
+mod socket;
+pub(crate) mod timer;
 
 use std::future::Future;
 use std::pin::Pin;
+// What `park.rs` is written against (a loom model compiles it with loom's atomics).
+use std::sync::atomic;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-pub(crate) use reactor::Async;
+pub(crate) use control::{ControlListener, ControlStream};
+pub(crate) use socket::Async;
 
 /// A handle to a spawned task; dropping it detaches the task (it keeps running).
 #[derive(Debug)]
@@ -136,10 +151,10 @@ pub(crate) async fn sleep(duration: Duration) {
     async_io::Timer::after(duration).await;
 }
 
-/// Races `future` against a coarse deadline (0–10 ms late, never early: `crate::timer`);
+/// Races `future` against a coarse deadline (0–10 ms late, never early: [`timer`]);
 /// `None` when the deadline wins.
 pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
-    crate::timer::timeout(duration, future).await
+    timer::timeout(duration, future).await
 }
 
 /// The firing side of a [`Tripwire`]: dropping (or [`Trigger::fire`]) trips every clone.

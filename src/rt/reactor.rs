@@ -4,106 +4,139 @@
 //! readiness costs an `epoll_ctl(MOD)` to re-arm (plus ADD and DEL per socket), and each of its
 //! reactor turns costs five syscalls (a timerfd set and re-armed, the wait, an eventfd read and
 //! re-arm) — about 25 of the 46 syscalls a short connection cost (docs/benchmarks.md). Here a
-//! socket is added once with `EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET` and never modified;
+//! socket is added once with `EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET`, never modified;
 //! closing it removes it from the set (sockets a worker took from elsewhere, which may be open
 //! in another process, are deleted explicitly). Readiness is a counter per direction that the
 //! reactor bumps on every edge, so a waiter knows whether an edge came after its last
-//! `EAGAIN` (see [`Async`]'s rule below).
+//! `EAGAIN` (see `rt::Async`'s rule, in `socket.rs`).
 //!
 //! Who drives it: in a worker process, the local executor's own thread (`super::local`), with
 //! the coarse clock's next tick as the `epoll_wait` timeout and an eventfd only to wake it from
-//! another thread; elsewhere (the library, `--workers 1`) a thread of its own,
+//! another thread (and `tcpmap run --workers 1`); elsewhere (the library, the Supervisor of
+//! workers) a thread of its own,
 //! `tcpmap-reactor`, that waits and wakes tasks on the async-std executor.
 //!
 //! Events name sources by a key (slot index + generation), never by address: an event that was
 //! already collected for a socket closed meanwhile finds its slot reused or empty and is
 //! dropped.
 
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_io::{AsyncRead, AsyncWrite};
 use rustix::event::epoll::{self, EventData, EventFlags};
 
 /// The event key of the wake-up eventfd.
 const NOTIFY_KEY: u64 = u64::MAX;
 
-/// What a stream socket is registered for (once, never modified).
-const STREAM: EventFlags = EventFlags::IN
+/// What a stream socket is registered for (once, never modified). `PRI`: TCP urgent data
+/// (see `Async::urgent_seen`).
+pub(super) const STREAM: EventFlags = EventFlags::IN
     .union(EventFlags::OUT)
     .union(EventFlags::RDHUP)
+    .union(EventFlags::PRI)
     .union(EventFlags::ET);
 
 /// Events taken per `epoll_wait`.
 const EVENT_BATCH: usize = 256;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few field updates: a panic cannot leave them torn.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One direction's readiness: a count of edges and the waker of the task waiting for the next.
+/// One direction's readiness: a count of edges and the wakers of the tasks waiting for the
+/// next.
 #[derive(Debug, Default)]
-struct Interest {
-    /// Edges seen by the reactor (bumped under `waker`'s lock).
-    tick: AtomicU64,
+pub(super) struct Interest {
+    /// Edges seen by the reactor (bumped under `waiters`' lock).
+    pub(super) tick: AtomicU64,
     /// The tick the user last found drained (`EAGAIN`) or consumed.
-    seen: AtomicU64,
-    waker: Mutex<Option<Waker>>,
+    pub(super) seen: AtomicU64,
+    waiters: Mutex<Waiters>,
+}
+
+/// The tasks waiting for a direction's next edge: usually one (no allocation); any number may
+/// (two tasks reading one socket through `&Async`), and an edge wakes them all.
+#[derive(Debug, Default)]
+struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                // A waker of a task that stopped waiting stays until the next edge, which
+                // wakes it for nothing: harmless, and every edge empties the list.
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> (Option<Waker>, Vec<Waker>) {
+        (self.first.take(), std::mem::take(&mut self.more))
+    }
 }
 
 impl Interest {
     fn fire(&self) {
-        let waker = {
-            let mut slot = lock(&self.waker);
+        let (first, more) = {
+            let mut waiters = lock(&self.waiters);
             self.tick.fetch_add(1, Ordering::AcqRel);
-            slot.take()
+            waiters.take()
         };
-        if let Some(w) = waker {
+        if let Some(w) = first {
+            w.wake();
+        }
+        for w in more {
             w.wake();
         }
     }
 
     /// Ready when an edge came after `since`; that consumes every edge so far.
-    fn poll_since(&self, cx: &mut Context<'_>, since: u64) -> Poll<()> {
-        let mut slot = lock(&self.waker);
+    pub(super) fn poll_since(&self, cx: &mut Context<'_>, since: u64) -> Poll<()> {
+        let mut waiters = lock(&self.waiters);
         let now = self.tick.load(Ordering::Acquire);
         if now != since {
             self.seen.store(now, Ordering::Relaxed);
             return Poll::Ready(());
         }
         self.seen.store(since, Ordering::Relaxed);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *slot = Some(cx.waker().clone());
-        }
+        waiters.add(cx.waker());
         Poll::Pending
     }
 }
 
 /// A registered file descriptor's readiness.
 #[derive(Debug)]
-struct Source {
+pub(super) struct Source {
     key: u64,
-    read: Interest,
-    write: Interest,
+    pub(super) read: Interest,
+    pub(super) write: Interest,
     /// [`OPEN`], [`FIN_SEEN`] (the peer's FIN has been reported) or [`ERROR_SEEN`] (an
     /// error has): set before the read edge that reports it is counted, and never lowered.
-    read_closed: AtomicU8,
+    pub(super) read_closed: AtomicU8,
+    /// TCP urgent data was reported (`EPOLLPRI`): set before the read edge that reports it is
+    /// counted (and before a later FIN is recorded), never lowered.
+    pub(super) urgent: AtomicBool,
 }
 
 /// No FIN and no error reported yet.
-const OPEN: u8 = 0;
+pub(super) const OPEN: u8 = 0;
 /// The peer's FIN was reported (`EPOLLRDHUP`, or `EPOLLHUP` once both halves are shut),
 /// no error.
-const FIN_SEEN: u8 = 1;
+pub(super) const FIN_SEEN: u8 = 1;
 /// An error was reported (`EPOLLERR`: a reset, a failed connect).
-const ERROR_SEEN: u8 = 2;
+pub(super) const ERROR_SEEN: u8 = 2;
 
 #[derive(Default)]
 struct Slab {
@@ -126,6 +159,7 @@ impl Slab {
             key: (u64::from(slot.0) << 32) | u64::from(index),
             read: Interest::default(),
             read_closed: AtomicU8::new(OPEN),
+            urgent: AtomicBool::new(false),
             write: Interest::default(),
         });
         slot.1 = Some(source.clone());
@@ -178,9 +212,9 @@ struct Turn {
 pub(crate) struct Reactor {
     epoll: OwnedFd,
     notify: OwnedFd,
-    /// Set by the driver just before it sleeps in `epoll_wait`; whoever clears it owes a
+    /// Whether the driver sleeps in `epoll_wait` or is about to; whoever clears it owes a
     /// wake-up ([`Reactor::unpark`]).
-    sleeping: AtomicBool,
+    park: super::park::Park,
     slab: Mutex<Slab>,
     turn: Mutex<Turn>,
 }
@@ -222,7 +256,7 @@ pub(crate) fn get() -> io::Result<&'static Reactor> {
 }
 
 impl Reactor {
-    fn new() -> io::Result<Reactor> {
+    pub(super) fn new() -> io::Result<Reactor> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let notify = rustix::event::eventfd(
             0,
@@ -237,13 +271,13 @@ impl Reactor {
         Ok(Reactor {
             epoll,
             notify,
-            sleeping: AtomicBool::new(false),
+            park: super::park::Park::new(),
             slab: Mutex::new(Slab::default()),
             turn: Mutex::new(Turn::default()),
         })
     }
 
-    fn register(&self, fd: impl AsFd, flags: EventFlags) -> io::Result<Arc<Source>> {
+    pub(super) fn register(&self, fd: impl AsFd, flags: EventFlags) -> io::Result<Arc<Source>> {
         let source = lock(&self.slab).insert();
         if let Err(e) = epoll::add(&self.epoll, fd, EventData::new_u64(source.key), flags) {
             lock(&self.slab).remove(source.key);
@@ -252,7 +286,7 @@ impl Reactor {
         Ok(source)
     }
 
-    fn deregister(&self, source: &Source, fd: Option<impl AsFd>) {
+    pub(super) fn deregister(&self, source: &Source, fd: Option<impl AsFd>) {
         if let Some(fd) = fd {
             // Gone already (closed elsewhere) is fine: the slot is freed either way.
             let _ = epoll::delete(&self.epoll, fd);
@@ -261,14 +295,16 @@ impl Reactor {
     }
 
     /// The driver is about to sleep: from now on a wake from another thread must
-    /// [`unpark`](Reactor::unpark) it.
+    /// [`unpark`](Reactor::unpark) it. Call before the last look at what was queued for it
+    /// (`super::park`: the handshake and its fences).
     pub(crate) fn will_sleep(&self) {
-        self.sleeping.store(true, Ordering::SeqCst);
+        self.park.will_sleep();
     }
 
-    /// Wakes the driver if it sleeps (one eventfd write); nothing when it is running.
+    /// Wakes the driver if it sleeps (one eventfd write); nothing when it is running. Call
+    /// after queuing what the driver is to find.
     pub(crate) fn unpark(&self) {
-        if self.sleeping.swap(false, Ordering::SeqCst) {
+        if self.park.unpark() {
             let _ = rustix::io::write(&self.notify, &1u64.to_ne_bytes());
         }
     }
@@ -282,6 +318,9 @@ impl Reactor {
         let n = ready.len();
         for (source, flags) in ready.drain(..) {
             let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+            if flags.contains(EventFlags::PRI) {
+                source.urgent.store(true, Ordering::Release);
+            }
             if flags.contains(EventFlags::ERR) {
                 source.read_closed.fetch_max(ERROR_SEEN, Ordering::Release);
             } else if broken || flags.contains(EventFlags::RDHUP) {
@@ -323,7 +362,7 @@ impl Reactor {
             Err(rustix::io::Errno::INTR) => Ok(()),
             Err(e) => Err(io::Error::from(e)),
         };
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.park.woke();
         waited?;
         let slab = lock(&self.slab);
         for event in events.iter() {
@@ -340,452 +379,6 @@ impl Reactor {
     }
 }
 
-/// A non-blocking socket registered with the [`Reactor`].
-///
-/// The rule for its users (every `net/` helper follows it): wait for readiness only after an
-/// operation on the socket came back `EAGAIN`, and tell the socket which edge that was — take
-/// [`Async::read_tick`] before the operation and give it to [`Async::read_drained`] after the
-/// `EAGAIN` (the `poll_*_with` helpers and the futures-io impls do both). Then
-/// [`Async::poll_readable`] is ready exactly when an edge came after the drained one: no wake-up
-/// is missed and none is spurious. Waiting without a drained operation is ready at the next edge
-/// after the last one consumed (a socket's first wait is ready if anything came since it was
-/// registered).
-#[derive(Debug)]
-pub(crate) struct Async<T: AsFd> {
-    io: Option<T>,
-    source: Arc<Source>,
-    /// Delete the registration explicitly on drop: the descriptor may be open elsewhere (a
-    /// listener a worker shares), so closing it would not remove it from the set.
-    shared: bool,
-}
-
-impl<T: AsFd> Async<T> {
-    /// Registers `io`, making it non-blocking first (tests, and accepted sockets where
-    /// `accept4` flags are not available).
-    #[cfg_attr(all(not(test), target_os = "linux"), allow(dead_code))]
-    pub(crate) fn new(io: T) -> io::Result<Async<T>> {
-        rustix::io::ioctl_fionbio(&io, true)?;
-        Self::register(io, true, STREAM)
-    }
-
-    /// Registers `io`, which is already non-blocking and open in this process only (accepted
-    /// or connected here): its close takes it out of the set, no `epoll_ctl(DEL)`.
-    pub(crate) fn new_nonblocking(io: T) -> io::Result<Async<T>> {
-        Self::register(io, false, STREAM)
-    }
-
-    fn register(io: T, shared: bool, flags: EventFlags) -> io::Result<Async<T>> {
-        let source = get()?.register(&io, flags)?;
-        Ok(Async {
-            io: Some(io),
-            source,
-            shared,
-        })
-    }
-
-    /// The socket.
-    pub(crate) fn get_ref(&self) -> &T {
-        match &self.io {
-            Some(io) => io,
-            // Only `into_inner` takes it, and that consumes `self`.
-            None => unreachable!("Async without its socket"),
-        }
-    }
-
-    /// Deregisters and returns the socket (left non-blocking).
-    pub(crate) fn into_inner(mut self) -> io::Result<T> {
-        let io = self
-            .io
-            .take()
-            .ok_or_else(|| io::Error::other("socket already taken"))?;
-        get()?.deregister(&self.source, Some(&io));
-        Ok(io)
-    }
-
-    /// The read edge count now; take it before an operation that may return `EAGAIN`.
-    pub(crate) fn read_tick(&self) -> u64 {
-        self.source.read.tick.load(Ordering::Acquire)
-    }
-
-    /// The write edge count now (see [`Async::read_tick`]).
-    pub(crate) fn write_tick(&self) -> u64 {
-        self.source.write.tick.load(Ordering::Acquire)
-    }
-
-    /// Whether the reactor has reported the peer's FIN (or an error) on this socket. A read
-    /// that came back short with this still unset drained the socket: whatever arrives later,
-    /// the FIN included, is an edge after the tick taken before that read, so the next read
-    /// may wait for it instead of probing (and getting EAGAIN).
-    pub(crate) fn read_closed_seen(&self) -> bool {
-        self.source.read_closed.load(Ordering::Acquire) != OPEN
-    }
-
-    /// Whether the reactor has reported an error (`EPOLLERR`) on this socket.
-    pub(crate) fn error_seen(&self) -> bool {
-        self.source.read_closed.load(Ordering::Acquire) == ERROR_SEEN
-    }
-
-    /// Whether the reactor has reported the peer's FIN and no error on this socket. A read
-    /// that came back short after this was set took everything before the FIN: the next
-    /// read would return end of stream.
-    pub(crate) fn fin_seen_without_error(&self) -> bool {
-        self.source.read_closed.load(Ordering::Acquire) == FIN_SEEN
-    }
-
-    /// A read operation started at `tick` came back `EAGAIN`.
-    pub(crate) fn read_drained(&self, tick: u64) {
-        self.source.read.seen.store(tick, Ordering::Relaxed);
-    }
-
-    /// A write operation started at `tick` came back `EAGAIN`: ready at the next write edge.
-    pub(crate) fn write_drained_then_poll(
-        &self,
-        tick: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.source.write.poll_since(cx, tick).map(Ok)
-    }
-
-    /// Ready at the first read edge after the last one drained or consumed.
-    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let since = self.source.read.seen.load(Ordering::Relaxed);
-        self.source.read.poll_since(cx, since).map(Ok)
-    }
-
-    /// Ready at the first write edge after the last one drained or consumed.
-    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let since = self.source.write.seen.load(Ordering::Relaxed);
-        self.source.write.poll_since(cx, since).map(Ok)
-    }
-
-    /// Waits for [`Async::poll_readable`].
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        futures_lite::future::poll_fn(|cx| self.poll_readable(cx)).await
-    }
-
-    /// Waits for [`Async::poll_writable`].
-    pub(crate) async fn writable(&self) -> io::Result<()> {
-        futures_lite::future::poll_fn(|cx| self.poll_writable(cx)).await
-    }
-
-    /// Runs the read operation `op` until it does not say `EAGAIN`, waiting for an edge between.
-    pub(crate) fn poll_read_with<R>(
-        &self,
-        cx: &mut Context<'_>,
-        mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        loop {
-            let tick = self.read_tick();
-            match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.source.read.poll_since(cx, tick).is_pending() {
-                        return Poll::Pending;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return Poll::Ready(done),
-            }
-        }
-    }
-
-    /// Runs the write operation `op` until it does not say `EAGAIN`, waiting for an edge between.
-    pub(crate) fn poll_write_with<R>(
-        &self,
-        cx: &mut Context<'_>,
-        mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        loop {
-            let tick = self.write_tick();
-            match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.source.write.poll_since(cx, tick).is_pending() {
-                        return Poll::Pending;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return Poll::Ready(done),
-            }
-        }
-    }
-}
-
-impl<T: AsFd> Drop for Async<T> {
-    fn drop(&mut self) {
-        let io = self.io.take();
-        if let Ok(reactor) = get() {
-            match (&io, self.shared) {
-                (Some(io), true) => reactor.deregister(&self.source, Some(io)),
-                _ => reactor.deregister(&self.source, None::<&OwnedFd>),
-            }
-        }
-        drop(io); // closes it (and so takes it out of the epoll set if it was ours alone)
-    }
-}
-
-impl Async<std::net::TcpListener> {
-    /// Registers a listening socket (made non-blocking first). Not `EPOLLEXCLUSIVE`: a worker
-    /// woken alone that then stops accepting (a drain, a hot upgrade, a kill) would take the
-    /// only wake-up with it and leave the connection queued until the next one arrives (seen as
-    /// a refused client during an upgrade). Every sleeping worker is woken; the first to accept
-    /// takes the connection, the others get EAGAIN.
-    pub(crate) fn listener(io: std::net::TcpListener) -> io::Result<Self> {
-        rustix::io::ioctl_fionbio(&io, true)?;
-        Self::register(io, true, EventFlags::IN | EventFlags::ET)
-    }
-}
-
-impl Async<TcpStream> {
-    /// Connects to `addr` (non-blocking connect, then a wait for the socket to turn writable).
-    pub(crate) async fn connect(addr: SocketAddr) -> io::Result<Async<TcpStream>> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(
-            Domain::for_address(addr),
-            Type::STREAM.nonblocking().cloexec(),
-            Some(Protocol::TCP),
-        )?;
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {}
-            Err(e) => return Err(e),
-        }
-        let stream = Async::new_nonblocking(TcpStream::from(socket))?;
-        // The first write edge after the registration says the connect finished, either way.
-        stream.writable().await?;
-        // A failed connect sets the socket's error, which the reactor reported (`EPOLLERR`)
-        // in the same event as the write edge, and recorded before firing it. Only then does
-        // `SO_ERROR` need asking (what the error is); a clean edge means connected.
-        if stream.error_seen() {
-            if let Some(e) = stream.get_ref().take_error()? {
-                return Err(e);
-            }
-        }
-        Ok(stream)
-    }
-}
-
-impl Async<TcpStream> {
-    /// Reads into `buf` without taking the bytes off the socket (`MSG_PEEK`).
-    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        futures_lite::future::poll_fn(|cx| self.poll_read_with(cx, |s| s.peek(buf))).await
-    }
-}
-
-impl Async<UdpSocket> {
-    /// A UDP socket bound to `addr`.
-    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<UdpSocket>> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(
-            Domain::for_address(addr),
-            Type::DGRAM.nonblocking().cloexec(),
-            Some(Protocol::UDP),
-        )?;
-        socket.bind(&addr.into())?;
-        Async::new_nonblocking(UdpSocket::from(socket))
-    }
-
-    /// Sends a datagram to the connected peer.
-    pub(crate) async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        futures_lite::future::poll_fn(|cx| self.poll_write_with(cx, |s| s.send(buf))).await
-    }
-
-    /// Receives a datagram from the connected peer.
-    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        futures_lite::future::poll_fn(|cx| self.poll_read_with(cx, |s| s.recv(buf))).await
-    }
-}
-
-impl AsyncRead for &Async<TcpStream> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_read_with(cx, |mut s| s.read(buf))
-    }
-
-    fn poll_read_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_read_with(cx, |mut s| s.read_vectored(bufs))
-    }
-}
-
-impl AsyncRead for Async<TcpStream> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_read(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_read_vectored(cx, bufs)
-    }
-}
-
-impl AsyncWrite for &Async<TcpStream> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |mut s| s.write(buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |mut s| s.write_vectored(bufs))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Flushes only, as async-io's does: the write half stays open (`TcpHalfClose` shuts it).
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Async<TcpStream> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self).poll_flush(cx)
-    }
-
-    /// Flushes only (see the `&Async` impl).
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self).poll_close(cx)
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    //! The reactor on real loopback sockets, driven by its own thread (the library's mode).
-
-    use std::net::TcpListener;
-    use std::time::Instant;
-
-    use futures_lite::future::block_on;
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    fn pair() -> (Async<TcpStream>, Async<TcpStream>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = block_on(Async::<TcpStream>::connect(l.local_addr().unwrap())).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, Async::new(b).unwrap())
-    }
-
-    #[test]
-    fn small_reads_of_a_big_write_drain_it_all() {
-        // Edge-triggered: one edge for many bytes. Reading 7 bytes at a time must still see
-        // every byte (a read that did not end in EAGAIN must not wait for another edge).
-        let (a, b) = pair();
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let sent = data.clone();
-        let writer = std::thread::spawn(move || {
-            block_on(async {
-                let mut a = &a;
-                a.write_all(&sent).await.unwrap();
-                a.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
-            })
-        });
-        let got = block_on(async {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 7];
-            let mut b = &b;
-            loop {
-                let n = b.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break got;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-        });
-        writer.join().unwrap();
-        assert_eq!(got, data);
-    }
-
-    #[test]
-    fn after_eagain_readiness_waits_for_new_bytes_and_sees_them() {
-        let (a, b) = pair();
-        block_on(async {
-            let mut buf = [0u8; 16];
-            let tick = b.read_tick();
-            let e = b.get_ref().peek(&mut buf).unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-            b.read_drained(tick);
-            let waker = futures_lite::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-            let mut cx = Context::from_waker(&waker);
-            assert!(
-                b.poll_readable(&mut cx).is_pending(),
-                "ready with nothing new"
-            );
-            (&a).write_all(b"hello").await.unwrap();
-            let start = Instant::now();
-            b.readable().await.unwrap();
-            assert!(start.elapsed() < Duration::from_secs(5));
-            assert_eq!((&b).read(&mut buf).await.unwrap(), 5);
-        });
-    }
-
-    #[test]
-    fn reused_slots_do_not_take_a_closed_sockets_events() {
-        // Open and close many sockets so slots are reused under new generations; each new
-        // socket still gets its own readiness (the old keys' events, if any, are dropped).
-        for _ in 0..2000 {
-            let (a, b) = pair();
-            drop(a);
-            let mut buf = [0u8; 4];
-            // The peer's close is an edge for `b`: EOF arrives.
-            assert_eq!(block_on((&b).read(&mut buf)).unwrap(), 0);
-        }
-        let (a, b) = pair();
-        block_on(async {
-            (&a).write_all(b"ok").await.unwrap();
-            let mut buf = [0u8; 2];
-            (&b).read_exact(&mut buf).await.unwrap();
-            assert_eq!(&buf, b"ok");
-        });
-        let slab = lock(&get().unwrap().slab);
-        assert!(slab.slots.len() < 1000, "slots leak: {}", slab.slots.len());
-    }
-
-    #[test]
-    fn a_refused_connect_is_an_error_not_a_hang() {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
-        let r = block_on(Async::<TcpStream>::connect(port));
-        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
-    }
-}
+#[path = "reactor_tests.rs"]
+mod tests;

@@ -72,8 +72,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let (Some(totals), Some(mine)) = (counters.totals(), counters.tally(id)) else {
         anyhow::bail!("the shared counters have no block for worker {id}");
     };
-    let span = tracing::info_span!("worker", id);
-    let _entered = span.enter();
+    // Every line this process logs from now on says `worker=N`, on whichever thread.
+    crate::logwriter::tag_worker(id);
     let metrics = Metrics::new();
     let (kill, tripwire) = rt::tripwire();
     let resolver = ResolverConfig {

@@ -46,7 +46,7 @@ impl Dnsmasq {
         let Some(bin) = binary() else {
             super::env::missing(
                 "DNSMASQ",
-                "dnsmasq not found (apt-get install -y dnsmasq-base; .ci/run does)",
+                "dnsmasq not found (apt-get install -y dnsmasq-base; scripts/test does)",
             );
             return None;
         };

@@ -27,8 +27,8 @@ use queue::{DeadlineQueue, Key, tick_at_or_after, tick_at_or_before, tick_start}
 /// The clock's tick: deadlines fire 0–10 ms after they pass, never before.
 pub(crate) const GRANULARITY: Duration = Duration::from_millis(10);
 
-/// The process's deadline clock.
-struct Clock {
+/// A deadline clock: the process's ([`clock`]), or one of a test's own.
+pub(crate) struct Clock {
     epoch: Instant,
     state: Mutex<State>,
 }
@@ -40,24 +40,30 @@ struct State {
     driver: Option<Waker>,
     /// The tick the driver's timer is set for; `None` while it sleeps without a timer.
     armed: Option<u64>,
-    /// The driver task has been spawned.
+    /// The driver task has been spawned (or the clock is driven by the local runtime).
     started: bool,
 }
 
-fn clock() -> &'static Clock {
+/// The process's deadline clock.
+pub(crate) fn clock() -> &'static Clock {
     static CLOCK: OnceLock<Clock> = OnceLock::new();
-    CLOCK.get_or_init(|| Clock {
-        epoch: Instant::now(),
-        state: Mutex::new(State {
-            queue: DeadlineQueue::default(),
-            driver: None,
-            armed: None,
-            started: false,
-        }),
-    })
+    CLOCK.get_or_init(Clock::new)
 }
 
 impl Clock {
+    /// An empty clock whose epoch is now.
+    pub(crate) fn new() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+            state: Mutex::new(State {
+                queue: DeadlineQueue::default(),
+                driver: None,
+                armed: None,
+                started: false,
+            }),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the queue consistent (every operation on it
         // is a single B-tree call), so a poisoned lock is still usable.
@@ -69,6 +75,74 @@ impl Clock {
     /// The ticks that have fully passed.
     fn now_tick(&self) -> u64 {
         tick_at_or_before(self.epoch.elapsed(), GRANULARITY)
+    }
+
+    /// When `tick` starts.
+    fn tick_instant(&self, tick: u64) -> Option<Instant> {
+        self.epoch.checked_add(tick_start(tick, GRANULARITY))
+    }
+
+    /// Queues a deadline at `at` for `waker`'s task, from any thread; `None` when `at` has
+    /// already passed (nothing is queued). Wakes the driver if the deadline is earlier than
+    /// its timer, and starts a driver task if nobody drives this clock yet.
+    pub(super) fn register(&'static self, at: Instant, waker: &Waker) -> Option<Key> {
+        let tick = tick_at_or_after(at.saturating_duration_since(self.epoch), GRANULARITY);
+        if tick <= self.now_tick() {
+            return None;
+        }
+        let mut wake_driver = None;
+        let key = {
+            let mut state = self.lock();
+            let key = state.queue.insert(tick, Some(waker.clone()));
+            if state.armed.is_none_or(|armed| tick < armed) {
+                // Earlier than the driver's timer (or it sleeps without one): wake it once.
+                wake_driver = state.driver.take();
+                if !state.started {
+                    state.started = true;
+                    crate::rt::detach(Driver::new(self));
+                }
+            }
+            key
+        };
+        if let Some(driver) = wake_driver {
+            driver.wake();
+        }
+        Some(key)
+    }
+
+    /// The clock is driven by the local runtime's loop (`rt::local`), not by a [`Driver`] task:
+    /// call once, before any deadline is queued.
+    pub(crate) fn drive_externally(&self) {
+        self.lock().started = true;
+    }
+
+    /// Wakes every deadline that is due (the local runtime's loop, once per turn).
+    pub(crate) fn drive(&self) {
+        let mut due = Vec::new();
+        self.lock().queue.expire(self.now_tick(), |_, w| {
+            if let Some(w) = w {
+                due.push(w);
+            }
+        });
+        for w in due {
+            w.wake();
+        }
+    }
+
+    /// The local runtime's loop is about to sleep: returns when the next occupied tick starts
+    /// (`None`: nothing is queued), and from now until the loop's next `rearm` a deadline
+    /// queued earlier than that wakes `waker` (which wakes the loop).
+    pub(crate) fn rearm(&self, waker: &Waker) -> Option<Instant> {
+        let next = {
+            let mut state = self.lock();
+            let next = state.queue.next_tick();
+            state.armed = next;
+            if !state.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                state.driver = Some(waker.clone());
+            }
+            next
+        };
+        next.and_then(|tick| self.tick_instant(tick))
     }
 }
 
@@ -137,44 +211,33 @@ impl Future for Sleep {
             return Poll::Pending;
         };
         let clock = clock();
-        let mut wake_driver = None;
-        {
+        if let Some(key) = this.key {
             let mut state = clock.lock();
-            if let Some(key) = this.key {
-                match state.queue.get_mut(key) {
-                    // Gone from the queue: the driver expired it.
-                    None => {
-                        this.key = None;
-                        this.done = true;
-                        return Poll::Ready(());
+            match state.queue.get_mut(key) {
+                // Gone from the queue: the driver expired it.
+                None => {
+                    this.key = None;
+                    this.done = true;
+                    return Poll::Ready(());
+                }
+                Some(slot) => {
+                    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *slot = Some(cx.waker().clone());
                     }
-                    Some(slot) => {
-                        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                            *slot = Some(cx.waker().clone());
-                        }
-                        return Poll::Pending;
-                    }
+                    return Poll::Pending;
                 }
             }
-            let tick = tick_at_or_after(at.saturating_duration_since(clock.epoch), GRANULARITY);
-            if tick <= clock.now_tick() {
+        }
+        match clock.register(at, cx.waker()) {
+            Some(key) => {
+                this.key = Some(key);
+                Poll::Pending
+            }
+            None => {
                 this.done = true;
-                return Poll::Ready(());
-            }
-            this.key = Some(state.queue.insert(tick, Some(cx.waker().clone())));
-            if state.armed.is_none_or(|armed| tick < armed) {
-                // Earlier than the driver's timer (or it sleeps without one): wake it once.
-                wake_driver = state.driver.take();
-                if !state.started {
-                    state.started = true;
-                    crate::rt::detach(Driver::default());
-                }
+                Poll::Ready(())
             }
         }
-        if let Some(driver) = wake_driver {
-            driver.wake();
-        }
-        Poll::Pending
     }
 }
 
@@ -182,38 +245,6 @@ impl Drop for Sleep {
     fn drop(&mut self) {
         self.cancel();
     }
-}
-
-/// The clock is driven by the local runtime's loop (`rt::local`), not by a [`Driver`] task:
-/// call once, before any deadline is queued.
-pub(crate) fn drive_externally() {
-    clock().lock().started = true;
-}
-
-/// One turn of the local runtime's loop: wakes every deadline that is due and returns when the
-/// next occupied tick starts (`None`: nothing is queued). `waker` wakes the loop when a deadline
-/// earlier than that is queued from another thread.
-pub(crate) fn drive(waker: &Waker) -> Option<Instant> {
-    let clock = clock();
-    let mut due = Vec::new();
-    let next = {
-        let mut state = clock.lock();
-        state.queue.expire(clock.now_tick(), |_, w| {
-            if let Some(w) = w {
-                due.push(w);
-            }
-        });
-        let next = state.queue.next_tick();
-        state.armed = next;
-        if !state.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            state.driver = Some(waker.clone());
-        }
-        next
-    };
-    for w in due {
-        w.wake();
-    }
-    next.and_then(|tick| clock.epoch.checked_add(tick_start(tick, GRANULARITY)))
 }
 
 /// Races `future` against a coarse deadline `duration` from now; `None` when the deadline wins.
@@ -229,6 +260,7 @@ pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<
 
 /// The driver: expires what is due, then sleeps on its one timer until the next occupied tick.
 struct Driver {
+    clock: &'static Clock,
     timer: async_io::Timer,
     /// The tick `timer` is set for.
     set_for: Option<u64>,
@@ -236,9 +268,10 @@ struct Driver {
     due: Vec<Waker>,
 }
 
-impl Default for Driver {
-    fn default() -> Self {
+impl Driver {
+    fn new(clock: &'static Clock) -> Self {
         Driver {
+            clock,
             timer: async_io::Timer::never(),
             set_for: None,
             due: Vec::new(),
@@ -251,7 +284,7 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let clock = clock();
+        let clock = this.clock;
         loop {
             let next = {
                 let mut state = clock.lock();
@@ -281,8 +314,7 @@ impl Future for Driver {
             };
             if this.set_for != Some(tick) {
                 let at = clock
-                    .epoch
-                    .checked_add(tick_start(tick, GRANULARITY))
+                    .tick_instant(tick)
                     .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
                 this.timer.set_at(at);
                 this.set_for = Some(tick);

@@ -1,0 +1,161 @@
+//! Relay: originate TLS if the group asks, forward what routing read, then copy both ways
+//! until one side ends. A TLS client that closes TCP without close_notify has closed: its
+//! read side ends as at an EOF (so the relay ends as `client_closed` or `upstream_closed`,
+//! whichever side finished first, not as an I/O error), and the access line says so.
+
+use std::io;
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::AsyncWriteExt;
+
+use super::{Client, Conn};
+use crate::close::{CloseReason, Side};
+use crate::net::copy::{self, Progress, RelayStats, TcpHalfClose};
+use crate::route::{Group, TlsMode, Upstream};
+use crate::rt::Async;
+
+/// The access line's `detail` for a TLS client that closed TCP without close_notify.
+pub(super) const NO_CLOSE_NOTIFY: &str = "client closed without close_notify";
+
+impl Conn {
+    /// Relay: originate TLS if the group asks, forward what routing read, then copy both ways
+    /// until one side ends.
+    pub(super) async fn relay(
+        &mut self,
+        client: Client,
+        up: Async<TcpStream>,
+        upstream: &Upstream,
+        group: &Group,
+    ) -> Result<RelayStats, CloseReason> {
+        let idle = group.idle_timeout;
+        let progress = &self.admission.progress;
+        match (client, &group.origination) {
+            (Client::Plain(c, first), None) => {
+                // A passthrough group's client side is TLS we do not touch: still raw bytes here.
+                if self.rec.tls != TlsMode::Passthrough {
+                    self.rec.tls = TlsMode::None;
+                }
+                Box::pin(forward_first(&up, &first, progress)).await?;
+                let zero_copy = self.admission.shared.limits.zero_copy;
+                Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy).await)
+            }
+            (Client::Plain(c, first), Some(orig)) => {
+                self.rec.tls = TlsMode::Originate;
+                let mut up =
+                    Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
+                let progress = &self.admission.progress;
+                Box::pin(forward_first(&mut *up, &first, progress)).await?;
+                Ok(Box::pin(copy::relay(&mut TcpHalfClose(&c), &mut *up, idle, progress)).await)
+            }
+            (Client::Tls(mut c), None) => {
+                self.rec.tls = TlsMode::Terminate;
+                let mut c = CloseNotifyOptional::new(&mut *c);
+                let mut up = TcpHalfClose(&up);
+                let stats = Box::pin(copy::relay(&mut c, &mut up, idle, progress)).await;
+                self.note_unclean_close(&c);
+                Ok(stats)
+            }
+            (Client::Tls(mut c), Some(orig)) => {
+                self.rec.tls = TlsMode::TerminateOriginate;
+                let mut up =
+                    Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
+                let progress = &self.admission.progress;
+                let mut c = CloseNotifyOptional::new(&mut *c);
+                let stats = Box::pin(copy::relay(&mut c, &mut *up, idle, progress)).await;
+                self.note_unclean_close(&c);
+                Ok(stats)
+            }
+        }
+    }
+
+    /// Says in the access line that the client closed without close_notify, if it did.
+    fn note_unclean_close<S>(&mut self, client: &CloseNotifyOptional<S>) {
+        if client.closed_without_notify && self.rec.detail.is_none() {
+            self.rec.detail = Some(NO_CLOSE_NOTIFY.into());
+        }
+    }
+}
+
+/// Sends the bytes read while routing to the upstream before relaying the rest.
+async fn forward_first<W>(mut up: W, first: &[u8], progress: &Progress) -> Result<(), CloseReason>
+where
+    W: AsyncWrite + Unpin,
+{
+    if first.is_empty() {
+        return Ok(());
+    }
+    let failed = |_| CloseReason::IoError(Side::Upstream);
+    up.write_all(first).await.map_err(failed)?;
+    up.flush().await.map_err(failed)?;
+    progress.add_client_to_upstream(first.len() as u64);
+    Ok(())
+}
+
+/// A terminated client stream whose TCP close without close_notify reads as an EOF.
+///
+/// rustls reports a peer that closed TCP without close_notify as `UnexpectedEof`. For a
+/// server that matters only when the length of what it read is the message (a truncation
+/// attack); tcpmap forwards bytes and the EOF, so the upstream sees what a TLS-unaware client
+/// would send it. Most clients (Python's `ssl`, many HTTP clients) close this way after
+/// reading their answer, so counting it as an I/O error would fill error dashboards.
+/// Resets and every other error stay errors.
+struct CloseNotifyOptional<S> {
+    inner: S,
+    /// The client closed TCP without sending close_notify.
+    closed_without_notify: bool,
+}
+
+impl<S> CloseNotifyOptional<S> {
+    fn new(inner: S) -> Self {
+        CloseNotifyOptional {
+            inner,
+            closed_without_notify: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CloseNotifyOptional<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                this.closed_without_notify = true;
+                Poll::Ready(Ok(0))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CloseNotifyOptional<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
