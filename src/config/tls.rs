@@ -198,6 +198,7 @@ pub fn client_config(
                 root_store(ca)?,
                 provider,
             )
+            .with_crls(params.crls.iter().cloned())
             .build()
             .map_err(|e| format!("upstream CA: {e}"))?;
             builder.with_webpki_verifier(verifier)
