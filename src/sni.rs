@@ -325,6 +325,17 @@ impl HelloReader {
         self.raw.len() + self.hs.len() + self.tail.len()
     }
 
+    /// [`HelloReader::finish`] for a client that closed (EOF) before the verdict: TLS bytes
+    /// that stop short of a whole ClientHello are a [`Cause::Truncated`] rejection, answered
+    /// with `decode_error` as OpenSSL does; nothing fed stays [`Peek::NeedMore`] (a plain
+    /// close).
+    pub fn finish_at_eof(mut self) -> (Peek, Vec<u8>) {
+        if self.verdict == Peek::NeedMore && self.buffered() > 0 {
+            self.verdict = Peek::Reject(Rejection::of(Cause::Truncated));
+        }
+        self.finish()
+    }
+
     /// The verdict and every byte fed, for replay: verbatim, or (for a hello that outgrew
     /// [`MAX_KEPT`]) the same handshake bytes in full-size records followed by the rest.
     pub fn finish(self) -> (Peek, Vec<u8>) {

@@ -148,11 +148,21 @@ fn termination(
             let Some(h) = model.hosts.get(i) else {
                 return Err(m.loc.err(&["host"], "internal: Host index out of range"));
             };
-            let config = tls::server_config(&h.cert, &TlsParams::default(), None, false)
+            let defaults = TlsParams::default();
+            let (params, ca, required, source) = match &h.settings {
+                Some(s) => (
+                    &s.params,
+                    s.ca.as_deref(),
+                    s.cert_required,
+                    format!("Host {} with {}", h.loc.name, s.from),
+                ),
+                None => (&defaults, None, false, format!("Host {}", h.loc.name)),
+            };
+            let config = tls::server_config(&h.cert, params, ca, required)
                 .map_err(|e| h.loc.err(&["tlsSecret"], e))?;
             Termination {
-                source: format!("Host {}", h.loc.name),
-                client_auth: false,
+                source,
+                client_auth: required,
                 config,
             }
         }

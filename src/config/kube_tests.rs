@@ -174,7 +174,7 @@ fn string_data_and_ca_crt_serve_a_client_certificate_context() {
 }
 
 #[test]
-fn bad_base64_and_non_tls_types_are_errors_naming_the_secret() {
+fn bad_base64_and_unknown_types_are_errors_naming_the_secret() {
     let (crt, key) = cert("db.example.com");
     let broken = secret_item("db-cert", "prod", &crt, &key).replace(&b64(&crt), "not*base64");
     let yaml = list(&[
@@ -190,19 +190,28 @@ fn bad_base64_and_non_tls_types_are_errors_naming_the_secret() {
         "{errs:?}"
     );
 
+    let odd = secret_item("db-cert", "prod", &crt, &key)
+        .replace("kubernetes.io/tls", "kubernetes.io/dockerconfigjson");
+    let yaml = list(&[
+        mapping_item("db", "prod", 5432),
+        context_item("c", "prod", "    secret: db-cert\n"),
+        odd,
+    ]);
+    let errs = messages(load(&inline(&yaml)));
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "TLSContext c: Secret prod/db-cert at all.yaml:20 has type `kubernetes.io/dockerconfigjson`, not kubernetes.io/tls"
+        )),
+        "{errs:?}"
+    );
+    // Opaque (kubectl create secret generic, External Secrets) serves like kubernetes.io/tls.
     let opaque = secret_item("db-cert", "prod", &crt, &key).replace("kubernetes.io/tls", "Opaque");
     let yaml = list(&[
         mapping_item("db", "prod", 5432),
         context_item("c", "prod", "    secret: db-cert\n"),
         opaque,
     ]);
-    let errs = messages(load(&inline(&yaml)));
-    assert!(
-        errs.iter().any(|e| e.contains(
-            "TLSContext c: Secret prod/db-cert at all.yaml:20 has type `Opaque`, not kubernetes.io/tls"
-        )),
-        "{errs:?}"
-    );
+    load(&inline(&yaml)).unwrap_or_else(|e| panic!("{e:#?}"));
 }
 
 #[test]

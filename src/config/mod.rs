@@ -2,10 +2,11 @@
 //! validated model → `RouteTable`.
 //!
 //! ```text
-//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module}
-//!   inline YAML ──┘  (List items become documents;                         │ secrets.rs reads the files they name
-//!                     Secret documents go to secrets::Files)               │ (Secret documents first)
-//!                                                                          │ validate/ (+ tls.rs): memory only
+//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module,Listener}
+//!   inline YAML ──┘  (List items and Service annotations (annotations.rs) │ secrets.rs reads the files they name
+//!                     become documents; Secret documents go to            │ (Secret documents first)
+//!                     secrets::Files)                                      │ validate/ (+ tls.rs): memory only;
+//!                                                                          │ unused TLSContexts/Hosts only warn
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
 //!                                                                        | Err(Vec<ConfigError>)
@@ -13,6 +14,7 @@
 //!
 //! Must not: resolve names, bind sockets, spawn tasks or name the runtime.
 
+pub(crate) mod annotations;
 pub(crate) mod build;
 pub mod error;
 pub(crate) mod found;
@@ -153,6 +155,8 @@ impl Bundle {
         let found = found::Found::of(&docs);
         let (docs, p) = source::expand_lists(docs);
         problems.extend(p);
+        let (docs, p) = annotations::expand_annotations(docs);
+        problems.extend(p);
         (docs, problems, found)
     }
 
@@ -236,6 +240,8 @@ fn sort_problems(problems: &mut [ConfigError], files: &[PathBuf]) {
         .sort_by(|a, b| (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line)));
 }
 
+#[cfg(test)]
+mod emissary_tests;
 #[cfg(test)]
 mod kube_tests;
 #[cfg(test)]

@@ -124,6 +124,35 @@ pub(crate) struct Host {
     pub hostname: String,
     /// Its certificate and key.
     pub cert: CertKey,
+    /// Its TLS settings: from its inline `tls:` block, else the TLSContext its `tlsContext`
+    /// names, else a TLSContext whose `hosts` cover its hostname (validation resolves them);
+    /// `None`: the defaults (no client certificates, TLS 1.2 and 1.3).
+    pub settings: Option<HostSettings>,
+}
+
+/// The TLS settings a Host terminates with (everything of a TLSContext but its certificate).
+#[derive(Debug, Clone)]
+pub(crate) struct HostSettings {
+    /// Where they come from, for `check` (`its \`tls:\` block`, `TLSContext NAME`).
+    pub from: String,
+    /// The CA client certificates are verified against.
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    /// Client certificates required.
+    pub cert_required: bool,
+    /// Versions, ciphers, curves, ALPN, CRLs.
+    pub params: TlsParams,
+}
+
+impl HostSettings {
+    /// The settings of a validated context (its certificate is not taken).
+    pub(crate) fn from_context(c: &TlsContext, from: String) -> HostSettings {
+        HostSettings {
+            from,
+            ca: c.ca.clone(),
+            cert_required: c.cert_required,
+            params: c.params.clone(),
+        }
+    }
 }
 
 /// One group: the mappings sharing `(address, port, host)`, in config order, with their shares.

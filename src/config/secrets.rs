@@ -41,8 +41,12 @@ pub(crate) struct Files {
 /// The type of a TLS secret (`kubectl create secret tls`).
 pub(crate) const TLS_TYPE: &str = "kubernetes.io/tls";
 
+/// Istio's certificate Secret type: `cert-chain.pem`, `key.pem`, `root-cert.pem` (read as
+/// `tls.crt`, `tls.key`, `ca.crt`).
+pub(crate) const ISTIO_TYPE: &str = "istio.io/key-and-cert";
+
 /// The keys of a Secret that tcpmap reads.
-const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+const SECRET_KEYS: [&str; 4] = ["tls.crt", "tls.key", "ca.crt", "crl.pem"];
 
 /// A `kind: Secret` document of the config.
 #[derive(Debug, Clone)]
@@ -82,6 +86,22 @@ fn mode_and_owner(path: &Path) -> (Option<u32>, Option<u32>) {
     }
 }
 
+/// The key names of an `istio.io/key-and-cert` Secret for `tls.crt`, `tls.key` and `ca.crt`.
+fn istio_key(k: &str) -> Option<&'static str> {
+    match k {
+        "tls.crt" => Some("cert-chain.pem"),
+        "tls.key" => Some("key.pem"),
+        "ca.crt" => Some("root-cert.pem"),
+        _ => None,
+    }
+}
+
+/// The istio file standing in for `path` (`…/tls.crt` → `…/cert-chain.pem`, …).
+fn istio_alias(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    Some(path.with_file_name(istio_key(name)?))
+}
+
 impl Files {
     /// An empty store that knows which document names are config files on disk.
     pub(crate) fn with_config_files(config_files: impl IntoIterator<Item = PathBuf>) -> Files {
@@ -98,8 +118,16 @@ impl Files {
             if self.entries.contains_key(&path) {
                 continue;
             }
-            let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-            let (mode, owner) = mode_and_owner(&path);
+            let mut bytes =
+                fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+            let (mut mode, mut owner) = mode_and_owner(&path);
+            // A mounted `istio.io/key-and-cert` Secret names its keys its own way.
+            if let (Err(_), Some(alt)) = (&bytes, istio_alias(&path)) {
+                if let Ok(b) = fs::read(&alt) {
+                    bytes = Ok(b);
+                    (mode, owner) = mode_and_owner(&alt);
+                }
+            }
             self.entries.insert(path, FileEntry { bytes, mode, owner });
         }
     }
@@ -288,6 +316,10 @@ fn secret_key(
     use base64::Engine as _;
     use serde_yaml_ng::Value;
     let v = &doc.value;
+    let k = match istio_key(k) {
+        Some(alt) if secret.secret_type == ISTIO_TYPE => alt,
+        _ => k,
+    };
     if let Some(s) = v
         .get("stringData")
         .and_then(|d| d.get(k))
@@ -340,6 +372,11 @@ pub(crate) fn secret_dir_in(secrets_dir: &Path, name: &str, ns: &str) -> PathBuf
 /// `tls.crt` of a secret folder.
 pub(crate) fn cert_file(dir: &Path) -> PathBuf {
     dir.join("tls.crt")
+}
+
+/// `crl.pem` of a secret folder (`crl_secret`; its `tls.crt` when absent).
+pub(crate) fn crl_file(dir: &Path) -> PathBuf {
+    dir.join("crl.pem")
 }
 
 /// `tls.key` of a secret folder.

@@ -110,7 +110,7 @@ fn termination_and_origination_build_the_route_table() {
 }
 
 #[test]
-fn host_resource_is_tried_before_tls_contexts() {
+fn certificate_source_is_the_most_specific_host_before_context_on_ties() {
     let dir = secrets();
     write_secret(dir.path(), "wild", &["*.example.com"]);
     let yaml = "---
@@ -129,16 +129,18 @@ apiVersion: getambassador.io/v3alpha1
 kind: TCPMapping
 metadata: {name: a}
 spec: {port: 443, host: a.example.com, service: a}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: TCPMapping
+metadata: {name: b}
+spec: {port: 443, host: b.example.com, service: b}
 ";
     let l = load(&input(yaml, Some(dir.path()))).unwrap();
-    let g = l
-        .table
-        .listeners
-        .values()
-        .next()
-        .unwrap()
-        .by_sni("a.example.com")
-        .unwrap();
+    let listener = l.table.listeners.values().next().unwrap();
+    // The exact TLSContext entry is more specific than the Host's wildcard.
+    let g = listener.by_sni("a.example.com").unwrap();
+    assert_eq!(g.termination().unwrap().source, "TLSContext ctx");
+    let g = listener.by_sni("b.example.com").unwrap();
     assert_eq!(g.termination().unwrap().source, "Host wild-host");
 }
 
@@ -314,14 +316,28 @@ fn module_sets_family_defaults() {
         .clone()
         .unwrap();
     assert!(g.families.ipv4() && g.families.ipv6());
-    let e = errors(
-        "apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n  enable_ipv4: false\n",
+    // Both off: Emissary falls back to IPv4; so does tcpmap, with a warning.
+    let l = load(&input(
+        "apiVersion: getambassador.io/v2\nkind: Module\nname: ambassador\nconfig:\n  enable_ipv4: \"false\"\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: a\nport: 1\nservice: a\n",
         None,
-    );
+    ))
+    .unwrap();
+    let g = l
+        .table
+        .listeners
+        .values()
+        .next()
+        .unwrap()
+        .plain
+        .clone()
+        .unwrap();
+    assert!(g.families.ipv4() && !g.families.ipv6());
+    let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(
-        e,
+        w,
         [
-            "t.yaml:4: Module ambassador: enable_ipv4 and enable_ipv6 are both false: no address family left"
+            "warning: t.yaml:5: Module ambassador: `config.enable_ipv4` is the string \"false\"; read as a boolean",
+            "warning: t.yaml:5: Module ambassador: enable_ipv4 and enable_ipv6 are both false: IPv4 is used (as Emissary does)",
         ]
     );
 }

@@ -26,9 +26,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
-pub(crate) use suites::{TlsVersion, check_cipher_suite, parse_tls_version};
+pub(crate) use suites::{TlsVersion, check_cipher_suite, curve, is_below_1_2, parse_tls_version};
 
 /// A certificate chain (leaf first) with the private key of its leaf, checked to match.
 pub struct CertKey {
@@ -68,6 +68,22 @@ pub struct TlsParams {
     pub(crate) cipher_suites: Vec<String>,
     /// ALPN protocols in preference order; empty = no ALPN.
     pub(crate) alpn_protocols: Vec<String>,
+    /// Key-exchange groups (`ecdh_curves`, OpenSSL names) in preference order; empty = the
+    /// provider's defaults.
+    pub(crate) ecdh_curves: Vec<String>,
+    /// CRLs client certificates are checked against on termination (`crl_secret`).
+    pub(crate) crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+/// Parses every `X509 CRL` block of a PEM file; an error when there is none.
+pub(crate) fn parse_crls(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid CRL PEM: {e}"))?;
+    if crls.is_empty() {
+        return Err("no CRL (`-----BEGIN X509 CRL-----`) found in PEM".to_owned());
+    }
+    Ok(crls)
 }
 
 /// Parses every `CERTIFICATE` block of a PEM file; an error when there is none.
@@ -124,7 +140,8 @@ pub fn server_config(
         .map_err(|e| format!("TLS settings: {e}"))?;
     let builder = match client_ca {
         Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(root_store(ca)?, provider);
+            let verifier = WebPkiClientVerifier::builder_with_provider(root_store(ca)?, provider)
+                .with_crls(params.crls.iter().cloned());
             let verifier = if client_cert_required {
                 verifier
             } else {
@@ -132,6 +149,9 @@ pub fn server_config(
             };
             builder
                 .with_client_cert_verifier(verifier.build().map_err(|e| format!("client CA: {e}"))?)
+        }
+        None if !params.crls.is_empty() => {
+            return Err("crl_secret needs a CA (ca_secret or cacert_chain_file) to verify client certificates".to_owned());
         }
         None if client_cert_required => {
             return Err("cert_required needs a CA (ca_secret or cacert_chain_file) to verify client certificates".to_owned());
@@ -153,6 +173,7 @@ pub fn server_config(
         chain: &cert.chain,
         client_ca,
         client_cert_required,
+        crls: &params.crls,
     })?;
     config.send_tls13_tickets = TLS13_TICKETS;
     Ok(Arc::new(config))
@@ -176,6 +197,7 @@ pub fn client_config(
                 root_store(ca)?,
                 provider,
             )
+            .with_crls(params.crls.iter().cloned())
             .build()
             .map_err(|e| format!("upstream CA: {e}"))?;
             builder.with_webpki_verifier(verifier)
@@ -246,6 +268,19 @@ fn provider_and_versions(
     } else {
         // The defaults, AES-128-GCM first (its SHA-256 key schedule is cheaper than SHA-384's).
         provider.cipher_suites.sort_by_key(|s| !is_aes128_gcm(s));
+    }
+    if !params.ecdh_curves.is_empty() {
+        let mut groups = Vec::new();
+        for name in &params.ecdh_curves {
+            let g = curve(name)?;
+            if !groups
+                .iter()
+                .any(|x: &&dyn rustls::crypto::SupportedKxGroup| x.name() == g.name())
+            {
+                groups.push(g);
+            }
+        }
+        provider.kx_groups = groups;
     }
     let wanted = [
         (TlsVersion::V1_2, &rustls::version::TLS12),

@@ -57,7 +57,10 @@ pub(crate) async fn read_client_hello(
         }
     };
     let outcome = crate::rt::timeout(deadline, work).await;
-    let (verdict, bytes) = reader.finish();
+    let (verdict, bytes) = match outcome {
+        Some(true) => reader.finish_at_eof(),
+        _ => reader.finish(),
+    };
     Peeked {
         verdict,
         bytes,

@@ -109,3 +109,63 @@ pub(crate) async fn connect_one(
         None => Err(ConnectError::Timeout),
     }
 }
+
+/// [`connect_one`] to an upstream, with TCP keepalive set as the mapping's policy says
+/// (Emissary's Module `keepalive`); a keepalive the kernel refuses is logged, not fatal.
+pub(crate) async fn connect_upstream(
+    addr: SocketAddr,
+    timeout: Duration,
+    keepalive: Option<crate::route::balance::Keepalive>,
+) -> Result<Async<TcpStream>, ConnectError> {
+    let stream = connect_one(addr, timeout).await?;
+    if let Some(k) = keepalive {
+        if let Err(e) = set_keepalive(stream.get_ref(), &k) {
+            tracing::debug!(endpoint = %addr, error = %e, "cannot set TCP keepalive");
+        }
+    }
+    Ok(stream)
+}
+
+/// Turns TCP keepalive on with `k`'s time, interval and probe count (unset: the kernel's).
+pub(crate) fn set_keepalive(
+    stream: &TcpStream,
+    k: &crate::route::balance::Keepalive,
+) -> io::Result<()> {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        ka = ka.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        ka = ka.with_interval(i);
+    }
+    if let Some(n) = k.probes {
+        ka = ka.with_retries(n);
+    }
+    socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
+}
+
+#[cfg(test)]
+mod keepalive_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_sockets_get_the_modules_keepalive() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let k = crate::route::balance::Keepalive {
+            time: Some(Duration::from_secs(60)),
+            interval: Some(Duration::from_secs(10)),
+            probes: Some(4),
+        };
+        let stream =
+            crate::rt::block_on(connect_upstream(addr, Duration::from_secs(3), Some(k))).unwrap();
+        let s = socket2::SockRef::from(stream.get_ref());
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), 4);
+        let plain =
+            crate::rt::block_on(connect_upstream(addr, Duration::from_secs(3), None)).unwrap();
+        assert!(!socket2::SockRef::from(plain.get_ref()).keepalive().unwrap());
+    }
+}

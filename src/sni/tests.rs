@@ -539,3 +539,27 @@ proptest! {
         prop_assert_eq!(whole, feed_in(&bytes[..cut], chunk).0);
     }
 }
+
+#[test]
+fn a_hello_cut_short_by_eof_is_a_decode_error_and_nothing_is_a_plain_close() {
+    let hello = example_hello();
+    for cut in [1, 3, 5, 6, hello.len() / 2, hello.len() - 1] {
+        let mut r = HelloReader::new();
+        r.feed(&hello[..cut]);
+        assert_eq!(r.verdict(), &Peek::NeedMore, "cut at {cut}");
+        let (verdict, bytes) = r.finish_at_eof();
+        match verdict {
+            Peek::Reject(rej) => {
+                assert_eq!(rej.cause, Cause::Truncated, "cut at {cut}");
+                assert_eq!(rej.alert(), Alert::DecodeError);
+            }
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+        assert_eq!(bytes, &hello[..cut]);
+    }
+    assert_eq!(HelloReader::new().finish_at_eof().0, Peek::NeedMore);
+    // A verdict reached before the EOF stands.
+    let mut r = HelloReader::new();
+    r.feed(hello);
+    assert!(matches!(r.finish_at_eof().0, Peek::Hello(_)));
+}

@@ -70,6 +70,9 @@ pub(crate) struct Binding<'a> {
     pub(crate) client_ca: Option<&'a [CertificateDer<'static>]>,
     /// Whether a client certificate is required.
     pub(crate) client_cert_required: bool,
+    /// CRLs client certificates are checked against: a ticket issued before a CRL applied
+    /// must not resume past it.
+    pub(crate) crls: &'a [rustls_pki_types::CertificateRevocationListDer<'static>],
 }
 
 /// The ticketer for one server config: the shared keys, tickets tagged with the config's binding.
@@ -102,6 +105,12 @@ fn tag(b: &Binding<'_>) -> Result<Vec<u8>, String> {
     part(b"client ca");
     for cert in b.client_ca.unwrap_or_default() {
         part(cert.as_ref());
+    }
+    if !b.crls.is_empty() {
+        part(b"crls");
+        for crl in b.crls {
+            part(crl.as_ref());
+        }
     }
     Ok(h.finish().as_ref().to_vec())
 }
@@ -154,10 +163,14 @@ mod tests {
     fn same_binding_decrypts_across_ticketers_other_bindings_do_not() {
         let chain = [cert(b"leaf")];
         let ca = [cert(b"ca")];
+        let crl = [rustls_pki_types::CertificateRevocationListDer::from(
+            b"crl".to_vec(),
+        )];
         let open = Binding {
             chain: &chain,
             client_ca: None,
             client_cert_required: false,
+            crls: &[],
         };
         let a = ticketer(&open).unwrap();
         let b = ticketer(&open).unwrap();
@@ -168,16 +181,25 @@ mod tests {
                 chain: &chain,
                 client_ca: Some(&ca),
                 client_cert_required: false,
+                crls: &[],
             },
             Binding {
                 chain: &chain,
                 client_ca: Some(&ca),
                 client_cert_required: true,
+                crls: &[],
+            },
+            Binding {
+                chain: &chain,
+                client_ca: Some(&ca),
+                client_cert_required: true,
+                crls: &crl,
             },
             Binding {
                 chain: &ca,
                 client_ca: None,
                 client_cert_required: false,
+                crls: &[],
             },
         ];
         for other in &others {

@@ -36,6 +36,43 @@ impl Ca {
         self.cert.pem()
     }
 
+    /// A leaf like [`Ca::leaf`] with serial number `serial` (to revoke it in [`Ca::crl`]).
+    pub fn leaf_with_serial(&self, names: &[&str], serial: u64) -> (String, String) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("leaf key");
+        let mut params = leaf_params(names);
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL (PEM) signed by this CA revoking the certificates with the `revoked` serials;
+    /// valid from 2020 to 2099.
+    pub fn crl(&self, revoked: &[u64]) -> String {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.cert, &self.key)
+            .expect("sign CRL")
+            .pem()
+            .expect("CRL PEM")
+    }
+
     /// A leaf certificate signed by this CA, usable as server and as client certificate, with
     /// `names` as subject alternative names (IP literals become IP SANs, the rest DNS SANs).
     /// Returns (certificate PEM, PKCS#8 private key PEM).

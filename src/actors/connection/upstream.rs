@@ -110,7 +110,8 @@ impl Conn {
             endpoints.metrics.attempt(n > 0);
             self.rec.attempts = n + 1;
             let started = Instant::now();
-            let connected = Box::pin(socket::connect_one(addr, budget)).await;
+            let keepalive = upstream.endpoints.keepalive;
+            let connected = Box::pin(socket::connect_upstream(addr, budget, keepalive)).await;
             if let Some(m) = &self.admission.progress.live {
                 shared
                     .metrics

@@ -11,6 +11,15 @@ use serde_yaml_ng::{Mapping, Value};
 use super::Loc;
 use crate::config::ConfigError;
 
+/// `"true"` / `"false"` (any case) as a boolean.
+pub(crate) fn string_bool(s: &str) -> Option<bool> {
+    match s.trim() {
+        t if t.eq_ignore_ascii_case("true") => Some(true),
+        t if t.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads attributes of one resource.
 pub(crate) struct Fields<'a> {
     loc: &'a Loc,
@@ -77,10 +86,37 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A boolean attribute.
+    /// An integer attribute that Emissary's CRD types as a string (`idle_timeout_ms`): an
+    /// integer, or a string holding one, are both read without a warning.
+    pub(crate) fn integer_or_string(&mut self, key: &str) -> Option<i64> {
+        match self.value(key)? {
+            Value::Number(n) if n.as_i64().is_some() => n.as_i64(),
+            Value::String(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
+            _ => {
+                self.wrong(key, "an integer (or a string holding one)");
+                None
+            }
+        }
+    }
+
+    /// A boolean attribute. The strings `"true"` and `"false"` (what a templated value or a
+    /// quoted YAML scalar gives) are read as the boolean, with a warning.
     pub(crate) fn boolean(&mut self, key: &str) -> Option<bool> {
         match self.value(key)? {
             Value::Bool(b) => Some(*b),
+            Value::String(s) => match string_bool(s) {
+                Some(b) => {
+                    self.problems.push(self.loc.warn(
+                        &[key],
+                        format!("`{key}` is the string {s:?}; read as the boolean {b}"),
+                    ));
+                    Some(b)
+                }
+                None => {
+                    self.wrong(key, "true or false");
+                    None
+                }
+            },
             _ => {
                 self.wrong(key, "true or false");
                 None

@@ -6,7 +6,8 @@ use serde_yaml_ng::Value;
 
 use super::Loc;
 use super::endpoints::{self, RawHealthCheck, RawLoadBalancer};
-use super::fields::Fields;
+use super::fields::{Fields, string_bool};
+use crate::config::ConfigError;
 use crate::proxy_protocol::Accept;
 
 /// `tls:` as written: a boolean or a TLSContext name.
@@ -74,7 +75,33 @@ impl RawMapping {
     }
 }
 
+/// TCPMapping CRD fields that change nothing a TCP client or upstream sees (Envoy cluster
+/// naming, the v2→v3 conversion marker): read without a warning.
+const MAPPING_NO_EFFECT: [&str; 2] = ["cluster_tag", "v2ExplicitTLS"];
+
+/// TCPMapping CRD fields tcpmap does not apply, with what it does instead.
+const MAPPING_NOT_APPLIED: [(&str, &str); 3] = [
+    (
+        "resolver",
+        "`resolver` is not applied: tcpmap resolves services with the system resolver (DNS, /etc/hosts)",
+    ),
+    (
+        "stats_name",
+        "`stats_name` is not applied: metrics name a mapping by its name, port and host",
+    ),
+    (
+        "v3StatsName",
+        "`v3StatsName` is not applied: metrics name a mapping by its name, port and host",
+    ),
+];
+
 pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> RawMapping {
+    f.known(&MAPPING_NO_EFFECT);
+    for (key, why) in MAPPING_NOT_APPLIED {
+        if f.value(key).is_some() {
+            f.problems.push(loc.warn(&[key], why));
+        }
+    }
     let tls = match f.value("tls") {
         Some(Value::Bool(b)) => Some(RawTls::Bool(*b)),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(RawTls::Bool(true)),
@@ -104,10 +131,13 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         host: f.string("host"),
         tls,
         weight: f.integer("weight"),
-        idle_timeout_ms: f.integer("idle_timeout_ms"),
+        idle_timeout_ms: f.integer_or_string("idle_timeout_ms"),
         enable_ipv4: f.boolean("enable_ipv4"),
         enable_ipv6: f.boolean("enable_ipv6"),
-        max_connections: circuit_breakers(f, loc),
+        max_connections: {
+            let v = f.value("circuit_breakers");
+            circuit_breakers(v, loc, &[], &mut f.problems)
+        },
         connect_timeout_ms: f.integer("connect_timeout_ms"),
         load_balancer: {
             let v = f.value("load_balancer");
@@ -139,13 +169,23 @@ fn accept(v: Option<&Value>) -> Option<Accept> {
     }
 }
 
-/// `circuit_breakers: [{max_connections: N}]`: the entry without `priority: high` counts.
-fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
-    let items = match f.value("circuit_breakers")? {
+/// `circuit_breakers: [{max_connections: N}]` (the value at `prefix` + `circuit_breakers`):
+/// the entry without `priority: high` counts.
+fn circuit_breakers(
+    value: Option<&Value>,
+    loc: &Loc,
+    prefix: &[&'static str],
+    problems: &mut Vec<ConfigError>,
+) -> Option<i64> {
+    let at = |keys: &[&'static str]| -> Vec<&'static str> {
+        prefix.iter().chain(keys).copied().collect()
+    };
+    let items = match value? {
+        Value::Null => return None,
         Value::Sequence(items) => items,
         _ => {
-            f.problems.push(loc.err(
-                &["circuit_breakers"],
+            problems.push(loc.err(
+                &at(&["circuit_breakers"]),
                 "`circuit_breakers` must be a list like [{max_connections: N}]",
             ));
             return None;
@@ -161,8 +201,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
     let mut found = None;
     for item in items {
         let Some(m) = item.as_mapping() else {
-            f.problems.push(loc.err(
-                &["circuit_breakers"],
+            problems.push(loc.err(
+                &at(&["circuit_breakers"]),
                 "each circuit_breakers entry must be a mapping",
             ));
             continue;
@@ -170,8 +210,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
         for key in m.keys() {
             let k = key.as_str().unwrap_or("?");
             if !KNOWN.contains(&k) {
-                f.problems.push(loc.warn(
-                    &["circuit_breakers", k],
+                problems.push(loc.warn(
+                    &at(&["circuit_breakers"]),
                     format!("unknown attribute `circuit_breakers.{k}` (ignored)"),
                 ));
             }
@@ -184,8 +224,8 @@ fn circuit_breakers(f: &mut Fields<'_>, loc: &Loc) -> Option<i64> {
             Some(Value::Number(n)) if n.as_i64().is_some() => {
                 found = found.or(n.as_i64());
             }
-            Some(_) => f.problems.push(loc.err(
-                &["circuit_breakers", "max_connections"],
+            Some(_) => problems.push(loc.err(
+                &at(&["circuit_breakers", "max_connections"]),
                 "`circuit_breakers.max_connections` must be an integer",
             )),
         }
@@ -227,9 +267,34 @@ pub(crate) struct RawTlsContext {
     pub cacert_chain_file: Option<String>,
     /// `secret_namespacing`.
     pub secret_namespacing: Option<bool>,
+    /// `crl_secret`: a Secret whose `crl.pem` (else `tls.crt`) holds PEM CRLs.
+    pub crl_secret: Option<String>,
+    /// `ecdh_curves` (OpenSSL names).
+    pub ecdh_curves: Option<Vec<String>>,
+    /// What reading it found (type errors, unknown attributes): judged by validation, which
+    /// knows whether a TCPMapping uses the resource.
+    pub problems: Vec<ConfigError>,
 }
 
+impl RawTlsContext {
+    /// The context without its certificate (`secret`, the file pair, `hosts`): its TLS
+    /// settings alone, as a Host that takes them uses it.
+    pub(crate) fn without_certificate(&self) -> RawTlsContext {
+        RawTlsContext {
+            secret: None,
+            cert_chain_file: None,
+            private_key_file: None,
+            hosts: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// TLSContext (and Host `tls:`) attributes that only matter to Emissary's HTTP side.
+const CONTEXT_HTTP_ONLY: [&str; 1] = ["redirect_cleartext_from"];
+
 pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> RawTlsContext {
+    f.known(&CONTEXT_HTTP_ONLY);
     RawTlsContext {
         loc: loc.clone(),
         namespace,
@@ -246,6 +311,14 @@ pub(super) fn context(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         private_key_file: f.string("private_key_file"),
         cacert_chain_file: f.string("cacert_chain_file"),
         secret_namespacing: f.boolean("secret_namespacing"),
+        // `v3CRLSecret` is the v2 CRD's spelling.
+        crl_secret: {
+            let v3 = f.string("crl_secret");
+            let v2 = f.string("v3CRLSecret");
+            v3.or(v2)
+        },
+        ecdh_curves: f.strings("ecdh_curves"),
+        problems: Vec::new(),
     }
 }
 
@@ -263,30 +336,44 @@ pub(crate) struct RawHost {
     pub secret: String,
     /// `tlsSecret.namespace`.
     pub secret_namespace: Option<String>,
+    /// The inline `tls: {…}` block (TLSContext attributes; its settings come first).
+    pub tls: Option<Box<RawTlsContext>>,
+    /// `tlsContext.name`: the TLSContext whose settings apply (after an inline `tls:`).
+    pub tls_context: Option<String>,
+    /// What reading it found: judged by validation (see [`RawTlsContext::problems`]).
+    pub problems: Vec<ConfigError>,
 }
 
 /// Host attributes that only matter to Ambassador's HTTP side: known, ignored, no warning.
-const HOST_HTTP_ONLY: [&str; 7] = [
+const HOST_HTTP_ONLY: [&str; 5] = [
     "acmeProvider",
     "requestPolicy",
     "selector",
     "mappingSelector",
     "previewUrl",
-    "tlsContext",
-    "tls",
 ];
 
 pub(super) fn host(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> Option<RawHost> {
     f.known(&HOST_HTTP_ONLY);
     let hostname = f.string("hostname");
+    let tls = f.mapping("tls").map(|m| {
+        let mut tf = Fields::new(loc, m);
+        let mut c = context(&mut tf, loc, namespace.clone());
+        c.problems = tf.finish();
+        Box::new(c)
+    });
+    let tls_context = f
+        .mapping("tlsContext")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let Some(secret) = f.mapping("tlsSecret") else {
         tracing::debug!(name = %loc.name, "skipping a Host without tlsSecret");
         return None;
     };
     let name = secret.get("name").and_then(Value::as_str);
     let Some(name) = name else {
-        f.problems
-            .push(loc.err(&["tlsSecret"], "`tlsSecret.name` is required"));
+        tracing::debug!(name = %loc.name, "skipping a Host whose tlsSecret has no name");
         return None;
     };
     Some(RawHost {
@@ -298,6 +385,9 @@ pub(super) fn host(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) -> 
             .get("namespace")
             .and_then(Value::as_str)
             .map(str::to_string),
+        tls,
+        tls_context,
+        problems: Vec::new(),
     })
 }
 
@@ -316,6 +406,12 @@ pub(crate) struct RawModule {
     pub load_balancer: Option<RawLoadBalancer>,
     /// `config.max_connections_per_ip` (ext): the mappings' default.
     pub max_connections_per_ip: Option<i64>,
+    /// `config.circuit_breakers[..].max_connections`: the default of mappings that set none.
+    pub max_connections: Option<i64>,
+    /// `config.use_ambassador_namespace_for_service_resolution`.
+    pub own_namespace_resolution: Option<bool>,
+    /// `config.keepalive: {time, interval, probes}` (seconds, seconds, count).
+    pub keepalive: Option<[Option<i64>; 3]>,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -326,6 +422,9 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         load_balancer: None,
         max_connections_per_ip: None,
         use_proxy_proto: None,
+        max_connections: None,
+        own_namespace_resolution: None,
+        keepalive: None,
     };
     // The Module's `config` holds many HTTP settings; only the families, `use_proxy_proto` and
     // the endpoint defaults (`load_balancer`, `max_connections_per_ip`) are read here.
@@ -334,10 +433,21 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
             ("enable_ipv4", &mut m.enable_ipv4),
             ("enable_ipv6", &mut m.enable_ipv6),
             ("use_proxy_proto", &mut m.use_proxy_proto),
+            (
+                "use_ambassador_namespace_for_service_resolution",
+                &mut m.own_namespace_resolution,
+            ),
         ] {
             match config.get(key) {
                 None | Some(Value::Null) => {}
                 Some(Value::Bool(b)) => *field = Some(*b),
+                Some(Value::String(s)) if string_bool(s).is_some() => {
+                    *field = string_bool(s);
+                    f.problems.push(loc.warn(
+                        &["config", key],
+                        format!("`config.{key}` is the string {s:?}; read as a boolean"),
+                    ));
+                }
                 Some(_) => f.problems.push(loc.err(
                     &["config", key],
                     format!("`config.{key}` must be true or false"),
@@ -356,6 +466,37 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
             &["config", "max_connections_per_ip"],
             &mut f.problems,
         );
+        m.max_connections = circuit_breakers(
+            config.get("circuit_breakers"),
+            loc,
+            &["config"],
+            &mut f.problems,
+        );
+        m.keepalive = keepalive(config.get("keepalive"), loc, &mut f.problems);
     }
     m
+}
+
+/// `config.keepalive: {time, interval, probes}`, each an integer when present.
+fn keepalive(
+    value: Option<&Value>,
+    loc: &Loc,
+    problems: &mut Vec<ConfigError>,
+) -> Option<[Option<i64>; 3]> {
+    let map = match value? {
+        Value::Null => return None,
+        Value::Mapping(m) => m,
+        _ => {
+            problems.push(loc.err(
+                &["config", "keepalive"],
+                "`config.keepalive` must be a mapping like {time: 60, interval: 10, probes: 5}",
+            ));
+            return None;
+        }
+    };
+    let mut out = [None; 3];
+    for (slot, key) in out.iter_mut().zip(["time", "interval", "probes"]) {
+        *slot = endpoints::integer(map.get(key), loc, &["config", "keepalive", key], problems);
+    }
+    Some(out)
 }

@@ -8,12 +8,14 @@
 pub(crate) mod endpoints;
 mod fields;
 mod kinds;
+mod listener;
 
 use std::sync::Arc;
 
 use serde_yaml_ng::{Mapping, Value};
 
 pub(crate) use kinds::{RawHost, RawMapping, RawModule, RawTls, RawTlsContext};
+pub(crate) use listener::RawListener;
 
 use super::ConfigError;
 use super::source::SourceDoc;
@@ -33,7 +35,7 @@ pub(crate) const API_VERSIONS: [&str; 5] = [
 pub(crate) struct Loc {
     /// The document holding the resource.
     pub doc: Arc<SourceDoc>,
-    /// `TCPMapping`, `TLSContext`, `Host` or `Module`.
+    /// `TCPMapping`, `TLSContext`, `Host`, `Module` or `Listener`.
     pub kind: &'static str,
     /// The resource name (`-` when missing).
     pub name: String,
@@ -94,6 +96,8 @@ pub(crate) enum Resource {
     Host(RawHost),
     /// `kind: Module`, `name: ambassador`.
     Module(RawModule),
+    /// `kind: Listener`.
+    Listener(RawListener),
 }
 
 /// The result of reading one document.
@@ -105,7 +109,7 @@ pub(crate) struct Classified {
     pub problems: Vec<ConfigError>,
 }
 
-const KINDS: [&str; 4] = ["TCPMapping", "TLSContext", "Host", "Module"];
+const KINDS: [&str; 5] = ["TCPMapping", "TLSContext", "Host", "Module", "Listener"];
 const FLAT_META: [&str; 7] = [
     "apiVersion",
     "kind",
@@ -193,8 +197,11 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
     if !crd {
         f.known(&FLAT_META);
     }
-    let ids = f
-        .strings("ambassador_id")
+    // `ambassadorId` is the v2/v3 CRD spelling of the same list.
+    let snake = f.strings("ambassador_id");
+    let camel = f.strings("ambassadorId");
+    let ids = snake
+        .or(camel)
         .unwrap_or_else(|| vec!["default".to_string()]);
     if !ids.iter().any(|id| id == our_id) {
         tracing::debug!(kind, name = %loc.name, "skipping a resource for another ambassador_id");
@@ -205,14 +212,22 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
         "TCPMapping" => Some(Resource::Mapping(kinds::mapping(&mut f, &loc, namespace))),
         "TLSContext" => Some(Resource::Context(kinds::context(&mut f, &loc, namespace))),
         "Host" => kinds::host(&mut f, &loc, namespace).map(Resource::Host),
+        "Listener" => Some(Resource::Listener(listener::listener(&mut f, &loc))),
         _ if loc.name == "ambassador" => Some(Resource::Module(kinds::module(&mut f, &loc))),
         _ => {
             tracing::debug!(name = %loc.name, "skipping a Module other than `ambassador`");
             return out;
         }
     };
-    if out.resource.is_some() {
-        out.problems.extend(f.finish());
+    // A TLSContext's or Host's reading problems go with it: validation judges them once it
+    // knows whether a TCPMapping uses the resource (validate::usage).
+    let problems = f.finish();
+    match &mut out.resource {
+        Some(Resource::Context(c)) => c.problems.extend(problems),
+        Some(Resource::Host(h)) => h.problems.extend(problems),
+        Some(_) => out.problems.extend(problems),
+        // A Host without a usable `tlsSecret` is HTTP-only: nothing to say about it.
+        None => {}
     }
     out
 }

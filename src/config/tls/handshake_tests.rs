@@ -281,3 +281,55 @@ fn sessions_resume_with_the_same_configs() {
         );
     }
 }
+
+#[test]
+fn crls_refuse_revoked_peers_on_both_sides() {
+    let ca = Ca::new("CRL CA");
+    let params = TlsParams {
+        crls: crate::config::tls::parse_crls(ca.crl(&[7]).as_bytes()).unwrap(),
+        ..TlsParams::default()
+    };
+    // Origination: a revoked upstream certificate.
+    let verify = client_config(None, &params, Some(&chain(&ca.pem()))).unwrap();
+    let revoked = server(
+        &ca.leaf_with_serial(&["db.internal"], 7),
+        &TlsParams::default(),
+    );
+    match handshake(&verify, &revoked, "db.internal") {
+        Err(Failed::Client(rustls::Error::InvalidCertificate(CertificateError::Revoked))) => {}
+        other => panic!("expected Revoked, got {other:?}"),
+    }
+    let fine = server(
+        &ca.leaf_with_serial(&["db.internal"], 8),
+        &TlsParams::default(),
+    );
+    handshake(&verify, &fine, "db.internal").unwrap();
+    // Termination: a revoked client certificate.
+    let srv = server_config(
+        &cert_key(&ca.leaf(&["db.internal"], Alg::EcdsaP256)),
+        &params,
+        Some(&chain(&ca.pem())),
+        true,
+    )
+    .unwrap();
+    let client = client_config(
+        Some(&cert_key(&ca.leaf_with_serial(&["client"], 7))),
+        &TlsParams::default(),
+        Some(&chain(&ca.pem())),
+    )
+    .unwrap();
+    match handshake(&client, &srv, "db.internal") {
+        Err(Failed::Server(rustls::Error::InvalidCertificate(CertificateError::Revoked))) => {}
+        other => panic!("expected Revoked, got {other:?}"),
+    }
+    // A CRL without a CA to verify against is refused when the config is built.
+    assert!(
+        server_config(
+            &cert_key(&ca.leaf(&["x"], Alg::EcdsaP256)),
+            &params,
+            None,
+            false
+        )
+        .is_err()
+    );
+}

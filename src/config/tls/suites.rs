@@ -2,7 +2,8 @@
 //! write, mapped onto what the aws-lc-rs provider offers. Names only; no config building here.
 
 use rustls::SupportedCipherSuite;
-use rustls::crypto::aws_lc_rs::{ALL_CIPHER_SUITES, cipher_suite as cs};
+use rustls::crypto::SupportedKxGroup;
+use rustls::crypto::aws_lc_rs::{ALL_CIPHER_SUITES, cipher_suite as cs, kx_group};
 
 /// A TLS protocol version tcpmap can be asked to allow (TLS 1.2 and newer only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +30,40 @@ pub(crate) fn parse_tls_version(s: &str) -> Result<TlsVersion, String> {
         "1.0" | "1.1" | "1" => Err("TLS versions below 1.2 are not supported".to_owned()),
         _ => Err(format!("unknown TLS version {s:?} (expected v1.2 or v1.3)")),
     }
+}
+
+/// True for a version below 1.2 (`v1.0`, `v1.1` in any spelling `parse_tls_version` reads):
+/// Emissary accepts it, rustls cannot serve it.
+pub(crate) fn is_below_1_2(s: &str) -> bool {
+    parse_tls_version(s).is_err_and(|e| e.starts_with("TLS versions below 1.2"))
+}
+
+/// The key-exchange groups an `ecdh_curves` entry may name (OpenSSL/Envoy names and their
+/// aliases), case-insensitively.
+const CURVES: &[(&str, &dyn SupportedKxGroup)] = &[
+    ("X25519", kx_group::X25519),
+    ("prime256v1", kx_group::SECP256R1),
+    ("P-256", kx_group::SECP256R1),
+    ("secp256r1", kx_group::SECP256R1),
+    ("secp384r1", kx_group::SECP384R1),
+    ("P-384", kx_group::SECP384R1),
+    ("X25519MLKEM768", kx_group::X25519MLKEM768),
+];
+
+/// Resolves one `ecdh_curves` name to the provider's key-exchange group; an unknown name is
+/// an error naming it and the known ones.
+pub(crate) fn curve(name: &str) -> Result<&'static dyn SupportedKxGroup, String> {
+    let n = name.trim();
+    CURVES
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+        .map(|(_, g)| *g)
+        .ok_or_else(|| {
+            format!(
+                "unknown ecdh_curves entry {name:?} (known: X25519, prime256v1/P-256, \
+                 secp384r1/P-384, X25519MLKEM768)"
+            )
+        })
 }
 
 /// Each suite of the provider with its rustls/IANA name and its OpenSSL (Envoy) name.

@@ -7,7 +7,7 @@ use crate::config::ConfigError;
 use crate::config::raw::endpoints::{RawHealthCheck, RawLoadBalancer};
 use crate::config::raw::{Loc, RawMapping, RawModule};
 use crate::route::balance::{
-    DEFAULT_CONNECT_ATTEMPTS, EndpointPolicy, HealthCheck, LoadBalancer, Policy,
+    DEFAULT_CONNECT_ATTEMPTS, EndpointPolicy, HealthCheck, Keepalive, LoadBalancer, Policy,
 };
 
 /// Most connect attempts a mapping may ask for.
@@ -25,6 +25,8 @@ pub(crate) struct EndpointDefaults {
     pub load_balancer: LoadBalancer,
     /// `config.max_connections_per_ip`.
     pub max_connections_per_ip: Option<u32>,
+    /// `config.keepalive`.
+    pub keepalive: Option<Keepalive>,
 }
 
 /// The first Module's endpoint defaults (the Module rules for several Modules are
@@ -35,7 +37,21 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (EndpointDefaults, Vec<C
         return (EndpointDefaults::default(), problems);
     };
     let mut d = EndpointDefaults::default();
-    if let Some(raw) = &m.load_balancer {
+    if let Some(raw) = m
+        .load_balancer
+        .as_ref()
+        .filter(|lb| !lb.http_keys.is_empty())
+    {
+        // Emissary's cookie/header hashing balances HTTP Mappings; TCPMappings keep their own.
+        let key = raw.http_keys.first().map_or("cookie", String::as_str);
+        problems.push(m.loc.warn(
+            &["config", "load_balancer", key],
+            format!(
+                "config.load_balancer hashes on `{key}` (HTTP data): it applies to HTTP Mappings \
+                 only; TCPMappings keep round_robin unless they set load_balancer"
+            ),
+        ));
+    } else if let Some(raw) = &m.load_balancer {
         match load_balancer(raw) {
             Ok(lb) => d.load_balancer = lb,
             Err((key, msg)) => problems.push(m.loc.err(&["config", "load_balancer", key], msg)),
@@ -45,6 +61,12 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (EndpointDefaults, Vec<C
         match per_ip(n) {
             Ok(n) => d.max_connections_per_ip = Some(n),
             Err(msg) => problems.push(m.loc.err(&["config", "max_connections_per_ip"], msg)),
+        }
+    }
+    if let Some(k) = m.keepalive {
+        match keepalive(k) {
+            Ok(k) => d.keepalive = Some(k),
+            Err((key, msg)) => problems.push(m.loc.err(&["config", "keepalive", key], msg)),
         }
     }
     (d, problems)
@@ -60,6 +82,7 @@ pub(crate) fn policy(
     let mut p = EndpointPolicy {
         load_balancer: defaults.load_balancer,
         max_connections_per_ip: defaults.max_connections_per_ip,
+        keepalive: defaults.keepalive,
         ..EndpointPolicy::default()
     };
     if let Some(lb) = &raw.load_balancer {
@@ -148,7 +171,7 @@ fn positive(
         .ok_or_else(|| (key, format!("health_check.{key} {v} must be at least 1")))
 }
 
-/// `health_check`: positive values, the timeout not above the interval, thresholds ≤ 100.
+/// `health_check`: positive values, thresholds ≤ 100.
 pub(crate) fn health_check(raw: &RawHealthCheck) -> Result<HealthCheck, (&'static str, String)> {
     let interval = positive("interval_ms", raw.interval_ms, DEFAULT_INTERVAL_MS)?;
     let timeout = positive(
@@ -156,12 +179,8 @@ pub(crate) fn health_check(raw: &RawHealthCheck) -> Result<HealthCheck, (&'stati
         raw.timeout_ms,
         DEFAULT_TIMEOUT_MS.min(interval as i64),
     )?;
-    if timeout > interval {
-        return Err((
-            "timeout_ms",
-            format!("health_check.timeout_ms {timeout} must not exceed interval_ms {interval}"),
-        ));
-    }
+    // A timeout above the interval is accepted (as Envoy and Kubernetes probes do): the next
+    // probe starts when the last one ends.
     let threshold = |key, v, d| {
         let n = positive(key, v, d)?;
         u32::try_from(n)
@@ -178,6 +197,22 @@ pub(crate) fn health_check(raw: &RawHealthCheck) -> Result<HealthCheck, (&'stati
             DEFAULT_UNHEALTHY,
         )?,
         healthy_threshold: threshold("healthy_threshold", raw.healthy_threshold, DEFAULT_HEALTHY)?,
+    })
+}
+
+/// `keepalive: {time, interval, probes}`: seconds, seconds and a count, each at least 1
+/// (Linux takes up to 32767 s and 127 probes).
+pub(crate) fn keepalive(raw: [Option<i64>; 3]) -> Result<Keepalive, (&'static str, String)> {
+    let [time, interval, probes] = raw;
+    let check = |key: &'static str, v: Option<i64>, max: i64| match v {
+        None => Ok(None),
+        Some(n) if (1..=max).contains(&n) => Ok(Some(n as u64)),
+        Some(n) => Err((key, format!("keepalive.{key} {n} must be from 1 to {max}"))),
+    };
+    Ok(Keepalive {
+        time: check("time", time, 32767)?.map(Duration::from_secs),
+        interval: check("interval", interval, 32767)?.map(Duration::from_secs),
+        probes: check("probes", probes, 127)?.map(|n| n as u32),
     })
 }
 

@@ -100,8 +100,15 @@ fn attempts_health_checks_and_per_ip_limits_are_checked() {
         "timeout defaults to at most the interval"
     );
     assert_eq!((hc.unhealthy_threshold, hc.healthy_threshold), (3, 2));
-    let e = check("health_check: {interval_ms: 100, timeout_ms: 500}").unwrap_err();
-    assert!(e.contains("must not exceed interval_ms"), "{e}");
+    // A timeout above the interval is accepted (Envoy and Kubernetes probes accept it).
+    let hc = check("health_check: {interval_ms: 100, timeout_ms: 500}")
+        .unwrap()
+        .health_check
+        .unwrap();
+    assert_eq!(
+        (hc.interval, hc.timeout),
+        (Duration::from_millis(100), Duration::from_millis(500))
+    );
     let e = check("health_check: {unhealthy_threshold: 0}").unwrap_err();
     assert!(e.contains("at least 1"), "{e}");
 }

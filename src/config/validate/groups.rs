@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping};
-use crate::config::raw::Loc;
+use crate::config::raw::{Loc, RawListener};
 use crate::proxy_protocol::Accept;
-use crate::route::host::matches;
+use crate::route::host::{CATCH_ALL, matches};
 
 /// The group key of a mapping: mappings that differ in `match_alpn` are separate groups of
 /// one host.
@@ -146,12 +146,71 @@ fn accept_word(a: Accept) -> &'static str {
     }
 }
 
-/// Resolves what each listener `(address, port)` does with PROXY protocol headers: the
-/// value its mappings write (they must agree: each one that differs from the first gets an
-/// error naming both), else the Module's `use_proxy_proto` (`module`). Every mapping's
-/// `listener_proxy` is set to its listener's value.
-pub(crate) fn listener_proxy(mappings: &mut [Mapping], module: Accept) -> Vec<ConfigError> {
+/// Resolves what each listener `(address, port)` does with PROXY protocol headers: an
+/// Emissary `Listener` of that port decides (`protocolStack` starting with `PROXY`:
+/// required; else none), and a mapping that writes another `use_proxy_proto` is an error
+/// naming both; else the value its mappings write (they must agree: each one that differs
+/// from the first gets an error naming both), else the Module's `use_proxy_proto`
+/// (`module`). Every mapping's `listener_proxy` is set to its listener's value.
+pub(crate) fn listener_proxy(
+    mappings: &mut [Mapping],
+    module: Accept,
+    listeners: &[RawListener],
+) -> Vec<ConfigError> {
     let mut errs = Vec::new();
+    let mut by_port: BTreeMap<u16, (Accept, &RawListener)> = BTreeMap::new();
+    for l in listeners {
+        let Some(port) = l.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        let mine = if l.proxy() {
+            Accept::Required
+        } else {
+            Accept::Off
+        };
+        match by_port.get(&port) {
+            Some((theirs, other)) if *theirs != mine => errs.push(l.loc.err(
+                &["protocolStack"],
+                format!(
+                    "port {port}: PROXY protocol is {} here but {} in Listener {} ({})",
+                    accept_word(mine),
+                    accept_word(*theirs),
+                    other.loc.name,
+                    other.loc.place()
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                by_port.insert(port, (mine, l));
+            }
+        }
+    }
+    for m in mappings.iter_mut() {
+        let Some((want, l)) = by_port.get(&m.port) else {
+            continue;
+        };
+        if let Some(mine) = m.use_proxy_proto.filter(|mine| mine != want) {
+            errs.push(m.loc.err(
+                &["use_proxy_proto"],
+                format!(
+                    "`use_proxy_proto` is {} here but Listener {} ({}) on port {} says {} \
+                     (protocolStack {}); they must agree",
+                    accept_word(mine),
+                    l.loc.name,
+                    l.loc.place(),
+                    m.port,
+                    accept_word(*want),
+                    if l.stack.is_empty() {
+                        "unset".to_string()
+                    } else {
+                        format!("[{}]", l.stack.join(", "))
+                    }
+                ),
+            ));
+        }
+        // The Listener decides for its port; the mappings' agreement below is moot there.
+        m.use_proxy_proto = Some(*want);
+    }
     let mut first: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
     for (i, m) in mappings.iter().enumerate() {
         let Some(mine) = m.use_proxy_proto else {
@@ -191,30 +250,32 @@ pub(crate) fn listener_proxy(mappings: &mut [Mapping], module: Accept) -> Vec<Co
     errs
 }
 
-/// Which certificate serves `host`: a `Host` whose hostname glob matches (exact, then the
-/// longest glob), else a TLSContext listing it in `hosts` (exact, then the longest wildcard,
-/// then `*`). The catch-all host `*` is served only by a `Host` or `hosts` entry `*`.
+/// Which certificate serves `host`, by specificity over Hosts and TLSContexts together: an
+/// exact name (a Host's `hostname`, a TLSContext's `hosts` entry), then the longest matching
+/// `*.suffix`, then a catch-all `*`; at equal specificity a Host before a TLSContext, then
+/// the earlier one. So a catch-all Host never serves a name something more specific covers.
 pub(crate) fn find_cert(
     host: &str,
     host_globs: &[&str],
     context_hosts: &[&[String]],
 ) -> Option<CertSource> {
-    let glob_match = |g: &str| g == "*" || matches(g, host);
-    let best_host = host_globs
+    let fits = |p: &str| p == CATCH_ALL || matches(p, host);
+    let rank = |p: &str| (p.eq_ignore_ascii_case(host), p != CATCH_ALL, p.len());
+    let hosts = host_globs
         .iter()
         .enumerate()
-        .filter(|(_, g)| glob_match(g))
-        .max_by_key(|(i, g)| (g.eq_ignore_ascii_case(host), g.len(), std::cmp::Reverse(*i)));
-    if let Some((i, _)) = best_host {
-        return Some(CertSource::Host(i));
-    }
-    context_hosts
+        .filter(|(_, g)| fits(g))
+        .map(|(i, g)| (rank(g), 1u8, std::cmp::Reverse(i), CertSource::Host(i)));
+    let contexts = context_hosts
         .iter()
         .enumerate()
         .flat_map(|(i, hs)| hs.iter().map(move |h| (i, h)))
-        .filter(|(_, h)| h.as_str() == "*" || matches(h, host))
-        .max_by_key(|(i, h)| (h.eq_ignore_ascii_case(host), h.len(), std::cmp::Reverse(*i)))
-        .map(|(i, _)| CertSource::Context(i))
+        .filter(|(_, h)| fits(h))
+        .map(|(i, h)| (rank(h), 0u8, std::cmp::Reverse(i), CertSource::Context(i)));
+    hosts
+        .chain(contexts)
+        .max_by_key(|(r, kind, i, _)| (*r, *kind, *i))
+        .map(|(_, _, _, src)| src)
 }
 
 /// A host group without a certificate source is an error for each of its mappings.

@@ -15,6 +15,8 @@ fn m(name: &str, attrs: &str) -> Mapping {
         namespace: "default",
         module: Families::default(),
         contexts: &ctx,
+        max_connections: None,
+        own_namespace: false,
     };
     let (m, errs) = mapping(&raw, &env);
     assert!(errs.is_empty(), "{errs:?}");
@@ -71,7 +73,7 @@ fn agreement_errors_name_both_mappings() {
 }
 
 #[test]
-fn host_certificate_from_host_first_then_context() {
+fn host_certificate_by_specificity_then_host_before_context() {
     let ctx_hosts = vec!["a.example.com".to_string(), "*.example.com".to_string()];
     let other = vec!["*.b.example.com".to_string()];
     let ctxs: Vec<&[String]> = vec![&ctx_hosts, &other];
@@ -84,9 +86,23 @@ fn host_certificate_from_host_first_then_context() {
         Some(CertSource::Context(1))
     );
     assert_eq!(find_cert("example.com", &[], &ctxs), None);
+    // An exact TLSContext entry beats a wildcard Host; at equal specificity the Host wins.
     assert_eq!(
         find_cert("a.example.com", &["*.example.com"], &ctxs),
+        Some(CertSource::Context(0))
+    );
+    assert_eq!(
+        find_cert("c.example.com", &["*.example.com"], &ctxs),
         Some(CertSource::Host(0))
+    );
+    assert_eq!(
+        find_cert("a.example.com", &["a.example.com"], &ctxs),
+        Some(CertSource::Host(0))
+    );
+    // The case: a catch-all Host never serves a name a TLSContext lists.
+    assert_eq!(
+        find_cert("x.b.example.com", &["*"], &ctxs),
+        Some(CertSource::Context(1))
     );
     assert_eq!(
         find_cert("anything", &["x", "*"], &ctxs),

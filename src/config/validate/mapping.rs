@@ -212,14 +212,23 @@ pub(crate) fn match_alpn(
     Ok(out)
 }
 
-/// Effective families: the mapping's own values over the Module's; both off is an error.
+/// Effective families: the mapping's own values over the Module's; both off → IPv4, with the
+/// warning text (Emissary's fallback).
 pub(crate) fn families(
     v4: Option<bool>,
     v6: Option<bool>,
     module: Families,
-) -> Result<Families, String> {
-    Families::new(v4.unwrap_or(module.ipv4()), v6.unwrap_or(module.ipv6()))
-        .ok_or_else(|| "enable_ipv4 and enable_ipv6 are both false: no address family left".into())
+) -> (Families, Option<String>) {
+    match Families::new(v4.unwrap_or(module.ipv4()), v6.unwrap_or(module.ipv6())) {
+        Some(f) => (f, None),
+        None => (
+            Families::V4,
+            Some(
+                "enable_ipv4 and enable_ipv6 are both false: IPv4 is used (as Emissary does)"
+                    .into(),
+            ),
+        ),
+    }
 }
 
 /// An IP-literal service must be of an enabled family.
@@ -243,6 +252,11 @@ pub(crate) struct MappingEnv<'a> {
     pub module: Families,
     /// Names of every declared TLSContext (also broken ones, to avoid follow-up errors).
     pub contexts: &'a BTreeSet<String>,
+    /// The Module's `circuit_breakers` max_connections: for mappings that set none.
+    pub max_connections: Option<u32>,
+    /// The Module's `use_ambassador_namespace_for_service_resolution`: no service is
+    /// namespace-qualified (they resolve in the proxy's namespace).
+    pub own_namespace: bool,
 }
 
 /// Applies every rule to one mapping; `None` when any rule failed.
@@ -302,17 +316,26 @@ pub(crate) fn mapping(
     );
     let max_conn = match raw.max_connections {
         Some(n) => take!(max_connections(n), &["circuit_breakers", "max_connections"]).map(Some),
-        None => Some(None),
+        None => Some(env.max_connections),
     };
-    let fam = families(raw.enable_ipv4, raw.enable_ipv6, env.module);
-    // The Module's families are never both off (that is the Module's error, reported there),
-    // so an error here comes from the mapping's own attributes.
+    let (fam, fallback) = families(raw.enable_ipv4, raw.enable_ipv6, env.module);
+    // The Module's families are never both off (the Module falls back to IPv4 itself), so
+    // the fallback here comes from the mapping's own attributes.
     let key = if raw.enable_ipv4.is_some() {
         "enable_ipv4"
     } else {
         "enable_ipv6"
     };
-    let fam = take!(fam, &[key]);
+    let mut warnings: Vec<ConfigError> =
+        fallback.map(|m| loc.warn(&[key], m)).into_iter().collect();
+    if parsed.as_ref().is_some_and(|p| p.http) {
+        warnings.push(loc.warn(
+            &["service"],
+            "`http://` service: the upstream is reached in cleartext (as Emissary does for a \
+             TCPMapping); leave the scheme out to say so without this warning",
+        ));
+    }
+    let fam = Some(fam);
     let send = match raw.send_proxy_proto.as_deref() {
         Some(v) => take!(send_proxy(v), &["send_proxy_proto"]).map(Some),
         None => Some(None),
@@ -341,6 +364,10 @@ pub(crate) fn mapping(
     if let (Some(p), Some(f)) = (&parsed, fam) {
         ok(check_literal_family(&p.host, f), &["service"], &mut errs);
     }
+    if !errs.is_empty() {
+        errs.extend(warnings);
+        return (None, errs);
+    }
     let (Some(port), Some(p), Some(address), Some(host), Some(origin)) =
         (port, parsed, address, host, origin)
     else {
@@ -354,9 +381,6 @@ pub(crate) fn mapping(
     let (Some(pass), Some(alpn)) = (pass, alpn) else {
         return (None, errs);
     };
-    if !errs.is_empty() {
-        return (None, errs);
-    }
     let service_port = p.port.unwrap_or(if pass {
         PASSTHROUGH_PORT
     } else {
@@ -364,7 +388,11 @@ pub(crate) fn mapping(
     });
     let m = Mapping {
         loc: loc.clone(),
-        service_host: service::qualify(p.host, &namespace, env.namespace),
+        service_host: if env.own_namespace {
+            p.host
+        } else {
+            service::qualify(p.host, &namespace, env.namespace)
+        },
         namespace,
         address,
         port,
@@ -385,7 +413,7 @@ pub(crate) fn mapping(
         passthrough: pass,
         match_alpn: alpn,
     };
-    (Some(m), errs)
+    (Some(m), warnings)
 }
 
 #[cfg(test)]

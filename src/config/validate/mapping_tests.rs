@@ -15,6 +15,8 @@ fn env_with<'a>(contexts: &'a BTreeSet<String>, module: Families) -> MappingEnv<
         namespace: "default",
         module,
         contexts,
+        max_connections: None,
+        own_namespace: false,
     }
 }
 
@@ -129,20 +131,23 @@ fn max_connections_at_least_one() {
 }
 
 #[test]
-fn families_module_defaults_and_both_off() {
+fn families_module_defaults_and_both_off_fall_back_to_ipv4() {
     let d = Families::default();
     assert_eq!(
         families(None, None, d),
-        Ok(Families::new(true, false).unwrap())
+        (Families::new(true, false).unwrap(), None)
     );
     assert_eq!(
         families(None, Some(true), d),
-        Ok(Families::new(true, true).unwrap())
+        (Families::new(true, true).unwrap(), None)
     );
     let m6 = Families::new(false, true).unwrap();
-    assert_eq!(families(None, None, m6), Ok(m6));
-    assert!(families(Some(false), Some(false), d).is_err());
-    assert!(families(Some(false), None, d).is_err());
+    assert_eq!(families(None, None, m6), (m6, None));
+    for (v4, v6) in [(Some(false), Some(false)), (Some(false), None)] {
+        let (f, warning) = families(v4, v6, d);
+        assert_eq!(f, Families::V4);
+        assert!(warning.unwrap().contains("IPv4 is used"));
+    }
 }
 
 #[test]
@@ -179,6 +184,30 @@ fn namespace_qualifies_services_of_other_namespaces() {
     );
     let (m, _) = check("namespace: default\nport: 1\nservice: svc:81\n");
     assert_eq!(m.unwrap().service_host, ServiceHost::Dns("svc".into()));
+    // `localhost` and IP literals are never qualified.
+    let (m, _) = check("namespace: other\nport: 1\nservice: localhost:81\n");
+    assert_eq!(
+        m.unwrap().service_host,
+        ServiceHost::Dns("localhost".into())
+    );
+    let (m, _) = check("namespace: other\nport: 1\nservice: 127.0.0.1:81\n");
+    assert_eq!(
+        m.unwrap().service_host,
+        ServiceHost::Ip("127.0.0.1".parse().unwrap())
+    );
+}
+
+#[test]
+fn http_scheme_is_cleartext_with_a_warning_and_string_timeouts_are_read() {
+    let (m, errs) = check("port: 1\nservice: http://svc:8080\nidle_timeout_ms: \"5000\"\n");
+    let m = m.unwrap();
+    assert_eq!((m.origin, m.service_port), (Origin::Plain, 8080));
+    assert_eq!(m.idle_timeout, Some(Duration::from_millis(5000)));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("warning: t.yaml:5: TCPMapping m: `http://` service"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -187,8 +216,13 @@ fn every_mistake_of_a_mapping_is_reported_at_its_line() {
         "port: 70000\nservice: \"::1\"\naddress: nowhere\nweight: 101\ntls: nope\nidle_timeout_ms: -1\nconnect_timeout_ms: 0\ncircuit_breakers:\n- max_connections: 0\nenable_ipv4: false\n",
     );
     assert!(m.is_none());
+    // Both families off is Emissary's IPv4 fallback: a warning (line 13), not an error.
     assert_eq!(errs.len(), 9, "{errs:#?}");
-    for (i, line) in [4, 5, 6, 7, 8, 9, 10, 12, 13].into_iter().enumerate() {
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("warning: t.yaml:13: TCPMapping m: "))
+    );
+    for (i, line) in [4, 5, 6, 7, 8, 9, 10, 12].into_iter().enumerate() {
         assert!(
             errs.iter()
                 .any(|e| e.starts_with(&format!("t.yaml:{line}: TCPMapping m: "))),
@@ -198,7 +232,7 @@ fn every_mistake_of_a_mapping_is_reported_at_its_line() {
 }
 
 #[test]
-fn families_off_on_the_mapping_is_its_own_error() {
+fn families_off_on_the_mapping_is_ipv4_with_its_own_warning() {
     let none = BTreeSet::new();
     let (m, errs) = mapping(
         &raw("port: 1\nservice: x\n"),
@@ -209,8 +243,12 @@ fn families_off_on_the_mapping_is_its_own_error() {
         &raw("port: 1\nservice: x\nenable_ipv4: false\n"),
         &env_with(&none, Families::V4),
     );
-    assert!(m.is_none());
+    assert_eq!(m.unwrap().families, Families::V4);
     assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        !errs[0].is_error() && errs[0].message.contains("IPv4 is used"),
+        "{errs:?}"
+    );
 }
 
 #[test]

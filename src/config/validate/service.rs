@@ -9,6 +9,9 @@ use crate::route::ServiceHost;
 pub struct ParsedService {
     /// `https://` was given: originate TLS.
     pub https: bool,
+    /// `http://` was given: cleartext, as without a scheme (Emissary reads it so; the
+    /// validator warns).
+    pub http: bool,
     /// The host.
     pub host: ServiceHost,
     /// The port, when written.
@@ -19,17 +22,22 @@ pub struct ParsedService {
 /// IPv6 literal and any scheme other than `https://` are errors. Never panics.
 pub fn parse_service(s: &str) -> Result<ParsedService, String> {
     let s = s.trim();
-    let (https, rest) = match s.find("://") {
+    let (https, http, rest) = match s.find("://") {
         Some(i) => {
             let scheme = s.get(..i).unwrap_or("");
-            if !scheme.eq_ignore_ascii_case("https") {
+            let rest = s.get(i + 3..).unwrap_or("");
+            if scheme.eq_ignore_ascii_case("https") {
+                (true, false, rest)
+            } else if scheme.eq_ignore_ascii_case("http") {
+                (false, true, rest)
+            } else {
                 return Err(format!(
-                    "scheme `{scheme}://` is not supported (only `https://`, which originates TLS)"
+                    "scheme `{scheme}://` is not supported (`https://` originates TLS, \
+                     `http://` is cleartext)"
                 ));
             }
-            (true, s.get(i + 3..).unwrap_or(""))
         }
-        None => (false, s),
+        None => (false, false, s),
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
@@ -67,7 +75,12 @@ pub fn parse_service(s: &str) -> Result<ParsedService, String> {
             }
         }
     };
-    Ok(ParsedService { https, host, port })
+    Ok(ParsedService {
+        https,
+        http,
+        host,
+        port,
+    })
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -103,10 +116,12 @@ pub(crate) fn default_port(originates: bool) -> u16 {
 }
 
 /// `svc` in a mapping of another namespace than the proxy's becomes `svc.namespace`;
-/// dotted names and IP literals are left as they are.
+/// dotted names, `localhost` and IP literals are left as they are.
 pub(crate) fn qualify(host: ServiceHost, mapping_ns: &str, proxy_ns: &str) -> ServiceHost {
     match host {
-        ServiceHost::Dns(name) if !name.contains('.') && mapping_ns != proxy_ns => {
+        ServiceHost::Dns(name)
+            if !name.contains('.') && name != "localhost" && mapping_ns != proxy_ns =>
+        {
             ServiceHost::Dns(format!("{name}.{mapping_ns}"))
         }
         other => other,
@@ -150,10 +165,11 @@ mod tests {
     }
 
     #[test]
-    fn other_schemes_are_errors() {
-        let e = parse_service("http://upstream:80").unwrap_err();
-        assert!(e.contains("`http://`"), "{e}");
-        assert!(parse_service("tcp://x").is_err());
+    fn http_is_cleartext_other_schemes_are_errors() {
+        let p = parse_service("http://upstream:80").unwrap();
+        assert!(p.http && !p.https && p.port == Some(80));
+        let e = parse_service("tcp://x").unwrap_err();
+        assert!(e.contains("`http://` is cleartext"), "{e}");
         assert!(parse_service("https://x").is_ok());
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::CertificateDer;
 
 use crate::config::ConfigError;
-use crate::config::model::{Host, TlsContext};
+use crate::config::model::{Host, HostSettings, TlsContext};
 use crate::config::raw::Resource;
 use crate::config::raw::{Loc, RawHost, RawTlsContext};
 use crate::config::secrets::{self, Files};
@@ -85,6 +85,8 @@ enum Use {
     Cert,
     /// `ca_secret`: `ca.crt`, else `tls.crt`.
     Ca,
+    /// `crl_secret`: `crl.pem`, else `tls.crt`.
+    Crl,
 }
 
 /// The folder of a context's secret `name`: a `kind: Secret` document of the config in the
@@ -108,11 +110,14 @@ fn secret_folder(
     }
 }
 
-/// A Secret document's folder when its type fits the use: `kubernetes.io/tls` for a
-/// certificate; for a CA also `Opaque` (`kubectl create secret generic`, as Emissary's
-/// client-certificate guide makes it).
+/// A Secret document's folder when its type fits the use: `kubernetes.io/tls`, `Opaque`
+/// (`kubectl create secret generic`, External Secrets, Vault) and `istio.io/key-and-cert`
+/// (read under the `tls.*` names by `secrets`); any type for a CRL.
 fn kube_folder(k: &secrets::KubeSecret, usage: Use) -> Result<PathBuf, String> {
-    let fits = k.secret_type == secrets::TLS_TYPE || usage == Use::Ca && k.secret_type == "Opaque";
+    let fits = k.secret_type == secrets::TLS_TYPE
+        || k.secret_type == secrets::ISTIO_TYPE
+        || k.secret_type == "Opaque"
+        || usage == Use::Crl;
     if fits {
         Ok(k.folder.clone())
     } else {
@@ -157,16 +162,35 @@ pub(crate) fn referenced_files(
                     }
                     None => out.extend(ca_path(raw, secrets_dir, files).ok().flatten()),
                 }
+                out.extend(settings_files(raw, secrets_dir, files));
             }
             Resource::Host(raw) => {
                 if let Ok(folder) = host_folder(raw, secrets_dir, files) {
                     out.extend([secrets::cert_file(&folder), secrets::key_file(&folder)]);
                 }
+                if let Some(inline) = &raw.tls {
+                    if let Some(s) = &inline.ca_secret {
+                        if let Ok(dir) = secret_folder(inline, s, Use::Ca, secrets_dir, files) {
+                            out.extend([secrets::ca_crt_file(&dir), secrets::cert_file(&dir)]);
+                        }
+                    }
+                    out.extend(ca_path(inline, secrets_dir, files).ok().flatten());
+                    out.extend(settings_files(inline, secrets_dir, files));
+                }
             }
-            Resource::Mapping(_) | Resource::Module(_) => {}
+            Resource::Mapping(_) | Resource::Module(_) | Resource::Listener(_) => {}
         }
     }
     out
+}
+
+/// The CRL files `crl_secret` may name (`crl.pem`, else `tls.crt`).
+fn settings_files(raw: &RawTlsContext, secrets_dir: Option<&Path>, files: &Files) -> Vec<PathBuf> {
+    raw.crl_secret
+        .as_deref()
+        .and_then(|s| secret_folder(raw, s, Use::Crl, secrets_dir, files).ok())
+        .map(|dir| vec![secrets::crl_file(&dir), secrets::cert_file(&dir)])
+        .unwrap_or_default()
 }
 
 /// The secret folder of a Host's `tlsSecret`: a `kind: Secret` document of the config
@@ -203,19 +227,42 @@ pub(crate) fn check_cert_required(cert_required: bool, has_ca: bool) -> Result<(
     Ok(())
 }
 
-/// `min_tls_version` ≤ `max_tls_version`, both at least v1.2.
-pub(crate) fn versions(
-    min: Option<&str>,
-    max: Option<&str>,
-) -> Result<(Option<TlsVersion>, Option<TlsVersion>), Keyed> {
-    let lo = min
-        .map(tls::parse_tls_version)
-        .transpose()
-        .map_err(|e| ("min_tls_version", e))?;
-    let hi = max
-        .map(tls::parse_tls_version)
-        .transpose()
-        .map_err(|e| ("max_tls_version", e))?;
+/// The allowed minimum and maximum (`None`: rustls' bounds) and a warning.
+pub(crate) type Versions = (Option<TlsVersion>, Option<TlsVersion>, Option<Keyed>);
+
+/// `min_tls_version` ≤ `max_tls_version`. A minimum below 1.2 (which Emissary accepts)
+/// serves TLS 1.2 and up: the third value holds that warning. A maximum below 1.2 leaves
+/// nothing rustls can serve: an error.
+pub(crate) fn versions(min: Option<&str>, max: Option<&str>) -> Result<Versions, Keyed> {
+    let mut warning = None;
+    let lo = match min {
+        Some(m) if tls::is_below_1_2(m) => {
+            warning = Some((
+                "min_tls_version",
+                format!(
+                    "min_tls_version {m}: rustls serves TLS 1.2 and 1.3 only, so TLS 1.2 and up \
+                     are served (clients limited to TLS 1.0/1.1 fail the handshake)"
+                ),
+            ));
+            None
+        }
+        _ => min
+            .map(tls::parse_tls_version)
+            .transpose()
+            .map_err(|e| ("min_tls_version", e))?,
+    };
+    let hi = match max {
+        Some(m) if tls::is_below_1_2(m) => {
+            return Err((
+                "max_tls_version",
+                format!("max_tls_version {m} leaves no TLS version rustls can serve (1.2, 1.3)"),
+            ));
+        }
+        _ => max
+            .map(tls::parse_tls_version)
+            .transpose()
+            .map_err(|e| ("max_tls_version", e))?,
+    };
     if let (Some(l), Some(h)) = (lo, hi) {
         if l > h {
             return Err((
@@ -224,7 +271,52 @@ pub(crate) fn versions(
             ));
         }
     }
-    Ok((lo, hi))
+    Ok((lo, hi, warning))
+}
+
+/// TLS 1.3's suites, what is left when every listed TLS 1.2 suite was dropped.
+const TLS13_SUITES: [&str; 3] = [
+    "TLS13_AES_128_GCM_SHA256",
+    "TLS13_AES_256_GCM_SHA384",
+    "TLS13_CHACHA20_POLY1305_SHA256",
+];
+
+/// `cipher_suites`: entries rustls does not offer are dropped, each with a warning (`.1`).
+/// When none is left, TLS 1.2 is not offered (warning) while TLS 1.3 is allowed, else it is
+/// an error (`Err`).
+pub(crate) fn cipher_suites(
+    listed: &[String],
+    max: Option<TlsVersion>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let (kept, dropped): (Vec<&String>, Vec<&String>) = listed
+        .iter()
+        .partition(|c| tls::check_cipher_suite(c).is_ok());
+    let mut warnings: Vec<String> = dropped
+        .iter()
+        .map(|c| {
+            format!(
+                "cipher suite {c:?} is not offered by rustls (only ECDHE AEAD suites are); dropped"
+            )
+        })
+        .collect();
+    if listed.is_empty() || !kept.is_empty() {
+        return Ok((kept.into_iter().cloned().collect(), warnings));
+    }
+    if max == Some(TlsVersion::V1_2) {
+        return Err(
+            "no listed cipher suite is offered by rustls, and max_tls_version v1.2 leaves no other"
+                .into(),
+        );
+    }
+    warnings.push(
+        "no listed cipher suite is offered by rustls: TLS 1.2 is not served, TLS 1.3 is (with its \
+         default suites)"
+            .into(),
+    );
+    Ok((
+        TLS13_SUITES.iter().map(|s| s.to_string()).collect(),
+        warnings,
+    ))
 }
 
 /// A context listing `hosts` terminates TLS for them, so it needs a certificate.
@@ -266,38 +358,55 @@ pub(crate) fn load_ca(path: &Path, files: &Files) -> Result<Vec<CertificateDer<'
     tls::parse_cert_chain(pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Applies every rule to a TLSContext and parses its files; `None` when any failed.
+/// Applies every rule to a TLSContext and parses its files; `None` when any failed. The
+/// problems (its reading problems first) are reported as if it were used: the caller judges
+/// them ([`super::usage`]).
 pub(crate) fn context(
     raw: &RawTlsContext,
     secrets_dir: Option<&Path>,
     files: &Files,
 ) -> (Option<TlsContext>, Vec<ConfigError>) {
     let loc = &raw.loc;
-    let mut errs = Vec::new();
+    let mut errs: Vec<ConfigError> = raw
+        .problems
+        .iter()
+        .filter(|p| p.is_error())
+        .cloned()
+        .collect();
+    let mut warnings: Vec<ConfigError> = raw
+        .problems
+        .iter()
+        .filter(|p| !p.is_error())
+        .cloned()
+        .collect();
     let mut keyed = |r: Keyed| errs.push(loc.err(&[r.0], r.1));
     let hosts = raw.hosts.clone().unwrap_or_default();
     let cert_paths = cert_paths(raw, secrets_dir, files).map_err(&mut keyed).ok();
     let ca_path = ca_path(raw, secrets_dir, files).map_err(&mut keyed).ok();
-    let (min, max) = versions(
-        raw.min_tls_version.as_deref(),
-        raw.max_tls_version.as_deref(),
-    )
-    .map_err(&mut keyed)
-    .unwrap_or((None, None));
+    let (min, max, suites) = protocol_settings(raw, &mut keyed, &mut warnings);
     let has_cert = raw.secret.is_some() || raw.cert_chain_file.is_some();
     let has_ca = raw.ca_secret.is_some() || raw.cacert_chain_file.is_some();
-    for c in raw.cipher_suites.iter().flatten() {
-        if let Err(e) = tls::check_cipher_suite(c) {
-            keyed(("cipher_suites", e));
-        }
-    }
     if let Err(e) = check_cert_required(raw.cert_required.unwrap_or(false), has_ca) {
         keyed(("cert_required", e));
+    }
+    if raw.crl_secret.is_some() && !has_ca {
+        keyed((
+            "crl_secret",
+            "`crl_secret` needs `ca_secret` or `cacert_chain_file` (the CRLs apply to client \
+             certificates verified against that CA)"
+                .into(),
+        ));
     }
     if let Err(e) = check_hosts_have_cert(&hosts, has_cert) {
         keyed(("hosts", e));
     }
-    let mut warnings = Vec::new();
+    let crls = raw
+        .crl_secret
+        .as_deref()
+        .map(|s| load_crls(raw, s, secrets_dir, files))
+        .transpose()
+        .map_err(|e| keyed(("crl_secret", e)))
+        .ok();
     let cert = match cert_paths.flatten() {
         Some((c, k, key)) => load_cert_key(&c, &k, files)
             .inspect(|_| {
@@ -327,10 +436,12 @@ pub(crate) fn context(
         }
         None => Some(None),
     };
-    let (Some(cert), Some(ca)) = (cert, ca) else {
+    let (Some(cert), Some(ca), Some(crls)) = (cert, ca, crls) else {
+        errs.extend(warnings);
         return (None, errs);
     };
     if !errs.is_empty() {
+        errs.extend(warnings);
         return (None, errs);
     }
     let ctx = TlsContext {
@@ -343,44 +454,123 @@ pub(crate) fn context(
         params: TlsParams {
             min_version: min,
             max_version: max,
-            cipher_suites: raw.cipher_suites.clone().unwrap_or_default(),
+            cipher_suites: suites,
             alpn_protocols: raw.alpn_protocols.clone().unwrap_or_default(),
+            ecdh_curves: raw.ecdh_curves.clone().unwrap_or_default(),
+            crls: crls.unwrap_or_default(),
         },
     };
     (Some(ctx), warnings)
 }
 
-/// Applies the Host rules (hostname required) and parses its `tlsSecret`.
+/// Versions, cipher suites (what is left of them) and curves of a context: errors through
+/// `keyed`, warnings (versions below 1.2, dropped suites) into `warnings`.
+fn protocol_settings(
+    raw: &RawTlsContext,
+    keyed: &mut impl FnMut(Keyed),
+    warnings: &mut Vec<ConfigError>,
+) -> (Option<TlsVersion>, Option<TlsVersion>, Vec<String>) {
+    let loc = &raw.loc;
+    let (min, max) = match versions(
+        raw.min_tls_version.as_deref(),
+        raw.max_tls_version.as_deref(),
+    ) {
+        Ok((lo, hi, w)) => {
+            warnings.extend(w.map(|(k, m)| loc.warn(&[k], m)));
+            (lo, hi)
+        }
+        Err(e) => {
+            keyed(e);
+            (None, None)
+        }
+    };
+    let suites = match cipher_suites(raw.cipher_suites.as_deref().unwrap_or_default(), max) {
+        Ok((kept, w)) => {
+            warnings.extend(w.into_iter().map(|m| loc.warn(&["cipher_suites"], m)));
+            kept
+        }
+        Err(e) => {
+            keyed(("cipher_suites", e));
+            Vec::new()
+        }
+    };
+    for c in raw.ecdh_curves.iter().flatten() {
+        if let Err(e) = tls::curve(c) {
+            keyed(("ecdh_curves", e));
+        }
+    }
+    (min, max, suites)
+}
+
+/// The CRLs of `crl_secret` (PEM, in `crl.pem`, else `tls.crt`).
+fn load_crls(
+    raw: &RawTlsContext,
+    name: &str,
+    secrets_dir: Option<&Path>,
+    files: &Files,
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, String> {
+    let dir = secret_folder(raw, name, Use::Crl, secrets_dir, files)?;
+    let crl = secrets::crl_file(&dir);
+    let path = if files.exists(&crl) {
+        crl
+    } else {
+        secrets::cert_file(&dir)
+    };
+    let pem = files.pem(&path)?;
+    tls::parse_crls(pem).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Applies the Host rules and parses its `tlsSecret` (a Host without `hostname` serves
+/// `*`, as in Emissary). Its inline `tls:` settings are validated with it; the TLSContext
+/// settings it may take are the caller's ([`super::validate`]). Problems as if used.
 pub(crate) fn host(
     raw: &RawHost,
     secrets_dir: Option<&Path>,
     files: &Files,
 ) -> (Option<Host>, Vec<ConfigError>) {
     let loc = &raw.loc;
-    let Some(hostname) = raw.hostname.clone() else {
-        return (
-            None,
-            vec![loc.err(&[], "`hostname` is required on a Host with `tlsSecret`")],
-        );
+    let mut problems = raw.problems.clone();
+    let hostname = raw
+        .hostname
+        .clone()
+        .unwrap_or_else(|| crate::route::host::CATCH_ALL.to_string());
+    let inline = raw.tls.as_deref().map(|t| context(t, secrets_dir, files));
+    let settings = match inline {
+        Some((Some(c), p)) => {
+            problems.extend(p);
+            Some(HostSettings::from_context(&c, "its `tls:` block".into()))
+        }
+        Some((None, p)) => {
+            problems.extend(p);
+            return (None, problems);
+        }
+        None => None,
     };
     let folder = match host_folder(raw, secrets_dir, files) {
         Ok(f) => f,
-        Err(m) => return (None, vec![loc.err(&["tlsSecret"], m)]),
+        Err(m) => {
+            problems.push(loc.err(&["tlsSecret"], m));
+            return (None, problems);
+        }
     };
     let key = secrets::key_file(&folder);
     match load_cert_key(&secrets::cert_file(&folder), &key, files) {
-        Ok(cert) => (
-            Some(Host {
+        Ok(cert) => {
+            problems
+                .extend(key_permission_problem(&key, files).map(|m| loc.warn(&["tlsSecret"], m)));
+            let ok = !problems.iter().any(ConfigError::is_error);
+            let h = Host {
                 loc: loc.clone(),
                 hostname: hostname.to_ascii_lowercase(),
                 cert,
-            }),
-            key_permission_problem(&key, files)
-                .map(|m| loc.warn(&["tlsSecret"], m))
-                .into_iter()
-                .collect(),
-        ),
-        Err(e) => (None, vec![loc.err(&["tlsSecret"], e)]),
+                settings,
+            };
+            (ok.then_some(h), problems)
+        }
+        Err(e) => {
+            problems.push(loc.err(&["tlsSecret"], e));
+            (None, problems)
+        }
     }
 }
 

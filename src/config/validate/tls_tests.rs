@@ -165,15 +165,18 @@ fn cert_required_needs_a_ca() {
 }
 
 #[test]
-fn versions_below_1_2_and_inverted_ranges_are_errors() {
+fn minimum_below_1_2_warns_maximum_below_1_2_and_inverted_ranges_are_errors() {
     assert_eq!(
         versions(Some("v1.2"), Some("v1.3")).unwrap(),
-        (Some(TlsVersion::V1_2), Some(TlsVersion::V1_3))
+        (Some(TlsVersion::V1_2), Some(TlsVersion::V1_3), None)
     );
-    assert_eq!(
-        versions(Some("v1.1"), None).unwrap_err().0,
-        "min_tls_version"
-    );
+    for old in ["v1.0", "v1.1", "TLSv1_0"] {
+        let (lo, hi, w) = versions(Some(old), None).unwrap();
+        assert_eq!((lo, hi), (None, None));
+        let (key, msg) = w.unwrap();
+        assert_eq!(key, "min_tls_version");
+        assert!(msg.contains("TLS 1.2 and up are served"), "{msg}");
+    }
     assert_eq!(
         versions(None, Some("v1.0")).unwrap_err().0,
         "max_tls_version"
@@ -182,7 +185,7 @@ fn versions_below_1_2_and_inverted_ranges_are_errors() {
         versions(Some("v1.3"), Some("v1.2")).unwrap_err().0,
         "min_tls_version"
     );
-    assert_eq!(versions(None, None).unwrap(), (None, None));
+    assert_eq!(versions(None, None).unwrap(), (None, None, None));
 }
 
 #[test]
@@ -239,23 +242,49 @@ fn missing_empty_and_mismatched_files_name_the_context_and_file() {
 }
 
 #[test]
-fn bad_cipher_and_version_are_errors_at_their_lines() {
+fn old_versions_and_unknown_suites_warn_at_their_lines_the_rest_stay_errors() {
     let e = errors(
-        "min_tls_version: v1.0\ncipher_suites: [RC4-MD5]\ncert_required: true\n",
+        "min_tls_version: v1.0\ncipher_suites: [RC4-MD5, ECDHE-RSA-AES128-GCM-SHA256]\ncert_required: true\n",
         None,
     );
     assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e.iter().any(
+        |l| l.starts_with("warning: t.yaml:4: TLSContext c: min_tls_version v1.0")
+            && l.contains("TLS 1.2 and up are served")
+    ));
     assert!(
         e.iter()
-            .any(|l| l.starts_with("t.yaml:4: TLSContext c: ") && l.contains("below"))
+            .any(|l| l.starts_with("warning: t.yaml:5: TLSContext c: ")
+                && l.contains("\"RC4-MD5\" is not offered by rustls"))
     );
     assert!(
         e.iter()
-            .any(|l| l.starts_with("t.yaml:5: TLSContext c: ") && l.contains("RC4-MD5"))
+            .any(|l| l.starts_with("t.yaml:6: TLSContext c: ") && l.contains("cert_required")),
+        "{e:?}"
     );
+    // Nothing left for TLS 1.2: only TLS 1.3 is served (a warning); with max v1.2, an error.
+    let e = errors("cipher_suites: [AES128-SHA]\n", None);
+    assert!(e.iter().all(|l| l.starts_with("warning:")), "{e:?}");
+    assert!(
+        e.iter().any(|l| l.contains("TLS 1.2 is not served")),
+        "{e:?}"
+    );
+    let e = errors("cipher_suites: [AES128-SHA]\nmax_tls_version: v1.2\n", None);
     assert!(
         e.iter()
-            .any(|l| l.starts_with("t.yaml:6: TLSContext c: ") && l.contains("cert_required"))
+            .any(|l| l.starts_with("t.yaml:4: TLSContext c: no listed cipher suite")),
+        "{e:?}"
+    );
+    let e = errors("max_tls_version: v1.1\n", None);
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("t.yaml:4: TLSContext c: max_tls_version v1.1"))
+    );
+    let e = errors("ecdh_curves: [X25519, brainpoolP256r1]\n", None);
+    assert!(
+        e.iter().any(|l| l
+            .starts_with("t.yaml:4: TLSContext c: unknown ecdh_curves entry \"brainpoolP256r1\"")),
+        "{e:?}"
     );
     assert!(errors("cipher_suites: [TLS13_AES_256_GCM_SHA384]\n", None).is_empty());
 }
@@ -271,7 +300,7 @@ fn host_raw(spec: &str) -> RawHost {
 }
 
 #[test]
-fn host_loads_its_tls_secret_and_needs_a_hostname() {
+fn host_loads_its_tls_secret_and_serves_any_name_without_a_hostname() {
     let dir = tempfile::tempdir().unwrap();
     write_secret(dir.path(), "web/wild", &["*.example.com"]);
     let (h, errs) = host(
@@ -282,8 +311,12 @@ fn host_loads_its_tls_secret_and_needs_a_hostname() {
     );
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(h.unwrap().hostname, "*.example.com");
-    let (h, errs) = host(&host_raw("  tlsSecret: {name: wild}\n"), Some(dir.path()));
-    assert!(h.is_none() && errs[0].message.contains("hostname"));
+    let (h, errs) = host(
+        &host_raw("  tlsSecret: {name: wild, namespace: web}\n"),
+        Some(dir.path()),
+    );
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(h.unwrap().hostname, "*");
     let (h, errs) = host(
         &host_raw("  hostname: a\n  tlsSecret: {name: missing}\n"),
         Some(dir.path()),

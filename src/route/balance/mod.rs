@@ -110,6 +110,19 @@ pub(crate) struct EndpointPolicy {
     pub health_check: Option<HealthCheck>,
     /// Open connections allowed from one client address (`None`: unlimited).
     pub max_connections_per_ip: Option<u32>,
+    /// TCP keepalive on upstream sockets (the Module's `keepalive`; `None`: the kernel's).
+    pub keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive for upstream sockets (Emissary's Module `keepalive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Keepalive {
+    /// Idle time before the first probe (`time`; `None`: the kernel's).
+    pub time: Option<Duration>,
+    /// Time between probes (`interval`; `None`: the kernel's).
+    pub interval: Option<Duration>,
+    /// Unanswered probes before the connection is dropped (`probes`; `None`: the kernel's).
+    pub probes: Option<u32>,
 }
 
 /// Default `max_connect_attempts`.
@@ -122,6 +135,7 @@ impl Default for EndpointPolicy {
             max_connect_attempts: DEFAULT_CONNECT_ATTEMPTS,
             health_check: None,
             max_connections_per_ip: None,
+            keepalive: None,
         }
     }
 }
