@@ -3,7 +3,7 @@
 //! validates against Emissary's own CRD schemas (crds/, strict); the `kubectl get … -o yaml`
 //! export serves its TCPMappings end to end.
 //!
-//! The schema check runs crds/validate.py with the Python of `target/k8s-venv` (what .ci/run
+//! The schema check runs crds/validate.py with the Python of `target/k8s-venv` (what scripts/test
 //! builds for tests/manifests.rs) or `python3`; it needs `jsonschema` and `yaml`. Missing,
 //! the test fails unless `TCPMAP_SKIP_JSONSCHEMA=1` (tests/common/env.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -52,7 +52,7 @@ fn start_dnsmasq(dir: &Path, ttl: u32) -> Option<Dnsmasq> {
             return None;
         }
         panic!(
-            "dnsmasq not found (install Debian's dnsmasq-base: apt-get install -y dnsmasq-base; .ci/run does), or set TCPMAP_SKIP_DNSMASQ=1 to skip"
+            "dnsmasq not found (install Debian's dnsmasq-base: apt-get install -y dnsmasq-base; scripts/test does), or set TCPMAP_SKIP_DNSMASQ=1 to skip"
         );
     };
     let big_hosts = dir.join("big-hosts");
