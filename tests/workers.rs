@@ -650,12 +650,15 @@ fn a_sigkilled_worker_keeps_the_counts_of_connections_it_served_over_a_second_ag
     }
     // No /metrics scrape: only the Supervisor's once-a-second snapshot saw these.
     std::thread::sleep(Duration::from_millis(2_500));
-    for (_, pid, _) in workers(&d) {
-        kill(pid, libc::SIGKILL);
+    let killed: Vec<u64> = workers(&d).iter().map(|w| w.1).collect();
+    for pid in &killed {
+        kill(*pid, libc::SIGKILL);
     }
+    // Both replaced and serving: the killed ones may still be listed for a moment (the
+    // Supervisor has not reaped them yet), so new pids are what tells.
     assert!(eventually(Duration::from_secs(10), || {
         let ws = workers(&d);
-        ws.len() == 2 && ws.iter().all(|w| w.2 == 1)
+        ws.len() == 2 && ws.iter().all(|w| w.2 == 1 && !killed.contains(&w.1))
     }));
     let text = metrics(&d);
     assert_eq!(metric(&text, "tcpmap_worker_restarts_total", &[]), 2.0);
