@@ -9,7 +9,6 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncWriteExt;
 use rustls::pki_types::ServerName;
 
-use crate::state::endpoints::UpstreamState;
 use super::{Client, Conn};
 use crate::close::{CloseReason, Side};
 use crate::metrics::HandshakeFailure;
@@ -17,6 +16,7 @@ use crate::net::socket;
 use crate::proxy_protocol::{self, Header, Ssl, Tlv, Version};
 use crate::route::{Group, Origination, ServiceHost, Upstream};
 use crate::rt::Async;
+use crate::state::endpoints::UpstreamState;
 
 /// Most connect attempts per connection (`max_connect_attempts` is validated to this).
 const MAX_ATTEMPTS: usize = 10;

@@ -60,9 +60,9 @@ impl LocalPlane {
 
     /// See [`DataPlane::apply`].
     pub(crate) async fn serve(&mut self, change: Change) -> Result<Vec<SocketAddr>, ApplyError> {
-        let Some(token) = self.token.clone() else {
+        if self.token.is_none() {
             return Err(ApplyError::ShuttingDown);
-        };
+        }
         // 1. Register every new socket with the reactor; a failure changes nothing.
         let mut sockets = Vec::with_capacity(change.bound.len());
         for (addr, socket) in change.bound {
@@ -76,8 +76,24 @@ impl LocalPlane {
             &self.shared.metrics,
             &self.shared.endpoints,
         ));
+        Ok(self.start(generation, &change.plan, sockets).await)
+    }
+
+    /// The part of an apply that cannot fail: retargets kept listeners to `generation`, starts
+    /// a listener on each of `sockets` (registered already, on this thread's reactor) and
+    /// stops the removed ones. Run it on the thread the listeners are to run on. The listeners
+    /// started (none once the plane stopped accepting).
+    pub(crate) async fn start(
+        &mut self,
+        generation: Arc<Generation>,
+        plan: &ListenerPlan,
+        sockets: Vec<(SocketAddr, rt::Async<TcpListener>)>,
+    ) -> Vec<SocketAddr> {
+        let Some(token) = self.token.clone() else {
+            return Vec::new();
+        };
         // 2. Retarget kept listeners.
-        for addr in &change.plan.retarget {
+        for addr in &plan.retarget {
             if let Some(l) = self.listeners.get(addr) {
                 l.retarget(generation.clone()).await;
             }
@@ -95,12 +111,12 @@ impl LocalPlane {
             }
         }
         // 4. Stop removed listeners (their open connections run on).
-        for addr in &change.plan.stop {
+        for addr in &plan.stop {
             if let Some(l) = self.listeners.remove(addr) {
                 l.stop().await;
             }
         }
-        Ok(started)
+        started
     }
 
     /// See [`DataPlane::stop_accepting`]; no apply is taken afterwards.
@@ -140,6 +156,17 @@ impl LocalPlane {
     /// Listeners and connections open here (the token source, until stopped, counts too).
     pub(crate) fn open(&self) -> usize {
         self.drain.outstanding()
+    }
+
+    /// The drain tokens that are not connections: one per listener, and the source until the
+    /// plane stops accepting ([`Self::open`] minus these is the connections open here).
+    pub(crate) fn held(&self) -> usize {
+        self.listeners.len() + usize::from(self.token.is_some())
+    }
+
+    /// A waiter for every token of this plane (to wait from another thread).
+    pub(crate) fn drain_wait(&self) -> DrainWait {
+        self.drain.clone()
     }
 }
 

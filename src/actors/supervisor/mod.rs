@@ -14,6 +14,7 @@
 mod local;
 pub(crate) mod plane;
 mod sockets;
+mod threads;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub(crate) use local::{LocalPlane, given};
 use plane::{Change, DataPlane, PlaneStatus};
 use sockets::Sockets;
+pub(crate) use threads::{ThreadsPlane, ThreadsView};
 
 use super::{ReloadResult, Snapshot};
 use crate::config::Bundle;
