@@ -295,4 +295,50 @@ mod tests {
             .unwrap();
         assert!(started.elapsed() < Duration::from_secs(1));
     }
+
+    /// The name of the thread running this.
+    fn thread_name() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn what_a_data_plane_task_starts_stays_on_its_thread() {
+        let runtimes = threads(2).unwrap();
+        assert_eq!(runtimes.len(), 2);
+        assert!(!std::ptr::eq(runtimes[0], runtimes[1]), "two threads");
+        let second = runtimes[1];
+        let task = second.spawn(async move {
+            let here = thread_name();
+            // A task it spawns, the socket it registers and a deadline it queues.
+            let child = crate::rt::spawn(async { thread_name() }).await;
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let listener = super::super::Async::listener(l).unwrap();
+            let on_its_reactor = std::ptr::eq(listener.reactor(), second.reactor);
+            let client = std::thread::spawn(move || std::net::TcpStream::connect(addr));
+            listener.readable().await.unwrap();
+            let started = Instant::now();
+            crate::rt::timer::Sleep::after(Duration::from_millis(30)).await;
+            let slept = started.elapsed();
+            let _ = client.join();
+            (
+                here,
+                child,
+                on_its_reactor,
+                current().map(|rt| rt.name().to_string()),
+                slept,
+            )
+        });
+        let (here, child, on_its_reactor, current, slept) = crate::rt::block_on(task);
+        assert_eq!(here, second.name());
+        assert_eq!(child, second.name(), "a spawned task left its thread");
+        assert!(on_its_reactor, "the socket joined another reactor");
+        assert_eq!(current.as_deref(), Some(second.name()));
+        assert!(slept >= Duration::from_millis(30) && slept < Duration::from_secs(5));
+        // The clock it waited on is its thread's: the process's holds nothing of it.
+        assert!(!std::ptr::eq(second.clock, super::super::timer::clock()));
+    }
 }

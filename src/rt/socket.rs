@@ -75,6 +75,12 @@ impl<T: AsFd> Async<T> {
         })
     }
 
+    /// The reactor it is registered with.
+    #[cfg(test)]
+    pub(super) fn reactor(&self) -> &'static Reactor {
+        self.source.reactor
+    }
+
     /// The socket.
     pub(crate) fn get_ref(&self) -> &T {
         match &self.io {

@@ -253,3 +253,78 @@ impl DataPlane for ThreadsPlane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::route::diff::ListenerPlan;
+    use crate::route::{HostMap, Listener, RouteTable};
+
+    fn change(bound: Vec<(SocketAddr, TcpListener)>) -> Change {
+        let mut table = RouteTable::default();
+        for (addr, _) in &bound {
+            let listener = Listener {
+                addr: *addr,
+                plain: None,
+                hosts: HostMap::default(),
+                proxy_protocol: Default::default(),
+            };
+            table.listeners.insert(*addr, listener);
+        }
+        Change {
+            table: Arc::new(table),
+            bundle: Arc::new(crate::config::read(&Default::default()).0),
+            plan: ListenerPlan {
+                start: bound.iter().map(|(a, _)| *a).collect(),
+                ..Default::default()
+            },
+            bound,
+        }
+    }
+
+    fn bind() -> (SocketAddr, TcpListener) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        (l.local_addr().unwrap(), l)
+    }
+
+    #[test]
+    fn a_socket_no_thread_can_serve_rejects_the_whole_apply() {
+        let (kill, _) = rt::tripwire();
+        let mut plane = ThreadsPlane::new(Shared::for_tests(None), kill, 2).unwrap();
+        let (old, socket) = bind();
+        let started = rt::block_on(plane.apply(change(vec![(old, socket)]))).unwrap();
+        assert_eq!(started, vec![old]);
+        // A good socket and one epoll refuses (a regular file posing as a listener): every
+        // thread's copies are made and registered first, so the good one is served nowhere.
+        let (new, good) = bind();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let bad = TcpListener::from(std::os::fd::OwnedFd::from(file));
+        let bad_addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let refused = rt::block_on(plane.apply(change(vec![(new, good), (bad_addr, bad)])));
+        assert!(
+            matches!(refused, Err(ApplyError::Bind(a, _)) if a == bad_addr),
+            "{refused:?}"
+        );
+        assert!(
+            std::net::TcpStream::connect(new).is_err(),
+            "a thread serves a socket of a rejected apply"
+        );
+        // The old listener serves on.
+        std::net::TcpStream::connect(old).unwrap();
+        rt::block_on(plane.stop_accepting());
+        assert!(
+            std::net::TcpStream::connect(old).is_err(),
+            "the port refuses"
+        );
+        // No apply once stopped.
+        let (late, socket) = bind();
+        let refused = rt::block_on(plane.apply(change(vec![(late, socket)])));
+        assert!(
+            matches!(refused, Err(ApplyError::ShuttingDown)),
+            "{refused:?}"
+        );
+        rt::block_on(plane.drain(true, Duration::from_secs(1)));
+        assert_eq!(plane.status().open, Some(0));
+    }
+}
