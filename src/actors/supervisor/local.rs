@@ -1,7 +1,8 @@
-//! The data plane in this process: one ListenerActor per listening socket, its
-//! ConnectionActors, the drain tokens they hold and the kill wire. The library and
-//! `tcpmap run --workers 1` drive it through their Supervisor; a worker process drives its
-//! own directly (its pool's Supervisor decided the table and bound the sockets).
+//! The data plane of one data-plane thread: one ListenerActor per listening socket, its
+//! ConnectionActors, the drain tokens they hold and the kill wire. In the library and
+//! `tcpmap run --workers 1` the Supervisor's `ThreadsPlane` (`threads.rs`) drives one per
+//! thread; a worker process drives its one directly (its pool's Supervisor decided the table
+//! and bound the sockets). Its steps run on the thread it serves (as tasks there).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ApplyError;
-use super::plane::{BoxFuture, Change, DataPlane, PlaneStatus};
+use super::plane::Change;
 use crate::actors::listener::ListenerHandle;
 use crate::actors::{Generation, Shared};
 use crate::route::RouteTable;
@@ -58,7 +59,7 @@ impl LocalPlane {
         plan
     }
 
-    /// See [`DataPlane::apply`].
+    /// Serves `change` (see `DataPlane::apply`).
     pub(crate) async fn serve(&mut self, change: Change) -> Result<Vec<SocketAddr>, ApplyError> {
         if self.token.is_none() {
             return Err(ApplyError::ShuttingDown);
@@ -119,7 +120,7 @@ impl LocalPlane {
         started
     }
 
-    /// See [`DataPlane::stop_accepting`]; no apply is taken afterwards.
+    /// Closes every listener (see `DataPlane::stop_accepting`); no apply is taken afterwards.
     pub(crate) async fn stop(&mut self) {
         let listeners = std::mem::take(&mut self.listeners);
         for l in listeners.values() {
@@ -128,7 +129,7 @@ impl LocalPlane {
         self.token = None;
     }
 
-    /// See [`DataPlane::drain`].
+    /// Waits for open connections, then kills the rest (see `DataPlane::drain`).
     pub(crate) async fn wait_drained(&mut self, graceful: bool, timeout: Duration) {
         if graceful
             && rt::timeout(timeout, self.drain.all_dropped())
@@ -167,27 +168,6 @@ impl LocalPlane {
     /// A waiter for every token of this plane (to wait from another thread).
     pub(crate) fn drain_wait(&self) -> DrainWait {
         self.drain.clone()
-    }
-}
-
-impl DataPlane for LocalPlane {
-    fn apply(&mut self, change: Change) -> BoxFuture<'_, Result<Vec<SocketAddr>, ApplyError>> {
-        Box::pin(self.serve(change))
-    }
-
-    fn stop_accepting(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.stop())
-    }
-
-    fn drain(&mut self, graceful: bool, timeout: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(self.wait_drained(graceful, timeout))
-    }
-
-    fn status(&self) -> PlaneStatus {
-        PlaneStatus {
-            runs_in: "this process",
-            open: Some(self.open()),
-        }
     }
 }
 

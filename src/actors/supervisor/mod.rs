@@ -7,7 +7,8 @@
 //! diff the new table against the active one, bind every new listener (`sockets.rs`) — one
 //! failure closes those just bound and rejects the reload — then hand the data plane the
 //! table and the sockets (`plane.rs`): it retargets kept listeners, starts the new ones and
-//! stops the removed ones, in this process (`local.rs`) or in every worker process
+//! stops the removed ones, on every data-plane thread of this process (`threads.rs`, a
+//! `local.rs` plane per thread) or in every worker process
 //! (`crate::workers`, through the same interface). Open connections keep the generation they
 //! started with.
 
