@@ -44,16 +44,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Result;
 use crate::actors::config::{ConfigHandle, ReloadReport};
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
 use crate::actors::supervisor::plane::DataPlane;
-use crate::actors::supervisor::{LocalPlane, Status, SupervisorHandle};
+use crate::actors::supervisor::{Status, SupervisorHandle, ThreadsPlane};
 use crate::actors::{Limits, Shared};
 use crate::config::ConfigInput;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::route::Routes;
 use crate::rt::{self, Receiver};
-use crate::{Error, Result};
+
+mod admin;
+use admin::{AdminServer, start_admin};
 
 /// Configures and starts a proxy.
 ///
@@ -87,7 +90,9 @@ pub struct ProxyBuilder {
     handshake_timeout: Duration,
     zero_copy: bool,
     resolver: ResolverConfig,
-    /// Worker processes (the daemon's `--workers` > 1); the library runs in-process.
+    /// Data-plane threads in this process (`None`: as many as CPUs it may use).
+    threads: Option<usize>,
+    /// Worker processes (the daemon's `--workers` > 1) instead of threads.
     pool: Option<crate::workers::pool::PoolConfig>,
     /// Sockets a hot upgrade handed over (the daemon only); taken once by `start`.
     inherited: Option<Arc<std::sync::Mutex<crate::workers::upgrade::Inherited>>>,
@@ -116,6 +121,7 @@ impl ProxyBuilder {
             handshake_timeout: Duration::from_secs(10),
             zero_copy: true,
             resolver: ResolverConfig::default(),
+            threads: None,
             pool: None,
             inherited: None,
         }
@@ -129,7 +135,7 @@ impl ProxyBuilder {
     }
 
     /// Serves the listeners from worker processes (`tcpmap run --workers N`, N > 1).
-    pub(crate) fn workers(mut self, pool: crate::workers::pool::PoolConfig) -> Self {
+    pub(crate) fn worker_processes(mut self, pool: crate::workers::pool::PoolConfig) -> Self {
         self.pool = Some(pool);
         self
     }
@@ -143,6 +149,24 @@ impl ProxyBuilder {
             resolv_conf: self.resolver.resolv_conf.clone(),
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
         }
+    }
+
+    /// Data-plane threads serving connections (default: the CPUs this process may run on, its
+    /// affinity mask capped by its cgroup CPU quota; at least 1).
+    ///
+    /// Each thread runs its connections start to end on a reactor and a coarse clock of its
+    /// own, and every thread accepts on every listening socket (the first to accept a
+    /// connection keeps it), as `tcpmap run --workers N` does with processes. The threads are
+    /// the process's: a second proxy in the same process runs on the same ones.
+    ///
+    /// ```
+    /// let proxy = tcpmap::ProxyBuilder::new().workers(2).start_blocking()?;
+    /// tcpmap::block_on(proxy.shutdown(false))?;
+    /// # Ok::<(), tcpmap::Error>(())
+    /// ```
+    pub fn workers(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
     }
 
     /// Replaces the whole config input (paths, inline YAML, secrets dir, namespace, id).
@@ -251,26 +275,24 @@ impl ProxyBuilder {
 
     /// Loads and validates the config, binds every listener and starts serving.
     ///
-    /// Fails with [`Error::Config`] (every problem listed) or [`Error::Bind`]; nothing keeps
+    /// Fails with [`Error::Config`](crate::Error::Config) (every problem listed) or [`Error::Bind`](crate::Error::Bind); nothing keeps
     /// running after a failure.
     pub async fn start(self) -> Result<ProxyHandle> {
         let metrics = Metrics::new();
         let (kill, tripwire) = rt::tripwire();
         let endpoints = crate::state::endpoints::EndpointRegistry::new(metrics.clone());
-        let shared = Arc::new(Shared {
-            endpoints: endpoints.clone(),
-            resolver: ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
-            metrics: metrics.clone(),
-            limits: Limits {
+        let shared = Shared::new(
+            ResolverHandle::spawn_observed(self.resolver.clone(), Some(metrics.clone())),
+            metrics.clone(),
+            endpoints.clone(),
+            Limits {
                 max_connections: self.max_connections,
                 handshake_timeout: self.handshake_timeout,
                 zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
             },
-            active: Default::default(),
-            kill: tripwire,
-            breaker_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-            proxy_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-        });
+            Default::default(),
+            tripwire,
+        );
         crate::actors::health::spawn(
             Arc::downgrade(&endpoints),
             shared.resolver.clone(),
@@ -281,10 +303,16 @@ impl ProxyBuilder {
             Some(config) => Some(crate::workers::pool::PoolHandle::spawn(config)?),
             None => None,
         };
-        // Where connections run: the worker processes, or this process.
+        // Where connections run: the worker processes, or threads of this process.
+        let mut threads = None;
         let plane: Box<dyn DataPlane> = match &pool {
             Some(pool) => Box::new(pool.clone()),
-            None => Box::new(LocalPlane::new(shared.clone(), kill)),
+            None => {
+                let n = self.threads.unwrap_or_else(crate::workers::cpus::available);
+                let plane = ThreadsPlane::new(shared.clone(), kill, n)?;
+                threads = Some(plane.view());
+                Box::new(plane)
+            }
         };
         let inherited = self
             .inherited
@@ -307,6 +335,7 @@ impl ProxyBuilder {
                     status.clone(),
                     endpoints.clone(),
                     pool,
+                    threads,
                 )
                 .await?,
             ),
@@ -327,87 +356,6 @@ impl ProxyBuilder {
             }),
         })
     }
-}
-
-/// The running admin server: its address, what stops it, and its task (done once the
-/// listening socket is closed).
-struct AdminServer {
-    addr: SocketAddr,
-    stop: rt::Trigger,
-    task: rt::Task<()>,
-    /// A copy of the listening socket for a hot upgrade (closed with the server).
-    copy: std::net::TcpListener,
-}
-
-impl AdminServer {
-    /// Stops the server; returns once its listening socket is closed.
-    async fn stop(self) {
-        self.stop.fire();
-        self.task.await;
-    }
-}
-
-async fn start_admin(
-    addr: SocketAddr,
-    inherited: Option<std::net::TcpListener>,
-    metrics: Arc<Metrics>,
-    status: Arc<Status>,
-    endpoints: Arc<crate::state::endpoints::EndpointRegistry>,
-    pool: Option<crate::workers::pool::PoolHandle>,
-) -> Result<AdminServer> {
-    let listener = match inherited {
-        Some(l) => rt::ControlListener::from_std(l)?,
-        None => crate::admin::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?,
-    };
-    let local = listener.get_ref().local_addr()?;
-    let copy = listener.get_ref().try_clone()?;
-    let ready_status = status.clone();
-    let workers = pool.map(|pool| {
-        let own = metrics.clone();
-        let for_status = pool.clone();
-        crate::admin::Workers {
-            metrics: Arc::new(move || {
-                let (pool, own) = (pool.clone(), own.render_openmetrics());
-                Box::pin(async move { pool.metrics(own).await })
-            }),
-            status: Arc::new(move || {
-                let pool = for_status.clone();
-                Box::pin(
-                    async move { serde_json::to_value(pool.status().await).unwrap_or_default() },
-                )
-            }),
-        }
-    });
-    let state = crate::admin::AdminState {
-        metrics,
-        ready: Arc::new(move || ready_status.get().ready),
-        config_json: Arc::new(move || config_json(&status, &endpoints)),
-        workers,
-    };
-    let (stop, stopped) = rt::tripwire();
-    let task = rt::spawn(crate::admin::serve(listener, state, stopped));
-    Ok(AdminServer {
-        addr: local,
-        stop,
-        task,
-        copy,
-    })
-}
-
-fn config_json(
-    status: &Status,
-    endpoints: &crate::state::endpoints::EndpointRegistry,
-) -> serde_json::Value {
-    let snapshot = status.get();
-    serde_json::json!({
-        "generation": snapshot.generation(),
-        "ready": snapshot.ready,
-        "routes": snapshot.table.to_json(),
-        "endpoints": crate::state::endpoints::table_json(&snapshot.table, endpoints),
-        "last_reload": snapshot.last_reload,
-    })
 }
 
 /// Runs a future to completion on the current thread: the way to call [`ProxyHandle`]'s async

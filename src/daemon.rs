@@ -65,7 +65,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             ],
             settings: builder.worker_settings(),
         };
-        builder = builder.workers(pool);
+        builder = builder.worker_processes(pool);
+    } else {
+        // N = 1 of the library's plane: the installed runtime's one thread.
+        builder = builder.workers(1);
     }
     let upgrade = upgrade.map(|(channel, sockets)| {
         builder = builder.clone().inherit(sockets);

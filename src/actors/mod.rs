@@ -80,29 +80,50 @@ impl admission::Gate for Shared {
     }
 }
 
-#[cfg(test)]
 impl Shared {
+    /// The one way to build it (the library, a worker process and unit tests): `active`
+    /// counts this process's connections, or in a worker every worker's; `kill` trips when
+    /// the drain timeout passes.
+    pub(crate) fn new(
+        resolver: resolver::ResolverHandle,
+        metrics: Arc<Metrics>,
+        endpoints: Arc<endpoints::EndpointRegistry>,
+        limits: Limits,
+        active: Count,
+        kill: Tripwire,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            resolver,
+            metrics,
+            limits,
+            active,
+            kill,
+            breaker_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
+            proxy_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
+            endpoints,
+        })
+    }
+
     /// A `Shared` for unit tests: a fresh resolver and registry, `max` connections overall,
     /// a 1 s handshake deadline, zero-copy on, and a kill wire that never trips.
+    #[cfg(test)]
     pub(crate) fn for_tests(max: Option<usize>) -> Arc<Shared> {
         let (kill, tripwire) = crate::rt::tripwire();
         // The trigger is leaked so the wire stays untripped for the test's life.
         std::mem::forget(kill);
         let metrics = Metrics::new();
-        Arc::new(Shared {
-            endpoints: endpoints::EndpointRegistry::new(metrics.clone()),
-            resolver: resolver::ResolverHandle::spawn(Default::default()),
-            metrics,
-            limits: Limits {
+        Shared::new(
+            resolver::ResolverHandle::spawn(Default::default()),
+            metrics.clone(),
+            endpoints::EndpointRegistry::new(metrics),
+            Limits {
                 max_connections: max,
                 handshake_timeout: std::time::Duration::from_secs(1),
                 zero_copy: true,
             },
-            active: Default::default(),
-            kill: tripwire,
-            breaker_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
-            proxy_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
-        })
+            Default::default(),
+            tripwire,
+        )
     }
 }
 

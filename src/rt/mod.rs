@@ -10,12 +10,16 @@
 //! (executor, channels, signals, sleeps), `control.rs` (the admin sockets) and the coarse
 //! clock's driver timer in `timer/mod.rs`.
 //!
-//! Two ways to run:
-//! - **async-std** (the library, the Supervisor of workers): tasks run on async-std's
-//!   executor; the reactor has a thread of its own that wakes them.
-//! - **local** (a worker process and `tcpmap run --workers 1`, [`local`]): one thread runs every task and drives the
-//!   reactor and the coarse clock itself (no wake-up crosses a thread). [`detach`] and
-//!   [`spawn`] go there once [`local::install`] was called.
+//! Where tasks run:
+//! - **data-plane threads** ([`local`]): every listener and connection. Each thread runs its
+//!   tasks and drives its own reactor and coarse clock (no wake-up crosses a thread); what a
+//!   task there spawns, registers or waits for stays on that thread. The library runs N
+//!   of them beside its control plane; a worker process and `tcpmap run --workers 1` run
+//!   one, [`local::install`]ed, that runs every task of the process.
+//! - **async-std** (the library's and the worker pool's control plane: Supervisor,
+//!   ConfigActor, ResolverActor, HealthActor, admin): tasks spawned off the data-plane threads
+//!   when nothing is installed; sockets registered there use the process's reactor, which
+//!   then has a thread of its own that wakes them.
 //!
 //! The admin endpoint and the signal stream stay on async-io's reactor (its own thread drives
 //! it when nobody else does); they are not per connection.
@@ -111,7 +115,9 @@ pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     flume::bounded(1)
 }
 
-/// Spawns a task on the runtime's executor and runs it to its end whatever becomes of it:
+/// Spawns a task on the runtime's executor — this thread's loop when called from a
+/// data-plane thread (`local`), else the installed local runtime, else async-std's — and runs
+/// it to its end whatever becomes of it:
 /// nobody waits for it. Every actor and connection task is started this way; say `detach`
 /// rather than dropping a [`Task`], because runtimes differ there (smol's `Task` cancels
 /// on drop, async-std's detaches).
@@ -120,8 +126,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    if local::installed() {
-        local::spawn(future).detach();
+    if let Some(runtime) = local::here() {
+        runtime.spawn(future).detach();
     } else {
         drop(async_std::task::spawn(future));
     }
@@ -133,8 +139,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    if local::installed() {
-        Task(TaskKind::Local(Some(local::spawn(future))))
+    if let Some(runtime) = local::here() {
+        Task(TaskKind::Local(Some(runtime.spawn(future))))
     } else {
         Task(TaskKind::Std(async_std::task::spawn(future)))
     }
@@ -188,8 +194,8 @@ pub(crate) fn tripwire() -> (Trigger, Tripwire) {
 #[derive(Debug, Clone)]
 pub(crate) struct DrainToken(#[allow(dead_code)] Sender<()>);
 
-/// Waits for every [`DrainToken`] to be dropped.
-#[derive(Debug)]
+/// Waits for every [`DrainToken`] to be dropped (clones wait for the same tokens).
+#[derive(Debug, Clone)]
 pub(crate) struct DrainWait(Receiver<()>);
 
 impl DrainWait {

@@ -1,4 +1,5 @@
-//! tcpmap's reactor: one epoll set per process, every socket registered once, edge-triggered.
+//! tcpmap's reactor: one epoll set per data-plane thread (and one for the process's other
+//! threads), every socket registered once, edge-triggered.
 //!
 //! Why not async-io's: it registers every socket in `EPOLLONESHOT` mode, so each wait for
 //! readiness costs an `epoll_ctl(MOD)` to re-arm (plus ADD and DEL per socket), and each of its
@@ -10,11 +11,12 @@
 //! reactor bumps on every edge, so a waiter knows whether an edge came after its last
 //! `EAGAIN` (see `rt::Async`'s rule, in `socket.rs`).
 //!
-//! Who drives it: in a worker process, the local executor's own thread (`super::local`), with
-//! the coarse clock's next tick as the `epoll_wait` timeout and an eventfd only to wake it from
-//! another thread (and `tcpmap run --workers 1`); elsewhere (the library, the Supervisor of
-//! workers) a thread of its own,
-//! `tcpmap-reactor`, that waits and wakes tasks on the async-std executor.
+//! Who drives it: a data-plane thread's, its own loop (`super::local`), with its coarse
+//! clock's next tick as the `epoll_wait` timeout and an eventfd only to wake it from another
+//! thread. The process's ([`get`]): the installed local runtime's thread in a worker process
+//! and `tcpmap run --workers 1`; elsewhere (the library's control plane, the Supervisor of
+//! workers) a thread of its own, `tcpmap-reactor`, that waits and wakes tasks on the
+//! async-std executor.
 //!
 //! Events name sources by a key (slot index + generation), never by address: an event that was
 //! already collected for a socket closed meanwhile finds its slot reused or empty and is
@@ -120,6 +122,8 @@ impl Interest {
 #[derive(Debug)]
 pub(super) struct Source {
     key: u64,
+    /// The reactor it is registered with (events for it come from there alone).
+    pub(super) reactor: &'static Reactor,
     pub(super) read: Interest,
     pub(super) write: Interest,
     /// [`OPEN`], [`FIN_SEEN`] (the peer's FIN has been reported) or [`ERROR_SEEN`] (an
@@ -146,7 +150,7 @@ struct Slab {
 }
 
 impl Slab {
-    fn insert(&mut self) -> Arc<Source> {
+    fn insert(&mut self, reactor: &'static Reactor) -> Arc<Source> {
         let (index, slot) = match self.free.pop() {
             Some(i) => match self.slots.get_mut(i as usize) {
                 Some(slot) => (i, slot),
@@ -157,6 +161,7 @@ impl Slab {
         };
         let source = Arc::new(Source {
             key: (u64::from(slot.0) << 32) | u64::from(index),
+            reactor,
             read: Interest::default(),
             read_closed: AtomicU8::new(OPEN),
             urgent: AtomicBool::new(false),
@@ -208,7 +213,7 @@ struct Turn {
     ready: Vec<(Arc<Source>, EventFlags)>,
 }
 
-/// The process's epoll set.
+/// An epoll set: a data-plane thread's, or the process's ([`get`]).
 pub(crate) struct Reactor {
     epoll: OwnedFd,
     notify: OwnedFd,
@@ -277,8 +282,12 @@ impl Reactor {
         })
     }
 
-    pub(super) fn register(&self, fd: impl AsFd, flags: EventFlags) -> io::Result<Arc<Source>> {
-        let source = lock(&self.slab).insert();
+    pub(super) fn register(
+        &'static self,
+        fd: impl AsFd,
+        flags: EventFlags,
+    ) -> io::Result<Arc<Source>> {
+        let source = lock(&self.slab).insert(self);
         if let Err(e) = epoll::add(&self.epoll, fd, EventData::new_u64(source.key), flags) {
             lock(&self.slab).remove(source.key);
             return Err(e.into());

@@ -1,4 +1,5 @@
-//! [`Async`]: a non-blocking socket registered with the process's reactor ([`super::reactor`]), its readiness
+//! [`Async`]: a non-blocking socket registered with a reactor ([`super::reactor`]: the registering
+//! data-plane thread's, else the process's), its readiness
 //! rule, and its futures-io impls.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -12,7 +13,7 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 use rustix::event::epoll::EventFlags;
 
-use super::reactor::{ERROR_SEEN, FIN_SEEN, OPEN, STREAM, Source, get};
+use super::reactor::{ERROR_SEEN, FIN_SEEN, OPEN, Reactor, STREAM, Source};
 
 /// A non-blocking socket registered with the reactor ([`super::reactor::Reactor`]).
 ///
@@ -33,6 +34,8 @@ use super::reactor::{ERROR_SEEN, FIN_SEEN, OPEN, STREAM, Source, get};
 #[derive(Debug)]
 pub(crate) struct Async<T: AsFd> {
     io: Option<T>,
+    /// Its readiness, and the reactor it is registered with (the registering thread's,
+    /// `super::local::reactor`).
     source: Arc<Source>,
     /// Delete the registration explicitly on drop: the descriptor may be open elsewhere (a
     /// listener a worker shares), so closing it would not remove it from the set.
@@ -55,12 +58,27 @@ impl<T: AsFd> Async<T> {
     }
 
     fn register(io: T, shared: bool, flags: EventFlags) -> io::Result<Async<T>> {
-        let source = get()?.register(&io, flags)?;
+        Self::register_on(io, shared, flags, super::local::reactor()?)
+    }
+
+    fn register_on(
+        io: T,
+        shared: bool,
+        flags: EventFlags,
+        reactor: &'static Reactor,
+    ) -> io::Result<Async<T>> {
+        let source = reactor.register(&io, flags)?;
         Ok(Async {
             io: Some(io),
             source,
             shared,
         })
+    }
+
+    /// The reactor it is registered with.
+    #[cfg(test)]
+    pub(super) fn reactor(&self) -> &'static Reactor {
+        self.source.reactor
     }
 
     /// The socket.
@@ -78,7 +96,7 @@ impl<T: AsFd> Async<T> {
             .io
             .take()
             .ok_or_else(|| io::Error::other("socket already taken"))?;
-        get()?.deregister(&self.source, Some(&io));
+        self.source.reactor.deregister(&self.source, Some(&io));
         Ok(io)
     }
 
@@ -205,11 +223,12 @@ impl<T: AsFd> Async<T> {
 impl<T: AsFd> Drop for Async<T> {
     fn drop(&mut self) {
         let io = self.io.take();
-        if let Ok(reactor) = get() {
-            match (&io, self.shared) {
-                (Some(io), true) => reactor.deregister(&self.source, Some(io)),
-                _ => reactor.deregister(&self.source, None::<&OwnedFd>),
-            }
+        match (&io, self.shared) {
+            (Some(io), true) => self.source.reactor.deregister(&self.source, Some(io)),
+            _ => self
+                .source
+                .reactor
+                .deregister(&self.source, None::<&OwnedFd>),
         }
         drop(io); // closes it (and so takes it out of the epoll set if it was ours alone)
     }
@@ -222,8 +241,16 @@ impl Async<std::net::TcpListener> {
     /// a refused client during an upgrade). Every sleeping worker is woken; the first to accept
     /// takes the connection, the others get EAGAIN.
     pub(crate) fn listener(io: std::net::TcpListener) -> io::Result<Self> {
+        Self::listener_on(io, super::local::reactor()?)
+    }
+
+    /// [`Async::listener`] on a given reactor (a data-plane thread's, from another thread).
+    pub(super) fn listener_on(
+        io: std::net::TcpListener,
+        reactor: &'static Reactor,
+    ) -> io::Result<Self> {
         rustix::io::ioctl_fionbio(&io, true)?;
-        Self::register(io, true, EventFlags::IN | EventFlags::ET)
+        Self::register_on(io, true, EventFlags::IN | EventFlags::ET, reactor)
     }
 }
 

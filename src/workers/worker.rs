@@ -88,25 +88,21 @@ pub(crate) fn run() -> anyhow::Result<()> {
     if let Some(table) = counters.clients(id) {
         endpoints.use_client_table(std::sync::Arc::new(table));
     }
-    let shared = Arc::new(Shared {
-        endpoints: endpoints.clone(),
-        proxy_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-        resolver: rt::block_on(async {
-            ResolverHandle::spawn_observed(resolver, Some(metrics.clone()))
-        }),
-        metrics: metrics.clone(),
-        limits: Limits {
+    let shared = Shared::new(
+        rt::block_on(async { ResolverHandle::spawn_observed(resolver, Some(metrics.clone())) }),
+        metrics.clone(),
+        endpoints.clone(),
+        Limits {
             max_connections: settings.max_connections.map(|m| m as usize),
             handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
             zero_copy: settings.zero_copy,
         },
-        active: Count::Shared {
+        Count::Shared {
             total: totals.count,
             mine: mine.count,
         },
-        kill: tripwire,
-        breaker_log: crate::state::ratelog::RateLimitedLog::new(Duration::from_secs(1)),
-    });
+        tripwire,
+    );
     // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
     crate::actors::health::spawn(
         Arc::downgrade(&endpoints),

@@ -72,8 +72,9 @@ impl Conn {
         let metrics = &self.admission.shared.metrics;
         match refusal(peeked, &mut self.rec) {
             Refusal::Alert(alert, failure, reason) => {
-                Box::pin(peek::send_alert(stream, alert)).await;
+                // Counted first: whoever sees the alert (a test, a probe) finds it counted.
                 metrics.tls_handshake_failure(Side::Client, failure);
+                Box::pin(peek::send_alert(stream, alert)).await;
                 reason
             }
             Refusal::Close(failure, reason) => {

@@ -1,7 +1,8 @@
-//! The data plane in this process: one ListenerActor per listening socket, its
-//! ConnectionActors, the drain tokens they hold and the kill wire. The library and
-//! `tcpmap run --workers 1` drive it through their Supervisor; a worker process drives its
-//! own directly (its pool's Supervisor decided the table and bound the sockets).
+//! The data plane of one data-plane thread: one ListenerActor per listening socket, its
+//! ConnectionActors, the drain tokens they hold and the kill wire. In the library and
+//! `tcpmap run --workers 1` the Supervisor's `ThreadsPlane` (`threads.rs`) drives one per
+//! thread; a worker process drives its one directly (its pool's Supervisor decided the table
+//! and bound the sockets). Its steps run on the thread it serves (as tasks there).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ApplyError;
-use super::plane::{BoxFuture, Change, DataPlane, PlaneStatus};
+use super::plane::Change;
 use crate::actors::listener::ListenerHandle;
 use crate::actors::{Generation, Shared};
 use crate::route::RouteTable;
@@ -58,11 +59,11 @@ impl LocalPlane {
         plan
     }
 
-    /// See [`DataPlane::apply`].
+    /// Serves `change` (see `DataPlane::apply`).
     pub(crate) async fn serve(&mut self, change: Change) -> Result<Vec<SocketAddr>, ApplyError> {
-        let Some(token) = self.token.clone() else {
+        if self.token.is_none() {
             return Err(ApplyError::ShuttingDown);
-        };
+        }
         // 1. Register every new socket with the reactor; a failure changes nothing.
         let mut sockets = Vec::with_capacity(change.bound.len());
         for (addr, socket) in change.bound {
@@ -76,8 +77,24 @@ impl LocalPlane {
             &self.shared.metrics,
             &self.shared.endpoints,
         ));
+        Ok(self.start(generation, &change.plan, sockets).await)
+    }
+
+    /// The part of an apply that cannot fail: retargets kept listeners to `generation`, starts
+    /// a listener on each of `sockets` (registered already, on this thread's reactor) and
+    /// stops the removed ones. Run it on the thread the listeners are to run on. The listeners
+    /// started (none once the plane stopped accepting).
+    pub(crate) async fn start(
+        &mut self,
+        generation: Arc<Generation>,
+        plan: &ListenerPlan,
+        sockets: Vec<(SocketAddr, rt::Async<TcpListener>)>,
+    ) -> Vec<SocketAddr> {
+        let Some(token) = self.token.clone() else {
+            return Vec::new();
+        };
         // 2. Retarget kept listeners.
-        for addr in &change.plan.retarget {
+        for addr in &plan.retarget {
             if let Some(l) = self.listeners.get(addr) {
                 l.retarget(generation.clone()).await;
             }
@@ -95,15 +112,15 @@ impl LocalPlane {
             }
         }
         // 4. Stop removed listeners (their open connections run on).
-        for addr in &change.plan.stop {
+        for addr in &plan.stop {
             if let Some(l) = self.listeners.remove(addr) {
                 l.stop().await;
             }
         }
-        Ok(started)
+        started
     }
 
-    /// See [`DataPlane::stop_accepting`]; no apply is taken afterwards.
+    /// Closes every listener (see `DataPlane::stop_accepting`); no apply is taken afterwards.
     pub(crate) async fn stop(&mut self) {
         let listeners = std::mem::take(&mut self.listeners);
         for l in listeners.values() {
@@ -112,8 +129,9 @@ impl LocalPlane {
         self.token = None;
     }
 
-    /// See [`DataPlane::drain`]; true when every connection finished by itself (the caller
-    /// says so: at info in the Supervisor's process, at debug in a worker's).
+    /// Waits for open connections, then kills the rest (see `DataPlane::drain`); true when
+    /// every connection finished by itself (a worker process says so at debug: its
+    /// Supervisor reports the drain).
     pub(crate) async fn wait_drained(&mut self, graceful: bool, timeout: Duration) -> bool {
         if graceful
             && rt::timeout(timeout, self.drain.all_dropped())
@@ -142,30 +160,16 @@ impl LocalPlane {
     pub(crate) fn open(&self) -> usize {
         self.drain.outstanding()
     }
-}
 
-impl DataPlane for LocalPlane {
-    fn apply(&mut self, change: Change) -> BoxFuture<'_, Result<Vec<SocketAddr>, ApplyError>> {
-        Box::pin(self.serve(change))
+    /// The drain tokens that are not connections: one per listener, and the source until the
+    /// plane stops accepting ([`Self::open`] minus these is the connections open here).
+    pub(crate) fn held(&self) -> usize {
+        self.listeners.len() + usize::from(self.token.is_some())
     }
 
-    fn stop_accepting(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.stop())
-    }
-
-    fn drain(&mut self, graceful: bool, timeout: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            if self.wait_drained(graceful, timeout).await {
-                tracing::info!("drained: every connection finished");
-            }
-        })
-    }
-
-    fn status(&self) -> PlaneStatus {
-        PlaneStatus {
-            runs_in: "this process",
-            open: Some(self.open()),
-        }
+    /// A waiter for every token of this plane (to wait from another thread).
+    pub(crate) fn drain_wait(&self) -> DrainWait {
+        self.drain.clone()
     }
 }
 

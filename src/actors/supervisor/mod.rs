@@ -7,13 +7,15 @@
 //! diff the new table against the active one, bind every new listener (`sockets.rs`) — one
 //! failure closes those just bound and rejects the reload — then hand the data plane the
 //! table and the sockets (`plane.rs`): it retargets kept listeners, starts the new ones and
-//! stops the removed ones, in this process (`local.rs`) or in every worker process
+//! stops the removed ones, on every data-plane thread of this process (`threads.rs`, a
+//! `local.rs` plane per thread) or in every worker process
 //! (`crate::workers`, through the same interface). Open connections keep the generation they
 //! started with.
 
 mod local;
 pub(crate) mod plane;
 mod sockets;
+mod threads;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -23,6 +25,7 @@ use std::time::Duration;
 pub(crate) use local::{LocalPlane, given};
 use plane::{Change, DataPlane, PlaneStatus};
 use sockets::Sockets;
+pub(crate) use threads::{ThreadsPlane, ThreadsView};
 
 use super::{ReloadResult, Snapshot};
 use crate::config::Bundle;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   Supervisor ── apply(Change) / stop_accepting / drain / status ──▶ dyn DataPlane
-//!                                                                      ├─ LocalPlane (local.rs): ListenerActors in this process
+//!                                                                      ├─ ThreadsPlane (threads.rs): N threads of this process,
+//!                                                                      │  each running a LocalPlane (local.rs): ListenerActors
 //!                                                                      └─ the worker pool (crate::workers): N worker processes,
 //!                                                                         each running a LocalPlane of its own
 //! ```

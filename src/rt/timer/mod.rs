@@ -11,8 +11,9 @@
 //!
 //! Granularity: [`GRANULARITY`] (10 ms). A deadline is rounded up to the next tick, so it
 //! **never fires early and fires at most 10 ms late** (plus the time the executor takes to
-//! run the driver and the woken task). The clock is per process: each worker process has its
-//! own. Must not: decide what a deadline means (callers do), or block.
+//! run the driver and the woken task). A deadline waits on the clock of the thread that
+//! queues it: each data-plane thread (`rt::local`) has one, driven by its loop; other threads
+//! (the control plane) share the process's, driven by a [`Driver`] task. Must not: decide what a deadline means (callers do), or block.
 
 mod queue;
 
@@ -27,10 +28,17 @@ use queue::{DeadlineQueue, Key, tick_at_or_after, tick_at_or_before, tick_start}
 /// The clock's tick: deadlines fire 0–10 ms after they pass, never before.
 pub(crate) const GRANULARITY: Duration = Duration::from_millis(10);
 
-/// A deadline clock: the process's ([`clock`]), or one of a test's own.
+/// A deadline clock: the process's ([`clock`]), a data-plane thread's (`rt::local`), or one
+/// of a test's own.
 pub(crate) struct Clock {
     epoch: Instant,
     state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clock").finish_non_exhaustive()
+    }
 }
 
 struct State {
@@ -153,7 +161,9 @@ impl Clock {
 #[derive(Debug)]
 pub(crate) struct Sleep {
     at: Option<Instant>,
-    key: Option<Key>,
+    /// Where it is queued, with the clock that holds it (the polling thread's, see
+    /// `rt::local::clock`).
+    key: Option<(&'static Clock, Key)>,
     done: bool,
 }
 
@@ -193,8 +203,8 @@ impl Sleep {
     }
 
     fn cancel(&mut self) {
-        if let Some(key) = self.key.take() {
-            clock().lock().queue.remove(key);
+        if let Some((clock, key)) = self.key.take() {
+            clock.lock().queue.remove(key);
         }
     }
 }
@@ -210,8 +220,7 @@ impl Future for Sleep {
         let Some(at) = this.at else {
             return Poll::Pending;
         };
-        let clock = clock();
-        if let Some(key) = this.key {
+        if let Some((clock, key)) = this.key {
             let mut state = clock.lock();
             match state.queue.get_mut(key) {
                 // Gone from the queue: the driver expired it.
@@ -228,9 +237,10 @@ impl Future for Sleep {
                 }
             }
         }
+        let clock = crate::rt::local::clock();
         match clock.register(at, cx.waker()) {
             Some(key) => {
-                this.key = Some(key);
+                this.key = Some((clock, key));
                 Poll::Pending
             }
             None => {
@@ -397,7 +407,7 @@ mod tests {
             for s in &mut sleeps {
                 assert!(futures_lite::future::poll_once(s).await.is_none());
             }
-            let keys: Vec<Key> = sleeps.iter().filter_map(|s| s.key).collect();
+            let keys: Vec<Key> = sleeps.iter().filter_map(|s| s.key.map(|k| k.1)).collect();
             assert_eq!(keys.len(), 100, "every polled deadline is queued");
             drop(sleeps);
             let mut state = clock().lock();
