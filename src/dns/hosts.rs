@@ -3,9 +3,20 @@
 //! Each line is `ADDRESS NAME [ALIAS...]`; a name matches only as a whole word on a line
 //! (async-dns matched substrings, so `host` found `localhost`). Every address listed for a
 //! name is kept, in file order; the family policy is applied by the caller. Text in, value out.
+//!
+//! `localhost` and names under it that the file does not list are the loopback addresses
+//! (RFC 6761, section 6.3: they never go to DNS), as glibc with nss-myhostname, curl and Go's
+//! resolver answer them: a minimal container or chroot without an /etc/hosts still reaches
+//! `localhost:PORT` services.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// What an unlisted `localhost` name is: IPv4 first, as the usual hosts file lists it.
+static LOOPBACK: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
 
 /// The parsed hosts file: lower-cased name → addresses in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,9 +49,15 @@ impl HostsFile {
         HostsFile { names }
     }
 
-    /// The addresses listed for `name` (exact match, case-insensitive, a trailing dot ignored).
+    /// The addresses listed for `name` (exact match, case-insensitive, a trailing dot ignored);
+    /// for an unlisted `localhost` or `*.localhost`, the loopback addresses.
     pub(crate) fn lookup(&self, name: &str) -> Option<&[IpAddr]> {
-        self.names.get(&normalize(name)).map(Vec::as_slice)
+        let key = normalize(name);
+        match self.names.get(&key) {
+            Some(addrs) => Some(addrs.as_slice()),
+            None if key == "localhost" || key.ends_with(".localhost") => Some(&LOOPBACK),
+            None => None,
+        }
     }
 
     /// Number of distinct names in the file.
@@ -86,6 +103,7 @@ not-an-ip broken.example
         );
         assert_eq!(hosts.lookup("local"), None);
         assert_eq!(hosts.lookup("localhost.localdomain"), None);
+        assert_eq!(hosts.lookup("notlocalhost"), None);
         assert_eq!(hosts.lookup("ip6-loopback"), Some(&[ip("::1")][..]));
     }
 
@@ -110,5 +128,22 @@ not-an-ip broken.example
             "words of a comment are not names"
         );
         assert_eq!(hosts.len(), 5);
+    }
+
+    #[test]
+    fn localhost_is_loopback_even_when_the_file_does_not_list_it() {
+        let empty = HostsFile::parse("");
+        let loopback: &[IpAddr] = &["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(empty.lookup("localhost"), Some(loopback));
+        assert_eq!(empty.lookup("LocalHost."), Some(loopback));
+        assert_eq!(empty.lookup("db.localhost"), Some(loopback));
+        assert_eq!(empty.lookup("localhost.example"), None);
+        assert_eq!(empty.lookup("mylocalhost"), None);
+        // A file that lists it wins (one family only, here).
+        let v4 = HostsFile::parse("127.0.0.1 localhost\n");
+        assert_eq!(
+            v4.lookup("localhost"),
+            Some(&["127.0.0.1".parse::<IpAddr>().unwrap()][..])
+        );
     }
 }
