@@ -539,3 +539,28 @@ proptest! {
         prop_assert_eq!(whole, feed_in(&bytes[..cut], chunk).0);
     }
 }
+
+#[test]
+fn the_alerts_sent_are_named_from_the_one_table() {
+    let sent = [
+        (Alert::UnexpectedMessage, 10, "unexpected_message"),
+        (Alert::RecordOverflow, 22, "record_overflow"),
+        (Alert::IllegalParameter, 47, "illegal_parameter"),
+        (Alert::DecodeError, 50, "decode_error"),
+        (Alert::UnrecognizedName, 112, "unrecognized_name"),
+    ];
+    for (alert, code, name) in sent {
+        assert_eq!((alert.code(), alert.as_str()), (code, name));
+    }
+    assert_eq!(alert_name(42), Some("bad_certificate"));
+    assert_eq!(alert_name(200), None);
+    // Every code of the table is one rustls knows, and none is named twice.
+    for (i, (code, _)) in ALERT_NAMES.iter().enumerate() {
+        let known = rustls::AlertDescription::from(*code);
+        assert!(
+            !matches!(known, rustls::AlertDescription::Unknown(_)),
+            "{code}"
+        );
+        assert!(ALERT_NAMES[..i].iter().all(|(c, _)| c != code), "{code}");
+    }
+}

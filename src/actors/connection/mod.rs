@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use crate::rt::{Async, Tripwire};
 
-use super::Generation;
 use super::Admission;
+use super::Generation;
 use crate::close::{CloseReason, Side};
 use crate::net::copy::{RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::prefixed::Prefixed;

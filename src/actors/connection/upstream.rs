@@ -9,7 +9,6 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncWriteExt;
 use rustls::pki_types::ServerName;
 
-use crate::state::endpoints::UpstreamState;
 use super::{Client, Conn};
 use crate::close::{CloseReason, Side};
 use crate::metrics::HandshakeFailure;
@@ -17,6 +16,7 @@ use crate::net::socket;
 use crate::proxy_protocol::{self, Header, Ssl, Tlv, Version};
 use crate::route::{Group, Origination, ServiceHost, Upstream};
 use crate::rt::Async;
+use crate::state::endpoints::UpstreamState;
 
 /// Most connect attempts per connection (`max_connect_attempts` is validated to this).
 const MAX_ATTEMPTS: usize = 10;
@@ -29,7 +29,7 @@ impl Conn {
         &mut self,
         group: &'g Group,
     ) -> Result<(&'g Upstream, Arc<UpstreamState>), CloseReason> {
-        let Some(upstream) = group.choose() else {
+        let Some((id, upstream)) = group.choose_id() else {
             return Err(CloseReason::NoRoute);
         };
         self.rec.mapping = Some(upstream.mapping.clone());
@@ -46,7 +46,7 @@ impl Conn {
             }
         }
         // Every upstream of a generation has its endpoint set (Generation::new).
-        let Some(endpoints) = self.generation.endpoints_of(upstream) else {
+        let Some(endpoints) = self.generation.endpoints_of(id) else {
             return Err(CloseReason::Internal);
         };
         let per_ip = upstream.endpoints.max_connections_per_ip;
