@@ -51,6 +51,9 @@ pub mod logwriter;
 pub(crate) mod net;
 pub(crate) mod rt;
 pub(crate) mod state;
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod testkit;
 pub(crate) mod workers;
 
 pub use actors::config::ReloadReport;

@@ -1,10 +1,15 @@
 //! The metrics registry: counters, gauges and histograms, rendered as Prometheus text.
 //!
-//! One [`Metrics`] per process, shared as `Arc<Metrics>`. Per-mapping series live in
-//! [`MappingMetrics`], looked up once per config generation with [`Metrics::mapping`]
+//! Public: the read-only numbers an embedding application gets from
+//! [`ProxyHandle::metrics`](crate::ProxyHandle::metrics) ([`MetricsSnapshot`],
+//! [`MappingSnapshot`]); the text is `ProxyHandle::metrics_text`. Everything that counts is
+//! crate-private.
+//!
+//! One `Metrics` per process, shared as `Arc<Metrics>`. Per-mapping series live in
+//! `MappingMetrics`, looked up once per config generation with `Metrics::mapping`
 //! (a lock there is fine) and then updated by connections with atomics only.
 //! Global, rarely-hit events (reloads, handshake failures, DNS, limits) go through
-//! the methods on [`Metrics`].
+//! the methods on `Metrics`. The families and their registration: `families.rs`.
 //!
 //! Every name has the `tcpmap_` prefix; per-mapping series carry the labels
 //! `mapping`, `namespace`, `port`, `host` (`host=""` when the mapping has no SNI host).
@@ -12,6 +17,7 @@
 //! Pure: values in, text out. No sockets, no tasks, no clock (latencies are passed in).
 
 mod endpoints;
+mod families;
 mod mapping;
 #[cfg(test)]
 mod tests;
@@ -21,69 +27,25 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-pub use endpoints::EndpointMetrics;
-pub use mapping::MappingMetrics;
+pub(crate) use endpoints::EndpointMetrics;
+pub(crate) use mapping::MappingMetrics;
 
 /// Prometheus text 0.0.4 of an OpenMetrics text (what [`Metrics::render`] does to its own).
 pub(crate) fn openmetrics_to_prometheus(om: &str) -> String {
     text::openmetrics_to_prometheus(om)
 }
+use families::{
+    ActorLabel, Globals, MappingFamilies, ReasonLabel, TlsLabels, TlsRoutedLabels, VersionLabel,
+    WhatLabel,
+};
 use mapping::{Breaker, BytesLabels, EndedLabels, MappingLabels, REASONS, SideLabels};
 
 use crate::close::CloseReason;
 use crate::route::MappingId;
-
-/// Upstream connect latency buckets, in seconds (0.5 ms .. 3 s).
-const CONNECT_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
-];
-
-fn connect_histogram() -> Histogram {
-    Histogram::new(CONNECT_BUCKETS)
-}
-
-/// A single `key="value"` label set for the global families.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ScopeLabel {
-    scope: &'static str,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WhatLabel {
-    what: &'static str,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActorLabel {
-    actor: &'static str,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabel {
-    version: &'static str,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TlsRoutedLabels {
-    tls: &'static str,
-    host: String,
-}
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TlsLabels {
-    side: &'static str,
-    reason: &'static str,
-}
 
 /// A mapping's shared circuit-breaker count: the total and this worker's share.
 type SharedBreaker = (
@@ -91,44 +53,19 @@ type SharedBreaker = (
     &'static std::sync::atomic::AtomicU32,
 );
 
-/// The per-mapping families (each clone shares the series with the registry).
-struct MappingFamilies {
-    accepted: Family<MappingLabels, Counter>,
-    active: Family<MappingLabels, Gauge>,
-    ended: Family<EndedLabels, Counter>,
-    io_errors: Family<SideLabels, Counter>,
-    bytes: Family<BytesLabels, Counter>,
-    connect_failures: Family<MappingLabels, Counter>,
-    connect_latency: Family<MappingLabels, Histogram, fn() -> Histogram>,
-}
-
 /// The process-wide metrics registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     families: MappingFamilies,
+    globals: Globals,
     mappings: Mutex<BTreeMap<MappingId, Arc<MappingMetrics>>>,
     /// Circuit-breaker counts shared with other processes, by mapping ([`Metrics::share_breaker`]).
     shared_breakers: Mutex<BTreeMap<MappingId, SharedBreaker>>,
-    reload_ok: Counter,
-    reload_error: Counter,
-    generation: Gauge<u64, std::sync::atomic::AtomicU64>,
-    tls_failures: Family<TlsLabels, Counter>,
-    dns_lookups: Counter,
-    dns_failures: Counter,
-    rejected_global: Counter,
-    rejected_mapping: Counter,
-    internal_errors: Family<WhatLabel, Counter>,
-    actor_restarts: Family<ActorLabel, Counter>,
-    listeners: Gauge,
-    hello_bytes: Gauge,
-    proxy_headers: Family<VersionLabel, Counter>,
-    proxy_rejected: Family<ReasonLabel, Counter>,
-    tls_routed: Family<TlsRoutedLabels, Counter>,
     endpoints: endpoints::EndpointFamilies,
 }
 
 /// The `reason` labels of `tcpmap_proxy_protocol_rejected_total`, registered at zero.
-pub const PROXY_REJECT_REASONS: [&str; 5] =
+pub(crate) const PROXY_REJECT_REASONS: [&str; 5] =
     ["missing", "malformed", "too_long", "timeout", "closed"];
 
 impl std::fmt::Debug for Metrics {
@@ -182,7 +119,7 @@ pub struct MetricsSnapshot {
 /// Which limit refused a connection (`tcpmap_connections_rejected_total{scope}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// `--max-connections`, checked at accept.
     Global,
     /// A mapping's `circuit_breakers.max_connections`.
@@ -191,7 +128,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `scope` label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::Global => "global",
             Refusal::Mapping => "mapping",
@@ -201,12 +138,12 @@ impl Refusal {
 
 /// The side of a connection (a TLS handshake's, an I/O error's): defined with the close
 /// reasons, named here too for the handshake-failure counters.
-pub use crate::close::Side;
+pub(crate) use crate::close::Side;
 
 /// Why a TLS handshake failed (`tcpmap_tls_handshake_failures_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HandshakeFailure {
+pub(crate) enum HandshakeFailure {
     /// The ClientHello was malformed (answered with `decode_error`, `record_overflow` or
     /// `unexpected_message`).
     MalformedHello,
@@ -229,7 +166,7 @@ pub enum HandshakeFailure {
 
 impl HandshakeFailure {
     /// The `reason` label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HandshakeFailure::MalformedHello => "malformed_hello",
             HandshakeFailure::BadSni => "bad_sni",
@@ -246,14 +183,14 @@ impl HandshakeFailure {
 /// A share of `tcpmap_client_hello_bytes_buffered`: what one connection's ClientHello read
 /// holds now. Given back when dropped, so a cancelled read leaves nothing counted.
 #[derive(Debug)]
-pub struct HelloBuffer {
+pub(crate) struct HelloBuffer {
     gauge: Gauge,
     held: i64,
 }
 
 impl HelloBuffer {
     /// This connection now holds `bytes`.
-    pub fn set(&mut self, bytes: usize) {
+    pub(crate) fn set(&mut self, bytes: usize) {
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.gauge.inc_by(bytes - self.held);
         self.held = bytes;
@@ -267,157 +204,19 @@ impl Drop for HelloBuffer {
 }
 
 impl Metrics {
-    /// Creates the registry with every family registered (globals start at zero).
-    pub fn new() -> Arc<Metrics> {
+    /// Creates the registry with every family registered (globals start at zero), in the
+    /// order of the exposition: per mapping, process-wide, endpoints.
+    pub(crate) fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("tcpmap");
-        let families = MappingFamilies {
-            accepted: Family::default(),
-            active: Family::default(),
-            ended: Family::default(),
-            io_errors: Family::default(),
-            bytes: Family::default(),
-            connect_failures: Family::default(),
-            connect_latency: Family::new_with_constructor(connect_histogram),
-        };
-        let r = &mut registry;
-        r.register(
-            "connections_accepted",
-            "Connections accepted, per mapping",
-            families.accepted.clone(),
-        );
-        r.register(
-            "connections_active",
-            "Connections open now, per mapping",
-            families.active.clone(),
-        );
-        r.register(
-            "connections_ended",
-            "Connections ended, per mapping and close reason",
-            families.ended.clone(),
-        );
-        r.register(
-            "connections_io_errors",
-            "Connections ended with reason io_error, per mapping and the side whose read or write failed (side: client|upstream)",
-            families.io_errors.clone(),
-        );
-        r.register(
-            "bytes",
-            "Bytes relayed, per mapping and direction",
-            families.bytes.clone(),
-        );
-        r.register(
-            "upstream_connect_failures",
-            "Failed upstream connect attempts, per mapping",
-            families.connect_failures.clone(),
-        );
-        r.register(
-            "upstream_connect_duration_seconds",
-            "Time to connect to an upstream (successful connects), per mapping",
-            families.connect_latency.clone(),
-        );
-
-        let reloads = Family::<ResultLabel, Counter>::default();
-        r.register(
-            "config_reloads",
-            "Config reloads, by result",
-            reloads.clone(),
-        );
-        let generation = Gauge::<u64, std::sync::atomic::AtomicU64>::default();
-        r.register(
-            "config_generation",
-            "The active config generation",
-            generation.clone(),
-        );
-        let tls_failures = Family::<TlsLabels, Counter>::default();
-        r.register(
-            "tls_handshake_failures",
-            "TLS handshake failures, by side (client|upstream) and reason",
-            tls_failures.clone(),
-        );
-        let dns_lookups = Counter::default();
-        r.register("dns_lookups", "DNS lookups", dns_lookups.clone());
-        let dns_failures = Counter::default();
-        r.register(
-            "dns_lookup_failures",
-            "DNS lookups that failed",
-            dns_failures.clone(),
-        );
-        let rejected = Family::<ScopeLabel, Counter>::default();
-        r.register(
-            "connections_rejected",
-            "Connections refused by a limit, by scope (global|mapping)",
-            rejected.clone(),
-        );
-        let internal_errors = Family::<WhatLabel, Counter>::default();
-        r.register(
-            "internal_errors",
-            "Caught internal errors (panics), by component",
-            internal_errors.clone(),
-        );
-        let actor_restarts = Family::<ActorLabel, Counter>::default();
-        r.register(
-            "actor_restarts",
-            "Actors restarted after a failure, by actor",
-            actor_restarts.clone(),
-        );
-        let listeners = Gauge::default();
-        r.register("listeners", "Listeners bound now", listeners.clone());
-        let hello_bytes = Gauge::default();
-        r.register(
-            "client_hello_bytes_buffered",
-            "Bytes held by ClientHello reads in progress (every connection together)",
-            hello_bytes.clone(),
-        );
-        let proxy_headers = Family::<VersionLabel, Counter>::default();
-        r.register(
-            "proxy_protocol_headers",
-            "PROXY protocol headers accepted, by version (v1|v2)",
-            proxy_headers.clone(),
-        );
-        let proxy_rejected = Family::<ReasonLabel, Counter>::default();
-        r.register(
-            "proxy_protocol_rejected",
-            "Connections closed for their PROXY protocol header, by reason (missing|malformed|too_long|timeout|closed)",
-            proxy_rejected.clone(),
-        );
-        let tls_routed = Family::<TlsRoutedLabels, Counter>::default();
-        r.register(
-            "tls_routed_connections",
-            "TLS connections routed by their ClientHello to a host group, by what is done with the client's TLS (tls: terminate|terminate+originate|passthrough) and the group's host pattern",
-            tls_routed.clone(),
-        );
-        for version in ["v1", "v2"] {
-            drop(proxy_headers.get_or_create(&VersionLabel { version }));
-        }
-        for reason in PROXY_REJECT_REASONS {
-            drop(proxy_rejected.get_or_create(&ReasonLabel { reason }));
-        }
-        let endpoints = endpoints::EndpointFamilies::register(r);
-
-        let handle = |f: &Family<ResultLabel, Counter>, result| {
-            f.get_or_create(&ResultLabel { result }).clone()
-        };
-        let scope = |scope| rejected.get_or_create(&ScopeLabel { scope }).clone();
+        let families = MappingFamilies::register(&mut registry);
+        let globals = Globals::register(&mut registry);
+        let endpoints = endpoints::EndpointFamilies::register(&mut registry);
         Arc::new(Metrics {
-            reload_ok: handle(&reloads, "ok"),
-            reload_error: handle(&reloads, "error"),
-            rejected_global: scope(Refusal::Global.as_str()),
-            rejected_mapping: scope(Refusal::Mapping.as_str()),
             registry,
             families,
+            globals,
             mappings: Mutex::new(BTreeMap::new()),
             shared_breakers: Mutex::new(BTreeMap::new()),
-            generation,
-            tls_failures,
-            dns_lookups,
-            dns_failures,
-            internal_errors,
-            actor_restarts,
-            listeners,
-            hello_bytes,
-            proxy_headers,
-            proxy_rejected,
-            tls_routed,
             endpoints,
         })
     }
@@ -426,7 +225,7 @@ impl Metrics {
     /// the same `Arc` (values and circuit-breaker slots survive reloads).
     ///
     /// Takes a lock: call it when a config is applied, not per connection.
-    pub fn mapping(&self, id: &MappingId) -> Arc<MappingMetrics> {
+    pub(crate) fn mapping(&self, id: &MappingId) -> Arc<MappingMetrics> {
         let mut map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = map.get(id) {
             return Arc::clone(m);
@@ -493,17 +292,17 @@ impl Metrics {
     /// The endpoint series of mapping `id` (the same series for the same `id`).
     ///
     /// Takes the families' lock: call it when an endpoint set is created, not per connection.
-    pub fn endpoints(&self, id: &MappingId) -> EndpointMetrics {
+    pub(crate) fn endpoints(&self, id: &MappingId) -> EndpointMetrics {
         self.endpoints.handles(id)
     }
 
     /// Prometheus text exposition format 0.0.4 (serve as `text/plain; version=0.0.4`).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         text::openmetrics_to_prometheus(&self.render_openmetrics())
     }
 
     /// OpenMetrics 1.0 text (serve as `application/openmetrics-text; version=1.0.0`).
-    pub fn render_openmetrics(&self) -> String {
+    pub(crate) fn render_openmetrics(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -511,7 +310,7 @@ impl Metrics {
     }
 
     /// Plain numbers for the library API.
-    pub fn snapshot(&self) -> MetricsSnapshot {
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
         let mappings = map
             .values()
@@ -530,34 +329,35 @@ impl Metrics {
             .collect();
         MetricsSnapshot {
             mappings,
-            reloads_ok: self.reload_ok.get(),
-            reloads_error: self.reload_error.get(),
-            generation: self.generation.get(),
-            listeners: self.listeners.get(),
-            dns_lookups: self.dns_lookups.get(),
-            dns_failures: self.dns_failures.get(),
-            rejected_global: self.rejected_global.get(),
-            rejected_mapping: self.rejected_mapping.get(),
+            reloads_ok: self.globals.reload_ok.get(),
+            reloads_error: self.globals.reload_error.get(),
+            generation: self.globals.generation.get(),
+            listeners: self.globals.listeners.get(),
+            dns_lookups: self.globals.dns_lookups.get(),
+            dns_failures: self.globals.dns_failures.get(),
+            rejected_global: self.globals.rejected_global.get(),
+            rejected_mapping: self.globals.rejected_mapping.get(),
         }
     }
 
     /// Counts a config reload: `tcpmap_config_reloads_total{result="ok"|"error"}`.
-    pub fn reload(&self, ok: bool) {
+    pub(crate) fn reload(&self, ok: bool) {
         if ok {
-            self.reload_ok.inc();
+            self.globals.reload_ok.inc();
         } else {
-            self.reload_error.inc();
+            self.globals.reload_error.inc();
         }
     }
 
     /// Sets `tcpmap_config_generation`.
-    pub fn set_generation(&self, g: u64) {
-        self.generation.set(g);
+    pub(crate) fn set_generation(&self, g: u64) {
+        self.globals.generation.set(g);
     }
 
     /// Counts a TLS handshake failure on `side` for `reason`.
-    pub fn tls_handshake_failure(&self, side: Side, reason: HandshakeFailure) {
-        self.tls_failures
+    pub(crate) fn tls_handshake_failure(&self, side: Side, reason: HandshakeFailure) {
+        self.globals
+            .tls_failures
             .get_or_create(&TlsLabels {
                 side: side.as_str(),
                 reason: reason.as_str(),
@@ -566,52 +366,55 @@ impl Metrics {
     }
 
     /// Counts a DNS lookup (and a failure when `!ok`).
-    pub fn dns_lookup(&self, ok: bool) {
-        self.dns_lookups.inc();
+    pub(crate) fn dns_lookup(&self, ok: bool) {
+        self.globals.dns_lookups.inc();
         if !ok {
-            self.dns_failures.inc();
+            self.globals.dns_failures.inc();
         }
     }
 
     /// Records an upstream connect attempt of mapping `m`: a failure count, or the
     /// latency of a successful connect.
-    pub fn upstream_connect(&self, m: &MappingMetrics, ok: bool, latency: Duration) {
+    pub(crate) fn upstream_connect(&self, m: &MappingMetrics, ok: bool, latency: Duration) {
         m.record_connect(ok, latency);
     }
 
     /// Counts a connection refused by a limit.
-    pub fn rejected(&self, by: Refusal) {
+    pub(crate) fn rejected(&self, by: Refusal) {
         match by {
-            Refusal::Global => self.rejected_global.inc(),
-            Refusal::Mapping => self.rejected_mapping.inc(),
+            Refusal::Global => self.globals.rejected_global.inc(),
+            Refusal::Mapping => self.globals.rejected_mapping.inc(),
         };
     }
 
     /// Counts a caught internal error (a panic) in component `what`.
-    pub fn internal_error(&self, what: &'static str) {
-        self.internal_errors
+    pub(crate) fn internal_error(&self, what: &'static str) {
+        self.globals
+            .internal_errors
             .get_or_create(&WhatLabel { what })
             .inc();
     }
 
     /// Counts a restart of `actor`.
-    pub fn actor_restart(&self, actor: &'static str) {
-        self.actor_restarts
+    pub(crate) fn actor_restart(&self, actor: &'static str) {
+        self.globals
+            .actor_restarts
             .get_or_create(&ActorLabel { actor })
             .inc();
     }
 
     /// A connection's share of `tcpmap_client_hello_bytes_buffered`, starting at zero.
-    pub fn hello_buffer(&self) -> HelloBuffer {
+    pub(crate) fn hello_buffer(&self) -> HelloBuffer {
         HelloBuffer {
-            gauge: self.hello_bytes.clone(),
+            gauge: self.globals.hello_bytes.clone(),
             held: 0,
         }
     }
 
     /// Counts an accepted PROXY protocol header of `version` (`v1`|`v2`).
-    pub fn proxy_header(&self, version: &'static str) {
-        self.proxy_headers
+    pub(crate) fn proxy_header(&self, version: &'static str) {
+        self.globals
+            .proxy_headers
             .get_or_create(&VersionLabel { version })
             .inc();
     }
@@ -620,8 +423,9 @@ impl Metrics {
     /// generation, so a connection pays one atomic add): `tls` is what is done with the client's
     /// TLS (`terminate`, `terminate+originate`, `passthrough`), `host` the group's pattern
     /// (bounded by the config, unlike the SNI a client sends).
-    pub fn tls_routed_series(&self, tls: &'static str, host: &str) -> Counter {
-        self.tls_routed
+    pub(crate) fn tls_routed_series(&self, tls: &'static str, host: &str) -> Counter {
+        self.globals
+            .tls_routed
             .get_or_create(&TlsRoutedLabels {
                 tls,
                 host: text::escape_label(host),
@@ -631,14 +435,17 @@ impl Metrics {
 
     /// Counts a connection closed for its PROXY protocol header (one of
     /// [`PROXY_REJECT_REASONS`]).
-    pub fn proxy_rejected(&self, reason: &'static str) {
-        self.proxy_rejected
+    pub(crate) fn proxy_rejected(&self, reason: &'static str) {
+        self.globals
+            .proxy_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
     /// Sets the `tcpmap_listeners` gauge.
-    pub fn listeners(&self, bound: usize) {
-        self.listeners.set(i64::try_from(bound).unwrap_or(i64::MAX));
+    pub(crate) fn listeners(&self, bound: usize) {
+        self.globals
+            .listeners
+            .set(i64::try_from(bound).unwrap_or(i64::MAX));
     }
 }

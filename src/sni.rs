@@ -97,15 +97,9 @@ impl Alert {
         }
     }
 
-    /// The alert's name as the RFCs write it.
+    /// The alert's name as the RFCs write it (from `alert_name`, the one table of names).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Alert::UnexpectedMessage => "unexpected_message",
-            Alert::RecordOverflow => "record_overflow",
-            Alert::IllegalParameter => "illegal_parameter",
-            Alert::DecodeError => "decode_error",
-            Alert::UnrecognizedName => "unrecognized_name",
-        }
+        alert_name(self.code()).unwrap_or("unknown")
     }
 
     /// The plaintext alert record (level fatal, record version TLS 1.2) a server sends
@@ -113,6 +107,50 @@ impl Alert {
     pub fn record(self) -> [u8; 7] {
         [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, self.code()]
     }
+}
+
+/// Every TLS alert description with its name as the RFCs write it (RFC 8446 §6, RFC 5246
+/// §7.2, RFC 6066, RFC 7301, the ECH draft): the one table of names, for the alerts this
+/// reader sends ([`Alert::as_str`]) and those a handshake receives (the access line).
+const ALERT_NAMES: [(u8, &str); 29] = [
+    (0, "close_notify"),
+    (10, "unexpected_message"),
+    (20, "bad_record_mac"),
+    (22, "record_overflow"),
+    (40, "handshake_failure"),
+    (42, "bad_certificate"),
+    (43, "unsupported_certificate"),
+    (44, "certificate_revoked"),
+    (45, "certificate_expired"),
+    (46, "certificate_unknown"),
+    (47, "illegal_parameter"),
+    (48, "unknown_ca"),
+    (49, "access_denied"),
+    (50, "decode_error"),
+    (51, "decrypt_error"),
+    (70, "protocol_version"),
+    (71, "insufficient_security"),
+    (80, "internal_error"),
+    (86, "inappropriate_fallback"),
+    (90, "user_canceled"),
+    (100, "no_renegotiation"),
+    (109, "missing_extension"),
+    (110, "unsupported_extension"),
+    (112, "unrecognized_name"),
+    (113, "bad_certificate_status_response"),
+    (115, "unknown_psk_identity"),
+    (116, "certificate_required"),
+    (120, "no_application_protocol"),
+    (121, "ech_required"),
+];
+
+/// The name of alert description `code` (`bad_certificate` for 42), `None` for a code no
+/// RFC names.
+pub(crate) fn alert_name(code: u8) -> Option<&'static str> {
+    ALERT_NAMES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, name)| *name)
 }
 
 /// Why a ClientHello is rejected.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::net::{self, free_port};
-use common::pki::{Ca, write_secret};
+use common::pki::{Ca, TlsSecret, write_secret};
 use common::yaml::{mapping, mapping_with, tls_context};
 
 const FIELDS: [&str; 13] = [
@@ -31,10 +31,7 @@ const FIELDS: [&str; 13] = [
 
 #[test]
 fn json_access_lines_parse_and_carry_every_field() {
-    let ca = Ca::new("log CA");
-    let secrets = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host"]);
-    write_secret(secrets.path(), "sec", &cert, &key);
+    let TlsSecret { ca, dir: secrets } = TlsSecret::new("log CA", "sec", &["my-host"]);
     let echo = net::echo("127.0.0.1:0");
     let refused = free_port(); // nothing listens here
     let dir = tempfile::tempdir().unwrap();
@@ -219,10 +216,10 @@ fn text_mode_logs_one_line_per_connection() {
 
 #[test]
 fn rustls_warnings_a_client_triggers_are_rate_limited() {
-    let ca = Ca::new("log CA");
-    let secrets = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["default.test"]);
-    write_secret(secrets.path(), "sec", &cert, &key);
+    let TlsSecret {
+        ca: _,
+        dir: secrets,
+    } = TlsSecret::new("log CA", "sec", &["default.test"]);
     let echo = net::echo("127.0.0.1:0");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
@@ -308,10 +305,7 @@ fn a_tls_client_closing_without_close_notify_is_a_close_not_an_io_error() {
         s.write_all(b"got:").unwrap();
         s.write_all(&req).unwrap();
     });
-    let ca = Ca::new("notify CA");
-    let secrets = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host"]);
-    write_secret(secrets.path(), "sec", &cert, &key);
+    let TlsSecret { ca, dir: secrets } = TlsSecret::new("notify CA", "sec", &["my-host"]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     let secrets_arg = secrets.path().to_str().unwrap().to_string();

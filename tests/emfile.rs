@@ -9,9 +9,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::net::{self, free_port};
+use common::wait::eventually;
 
 /// The file-descriptor limit of the proxy under test.
 const NOFILE: u64 = 64;
@@ -53,19 +54,15 @@ fn spawn_proxy(config: &std::path::Path, log: &std::path::Path) -> Child {
 
 /// True when a fresh connection relays a message within `within`.
 fn serves(addr: SocketAddr, within: Duration) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-            c.set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let mut got = [0u8; 4];
-            if c.write_all(b"ping").is_ok() && c.read_exact(&mut got).is_ok() && &got == b"ping" {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    eventually(within, || {
+        let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            return false;
+        };
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut got = [0u8; 4];
+        c.write_all(b"ping").is_ok() && c.read_exact(&mut got).is_ok() && &got == b"ping"
+    })
 }
 
 struct KillOnDrop(Child);

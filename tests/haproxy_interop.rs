@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::net::{self, free_port, local};
-use common::pki::{Ca, write_secret};
+use common::pki::TlsSecret;
 use common::wait::eventually;
 use common::yaml::{mapping_with, tls_context};
 
@@ -187,10 +187,7 @@ fn haproxy_in_front_sends_v1_and_v2_and_tcpmap_logs_its_client() {
 
 #[test]
 fn haproxy_behind_accepts_what_tcpmap_sends() {
-    let ca = Ca::new("haproxy interop CA");
-    let secrets = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host"]);
-    write_secret(secrets.path(), "sec", &cert, &key);
+    let TlsSecret { ca, dir: secrets } = TlsSecret::new("haproxy interop CA", "sec", &["my-host"]);
     let echo = net::echo("127.0.0.1:0");
     let hp = free_port();
     let Some(h) = Haproxy::start(

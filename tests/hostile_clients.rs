@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::net;
-use common::pki::{Ca, write_secret};
+use common::pki::TlsSecret;
 use common::proxy;
 use common::yaml::{mapping_with, tls_context};
 
@@ -24,10 +24,7 @@ struct Setup {
 
 /// A terminating port for `my-host-1` (no host-less group), echo upstream behind it.
 fn setup(handshake_timeout: Duration) -> Setup {
-    let ca = Ca::new("hostile CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host-1"]);
-    write_secret(dir.path(), "supersecret", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("hostile CA", "supersecret", &["my-host-1"]);
     let up = net::echo("127.0.0.1:0");
     let (proxy, [port]) = proxy::start_ports(
         Some(dir.path()),

@@ -7,16 +7,13 @@ mod common;
 use std::io::Write;
 
 use common::net;
-use common::pki::{Ca, write_secret};
+use common::pki::TlsSecret;
 use common::proxy;
 use common::yaml::{mapping, mapping_with, tls_context};
 
 #[test]
 fn matching_sni_terminates_and_the_rest_goes_raw() {
-    let ca = Ca::new("mixed CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["known.test"]);
-    write_secret(dir.path(), "known", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("mixed CA", "known", &["known.test"]);
     let term_up = net::banner("127.0.0.1:0", "terminated-upstream");
     // The raw upstream is itself a TLS server for other names, so raw TLS can be checked end to end.
     let (raw_cert, raw_key) = common::pki::self_signed(&["other.test"]);
@@ -49,10 +46,7 @@ fn matching_sni_terminates_and_the_rest_goes_raw() {
 
 #[test]
 fn plain_bytes_go_raw_to_the_hostless_upstream() {
-    let ca = Ca::new("mixed CA 2");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["known.test"]);
-    write_secret(dir.path(), "known", &cert, &key);
+    let TlsSecret { ca: _, dir } = TlsSecret::new("mixed CA 2", "known", &["known.test"]);
     let term_up = net::banner("127.0.0.1:0", "terminated-upstream");
     let raw_up = net::echo("127.0.0.1:0");
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {

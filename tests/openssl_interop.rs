@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::net;
-use common::pki::{Ca, write_secret};
+use common::pki::TlsSecret;
 use common::proxy;
 use common::yaml::{mapping_with, tls_context};
 
@@ -16,10 +16,7 @@ fn openssl_s_client_through_termination() {
     if Command::new("openssl").arg("version").output().is_err() {
         panic!("openssl is required for this test (scripts/test installs it)");
     }
-    let ca = Ca::new("interop CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["interop.test"]);
-    write_secret(dir.path(), "interop", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("interop CA", "interop", &["interop.test"]);
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
     let up = net::echo("127.0.0.1:0");

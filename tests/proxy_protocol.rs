@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::daemon::{Daemon, http_get};
 use common::metrics::metric;
 use common::net::{self, local};
-use common::pki::{Ca, write_secret};
+use common::pki::TlsSecret;
 use common::yaml::{mapping_with, tls_context};
 use tcpmap::proxy_protocol::{Header, Tlv, Version, tlv};
 
@@ -160,10 +160,7 @@ fn headers_in_become_the_client_in_the_log_and_upstream() {
 
 #[test]
 fn a_terminated_v2_header_carries_sni_alpn_and_tls_version() {
-    let ca = Ca::new("pp CA");
-    let secrets = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host"]);
-    write_secret(secrets.path(), "sec", &cert, &key);
+    let TlsSecret { ca, dir: secrets } = TlsSecret::new("pp CA", "sec", &["my-host"]);
     let reporter = net::proxy_reporter("127.0.0.1:0");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
@@ -369,10 +366,10 @@ fn a_reload_turns_header_reading_on_for_new_connections_only() {
 fn header_and_client_hello_share_one_handshake_window() {
     // 3 s window; the header arrives after 2 s, the ClientHello never: the connection closes
     // about 3 s after accept (one window), not 2 s + 3 s.
-    let ca = Ca::new("pp window CA");
-    let secrets = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host"]);
-    write_secret(secrets.path(), "sec", &cert, &key);
+    let TlsSecret {
+        ca: _,
+        dir: secrets,
+    } = TlsSecret::new("pp window CA", "sec", &["my-host"]);
     let echo = net::echo("127.0.0.1:0");
     let dir = tempfile::tempdir().unwrap();
     let secrets_arg = secrets.path().to_str().unwrap().to_string();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::net;
-use common::pki::{Ca, write_ca_secret, write_secret};
+use common::pki::{Ca, TlsSecret, write_ca_secret, write_secret};
 use common::proxy;
 use common::yaml::{mapping_with, tls_context};
 
@@ -20,10 +20,8 @@ struct Setup {
 
 /// The seed's termination example: my-host-1 → upstream 1, my-host-2 → upstream 2.
 fn seed_setup(extra_ctx: &str) -> Setup {
-    let ca = Ca::new("tcpmap test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host-1", "my-host-2"]);
-    write_secret(dir.path(), "supersecret", &cert, &key);
+    let TlsSecret { ca, dir } =
+        TlsSecret::new("tcpmap test CA", "supersecret", &["my-host-1", "my-host-2"]);
     let up1 = net::banner("127.0.0.1:0", "upstream-host-1");
     let up2 = net::banner("127.0.0.1:0", "upstream-host-2");
     let (proxy, port) = proxy::start_port(Some(dir.path()), |port| {
@@ -119,10 +117,7 @@ fn unknown_sni_gets_an_unrecognized_name_alert() {
 
 #[test]
 fn wildcard_context_terminates_any_subdomain() {
-    let ca = Ca::new("wild CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["*.example.test"]);
-    write_secret(dir.path(), "wild", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("wild CA", "wild", &["*.example.test"]);
     let up = net::banner("127.0.0.1:0", "wild-upstream");
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
         tls_context("wild", "hosts: ['*.example.test']\nsecret: wild\n")
@@ -189,10 +184,7 @@ fn tls_half_close_passes_on_as_eof_and_the_reply_still_arrives() {
         s.write_all(b"got:").unwrap();
         s.write_all(&req).unwrap();
     });
-    let ca = Ca::new("half-close CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["half.test"]);
-    write_secret(dir.path(), "half", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("half-close CA", "half", &["half.test"]);
     let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
         tls_context("half", "hosts: [half.test]\nsecret: half\n")
             + &mapping_with("half", port, up, "host: half.test\n")

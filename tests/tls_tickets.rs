@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::net::{self, free_port};
-use common::pki::{Ca, write_ca_secret, write_secret};
+use common::pki::{Ca, TlsSecret, write_ca_secret, write_secret};
 use common::proxy;
 use rustls::HandshakeKind;
 
@@ -84,10 +84,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let ca = Ca::new("tcpmap ticket CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["my-host"]);
-    write_secret(dir.path(), "server", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("tcpmap ticket CA", "server", &["my-host"]);
     let up1 = net::banner("127.0.0.1:0", "upstream-1");
     let up2 = net::banner("127.0.0.1:0", "upstream-2");
     let port = free_port();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::daemon::{Daemon, http_get, kill, pid_alive};
 use common::net;
-use common::pki::{Ca, write_secret};
+use common::pki::{Ca, TlsSecret};
 use common::wait::eventually;
 use common::yaml::{mapping_with, tls_context};
 use rustls::HandshakeKind;
@@ -170,10 +170,8 @@ fn setup(workers: &str) -> Setup {
 }
 
 fn setup_env(workers: &str, env: &[(&str, &str)]) -> Setup {
-    let ca = Ca::new("tcpmap worker tickets CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["t.example"]);
-    write_secret(dir.path(), "tsecret", &cert, &key);
+    let TlsSecret { ca, dir } =
+        TlsSecret::new("tcpmap worker tickets CA", "tsecret", &["t.example"]);
     let up = net::banner("127.0.0.1:0", "tls-upstream");
     let cfg = dir.path().join("config.yaml");
     let secrets = dir.path().to_str().unwrap().to_string();

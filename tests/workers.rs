@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::daemon::{Daemon, http_get, kill, pid_alive, write_atomic};
 use common::metrics::metric;
 use common::net;
-use common::pki::{Ca, write_secret};
+use common::pki::TlsSecret;
 use common::wait::eventually;
 use common::yaml::{mapping, mapping_with, tls_context};
 
@@ -139,10 +139,7 @@ fn plain(extra_yaml: &str, args: &[&str]) -> (tempfile::TempDir, net::Upstream, 
 
 #[test]
 fn two_workers_serve_plain_and_tls_and_the_counters_sum_exactly() {
-    let ca = Ca::new("tcpmap workers CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.leaf(&["w.example"]);
-    write_secret(dir.path(), "wsecret", &cert, &key);
+    let TlsSecret { ca, dir } = TlsSecret::new("tcpmap workers CA", "wsecret", &["w.example"]);
     let plain_up = net::echo("127.0.0.1:0");
     let tls_up = net::banner("127.0.0.1:0", "tls-upstream");
     let cfg = dir.path().join("config.yaml");

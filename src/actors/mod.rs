@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Beside the ResolverActor runs the HealthActor (`health.rs`): no mailbox, one timer; it
-//! probes the endpoint sets (`endpoints.rs`) that have a `health_check` and refreshes the
+//! probes the endpoint sets (`crate::state::endpoints`) that have a `health_check` and refreshes the
 //! endpoint-state gauges.
 //!
 //! Bounded sends only go down this chain; replies come back on one-shot channels, so there
@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::metrics::{MappingMetrics, Metrics};
-use crate::route::{MappingId, RouteTable};
+use crate::route::{GroupId, MappingId, RouteTable, UpstreamId};
 use crate::rt::Tripwire;
 use crate::state::ratelog::RateLimitedLog;
 pub(crate) use crate::state::{Count, Limits};
@@ -132,12 +132,12 @@ impl Shared {
 pub(crate) struct Generation {
     pub(crate) table: Arc<RouteTable>,
     pub(crate) metrics: HashMap<Arc<MappingId>, Arc<MappingMetrics>>,
-    /// Each upstream's endpoint set, keyed by the upstream's address in `table` (stable:
-    /// the generation holds the table) — [`Generation::endpoints_of`].
-    endpoints: HashMap<usize, Arc<endpoints::UpstreamState>>,
-    /// Each host group's `tcpmap_tls_routed_connections_total` series, keyed by the group's
-    /// address in `table` like `endpoints` — [`Generation::tls_routed`].
-    routed: HashMap<usize, prometheus_client::metrics::counter::Counter>,
+    /// Each upstream's endpoint set, keyed by the upstream's id in `table` —
+    /// [`Generation::endpoints_of`].
+    endpoints: HashMap<UpstreamId, Arc<endpoints::UpstreamState>>,
+    /// Each host group's `tcpmap_tls_routed_connections_total` series, keyed by the id of
+    /// its group — [`Generation::tls_routed`].
+    routed: HashMap<GroupId, prometheus_client::metrics::counter::Counter>,
     /// Orders to close this generation's connections at a set time (a gradual drain, a
     /// maximum age): [`connection::close::CloseOrders::give`].
     pub(crate) close: connection::close::CloseOrders,
@@ -167,20 +167,14 @@ impl Generation {
                 let tls = host.client_tls().as_str();
                 let pattern = host.group.host.as_deref().unwrap_or_default();
                 let series = metrics.tls_routed_series(tls, pattern);
-                routed.insert(Arc::as_ptr(host) as usize, series);
+                routed.insert(host.group.id(), series);
             }
-            let groups = listener
-                .plain
-                .iter()
-                .map(|g| &**g)
-                .chain(listener.host_groups().map(|(_, h)| &h.group));
-            for group in groups {
-                for up in &group.upstreams {
+            for group in listener.groups() {
+                for (id, up) in group.upstream_ids() {
                     map.entry(up.mapping.clone())
                         .or_insert_with(|| metrics.mapping(&up.mapping));
                     let key = endpoints::EndpointKey::of(up, group.families);
-                    let state = registry.state(key);
-                    sets.insert(up as *const _ as usize, state);
+                    sets.insert(id, registry.state(key));
                 }
             }
         }
@@ -195,18 +189,15 @@ impl Generation {
 
     /// Counts a TLS connection routed by its ClientHello to `host` (a host group of this
     /// generation's table): one atomic add on a series resolved when the generation was made.
-    pub(crate) fn tls_routed(&self, host: &Arc<crate::route::HostGroup>) {
-        if let Some(series) = self.routed.get(&(Arc::as_ptr(host) as usize)) {
+    pub(crate) fn tls_routed(&self, host: &crate::route::HostGroup) {
+        if let Some(series) = self.routed.get(&host.group.id()) {
             series.inc();
         }
     }
 
-    /// The endpoint set of `upstream` (an upstream of this generation's table).
-    pub(crate) fn endpoints_of(
-        &self,
-        upstream: &crate::route::Upstream,
-    ) -> Option<&Arc<endpoints::UpstreamState>> {
-        self.endpoints.get(&(upstream as *const _ as usize))
+    /// The endpoint set of upstream `id` (an upstream of this generation's table).
+    pub(crate) fn endpoints_of(&self, id: UpstreamId) -> Option<&Arc<endpoints::UpstreamState>> {
+        self.endpoints.get(&id)
     }
 }
 

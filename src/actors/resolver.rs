@@ -75,7 +75,7 @@ impl Default for ResolverConfig {
 
 /// Counters of the resolver, read without a round trip.
 // Read by the resolver tests (cache hits, queries sent); the data plane counts lookups in metrics.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ResolverStats {
     /// `resolve` calls.
@@ -160,15 +160,17 @@ impl std::fmt::Debug for ResolverMsg {
 }
 
 impl ResolverHandle {
-    /// Reads the files, starts the actor task and returns its handle. The actor stops when
-    /// the last handle is dropped.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Reads the files, starts the actor task and returns its handle, restarts not counted
+    /// (the tests'; the data plane counts them: [`ResolverHandle::spawn_observed`]). The actor
+    /// stops when the last handle is dropped.
+    #[cfg(test)]
     pub(crate) fn spawn(config: ResolverConfig) -> ResolverHandle {
         Self::spawn_observed(config, None)
     }
 
-    /// Like [`ResolverHandle::spawn`]; restarts after a panic are counted in `metrics`
-    /// (`tcpmap_actor_restarts_total{actor="resolver"}`).
+    /// Reads the files, starts the actor task and returns its handle; restarts after a panic
+    /// are counted in `metrics` (`tcpmap_actor_restarts_total{actor="resolver"}`). The actor
+    /// stops when the last handle is dropped.
     pub(crate) fn spawn_observed(
         config: ResolverConfig,
         metrics: Option<Arc<crate::metrics::Metrics>>,

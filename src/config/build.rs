@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use super::ConfigError;
 use super::model::{CertSource, GroupPlan, Mapping, Model, Origin};
@@ -118,14 +117,13 @@ fn group<'m>(
             endpoints: m.endpoints,
         })
         .collect();
-    let g = Group {
-        host: first.host.clone(),
+    let g = Group::new(
+        first.host.clone(),
         upstreams,
         origination,
-        idle_timeout: first.idle_timeout,
-        families: first.families,
-        picks: AtomicU64::new(0),
-    };
+        first.idle_timeout,
+        first.families,
+    );
     Ok((first, g, tls))
 }
 

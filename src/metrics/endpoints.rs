@@ -99,7 +99,7 @@ impl EndpointFamilies {
 
 /// The endpoint series of one mapping.
 #[derive(Debug, Clone)]
-pub struct EndpointMetrics {
+pub(crate) struct EndpointMetrics {
     healthy: Gauge,
     ejected: Gauge,
     unhealthy: Gauge,
@@ -111,7 +111,7 @@ pub struct EndpointMetrics {
 
 impl EndpointMetrics {
     /// Sets the endpoint counts by state.
-    pub fn set_states(&self, healthy: usize, ejected: usize, unhealthy: usize) {
+    pub(crate) fn set_states(&self, healthy: usize, ejected: usize, unhealthy: usize) {
         let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.healthy.set(g(healthy));
         self.ejected.set(g(ejected));
@@ -119,12 +119,12 @@ impl EndpointMetrics {
     }
 
     /// Counts an ejection.
-    pub fn ejected(&self) {
+    pub(crate) fn ejected(&self) {
         self.ejections.inc();
     }
 
     /// Counts a connect attempt; `retry` when it follows a failed one.
-    pub fn attempt(&self, retry: bool) {
+    pub(crate) fn attempt(&self, retry: bool) {
         self.attempts.inc();
         if retry {
             self.retries.inc();
@@ -132,7 +132,7 @@ impl EndpointMetrics {
     }
 
     /// Counts a connection refused by `max_connections_per_ip`.
-    pub fn refused_per_ip(&self) {
+    pub(crate) fn refused_per_ip(&self) {
         self.per_ip.inc();
     }
 }

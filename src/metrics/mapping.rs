@@ -124,7 +124,7 @@ impl BytesLabels {
 /// `MappingId` always yields the same `Arc`, so values (including [`Self::in_flight`])
 /// survive reloads.
 #[derive(Debug)]
-pub struct MappingMetrics {
+pub(crate) struct MappingMetrics {
     pub(super) id: MappingId,
     pub(super) accepted: Counter,
     pub(super) active: Gauge,
@@ -176,13 +176,8 @@ impl std::ops::Deref for Breaker {
 }
 
 impl MappingMetrics {
-    /// The mapping these handles count for.
-    pub fn id(&self) -> &MappingId {
-        &self.id
-    }
-
     /// A connection was accepted for this mapping: `accepted_total += 1`, `active += 1`.
-    pub fn accepted(&self) {
+    pub(crate) fn accepted(&self) {
         self.accepted.inc();
         self.active.inc();
     }
@@ -191,7 +186,12 @@ impl MappingMetrics {
     ///
     /// The byte arguments are only the bytes **not yet reported** through
     /// [`Self::add_bytes`] (the remainder), so nothing is counted twice.
-    pub fn ended(&self, reason: CloseReason, client_to_upstream: u64, upstream_to_client: u64) {
+    pub(crate) fn ended(
+        &self,
+        reason: CloseReason,
+        client_to_upstream: u64,
+        upstream_to_client: u64,
+    ) {
         self.active.dec();
         if let Some(counter) = self.ended.get(reason_index(reason)) {
             counter.inc();
@@ -216,7 +216,7 @@ impl MappingMetrics {
 
     /// Adds bytes moved since the last report (deltas, not totals), for live
     /// progress of long connections.
-    pub fn add_bytes(&self, client_to_upstream: u64, upstream_to_client: u64) {
+    pub(crate) fn add_bytes(&self, client_to_upstream: u64, upstream_to_client: u64) {
         if client_to_upstream > 0 {
             self.bytes_c2u.inc_by(client_to_upstream);
         }
@@ -227,26 +227,29 @@ impl MappingMetrics {
 
     /// The byte counters `(client_to_upstream, upstream_to_client)` themselves, for the relay
     /// to add to as bytes move (one relaxed add per delivered chunk).
-    pub fn byte_counters(&self) -> (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64) {
+    pub(crate) fn byte_counters(
+        &self,
+    ) -> (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64) {
         (self.bytes_c2u.inner(), self.bytes_u2c.inner())
     }
 
-    /// Connections of this mapping currently open.
-    pub fn active(&self) -> i64 {
+    /// Connections of this mapping currently open (the tests' view; the exposition and the
+    /// snapshot read the gauge).
+    #[cfg(test)]
+    pub(crate) fn active(&self) -> i64 {
         self.active.get()
     }
 
-    /// The circuit-breaker slot counter (connections holding a slot).
-    ///
-    /// Prefer [`Self::try_acquire`] / [`Self::release`]; the raw atomic is exposed for
-    /// callers that need their own protocol.
-    pub fn in_flight(&self) -> &AtomicU32 {
+    /// The circuit-breaker slot counter (connections holding a slot), for the tests to read;
+    /// slots are taken and given back with [`Self::try_acquire`] / [`Self::release`] only.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> &AtomicU32 {
         &self.in_flight
     }
 
     /// Takes a circuit-breaker slot unless `max` are taken (compare-and-increment).
     /// `None` means unlimited (the slot is still counted). Pair with [`Self::release`].
-    pub fn try_acquire(&self, max: Option<u32>) -> bool {
+    pub(crate) fn try_acquire(&self, max: Option<u32>) -> bool {
         let limit = max.unwrap_or(u32::MAX);
         // A shared count: the share first (a death in between leaves the total short).
         if let Some(mine) = self.in_flight.mine() {
@@ -267,7 +270,7 @@ impl MappingMetrics {
     }
 
     /// Gives back a slot taken by [`Self::try_acquire`] (never goes below zero).
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         let released = self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))

@@ -62,14 +62,16 @@ pub(crate) enum RelayEnd {
 }
 
 /// The outcome of a relay: bytes delivered each way and how it ended.
-// The byte fields are what the relay itself delivered (tests check them); the ConnectionActor
-// reads `Progress`, which also counts the ClientHello bytes it forwarded before relaying.
-#[cfg_attr(not(test), allow(dead_code))]
+// The byte fields are what the relay itself delivered, which the tests check; the
+// ConnectionActor reads `Progress` instead (it also counts the ClientHello bytes it forwarded
+// before relaying), so the fields exist in test builds only.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RelayStats {
     /// Bytes delivered to the upstream.
+    #[cfg(test)]
     pub(crate) client_to_upstream: u64,
     /// Bytes delivered to the client.
+    #[cfg(test)]
     pub(crate) upstream_to_client: u64,
     /// Why the relay stopped.
     pub(crate) end: RelayEnd,
@@ -291,7 +293,9 @@ impl<'a> Driver<'a> {
 
     fn stats(&self, end: RelayEnd) -> RelayStats {
         RelayStats {
+            #[cfg(test)]
             client_to_upstream: self.c2u.bytes,
+            #[cfg(test)]
             upstream_to_client: self.u2c.bytes,
             end,
         }

@@ -452,7 +452,8 @@ fn zero_copy_is_a_per_proxy_setting() {
     through(on_addr);
     through(off_addr);
     assert_eq!(spliced(off_addr), [0, 0], "zero_copy(false) proxy spliced");
-    if std::env::var("TCPMAP_NO_SPLICE").as_deref() != Ok("1") {
+    // Under TCPMAP_NO_SPLICE=1 no proxy splices (the one check: splice_disabled_by_env).
+    if !super::splice::splice_disabled_by_env() {
         let [up, down] = spliced(on_addr);
         assert!(
             up > 0 && down > 0,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_lite::future::zip;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::{TlsAcceptor, TlsConnector};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
 
 use std::net::TcpStream;
@@ -20,26 +20,15 @@ use super::copy::{Progress, RelayEnd, RelayStats, TcpHalfClose, relay};
 use super::prefixed::Prefixed;
 use super::relay_tests::{tcp_pair, within};
 use crate::rt::{self, Async};
+use crate::testkit::pki;
 
+/// A server config with a self-signed `localhost` certificate and a client that trusts it.
 fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
+    let (cert, key) = pki::self_signed(&["localhost"]);
+    (
+        pki::server_config(&cert, &key, None),
+        pki::client_config(&cert, None),
+    )
 }
 
 /// A proxy in the middle as connections use it: TLS terminated over `Prefixed` (the

@@ -31,8 +31,9 @@ pub(crate) fn splice_disabled_by_env() -> bool {
 
 /// Relays two plain TCP sockets: with `zero_copy`, splice(2) on Linux after a short
 /// userspace warm-up, else the buffered copy. Same semantics as [`super::copy::relay`]; EOF is
-/// passed on with `shutdown(Write)`.
-#[cfg_attr(not(test), allow(dead_code))]
+/// passed on with `shutdown(Write)`. The relay tests' entry (the data plane closes its sockets
+/// after the relay: `relay_tcp_owned`).
+#[cfg(test)]
 pub(crate) async fn relay_tcp(
     client: &Async<TcpStream>,
     upstream: &Async<TcpStream>,
@@ -45,7 +46,8 @@ pub(crate) async fn relay_tcp(
         .0
 }
 
-/// [`relay_tcp`] that owns both sockets and closes them when it returns. The EOF that ends the
+/// Relays two plain TCP sockets as `relay_tcp` does (splice(2) with `zero_copy`), owning
+/// both and closing them when it returns. The EOF that ends the
 /// relay is then not passed on with `shutdown(2)`: the close right after sends that FIN (both
 /// receive queues are drained to EOF by then, so it is a FIN, not a reset). One syscall less
 /// per connection. `zero_copy` is the proxy's setting (`Limits::zero_copy`).
@@ -80,8 +82,8 @@ const SPLICE_AFTER: u64 = 64 * 1024;
 pub(super) enum Mode {
     /// Userspace buffers only.
     Buffered,
-    /// splice(2) from the first byte.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// splice(2) from the first byte (the relay tests' zero-copy path).
+    #[cfg(test)]
     Splice,
     /// Userspace buffers until a direction has moved this many bytes, then splice(2).
     Warm(u64),
@@ -204,7 +206,7 @@ impl TcpPump {
     /// A pump in `mode`; `wait`: the source is not expected to have data yet.
     fn new(mode: Mode, wait: bool) -> Self {
         match mode {
-            #[cfg(target_os = "linux")]
+            #[cfg(all(test, target_os = "linux"))]
             Mode::Splice => TcpPump::Splice(linux::SpliceHalf::new(wait)),
             #[cfg(target_os = "linux")]
             Mode::Warm(after) => TcpPump::buffered(after, 0, wait),

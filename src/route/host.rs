@@ -279,14 +279,13 @@ mod tests {
         Arc::new(HostGroup {
             tls: super::super::HostTls::Passthrough,
             match_alpn: alpn.iter().map(|p| p.to_string()).collect(),
-            group: super::super::Group {
-                host: Some(name.into()),
-                upstreams: Vec::new(),
-                origination: None,
-                idle_timeout: None,
-                families: Default::default(),
-                picks: Default::default(),
-            },
+            group: super::super::Group::new(
+                Some(name.into()),
+                Vec::new(),
+                None,
+                None,
+                Default::default(),
+            ),
         })
     }
 

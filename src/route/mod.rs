@@ -39,16 +39,20 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    /// Every mapping the table routes to (a mapping can appear more than once).
-    pub(crate) fn mapping_ids(&self) -> impl Iterator<Item = &Arc<MappingId>> {
+    /// Every upstream of the table with its listener and group, in table order (per
+    /// listener [`Listener::groups`], per group its upstreams): the one walk of the table
+    /// that the metric handles, the endpoint sets and the `/config` view all take.
+    pub(crate) fn upstreams(&self) -> impl Iterator<Item = (&Listener, &Group, &Upstream)> {
         self.listeners.values().flat_map(|listener| {
             listener
-                .plain
-                .iter()
-                .map(|g| &**g)
-                .chain(listener.host_groups().map(|(_, h)| &h.group))
-                .flat_map(|group| group.upstreams.iter().map(|up| &up.mapping))
+                .groups()
+                .flat_map(move |group| group.upstreams.iter().map(move |up| (listener, group, up)))
         })
+    }
+
+    /// Every mapping the table routes to (a mapping can appear more than once).
+    pub(crate) fn mapping_ids(&self) -> impl Iterator<Item = &Arc<MappingId>> {
+        self.upstreams().map(|(_, _, up)| &up.mapping)
     }
 }
 
@@ -93,6 +97,22 @@ impl Listener {
         self.hosts.find_map(sni, |routes| routes.pick(alpn.clone()))
     }
 
+    /// Every group with its host group (`None` for the host-less group): the host-less one
+    /// first, then the host groups in [`Self::host_groups`] order.
+    pub(crate) fn groups_with_hosts(
+        &self,
+    ) -> impl Iterator<Item = (&Group, Option<&Arc<HostGroup>>)> {
+        self.plain
+            .iter()
+            .map(|g| (&**g, None))
+            .chain(self.host_groups().map(|(_, h)| (&h.group, Some(h))))
+    }
+
+    /// Every group, in [`Self::groups_with_hosts`] order.
+    pub(crate) fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups_with_hosts().map(|(g, _)| g)
+    }
+
     /// Every host group: `(host pattern, group)`, per pattern the `match_alpn` groups first.
     pub(crate) fn host_groups(&self) -> impl Iterator<Item = (String, &Arc<HostGroup>)> {
         self.hosts
@@ -114,35 +134,96 @@ pub(crate) struct Group {
     pub idle_timeout: Option<Duration>,
     /// Address families for resolving services.
     pub families: Families,
-    /// Per-group pick counter (drives the weighted choice).
-    pub picks: AtomicU64,
+    /// This group's id, unique in the process ([`Group::id`]).
+    id: GroupId,
+    /// Per-group pick counter (drives the weighted choice); only [`Group::choose_id`] moves it.
+    picks: AtomicU64,
+}
+
+/// A group's id: unique among the groups this process ever built (a counter), so per-group
+/// and per-upstream state of a generation is keyed by a value, not by an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct GroupId(u64);
+
+/// An upstream's id: its group's id and its position in the group's `upstreams`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct UpstreamId {
+    group: GroupId,
+    index: usize,
 }
 
 impl Group {
-    /// Picks the upstream for the next connection.
+    /// A group with a fresh [`GroupId`] and its pick counter at zero.
+    pub(crate) fn new(
+        host: Option<String>,
+        upstreams: Vec<Upstream>,
+        origination: Option<Origination>,
+        idle_timeout: Option<Duration>,
+        families: Families,
+    ) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Group {
+            host,
+            upstreams,
+            origination,
+            idle_timeout,
+            families,
+            id: GroupId(NEXT.fetch_add(1, Ordering::Relaxed)),
+            picks: AtomicU64::new(0),
+        }
+    }
+
+    /// This group's id.
+    pub(crate) fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// Every upstream with its id.
+    pub(crate) fn upstream_ids(&self) -> impl Iterator<Item = (UpstreamId, &Upstream)> {
+        let group = self.id;
+        self.upstreams
+            .iter()
+            .enumerate()
+            .map(move |(index, up)| (UpstreamId { group, index }, up))
+    }
+
+    /// Picks the upstream for the next connection, with its id.
     ///
     /// Deterministic and allocation-free: pick number `n` maps to slot `(n * 37) % 100`
     /// (37 is coprime with 100, so every run of 100 picks visits each slot once, interleaved),
     /// and the slot falls into the upstream whose cumulative share covers it. Every window
     /// of 100 connections therefore gets the exact percentages.
-    pub(crate) fn choose(&self) -> Option<&Upstream> {
+    pub(crate) fn choose_id(&self) -> Option<(UpstreamId, &Upstream)> {
         let n = self.picks.fetch_add(1, Ordering::Relaxed);
-        pick_by_share(&self.upstreams, n)
+        let index = pick_by_share(&self.upstreams, n)?;
+        let up = self.upstreams.get(index)?;
+        let group = self.id;
+        Some((UpstreamId { group, index }, up))
+    }
+
+    /// [`Self::choose_id`] without the id.
+    #[cfg(test)]
+    pub(crate) fn choose(&self) -> Option<&Upstream> {
+        self.choose_id().map(|(_, up)| up)
     }
 }
 
-/// The weighted choice behind [`Group::choose`], as a pure function of the pick number.
-pub(crate) fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<&Upstream> {
+/// The weighted choice behind [`Group::choose_id`], as a pure function of the pick number:
+/// the index of the chosen upstream.
+fn pick_by_share(upstreams: &[Upstream], n: u64) -> Option<usize> {
     let slot = ((n % 100) * 37 % 100) as u32;
     let mut acc = 0u32;
-    for u in upstreams {
+    for (i, u) in upstreams.iter().enumerate() {
         acc += u32::from(u.share);
         if slot < acc {
-            return Some(u);
+            return Some(i);
         }
     }
     // Shares sum to 100 by construction; a table without shares still routes somewhere.
-    upstreams.iter().find(|u| u.share > 0).or(upstreams.first())
+    upstreams
+        .iter()
+        .position(|u| u.share > 0)
+        .or((!upstreams.is_empty()).then_some(0))
 }
 
 /// A `host` group: its client side is TLS, terminated here with its termination's certificate

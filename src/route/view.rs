@@ -207,14 +207,8 @@ impl RouteTable {
                 Accept::Off => l.addr.to_string(),
                 accept => format!("{} proxy_protocol={}", l.addr, accept.as_str()),
             };
-            let plain = l.plain.iter().map({
-                let addr = addr.clone();
-                move |g| (addr.clone(), &**g, None)
-            });
-            let hosts = l
-                .host_groups()
-                .map(move |(_, h)| (addr.clone(), &h.group, Some(&**h)));
-            plain.chain(hosts)
+            l.groups_with_hosts()
+                .map(move |(g, h)| (addr.clone(), g, h.map(|h| &**h)))
         })
     }
 
@@ -244,10 +238,8 @@ impl RouteTable {
             .values()
             .map(|l| {
                 let groups: Vec<Value> = l
-                    .plain
-                    .iter()
-                    .map(|g| g.to_json())
-                    .chain(l.host_groups().map(|(_, h)| h.to_json()))
+                    .groups_with_hosts()
+                    .map(|(g, h)| h.map_or_else(|| g.to_json(), |h| h.to_json()))
                     .collect();
                 json!({
                     "address": l.addr.to_string(),
@@ -311,7 +303,6 @@ impl fmt::Display for Routes {
 mod tests {
     use super::*;
     use crate::route::{Families, HostMap, Listener, MappingId, ServiceHost, Upstream};
-    use std::sync::atomic::AtomicU64;
     use std::time::Duration;
 
     fn upstream(name: &str, host: &str, port: u16, share: u8) -> Upstream {
@@ -334,14 +325,13 @@ mod tests {
 
     fn table() -> RouteTable {
         let addr: SocketAddr = "0.0.0.0:2222".parse().unwrap();
-        let g = Group {
-            host: None,
-            upstreams: vec![upstream("a", "one", 80, 70), upstream("b", "two", 81, 30)],
-            origination: None,
-            idle_timeout: Some(Duration::from_millis(5000)),
-            families: Families::default(),
-            picks: AtomicU64::new(0),
-        };
+        let g = Group::new(
+            None,
+            vec![upstream("a", "one", 80, 70), upstream("b", "two", 81, 30)],
+            None,
+            Some(Duration::from_millis(5000)),
+            Families::default(),
+        );
         let mut t = RouteTable::default();
         t.listeners.insert(
             addr,
@@ -375,6 +365,31 @@ mod tests {
         );
         assert_eq!(view.to_string(), t.render_text());
         assert_eq!(view.to_json(), t.to_json());
+    }
+
+    #[test]
+    fn the_walk_and_the_ids_name_every_upstream_once() {
+        let t = table();
+        let walked: Vec<&str> = t
+            .upstreams()
+            .map(|(_, _, u)| u.mapping.name.as_str())
+            .collect();
+        assert_eq!(walked, ["a", "b"]);
+        let other = table();
+        let (_, g, _) = t.upstreams().next().unwrap();
+        let (_, h, _) = other.upstreams().next().unwrap();
+        assert_ne!(g.id(), h.id(), "every group built gets its own id");
+        let ids: Vec<_> = g.upstream_ids().map(|(id, _)| id).collect();
+        assert_ne!(ids[0], ids[1]);
+        // 100 picks: each chosen upstream comes with its own id, 70 and 30 of them.
+        let mut hits = [0; 2];
+        for _ in 0..100 {
+            let (id, up) = g.choose_id().unwrap();
+            let at = ids.iter().position(|i| *i == id).unwrap();
+            assert!(std::ptr::eq(up, &g.upstreams[at]));
+            hits[at] += 1;
+        }
+        assert_eq!(hits, [70, 30]);
     }
 
     #[test]

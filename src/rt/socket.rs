@@ -45,7 +45,7 @@ pub(crate) struct Async<T: AsFd> {
 impl<T: AsFd> Async<T> {
     /// Registers `io`, making it non-blocking first (tests, and accepted sockets where
     /// `accept4` flags are not available).
-    #[cfg_attr(all(not(test), target_os = "linux"), allow(dead_code))]
+    #[cfg(any(test, not(target_os = "linux")))]
     pub(crate) fn new(io: T) -> io::Result<Async<T>> {
         rustix::io::ioctl_fionbio(&io, true)?;
         Self::register(io, true, STREAM)

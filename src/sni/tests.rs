@@ -1,33 +1,15 @@
 //! Tests of the ClientHello reader against real rustls hellos and hand-built edge cases
-//! (hellos are built byte by byte below).
+//! (hellos are built byte by byte with the testkit's builder, `crate::testkit::hello`).
 
 use super::*;
+use crate::testkit::hello::{self, frame, len16 as with_len16, payload, server_names as sni_body};
 use proptest::prelude::*;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-/// The ClientHello rustls (aws-lc-rs provider, TLS 1.2 + 1.3, ALPN `h2`, `http/1.1`) writes
-/// for `server_name`.
+/// The ClientHello records rustls (aws-lc-rs provider, TLS 1.2 + 1.3, ALPN `h2`, `http/1.1`)
+/// writes for `server_name`.
 fn rustls_hello(server_name: &str) -> Vec<u8> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(RootCertStore::empty())
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Arc::new(config)
-    });
-    let name = ServerName::try_from(server_name.to_owned()).unwrap();
-    let mut conn = ClientConnection::new(config.clone(), name).unwrap();
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
+    hello::rustls_records(Some(server_name), &[b"h2", b"http/1.1"])
 }
 
 fn example_hello() -> &'static [u8] {
@@ -35,65 +17,10 @@ fn example_hello() -> &'static [u8] {
     HELLO.get_or_init(|| rustls_hello("Example.COM"))
 }
 
-/// The handshake bytes carried by a sequence of well-formed records.
-fn payload(records: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = records;
-    while rest.len() >= 5 {
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
-        out.extend_from_slice(&rest[5..5 + len]);
-        rest = &rest[5 + len..];
-    }
-    out
-}
-
-/// Frames handshake bytes into handshake records of at most `chunk` bytes each.
-fn frame(handshake: &[u8], chunk: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for piece in handshake.chunks(chunk) {
-        out.extend_from_slice(&[22, 3, 1]);
-        out.extend_from_slice(&(piece.len() as u16).to_be_bytes());
-        out.extend_from_slice(piece);
-    }
-    out
-}
-
-fn with_len16(body: &[u8]) -> Vec<u8> {
-    let mut out = (body.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(body);
-    out
-}
-
-/// A server_name extension body listing `(name_type, name)` entries.
-fn sni_body(names: &[(u8, &[u8])]) -> Vec<u8> {
-    let mut list = Vec::new();
-    for (kind, name) in names {
-        list.push(*kind);
-        list.extend_from_slice(&with_len16(name));
-    }
-    with_len16(&list)
-}
-
-/// A hand-built ClientHello handshake message with the given extensions (`None`: no extension
-/// block at all).
+/// A hand-built ClientHello handshake message (one TLS 1.3 suite) with the given extensions
+/// (`None`: no extension block at all).
 fn hello_message(extensions: Option<&[(u16, Vec<u8>)]>) -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[7; 32]); // random
-    body.push(0); // session id
-    body.extend_from_slice(&with_len16(&[0x13, 0x01]));
-    body.extend_from_slice(&[1, 0]); // compression: null
-    if let Some(exts) = extensions {
-        let mut block = Vec::new();
-        for (kind, data) in exts {
-            block.extend_from_slice(&kind.to_be_bytes());
-            block.extend_from_slice(&with_len16(data));
-        }
-        body.extend_from_slice(&with_len16(&block));
-    }
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    msg
+    hello::message(&[0x13, 0x01], extensions)
 }
 
 fn hello_with_name(name: &[u8]) -> Vec<u8> {
@@ -562,4 +489,29 @@ fn a_hello_cut_short_by_eof_is_a_decode_error_and_nothing_is_a_plain_close() {
     let mut r = HelloReader::new();
     r.feed(hello);
     assert!(matches!(r.finish_at_eof().0, Peek::Hello(_)));
+}
+
+#[test]
+fn the_alerts_sent_are_named_from_the_one_table() {
+    let sent = [
+        (Alert::UnexpectedMessage, 10, "unexpected_message"),
+        (Alert::RecordOverflow, 22, "record_overflow"),
+        (Alert::IllegalParameter, 47, "illegal_parameter"),
+        (Alert::DecodeError, 50, "decode_error"),
+        (Alert::UnrecognizedName, 112, "unrecognized_name"),
+    ];
+    for (alert, code, name) in sent {
+        assert_eq!((alert.code(), alert.as_str()), (code, name));
+    }
+    assert_eq!(alert_name(42), Some("bad_certificate"));
+    assert_eq!(alert_name(200), None);
+    // Every code of the table is one rustls knows, and none is named twice.
+    for (i, (code, _)) in ALERT_NAMES.iter().enumerate() {
+        let known = rustls::AlertDescription::from(*code);
+        assert!(
+            !matches!(known, rustls::AlertDescription::Unknown(_)),
+            "{code}"
+        );
+        assert!(ALERT_NAMES[..i].iter().all(|(c, _)| c != code), "{code}");
+    }
 }

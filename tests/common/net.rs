@@ -199,67 +199,11 @@ pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
         }
 }
 
-/// A rustls client config that trusts `ca_pem` (and offers `client` if given).
-pub fn tls_client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let b = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let cfg = match client {
-        None => b.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .map(|c| c.unwrap())
-                .collect();
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-            b.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    Arc::new(cfg)
-}
-
-/// A rustls server config for a test upstream (optionally requesting client certs from `client_ca`).
-pub fn tls_server_config(
-    cert: &str,
-    key: &str,
-    client_ca: Option<&str>,
-) -> Arc<rustls::ServerConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let b = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let b = match client_ca {
-        None => b.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-                roots.add(c.unwrap()).unwrap();
-            }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .unwrap();
-            b.with_client_cert_verifier(v)
-        }
-    };
-    Arc::new(b.with_single_cert(chain, key).unwrap())
-}
+/// The test PKI's rustls configs (the same for the unit tests: `tcpmap::testkit::pki`).
+#[allow(unused_imports)] // each test crate uses a different subset
+pub use tcpmap::testkit::pki::{
+    client_config as tls_client_config, server_config as tls_server_config,
+};
 
 /// A blocking TLS client connection through `addr` with SNI `sni`.
 pub fn tls_connect(

@@ -45,7 +45,9 @@ pub(crate) struct CloseOrders {
 
 impl CloseOrders {
     /// Gives `order` to every connection of the generation, open now or accepted later.
-    #[cfg_attr(not(test), allow(dead_code))] // the fleet's gradual drain and max age call it
+    // Only the tests give orders until the fleet's gradual drain and maximum age do (then
+    // this attribute goes).
+    #[cfg(test)]
     pub(crate) fn give(&self, order: Order) {
         *self.order.lock().unwrap_or_else(PoisonError::into_inner) = Some(order);
         self.given.store(true, Ordering::Release);

@@ -130,40 +130,12 @@ fn mapping_names(host: &HostGroup) -> String {
     names.join(",")
 }
 
-/// An alert's name as the RFCs write it (`bad_certificate`).
+/// An alert's name as the RFCs write it (`bad_certificate`; `alert 200` for a code no RFC
+/// names), from [`crate::sni::alert_name`].
 pub(super) fn alert_name(alert: rustls::AlertDescription) -> String {
     let code = u8::from(alert);
-    let name = match code {
-        0 => "close_notify",
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        22 => "record_overflow",
-        40 => "handshake_failure",
-        42 => "bad_certificate",
-        43 => "unsupported_certificate",
-        44 => "certificate_revoked",
-        45 => "certificate_expired",
-        46 => "certificate_unknown",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        49 => "access_denied",
-        50 => "decode_error",
-        51 => "decrypt_error",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        86 => "inappropriate_fallback",
-        90 => "user_canceled",
-        100 => "no_renegotiation",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        112 => "unrecognized_name",
-        113 => "bad_certificate_status_response",
-        115 => "unknown_psk_identity",
-        116 => "certificate_required",
-        120 => "no_application_protocol",
-        121 => "ech_required",
-        _ => return format!("alert {code}"),
-    };
-    name.to_string()
+    match crate::sni::alert_name(code) {
+        Some(name) => name.to_string(),
+        None => format!("alert {code}"),
+    }
 }

@@ -72,7 +72,8 @@ impl Conn {
         let metrics = &self.admission.shared.metrics;
         match refusal(peeked, &mut self.rec) {
             Refusal::Alert(alert, failure, reason) => {
-                // Counted first: whoever sees the alert (a test, a probe) finds it counted.
+                // Counted before the alert goes out, so a client that reads the alert and then
+                // the metrics sees it counted.
                 metrics.tls_handshake_failure(Side::Client, failure);
                 Box::pin(peek::send_alert(stream, alert)).await;
                 reason

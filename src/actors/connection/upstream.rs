@@ -29,7 +29,7 @@ impl Conn {
         &mut self,
         group: &'g Group,
     ) -> Result<(&'g Upstream, Arc<UpstreamState>), CloseReason> {
-        let Some(upstream) = group.choose() else {
+        let Some((id, upstream)) = group.choose_id() else {
             return Err(CloseReason::NoRoute);
         };
         self.rec.mapping = Some(upstream.mapping.clone());
@@ -46,7 +46,7 @@ impl Conn {
             }
         }
         // Every upstream of a generation has its endpoint set (Generation::new).
-        let Some(endpoints) = self.generation.endpoints_of(upstream) else {
+        let Some(endpoints) = self.generation.endpoints_of(id) else {
             return Err(CloseReason::Internal);
         };
         let per_ip = upstream.endpoints.max_connections_per_ip;

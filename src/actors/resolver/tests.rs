@@ -5,125 +5,29 @@
 //! A missing dnsmasq fails the test with a message, unless `TCPMAP_SKIP_DNSMASQ=1`.
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use super::*;
-use crate::dns::wire::{self, RecordType};
+use crate::testkit::dns::Dnsmasq;
 
 const V4: Families = Families::new(true, false).unwrap();
 const V6: Families = Families::new(false, true).unwrap();
 const BOTH: Families = Families::new(true, true).unwrap();
 
-/// A dnsmasq child process, killed on drop.
-struct Dnsmasq {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dnsmasq_binary() -> Option<PathBuf> {
-    let candidates = [
-        "/usr/sbin/dnsmasq",
-        "/usr/local/sbin/dnsmasq",
-        "/sbin/dnsmasq",
-    ];
-    let found = candidates.iter().map(PathBuf::from).find(|p| p.exists());
-    found.or_else(|| {
-        let paths = std::env::var_os("PATH")?;
-        std::env::split_paths(&paths)
-            .map(|d| d.join("dnsmasq"))
-            .find(|p| p.exists())
-    })
-}
-
-/// Starts dnsmasq with the standard test records, answering with TTL `ttl`; `None` only
-/// when `TCPMAP_SKIP_DNSMASQ=1` and dnsmasq is missing.
-fn start_dnsmasq(dir: &Path, ttl: u32) -> Option<Dnsmasq> {
-    let Some(binary) = dnsmasq_binary() else {
-        if std::env::var("TCPMAP_SKIP_DNSMASQ").as_deref() == Ok("1") {
-            eprintln!("dnsmasq not found; skipped because TCPMAP_SKIP_DNSMASQ=1");
-            return None;
-        }
-        panic!(
-            "dnsmasq not found (install Debian's dnsmasq-base: apt-get install -y dnsmasq-base; scripts/test does), or set TCPMAP_SKIP_DNSMASQ=1 to skip"
-        );
-    };
-    let big_hosts = dir.join("big-hosts");
-    let lines: String = (1..=60)
-        .map(|i| format!("127.0.1.{i} big.test\n"))
-        .collect();
-    std::fs::write(&big_hosts, lines).unwrap();
-    let mut last_error = String::new();
-    for _ in 0..5 {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(&binary);
-        cmd.args([
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--domain-needed",
-            "--pid-file=",
-            "--local=/test/",
+/// Starts dnsmasq (the testkit's) with the standard test records, answering with TTL `ttl`;
+/// `None` only when `TCPMAP_SKIP_DNSMASQ=1` and dnsmasq is missing.
+fn start_dnsmasq(ttl: u32) -> Option<Dnsmasq> {
+    let big: Vec<String> = (1..=60).map(|i| format!("127.0.1.{i}")).collect();
+    let records: Vec<(&str, &str)> = big.iter().map(|ip| (ip.as_str(), "big.test")).collect();
+    Dnsmasq::start_with(
+        &records,
+        ttl,
+        &[
             "--host-record=v4.test,127.0.0.2",
             "--host-record=v6.test,::2",
             "--host-record=both.test,127.0.0.3,::3",
             "--host-record=host.test,127.0.0.4",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--addn-hosts={}", big_hosts.display()))
-        .arg(format!("--local-ttl={ttl}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        // dnsmasq drops privileges to `nobody` by default; keep root when we are root.
-        if rustix::process::geteuid().is_root() {
-            cmd.arg("--user=root");
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        if wait_ready(addr) {
-            return Some(Dnsmasq { child, addr });
-        }
-        let _ = child.kill();
-        let output = child.wait_with_output().unwrap();
-        last_error = String::from_utf8_lossy(&output.stderr).into_owned();
-    }
-    panic!("dnsmasq did not start: {last_error}");
-}
-
-/// Asks `v4.test` until dnsmasq answers (up to 10 s: a loaded CI machine starts it slowly).
-fn wait_ready(addr: SocketAddr) -> bool {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let query = wire::encode_query(7, "v4.test", RecordType::A).unwrap();
-    let mut buf = [0u8; 512];
-    for _ in 0..200 {
-        let _ = socket.send_to(&query, addr);
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            if wire::decode_reply(&buf[..n], 7, "v4.test", RecordType::A).is_ok() {
-                return true;
-            }
-        }
-    }
-    false
+        ],
+    )
 }
 
 /// A tempdir holding resolv.conf (with `conf` as its text) and a hosts file.
@@ -146,13 +50,11 @@ fn files(conf: &str) -> (tempfile::TempDir, ResolverConfig) {
 
 /// dnsmasq plus a resolver whose resolv.conf names it and searches `test`.
 fn setup(extra_conf: &str) -> Option<(Dnsmasq, ResolverHandle, tempfile::TempDir)> {
-    let dir = tempfile::tempdir().unwrap();
-    let dns = start_dnsmasq(dir.path(), 60)?;
+    let dns = start_dnsmasq(60)?;
     let (files_dir, config) = files(&format!(
         "nameserver {}\nsearch test\n{extra_conf}",
         dns.addr
     ));
-    drop(dir);
     Some((dns, ResolverHandle::spawn(config), files_dir))
 }
 
@@ -269,8 +171,7 @@ fn cached_answers_need_no_dns_server() {
 
 #[test]
 fn records_expire_after_their_ttl() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(dnsmasq) = start_dnsmasq(dir.path(), 1) else {
+    let Some(dnsmasq) = start_dnsmasq(1) else {
         return;
     };
     let (_files, config) = files(&format!("nameserver {}\n", dnsmasq.addr));
@@ -411,8 +312,7 @@ fn a_dead_nameserver_times_out_without_blocking_anything_else() {
 #[test]
 fn a_live_nameserver_answers_even_when_the_first_is_dead() {
     let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let Some(dnsmasq) = start_dnsmasq(dir.path(), 60) else {
+    let Some(dnsmasq) = start_dnsmasq(60) else {
         return;
     };
     let conf = format!(

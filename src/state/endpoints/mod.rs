@@ -158,33 +158,24 @@ pub(crate) fn table_json(
     registry: &EndpointRegistry,
 ) -> serde_json::Value {
     let mut out = Vec::new();
-    for listener in table.listeners.values() {
-        let groups = listener
-            .plain
-            .iter()
-            .map(|g| &**g)
-            .chain(listener.host_groups().map(|(_, h)| &h.group));
-        for group in groups {
-            for up in &group.upstreams {
-                let key = EndpointKey::of(up, group.families);
-                let mut v = registry
-                    .get(&key)
-                    .map(|s| s.to_json())
-                    .unwrap_or_else(|| serde_json::json!({"resolved": false, "endpoints": []}));
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("mapping".into(), up.mapping.name.clone().into());
-                    obj.insert("namespace".into(), up.mapping.namespace.clone().into());
-                    obj.insert("listener".into(), listener.addr.to_string().into());
-                    obj.insert("host".into(), up.mapping.host.clone().into());
-                    obj.insert("service".into(), up.service().into());
-                    obj.insert(
-                        "policy".into(),
-                        up.endpoints.load_balancer.policy.as_str().into(),
-                    );
-                }
-                out.push(v);
-            }
+    for (listener, group, up) in table.upstreams() {
+        let key = EndpointKey::of(up, group.families);
+        let mut v = registry
+            .get(&key)
+            .map(|s| s.to_json())
+            .unwrap_or_else(|| serde_json::json!({"resolved": false, "endpoints": []}));
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("mapping".into(), up.mapping.name.clone().into());
+            obj.insert("namespace".into(), up.mapping.namespace.clone().into());
+            obj.insert("listener".into(), listener.addr.to_string().into());
+            obj.insert("host".into(), up.mapping.host.clone().into());
+            obj.insert("service".into(), up.service().into());
+            obj.insert(
+                "policy".into(),
+                up.endpoints.load_balancer.policy.as_str().into(),
+            );
         }
+        out.push(v);
     }
     serde_json::Value::Array(out)
 }

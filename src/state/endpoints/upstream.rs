@@ -288,7 +288,7 @@ impl UpstreamState {
     /// open. The slot is given back (and the entry removed at zero) when the guard drops.
     ///
     /// With a shared table the count is over every worker; a client whose table set is full
-    /// is counted in this process instead (docs/configuration.md, `max_connections_per_ip`).
+    /// is counted in this process instead (docs/config.md, `max_connections_per_ip`).
     pub(crate) fn take_client_slot(self: &Arc<Self>, ip: IpAddr, max: u32) -> Option<ClientSlot> {
         if let Some((table, index)) = &self.shared {
             match table.take(*index, ip, max) {

@@ -1,12 +1,13 @@
 //! Test PKI: certificate authorities, leaf and self-signed certificates made with rcgen at test
 //! time, and writers that lay them out like mounted Kubernetes TLS secrets under a secrets dir.
 //! Nothing here is checked in: every run makes fresh keys. It must not talk to the proxy.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// Each test crate uses a different subset of these helpers.
-#![allow(dead_code)]
+//!
+//! [`TlsSecret::new`] is the TLS setup most tests start with: a CA, a leaf for some names, and
+//! that leaf written as a secret in a fresh secrets dir.
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -121,9 +122,92 @@ pub fn write_secret(dir: &Path, name: &str, cert_pem: &str, key_pem: &str) {
         .expect("chmod tls.key");
 }
 
+/// A fresh secrets dir holding one TLS secret, and the CA that signed its certificate.
+pub struct TlsSecret {
+    /// The CA (a client trusts it to verify the proxy's certificate).
+    pub ca: Ca,
+    /// The secrets dir (`ProxyBuilder::secrets_dir`); removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+impl TlsSecret {
+    /// A CA named `ca`, a leaf signed by it for `names`, written as the TLS secret `secret`
+    /// (`<dir>/<secret>/tls.crt`, `tls.key`) in a new temporary secrets dir.
+    pub fn new(ca: &str, secret: &str, names: &[&str]) -> TlsSecret {
+        let ca = Ca::new(ca);
+        let dir = tempfile::tempdir().expect("secrets dir");
+        let (cert, key) = ca.leaf(names);
+        write_secret(dir.path(), secret, &cert, &key);
+        TlsSecret { ca, dir }
+    }
+
+    /// The secrets dir's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// Writes a CA secret: `<dir>/<name>/ca.crt`.
 pub fn write_ca_secret(dir: &Path, name: &str, ca_pem: &str) {
     let folder = dir.join(name);
     fs::create_dir_all(&folder).expect("create secret dir");
     fs::write(folder.join("ca.crt"), ca_pem).expect("write ca.crt");
+}
+
+/// A rustls client config that trusts `ca_pem` (and offers `client` if given).
+pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client {
+        None => b.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    Arc::new(cfg)
+}
+
+/// A rustls server config for a test upstream (optionally requesting client certs from `client_ca`).
+pub fn server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let b = match client_ca {
+        None => b.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .unwrap();
+            b.with_client_cert_verifier(v)
+        }
+    };
+    Arc::new(b.with_single_cert(chain, key).unwrap())
 }

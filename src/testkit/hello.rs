@@ -1,22 +1,22 @@
-//! ClientHellos built byte by byte for the interop tests, and the server's first answer read
-//! the same way: what a foreign TLS stack (tlsfuzzer, testssl.sh) would send and check.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(dead_code)]
+//! ClientHellos built byte by byte (the ClientHello reader's unit tests, the interop tests),
+//! and the server's first answer read the same way: what a foreign TLS stack (tlsfuzzer,
+//! testssl.sh) would send and check.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The handshake message (type, length, body) of the ClientHello rustls writes for `sni`
-/// (`None`: no server name, as for an IP address).
-pub fn rustls_message(sni: Option<&str>) -> Vec<u8> {
+/// The records of the ClientHello rustls (aws-lc-rs provider, TLS 1.2 + 1.3) writes for `sni`
+/// (`None`: no server name, as for an IP address), offering the protocols `alpn` in that order.
+pub fn rustls_records(sni: Option<&str>, alpn: &[&[u8]]) -> Vec<u8> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name =
         rustls::pki_types::ServerName::try_from(sni.unwrap_or("192.0.2.1").to_string()).unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
@@ -24,7 +24,13 @@ pub fn rustls_message(sni: Option<&str>) -> Vec<u8> {
     while conn.wants_write() {
         conn.write_tls(&mut records).unwrap();
     }
-    payload(&records)
+    records
+}
+
+/// The handshake message (type, length, body) of the ClientHello rustls writes for `sni`
+/// (`None`: no server name, as for an IP address), without ALPN.
+pub fn rustls_message(sni: Option<&str>) -> Vec<u8> {
+    payload(&rustls_records(sni, &[]))
 }
 
 /// The handshake bytes carried by well-formed records.
@@ -50,7 +56,8 @@ pub fn frame(handshake: &[u8], chunk: usize) -> Vec<u8> {
     out
 }
 
-fn len16(body: &[u8]) -> Vec<u8> {
+/// `body` after its length as two big-endian bytes.
+pub fn len16(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(body);
     out
@@ -85,30 +92,48 @@ pub fn padded(msg: &[u8], n: usize) -> Vec<u8> {
     with_extension(msg, 21, &vec![0; n])
 }
 
-/// A server_name extension body with one entry of `name_type` and `name`.
+/// A server_name extension body with one `host_name` entry, `name`.
 pub fn server_name(name: &[u8]) -> Vec<u8> {
-    let mut entry = vec![0];
-    entry.extend_from_slice(&len16(name));
-    len16(&entry)
+    server_names(&[(0, name)])
 }
 
-/// A minimal TLS 1.2 ClientHello message with these extensions in this order.
-pub fn minimal_message(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+/// A server_name extension body listing `(name_type, name)` entries.
+pub fn server_names(names: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for (kind, name) in names {
+        list.push(*kind);
+        list.extend_from_slice(&len16(name));
+    }
+    len16(&list)
+}
+
+/// A hand-built TLS 1.2-format ClientHello message: a fixed random, no session id, the cipher
+/// `suites` (two bytes each), null compression, and the extensions in this order (`None`: no
+/// extension block at all).
+pub fn message(suites: &[u8], extensions: Option<&[(u16, Vec<u8>)]>) -> Vec<u8> {
     let mut body = vec![3, 3];
     body.extend_from_slice(&[0x5a; 32]);
     body.push(0);
-    body.extend_from_slice(&len16(&[0xc0, 0x2f, 0xc0, 0x2b])); // ECDHE AES-128-GCM
+    body.extend_from_slice(&len16(suites));
     body.extend_from_slice(&[1, 0]);
-    let mut block = Vec::new();
-    for (kind, data) in extensions {
-        block.extend_from_slice(&kind.to_be_bytes());
-        block.extend_from_slice(&len16(data));
+    if let Some(extensions) = extensions {
+        let mut block = Vec::new();
+        for (kind, data) in extensions {
+            block.extend_from_slice(&kind.to_be_bytes());
+            block.extend_from_slice(&len16(data));
+        }
+        body.extend_from_slice(&len16(&block));
     }
-    body.extend_from_slice(&len16(&block));
     let mut msg = vec![1];
     msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
     msg.extend_from_slice(&body);
     msg
+}
+
+/// A minimal TLS 1.2 ClientHello message a TLS 1.2 server can answer (ECDHE AES-128-GCM
+/// suites) with these extensions in this order.
+pub fn minimal_message(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    message(&[0xc0, 0x2f, 0xc0, 0x2b], Some(extensions))
 }
 
 /// `msg` cut to `body` bytes of body, its length saying so (complete but short).
@@ -164,11 +189,15 @@ pub fn read_reply(s: &mut TcpStream) -> Reply {
     }
 }
 
-/// Alert codes (RFC 8446 §6, RFC 6066).
+/// Alert `unexpected_message` (RFC 8446 §6).
 pub const UNEXPECTED_MESSAGE: u8 = 10;
+/// Alert `record_overflow`.
 pub const RECORD_OVERFLOW: u8 = 22;
+/// Alert `illegal_parameter`.
 pub const ILLEGAL_PARAMETER: u8 = 47;
+/// Alert `decode_error`.
 pub const DECODE_ERROR: u8 = 50;
+/// Alert `unrecognized_name` (RFC 6066).
 pub const UNRECOGNIZED_NAME: u8 = 112;
 /// Handshake type of a ServerHello.
 pub const SERVER_HELLO: u8 = 2;

@@ -1,9 +1,8 @@
 //! A real DNS server for a test: Debian's dnsmasq on a free loopback UDP port, answering
-//! the names of a hosts file (several addresses for one name = several endpoints), and a
-//! resolv.conf + empty hosts file pointing the proxy at it. A missing dnsmasq fails the
-//! test unless `TCPMAP_SKIP_DNSMASQ=1` (then [`Dnsmasq::start`] returns `None`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(dead_code)]
+//! the names of a hosts file (several addresses for one name = several endpoints) and any
+//! records its extra arguments add, with `--local=/test/` (unknown names under `test` are
+//! NXDOMAIN); and a resolv.conf + empty hosts file pointing the proxy at it. A missing dnsmasq
+//! fails the test unless `TCPMAP_SKIP_DNSMASQ=1` (then [`Dnsmasq::start`] returns `None`).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -13,6 +12,7 @@ use std::time::Duration;
 /// A dnsmasq child process (killed on drop) and the files that name it.
 pub struct Dnsmasq {
     child: Child,
+    /// Where it answers (UDP and TCP).
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
 }
@@ -43,6 +43,11 @@ impl Dnsmasq {
     /// Starts dnsmasq answering `records` (`(ip, name)` pairs, a name may repeat) with TTL
     /// `ttl` under the local domain `test`.
     pub fn start(records: &[(&str, &str)], ttl: u32) -> Option<Dnsmasq> {
+        Self::start_with(records, ttl, &[])
+    }
+
+    /// [`Dnsmasq::start`] with extra dnsmasq arguments (`--host-record=v6.test,::2`, ...).
+    pub fn start_with(records: &[(&str, &str)], ttl: u32, args: &[&str]) -> Option<Dnsmasq> {
         let Some(bin) = binary() else {
             super::env::missing(
                 "DNSMASQ",
@@ -82,13 +87,17 @@ impl Dnsmasq {
                 dir.path().join("records").display()
             ))
             .arg(format!("--local-ttl={ttl}"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+            // dnsmasq drops privileges to `nobody` by default; keep root when we are root.
             if rustix::process::geteuid().is_root() {
                 cmd.arg("--user=root");
             }
-            let mut child = cmd.spawn().unwrap();
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             if ready(addr) {
                 std::fs::write(
@@ -115,7 +124,8 @@ impl Dnsmasq {
     }
 }
 
-/// True once dnsmasq answers a TCP-less probe: any reply to a query for `probe.test`.
+/// True once dnsmasq answers a TCP-less probe: any reply to a query for `probe.test` (asked
+/// for up to 10 s: a loaded CI machine starts it slowly).
 fn ready(addr: SocketAddr) -> bool {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket

@@ -1,5 +1,4 @@
 //! Polling with a deadline: the one `eventually` of the test harness.
-#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,6 @@
 //! requirement FAILS the test, unless `TCPMAP_SKIP_<WHAT>=1` explicitly allows the skip: the
 //! convention of the resolver's dnsmasq tests (`TCPMAP_SKIP_DNSMASQ`). A test that passes
 //! without having run cannot lie about the environment.
-#![allow(clippy::panic)]
-#![allow(dead_code)]
 
 /// Called when the environment lacks something: returns (so the caller can skip) only when
 /// `TCPMAP_SKIP_<what>=1`; otherwise the test fails with `why` and the variable to set.

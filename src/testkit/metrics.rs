@@ -1,14 +1,16 @@
 //! The one Prometheus text parser of the tests: split the exposition into samples, look one
 //! up by name and labels, and check the format line by line.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(dead_code)]
 
 /// One sample line: `name{labels} value` (`labels` without the braces, empty when absent).
 #[derive(Debug)]
 pub struct Sample<'a> {
+    /// The metric name.
     pub name: &'a str,
+    /// The labels, without the braces.
     pub labels: &'a str,
+    /// The value as written.
     pub value: &'a str,
+    /// The whole line.
     pub line: &'a str,
 }
 
