@@ -462,7 +462,7 @@ impl ProxyHandle {
             .status
             .get()
             .table
-            .listeners
+            .listeners()
             .keys()
             .copied()
             .collect()

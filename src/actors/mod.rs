@@ -146,7 +146,7 @@ pub(crate) struct Generation {
 impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Generation")
-            .field("generation", &self.table.generation)
+            .field("generation", &self.table.generation())
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +162,7 @@ impl Generation {
         let mut sets = HashMap::new();
         let mut routed = HashMap::new();
         registry.prune();
-        for listener in table.listeners.values() {
+        for listener in table.listeners().values() {
             for (_, host) in listener.host_groups() {
                 let tls = host.client_tls().as_str();
                 let pattern = host.group.host.as_deref().unwrap_or_default();
@@ -249,6 +249,6 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// The active config generation (0 before the first config is applied).
     pub(crate) fn generation(&self) -> u64 {
-        self.table.generation
+        self.table.generation()
     }
 }

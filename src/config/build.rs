@@ -11,8 +11,8 @@ use super::ConfigError;
 use super::model::{CertSource, GroupPlan, Mapping, Model, Origin};
 use super::tls::{self, TlsParams};
 use crate::route::{
-    Group, HostGroup, HostMap, HostRoutes, HostTls, Listener, MappingId, Origination,
-    OriginationMode, RouteTable, Termination, Upstream,
+    Group, HostGroup, HostRoutes, HostTls, MappingId, Origination, OriginationMode, RouteTable,
+    Termination, Upstream,
 };
 
 /// Caches so each certificate source / context builds one rustls config.
@@ -32,12 +32,7 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
         match group(model, plan, &mut cache) {
             Ok((first, g, tls)) => {
                 let addr = SocketAddr::new(first.address, first.port);
-                let listener = table.listeners.entry(addr).or_insert_with(|| Listener {
-                    addr,
-                    plain: None,
-                    hosts: HostMap::default(),
-                    proxy_protocol: first.listener_proxy,
-                });
+                let listener = table.listener_at(addr, first.listener_proxy);
                 match (&first.host, tls) {
                     (Some(h), Some(tls)) => {
                         let group = Arc::new(HostGroup {

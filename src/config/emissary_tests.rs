@@ -89,7 +89,7 @@ fn unused_resources_only_warn_and_the_mappings_load() {
     );
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -152,7 +152,7 @@ spec: {port: 5432, host: db.example.com, service: db, enable_ipv6: \"true\"}
     let l = load(&input(yaml, dir.path())).unwrap_or_else(|e| panic!("{:#?}", lines(&e)));
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -170,7 +170,7 @@ spec: {port: 5432, host: db.example.com, service: db, enable_ipv6: \"true\"}
 
 /// The termination of the only host group.
 fn only_termination(l: &Loaded, sni: &str) -> Termination {
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     listener.by_sni(sni).unwrap().termination().unwrap().clone()
 }
 
@@ -251,13 +251,13 @@ fn a_proxy_listener_requires_the_header_on_its_port_and_must_agree_with_mappings
     let yaml = format!("{}{DB}", listener_doc(5432, "[PROXY, TCP]"));
     let l = load_ok(&yaml, dir.path());
     assert!(l.warnings.is_empty(), "{:#?}", lines(&l.warnings));
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     assert_eq!(listener.proxy_protocol, Accept::Required);
     // A Listener without PROXY on another port changes nothing here.
     let yaml = format!("{}{DB}", listener_doc(8080, "[HTTP, TCP]"));
     let l = load_ok(&yaml, dir.path());
     assert_eq!(
-        l.table.listeners.values().next().unwrap().proxy_protocol,
+        l.table.listeners().values().next().unwrap().proxy_protocol,
         Accept::Off
     );
     // Disagreement: an error naming both.
@@ -298,7 +298,7 @@ spec: {port: 5432, service: db}
     let l = load_ok(&format!("{module}{mapping}"), dir.path());
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -316,7 +316,7 @@ spec: {port: 5432, service: db}
     let l = load_ok(mapping, dir.path());
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -337,7 +337,7 @@ spec: {port: 5432, service: db}
     let l = load_ok(&format!("{module}{own}"), dir.path());
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()

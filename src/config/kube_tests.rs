@@ -54,7 +54,12 @@ fn inline(yaml: &str) -> ConfigInput {
 }
 
 fn termination(loaded: &Loaded) -> &Termination {
-    let l = loaded.table.listeners.values().next().expect("a listener");
+    let l = loaded
+        .table
+        .listeners()
+        .values()
+        .next()
+        .expect("a listener");
     let (_, g) = l.host_groups().next().expect("a host group");
     g.termination().expect("a terminating group")
 }
@@ -267,7 +272,7 @@ fn a_config_without_tcpmapping_says_what_it_found() {
         w,
         ["warning: all.yaml:1: Config -: no TCPMapping (found: List 1, Mapping 3)"]
     );
-    assert!(loaded.table.listeners.is_empty());
+    assert!(loaded.table.listeners().is_empty());
     // No sources at all (a library that applies YAML later): nothing to warn about.
     assert!(load(&ConfigInput::default()).unwrap().warnings.is_empty());
     let _ = Path::new("");

@@ -57,7 +57,7 @@ fn a_passthrough_port_mixes_with_terminating_and_hostless_groups() {
     // No certificate for the passthrough hosts, and none needed.
     let l = load(&input(&yaml, Some(dir.path()))).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     let pass = listener.by_sni("pass.example").unwrap();
     assert!(matches!(pass.tls, HostTls::Passthrough));
     // The default upstream port of a passthrough mapping is 443.
@@ -93,7 +93,7 @@ fn the_catch_all_may_pass_through() {
         "host: '*'\ntls_passthrough: true\nservice: backend\n",
     );
     let l = load(&input(&yaml, None)).unwrap();
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     assert!(
         listener
             .by_hello(None, std::iter::empty())
@@ -190,7 +190,7 @@ fn match_alpn_groups_win_for_their_protocols_and_others_fall_back() {
     ]
     .concat();
     let l = load(&input(&yaml, Some(dir.path()))).unwrap();
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     let name = |sni: &str, alpn: &[&str]| {
         listener
             .by_hello(Some(sni), alpn.iter().map(|p| p.as_bytes()))

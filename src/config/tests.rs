@@ -66,10 +66,10 @@ fn termination_and_origination_build_the_route_table() {
     let dir = secrets();
     let l = load(&input(TERM, Some(dir.path()))).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-    assert_eq!(l.table.generation, 0);
+    assert_eq!(l.table.generation(), 0);
     let listener = l
         .table
-        .listeners
+        .listeners()
         .get(&"0.0.0.0:2222".parse().unwrap())
         .unwrap();
     assert!(listener.needs_peek());
@@ -136,7 +136,7 @@ metadata: {name: b}
 spec: {port: 443, host: b.example.com, service: b}
 ";
     let l = load(&input(yaml, Some(dir.path()))).unwrap();
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     // The exact TLSContext entry is more specific than the Host's wildcard.
     let g = listener.by_sni("a.example.com").unwrap();
     assert_eq!(g.termination().unwrap().source, "TLSContext ctx");
@@ -175,7 +175,7 @@ host: \"*\"
 service: any
 ";
     let l = load(&input(yaml, Some(dir.path()))).unwrap();
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     let name = |g: Option<&Arc<crate::route::HostGroup>>| {
         g.map(|g| g.group.upstreams[0].mapping.name.clone())
     };
@@ -214,7 +214,7 @@ host: \"*\"
 service: any
 ";
     let l = load(&input(ctx, Some(dir.path()))).unwrap();
-    let listener = l.table.listeners.values().next().unwrap();
+    let listener = l.table.listeners().values().next().unwrap();
     assert_eq!(
         listener
             .by_hello(None, std::iter::empty())
@@ -273,7 +273,7 @@ service: c
     let l = load(&input(yaml, None)).unwrap();
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -308,7 +308,7 @@ fn module_sets_family_defaults() {
     let l = load(&input(yaml, None)).unwrap();
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -324,7 +324,7 @@ fn module_sets_family_defaults() {
     .unwrap();
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -346,7 +346,7 @@ fn module_sets_family_defaults() {
 fn duplicate_mapping_names_are_kept_with_a_warning() {
     let yaml = "---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: test_mapping\nport: 1\nservice: a\n---\napiVersion: ambassador/v1\nkind: TCPMapping\nname: test_mapping\nport: 2\nservice: b\n";
     let l = load(&input(yaml, None)).unwrap();
-    assert_eq!(l.table.listeners.len(), 2);
+    assert_eq!(l.table.listeners().len(), 2);
     assert_eq!(l.warnings.len(), 1);
     assert_eq!(
         l.warnings[0].to_string(),
@@ -391,7 +391,7 @@ fn namespace_and_ambassador_id_come_from_the_input() {
     let l = load(&i).unwrap();
     let g = l
         .table
-        .listeners
+        .listeners()
         .values()
         .next()
         .unwrap()
@@ -400,7 +400,7 @@ fn namespace_and_ambassador_id_come_from_the_input() {
         .unwrap();
     assert_eq!(g.upstreams[0].host, ServiceHost::Dns("svc.web".into()));
     i.ambassador_id = "default".into();
-    assert!(load(&i).unwrap().table.listeners.is_empty());
+    assert!(load(&i).unwrap().table.listeners().is_empty());
 }
 
 #[test]
@@ -451,7 +451,7 @@ fn proxy_protocol_settings_reach_listeners_and_upstreams() {
         // Unset on a listener whose other mapping says `optional`: the listener's value.
         + &mapping_doc("d", 2, "");
     let l = load(&input(&yaml, None)).unwrap();
-    let at = |p: u16| &l.table.listeners[&SocketAddr::from(([127, 0, 0, 1], p))];
+    let at = |p: u16| &l.table.listeners()[&SocketAddr::from(([127, 0, 0, 1], p))];
     assert_eq!(at(1).proxy_protocol, Accept::Required);
     assert_eq!(at(2).proxy_protocol, Accept::Optional);
     assert_eq!(at(3).proxy_protocol, Accept::Off);

@@ -33,12 +33,50 @@ use crate::proxy_protocol::{Accept, Version};
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
     /// Config generation; the Supervisor numbers each applied table.
-    pub generation: u64,
-    /// One entry per bound `(address, port)`.
-    pub listeners: BTreeMap<SocketAddr, Listener>,
+    generation: u64,
+    /// One entry per bound `(address, port)`, keyed by [`Listener::addr`].
+    listeners: BTreeMap<SocketAddr, Listener>,
 }
 
 impl RouteTable {
+    /// The config generation: 0 as built, then the number the Supervisor gave the table.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Numbers the table: the Supervisor (or, in a worker, the number its pool sent) does,
+    /// before the table is shared.
+    pub(crate) fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
+    /// The listeners, one per bound `(address, port)`, in address order.
+    pub(crate) fn listeners(&self) -> &BTreeMap<SocketAddr, Listener> {
+        &self.listeners
+    }
+
+    /// The listener on `addr`, added with no routes (and `proxy_protocol`) if the table has
+    /// none yet: the builder fills it group by group.
+    pub(crate) fn listener_at(
+        &mut self,
+        addr: SocketAddr,
+        proxy_protocol: Accept,
+    ) -> &mut Listener {
+        self.listeners.entry(addr).or_insert_with(|| Listener {
+            addr,
+            plain: None,
+            hosts: HostMap::default(),
+            proxy_protocol,
+        })
+    }
+
+    /// Adds `listener` under its address, replacing one already there (tests build tables
+    /// this way).
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, listener: Listener) {
+        self.listeners.insert(listener.addr, listener);
+    }
+
     /// Every upstream of the table with its listener and group, in table order (per
     /// listener [`Listener::groups`], per group its upstreams): the one walk of the table
     /// that the metric handles, the endpoint sets and the `/config` view all take.

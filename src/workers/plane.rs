@@ -13,7 +13,7 @@ impl DataPlane for PoolHandle {
         Box::pin(async move {
             let started: Vec<SocketAddr> = change.bound.iter().map(|(a, _)| *a).collect();
             let mappings = change.table.mapping_ids().map(|m| (**m).clone()).collect();
-            let generation = change.table.generation;
+            let generation = change.table.generation();
             PoolHandle::apply(
                 self,
                 generation,

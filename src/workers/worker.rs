@@ -167,7 +167,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                         FromWorker::failed(WorkerError::Injected)
                     }
                     Ok(mut loaded) => {
-                        loaded.table.generation = generation;
+                        loaded.table.set_generation(generation);
                         pending = Some(Pending {
                             table: loaded.table,
                             bundle: Arc::from(bundle),
@@ -270,7 +270,7 @@ async fn commit(mut plane: LocalPlane, p: Pending) -> (LocalPlane, Result<u64, A
         Err(e) => return (plane, Err(e)),
     };
     let table = Arc::new(p.table);
-    let generation = table.generation;
+    let generation = table.generation();
     let change = Change {
         table,
         bundle: p.bundle,

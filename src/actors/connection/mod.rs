@@ -194,7 +194,7 @@ impl Conn {
             // The stages borrow the routes from the generation while they write to the record.
             let generation = Arc::clone(&self.generation);
             // TCP_NODELAY is already on: accepted sockets inherit it from the listener (net::socket).
-            let Some(routes) = generation.table.listeners.get(&self.rec.listener) else {
+            let Some(routes) = generation.table.listeners().get(&self.rec.listener) else {
                 return Err(CloseReason::NoRoute);
             };
             if routes.proxy_protocol != Accept::Off {

@@ -44,7 +44,7 @@ fn a_connection_given_a_close_order_closes_as_retired_at_the_ordered_time() {
         ..Default::default()
     };
     let table = Arc::new(crate::config::load(&input).unwrap().table);
-    let listener = *table.listeners.keys().next().unwrap();
+    let listener = *table.listeners().keys().next().unwrap();
     let shared = Shared::for_tests(None);
     let generation = Arc::new(Generation::new(table, &shared.metrics, &shared.endpoints));
 

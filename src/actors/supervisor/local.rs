@@ -45,7 +45,7 @@ impl LocalPlane {
     /// Supervisor chose the table and gave it a socket for every listener).
     pub(crate) fn plan_for(&self, table: &RouteTable) -> ListenerPlan {
         let mut plan = ListenerPlan::default();
-        for addr in table.listeners.keys() {
+        for addr in table.listeners().keys() {
             if self.listeners.contains_key(addr) {
                 plan.retarget.push(*addr);
             } else {
@@ -53,7 +53,7 @@ impl LocalPlane {
             }
         }
         plan.stop = (self.listeners.keys())
-            .filter(|a| !table.listeners.contains_key(a))
+            .filter(|a| !table.listeners().contains_key(a))
             .copied()
             .collect();
         plan
@@ -206,7 +206,7 @@ mod tests {
                 hosts: HostMap::default(),
                 proxy_protocol: Default::default(),
             };
-            t.listeners.insert(*addr, listener);
+            t.insert(listener);
         }
         t
     }

@@ -275,7 +275,7 @@ impl Supervisor {
 
     /// The active generation: the applied table's number (0 before the first apply).
     fn generation(&self) -> u64 {
-        self.table.generation
+        self.table.generation()
     }
 
     /// Publishes the current state; `outcome` replaces the last reload's result when given.
@@ -300,7 +300,7 @@ impl Supervisor {
         let plan = diff(&self.table, &table);
         // 1. Bind every new listener; any failure rejects the whole reload.
         let bound = self.sockets.bind(&plan.start, self.generation() == 0)?;
-        table.generation = self.generation() + 1;
+        table.set_generation(self.generation() + 1);
         let copies = Sockets::copies(&bound);
         // 2. The plane serves it (all or nothing).
         let table = Arc::new(table);
@@ -315,7 +315,7 @@ impl Supervisor {
         // 3. The new table is the active one, the gauges say so, and one line reports it.
         self.table = table;
         self.metrics.set_generation(self.generation());
-        self.metrics.listeners(self.table.listeners.len());
+        self.metrics.listeners(self.table.listeners().len());
         let report = ApplyReport {
             generation: self.generation(),
             started,

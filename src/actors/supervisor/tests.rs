@@ -35,7 +35,7 @@ impl DataPlane for Recorder {
         let started: Vec<SocketAddr> = change.bound.iter().map(|(a, _)| *a).collect();
         self.calls.lock().unwrap().push(format!(
             "apply generation={} bound={} stop={}",
-            change.table.generation,
+            change.table.generation(),
             started.len(),
             change.plan.stop.len()
         ));
@@ -80,7 +80,7 @@ fn table(addrs: &[&str]) -> RouteTable {
             hosts: HostMap::default(),
             proxy_protocol: Default::default(),
         };
-        t.listeners.insert(addr, listener);
+        t.insert(listener);
     }
     t
 }

@@ -270,7 +270,7 @@ mod tests {
                 hosts: HostMap::default(),
                 proxy_protocol: Default::default(),
             };
-            table.listeners.insert(*addr, listener);
+            table.insert(listener);
         }
         Change {
             table: Arc::new(table),
