@@ -140,12 +140,19 @@ impl ProxyBuilder {
         self
     }
 
+    /// Whether this proxy's plain connections splice: its [`Self::zero_copy`] setting, unless
+    /// `TCPMAP_NO_SPLICE=1` turns zero-copy off for the process. The one place the builder
+    /// reads the variable, for its own threads and for worker processes alike.
+    fn splices(&self) -> bool {
+        self.zero_copy && !crate::net::splice::splice_disabled_by_env()
+    }
+
     /// The settings a worker process runs with (what `tcpmap run` was given).
     pub(crate) fn worker_settings(&self) -> crate::workers::codec::Settings {
         crate::workers::codec::Settings {
             max_connections: self.max_connections.map(|m| m as u64),
             handshake_timeout_ms: self.handshake_timeout.as_millis() as u64,
-            zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
+            zero_copy: self.splices(),
             resolv_conf: self.resolver.resolv_conf.clone(),
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
         }
@@ -288,7 +295,7 @@ impl ProxyBuilder {
             Limits {
                 max_connections: self.max_connections,
                 handshake_timeout: self.handshake_timeout,
-                zero_copy: self.zero_copy && !crate::net::splice::splice_disabled_by_env(),
+                zero_copy: self.splices(),
             },
             Default::default(),
             tripwire,
