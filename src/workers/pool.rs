@@ -13,20 +13,24 @@
 //! The pool also owns the session-ticket keys the workers share: every worker gets them in
 //! `Hello` (a replacement too) and again after each rotation (`RotateTickets`, when the current
 //! key is 6 hours old), so a ticket issued by one worker resumes on any other.
+//!
+//! This file holds the handle, the actor's state and message loop, the ticket rotation and
+//! the metrics and status it gathers; `apply.rs` the two-phase apply, `lifecycle.rs` the
+//! worker processes' start, replacement and shutdown.
+
+mod apply;
+mod lifecycle;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::channel;
 use super::codec::{FromWorker, PoolError, Settings, Slot, ToWorker};
 use super::link::Link;
 use super::merge::{self, Retired};
-use super::shm::{Counters, SLOTS};
+use super::shm::Counters;
 use crate::config::Bundle;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
@@ -302,221 +306,6 @@ impl Pool {
         }
     }
 
-    /// Starts worker `id`'s process and says hello (no config yet).
-    fn start(&mut self, id: u32) -> std::io::Result<()> {
-        let (ours, theirs) = channel::pair()?;
-        let mut cmd = Command::new(&self.config.exe);
-        cmd.args(&self.config.args)
-            .env("ASYNC_STD_THREAD_COUNT", "1")
-            // Its own process group: a terminal's Ctrl-C reaches the Supervisor, which
-            // drains the workers, instead of killing them.
-            .stdin(Stdio::from(theirs.into_fd()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn()?;
-        let pid = child.id();
-        let (exited_tx, exited) = rt::oneshot::<()>();
-        let tx = self.tx.clone();
-        std::thread::Builder::new()
-            .name(format!("tcpmap-worker-{id}"))
-            .spawn(move || {
-                let status = match child.wait() {
-                    Ok(s) => describe(s),
-                    Err(e) => format!("unknown ({e})"),
-                };
-                drop(exited_tx);
-                let _ = tx.send(PoolMsg::Exited { id, pid, status });
-            })?;
-        let link = Link::spawn(ours, id)?;
-        self.workers.insert(
-            id,
-            Worker {
-                pid,
-                link,
-                generation: 0,
-                started: Instant::now(),
-                last_metrics: String::new(),
-                exited,
-            },
-        );
-        tracing::debug!(worker = id, pid, "worker started");
-        Ok(())
-    }
-
-    /// Sends `Hello` to a fresh worker and, when a config serves, brings it up to it.
-    async fn hello(&mut self, id: u32) -> Result<(), PoolError> {
-        let Some(w) = self.workers.get(&id) else {
-            return Err(PoolError::Gone(id));
-        };
-        let fd = self
-            .counters
-            .fd()
-            .try_clone_to_owned()
-            .map_err(PoolError::Descriptor)?;
-        let hello = ToWorker::Hello {
-            id,
-            settings: self.config.settings.clone(),
-            tickets: Some(self.tickets.clone()),
-        };
-        PoolError::expect(id, w.link.call(hello, vec![fd]).await, |r| {
-            *r == FromWorker::Ready
-        })?;
-        let Some(current) = &self.current else {
-            return Ok(());
-        };
-        let prepare = self.prepare_msg(current.generation, &current.bundle, &current.slots);
-        let generation = current.generation;
-        let fds = self.socket_fds(id).map_err(PoolError::Descriptor)?;
-        let Some(w) = self.workers.get(&id) else {
-            return Err(PoolError::Gone(id));
-        };
-        PoolError::expect(id, w.link.call(prepare, fds).await, |r| {
-            *r == FromWorker::Prepared
-        })?;
-        PoolError::expect(id, w.link.call(ToWorker::Commit, Vec::new()).await, |r| {
-            matches!(r, FromWorker::Committed { .. })
-        })?;
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.generation = generation;
-        }
-        Ok(())
-    }
-
-    fn prepare_msg(&self, generation: u64, bundle: &Arc<Bundle>, slots: &[Slot]) -> ToWorker {
-        ToWorker::Prepare {
-            generation,
-            bundle: Box::new((**bundle).clone()),
-            listeners: self.sockets.keys().copied().collect(),
-            slots: slots.to_vec(),
-        }
-    }
-
-    /// Copies of the listening sockets for worker `id`, in address order: the shared ones,
-    /// or with `TCPMAP_REUSEPORT=1` (a measurement knob, docs/architecture.md "Balance")
-    /// worker `id`'s own `SO_REUSEPORT` socket of each address (worker 0 takes the shared one).
-    fn socket_fds(&mut self, id: u32) -> std::io::Result<Vec<OwnedFd>> {
-        let mut out = Vec::with_capacity(self.sockets.len());
-        for (addr, shared) in &self.sockets {
-            if id == 0 || !crate::net::socket::reuseport() {
-                out.push(shared.as_fd().try_clone_to_owned()?);
-                continue;
-            }
-            let own = match self.own.get(&(*addr, id)) {
-                Some(s) => s,
-                None => {
-                    let s = crate::net::socket::bind(*addr)?.into_inner()?;
-                    self.own.entry((*addr, id)).or_insert(s)
-                }
-            };
-            out.push(own.as_fd().try_clone_to_owned()?);
-        }
-        self.own
-            .retain(|(addr, _), _| self.sockets.contains_key(addr));
-        Ok(out)
-    }
-
-    async fn apply(
-        &mut self,
-        generation: u64,
-        bundle: Arc<Bundle>,
-        mappings: Vec<MappingId>,
-        new: Vec<(SocketAddr, TcpListener)>,
-        stop: Vec<SocketAddr>,
-    ) -> Result<(), PoolError> {
-        if self.shutting_down {
-            return Err(PoolError::ShuttingDown);
-        }
-        // The sockets of the new config: the kept ones and the new ones.
-        let mut sockets = std::mem::take(&mut self.sockets);
-        let mut removed = BTreeMap::new();
-        for addr in &stop {
-            if let Some(s) = sockets.remove(addr) {
-                removed.insert(*addr, s);
-            }
-        }
-        let added: Vec<SocketAddr> = new.iter().map(|(a, _)| *a).collect();
-        sockets.extend(new);
-        let slots = self.slots_for(&mappings);
-        self.sockets = sockets;
-        let result = self.prepare_all(generation, &bundle, &slots).await;
-        if let Err(e) = result {
-            // Put the old sockets back; the new ones close.
-            for addr in &added {
-                self.sockets.remove(addr);
-            }
-            self.sockets.extend(removed);
-            return Err(e);
-        }
-        self.current = Some(Current {
-            generation,
-            bundle,
-            slots,
-        });
-        let ids: Vec<u32> = self.workers.keys().copied().collect();
-        let commits = ids.iter().filter_map(|id| {
-            let link = self.workers.get(id)?.link.clone();
-            Some(rt::spawn(async move {
-                link.call(ToWorker::Commit, Vec::new()).await
-            }))
-        });
-        let commits: Vec<_> = commits.collect();
-        for (id, task) in ids.iter().zip(commits) {
-            match task.await {
-                Ok(FromWorker::Committed { generation }) => {
-                    if let Some(w) = self.workers.get_mut(id) {
-                        w.generation = generation;
-                    }
-                }
-                // It died between prepare and commit: its replacement starts on this config.
-                other => tracing::warn!(worker = id, reply = ?other, "worker did not commit"),
-            }
-        }
-        // `removed` closes here: every worker has stopped those listeners.
-        drop(removed);
-        Ok(())
-    }
-
-    /// Asks every worker to prepare; on any failure, aborts the ones that did.
-    async fn prepare_all(
-        &mut self,
-        generation: u64,
-        bundle: &Arc<Bundle>,
-        slots: &[Slot],
-    ) -> Result<(), PoolError> {
-        let mut tasks = Vec::new();
-        let ids: Vec<u32> = self.workers.keys().copied().collect();
-        for id in ids {
-            let msg = self.prepare_msg(generation, bundle, slots);
-            let fds = self.socket_fds(id).map_err(PoolError::Descriptor)?;
-            let Some(w) = self.workers.get(&id) else {
-                continue;
-            };
-            let link = w.link.clone();
-            tasks.push((id, rt::spawn(async move { link.call(msg, fds).await })));
-        }
-        let mut failure = None;
-        let mut prepared = Vec::new();
-        for (id, task) in tasks {
-            match PoolError::expect(id, task.await, |r| *r == FromWorker::Prepared) {
-                Ok(()) => prepared.push(id),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        let Some(failure) = failure else {
-            return Ok(());
-        };
-        for id in prepared {
-            if let Some(w) = self.workers.get(&id) {
-                let _ = w.link.call(ToWorker::Abort, Vec::new()).await;
-            }
-        }
-        tracing::warn!(%failure, "a worker could not apply the config; every worker keeps the old one");
-        Err(failure)
-    }
-
     /// Sends `RotateTickets` when the current ticket key is due (at least a second from now, so
     /// a clock set back cannot make it spin).
     fn schedule_rotation(&self) {
@@ -559,33 +348,6 @@ impl Pool {
             Err(e) => tracing::warn!(error = %e, "cannot rotate the session-ticket keys"),
         }
         self.schedule_rotation();
-    }
-
-    /// The shared-counter slot of each mapping (new mappings get the next free one).
-    fn slots_for(&mut self, mappings: &[MappingId]) -> Vec<Slot> {
-        let mut out = Vec::new();
-        for id in mappings {
-            let next = self.slots.len() as u32 + 1;
-            let index = match self.slots.get(id) {
-                Some(i) => *i,
-                None if (next as usize) < SLOTS => {
-                    self.slots.insert(id.clone(), next);
-                    next
-                }
-                None => {
-                    tracing::warn!(mapping = %id.name, "no shared circuit-breaker slot left; counted per worker");
-                    continue;
-                }
-            };
-            out.push(Slot {
-                name: id.name.clone(),
-                namespace: id.namespace.clone(),
-                port: id.port,
-                host: id.host.clone(),
-                index,
-            });
-        }
-        out
     }
 
     /// Stores every live worker's metrics text as its last (what is kept when it dies).
@@ -644,149 +406,5 @@ impl Pool {
             });
         }
         out
-    }
-
-    async fn exited(&mut self, id: u32, pid: u32, status: String) {
-        // A stale report (the slot already holds a newer process) changes nothing.
-        if self.workers.get(&id).is_none_or(|w| w.pid != pid) {
-            return;
-        }
-        let Some(dead) = self.workers.remove(&id) else {
-            return;
-        };
-        if self.shutting_down {
-            tracing::info!(worker = id, pid, %status, "worker exited");
-            return;
-        }
-        self.retired.add(&dead.last_metrics);
-        // Its connections are gone: so are their slots under the limits.
-        self.counters.release_worker(id);
-        let quick = dead.started.elapsed() < Duration::from_secs(5);
-        let streak = self.quick_deaths.entry(id).or_insert(0);
-        *streak = if quick { *streak + 1 } else { 0 };
-        let quick_deaths = *streak;
-        let backoff = match quick_deaths {
-            0 | 1 => Duration::ZERO,
-            n => Duration::from_millis(100u64 << (n - 2).min(7)).min(Duration::from_secs(10)),
-        };
-        tracing::error!(
-            worker = id,
-            pid,
-            %status,
-            restart_in_ms = backoff.as_millis() as u64,
-            "worker died; replacing it (only its own connections are lost)"
-        );
-        self.restarts += 1;
-        if backoff.is_zero() {
-            self.respawn(id).await;
-        } else {
-            let tx = self.tx.clone();
-            rt::detach(async move {
-                rt::sleep(backoff).await;
-                let _ = tx.send_async(PoolMsg::Respawn { id }).await;
-            });
-        }
-    }
-
-    async fn respawn(&mut self, id: u32) {
-        if self.shutting_down {
-            return;
-        }
-        if let Err(e) = self.start(id) {
-            tracing::error!(worker = id, error = %e, "cannot start a worker; retrying");
-            self.retry_later(id);
-            return;
-        }
-        if let Err(e) = self.hello(id).await {
-            tracing::error!(worker = id, error = %e, "new worker failed to take the config");
-            // Its exit (if it died) brings another; if it hangs, kill it so it does.
-            if let Some(w) = self.workers.get(&id) {
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_raw(w.pid as i32)
-                        .unwrap_or(rustix::process::Pid::INIT),
-                    rustix::process::Signal::KILL,
-                );
-            }
-            return;
-        }
-        tracing::info!(
-            worker = id,
-            pid = self.workers.get(&id).map(|w| w.pid),
-            "worker replaced"
-        );
-    }
-
-    fn retry_later(&self, id: u32) {
-        let tx = self.tx.clone();
-        rt::detach(async move {
-            rt::sleep(Duration::from_secs(1)).await;
-            let _ = tx.send_async(PoolMsg::Respawn { id }).await;
-        });
-    }
-
-    /// Drops the pool's socket copies and has every worker close its listeners.
-    async fn stop_accepting(&mut self) {
-        self.shutting_down = true;
-        self.sockets.clear();
-        self.own.clear();
-        let mut tasks = Vec::new();
-        for (id, w) in &self.workers {
-            let link = w.link.clone();
-            tasks.push((
-                *id,
-                rt::spawn(async move { link.call(ToWorker::StopAccepting, Vec::new()).await }),
-            ));
-        }
-        for (id, task) in tasks {
-            if let Err(e) = task.await {
-                tracing::warn!(worker = id, error = %e, "worker did not stop accepting");
-            }
-        }
-    }
-
-    async fn shutdown(&mut self, graceful: bool, drain_timeout: Duration) {
-        if !self.shutting_down {
-            self.stop_accepting().await;
-        }
-        let msg = ToWorker::Shutdown {
-            graceful,
-            drain_timeout_ms: drain_timeout.as_millis() as u64,
-        };
-        let mut tasks = Vec::new();
-        for (id, w) in &self.workers {
-            let link = w.link.clone();
-            let msg = msg.clone();
-            tasks.push((
-                *id,
-                rt::spawn(async move { link.call(msg, Vec::new()).await }),
-            ));
-        }
-        for (id, task) in tasks {
-            if let Err(e) = task.await {
-                tracing::warn!(worker = id, error = %e, "worker did not report its drain");
-            }
-        }
-        // Wait for the processes themselves (a few seconds beyond the drain at most).
-        for (id, w) in std::mem::take(&mut self.workers) {
-            let gone = async { while w.exited.recv_async().await.is_ok() {} };
-            if rt::timeout(Duration::from_secs(5), gone).await.is_none() {
-                tracing::warn!(
-                    worker = id,
-                    pid = w.pid,
-                    "worker still running after its drain"
-                );
-            }
-        }
-        self.sockets.clear();
-    }
-}
-
-/// An exit status in words: `exit code 3`, `killed by signal 9`.
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => status.to_string(),
     }
 }
