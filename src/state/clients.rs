@@ -1,7 +1,7 @@
 //! Per-client counts shared with other processes: the interface the endpoint sets count
 //! `max_connections_per_ip` through when a mapping's clients are counted over every worker.
 //!
-//! The shared-memory table that implements it lives with the workers (`workers/shm.rs`, the
+//! The shared-memory table that implements it lives with the workers (`workers/shm/`, the
 //! crate's only `unsafe`); the endpoint sets here see only this trait, so shared state never
 //! names the process layer above it.
 

@@ -5,7 +5,7 @@
 //! - `endpoints/`: each upstream's endpoint set (health, loads, per-client counts), across
 //!   generations;
 //! - `clients`: the interface of per-client counts kept in shared memory (implemented by
-//!   `workers/shm.rs`);
+//!   `workers/shm/clients.rs`);
 //! - `ratelog`: rate limits for log lines peers can trigger;
 //! - `ticket_keys` / `tickets`: the process's session-ticket key ring (a global, the system
 //!   RNG, the clock, `TCPMAP_TICKET_ROTATION_SECS`), which every TLS server config of the
