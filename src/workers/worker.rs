@@ -22,13 +22,13 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::channel::Channel;
-use super::codec::{FromWorker, ToWorker, WorkerError};
-use super::shm::Counters;
+use super::codec::{FromWorker, Settings, Slot, ToWorker, WorkerError};
+use super::shm::{Counters, Tally};
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
 use crate::actors::supervisor::plane::Change;
 use crate::actors::supervisor::{ApplyError, LocalPlane};
@@ -37,6 +37,7 @@ use crate::config::Bundle;
 use crate::metrics::Metrics;
 use crate::route::{MappingId, RouteTable};
 use crate::rt;
+use crate::state::endpoints::EndpointRegistry;
 
 /// The config a `Prepare` built, waiting for `Commit`.
 struct Pending {
@@ -45,13 +46,22 @@ struct Pending {
     sockets: HashMap<SocketAddr, TcpListener>,
 }
 
-/// Runs the worker until the Supervisor tells it to stop (or goes away).
-pub(crate) fn run() -> anyhow::Result<()> {
-    // Every task of this process runs on one thread that also drives the reactor and the
-    // coarse clock (`rt::local`); installed before anything spawns or registers a socket.
-    rt::local::install()?;
-    let control = std::io::stdin().as_fd().try_clone_to_owned()?;
-    let mut channel = Channel::new(control);
+/// What the Supervisor's `Hello` gave this worker.
+struct Hello {
+    id: u32,
+    settings: Settings,
+    /// Kept for the life of the process, with the blocks below that it maps.
+    counters: Counters,
+    /// The totals every limit is checked against.
+    totals: Tally,
+    /// This worker's own share of them.
+    mine: Tally,
+}
+
+/// Takes the first control message, which must be `Hello` with the shared counters'
+/// descriptor: installs the session-ticket keys, before any config is built, and maps the
+/// counters.
+fn hello(channel: &mut Channel) -> anyhow::Result<Hello> {
     let ToWorker::Hello {
         id,
         settings,
@@ -76,53 +86,204 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let (Some(totals), Some(mine)) = (counters.totals(), counters.tally(id)) else {
         anyhow::bail!("the shared counters have no block for worker {id}");
     };
-    // Every line this process logs from now on says `worker=N`, on whichever thread.
-    crate::logwriter::tag_worker(id);
-    let metrics = Metrics::new();
-    let (kill, tripwire) = rt::tripwire();
-    let resolver = ResolverConfig {
-        resolv_conf: settings.resolv_conf.clone(),
-        ..ResolverConfig::default()
-    };
-    let endpoints = crate::state::endpoints::EndpointRegistry::new(metrics.clone());
-    if let Some(table) = counters.clients(id) {
-        endpoints.use_client_table(std::sync::Arc::new(table));
+    Ok(Hello {
+        id,
+        settings,
+        counters,
+        totals,
+        mine,
+    })
+}
+
+/// A worker between two control messages: all it keeps but its plane, which each step moves
+/// onto the local runtime and back (`on_loop`).
+struct Worker {
+    /// This worker's number (what the fault hooks key on).
+    #[cfg(feature = "fault-injection")]
+    id: u32,
+    metrics: Arc<Metrics>,
+    endpoints: Arc<EndpointRegistry>,
+    totals: Tally,
+    mine: Tally,
+    /// The shared counters' mapping (the tallies above point into it).
+    _counters: Counters,
+    /// The config a `Prepare` built, until `Commit` or `Abort`.
+    pending: Option<Pending>,
+    /// The generation committed last (0 before the first).
+    serving: u64,
+    drain_timeout: Duration,
+}
+
+impl Worker {
+    /// Builds this process's data plane from what `Hello` gave: its metrics, endpoint sets
+    /// (per-client counts in the shared table), resolver, health checks and `Shared` state,
+    /// and the `LocalPlane` that will serve the configs.
+    fn start(hello: Hello) -> (Worker, LocalPlane) {
+        let Hello {
+            id,
+            settings,
+            counters,
+            totals,
+            mine,
+        } = hello;
+        let metrics = Metrics::new();
+        let (kill, tripwire) = rt::tripwire();
+        let resolver = ResolverConfig {
+            resolv_conf: settings.resolv_conf.clone(),
+            ..ResolverConfig::default()
+        };
+        let endpoints = EndpointRegistry::new(metrics.clone());
+        if let Some(table) = counters.clients(id) {
+            endpoints.use_client_table(std::sync::Arc::new(table));
+        }
+        let shared = Shared::new(
+            rt::block_on(async { ResolverHandle::spawn_observed(resolver, Some(metrics.clone())) }),
+            metrics.clone(),
+            endpoints.clone(),
+            Limits {
+                max_connections: settings.max_connections.map(|m| m as usize),
+                handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
+                zero_copy: settings.zero_copy,
+            },
+            Count::Shared {
+                total: totals.count,
+                mine: mine.count,
+            },
+            tripwire,
+        );
+        // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
+        crate::actors::health::spawn(
+            Arc::downgrade(&endpoints),
+            shared.resolver.clone(),
+            metrics.clone(),
+        );
+        // This process's data plane, driven from this thread (each step a task on the local
+        // runtime, see `on_loop`): the pool's Supervisor chose the table and bound the sockets,
+        // so there is no Supervisor here.
+        let plane = LocalPlane::new(shared.clone(), kill);
+        let worker = Worker {
+            #[cfg(feature = "fault-injection")]
+            id,
+            metrics,
+            endpoints,
+            totals,
+            mine,
+            _counters: counters,
+            pending: None,
+            serving: 0,
+            drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
+        };
+        (worker, plane)
     }
-    let shared = Shared::new(
-        rt::block_on(async { ResolverHandle::spawn_observed(resolver, Some(metrics.clone())) }),
-        metrics.clone(),
-        endpoints.clone(),
-        Limits {
-            max_connections: settings.max_connections.map(|m| m as usize),
-            handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
-            zero_copy: settings.zero_copy,
-        },
-        Count::Shared {
-            total: totals.count,
-            mine: mine.count,
-        },
-        tripwire,
-    );
-    // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
-    crate::actors::health::spawn(
-        Arc::downgrade(&endpoints),
-        shared.resolver.clone(),
-        metrics.clone(),
-    );
-    // This process's data plane, driven from this thread (each step a task on the local
-    // runtime, see `on_loop`): the pool's Supervisor chose the table and bound the sockets,
-    // so there is no Supervisor here.
-    let mut plane = LocalPlane::new(shared.clone(), kill);
-    let mut serving = 0;
+
+    /// `Prepare`: takes the mappings' shared slots and builds the bundle's table with the
+    /// Supervisor's pure code, held until `Commit`.
+    fn prepare(
+        &mut self,
+        generation: u64,
+        bundle: Box<Bundle>,
+        listeners: Vec<SocketAddr>,
+        fds: Vec<OwnedFd>,
+        slots: Vec<Slot>,
+    ) -> FromWorker {
+        let sockets = listeners
+            .into_iter()
+            .zip(fds)
+            .map(|(addr, fd)| (addr, TcpListener::from(fd)))
+            .collect();
+        for s in slots {
+            let id = MappingId {
+                name: s.name,
+                namespace: s.namespace,
+                port: s.port,
+                host: s.host,
+            };
+            self.endpoints.share_clients(id.clone(), s.index);
+            if let (Some(total), Some(share)) = (self.totals.slot(s.index), self.mine.slot(s.index))
+            {
+                self.metrics.share_breaker(id, total, share);
+            }
+        }
+        match crate::config::build_bundle(&bundle, Vec::new()) {
+            #[cfg(feature = "fault-injection")]
+            Ok(loaded)
+                if crate::fault::on_prepare(
+                    self.id,
+                    loaded.table.mapping_ids().map(|m| m.name.as_str()),
+                ) =>
+            {
+                FromWorker::failed(WorkerError::Injected)
+            }
+            Ok(mut loaded) => {
+                loaded.table.set_generation(generation);
+                self.pending = Some(Pending {
+                    table: loaded.table,
+                    bundle: Arc::from(bundle),
+                    sockets,
+                });
+                FromWorker::Prepared
+            }
+            Err(problems) => {
+                let lines = problems
+                    .iter()
+                    .filter(|p| p.is_error())
+                    .map(ToString::to_string)
+                    .collect();
+                FromWorker::failed(WorkerError::Config(lines))
+            }
+        }
+    }
+
+    /// `Commit`: the plane serves the prepared config.
+    fn commit(&mut self, plane: LocalPlane) -> (LocalPlane, FromWorker) {
+        let Some(p) = self.pending.take() else {
+            return (plane, FromWorker::failed(WorkerError::NothingPrepared));
+        };
+        let (plane, result) = on_loop(plane, move |plane| commit(plane, p));
+        let reply = match result {
+            Ok(generation) => {
+                self.serving = generation;
+                FromWorker::Committed { generation }
+            }
+            Err(e) => FromWorker::failed(refused(e)),
+        };
+        (plane, reply)
+    }
+
+    /// `Status`: the generation served and the connections open in this worker.
+    fn status(&self) -> FromWorker {
+        FromWorker::Status {
+            generation: self.serving,
+            active: self
+                .metrics
+                .snapshot()
+                .mappings
+                .iter()
+                .map(|m| m.active.max(0) as u64)
+                .sum(),
+        }
+    }
+}
+
+/// Runs the worker until the Supervisor tells it to stop (or goes away).
+pub(crate) fn run() -> anyhow::Result<()> {
+    // Every task of this process runs on one thread that also drives the reactor and the
+    // coarse clock (`rt::local`); installed before anything spawns or registers a socket.
+    rt::local::install()?;
+    let control = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let mut channel = Channel::new(control);
+    let hello = hello(&mut channel)?;
+    // Every line this process logs from now on says `worker=N`, on whichever thread.
+    crate::logwriter::tag_worker(hello.id);
+    let (mut worker, mut plane) = Worker::start(hello);
     channel.send(&FromWorker::Ready, &[])?;
-    let mut pending: Option<Pending> = None;
-    let drain_timeout = Duration::from_millis(settings.drain_timeout_ms);
     loop {
         let msg = match channel.recv::<ToWorker>() {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "the Supervisor is gone; draining");
-                on_loop(plane, move |p| drain(p, true, drain_timeout));
+                let timeout = worker.drain_timeout;
+                on_loop(plane, move |p| drain(p, true, timeout));
                 return Ok(());
             }
         };
@@ -139,82 +300,21 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 slots,
             } => {
                 let fds = channel.take_fds(listeners.len())?;
-                let sockets = listeners
-                    .into_iter()
-                    .zip(fds)
-                    .map(|(addr, fd)| (addr, TcpListener::from(fd)))
-                    .collect();
-                for s in slots {
-                    let id = MappingId {
-                        name: s.name,
-                        namespace: s.namespace,
-                        port: s.port,
-                        host: s.host,
-                    };
-                    endpoints.share_clients(id.clone(), s.index);
-                    if let (Some(total), Some(share)) = (totals.slot(s.index), mine.slot(s.index)) {
-                        metrics.share_breaker(id, total, share);
-                    }
-                }
-                match crate::config::build_bundle(&bundle, Vec::new()) {
-                    #[cfg(feature = "fault-injection")]
-                    Ok(loaded)
-                        if crate::fault::on_prepare(
-                            id,
-                            loaded.table.mapping_ids().map(|m| m.name.as_str()),
-                        ) =>
-                    {
-                        FromWorker::failed(WorkerError::Injected)
-                    }
-                    Ok(mut loaded) => {
-                        loaded.table.set_generation(generation);
-                        pending = Some(Pending {
-                            table: loaded.table,
-                            bundle: Arc::from(bundle),
-                            sockets,
-                        });
-                        FromWorker::Prepared
-                    }
-                    Err(problems) => {
-                        let lines = problems
-                            .iter()
-                            .filter(|p| p.is_error())
-                            .map(ToString::to_string)
-                            .collect();
-                        FromWorker::failed(WorkerError::Config(lines))
-                    }
-                }
+                worker.prepare(generation, bundle, listeners, fds, slots)
             }
-            ToWorker::Commit => match pending.take() {
-                None => FromWorker::failed(WorkerError::NothingPrepared),
-                Some(p) => {
-                    let result;
-                    (plane, result) = on_loop(plane, move |plane| commit(plane, p));
-                    match result {
-                        Ok(generation) => {
-                            serving = generation;
-                            FromWorker::Committed { generation }
-                        }
-                        Err(e) => FromWorker::failed(refused(e)),
-                    }
-                }
-            },
+            ToWorker::Commit => {
+                let reply;
+                (plane, reply) = worker.commit(plane);
+                reply
+            }
             ToWorker::Abort => {
-                pending = None;
+                worker.pending = None;
                 FromWorker::Aborted
             }
             ToWorker::Metrics => FromWorker::Metrics {
-                text: metrics.render_openmetrics(),
+                text: worker.metrics.render_openmetrics(),
             },
-            ToWorker::Status => FromWorker::Status {
-                generation: serving,
-                active: metrics
-                    .snapshot()
-                    .mappings
-                    .iter()
-                    .map(|m| m.active.max(0) as u64)
-                    .sum(),
-            },
+            ToWorker::Status => worker.status(),
             ToWorker::StopAccepting => {
                 plane = on_loop(plane, |mut p| async move {
                     p.stop().await;
