@@ -7,14 +7,16 @@ mod log_bridge;
 
 pub use log_bridge::forward_log_records;
 
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::rt::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 use anyhow::Context as _;
-use futures_lite::StreamExt;
+use futures_lite::{Stream, StreamExt};
 
 use crate::cli::RunArgs;
+use crate::config::ConfigInput;
 use crate::rt;
 use crate::{ProxyBuilder, ProxyHandle};
 
@@ -38,44 +40,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let upgrade = crate::workers::upgrade::receive().context("cannot take over the sockets")?;
     let input = args.config.input();
-    let mut builder = ProxyBuilder::new()
-        .input(input.clone())
-        .drain_timeout(Duration::from_secs(args.drain_timeout))
-        .resolv_conf(args.resolv_conf.clone())
-        .handshake_timeout(Duration::from_secs_f64(args.handshake_timeout));
-    if let Some(addr) = args.admin {
-        builder = builder.admin(addr);
-    }
-    if let Some(max) = args.max_connections {
-        builder = builder.max_connections(max as usize);
-    }
     let workers = args.workers.resolve();
-    if workers > 1 {
-        let pool = crate::workers::pool::PoolConfig {
-            workers,
-            exe: exe.clone(),
-            args: vec![
-                "worker".to_string(),
-                "--log-format".to_string(),
-                match args.log_format {
-                    crate::cli::LogFormat::Text => "text",
-                    crate::cli::LogFormat::Json => "json",
-                }
-                .to_string(),
-            ],
-            settings: builder.worker_settings(),
-        };
-        builder = builder.worker_processes(pool);
-    } else {
-        // N = 1 of the library's plane: the installed runtime's one thread.
-        builder = builder.workers(1);
-    }
+    let mut builder = builder(&args, input.clone(), &exe, workers);
     let upgrade = upgrade.map(|(channel, sockets)| {
         builder = builder.clone().inherit(sockets);
         channel
     });
     // Register signals before starting so none is lost in between.
-    let mut signals = rt::signals(&[SIGHUP, SIGTERM, SIGINT, SIGUSR2])
+    let signals = rt::signals(&[SIGHUP, SIGTERM, SIGINT, SIGUSR2])
         .context("cannot install signal handlers")?;
     let proxy = builder.start().await?;
     let mut watched: Vec<PathBuf> = input.paths.clone();
@@ -90,7 +62,53 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drop(upgrade);
+    serve_signals(signals, &proxy, &exe).await;
+    Ok(())
+}
 
+/// The library's builder for `tcpmap run`'s arguments: the config `input`, timeouts and
+/// limits, and where connections run (`workers` processes started from `exe`, or, for one,
+/// the installed runtime's thread).
+fn builder(args: &RunArgs, input: ConfigInput, exe: &Path, workers: usize) -> ProxyBuilder {
+    let mut builder = ProxyBuilder::new()
+        .input(input)
+        .drain_timeout(Duration::from_secs(args.drain_timeout))
+        .resolv_conf(args.resolv_conf.clone())
+        .handshake_timeout(Duration::from_secs_f64(args.handshake_timeout));
+    if let Some(addr) = args.admin {
+        builder = builder.admin(addr);
+    }
+    if let Some(max) = args.max_connections {
+        builder = builder.max_connections(max as usize);
+    }
+    if workers > 1 {
+        let pool = crate::workers::pool::PoolConfig {
+            workers,
+            exe: exe.to_path_buf(),
+            args: vec![
+                "worker".to_string(),
+                "--log-format".to_string(),
+                match args.log_format {
+                    crate::cli::LogFormat::Text => "text",
+                    crate::cli::LogFormat::Json => "json",
+                }
+                .to_string(),
+            ],
+            settings: builder.worker_settings(),
+        };
+        builder.worker_processes(pool)
+    } else {
+        // N = 1 of the library's plane: the installed runtime's one thread.
+        builder.workers(1)
+    }
+}
+
+/// Serves the signals until one ends the process: `SIGHUP` reloads, `SIGUSR2` hands over to
+/// a new binary (then drains this one), `SIGTERM`/`SIGINT` drain (a second one exits at once).
+async fn serve_signals<S>(mut signals: S, proxy: &ProxyHandle, exe: &Path)
+where
+    S: Stream<Item = c_int> + Unpin,
+{
     while let Some(signal) = signals.next().await {
         match signal {
             SIGHUP => {
@@ -99,11 +117,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             }
             SIGUSR2 => {
                 tracing::info!(exe = %exe.display(), "SIGUSR2: starting a new binary to take over");
-                match hot_upgrade(&proxy, &exe).await {
+                match hot_upgrade(proxy, exe).await {
                     Ok(pid) => {
                         tracing::info!(pid, "upgrade: the new binary serves; draining this one");
                         let _ = proxy.shutdown(true).await;
-                        return Ok(());
+                        return;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "upgrade failed; this binary keeps serving")
@@ -115,28 +133,35 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                     signal,
                     "shutting down gracefully (a second signal exits at once)"
                 );
-                let drain = proxy.shutdown(true);
-                let second = async {
-                    while let Some(s) = signals.next().await {
-                        if s == SIGTERM || s == SIGINT {
-                            return;
-                        }
-                    }
-                };
-                use futures_lite::FutureExt;
-                let done = async { Some(drain.await) }.or(async {
-                    second.await;
-                    None
-                });
-                if done.await.is_none() {
-                    tracing::warn!("second signal: exiting now");
-                }
-                return Ok(());
+                drain_unless_signalled(&mut signals, proxy).await;
+                return;
             }
             _ => {}
         }
     }
-    Ok(())
+}
+
+/// Drains the proxy, unless a second `SIGTERM`/`SIGINT` comes first: then returns at once.
+async fn drain_unless_signalled<S>(signals: &mut S, proxy: &ProxyHandle)
+where
+    S: Stream<Item = c_int> + Unpin,
+{
+    let drain = proxy.shutdown(true);
+    let second = async {
+        while let Some(s) = signals.next().await {
+            if s == SIGTERM || s == SIGINT {
+                return;
+            }
+        }
+    };
+    use futures_lite::FutureExt;
+    let done = async { Some(drain.await) }.or(async {
+        second.await;
+        None
+    });
+    if done.await.is_none() {
+        tracing::warn!("second signal: exiting now");
+    }
 }
 
 /// Starts `exe` again with this process's arguments, hands it the sockets and waits until
