@@ -127,88 +127,39 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
         tracing::debug!(file = %doc.file.display(), line = doc.line, "skipping a non-mapping document");
         return out;
     };
-    let Some(kind) = top
-        .get("kind")
-        .and_then(Value::as_str)
-        .and_then(|k| KINDS.iter().find(|x| **x == k))
-    else {
+    let Some(head) = head(&doc, top) else {
         tracing::debug!(file = %doc.file.display(), line = doc.line, "skipping a document of another kind");
         return out;
     };
-    let crd = top.contains_key("spec") || top.contains_key("metadata");
-    let meta = if crd {
-        top.get("metadata").and_then(Value::as_mapping)
-    } else {
-        Some(top)
-    };
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-    let namespace = meta
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let loc = Loc {
-        doc: doc.clone(),
+    let Head {
         kind,
-        name: name.unwrap_or("-").to_string(),
         crd,
-    };
-    match top.get("apiVersion").and_then(Value::as_str) {
-        Some(v) if API_VERSIONS.contains(&v) => {}
-        Some(v) => {
-            out.problems.push(loc.err(
-                &[],
-                format!(
-                    "unsupported apiVersion `{v}` (expected one of {})",
-                    API_VERSIONS.join(", ")
-                ),
-            ));
-            return out;
-        }
-        None => {
-            out.problems.push(loc.err(&[], "apiVersion is required"));
-            return out;
-        }
+        named,
+        namespace,
+        loc,
+    } = head;
+    if let Err(problem) = api_version(top, &loc) {
+        out.problems.push(problem);
+        return out;
     }
-    if name.is_none() {
+    if !named {
         let key: &[&str] = if crd { &[] } else { &["name"] };
         out.problems.push(loc.err(key, "name is required"));
     }
     let empty = Mapping::new();
-    let attrs = if crd {
-        let top_loc = Loc {
-            crd: false,
-            ..loc.clone()
-        };
-        let mut top_fields = Fields::new(&top_loc, top);
-        top_fields.known(&["apiVersion", "kind", "metadata", "spec", "status"]);
-        out.problems.extend(top_fields.finish());
-        match top.get("spec") {
-            Some(Value::Mapping(m)) => m,
-            None | Some(Value::Null) => &empty,
-            Some(_) => {
-                out.problems.push(loc.err(&[], "`spec` must be a mapping"));
-                return out;
-            }
-        }
-    } else {
-        top
+    let Some(attrs) = attributes(top, &loc, &empty, &mut out.problems) else {
+        return out;
     };
     let mut f = Fields::new(&loc, attrs);
     if !crd {
         f.known(&FLAT_META);
     }
-    // `ambassadorId` is the v2/v3 CRD spelling of the same list.
-    let snake = f.strings("ambassador_id");
-    let camel = f.strings("ambassadorId");
-    let ids = snake
-        .or(camel)
-        .unwrap_or_else(|| vec!["default".to_string()]);
-    if !ids.iter().any(|id| id == our_id) {
+    if !addressed_to(&mut f, our_id) {
         tracing::debug!(kind, name = %loc.name, "skipping a resource for another ambassador_id");
         out.problems.append(&mut f.problems);
         return out;
     }
-    out.resource = match *kind {
+    out.resource = match kind {
         "TCPMapping" => Some(Resource::Mapping(kinds::mapping(&mut f, &loc, namespace))),
         "TLSContext" => Some(Resource::Context(kinds::context(&mut f, &loc, namespace))),
         "Host" => kinds::host(&mut f, &loc, namespace).map(Resource::Host),
@@ -230,6 +181,107 @@ pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
         None => {}
     }
     out
+}
+
+/// What a document of a kind tcpmap reads says about itself before its attributes are read.
+struct Head {
+    /// One of [`KINDS`].
+    kind: &'static str,
+    /// The CRD form (`spec`/`metadata`) rather than the flat one.
+    crd: bool,
+    /// Whether it has a name (`loc.name` is `-` when not).
+    named: bool,
+    namespace: Option<String>,
+    loc: Loc,
+}
+
+/// The kind, form, name and namespace of the document whose top mapping is `top`; `None` for
+/// a kind tcpmap does not read.
+fn head(doc: &Arc<SourceDoc>, top: &Mapping) -> Option<Head> {
+    let kind = top
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(|k| KINDS.iter().find(|x| **x == k))?;
+    let crd = top.contains_key("spec") || top.contains_key("metadata");
+    let meta = if crd {
+        top.get("metadata").and_then(Value::as_mapping)
+    } else {
+        Some(top)
+    };
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let loc = Loc {
+        doc: doc.clone(),
+        kind,
+        name: name.unwrap_or("-").to_string(),
+        crd,
+    };
+    Some(Head {
+        kind,
+        crd,
+        named: name.is_some(),
+        namespace,
+        loc,
+    })
+}
+
+/// The problem with the document's `apiVersion`, when it is missing or not one of
+/// [`API_VERSIONS`] (the document is then not read further).
+fn api_version(top: &Mapping, loc: &Loc) -> Result<(), ConfigError> {
+    match top.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if API_VERSIONS.contains(&v) => Ok(()),
+        Some(v) => Err(loc.err(
+            &[],
+            format!(
+                "unsupported apiVersion `{v}` (expected one of {})",
+                API_VERSIONS.join(", ")
+            ),
+        )),
+        None => Err(loc.err(&[], "apiVersion is required")),
+    }
+}
+
+/// Where the resource's attributes are: `spec` in the CRD form (after checking the keys beside
+/// it; a missing or null `spec` is `empty`), the document itself in the flat form. `None`, with
+/// the problem pushed, when `spec` is not a mapping.
+fn attributes<'a>(
+    top: &'a Mapping,
+    loc: &Loc,
+    empty: &'a Mapping,
+    problems: &mut Vec<ConfigError>,
+) -> Option<&'a Mapping> {
+    if !loc.crd {
+        return Some(top);
+    }
+    let top_loc = Loc {
+        crd: false,
+        ..loc.clone()
+    };
+    let mut top_fields = Fields::new(&top_loc, top);
+    top_fields.known(&["apiVersion", "kind", "metadata", "spec", "status"]);
+    problems.extend(top_fields.finish());
+    match top.get("spec") {
+        Some(Value::Mapping(m)) => Some(m),
+        None | Some(Value::Null) => Some(empty),
+        Some(_) => {
+            problems.push(loc.err(&[], "`spec` must be a mapping"));
+            None
+        }
+    }
+}
+
+/// Whether the resource is addressed to `our_id`: its `ambassador_id` list (`ambassadorId`,
+/// the v2/v3 CRD spelling of the same list), `default` when it has none.
+fn addressed_to(f: &mut Fields<'_>, our_id: &str) -> bool {
+    let snake = f.strings("ambassador_id");
+    let camel = f.strings("ambassadorId");
+    let ids = snake
+        .or(camel)
+        .unwrap_or_else(|| vec!["default".to_string()]);
+    ids.iter().any(|id| id == our_id)
 }
 
 #[cfg(test)]
