@@ -18,6 +18,7 @@ pub(crate) mod annotations;
 pub(crate) mod build;
 pub mod error;
 pub(crate) mod found;
+pub(crate) mod gateway;
 pub(crate) mod model;
 pub(crate) mod raw;
 pub(crate) mod secrets;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{ConfigError, Severity};
+pub use gateway::set_gateway_class;
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -103,6 +105,10 @@ pub(crate) struct Bundle {
     secrets_dir: Option<PathBuf>,
     namespace: String,
     ambassador_id: String,
+    /// The `gatewayClassName` whose Gateways are served (taken when the config was read, so
+    /// a worker builds with the Supervisor's).
+    #[serde(default)]
+    gateway_class: String,
     /// The files on disk the resources name, as read (bytes or why they could not be read);
     /// `kind: Secret` documents are not in here, they are read from `files` again.
     secrets: secrets::Files,
@@ -119,6 +125,7 @@ pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
         secrets_dir: input.secrets_dir.clone(),
         namespace: input.namespace.clone(),
         ambassador_id: input.ambassador_id.clone(),
+        gateway_class: gateway::selected_class(),
         secrets: secrets::Files::default(),
     };
     let (docs, _, _) = bundle.documents();
@@ -190,9 +197,13 @@ pub(crate) fn build_bundle(
         problems.extend(c.problems);
         resources.extend(c.resource);
     }
-    let ours = resources
-        .iter()
-        .any(|r| matches!(r, raw::Resource::Mapping(_)));
+    let ours = resources.iter().any(|r| {
+        matches!(
+            r,
+            raw::Resource::Mapping(_)
+                | raw::Resource::Gateway(gateway::raw::GatewayResource::Route(_))
+        )
+    });
     let first_source = bundle
         .paths
         .first()
@@ -202,6 +213,7 @@ pub(crate) fn build_bundle(
         namespace: &bundle.namespace,
         secrets_dir: bundle.secrets_dir.as_deref(),
         files: &secret_files,
+        gateway_class: &bundle.gateway_class,
     };
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::CertificateDer;
 
 use crate::config::ConfigError;
+use crate::config::gateway::raw::GatewayResource;
 use crate::config::model::{Host, HostSettings, TlsContext};
 use crate::config::raw::Resource;
 use crate::config::raw::{Loc, RawHost, RawTlsContext};
@@ -178,7 +179,25 @@ pub(crate) fn referenced_files(
                     out.extend(settings_files(inline, secrets_dir, files));
                 }
             }
-            Resource::Mapping(_) | Resource::Module(_) | Resource::Listener(_) => {}
+            Resource::Gateway(GatewayResource::Gateway(g)) => {
+                for l in &g.listeners {
+                    for r in &l.certificate_refs {
+                        let ns = r
+                            .namespace
+                            .as_deref()
+                            .or(g.namespace.as_deref())
+                            .unwrap_or("default");
+                        let raw = crate::config::gateway::listeners::cert_host(g, l, r, ns);
+                        if let Ok(folder) = host_folder(&raw, secrets_dir, files) {
+                            out.extend([secrets::cert_file(&folder), secrets::key_file(&folder)]);
+                        }
+                    }
+                }
+            }
+            Resource::Mapping(_)
+            | Resource::Module(_)
+            | Resource::Listener(_)
+            | Resource::Gateway(_) => {}
         }
     }
     out

@@ -1,0 +1,367 @@
+//! Unit tests of the Gateway API reading and translation, through the whole pipeline (YAML →
+//! route table), with the class fixed per test (the process-wide selection is not used).
+
+use base64::Engine as _;
+
+use super::translate::{intersect, percents};
+use crate::config::{ConfigError, ConfigInput, Loaded, build_bundle, read};
+
+/// Loads `yaml` (file `gw.yaml`) serving Gateways of class `tcpmap`.
+fn load(yaml: &str) -> Result<Loaded, Vec<ConfigError>> {
+    load_class(yaml, "tcpmap")
+}
+
+fn load_class(yaml: &str, class: &str) -> Result<Loaded, Vec<ConfigError>> {
+    let input = ConfigInput {
+        inline: vec![("gw.yaml".into(), yaml.into())],
+        ..ConfigInput::default()
+    };
+    let (mut bundle, problems) = read(&input);
+    bundle.gateway_class = class.into();
+    build_bundle(&bundle, problems)
+}
+
+/// The route lines and warnings of a valid config.
+fn check(yaml: &str) -> (String, Vec<String>) {
+    match load(yaml) {
+        Ok(l) => (
+            l.render_text(),
+            l.warnings.iter().map(ToString::to_string).collect(),
+        ),
+        Err(e) => panic!("expected a valid config, got {e:#?}"),
+    }
+}
+
+fn gateway(listeners: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: gw\n  namespace: infra\nspec:\n  gatewayClassName: tcpmap\n  listeners:\n{listeners}"
+    )
+}
+
+const TCP_LISTENER: &str = "  - name: foo\n    protocol: TCP\n    port: 8080\n";
+
+fn tcp_route(name: &str, ns: &str, parent: &str, backends: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  parentRefs:\n{parent}  rules:\n  - backendRefs:\n{backends}"
+    )
+}
+
+fn tls_route(name: &str, hostnames: &str, parent: &str, backends: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata:\n  name: {name}\n  namespace: infra\nspec:\n  parentRefs:\n{parent}  hostnames: {hostnames}\n  rules:\n  - backendRefs:\n{backends}"
+    )
+}
+
+const PARENT: &str = "  - name: gw\n    namespace: infra\n";
+
+#[test]
+fn tcp_listener_and_tcproute_become_a_raw_relay_to_name_namespace_port() {
+    let yaml = gateway(TCP_LISTENER)
+        + &tcp_route(
+            "app",
+            "infra",
+            PARENT,
+            "    - name: foo-svc\n      port: 6000\n",
+        );
+    let (routes, warnings) = check(&yaml);
+    assert_eq!(
+        routes,
+        "0.0.0.0:8080 * raw -> foo-svc.infra:6000 (100%) [app]\n"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn weights_are_relative_and_zero_gets_nothing() {
+    let backends = "    - name: a\n      port: 1\n      weight: 1\n    - name: b\n      port: 1\n      weight: 3\n    - name: c\n      port: 1\n      weight: 0\n";
+    let (routes, _) = check(&(gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, backends)));
+    assert_eq!(
+        routes,
+        "0.0.0.0:8080 * raw -> a.infra:1 (25%) [r], b.infra:1 (75%) [r]\n"
+    );
+    // Large weights (the API allows up to 1,000,000) are scaled, not rejected.
+    let big = "    - name: a\n      port: 1\n      weight: 800000\n    - name: b\n      port: 1\n      weight: 200000\n";
+    let (routes, _) = check(&(gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, big)));
+    assert!(
+        routes.contains("a.infra:1 (80%) [r], b.infra:1 (20%) [r]"),
+        "{routes}"
+    );
+}
+
+#[test]
+fn percents_sum_to_100() {
+    assert_eq!(percents(&[1, 1, 1]), [34, 33, 33]);
+    assert_eq!(percents(&[0, 5]), [0, 100]);
+    assert_eq!(percents(&[1_000_000, 1]), [100, 0]);
+    assert_eq!(percents(&[]), Vec::<u8>::new());
+}
+
+#[test]
+fn passthrough_listener_routes_tlsroute_hostnames_by_sni() {
+    let l = "  - name: tls\n    protocol: TLS\n    port: 443\n    tls:\n      mode: Passthrough\n";
+    let yaml = gateway(l)
+        + &tls_route(
+            "foo",
+            "[foo.example.com, \"*.wild.example.com\"]",
+            "  - name: gw\n    sectionName: tls\n",
+            "    - name: foo-svc\n      port: 443\n",
+        );
+    let (routes, warnings) = check(&yaml);
+    assert_eq!(
+        routes,
+        "0.0.0.0:443 foo.example.com passthrough -> foo-svc.infra:443 (100%) [foo]\n\
+         0.0.0.0:443 *.wild.example.com passthrough -> foo-svc.infra:443 (100%) [foo]\n"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn listener_hostname_narrows_route_hostnames() {
+    assert_eq!(
+        intersect(
+            Some("*.example.com"),
+            &["a.example.com".into(), "b.other.com".into()]
+        ),
+        ["a.example.com"]
+    );
+    assert_eq!(
+        intersect(Some("a.example.com"), &["*.example.com".into()]),
+        ["a.example.com"]
+    );
+    assert_eq!(
+        intersect(Some("*.example.com"), &["*.a.example.com".into()]),
+        ["*.a.example.com"]
+    );
+    assert_eq!(
+        intersect(Some("*.a.example.com"), &["*.example.com".into()]),
+        ["*.a.example.com"]
+    );
+    assert_eq!(intersect(None, &[]), ["*"]);
+    assert_eq!(intersect(Some("x.test"), &[]), ["x.test"]);
+    assert!(intersect(Some("x.test"), &["y.test".into()]).is_empty());
+    // A TLSRoute whose hostnames all miss the listener's is not accepted, with the reason.
+    let l = "  - name: tls\n    protocol: TLS\n    port: 443\n    hostname: \"*.example.com\"\n    tls:\n      mode: Passthrough\n";
+    let yaml = gateway(l)
+        + &tls_route(
+            "off",
+            "[db.other.org]",
+            PARENT,
+            "    - name: s\n      port: 1\n",
+        );
+    let (routes, warnings) = check(&yaml);
+    assert_eq!(routes, "");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("TLSRoute off: not accepted")
+                && w.contains("NoMatchingListenerHostname")),
+        "{warnings:?}"
+    );
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn secret(name: &str, ns: &str) -> String {
+    let ck = rcgen::generate_simple_self_signed(vec!["bar.example.com".to_string()]).unwrap();
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(&ck.cert.pem()),
+        b64(&ck.key_pair.serialize_pem())
+    )
+}
+
+const TERMINATE: &str = "  - name: tls-terminate\n    protocol: TLS\n    port: 8443\n    tls:\n      mode: Terminate\n      certificateRefs:\n      - name: cert\n        namespace: certs\n";
+
+fn terminate_config(grant: &str) -> String {
+    gateway(TERMINATE)
+        + &secret("cert", "certs")
+        + grant
+        + &tls_route(
+            "bar",
+            "[bar.example.com]",
+            PARENT,
+            "    - name: bar-svc\n      port: 8080\n",
+        )
+}
+
+const SECRET_GRANT: &str = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: certs-for-infra\n  namespace: certs\nspec:\n  from:\n  - group: gateway.networking.k8s.io\n    kind: Gateway\n    namespace: infra\n  to:\n  - group: \"\"\n    kind: Secret\n";
+
+#[test]
+fn terminate_listener_serves_its_secret_across_namespaces_with_a_grant() {
+    let (routes, warnings) = check(&terminate_config(SECRET_GRANT));
+    assert_eq!(
+        routes,
+        "0.0.0.0:8443 bar.example.com terminate(Gateway gw/tls-terminate) -> bar-svc.infra:8080 (100%) [bar]\n"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // Without the grant the listener is not programmed; the config stays valid.
+    let (routes, warnings) = check(&terminate_config(""));
+    assert_eq!(routes, "");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("InvalidCertificateRef") && w.contains("RefNotPermitted")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn cross_namespace_backend_needs_a_reference_grant() {
+    let backends = "    - name: db\n      namespace: data\n      port: 5432\n    - name: local\n      port: 5432\n";
+    let yaml = gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, backends);
+    let (routes, warnings) = check(&yaml);
+    assert_eq!(
+        routes,
+        "0.0.0.0:8080 * raw -> local.infra:5432 (100%) [r]\n"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("backendRef db") && w.contains("RefNotPermitted")),
+        "{warnings:?}"
+    );
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\n  namespace: data\nspec:\n  from:\n  - group: gateway.networking.k8s.io\n    kind: TCPRoute\n    namespace: infra\n  to:\n  - group: \"\"\n    kind: Service\n    name: db\n";
+    let (routes, _) = check(&(yaml + grant));
+    assert_eq!(
+        routes,
+        "0.0.0.0:8080 * raw -> db.data:5432 (50%) [r], local.infra:5432 (50%) [r]\n"
+    );
+}
+
+#[test]
+fn allowed_routes_namespaces_same_all_and_selector() {
+    let other = tcp_route("r", "apps", PARENT, "    - name: s\n      port: 1\n");
+    // Same (the default): a route from another namespace is not allowed.
+    let (routes, warnings) = check(&(gateway(TCP_LISTENER) + &other));
+    assert_eq!(routes, "");
+    assert!(
+        warnings.iter().any(|w| w.contains("NotAllowedByListeners")),
+        "{warnings:?}"
+    );
+    let all = format!("{TCP_LISTENER}    allowedRoutes:\n      namespaces:\n        from: All\n");
+    let (routes, _) = check(&(gateway(&all) + &other));
+    assert_eq!(routes, "0.0.0.0:8080 * raw -> s.apps:1 (100%) [r]\n");
+    let sel = format!(
+        "{TCP_LISTENER}    allowedRoutes:\n      namespaces:\n        from: Selector\n        selector:\n          matchLabels:\n            team: apps\n"
+    );
+    let ns = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n  labels:\n    team: apps\n";
+    let (routes, _) = check(&(gateway(&sel) + &other + ns));
+    assert_eq!(routes, "0.0.0.0:8080 * raw -> s.apps:1 (100%) [r]\n");
+    let (routes, _) = check(&(gateway(&sel) + &other));
+    assert_eq!(routes, "", "no Namespace document: no labels to match");
+}
+
+#[test]
+fn allowed_kinds_and_protocols_decide_what_attaches() {
+    // A TCPRoute does not attach to a TLS listener.
+    let l = "  - name: tls\n    protocol: TLS\n    port: 443\n    tls:\n      mode: Passthrough\n";
+    let yaml = gateway(l) + &tcp_route("r", "infra", PARENT, "    - name: s\n      port: 1\n");
+    let (routes, warnings) = check(&yaml);
+    assert_eq!(routes, "");
+    assert!(warnings.iter().any(|w| w.contains("NotAllowedByListeners")));
+    let kinds = format!("{TCP_LISTENER}    allowedRoutes:\n      kinds:\n      - kind: TLSRoute\n");
+    let yaml = gateway(&kinds) + &tcp_route("r", "infra", PARENT, "    - name: s\n      port: 1\n");
+    assert_eq!(check(&yaml).0, "");
+}
+
+#[test]
+fn parent_refs_select_listeners_by_section_name_and_port() {
+    let two = "  - name: foo\n    protocol: TCP\n    port: 8080\n  - name: bar\n    protocol: TCP\n    port: 8090\n";
+    let by_port = "  - name: gw\n    port: 8090\n";
+    let (routes, _) = check(
+        &(gateway(two) + &tcp_route("r", "infra", by_port, "    - name: s\n      port: 1\n")),
+    );
+    assert_eq!(routes, "0.0.0.0:8090 * raw -> s.infra:1 (100%) [r]\n");
+    let missing = "  - name: gw\n    sectionName: nope\n";
+    let (routes, warnings) = check(
+        &(gateway(two) + &tcp_route("r", "infra", missing, "    - name: s\n      port: 1\n")),
+    );
+    assert_eq!(routes, "");
+    assert!(
+        warnings.iter().any(|w| w.contains("NoMatchingParent")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn the_oldest_tcproute_wins_a_listener() {
+    let newer = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\nmetadata:\n  name: a-newer\n  namespace: infra\n  creationTimestamp: \"2026-02-01T00:00:00Z\"\nspec:\n  parentRefs:\n  - name: gw\n  rules:\n  - backendRefs:\n    - name: new\n      port: 1\n";
+    let older = newer
+        .replace("a-newer", "z-older")
+        .replace("2026-02-01", "2025-01-01")
+        .replace("name: new", "name: old");
+    let (routes, warnings) = check(&(gateway(TCP_LISTENER) + newer + &older));
+    assert_eq!(
+        routes,
+        "0.0.0.0:8080 * raw -> old.infra:1 (100%) [z-older]\n"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("TCPRoute a-newer: not accepted")
+                && w.contains("TCPRoute infra/z-older")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn other_classes_are_skipped_and_addresses_bind() {
+    let yaml =
+        gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, "    - name: s\n      port: 1\n");
+    let other = load_class(&yaml, "someone-else").map(|l| l.render_text());
+    assert_eq!(other.ok().as_deref(), Some(""));
+    let addressed = yaml.replace(
+        "  gatewayClassName: tcpmap\n",
+        "  gatewayClassName: tcpmap\n  addresses:\n  - value: 127.0.0.2\n",
+    );
+    assert_eq!(
+        check(&addressed).0,
+        "127.0.0.2:8080 * raw -> s.infra:1 (100%) [r]\n"
+    );
+}
+
+#[test]
+fn conflicting_listeners_are_not_served_and_a_port_shared_with_a_tcpmapping_is_an_error() {
+    let clash = "  - name: a\n    protocol: TCP\n    port: 8080\n  - name: b\n    protocol: TLS\n    port: 8080\n    tls:\n      mode: Passthrough\n";
+    let (routes, warnings) = check(
+        &(gateway(clash) + &tcp_route("r", "infra", PARENT, "    - name: s\n      port: 1\n")),
+    );
+    assert_eq!(routes, "");
+    assert_eq!(
+        warnings.iter().filter(|w| w.contains("Conflicted")).count(),
+        2,
+        "{warnings:?}"
+    );
+    let mapping = "---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: m\nspec:\n  port: 8080\n  service: x:1\n";
+    let yaml = gateway(TCP_LISTENER)
+        + &tcp_route("r", "infra", PARENT, "    - name: s\n      port: 1\n")
+        + mapping;
+    let errs = load(&yaml).expect_err("a port claimed twice is an error");
+    assert!(
+        errs.iter().any(|e| e.is_error()
+            && e.to_string()
+                .contains("TCPMapping m: port 8080 is also a Gateway listener's")
+            && e.message.contains("TCPRoute r")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_kubectl_list_of_gateway_api_resources_is_read_with_its_lines() {
+    let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: gateway.networking.k8s.io/v1\n  kind: Gateway\n  metadata:\n    name: gw\n    namespace: infra\n  spec:\n    gatewayClassName: tcpmap\n    listeners:\n    - name: foo\n      protocol: HTTP\n      port: 80\n- apiVersion: gateway.networking.k8s.io/v2\n  kind: TCPRoute\n  metadata:\n    name: future\n";
+    let (routes, warnings) = check(yaml);
+    assert_eq!(routes, "");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("warning: gw.yaml:")
+            && w.contains("Gateway gw: listener foo: protocol HTTP")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("warning: gw.yaml:15: TCPRoute future: TCPRoute is not served in gateway.networking.k8s.io/v2")),
+        "{warnings:?}"
+    );
+}
