@@ -2,11 +2,13 @@
 //! validated model → `RouteTable`.
 //!
 //! ```text
-//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module,Listener}
+//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module,Listener,
+//!                                                                           Gateway API (gateway/raw.rs)}
 //!   inline YAML ──┘  (List items and Service annotations (annotations.rs) │ secrets.rs reads the files they name
 //!                     become documents; Secret documents go to            │ (Secret documents first)
 //!                     secrets::Files)                                      │ validate/ (+ tls.rs): memory only;
-//!                                                                          │ unused TLSContexts/Hosts only warn
+//!                                                                          │ unused TLSContexts/Hosts only warn;
+//!                                                                          │ gateway/translate.rs: routes → mappings
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
 //!                                                                        | Err(Vec<ConfigError>)
