@@ -85,6 +85,68 @@ fn check_serves_only_the_selected_gateway_class() {
     assert!(!run(&[], None).contains(":9000"));
 }
 
+/// A Python with `jsonschema` and `yaml`: the manifests venv, else `python3`.
+fn python() -> Option<PathBuf> {
+    let candidates = [root().join("target/k8s-venv/bin/python3"), "python3".into()];
+    for c in candidates {
+        let ok = Command::new(&c)
+            .args(["-c", "import jsonschema, yaml"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    common::env::missing(
+        "JSONSCHEMA",
+        "no python3 with jsonschema and yaml (target/k8s-venv/bin/pip install jsonschema pyyaml)",
+    );
+    None
+}
+
+const VALIDATE: &str = "tests/fixtures/gateway-api/crds/validate.py";
+
+#[test]
+fn every_fixture_validates_against_the_gateway_api_crd_schemas() {
+    let Some(py) = python() else { return };
+    let out = Command::new(py)
+        .current_dir(root())
+        .arg(VALIDATE)
+        .args(FIXTURES)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // 10 + 6 resources, each against every channel serving its version (the standard channel
+    // serves no v1alpha2/v1alpha3 routes).
+    assert!(
+        text.ends_with("validated 16 resources (standard 13, experimental 16)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_validator_rejects_what_the_api_server_would() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(root().join(FIXTURES[0]))
+        .unwrap()
+        .replace("    sectionName: foo\n", "    sectionNam: foo\n")
+        .replace("      port: 443\n", "      port: \"443\"\n");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(py)
+        .current_dir(root())
+        .arg(VALIDATE)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("'sectionNam' was unexpected"), "{text}");
+    assert!(text.contains("'443' is not of type 'integer'"), "{text}");
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
