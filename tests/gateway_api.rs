@@ -193,6 +193,8 @@ fn a_running_tcpmap_serves_tcp_passthrough_and_terminate_listeners() {
         "foo-svc.apps",
         "baz-svc.apps",
         "bar-svc.apps",
+        // Resolvable, so a share that tcpmap wrongly connected would answer `beta`.
+        "beta.elsewhere",
     ];
     let records: Vec<(&str, &str)> = names.iter().map(|n| ("127.0.0.1", *n)).collect();
     let Some(dns) = Dnsmasq::start(&records, 60) else {
@@ -203,7 +205,7 @@ fn a_running_tcpmap_serves_tcp_passthrough_and_terminate_listeners() {
     let (bar_crt, bar_key) = gateway_ca.leaf(&["bar.example.test"]);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.yaml");
-    let yaml = |[tcp, weighted, pass, term, other]: [u16; 5]| {
+    let yaml = |[tcp, weighted, pass, term, other, half]: [u16; 6]| {
         format!(
             r#"apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -214,6 +216,7 @@ spec:
   listeners:
   - {{name: tcp, protocol: TCP, port: {tcp}}}
   - {{name: weighted, protocol: TCP, port: {weighted}}}
+  - {{name: half, protocol: TCP, port: {half}}}
   - {{name: pass, protocol: TLS, port: {pass}, tls: {{mode: Passthrough}}}}
   - name: term
     protocol: TLS
@@ -255,6 +258,16 @@ spec:
     - {{name: never, port: 1, weight: 0}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {{name: half, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, sectionName: half}}]
+  rules:
+  - backendRefs:
+    - {{name: alpha, port: {alpha}}}
+    - {{name: beta, namespace: elsewhere, port: {beta}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
 metadata: {{name: foo, namespace: apps}}
 spec:
@@ -288,7 +301,7 @@ spec:
         )
     };
     let resolv = dns.resolv_conf();
-    let (_d, [tcp, weighted, pass, term, other]) = Daemon::run_yaml(
+    let (d, [tcp, weighted, pass, term, other, half]) = Daemon::run_yaml(
         &config,
         yaml,
         &[
@@ -318,6 +331,28 @@ spec:
     assert!(
         (130..=170).contains(&a),
         "3:1 should give about 150 of 200: {got:?}"
+    );
+
+    // A backend in another namespace without a ReferenceGrant: its share (1 of 2) is refused,
+    // never connected (beta would answer), each refusal closed with an access line.
+    let mark = d.mark();
+    let mut got = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..100 {
+        *got.entry(banner(half)).or_default() += 1;
+    }
+    let refused_count = got.get("").copied().unwrap_or(0);
+    assert_eq!(got.get("beta"), None, "{got:?}");
+    assert_eq!(
+        got.get("alpha").copied().unwrap_or(0) + refused_count,
+        100,
+        "{got:?}"
+    );
+    assert!((45..=55).contains(&refused_count), "half refused: {got:?}");
+    assert!(
+        d.wait_for(mark, "half refused:RefNotPermitted", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        d.log()
     );
 
     // Passthrough: the backend's own certificate (tcpmap holds none for these names), chosen

@@ -211,16 +211,26 @@ fn terminate_listener_serves_its_secret_across_namespaces_with_a_grant() {
 fn cross_namespace_backend_needs_a_reference_grant() {
     let backends = "    - name: db\n      namespace: data\n      port: 5432\n    - name: local\n      port: 5432\n";
     let yaml = gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, backends);
-    let (routes, warnings) = check(&yaml);
+    // Without a grant the backend keeps its share, and that share is refused: a mapping whose
+    // circuit breaker admits nothing, named by the reason.
+    let loaded = load(&yaml).unwrap();
     assert_eq!(
-        routes,
-        "0.0.0.0:8080 * raw -> local.infra:5432 (100%) [r]\n"
+        loaded.render_text(),
+        "0.0.0.0:8080 * raw -> db.data:5432 (50%) [r refused:RefNotPermitted], local.infra:5432 (50%) [r]\n"
     );
+    let listener = loaded.table.listeners.values().next().unwrap();
+    let group = listener.plain.as_ref().unwrap();
+    let limits: Vec<Option<u32>> = group.upstreams.iter().map(|u| u.max_connections).collect();
+    assert_eq!(limits, [Some(0), None]);
     assert!(
-        warnings
+        loaded
+            .warnings
             .iter()
-            .any(|w| w.contains("backendRef db") && w.contains("RefNotPermitted")),
-        "{warnings:?}"
+            .any(|w| w.to_string().contains("backendRef db")
+                && w.message.contains("RefNotPermitted")
+                && w.message.contains("its share of connections is refused")),
+        "{:?}",
+        loaded.warnings
     );
     let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\n  namespace: data\nspec:\n  from:\n  - group: gateway.networking.k8s.io\n    kind: TCPRoute\n    namespace: infra\n  to:\n  - group: \"\"\n    kind: Service\n    name: db\n";
     let (routes, _) = check(&(yaml + grant));

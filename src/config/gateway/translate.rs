@@ -18,6 +18,7 @@ use super::listeners::{Served, granted, listeners, without_conflicts};
 use super::raw::{From, GROUP, GatewayResource, ObjRef, RawGateway, RawGrant, RawRoute, RouteKind};
 use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping, Model, Origin};
+use crate::config::raw::Loc;
 use crate::config::secrets::Files;
 use crate::config::validate::mapping::DEFAULT_CONNECT_TIMEOUT_MS;
 use crate::proxy_protocol::Accept;
@@ -185,7 +186,7 @@ fn route(
         if !targets.is_empty() {
             problems.push(r.loc.warn(
                 &["rules"],
-                "no backend can take connections (ResolvedRefs False); its listeners refuse them",
+                "no backend has a weight above 0: nothing is served for it",
             ));
         }
         return (Vec::new(), problems);
@@ -207,19 +208,27 @@ fn route(
                 continue;
             }
             claims.insert(key, format!("{} {ns}/{}", r.kind.as_str(), r.loc.name));
-            out.extend(backends.iter().map(|(b, pct)| Mapping {
-                loc: r.loc.clone(),
+            out.extend(backends.iter().map(|b| Mapping {
+                // A refused share is a mapping whose circuit breaker admits nothing: its
+                // connections are closed at once (reason `limit`), named by its reason.
+                loc: match b.refused {
+                    Some(reason) => Loc {
+                        name: format!("{} refused:{reason}", r.loc.name),
+                        ..r.loc.clone()
+                    },
+                    None => r.loc.clone(),
+                },
                 namespace: ns.clone(),
                 address: *addr,
                 port: s.port,
                 host: host.clone(),
                 origin: Origin::Plain,
-                service_host: ServiceHost::Dns(b.0.clone()),
-                service_port: b.1,
-                weight: Some(*pct),
+                service_host: ServiceHost::Dns(b.host.clone()),
+                service_port: b.port,
+                weight: Some(b.pct),
                 idle_timeout: None,
                 families: env.families,
-                max_connections: None,
+                max_connections: b.refused.map(|_| 0),
                 connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
                 endpoints: env.endpoints,
                 cert: s.cert.map(CertSource::Host),
@@ -358,39 +367,56 @@ pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String>
     out
 }
 
-/// A backend: `((name.namespace, port), percent of the connections)`.
-type Backend = ((String, u16), u8);
+/// A backend as the route model takes it.
+struct Backend {
+    /// `name.namespace`.
+    host: String,
+    /// The Service port (0 when the ref has none: it is refused anyway).
+    port: u16,
+    /// Percent of the route's connections.
+    pct: u8,
+    /// Why its share of connections is refused (the Gateway API reason), if it is.
+    refused: Option<&'static str>,
+}
 
-/// A route's usable backends as `((name.namespace, port), percent)`, and why the others are
-/// not used. Weights are relative (default 1); weight 0 gets no traffic.
+/// A route's backends with their shares, and what is wrong with them. Weights are relative
+/// (default 1); weight 0 gets no traffic. A backend that cannot be used (not a Service, no
+/// port, another namespace without a ReferenceGrant) keeps its share, which is refused: "if
+/// an invalid backend is requested to have 80% of connections, then 80% of connections must be
+/// rejected instead" (the Gateway API's BackendRefs).
 fn backends(r: &RawRoute, ns: &str, res: &Resources) -> (Vec<Backend>, Vec<ConfigError>) {
     let mut problems = Vec::new();
-    let mut usable = Vec::new();
+    let mut weighted = Vec::new();
     for b in &r.backends {
-        let unused = |why: String| {
-            r.loc.warn(
-                &["backendRefs"],
-                format!("backendRef {}: {why}; not used", b.name),
-            )
+        let warn = |why: String| {
+            r.loc
+                .warn(&["backendRefs"], format!("backendRef {}: {why}", b.name))
+        };
+        let weight = match b.weight {
+            None => 1,
+            Some(w) if (0..=1_000_000).contains(&w) => w.unsigned_abs(),
+            Some(w) => {
+                problems.push(warn(format!("weight {w} is not 0-1000000; not used")));
+                continue;
+            }
         };
         let (group, kind) = (
             b.group.as_deref().unwrap_or(""),
             b.kind.as_deref().unwrap_or("Service"),
         );
-        if !group.is_empty() || kind != "Service" {
-            problems.push(unused(format!("{kind} is not a Service (InvalidKind)")));
-            continue;
-        }
-        let Some(port) = b
+        let target = b.namespace.clone().unwrap_or_else(|| ns.to_string());
+        let port = b
             .port
             .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p > 0)
-        else {
-            problems.push(unused("a Service backend needs a port 1-65535".into()));
-            continue;
-        };
-        let target = b.namespace.clone().unwrap_or_else(|| ns.to_string());
-        if target != ns
+            .filter(|p| *p > 0);
+        let refused = if !group.is_empty() || kind != "Service" {
+            Some(("InvalidKind", format!("{kind} is not a Service")))
+        } else if port.is_none() {
+            Some((
+                "UnsupportedValue",
+                "a Service backend needs a port 1-65535".to_string(),
+            ))
+        } else if target != ns
             && !granted(
                 res,
                 (GROUP, r.kind.as_str(), ns),
@@ -398,30 +424,38 @@ fn backends(r: &RawRoute, ns: &str, res: &Resources) -> (Vec<Backend>, Vec<Confi
                 &target,
             )
         {
-            problems.push(unused(format!(
-                "Service {target}/{} is in another namespace and no ReferenceGrant there allows it (RefNotPermitted)",
-                b.name
-            )));
-            continue;
-        }
-        let weight = match b.weight {
-            None => 1,
-            Some(w) if (0..=1_000_000).contains(&w) => w.unsigned_abs(),
-            Some(w) => {
-                problems.push(unused(format!("weight {w} is not 0-1000000")));
-                continue;
-            }
+            Some((
+                "RefNotPermitted",
+                format!(
+                    "Service {target}/{} is in another namespace and no ReferenceGrant there allows it",
+                    b.name
+                ),
+            ))
+        } else {
+            None
         };
+        if let Some((reason, why)) = &refused {
+            problems.push(warn(format!(
+                "{why} (ResolvedRefs False, {reason}); its share of connections is refused"
+            )));
+        }
         if weight > 0 {
-            usable.push(((format!("{}.{target}", b.name), port), weight));
+            let host = format!("{}.{target}", b.name);
+            weighted.push((host, port.unwrap_or(0), refused.map(|(r, _)| r), weight));
         }
     }
-    let weights: Vec<u64> = usable.iter().map(|(_, w)| *w).collect();
-    let pct = percents(&weights);
-    (
-        usable.into_iter().map(|(b, _)| b).zip(pct).collect(),
-        problems,
-    )
+    let weights: Vec<u64> = weighted.iter().map(|b| b.3).collect();
+    let out = weighted
+        .into_iter()
+        .zip(percents(&weights))
+        .map(|((host, port, refused, _), pct)| Backend {
+            host,
+            port,
+            pct,
+            refused,
+        })
+        .collect();
+    (out, problems)
 }
 
 /// Relative weights as percentages summing to 100 (largest remainder; ties to the earlier).
