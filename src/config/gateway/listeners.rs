@@ -59,8 +59,10 @@ pub(super) fn listeners<'r>(
     let mut out = Vec::new();
     for l in &g.listeners {
         let not_served = |why: String| {
-            g.loc.warn(
-                &["listeners"],
+            super::warn_at_item(
+                &g.loc,
+                "listeners",
+                &l.name,
                 format!("listener {}: {why}; not served", l.name),
             )
         };
@@ -232,8 +234,10 @@ pub(super) fn without_conflicts<'r>(
     let mut out = Vec::new();
     for (i, s) in served.into_iter().enumerate() {
         if bad.contains(&i) {
-            problems.push(s.gateway.loc.warn(
-                &["listeners"],
+            problems.push(super::warn_at_item(
+                &s.gateway.loc,
+                "listeners",
+                &s.listener.name,
                 format!(
                     "listener {}: port {} is shared with a listener it is not distinct from (Conflicted); not served",
                     s.listener.name, s.port

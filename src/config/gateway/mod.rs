@@ -45,3 +45,36 @@ pub(crate) fn selected_class() -> String {
     set.or_else(|| std::env::var(CLASS_ENV).ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| DEFAULT_CLASS.to_string())
 }
+
+/// A warning on resource `loc` at the line of the `section` list entry whose `name` is
+/// `name` (`- name: foo`, or `{name: foo, …}` in flow style), else at the `spec.section` key.
+pub(crate) fn warn_at_item(
+    loc: &crate::config::raw::Loc,
+    section: &str,
+    name: &str,
+    message: impl Into<String>,
+) -> crate::config::ConfigError {
+    let doc = &loc.doc;
+    let from = doc.key_line(&["spec", section]);
+    let wanted = [
+        format!("name: {name}"),
+        format!("name: \"{name}\""),
+        format!("name: '{name}'"),
+    ];
+    let ends = |rest: &str| rest.is_empty() || rest.starts_with([',', '}', ' ', '#']);
+    let line = doc
+        .text
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(doc.start))
+        .find(|(_, l)| {
+            wanted.iter().any(|w| {
+                l.match_indices(w.as_str()).any(|(i, _)| {
+                    ends(&l[i + w.len()..])
+                        && (i == 0 || !l[..i].ends_with(|c: char| c.is_alphanumeric()))
+                })
+            })
+        })
+        .map_or(from, |(i, _)| doc.start + i);
+    crate::config::ConfigError::warning(&doc.file, line, loc.kind, &loc.name, message)
+}

@@ -364,8 +364,10 @@ fn a_kubectl_list_of_gateway_api_resources_is_read_with_its_lines() {
     let (routes, warnings) = check(yaml);
     assert_eq!(routes, "");
     assert!(
-        warnings.iter().any(|w| w.starts_with("warning: gw.yaml:")
-            && w.contains("Gateway gw: listener foo: protocol HTTP")),
+        warnings
+            .iter()
+            .any(|w| w.starts_with("warning: gw.yaml:12: ")
+                && w.contains("Gateway gw: listener foo: protocol HTTP")),
         "{warnings:?}"
     );
     assert!(
@@ -374,4 +376,25 @@ fn a_kubectl_list_of_gateway_api_resources_is_read_with_its_lines() {
             .any(|w| w.starts_with("warning: gw.yaml:15: TCPRoute future: TCPRoute is not served in gateway.networking.k8s.io/v2")),
         "{warnings:?}"
     );
+}
+
+#[test]
+fn warnings_point_at_the_list_entry_they_are_about() {
+    // Line 23 holds the refused backend (flow style); line 18 the parentRef to a listener that
+    // does not exist (entries are found by name: the first of that name).
+    let yaml = gateway(TCP_LISTENER)
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\nmetadata: {name: r, namespace: infra}\nspec:\n  parentRefs:\n  - {name: gw, sectionName: nope}\n  - {name: gw}\n  rules:\n  - backendRefs:\n    - {name: ok, port: 1}\n    - {name: db, namespace: data, port: 5432}\n";
+    let (_, warnings) = check(&yaml);
+    let at = |needle: &str| {
+        warnings
+            .iter()
+            .find(|w| w.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {warnings:?}"))
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(at("NoMatchingParent"), "18");
+    assert_eq!(at("backendRef db"), "23");
 }

@@ -151,17 +151,24 @@ fn route(
 ) -> (Vec<Mapping>, Vec<ConfigError>) {
     let ns = r.namespace.clone().unwrap_or_else(|| env.namespace.into());
     let mut problems = Vec::new();
-    let not_accepted = |why: String| r.loc.warn(&["parentRefs"], format!("not accepted: {why}"));
-    let mut targets: Vec<(&Served, String)> = Vec::new();
+    let not_accepted = |p: &ObjRef, why: String| {
+        super::warn_at_item(
+            &r.loc,
+            "parentRefs",
+            &p.name,
+            format!("not accepted: {why}"),
+        )
+    };
+    let mut targets: Vec<(&Served, String, &ObjRef)> = Vec::new();
     let mut any_ours = false;
     for p in &r.parents {
         let group = p.group.as_deref().unwrap_or(GROUP);
         let kind = p.kind.as_deref().unwrap_or("Gateway");
         if group != GROUP || kind != "Gateway" {
-            problems.push(not_accepted(format!(
-                "parentRef {kind} {} is not a Gateway (InvalidKind)",
-                p.name
-            )));
+            problems.push(not_accepted(
+                p,
+                format!("parentRef {kind} {} is not a Gateway (InvalidKind)", p.name),
+            ));
             continue;
         }
         let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.clone());
@@ -172,9 +179,9 @@ fn route(
         any_ours = true;
         let (found, why) = attach(r, &ns, p, &gw_ns, served, res);
         if found.is_empty() {
-            problems.push(not_accepted(why));
+            problems.push(not_accepted(p, why));
         }
-        targets.extend(found);
+        targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
     }
     if !any_ours {
         return (Vec::new(), problems);
@@ -192,19 +199,22 @@ fn route(
         return (Vec::new(), problems);
     }
     let mut out = Vec::new();
-    for (s, host) in targets {
+    for (s, host, parent) in targets {
         let host = (r.kind == RouteKind::Tls).then_some(host);
         for addr in &s.addresses {
             let key = (*addr, s.port, host.clone());
             if let Some(owner) = claims.get(&key) {
-                problems.push(not_accepted(format!(
-                    "{} {}{} is taken by {owner} (the oldest route wins)",
-                    s.label(),
-                    addr,
-                    host.as_deref()
-                        .map(|h| format!(" host {h}"))
-                        .unwrap_or_default()
-                )));
+                problems.push(not_accepted(
+                    parent,
+                    format!(
+                        "{} {}{} is taken by {owner} (the oldest route wins)",
+                        s.label(),
+                        addr,
+                        host.as_deref()
+                            .map(|h| format!(" host {h}"))
+                            .unwrap_or_default()
+                    ),
+                ));
                 continue;
             }
             claims.insert(key, format!("{} {ns}/{}", r.kind.as_str(), r.loc.name));
@@ -389,8 +399,8 @@ fn backends(r: &RawRoute, ns: &str, res: &Resources) -> (Vec<Backend>, Vec<Confi
     let mut weighted = Vec::new();
     for b in &r.backends {
         let warn = |why: String| {
-            r.loc
-                .warn(&["backendRefs"], format!("backendRef {}: {why}", b.name))
+            let message = format!("backendRef {}: {why}", b.name);
+            super::warn_at_item(&r.loc, "backendRefs", &b.name, message)
         };
         let weight = match b.weight {
             None => 1,
