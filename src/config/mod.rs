@@ -138,7 +138,14 @@ pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
         .into_iter()
         .flat_map(|doc| raw::classify(Arc::new(doc), &bundle.ambassador_id).resource)
         .collect();
-    let wanted = validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &probe);
+    let mut wanted =
+        validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &probe);
+    wanted.extend(gateway::listeners::referenced_files(
+        &resources,
+        &bundle.namespace,
+        bundle.secrets_dir.as_deref(),
+        &probe,
+    ));
     let mut disk = bundle.config_files();
     disk.read_from_disk(wanted);
     bundle.secrets = disk;

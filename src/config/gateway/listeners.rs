@@ -249,3 +249,33 @@ pub(super) fn without_conflicts<'r>(
     }
     out
 }
+
+/// The files of `--secrets-dir` the Terminate listeners' Secrets are in (Gateways without a
+/// namespace are in `namespace`, the proxy's).
+pub(crate) fn referenced_files(
+    resources: &[crate::config::raw::Resource],
+    namespace: &str,
+    secrets_dir: Option<&std::path::Path>,
+    files: &crate::config::secrets::Files,
+) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for r in resources {
+        let crate::config::raw::Resource::Gateway(super::raw::GatewayResource::Gateway(g)) = r
+        else {
+            continue;
+        };
+        let own = g.namespace.as_deref().unwrap_or(namespace);
+        for l in &g.listeners {
+            for c in &l.certificate_refs {
+                let target = c.namespace.as_deref().unwrap_or(own);
+                let raw = cert_host(g, l, c, target);
+                out.extend(crate::config::validate::tls::host_files(
+                    &raw,
+                    secrets_dir,
+                    files,
+                ));
+            }
+        }
+    }
+    out
+}

@@ -398,3 +398,68 @@ fn warnings_point_at_the_list_entry_they_are_about() {
     assert_eq!(at("NoMatchingParent"), "18");
     assert_eq!(at("backendRef db"), "23");
 }
+
+fn load_in(yaml: &str, namespace: &str, secrets: &std::path::Path) -> Loaded {
+    let input = ConfigInput {
+        inline: vec![("gw.yaml".into(), yaml.into())],
+        secrets_dir: Some(secrets.to_path_buf()),
+        namespace: namespace.into(),
+        ..ConfigInput::default()
+    };
+    let (mut bundle, problems) = read(&input);
+    bundle.gateway_class = "tcpmap".into();
+    build_bundle(&bundle, problems).unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+#[test]
+fn certificate_refs_read_every_secret_shape_tcpmap_reads() {
+    let listener = "  - name: t\n    protocol: TLS\n    port: 8443\n    tls:\n      certificateRefs:\n      - name: cert\n";
+    let route = tls_route(
+        "bar",
+        "[bar.example.com]",
+        PARENT,
+        "    - name: s\n      port: 1\n",
+    );
+    let want = "0.0.0.0:8443 bar.example.com terminate(Gateway gw/t) -> s.infra:1 (100%) [bar]\n";
+    // --secrets-dir DIR/NAMESPACE/NAME/ (tls.mode defaults to Terminate).
+    let dir = tempfile::tempdir().unwrap();
+    crate::config::testutil::write_secret(dir.path(), "infra/cert", &["bar.example.com"]);
+    let loaded = load_in(&(gateway(listener) + &route), "default", dir.path());
+    assert_eq!(loaded.render_text(), want);
+    // A Gateway without a namespace is in the proxy's: its Secret folder too.
+    let yaml = (gateway(listener) + &route).replace(
+        "  namespace: infra\nspec:\n  gatewayClassName",
+        "spec:\n  gatewayClassName",
+    );
+    crate::config::testutil::write_secret(dir.path(), "edge/cert", &["bar.example.com"]);
+    let edge = load_in(
+        &yaml.replace(
+            "namespace: infra\nspec:\n  parentRefs:\n  - name: gw\n    namespace: infra",
+            "namespace: edge\nspec:\n  parentRefs:\n  - name: gw\n    namespace: edge",
+        ),
+        "edge",
+        dir.path(),
+    );
+    assert_eq!(edge.render_text(), want.replace("s.infra", "s.edge"));
+    // Secret documents: Opaque with tls.crt/tls.key, and istio.io/key-and-cert.
+    let ck = rcgen::generate_simple_self_signed(vec!["bar.example.com".to_string()]).unwrap();
+    let (crt, key) = (b64(&ck.cert.pem()), b64(&ck.key_pair.serialize_pem()));
+    let empty = tempfile::tempdir().unwrap();
+    for (ty, data) in [
+        ("Opaque", format!("tls.crt: {crt}\n  tls.key: {key}")),
+        (
+            "istio.io/key-and-cert",
+            format!("cert-chain.pem: {crt}\n  key.pem: {key}"),
+        ),
+    ] {
+        let secret = format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: cert\n  namespace: infra\ntype: {ty}\ndata:\n  {data}\n"
+        );
+        let loaded = load_in(
+            &(gateway(listener) + &route + &secret),
+            "default",
+            empty.path(),
+        );
+        assert_eq!(loaded.render_text(), want, "{ty}");
+    }
+}
