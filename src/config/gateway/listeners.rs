@@ -146,6 +146,7 @@ fn certificate(
     if target != ns
         && !granted(
             res,
+            env.namespace,
             (GROUP, "Gateway", ns),
             ("", "Secret", &r.name),
             &target,
@@ -189,15 +190,16 @@ pub(crate) fn cert_host(g: &RawGateway, l: &RawListener, r: &ObjRef, target: &st
 }
 
 /// True when a ReferenceGrant in `target` lets `from` (group, kind, namespace) refer to
-/// `to` (group, kind, name).
+/// `to` (group, kind, name); a grant without a namespace is in `default_ns`.
 pub(super) fn granted(
     res: &Resources,
+    default_ns: &str,
     from: (&str, &str, &str),
     to: (&str, &str, &str),
     target: &str,
 ) -> bool {
     res.grants.iter().any(|g| {
-        g.namespace.as_deref().unwrap_or("default") == target
+        g.namespace.as_deref().unwrap_or(default_ns) == target
             && g.from
                 .iter()
                 .any(|(gr, k, n)| (gr.as_str(), k.as_str(), n.as_str()) == from)

@@ -463,3 +463,18 @@ fn certificate_refs_read_every_secret_shape_tcpmap_reads() {
         assert_eq!(loaded.render_text(), want, "{ty}");
     }
 }
+
+#[test]
+fn a_reference_grant_without_a_namespace_is_in_the_proxys() {
+    let backends = "    - name: db\n      namespace: data\n      port: 5432\n";
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata:\n  name: g\nspec:\n  from:\n  - {group: gateway.networking.k8s.io, kind: TCPRoute, namespace: infra}\n  to:\n  - {group: \"\", kind: Service}\n";
+    let yaml = gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, backends) + grant;
+    let empty = tempfile::tempdir().unwrap();
+    let granted = load_in(&yaml, "data", empty.path()).render_text();
+    assert_eq!(granted, "0.0.0.0:8080 * raw -> db.data:5432 (100%) [r]\n");
+    let elsewhere = load_in(&yaml, "default", empty.path()).render_text();
+    assert!(
+        elsewhere.contains("[r refused:RefNotPermitted]"),
+        "{elsewhere}"
+    );
+}

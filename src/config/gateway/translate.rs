@@ -187,7 +187,7 @@ fn route(
         return (Vec::new(), problems);
     }
     problems.extend(r.problems.iter().cloned());
-    let (backends, p) = backends(r, &ns, res);
+    let (backends, p) = backends(r, &ns, res, env);
     problems.extend(p);
     if backends.is_empty() {
         if !targets.is_empty() {
@@ -394,7 +394,12 @@ struct Backend {
 /// port, another namespace without a ReferenceGrant) keeps its share, which is refused: "if
 /// an invalid backend is requested to have 80% of connections, then 80% of connections must be
 /// rejected instead" (the Gateway API's BackendRefs).
-fn backends(r: &RawRoute, ns: &str, res: &Resources) -> (Vec<Backend>, Vec<ConfigError>) {
+fn backends(
+    r: &RawRoute,
+    ns: &str,
+    res: &Resources,
+    env: &Env<'_>,
+) -> (Vec<Backend>, Vec<ConfigError>) {
     let mut problems = Vec::new();
     let mut weighted = Vec::new();
     for b in &r.backends {
@@ -429,6 +434,7 @@ fn backends(r: &RawRoute, ns: &str, res: &Resources) -> (Vec<Backend>, Vec<Confi
         } else if target != ns
             && !granted(
                 res,
+                env.namespace,
                 (GROUP, r.kind.as_str(), ns),
                 ("", "Service", &b.name),
                 &target,
