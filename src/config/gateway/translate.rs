@@ -218,39 +218,60 @@ fn route(
                 continue;
             }
             claims.insert(key, format!("{} {ns}/{}", r.kind.as_str(), r.loc.name));
-            out.extend(backends.iter().map(|b| Mapping {
-                // A refused share is a mapping whose circuit breaker admits nothing: its
-                // connections are closed at once (reason `limit`), named by its reason.
-                loc: match b.refused {
-                    Some(reason) => Loc {
-                        name: format!("{} refused:{reason}", r.loc.name),
-                        ..r.loc.clone()
-                    },
-                    None => r.loc.clone(),
-                },
-                namespace: ns.clone(),
+            let at = Place {
+                ns: &ns,
+                served: s,
                 address: *addr,
-                port: s.port,
-                host: host.clone(),
-                origin: Origin::Plain,
-                service_host: ServiceHost::Dns(b.host.clone()),
-                service_port: b.port,
-                weight: Some(b.pct),
-                idle_timeout: None,
-                families: env.families,
-                max_connections: b.refused.map(|_| 0),
-                connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
-                endpoints: env.endpoints,
-                cert: s.cert.map(CertSource::Host),
-                use_proxy_proto: None,
-                listener_proxy: Accept::Off,
-                send_proxy: None,
-                passthrough: s.passthrough == Some(true),
-                match_alpn: Vec::new(),
-            }));
+                host: host.as_deref(),
+            };
+            out.extend(backends.iter().map(|b| mapping(r, &at, b, env)));
         }
     }
     (out, problems)
+}
+
+/// Where a route's backend is served: the route's namespace, the listener, one of its
+/// addresses and the hostname (TLS).
+struct Place<'a, 'r> {
+    ns: &'a str,
+    served: &'a Served<'r>,
+    address: IpAddr,
+    host: Option<&'a str>,
+}
+
+/// The mapping of backend `b` of route `r` at `at`.
+fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapping {
+    let s = at.served;
+    Mapping {
+        // A refused share is a mapping whose circuit breaker admits nothing: its connections
+        // are closed at once (reason `limit`), named by its reason.
+        loc: match b.refused {
+            Some(reason) => Loc {
+                name: format!("{} refused:{reason}", r.loc.name),
+                ..r.loc.clone()
+            },
+            None => r.loc.clone(),
+        },
+        namespace: at.ns.to_string(),
+        address: at.address,
+        port: s.port,
+        host: at.host.map(str::to_string),
+        origin: Origin::Plain,
+        service_host: ServiceHost::Dns(b.host.clone()),
+        service_port: b.port,
+        weight: Some(b.pct),
+        idle_timeout: None,
+        families: env.families,
+        max_connections: b.refused.map(|_| 0),
+        connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+        endpoints: env.endpoints,
+        cert: s.cert.map(CertSource::Host),
+        use_proxy_proto: None,
+        listener_proxy: Accept::Off,
+        send_proxy: None,
+        passthrough: s.passthrough == Some(true),
+        match_alpn: Vec::new(),
+    }
 }
 
 /// The listeners (with the hostname served on each) that parentRef `p` of route `r` attaches
