@@ -308,10 +308,10 @@ fn the_oldest_tcproute_wins_a_listener() {
         "0.0.0.0:8080 * raw -> old.infra:1 (100%) [z-older]\n"
     );
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("TCPRoute a-newer: not accepted")
-                && w.contains("TCPRoute infra/z-older")),
+        warnings.iter().any(
+            |w| w.contains("TCPRoute a-newer: not bound to infra/gw listener foo")
+                && w.contains("TCPRoute infra/z-older")
+        ),
         "{warnings:?}"
     );
 }
@@ -476,5 +476,88 @@ fn a_reference_grant_without_a_namespace_is_in_the_proxys() {
     assert!(
         elsewhere.contains("[r refused:RefNotPermitted]"),
         "{elsewhere}"
+    );
+}
+
+/// The facts of the conformance test TLSRouteHostnameIntersection
+/// (conformance/tests/tlsroute-hostname-intersection.yaml): four listeners (exact, more and less
+/// specific wildcard, none) and routes whose hostnames intersect them.
+#[test]
+fn conformance_tlsroute_hostname_intersection() {
+    let listener = |name: &str, port: u16, hostname: &str| {
+        format!(
+            "  - name: {name}\n    protocol: TLS\n    port: {port}\n{hostname}    tls:\n      mode: Passthrough\n"
+        )
+    };
+    let listeners = listener("exact", 1001, "    hostname: abc.example.com\n")
+        + &listener("more", 1002, "    hostname: \"*.example.com\"\n")
+        + &listener("less", 1003, "    hostname: \"*.com\"\n")
+        + &listener("empty", 1004, "");
+    let route = |name: &str, section: &str, host: &str, backend: &str| {
+        tls_route(
+            name,
+            &format!("[\"{host}\"]"),
+            &format!("  - name: gw\n    sectionName: {section}\n"),
+            &format!("    - name: {backend}\n      port: 443\n"),
+        )
+    };
+    let yaml = gateway(&listeners)
+        + &route("x1", "exact", "*.example.com", "b1")
+        + &route("x2-exact", "more", "abc.example.com", "b1")
+        + &route("x2-less", "more", "*.com", "b2")
+        + &route("x3-exact", "less", "abc.example.com", "b1")
+        + &route("x3-more", "less", "*.example.com", "b2")
+        + &route("x4-exact", "empty", "abc.example.com", "b1")
+        + &route("x4-less", "empty", "*.com", "b2");
+    let (routes, warnings) = check(&yaml);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let hosts: Vec<String> = routes
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            format!("{} {} {}", f[0], f[1], f[4])
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "0.0.0.0:1001 abc.example.com b1.infra:443",
+            "0.0.0.0:1002 abc.example.com b1.infra:443",
+            // `*.com` on a `*.example.com` listener serves `*.example.com`.
+            "0.0.0.0:1002 *.example.com b2.infra:443",
+            "0.0.0.0:1003 abc.example.com b1.infra:443",
+            "0.0.0.0:1003 *.example.com b2.infra:443",
+            "0.0.0.0:1004 abc.example.com b1.infra:443",
+            "0.0.0.0:1004 *.com b2.infra:443",
+        ]
+    );
+}
+
+/// The facts of the conformance test TLSRouteMixedTerminationSameNamespace: a Terminate and a
+/// Passthrough listener on one port with different hostnames; routes without sectionName
+/// attach where their hostnames intersect.
+#[test]
+fn conformance_tlsroute_mixed_termination_on_one_port() {
+    let listeners = "  - name: tls-terminate\n    port: 8883\n    protocol: TLS\n    hostname: tls.example.com\n    tls:\n      mode: Terminate\n      certificateRefs:\n      - name: cert\n  - name: tls-passthrough\n    port: 8883\n    protocol: TLS\n    hostname: abc.example.com\n    tls:\n      mode: Passthrough\n";
+    let yaml = gateway(listeners)
+        + &secret("cert", "infra")
+        + &tls_route(
+            "pass",
+            "[abc.example.com]",
+            PARENT,
+            "    - name: tcp-backend\n      port: 8443\n",
+        )
+        + &tls_route(
+            "term",
+            "[tls.example.com]",
+            PARENT,
+            "    - name: tcp-backend\n      port: 3000\n",
+        );
+    let (routes, warnings) = check(&yaml);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        routes,
+        "0.0.0.0:8883 abc.example.com passthrough -> tcp-backend.infra:8443 (100%) [pass]\n\
+         0.0.0.0:8883 tls.example.com terminate(Gateway gw/tls-terminate) -> tcp-backend.infra:3000 (100%) [term]\n"
     );
 }

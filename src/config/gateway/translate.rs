@@ -204,16 +204,21 @@ fn route(
         for addr in &s.addresses {
             let key = (*addr, s.port, host.clone());
             if let Some(owner) = claims.get(&key) {
-                problems.push(not_accepted(
-                    parent,
-                    format!(
-                        "{} {}{} is taken by {owner} (the oldest route wins)",
-                        s.label(),
-                        addr,
-                        host.as_deref()
-                            .map(|h| format!(" host {h}"))
-                            .unwrap_or_default()
-                    ),
+                // Accepted (a controller says so), but not bound: the Gateway API's
+                // conflict rule gives the listener (or hostname) to the oldest route.
+                let message = format!(
+                    "not bound to {} {}{}: {owner} has it (the oldest route is bound)",
+                    s.label(),
+                    addr,
+                    host.as_deref()
+                        .map(|h| format!(" host {h}"))
+                        .unwrap_or_default()
+                );
+                problems.push(super::warn_at_item(
+                    &r.loc,
+                    "parentRefs",
+                    &parent.name,
+                    message,
                 ));
                 continue;
             }
