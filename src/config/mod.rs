@@ -206,13 +206,9 @@ pub(crate) fn build_bundle(
         problems.extend(c.problems);
         resources.extend(c.resource);
     }
-    let ours = resources.iter().any(|r| {
-        matches!(
-            r,
-            raw::Resource::Mapping(_)
-                | raw::Resource::Gateway(gateway::raw::GatewayResource::Route(_))
-        )
-    });
+    let tcp_mappings = resources
+        .iter()
+        .any(|r| matches!(r, raw::Resource::Mapping(_)));
     let first_source = bundle
         .paths
         .first()
@@ -227,9 +223,12 @@ pub(crate) fn build_bundle(
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);
     // Said only of a config that is otherwise valid: with errors, they are what to fix first.
+    // Gateway API routes count when a served Gateway takes them.
+    let ours = tcp_mappings || model.mappings.iter().any(gateway::translate::is_route);
     if let (false, Some(file)) = (ours, first_source) {
         if !problems.iter().any(ConfigError::is_error) {
-            problems.push(found.no_mapping_warning(&file, &bundle.ambassador_id));
+            let class = bundle.gateway_class.as_str();
+            problems.push(found.no_mapping_warning(&file, &bundle.ambassador_id, class));
         }
     }
     sort_problems(&mut problems, &files);

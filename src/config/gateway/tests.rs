@@ -320,8 +320,20 @@ fn the_oldest_tcproute_wins_a_listener() {
 fn other_classes_are_skipped_and_addresses_bind() {
     let yaml =
         gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, "    - name: s\n      port: 1\n");
-    let other = load_class(&yaml, "someone-else").map(|l| l.render_text());
-    assert_eq!(other.ok().as_deref(), Some(""));
+    let other = load_class(&yaml, "someone-else").unwrap();
+    assert_eq!(other.render_text(), "");
+    // Nothing served at all: the warning says which class was looked for.
+    assert_eq!(
+        other
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "warning: gw.yaml:1: Config -: no TCPMapping, and no TCPRoute or TLSRoute bound to a \
+          Gateway of class `someone-else` (--gateway-class) (found: Gateway 1, TCPRoute 1)"
+        ]
+    );
     let addressed = yaml.replace(
         "  gatewayClassName: tcpmap\n",
         "  gatewayClassName: tcpmap\n  addresses:\n  - value: 127.0.0.2\n",
