@@ -102,11 +102,22 @@ pub struct ConfigArgs {
     /// Only resources naming this `ambassador_id` apply.
     #[arg(long, env = "AMBASSADOR_ID", default_value = "default")]
     pub ambassador_id: String,
+    /// Serve the Gateway API Gateways whose `spec.gatewayClassName` is NAME (and the routes
+    /// bound to them); other Gateways are skipped.
+    #[arg(
+        long,
+        env = "TCPMAP_GATEWAY_CLASS",
+        default_value = "tcpmap",
+        value_name = "NAME"
+    )]
+    pub gateway_class: String,
 }
 
 impl ConfigArgs {
-    /// The config pipeline's input.
+    /// The config pipeline's input. It also selects `--gateway-class` for this process
+    /// ([`config::set_gateway_class`]: `ConfigInput` does not carry it yet).
     pub fn input(&self) -> ConfigInput {
+        config::set_gateway_class(self.gateway_class.clone());
         ConfigInput {
             paths: self.config.clone(),
             inline: Vec::new(),
