@@ -114,16 +114,15 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    /// The config pipeline's input. It also selects `--gateway-class` for this process
-    /// ([`config::set_gateway_class`]: `ConfigInput` does not carry it yet).
+    /// The config pipeline's input.
     pub fn input(&self) -> ConfigInput {
-        config::set_gateway_class(self.gateway_class.clone());
         ConfigInput {
             paths: self.config.clone(),
             inline: Vec::new(),
             secrets_dir: self.secrets_dir.clone(),
             namespace: self.namespace.clone(),
             ambassador_id: self.ambassador_id.clone(),
+            gateway_class: self.gateway_class.clone(),
         }
     }
 }

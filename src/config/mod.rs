@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{ConfigError, Severity};
-pub use gateway::set_gateway_class;
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -50,6 +49,9 @@ pub struct ConfigInput {
     pub namespace: String,
     /// The proxy's `ambassador_id` (default `default`).
     pub ambassador_id: String,
+    /// The Gateway API `gatewayClassName` whose Gateways are served (default `tcpmap`; the
+    /// daemon's `--gateway-class`, env `TCPMAP_GATEWAY_CLASS`).
+    pub gateway_class: String,
 }
 
 impl Default for ConfigInput {
@@ -60,6 +62,7 @@ impl Default for ConfigInput {
             secrets_dir: None,
             namespace: "default".into(),
             ambassador_id: "default".into(),
+            gateway_class: gateway::DEFAULT_CLASS.into(),
         }
     }
 }
@@ -127,7 +130,7 @@ pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
         secrets_dir: input.secrets_dir.clone(),
         namespace: input.namespace.clone(),
         ambassador_id: input.ambassador_id.clone(),
-        gateway_class: gateway::selected_class(),
+        gateway_class: input.gateway_class.clone(),
         secrets: secrets::Files::default(),
     };
     let (docs, _, _) = bundle.documents();

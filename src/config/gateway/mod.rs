@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Which Gateways are served: those whose `gatewayClassName` is the selected class
-//! ([`selected_class`]: `--gateway-class`, else `TCPMAP_GATEWAY_CLASS`, else `tcpmap`).
+//! (`ConfigInput::gateway_class`: `--gateway-class`, else `TCPMAP_GATEWAY_CLASS`, else `tcpmap`).
 //! Must not: resolve names, bind sockets, read files (Secrets come from `secrets::Files`).
 
 pub(crate) mod listeners;
@@ -21,30 +21,8 @@ pub(crate) mod translate;
 #[cfg(test)]
 mod tests;
 
-use std::sync::RwLock;
-
 /// The class served when neither `--gateway-class` nor `TCPMAP_GATEWAY_CLASS` names one.
 pub(crate) const DEFAULT_CLASS: &str = "tcpmap";
-
-/// The environment variable naming the class (what `--gateway-class` defaults to).
-pub(crate) const CLASS_ENV: &str = "TCPMAP_GATEWAY_CLASS";
-
-static CLASS: RwLock<Option<String>> = RwLock::new(None);
-
-/// Selects the `gatewayClassName` whose Gateways this process serves (what `--gateway-class`
-/// sets); it applies to every later load and reload.
-pub fn set_gateway_class(name: impl Into<String>) {
-    if let Ok(mut c) = CLASS.write() {
-        *c = Some(name.into());
-    }
-}
-
-/// The class served: [`set_gateway_class`]'s, else `TCPMAP_GATEWAY_CLASS`, else `tcpmap`.
-pub(crate) fn selected_class() -> String {
-    let set = CLASS.read().ok().and_then(|c| c.clone());
-    set.or_else(|| std::env::var(CLASS_ENV).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_CLASS.to_string())
-}
 
 /// A warning on resource `loc` at the line of the `section` list entry whose `name` is
 /// `name` (`- name: foo`, or `{name: foo, …}` in flow style), else at the `spec.section` key.
