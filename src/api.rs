@@ -108,13 +108,7 @@ impl ProxyBuilder {
     /// A builder with no config yet, namespace and ambassador id `default`.
     pub fn new() -> Self {
         ProxyBuilder {
-            input: ConfigInput {
-                paths: Vec::new(),
-                inline: Vec::new(),
-                secrets_dir: None,
-                namespace: "default".to_string(),
-                ambassador_id: "default".to_string(),
-            },
+            input: ConfigInput::default(),
             admin: None,
             drain_timeout: Duration::from_secs(30),
             max_connections: None,
@@ -209,6 +203,13 @@ impl ProxyBuilder {
     /// The `ambassador_id` resources must name to apply (`AMBASSADOR_ID`).
     pub fn ambassador_id(mut self, id: impl Into<String>) -> Self {
         self.input.ambassador_id = id.into();
+        self
+    }
+
+    /// The Gateway API `gatewayClassName` whose Gateways are served (default `tcpmap`; the
+    /// daemon's `--gateway-class`).
+    pub fn gateway_class(mut self, class: impl Into<String>) -> Self {
+        self.input.gateway_class = class.into();
         self
     }
 

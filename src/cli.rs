@@ -102,6 +102,15 @@ pub struct ConfigArgs {
     /// Only resources naming this `ambassador_id` apply.
     #[arg(long, env = "AMBASSADOR_ID", default_value = "default")]
     pub ambassador_id: String,
+    /// Serve the Gateway API Gateways whose `spec.gatewayClassName` is NAME (and the routes
+    /// bound to them); other Gateways are skipped.
+    #[arg(
+        long,
+        env = "TCPMAP_GATEWAY_CLASS",
+        default_value = "tcpmap",
+        value_name = "NAME"
+    )]
+    pub gateway_class: String,
 }
 
 impl ConfigArgs {
@@ -113,6 +122,7 @@ impl ConfigArgs {
             secrets_dir: self.secrets_dir.clone(),
             namespace: self.namespace.clone(),
             ambassador_id: self.ambassador_id.clone(),
+            gateway_class: self.gateway_class.clone(),
         }
     }
 }

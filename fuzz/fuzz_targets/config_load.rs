@@ -14,8 +14,7 @@ fuzz_target!(|data: &[u8]| {
         inline: vec![("fuzz.yaml".to_string(), text.to_string())],
         // No secrets dir: TLS references fail validation without touching the disk.
         secrets_dir: None,
-        namespace: "default".to_string(),
-        ambassador_id: "default".to_string(),
+        ..ConfigInput::default()
     };
     match tcpmap::config::load(&input) {
         Ok(loaded) => {

@@ -147,9 +147,15 @@ fn termination(
                     &s.params,
                     s.ca.as_deref(),
                     s.cert_required,
-                    format!("Host {} with {}", h.loc.name, s.from),
+                    format!("{} {} with {}", h.loc.kind, h.loc.name, s.from),
                 ),
-                None => (&defaults, None, false, format!("Host {}", h.loc.name)),
+                // A Gateway listener's Secret is a Host of kind `Gateway`.
+                None => (
+                    &defaults,
+                    None,
+                    false,
+                    format!("{} {}", h.loc.kind, h.loc.name),
+                ),
             };
             let config = tls::server_config(&h.cert, params, ca, required)
                 .map_err(|e| h.loc.err(&["tlsSecret"], e))?;

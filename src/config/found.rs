@@ -47,10 +47,18 @@ impl Found {
         parts.join(", ")
     }
 
-    /// The warning for a config without a TCPMapping for `our_id`, at line 1 of `file` (the
-    /// first config source).
-    pub(crate) fn no_mapping_warning(&self, file: &Path, our_id: &str) -> ConfigError {
-        let message = if self.kinds.contains_key("TCPMapping") {
+    /// The warning for a config without a TCPMapping for `our_id` (nor a Gateway API route
+    /// served for a Gateway of `class`), at line 1 of `file` (the first config source).
+    pub(crate) fn no_mapping_warning(&self, file: &Path, our_id: &str, class: &str) -> ConfigError {
+        let gateway_api = ["Gateway", "TCPRoute", "TLSRoute"]
+            .iter()
+            .any(|k| self.kinds.contains_key(*k));
+        let message = if gateway_api {
+            format!(
+                "no TCPMapping, and no TCPRoute or TLSRoute bound to a Gateway of class `{class}` (--gateway-class) (found: {})",
+                self.summary()
+            )
+        } else if self.kinds.contains_key("TCPMapping") {
             format!(
                 "no TCPMapping for ambassador_id `{our_id}` (found: {})",
                 self.summary()
@@ -81,7 +89,7 @@ mod tests {
         let (docs, _) = parse_text(Path::new("all.yaml"), text);
         let found = Found::of(&docs);
         assert_eq!(found.summary(), "(no kind) 1, List 1, Mapping 3");
-        let w = found.no_mapping_warning(Path::new("all.yaml"), "default");
+        let w = found.no_mapping_warning(Path::new("all.yaml"), "default", "tcpmap");
         assert_eq!(
             w.to_string(),
             "warning: all.yaml:1: Config -: no TCPMapping (found: (no kind) 1, List 1, Mapping 3)"
@@ -92,7 +100,7 @@ mod tests {
     #[test]
     fn mappings_for_another_id_are_named_as_such() {
         let (docs, _) = parse_text(Path::new("a.yaml"), "kind: TCPMapping\n");
-        let w = Found::of(&docs).no_mapping_warning(Path::new("a.yaml"), "blue");
+        let w = Found::of(&docs).no_mapping_warning(Path::new("a.yaml"), "blue", "tcpmap");
         assert!(
             w.message
                 .starts_with("no TCPMapping for ambassador_id `blue` (found: TCPMapping 1)"),

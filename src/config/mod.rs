@@ -2,11 +2,13 @@
 //! validated model → `RouteTable`.
 //!
 //! ```text
-//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module,Listener}
+//! --config PATH…  ─ source.rs ─▶ SourceDoc{file,line,yaml} ─ raw/ ─▶ Resource{TCPMapping,TLSContext,Host,Module,Listener,
+//!                                                                           Gateway API (gateway/raw.rs)}
 //!   inline YAML ──┘  (List items and Service annotations (annotations.rs) │ secrets.rs reads the files they name
 //!                     become documents; Secret documents go to            │ (Secret documents first)
 //!                     secrets::Files)                                      │ validate/ (+ tls.rs): memory only;
-//!                                                                          │ unused TLSContexts/Hosts only warn
+//!                                                                          │ unused TLSContexts/Hosts only warn;
+//!                                                                          │ gateway/translate.rs: routes → mappings
 //!                                                                          ▼
 //!                                            model::Model ─ build.rs ─▶ Loaded { table: RouteTable, warnings }
 //!                                                                        | Err(Vec<ConfigError>)
@@ -18,6 +20,7 @@ pub(crate) mod annotations;
 pub(crate) mod build;
 pub mod error;
 pub(crate) mod found;
+pub(crate) mod gateway;
 pub(crate) mod model;
 pub(crate) mod raw;
 pub(crate) mod secrets;
@@ -46,6 +49,9 @@ pub struct ConfigInput {
     pub namespace: String,
     /// The proxy's `ambassador_id` (default `default`).
     pub ambassador_id: String,
+    /// The Gateway API `gatewayClassName` whose Gateways are served (default `tcpmap`; the
+    /// daemon's `--gateway-class`, env `TCPMAP_GATEWAY_CLASS`).
+    pub gateway_class: String,
 }
 
 impl Default for ConfigInput {
@@ -56,6 +62,7 @@ impl Default for ConfigInput {
             secrets_dir: None,
             namespace: "default".into(),
             ambassador_id: "default".into(),
+            gateway_class: gateway::DEFAULT_CLASS.into(),
         }
     }
 }
@@ -103,6 +110,10 @@ pub(crate) struct Bundle {
     secrets_dir: Option<PathBuf>,
     namespace: String,
     ambassador_id: String,
+    /// The `gatewayClassName` whose Gateways are served (taken when the config was read, so
+    /// a worker builds with the Supervisor's).
+    #[serde(default)]
+    gateway_class: String,
     /// The files on disk the resources name, as read (bytes or why they could not be read);
     /// `kind: Secret` documents are not in here, they are read from `files` again.
     secrets: secrets::Files,
@@ -119,6 +130,7 @@ pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
         secrets_dir: input.secrets_dir.clone(),
         namespace: input.namespace.clone(),
         ambassador_id: input.ambassador_id.clone(),
+        gateway_class: input.gateway_class.clone(),
         secrets: secrets::Files::default(),
     };
     let (docs, _, _) = bundle.documents();
@@ -129,7 +141,14 @@ pub(crate) fn read(input: &ConfigInput) -> (Bundle, Vec<ConfigError>) {
         .into_iter()
         .flat_map(|doc| raw::classify(Arc::new(doc), &bundle.ambassador_id).resource)
         .collect();
-    let wanted = validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &probe);
+    let mut wanted =
+        validate::tls::referenced_files(&resources, bundle.secrets_dir.as_deref(), &probe);
+    wanted.extend(gateway::listeners::referenced_files(
+        &resources,
+        &bundle.namespace,
+        bundle.secrets_dir.as_deref(),
+        &probe,
+    ));
     let mut disk = bundle.config_files();
     disk.read_from_disk(wanted);
     bundle.secrets = disk;
@@ -190,7 +209,7 @@ pub(crate) fn build_bundle(
         problems.extend(c.problems);
         resources.extend(c.resource);
     }
-    let ours = resources
+    let tcp_mappings = resources
         .iter()
         .any(|r| matches!(r, raw::Resource::Mapping(_)));
     let first_source = bundle
@@ -202,13 +221,17 @@ pub(crate) fn build_bundle(
         namespace: &bundle.namespace,
         secrets_dir: bundle.secrets_dir.as_deref(),
         files: &secret_files,
+        gateway_class: &bundle.gateway_class,
     };
     let (model, p) = validate::validate(resources, env);
     problems.extend(p);
     // Said only of a config that is otherwise valid: with errors, they are what to fix first.
+    // Gateway API routes count when a served Gateway takes them.
+    let ours = tcp_mappings || model.mappings.iter().any(gateway::translate::is_route);
     if let (false, Some(file)) = (ours, first_source) {
         if !problems.iter().any(ConfigError::is_error) {
-            problems.push(found.no_mapping_warning(&file, &bundle.ambassador_id));
+            let class = bundle.gateway_class.as_str();
+            problems.push(found.no_mapping_warning(&file, &bundle.ambassador_id, class));
         }
     }
     sort_problems(&mut problems, &files);

@@ -64,11 +64,8 @@ impl Dnsmasq {
         std::fs::write(dir.path().join("hosts"), "").unwrap();
         let mut last = String::new();
         for _ in 0..5 {
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            // dnsmasq binds the port for UDP and TCP: both must be free.
+            let port = free_udp_and_tcp_port();
             let mut cmd = Command::new(&bin);
             cmd.args([
                 "--keep-in-foreground",
@@ -99,7 +96,7 @@ impl Dnsmasq {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            if ready(addr) {
+            if ready(addr, &mut child) {
                 std::fs::write(
                     dir.path().join("resolv.conf"),
                     format!("nameserver {addr}\nsearch test\n"),
@@ -124,9 +121,22 @@ impl Dnsmasq {
     }
 }
 
+/// A loopback port free for both UDP and TCP at the time of asking (another process may still
+/// take it before dnsmasq binds it: the caller retries).
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// True once dnsmasq answers a TCP-less probe: any reply to a query for `probe.test` (asked
-/// for up to 10 s: a loaded CI machine starts it slowly).
-fn ready(addr: SocketAddr) -> bool {
+/// for up to 10 s: a loaded CI machine starts it slowly); false at once when it exited (its
+/// port was taken between the probe and its bind).
+fn ready(addr: SocketAddr, child: &mut std::process::Child) -> bool {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -140,6 +150,9 @@ fn ready(addr: SocketAddr) -> bool {
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
     let mut buf = [0u8; 512];
     for _ in 0..200 {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
         let _ = socket.send_to(&q, addr);
         if let Ok((n, _)) = socket.recv_from(&mut buf) {
             if n >= 2 && buf[..2] == [0, 7] {

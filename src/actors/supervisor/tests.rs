@@ -86,13 +86,7 @@ fn table(addrs: &[&str]) -> RouteTable {
 }
 
 fn bundle() -> Arc<crate::config::Bundle> {
-    let input = ConfigInput {
-        paths: Vec::new(),
-        inline: Vec::new(),
-        secrets_dir: None,
-        namespace: "default".into(),
-        ambassador_id: "default".into(),
-    };
+    let input = ConfigInput::default();
     Arc::new(crate::config::read(&input).0)
 }
 

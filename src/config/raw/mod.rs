@@ -98,6 +98,8 @@ pub(crate) enum Resource {
     Module(RawModule),
     /// `kind: Listener`.
     Listener(RawListener),
+    /// A Gateway API resource (or a `Namespace`): `config::gateway`.
+    Gateway(crate::config::gateway::raw::GatewayResource),
 }
 
 /// The result of reading one document.
@@ -123,6 +125,11 @@ const FLAT_META: [&str; 7] = [
 /// Reads one document; `our_id` is the proxy's `ambassador_id`.
 pub(crate) fn classify(doc: Arc<SourceDoc>, our_id: &str) -> Classified {
     let mut out = Classified::default();
+    if let Some((resource, problems)) = crate::config::gateway::raw::classify(&doc) {
+        out.resource = resource.map(Resource::Gateway);
+        out.problems = problems;
+        return out;
+    }
     let Value::Mapping(top) = &doc.value else {
         tracing::debug!(file = %doc.file.display(), line = doc.line, "skipping a non-mapping document");
         return out;

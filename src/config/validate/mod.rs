@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::ConfigError;
+use super::gateway;
 use super::model::{self, CertSource, GroupPlan, HostSettings, Model, Origin};
 use super::raw::{RawHost, RawListener, RawModule, RawTlsContext, Resource};
 use crate::proxy_protocol::Accept;
@@ -31,6 +32,8 @@ pub(crate) struct Env<'a> {
     pub secrets_dir: Option<&'a Path>,
     /// Every file the resources name, read before validation.
     pub files: &'a super::secrets::Files,
+    /// `--gateway-class`: the Gateways served.
+    pub gateway_class: &'a str,
 }
 
 /// The Module's defaults (`enable_ipv4: true`, `enable_ipv6: false` when absent); several
@@ -97,6 +100,7 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
     let mut raw_hosts = Vec::new();
     let mut raw_modules = Vec::new();
     let mut raw_listeners: Vec<RawListener> = Vec::new();
+    let mut gateway_api = gateway::translate::Resources::default();
     for r in resources {
         match r {
             Resource::Mapping(m) => raw_mappings.push(m),
@@ -104,6 +108,7 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
             Resource::Host(h) => raw_hosts.push(h),
             Resource::Module(m) => raw_modules.push(m),
             Resource::Listener(l) => raw_listeners.push(l),
+            Resource::Gateway(g) => gateway_api.add(g),
         }
     }
     let (module, mut problems) = module_defaults(&raw_modules);
@@ -137,6 +142,31 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         &mut model.mappings,
         module_proxy(&raw_modules),
         &raw_listeners,
+    ));
+    // Gateway API routes become mappings beside the TCPMappings (their certificates are model
+    // Hosts already, so the usage rule below does not look at them).
+    let tcp_mappings = model.mappings.len();
+    let genv = gateway::translate::Env {
+        class: env.gateway_class,
+        namespace: env.namespace,
+        families: module,
+        endpoints: crate::route::balance::EndpointPolicy {
+            load_balancer: endpoint_defaults.load_balancer,
+            max_connections_per_ip: endpoint_defaults.max_connections_per_ip,
+            keepalive: endpoint_defaults.keepalive,
+            ..Default::default()
+        },
+        secrets_dir: env.secrets_dir,
+        files: env.files,
+    };
+    problems.extend(gateway::translate::translate(
+        &gateway_api,
+        &genv,
+        &mut model,
+    ));
+    problems.extend(gateway::translate::shared_ports(
+        &model.mappings,
+        tcp_mappings,
     ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);
@@ -194,7 +224,8 @@ fn record_cert(
     context_at: &[Option<usize>],
     host_at: &[Option<usize>],
 ) -> Option<ConfigError> {
-    if m.host.is_none() || m.passthrough {
+    // A Gateway route's certificate is its listener's, set by the translation.
+    if m.host.is_none() || m.passthrough || gateway::translate::is_route(m) {
         return None;
     }
     m.cert = found.and_then(|src| match src {
@@ -242,8 +273,10 @@ fn usage_of(
                 }
             }
         }
-        // A passthrough mapping needs no certificate: the upstream terminates.
-        if let Some(host) = m.host.as_ref().filter(|_| !m.passthrough) {
+        // A passthrough mapping needs no certificate: the upstream terminates; a Gateway
+        // route's comes from its listener.
+        let own = !m.passthrough && !gateway::translate::is_route(m);
+        if let Some(host) = m.host.as_ref().filter(|_| own) {
             let found = groups::find_cert(host, &globs, &ctx_hosts);
             if let (Some(slot), Some(src)) = (chosen.get_mut(i), found) {
                 *slot = Some(src);

@@ -178,7 +178,10 @@ pub(crate) fn referenced_files(
                     out.extend(settings_files(inline, secrets_dir, files));
                 }
             }
-            Resource::Mapping(_) | Resource::Module(_) | Resource::Listener(_) => {}
+            Resource::Mapping(_)
+            | Resource::Module(_)
+            | Resource::Listener(_)
+            | Resource::Gateway(_) => {}
         }
     }
     out
@@ -191,6 +194,15 @@ fn settings_files(raw: &RawTlsContext, secrets_dir: Option<&Path>, files: &Files
         .and_then(|s| secret_folder(raw, s, Use::Crl, secrets_dir, files).ok())
         .map(|dir| vec![secrets::crl_file(&dir), secrets::cert_file(&dir)])
         .unwrap_or_default()
+}
+
+/// The certificate and key files of a Host's `tlsSecret` as [`host_folder`] finds them
+/// (none when it finds no folder); used for the Gateway listeners' Secrets.
+pub(crate) fn host_files(raw: &RawHost, secrets_dir: Option<&Path>, files: &Files) -> Vec<PathBuf> {
+    match host_folder(raw, secrets_dir, files) {
+        Ok(folder) => vec![secrets::cert_file(&folder), secrets::key_file(&folder)],
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The secret folder of a Host's `tlsSecret`: a `kind: Secret` document of the config

@@ -1,0 +1,283 @@
+//! A served Gateway's listeners: which are served (protocol, port, distinct on their port),
+//! the certificate of a Terminate listener (a Secret, through a ReferenceGrant when it is in
+//! another namespace), and ReferenceGrant lookups.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::raw::{GROUP, ObjRef, RawGateway, RawListener};
+use super::translate::{Env, Resources};
+use crate::config::ConfigError;
+use crate::config::model::Model;
+use crate::config::raw::{Loc, RawHost};
+
+/// A listener of a served Gateway, ready to take routes.
+pub(super) struct Served<'r> {
+    pub gateway: &'r RawGateway,
+    pub namespace: String,
+    pub listener: &'r RawListener,
+    pub addresses: Vec<IpAddr>,
+    pub port: u16,
+    /// `Passthrough` TLS (`None` for TCP, `Some(false)`: Terminate).
+    pub passthrough: Option<bool>,
+    /// The certificate of a Terminate listener (an index into the model's Hosts).
+    pub cert: Option<usize>,
+}
+
+impl Served<'_> {
+    pub(super) fn label(&self) -> String {
+        format!(
+            "{}/{} listener {}",
+            self.namespace, self.gateway.loc.name, self.listener.name
+        )
+    }
+}
+
+/// The served listeners of Gateway `g`: TCP and TLS ones with a port (and, for Terminate, a
+/// certificate that loads).
+pub(super) fn listeners<'r>(
+    g: &'r RawGateway,
+    ns: String,
+    res: &Resources,
+    env: &Env<'_>,
+    model: &mut Model,
+    problems: &mut Vec<ConfigError>,
+) -> Vec<Served<'r>> {
+    let mut addresses = Vec::new();
+    for a in &g.addresses {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => addresses.push(ip),
+            Err(_) => problems.push(g.loc.warn(
+                &["addresses"],
+                format!("address `{a}` is not an IP address; not applied"),
+            )),
+        }
+    }
+    if addresses.is_empty() {
+        addresses.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    let mut out = Vec::new();
+    for l in &g.listeners {
+        let not_served = |why: String| {
+            super::warn_at_item(
+                &g.loc,
+                "listeners",
+                &l.name,
+                format!("listener {}: {why}; not served", l.name),
+            )
+        };
+        let port = match l
+            .port
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+        {
+            Some(p) => p,
+            None => {
+                problems.push(not_served("port must be 1-65535".into()));
+                continue;
+            }
+        };
+        let passthrough = match l.protocol.as_str() {
+            "TCP" => None,
+            "TLS" => match l.tls_mode.as_deref().unwrap_or("Terminate") {
+                "Passthrough" => Some(true),
+                "Terminate" => Some(false),
+                other => {
+                    problems.push(not_served(format!("unknown tls.mode `{other}`")));
+                    continue;
+                }
+            },
+            other => {
+                problems.push(not_served(format!(
+                    "protocol {other} (UnsupportedProtocol): tcpmap serves TCP and TLS listeners"
+                )));
+                continue;
+            }
+        };
+        let cert = if passthrough == Some(false) {
+            match certificate(g, &ns, l, res, env, model) {
+                Ok(i) => Some(i),
+                Err(why) => {
+                    problems.push(not_served(format!(
+                        "not programmed (ResolvedRefs False, InvalidCertificateRef): {why}"
+                    )));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        out.push(Served {
+            gateway: g,
+            namespace: ns.clone(),
+            listener: l,
+            addresses: addresses.clone(),
+            port,
+            passthrough,
+            cert,
+        });
+    }
+    out
+}
+
+/// Loads a Terminate listener's first certificateRef into the model's Hosts.
+fn certificate(
+    g: &RawGateway,
+    ns: &str,
+    l: &RawListener,
+    res: &Resources,
+    env: &Env<'_>,
+    model: &mut Model,
+) -> Result<usize, String> {
+    let Some(r) = l.certificate_refs.first() else {
+        return Err("tls.mode Terminate needs tls.certificateRefs".into());
+    };
+    let (group, kind) = (
+        r.group.as_deref().unwrap_or(""),
+        r.kind.as_deref().unwrap_or("Secret"),
+    );
+    if !group.is_empty() || kind != "Secret" {
+        return Err(format!(
+            "certificateRef {kind} {}: only Secrets are read",
+            r.name
+        ));
+    }
+    let target = r.namespace.clone().unwrap_or_else(|| ns.to_string());
+    if target != ns
+        && !granted(
+            res,
+            env.namespace,
+            (GROUP, "Gateway", ns),
+            ("", "Secret", &r.name),
+            &target,
+        )
+    {
+        return Err(format!(
+            "Secret {target}/{} is in another namespace and no ReferenceGrant there allows it (RefNotPermitted)",
+            r.name
+        ));
+    }
+    let raw = cert_host(g, l, r, &target);
+    let (host, problems) = crate::config::validate::tls::host(&raw, env.secrets_dir, env.files);
+    match host {
+        Some(h) => {
+            model.hosts.push(h);
+            Ok(model.hosts.len() - 1)
+        }
+        None => Err(problems
+            .iter()
+            .find(|p| p.is_error())
+            .map_or_else(|| "the Secret did not load".into(), |p| p.message.clone())),
+    }
+}
+
+/// A Terminate listener's Secret as the Host that [`crate::config::validate::tls::host`]
+/// loads (also used to list the files to read from `--secrets-dir`).
+pub(crate) fn cert_host(g: &RawGateway, l: &RawListener, r: &ObjRef, target: &str) -> RawHost {
+    RawHost {
+        loc: Loc {
+            name: format!("{}/{}", g.loc.name, l.name),
+            ..g.loc.clone()
+        },
+        namespace: Some(target.to_string()),
+        hostname: None,
+        secret: r.name.clone(),
+        secret_namespace: Some(target.to_string()),
+        tls: None,
+        tls_context: None,
+        problems: Vec::new(),
+    }
+}
+
+/// True when a ReferenceGrant in `target` lets `from` (group, kind, namespace) refer to
+/// `to` (group, kind, name); a grant without a namespace is in `default_ns`.
+pub(super) fn granted(
+    res: &Resources,
+    default_ns: &str,
+    from: (&str, &str, &str),
+    to: (&str, &str, &str),
+    target: &str,
+) -> bool {
+    res.grants.iter().any(|g| {
+        g.namespace.as_deref().unwrap_or(default_ns) == target
+            && g.from
+                .iter()
+                .any(|(gr, k, n)| (gr.as_str(), k.as_str(), n.as_str()) == from)
+            && g.to.iter().any(|(gr, k, name)| {
+                gr == to.0 && k == to.1 && name.as_deref().is_none_or(|n| n == to.2)
+            })
+    })
+}
+
+/// Listeners on one address and port must be distinct (Gateway API `Conflicted`): one TCP
+/// listener alone, or TLS listeners with different hostnames.
+pub(super) fn without_conflicts<'r>(
+    served: Vec<Served<'r>>,
+    problems: &mut Vec<ConfigError>,
+) -> Vec<Served<'r>> {
+    let mut by_port: BTreeMap<(IpAddr, u16), Vec<usize>> = BTreeMap::new();
+    for (i, s) in served.iter().enumerate() {
+        for a in &s.addresses {
+            by_port.entry((*a, s.port)).or_default().push(i);
+        }
+    }
+    let mut bad = BTreeSet::new();
+    for ids in by_port.values().filter(|ids| ids.len() > 1) {
+        let list: Vec<&Served> = ids.iter().filter_map(|i| served.get(*i)).collect();
+        let tcp = list.iter().any(|s| s.passthrough.is_none());
+        let mut hosts = BTreeSet::new();
+        let dup = list
+            .iter()
+            .any(|s| !hosts.insert(s.listener.hostname.clone()));
+        if tcp || dup {
+            bad.extend(ids.iter().copied());
+        }
+    }
+    let mut out = Vec::new();
+    for (i, s) in served.into_iter().enumerate() {
+        if bad.contains(&i) {
+            problems.push(super::warn_at_item(
+                &s.gateway.loc,
+                "listeners",
+                &s.listener.name,
+                format!(
+                    "listener {}: port {} is shared with a listener it is not distinct from (Conflicted); not served",
+                    s.listener.name, s.port
+                ),
+            ));
+        } else {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The files of `--secrets-dir` the Terminate listeners' Secrets are in (Gateways without a
+/// namespace are in `namespace`, the proxy's).
+pub(crate) fn referenced_files(
+    resources: &[crate::config::raw::Resource],
+    namespace: &str,
+    secrets_dir: Option<&std::path::Path>,
+    files: &crate::config::secrets::Files,
+) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for r in resources {
+        let crate::config::raw::Resource::Gateway(super::raw::GatewayResource::Gateway(g)) = r
+        else {
+            continue;
+        };
+        let own = g.namespace.as_deref().unwrap_or(namespace);
+        for l in &g.listeners {
+            for c in &l.certificate_refs {
+                let target = c.namespace.as_deref().unwrap_or(own);
+                let raw = cert_host(g, l, c, target);
+                out.extend(crate::config::validate::tls::host_files(
+                    &raw,
+                    secrets_dir,
+                    files,
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,528 @@
+//! Gateways and routes → the one route model: every accepted `(listener, hostname)` of a
+//! route becomes one validated [`Mapping`] per backend, grouped and built like TCPMappings.
+//!
+//! - `TCP` listener + TCPRoute → host-less group (raw relay);
+//! - `TLS` listener, `mode: Passthrough` + TLSRoute hostnames → passthrough host groups;
+//! - `TLS` listener, `mode: Terminate` + its first `certificateRefs` Secret → terminating host
+//!   groups (the certificate is a model Host), cleartext to the backends;
+//! - `backendRefs` → upstreams `name.namespace:port` with relative weights made percentages.
+//!
+//! A route, listener or reference that cannot be served is a warning naming the Gateway API's
+//! reason; nothing here is an error, so the rest keeps serving.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::listeners::{Served, granted, listeners, without_conflicts};
+use super::raw::{From, GROUP, GatewayResource, ObjRef, RawGateway, RawGrant, RawRoute, RouteKind};
+use crate::config::ConfigError;
+use crate::config::model::{CertSource, Mapping, Model, Origin};
+use crate::config::raw::Loc;
+use crate::config::secrets::Files;
+use crate::config::validate::mapping::DEFAULT_CONNECT_TIMEOUT_MS;
+use crate::proxy_protocol::Accept;
+use crate::route::balance::EndpointPolicy;
+use crate::route::host::{CATCH_ALL, matches};
+use crate::route::{Families, ServiceHost};
+
+/// What the translation depends on besides the resources.
+pub(crate) struct Env<'a> {
+    /// `--gateway-class`: the Gateways served.
+    pub class: &'a str,
+    /// The namespace of resources that name none.
+    pub namespace: &'a str,
+    /// The Module's families (the default of every mapping).
+    pub families: Families,
+    /// The Module's endpoint defaults.
+    pub endpoints: EndpointPolicy,
+    /// `--secrets-dir`.
+    pub secrets_dir: Option<&'a Path>,
+    /// Every file read before validation (Secret documents included).
+    pub files: &'a Files,
+}
+
+/// The Gateway API resources of one config.
+#[derive(Debug, Default)]
+pub(crate) struct Resources {
+    /// Gateways (any class).
+    pub gateways: Vec<RawGateway>,
+    /// TLSRoutes and TCPRoutes.
+    pub routes: Vec<RawRoute>,
+    /// ReferenceGrants.
+    pub grants: Vec<RawGrant>,
+    /// Namespace labels by name.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Resources {
+    /// Files one resource.
+    pub(crate) fn add(&mut self, r: GatewayResource) {
+        match r {
+            GatewayResource::Gateway(g) => self.gateways.push(g),
+            GatewayResource::Route(r) => self.routes.push(r),
+            GatewayResource::Grant(g) => self.grants.push(g),
+            GatewayResource::Namespace(n) => {
+                self.namespaces.insert(n.name, n.labels);
+            }
+        }
+    }
+}
+
+/// True when `m` comes from a Gateway API route (not a TCPMapping).
+pub(crate) fn is_route(m: &Mapping) -> bool {
+    matches!(m.loc.kind, "TLSRoute" | "TCPRoute")
+}
+
+/// A port claimed by a TCPMapping and a Gateway route is an error naming both (`mappings`
+/// from `first_route` on are the routes').
+pub(crate) fn shared_ports(mappings: &[Mapping], first_route: usize) -> Vec<ConfigError> {
+    let (tcp, routes) = mappings.split_at(first_route.min(mappings.len()));
+    let mut out = Vec::new();
+    let mut said = BTreeSet::new();
+    for r in routes {
+        let clash = tcp.iter().find(|m| {
+            m.port == r.port
+                && (m.address == r.address
+                    || m.address.is_unspecified()
+                    || r.address.is_unspecified())
+        });
+        if let Some(m) = clash {
+            if said.insert((m.loc.place(), r.port)) {
+                out.push(m.loc.err(
+                    &["port"],
+                    format!(
+                        "port {} is also a Gateway listener's, served to {} {} ({}); one port is either TCPMappings' or a Gateway's",
+                        r.port,
+                        r.loc.kind,
+                        r.loc.name,
+                        r.loc.place()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Translates `res` into mappings (pushed to `model.mappings`; certificates to
+/// `model.hosts`); returns the warnings.
+pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    let mut served = Vec::new();
+    let mut ours = BTreeSet::new();
+    for g in &res.gateways {
+        let ns = g.namespace.clone().unwrap_or_else(|| env.namespace.into());
+        if g.class.as_deref() != Some(env.class) {
+            tracing::debug!(gateway = %g.loc.name, class = ?g.class, "skipping a Gateway of another class");
+            continue;
+        }
+        problems.extend(g.problems.iter().cloned());
+        ours.insert((ns.clone(), g.loc.name.clone()));
+        served.extend(listeners(g, ns, res, env, model, &mut problems));
+    }
+    let served = without_conflicts(served, &mut problems);
+    let mut routes: Vec<&RawRoute> = res.routes.iter().collect();
+    // The oldest route wins a listener (or hostname) that several claim.
+    routes.sort_by_key(|r| {
+        let ns = r.namespace.as_deref().unwrap_or(env.namespace);
+        (
+            r.created.clone().unwrap_or_default(),
+            format!("{ns}/{}", r.loc.name),
+        )
+    });
+    let mut claims: BTreeMap<(IpAddr, u16, Option<String>), String> = BTreeMap::new();
+    for r in routes {
+        let (ms, p) = route(r, &served, &ours, res, env, &mut claims);
+        problems.extend(p);
+        model.mappings.extend(ms);
+    }
+    problems
+}
+
+/// The mappings of one route, and why parts of it are not served.
+fn route(
+    r: &RawRoute,
+    served: &[Served<'_>],
+    ours: &BTreeSet<(String, String)>,
+    res: &Resources,
+    env: &Env<'_>,
+    claims: &mut BTreeMap<(IpAddr, u16, Option<String>), String>,
+) -> (Vec<Mapping>, Vec<ConfigError>) {
+    let ns = r.namespace.clone().unwrap_or_else(|| env.namespace.into());
+    let mut problems = Vec::new();
+    let not_accepted = |p: &ObjRef, why: String| {
+        super::warn_at_item(
+            &r.loc,
+            "parentRefs",
+            &p.name,
+            format!("not accepted: {why}"),
+        )
+    };
+    let mut targets: Vec<(&Served, String, &ObjRef)> = Vec::new();
+    let mut any_ours = false;
+    for p in &r.parents {
+        let group = p.group.as_deref().unwrap_or(GROUP);
+        let kind = p.kind.as_deref().unwrap_or("Gateway");
+        if group != GROUP || kind != "Gateway" {
+            problems.push(not_accepted(
+                p,
+                format!("parentRef {kind} {} is not a Gateway (InvalidKind)", p.name),
+            ));
+            continue;
+        }
+        let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.clone());
+        if !ours.contains(&(gw_ns.clone(), p.name.clone())) {
+            tracing::debug!(route = %r.loc.name, gateway = %p.name, "parent Gateway not served here");
+            continue;
+        }
+        any_ours = true;
+        let (found, why) = attach(r, &ns, p, &gw_ns, served, res);
+        if found.is_empty() {
+            problems.push(not_accepted(p, why));
+        }
+        targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
+    }
+    if !any_ours {
+        return (Vec::new(), problems);
+    }
+    problems.extend(r.problems.iter().cloned());
+    let (backends, p) = backends(r, &ns, res, env);
+    problems.extend(p);
+    if backends.is_empty() {
+        if !targets.is_empty() {
+            problems.push(r.loc.warn(
+                &["rules"],
+                "no backend has a weight above 0: nothing is served for it",
+            ));
+        }
+        return (Vec::new(), problems);
+    }
+    let mut out = Vec::new();
+    for (s, host, parent) in targets {
+        let host = (r.kind == RouteKind::Tls).then_some(host);
+        for addr in &s.addresses {
+            let key = (*addr, s.port, host.clone());
+            if let Some(owner) = claims.get(&key) {
+                // Accepted (a controller says so), but not bound: the Gateway API's
+                // conflict rule gives the listener (or hostname) to the oldest route.
+                let message = format!(
+                    "not bound to {} {}{}: {owner} has it (the oldest route is bound)",
+                    s.label(),
+                    addr,
+                    host.as_deref()
+                        .map(|h| format!(" host {h}"))
+                        .unwrap_or_default()
+                );
+                problems.push(super::warn_at_item(
+                    &r.loc,
+                    "parentRefs",
+                    &parent.name,
+                    message,
+                ));
+                continue;
+            }
+            claims.insert(key, format!("{} {ns}/{}", r.kind.as_str(), r.loc.name));
+            let at = Place {
+                ns: &ns,
+                served: s,
+                address: *addr,
+                host: host.as_deref(),
+            };
+            out.extend(backends.iter().map(|b| mapping(r, &at, b, env)));
+        }
+    }
+    (out, problems)
+}
+
+/// Where a route's backend is served: the route's namespace, the listener, one of its
+/// addresses and the hostname (TLS).
+struct Place<'a, 'r> {
+    ns: &'a str,
+    served: &'a Served<'r>,
+    address: IpAddr,
+    host: Option<&'a str>,
+}
+
+/// The mapping of backend `b` of route `r` at `at`.
+fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapping {
+    let s = at.served;
+    Mapping {
+        // A refused share is a mapping whose circuit breaker admits nothing: its connections
+        // are closed at once (reason `limit`), named by its reason.
+        loc: match b.refused {
+            Some(reason) => Loc {
+                name: format!("{} refused:{reason}", r.loc.name),
+                ..r.loc.clone()
+            },
+            None => r.loc.clone(),
+        },
+        namespace: at.ns.to_string(),
+        address: at.address,
+        port: s.port,
+        host: at.host.map(str::to_string),
+        origin: Origin::Plain,
+        service_host: ServiceHost::Dns(b.host.clone()),
+        service_port: b.port,
+        weight: Some(b.pct),
+        idle_timeout: None,
+        families: env.families,
+        max_connections: b.refused.map(|_| 0),
+        connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+        endpoints: env.endpoints,
+        cert: s.cert.map(CertSource::Host),
+        use_proxy_proto: None,
+        listener_proxy: Accept::Off,
+        send_proxy: None,
+        passthrough: s.passthrough == Some(true),
+        match_alpn: Vec::new(),
+    }
+}
+
+/// The listeners (with the hostname served on each) that parentRef `p` of route `r` attaches
+/// to, or why none.
+fn attach<'s, 'r>(
+    r: &RawRoute,
+    ns: &str,
+    p: &ObjRef,
+    gw_ns: &str,
+    served: &'s [Served<'r>],
+    res: &Resources,
+) -> (Vec<(&'s Served<'r>, String)>, String) {
+    let named: Vec<&Served> = served
+        .iter()
+        .filter(|s| s.namespace == gw_ns && s.gateway.loc.name == p.name)
+        .filter(|s| p.section.as_ref().is_none_or(|n| *n == s.listener.name))
+        .filter(|s| p.port.is_none_or(|port| port == i64::from(s.port)))
+        .collect();
+    if named.is_empty() {
+        return (
+            Vec::new(),
+            format!(
+                "Gateway {gw_ns}/{} has no served listener{}{} (NoMatchingParent)",
+                p.name,
+                p.section
+                    .as_ref()
+                    .map(|s| format!(" named {s}"))
+                    .unwrap_or_default(),
+                p.port.map(|s| format!(" on port {s}")).unwrap_or_default()
+            ),
+        );
+    }
+    let allowed: Vec<&Served> = named
+        .into_iter()
+        .filter(|s| kind_allowed(s, r.kind) && namespace_allowed(s, ns, res))
+        .collect();
+    if allowed.is_empty() {
+        return (
+            Vec::new(),
+            format!(
+                "no listener of Gateway {gw_ns}/{} allows a {} from namespace {ns} (NotAllowedByListeners)",
+                p.name,
+                r.kind.as_str()
+            ),
+        );
+    }
+    let mut out = Vec::new();
+    for s in allowed {
+        let hosts = match r.kind {
+            RouteKind::Tcp => vec![String::new()],
+            RouteKind::Tls => intersect(s.listener.hostname.as_deref(), &r.hostnames),
+        };
+        out.extend(hosts.into_iter().map(|h| (s, h)));
+    }
+    if out.is_empty() {
+        let why = format!(
+            "no hostname of it matches a listener of Gateway {gw_ns}/{} (NoMatchingListenerHostname)",
+            p.name
+        );
+        return (out, why);
+    }
+    (out, String::new())
+}
+
+/// A listener takes TCPRoutes when it is TCP, TLSRoutes when it is TLS, and only the kinds
+/// `allowedRoutes.kinds` lists when it lists any.
+fn kind_allowed(s: &Served<'_>, kind: RouteKind) -> bool {
+    let fits = match kind {
+        RouteKind::Tcp => s.passthrough.is_none(),
+        RouteKind::Tls => s.passthrough.is_some(),
+    };
+    fits && s
+        .listener
+        .kinds
+        .as_ref()
+        .is_none_or(|ks| ks.iter().any(|(g, k)| g == GROUP && k == kind.as_str()))
+}
+
+fn namespace_allowed(s: &Served<'_>, route_ns: &str, res: &Resources) -> bool {
+    match &s.listener.from {
+        From::Same => s.namespace == route_ns,
+        From::All => true,
+        From::Selector(sel) => {
+            let implicit: BTreeMap<String, String> = [(
+                "kubernetes.io/metadata.name".to_string(),
+                route_ns.to_string(),
+            )]
+            .into();
+            sel.matches(res.namespaces.get(route_ns).unwrap_or(&implicit))
+        }
+    }
+}
+
+/// The hostnames a TLS listener with `listener` hostname serves of a route's `route`
+/// hostnames: the more specific of each matching pair; `*` (catch-all) when neither names one.
+pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
+    let Some(l) = listener.map(str::to_ascii_lowercase) else {
+        return if route.is_empty() {
+            vec![CATCH_ALL.to_string()]
+        } else {
+            route.to_vec()
+        };
+    };
+    if route.is_empty() {
+        return vec![l];
+    }
+    let mut out: Vec<String> = Vec::new();
+    for r in route {
+        let (lw, rw) = (l.strip_prefix("*."), r.strip_prefix("*."));
+        let pick = match (lw, rw) {
+            _ if *r == l => Some(r.clone()),
+            // The route's name lies under the listener's wildcard (a wildcard of the route
+            // counts by the names under it).
+            (Some(_), None) if matches(&l, r) => Some(r.clone()),
+            (Some(_), Some(rs)) if matches(&l, rs) => Some(r.clone()),
+            (None, Some(_)) if matches(r, &l) => Some(l.clone()),
+            (Some(ls), Some(_)) if matches(r, ls) => Some(l.clone()),
+            _ => None,
+        };
+        if let Some(p) = pick.filter(|p| !out.contains(p)) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A backend as the route model takes it.
+struct Backend {
+    /// `name.namespace`.
+    host: String,
+    /// The Service port (0 when the ref has none: it is refused anyway).
+    port: u16,
+    /// Percent of the route's connections.
+    pct: u8,
+    /// Why its share of connections is refused (the Gateway API reason), if it is.
+    refused: Option<&'static str>,
+}
+
+/// A route's backends with their shares, and what is wrong with them. Weights are relative
+/// (default 1); weight 0 gets no traffic. A backend that cannot be used (not a Service, no
+/// port, another namespace without a ReferenceGrant) keeps its share, which is refused: "if
+/// an invalid backend is requested to have 80% of connections, then 80% of connections must be
+/// rejected instead" (the Gateway API's BackendRefs).
+fn backends(
+    r: &RawRoute,
+    ns: &str,
+    res: &Resources,
+    env: &Env<'_>,
+) -> (Vec<Backend>, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    let mut weighted = Vec::new();
+    for b in &r.backends {
+        let warn = |why: String| {
+            let message = format!("backendRef {}: {why}", b.name);
+            super::warn_at_item(&r.loc, "backendRefs", &b.name, message)
+        };
+        let weight = match b.weight {
+            None => 1,
+            Some(w) if (0..=1_000_000).contains(&w) => w.unsigned_abs(),
+            Some(w) => {
+                problems.push(warn(format!("weight {w} is not 0-1000000; not used")));
+                continue;
+            }
+        };
+        let (group, kind) = (
+            b.group.as_deref().unwrap_or(""),
+            b.kind.as_deref().unwrap_or("Service"),
+        );
+        let target = b.namespace.clone().unwrap_or_else(|| ns.to_string());
+        let port = b
+            .port
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0);
+        let refused = if !group.is_empty() || kind != "Service" {
+            Some(("InvalidKind", format!("{kind} is not a Service")))
+        } else if port.is_none() {
+            Some((
+                "UnsupportedValue",
+                "a Service backend needs a port 1-65535".to_string(),
+            ))
+        } else if target != ns
+            && !granted(
+                res,
+                env.namespace,
+                (GROUP, r.kind.as_str(), ns),
+                ("", "Service", &b.name),
+                &target,
+            )
+        {
+            Some((
+                "RefNotPermitted",
+                format!(
+                    "Service {target}/{} is in another namespace and no ReferenceGrant there allows it",
+                    b.name
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, why)) = &refused {
+            problems.push(warn(format!(
+                "{why} (ResolvedRefs False, {reason}); its share of connections is refused"
+            )));
+        }
+        if weight > 0 {
+            let host = format!("{}.{target}", b.name);
+            weighted.push((host, port.unwrap_or(0), refused.map(|(r, _)| r), weight));
+        }
+    }
+    let weights: Vec<u64> = weighted.iter().map(|b| b.3).collect();
+    let out = weighted
+        .into_iter()
+        .zip(percents(&weights))
+        .map(|((host, port, refused, _), pct)| Backend {
+            host,
+            port,
+            pct,
+            refused,
+        })
+        .collect();
+    (out, problems)
+}
+
+/// Relative weights as percentages summing to 100 (largest remainder; ties to the earlier).
+pub(crate) fn percents(weights: &[u64]) -> Vec<u8> {
+    let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
+    if sum == 0 {
+        return vec![0; weights.len()];
+    }
+    let parts: Vec<(u128, u128)> = weights
+        .iter()
+        .map(|w| (u128::from(*w) * 100 / sum, u128::from(*w) * 100 % sum))
+        .collect();
+    let given: u128 = parts.iter().map(|p| p.0).sum();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(parts.get(*i).map_or(0, |p| p.1)));
+    let mut out: Vec<u128> = parts.iter().map(|p| p.0).collect();
+    for i in order
+        .into_iter()
+        .take(100usize.saturating_sub(given as usize))
+    {
+        if let Some(v) = out.get_mut(i) {
+            *v += 1;
+        }
+    }
+    out.into_iter()
+        .map(|v| u8::try_from(v).unwrap_or(100))
+        .collect()
+}

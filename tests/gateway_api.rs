@@ -1,0 +1,381 @@
+//! Gateway API (SPEC section 14) through the binary: `tcpmap check` on the fixtures in
+//! tests/fixtures/gateway-api/ prints what is checked in next to them, and a running tcpmap
+//! (`--gateway-class`, dnsmasq resolving `name.namespace`) serves a Gateway's TCP listeners
+//! (TCPRoute: bytes reach the right backend, relative weights), a Passthrough listener (the
+//! backend's own certificate, chosen by SNI) and a Terminate listener (the Secret's
+//! certificate, cleartext to the backend).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use common::daemon::Daemon;
+use common::dns::Dnsmasq;
+use common::net;
+use common::pki::Ca;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const FIXTURES: [&str; 2] = [
+    "tests/fixtures/gateway-api/standard.yaml",
+    "tests/fixtures/gateway-api/export.yaml",
+];
+
+#[test]
+fn check_prints_the_checked_in_expectation_for_each_fixture() {
+    use std::os::unix::fs::PermissionsExt;
+    for fixture in FIXTURES {
+        // They hold private keys (test-only, self-signed): git keeps no modes, `check` warns
+        // about a readable key.
+        std::fs::set_permissions(root().join(fixture), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tcpmap"))
+            .current_dir(root())
+            .args(["check", "--config", fixture])
+            .env_remove("AMBASSADOR_NAMESPACE")
+            .env_remove("TCPMAP_GATEWAY_CLASS")
+            .output()
+            .unwrap();
+        let got = format!(
+            "exit {}\n{}",
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap()
+        );
+        let expected_path = root().join(fixture.replace(".yaml", ".expected"));
+        let expected = std::fs::read_to_string(&expected_path).unwrap();
+        assert_eq!(got, expected, "{fixture} (expected in {expected_path:?})");
+    }
+}
+
+#[test]
+fn check_serves_only_the_selected_gateway_class() {
+    let fixture = FIXTURES[0];
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tcpmap"));
+        cmd.current_dir(root())
+            .args(["check", "--config", fixture])
+            .args(args)
+            .env_remove("TCPMAP_GATEWAY_CLASS");
+        if let Some(class) = env {
+            cmd.env("TCPMAP_GATEWAY_CLASS", class);
+        }
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    // The other controller's Gateway (port 9000) is served only under its class name, by the
+    // flag or by the environment; then tcpmap's own Gateways are the skipped ones.
+    for out in [
+        run(&["--gateway-class", "example-gateway-class"], None),
+        run(&[], Some("example-gateway-class")),
+    ] {
+        assert!(
+            out.contains("0.0.0.0:9000 * raw -> elsewhere-svc.default:9000 (100%) [elsewhere]"),
+            "{out}"
+        );
+        assert!(!out.contains(":8080"), "{out}");
+    }
+    assert!(!run(&[], None).contains(":9000"));
+}
+
+/// A Python with `jsonschema` and `yaml`: the manifests venv, else `python3`.
+fn python() -> Option<PathBuf> {
+    let candidates = [root().join("target/k8s-venv/bin/python3"), "python3".into()];
+    for c in candidates {
+        let ok = Command::new(&c)
+            .args(["-c", "import jsonschema, yaml"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    common::env::missing(
+        "JSONSCHEMA",
+        "no python3 with jsonschema and yaml (target/k8s-venv/bin/pip install jsonschema pyyaml)",
+    );
+    None
+}
+
+const VALIDATE: &str = "tests/fixtures/gateway-api/crds/validate.py";
+
+#[test]
+fn every_fixture_validates_against_the_gateway_api_crd_schemas() {
+    let Some(py) = python() else { return };
+    let out = Command::new(py)
+        .current_dir(root())
+        .arg(VALIDATE)
+        .args(FIXTURES)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // 10 + 6 resources, each against every channel serving its version (the standard channel
+    // serves no v1alpha2/v1alpha3 routes).
+    assert!(
+        text.ends_with("validated 16 resources (standard 13, experimental 16)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_validator_rejects_what_the_api_server_would() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(root().join(FIXTURES[0]))
+        .unwrap()
+        .replace("    sectionName: foo\n", "    sectionNam: foo\n")
+        .replace("      port: 443\n", "      port: \"443\"\n");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(py)
+        .current_dir(root())
+        .arg(VALIDATE)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("'sectionNam' was unexpected"), "{text}");
+    assert!(text.contains("'443' is not of type 'integer'"), "{text}");
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The first line an upstream sends through `port`.
+fn banner(port: u16) -> String {
+    let mut s = net::connect(net::local(port));
+    net::read_line(&mut s)
+}
+
+/// True when `port` refuses connections or closes them without a byte.
+fn refused(port: u16) -> bool {
+    match TcpStream::connect(net::local(port)) {
+        Err(e) => e.kind() == ErrorKind::ConnectionRefused,
+        Ok(mut s) => {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            matches!(s.read(&mut [0u8; 1]), Ok(0) | Err(_))
+        }
+    }
+}
+
+#[test]
+fn a_running_tcpmap_serves_tcp_passthrough_and_terminate_listeners() {
+    // Backends, named as the cluster would: `name.namespace` through dnsmasq.
+    let alpha = net::banner("127.0.0.1:0", "alpha");
+    let beta = net::banner("127.0.0.1:0", "beta");
+    let upstream_ca = Ca::new("upstream CA");
+    let (foo_crt, foo_key) = upstream_ca.leaf(&["foo.example.test"]);
+    let (baz_crt, baz_key) = upstream_ca.leaf(&["deep.baz.example.test"]);
+    let foo = net::tls_banner(
+        "127.0.0.1:0",
+        "foo-upstream",
+        net::tls_server_config(&foo_crt, &foo_key, None),
+    );
+    let baz = net::tls_banner(
+        "127.0.0.1:0",
+        "baz-upstream",
+        net::tls_server_config(&baz_crt, &baz_key, None),
+    );
+    let bar = net::banner("127.0.0.1:0", "bar-cleartext");
+    let names = [
+        "alpha.apps",
+        "beta.apps",
+        "foo-svc.apps",
+        "baz-svc.apps",
+        "bar-svc.apps",
+        // Resolvable, so a share that tcpmap wrongly connected would answer `beta`.
+        "beta.elsewhere",
+    ];
+    let records: Vec<(&str, &str)> = names.iter().map(|n| ("127.0.0.1", *n)).collect();
+    let Some(dns) = Dnsmasq::start(&records, 60) else {
+        return;
+    };
+    // The Terminate listener's Secret, a document of the config.
+    let gateway_ca = Ca::new("gateway CA");
+    let (bar_crt, bar_key) = gateway_ca.leaf(&["bar.example.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    let yaml = |[tcp, weighted, pass, term, other, half]: [u16; 6]| {
+        format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: apps}}
+spec:
+  gatewayClassName: e2e
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - {{name: tcp, protocol: TCP, port: {tcp}}}
+  - {{name: weighted, protocol: TCP, port: {weighted}}}
+  - {{name: half, protocol: TCP, port: {half}}}
+  - {{name: pass, protocol: TLS, port: {pass}, tls: {{mode: Passthrough}}}}
+  - name: term
+    protocol: TLS
+    port: {term}
+    tls:
+      mode: Terminate
+      certificateRefs: [{{name: bar-cert}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: not-ours, namespace: apps}}
+spec:
+  gatewayClassName: tcpmap
+  addresses: [{{value: 127.0.0.1}}]
+  listeners: [{{name: tcp, protocol: TCP, port: {other}}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: bar-cert, namespace: apps}}
+type: kubernetes.io/tls
+data: {{tls.crt: {crt}, tls.key: {key}}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: to-alpha, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, sectionName: tcp}}, {{name: not-ours}}]
+  rules: [{{backendRefs: [{{name: alpha, port: {alpha}}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {{name: split, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, port: {weighted}}}]
+  rules:
+  - backendRefs:
+    - {{name: alpha, port: {alpha}, weight: 3}}
+    - {{name: beta, port: {beta}, weight: 1}}
+    - {{name: never, port: 1, weight: 0}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {{name: half, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, sectionName: half}}]
+  rules:
+  - backendRefs:
+    - {{name: alpha, port: {alpha}}}
+    - {{name: beta, namespace: elsewhere, port: {beta}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: foo, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, sectionName: pass}}]
+  hostnames: [foo.example.test]
+  rules: [{{backendRefs: [{{name: foo-svc, port: {foo}}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: TLSRoute
+metadata: {{name: baz, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, sectionName: pass}}]
+  hostnames: ["*.example.test"]
+  rules: [{{backendRefs: [{{name: baz-svc, port: {baz}}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: bar, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, sectionName: term}}]
+  hostnames: [bar.example.test]
+  rules: [{{backendRefs: [{{name: bar-svc, port: {bar}}}]}}]
+"#,
+            crt = b64(&bar_crt),
+            key = b64(&bar_key),
+            alpha = alpha.port(),
+            beta = beta.port(),
+            foo = foo.port(),
+            baz = baz.port(),
+            bar = bar.port(),
+        )
+    };
+    let resolv = dns.resolv_conf();
+    let (d, [tcp, weighted, pass, term, other, half]) = Daemon::run_yaml(
+        &config,
+        yaml,
+        &[
+            "--gateway-class",
+            "e2e",
+            "--resolv-conf",
+            resolv.to_str().unwrap(),
+        ],
+    );
+
+    // TCPRoute: bytes reach the backend it names, both ways.
+    let mut s = net::connect(net::local(tcp));
+    assert_eq!(net::read_line(&mut s), "alpha");
+    net::roundtrip(&mut s, b"through the gateway\n");
+    // The Gateway of class tcpmap is not served under --gateway-class e2e.
+    assert!(refused(other), "port {other} of a Gateway of another class");
+
+    // Relative weights 3:1 (and 0: never) over 200 connections. Each worker process picks by
+    // its own exact 100-slot sequence, within 1.25 connections of 75% at any count: with up
+    // to 8 workers, alpha gets 150 ± 10.
+    let mut got = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..200 {
+        *got.entry(banner(weighted)).or_default() += 1;
+    }
+    let (a, b) = (got["alpha"], got["beta"]);
+    assert_eq!(a + b, 200, "{got:?}");
+    assert!(
+        (130..=170).contains(&a),
+        "3:1 should give about 150 of 200: {got:?}"
+    );
+
+    // A backend in another namespace without a ReferenceGrant: its share (1 of 2) is refused,
+    // never connected (beta would answer), each refusal closed with an access line.
+    let mark = d.mark();
+    let mut got = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..100 {
+        *got.entry(banner(half)).or_default() += 1;
+    }
+    let refused_count = got.get("").copied().unwrap_or(0);
+    assert_eq!(got.get("beta"), None, "{got:?}");
+    assert_eq!(
+        got.get("alpha").copied().unwrap_or(0) + refused_count,
+        100,
+        "{got:?}"
+    );
+    assert!((45..=55).contains(&refused_count), "half refused: {got:?}");
+    assert!(
+        d.wait_for(mark, "half refused:RefNotPermitted", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        d.log()
+    );
+
+    // Passthrough: the backend's own certificate (tcpmap holds none for these names), chosen
+    // by SNI: the exact hostname first, then the wildcard route.
+    let upstream_trust = net::tls_client_config(&upstream_ca.cert_pem(), None);
+    for (sni, want) in [
+        ("foo.example.test", "foo-upstream"),
+        ("deep.baz.example.test", "baz-upstream"),
+    ] {
+        let mut c = net::tls_connect(net::local(pass), sni, upstream_trust.clone()).unwrap();
+        let line = net::read_line(&mut c);
+        assert_eq!(line, format!("{want} client-cert=none sni={sni}"), "{sni}");
+    }
+
+    // Terminate: the Secret's certificate (verified against its CA for the name), and the
+    // backend gets cleartext.
+    let gateway_trust = net::tls_client_config(&gateway_ca.cert_pem(), None);
+    let mut c = net::tls_connect(net::local(term), "bar.example.test", gateway_trust).unwrap();
+    let served = c.conn.peer_certificates().unwrap().first().unwrap().clone();
+    assert_eq!(net::common_name(&served), "bar.example.test");
+    assert_eq!(net::read_line(&mut c), "bar-cleartext");
+    net::roundtrip(&mut c, b"decrypted\n");
+    // The upstream CA does not vouch for the Terminate listener: it is not the backend's.
+    let wrong = net::tls_client_config(&upstream_ca.cert_pem(), None);
+    assert!(net::tls_connect(net::local(term), "bar.example.test", wrong).is_err());
+}
