@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::service::{self, check_dns_name, parse_service};
 use crate::config::ConfigError;
 use crate::config::model::{Mapping, Origin};
-use crate::config::raw::{RawMapping, RawTls};
+use crate::config::raw::{Loc, RawMapping, RawTls};
 use crate::proxy_protocol::Version;
 use crate::route::{Families, ServiceHost};
 
@@ -259,65 +259,74 @@ pub(crate) struct MappingEnv<'a> {
     pub own_namespace: bool,
 }
 
-/// Applies every rule to one mapping; `None` when any rule failed.
-pub(crate) fn mapping(
+/// The errors of one mapping's checks, each at the key it is about.
+struct Checks<'a> {
+    loc: &'a Loc,
+    errs: Vec<ConfigError>,
+}
+
+impl Checks<'_> {
+    /// The value, or `None` with the error recorded at `key`.
+    fn take<T>(&mut self, r: Result<T, String>, key: &[&str]) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.errs.push(self.loc.err(key, m));
+                None
+            }
+        }
+    }
+
+    /// An optional attribute: `Some(None)` when absent, `Some(Some(v))` when valid, `None`
+    /// (error recorded) when invalid.
+    fn optional<U, T>(
+        &mut self,
+        value: Option<U>,
+        check: impl FnOnce(U) -> Result<T, String>,
+        key: &[&str],
+    ) -> Option<Option<T>> {
+        match value {
+            Some(v) => self.take(check(v), key).map(Some),
+            None => Some(None),
+        }
+    }
+}
+
+/// Weight, timeouts and the circuit breaker of a mapping (each `None` when invalid).
+struct Limits {
+    weight: Option<Option<u8>>,
+    idle: Option<Option<Duration>>,
+    connect: Option<Duration>,
+    max_connections: Option<Option<u32>>,
+}
+
+fn limits(raw: &RawMapping, env: &MappingEnv<'_>, c: &mut Checks<'_>) -> Limits {
+    Limits {
+        weight: c.optional(raw.weight, check_weight, &["weight"]),
+        idle: match raw.idle_timeout_ms {
+            Some(ms) => c.take(idle_timeout(ms), &["idle_timeout_ms"]),
+            None => Some(None),
+        },
+        connect: c.take(
+            connect_timeout(raw.connect_timeout_ms),
+            &["connect_timeout_ms"],
+        ),
+        max_connections: match raw.max_connections {
+            Some(n) => c
+                .take(max_connections(n), &["circuit_breakers", "max_connections"])
+                .map(Some),
+            None => Some(env.max_connections),
+        },
+    }
+}
+
+/// The mapping's address families, and the warnings its service and families give (both
+/// families off falls back to IPv4; an `http://` service is cleartext).
+fn families_and_warnings(
     raw: &RawMapping,
     env: &MappingEnv<'_>,
-) -> (Option<Mapping>, Vec<ConfigError>) {
-    let loc = &raw.loc;
-    let mut errs = Vec::new();
-    let ok = |r: Result<(), String>, key: &[&str], errs: &mut Vec<ConfigError>| {
-        if let Err(m) = r {
-            errs.push(loc.err(key, m));
-        }
-    };
-    macro_rules! take {
-        ($r:expr, $key:expr) => {
-            match $r {
-                Ok(v) => Some(v),
-                Err(m) => {
-                    errs.push(loc.err($key, m));
-                    None
-                }
-            }
-        };
-    }
-    let port = take!(check_port(raw.port, raw.has("port")), &["port"]).flatten();
-    ok(
-        check_service_present(raw.service.as_deref(), raw.has("service")),
-        &["service"],
-        &mut errs,
-    );
-    let parsed = raw
-        .service
-        .as_deref()
-        .and_then(|s| take!(parse_service(s), &["service"]));
-    let address = take!(parse_address(raw.address.as_deref()), &["address"]);
-    let host = match raw.host.as_deref() {
-        Some(h) => take!(check_host(h), &["host"]).map(Some),
-        None => Some(None),
-    };
-    let https = parsed.as_ref().is_some_and(|p| p.https);
-    let origin = take!(origin(raw.tls.as_ref(), https), &["tls"]);
-    if let Some(o) = &origin {
-        ok(check_context_known(o, env.contexts), &["tls"], &mut errs);
-    }
-    let weight = match raw.weight {
-        Some(w) => take!(check_weight(w), &["weight"]).map(Some),
-        None => Some(None),
-    };
-    let idle = match raw.idle_timeout_ms {
-        Some(ms) => take!(idle_timeout(ms), &["idle_timeout_ms"]),
-        None => Some(None),
-    };
-    let connect = take!(
-        connect_timeout(raw.connect_timeout_ms),
-        &["connect_timeout_ms"]
-    );
-    let max_conn = match raw.max_connections {
-        Some(n) => take!(max_connections(n), &["circuit_breakers", "max_connections"]).map(Some),
-        None => Some(env.max_connections),
-    };
+    http: bool,
+) -> (Families, Vec<ConfigError>) {
     let (fam, fallback) = families(raw.enable_ipv4, raw.enable_ipv6, env.module);
     // The Module's families are never both off (the Module falls back to IPv4 itself), so
     // the fallback here comes from the mapping's own attributes.
@@ -326,44 +335,86 @@ pub(crate) fn mapping(
     } else {
         "enable_ipv6"
     };
-    let mut warnings: Vec<ConfigError> =
-        fallback.map(|m| loc.warn(&[key], m)).into_iter().collect();
-    if parsed.as_ref().is_some_and(|p| p.http) {
-        warnings.push(loc.warn(
+    let mut warnings: Vec<ConfigError> = fallback
+        .map(|m| raw.loc.warn(&[key], m))
+        .into_iter()
+        .collect();
+    if http {
+        warnings.push(raw.loc.warn(
             &["service"],
             "`http://` service: the upstream is reached in cleartext (as Emissary does for a \
              TCPMapping); leave the scheme out to say so without this warning",
         ));
     }
-    let fam = Some(fam);
-    let send = match raw.send_proxy_proto.as_deref() {
-        Some(v) => take!(send_proxy(v), &["send_proxy_proto"]).map(Some),
-        None => Some(None),
-    };
-    let alpn = match &host {
-        Some(h) => take!(
+    (fam, warnings)
+}
+
+/// How the mapping treats TLS towards the client: `match_alpn` and `tls_passthrough`, read
+/// against its `host` and origin (`None` when invalid or when those were).
+fn client_tls(
+    raw: &RawMapping,
+    host: Option<&Option<String>>,
+    origin: Option<&Origin>,
+    c: &mut Checks<'_>,
+) -> (Option<Vec<String>>, Option<bool>) {
+    let alpn = host.and_then(|h| {
+        c.take(
             match_alpn(raw.match_alpn.as_deref(), h.as_deref()),
-            &["match_alpn"]
-        ),
-        None => None,
-    };
-    let pass = match (&host, &origin) {
+            &["match_alpn"],
+        )
+    });
+    let pass = match (host, origin) {
         (Some(h), Some(o)) => match passthrough(raw.tls_passthrough, h.as_deref(), o) {
             Ok(p) => Some(p),
             Err((key, m)) => {
-                errs.push(loc.err(&[key], m));
+                c.errs.push(c.loc.err(&[key], m));
                 None
             }
         },
         _ => None,
     };
-    let namespace = raw
-        .namespace
-        .clone()
-        .unwrap_or_else(|| env.namespace.to_string());
-    if let (Some(p), Some(f)) = (&parsed, fam) {
-        ok(check_literal_family(&p.host, f), &["service"], &mut errs);
+    (alpn, pass)
+}
+
+/// Applies every rule to one mapping; `None` when any rule failed.
+pub(crate) fn mapping(
+    raw: &RawMapping,
+    env: &MappingEnv<'_>,
+) -> (Option<Mapping>, Vec<ConfigError>) {
+    let loc = &raw.loc;
+    let mut c = Checks {
+        loc,
+        errs: Vec::new(),
+    };
+    let port = c
+        .take(check_port(raw.port, raw.has("port")), &["port"])
+        .flatten();
+    c.take(
+        check_service_present(raw.service.as_deref(), raw.has("service")),
+        &["service"],
+    );
+    let parsed = (raw.service.as_deref()).and_then(|s| c.take(parse_service(s), &["service"]));
+    let address = c.take(parse_address(raw.address.as_deref()), &["address"]);
+    let host = c.optional(raw.host.as_deref(), check_host, &["host"]);
+    let https = parsed.as_ref().is_some_and(|p| p.https);
+    let origin = c.take(origin(raw.tls.as_ref(), https), &["tls"]);
+    if let Some(o) = &origin {
+        c.take(check_context_known(o, env.contexts), &["tls"]);
     }
+    let limits = limits(raw, env, &mut c);
+    let http = parsed.as_ref().is_some_and(|p| p.http);
+    let (fam, warnings) = families_and_warnings(raw, env, http);
+    let send = c.optional(
+        raw.send_proxy_proto.as_deref(),
+        send_proxy,
+        &["send_proxy_proto"],
+    );
+    let (alpn, pass) = client_tls(raw, host.as_ref(), origin.as_ref(), &mut c);
+    let namespace = (raw.namespace.clone()).unwrap_or_else(|| env.namespace.to_string());
+    if let Some(p) = &parsed {
+        c.take(check_literal_family(&p.host, fam), &["service"]);
+    }
+    let mut errs = c.errs;
     if !errs.is_empty() {
         errs.extend(warnings);
         return (None, errs);
@@ -373,12 +424,16 @@ pub(crate) fn mapping(
     else {
         return (None, errs);
     };
-    let (Some(weight), Some(idle), Some(connect), Some(max_conn), Some(fam), Some(send)) =
-        (weight, idle, connect, max_conn, fam, send)
+    let Limits {
+        weight: Some(weight),
+        idle: Some(idle),
+        connect: Some(connect),
+        max_connections: Some(max_conn),
+    } = limits
     else {
         return (None, errs);
     };
-    let (Some(pass), Some(alpn)) = (pass, alpn) else {
+    let (Some(send), Some(pass), Some(alpn)) = (send, pass, alpn) else {
         return (None, errs);
     };
     let service_port = p.port.unwrap_or(if pass {

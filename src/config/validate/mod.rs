@@ -143,30 +143,12 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         module_proxy(&raw_modules),
         &raw_listeners,
     ));
-    // Gateway API routes become mappings beside the TCPMappings (their certificates are model
-    // Hosts already, so the usage rule below does not look at them).
-    let tcp_mappings = model.mappings.len();
-    let genv = gateway::translate::Env {
-        class: env.gateway_class,
-        namespace: env.namespace,
-        families: module,
-        endpoints: crate::route::balance::EndpointPolicy {
-            load_balancer: endpoint_defaults.load_balancer,
-            max_connections_per_ip: endpoint_defaults.max_connections_per_ip,
-            keepalive: endpoint_defaults.keepalive,
-            ..Default::default()
-        },
-        secrets_dir: env.secrets_dir,
-        files: env.files,
-    };
-    problems.extend(gateway::translate::translate(
+    problems.extend(gateway_routes(
         &gateway_api,
-        &genv,
+        &env,
+        module,
+        &endpoint_defaults,
         &mut model,
-    ));
-    problems.extend(gateway::translate::shared_ports(
-        &model.mappings,
-        tcp_mappings,
     ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);
@@ -184,36 +166,86 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
     ));
     problems.extend(groups::check_alpn_overlap(&model.mappings, &all_groups));
     for members in all_groups {
-        problems.extend(groups::check_agreement(&model.mappings, &members));
-        // The certificate source is chosen once (`usage_of`); the build uses what is recorded.
-        for &i in &members {
-            if let Some(m) = model.mappings.get_mut(i) {
-                let found = chosen.get(i).copied().flatten();
-                problems.extend(record_cert(m, found, &context_at, &host_at));
-            }
-        }
-        let ws: Vec<Option<u8>> = members
-            .iter()
-            .filter_map(|i| model.mappings.get(*i))
-            .map(|m| m.weight)
-            .collect();
-        match weights::shares(&ws) {
-            Ok(shares) => model.groups.push(GroupPlan { members, shares }),
-            Err(e) => {
-                // Reported once, at the mapping whose weight pushes the sum over 100.
-                let mut sum = 0u32;
-                let culprit = members
-                    .iter()
-                    .filter_map(|i| model.mappings.get(*i))
-                    .find(|m| {
-                        sum += u32::from(m.weight.unwrap_or(0));
-                        sum > 100
-                    });
-                problems.extend(culprit.map(|m| m.loc.err(&["weight"], e)));
-            }
-        }
+        problems.extend(plan_group(
+            &mut model,
+            members,
+            &chosen,
+            &context_at,
+            &host_at,
+        ));
     }
     (model, problems)
+}
+
+/// Gateway API routes become mappings beside the TCPMappings already in `model` (their
+/// certificates are model Hosts already, so the usage rule does not look at them).
+fn gateway_routes(
+    gateway_api: &gateway::translate::Resources,
+    env: &Env<'_>,
+    module: Families,
+    endpoint_defaults: &endpoints::EndpointDefaults,
+    model: &mut Model,
+) -> Vec<ConfigError> {
+    let tcp_mappings = model.mappings.len();
+    let genv = gateway::translate::Env {
+        class: env.gateway_class,
+        namespace: env.namespace,
+        families: module,
+        endpoints: crate::route::balance::EndpointPolicy {
+            load_balancer: endpoint_defaults.load_balancer,
+            max_connections_per_ip: endpoint_defaults.max_connections_per_ip,
+            keepalive: endpoint_defaults.keepalive,
+            ..Default::default()
+        },
+        secrets_dir: env.secrets_dir,
+        files: env.files,
+    };
+    let mut problems = gateway::translate::translate(gateway_api, &genv, model);
+    problems.extend(gateway::translate::shared_ports(
+        &model.mappings,
+        tcp_mappings,
+    ));
+    problems
+}
+
+/// One group of mappings on a listener and host: they must agree, each gets the certificate
+/// source chosen for it, and their weights become shares (an error at the mapping whose weight
+/// pushes the sum over 100).
+fn plan_group(
+    model: &mut Model,
+    members: Vec<usize>,
+    chosen: &[Option<CertSource>],
+    context_at: &[Option<usize>],
+    host_at: &[Option<usize>],
+) -> Vec<ConfigError> {
+    let mut problems = groups::check_agreement(&model.mappings, &members);
+    // The certificate source is chosen once (`usage_of`); the build uses what is recorded.
+    for &i in &members {
+        if let Some(m) = model.mappings.get_mut(i) {
+            let found = chosen.get(i).copied().flatten();
+            problems.extend(record_cert(m, found, context_at, host_at));
+        }
+    }
+    let ws: Vec<Option<u8>> = members
+        .iter()
+        .filter_map(|i| model.mappings.get(*i))
+        .map(|m| m.weight)
+        .collect();
+    match weights::shares(&ws) {
+        Ok(shares) => model.groups.push(GroupPlan { members, shares }),
+        Err(e) => {
+            let mut sum = 0u32;
+            let culprit = members
+                .iter()
+                .filter_map(|i| model.mappings.get(*i))
+                .find(|m| {
+                    sum += u32::from(m.weight.unwrap_or(0));
+                    sum > 100
+                });
+            problems.extend(culprit.map(|m| m.loc.err(&["weight"], e)));
+        }
+    }
+    problems
 }
 
 /// Records the model index of the certificate source declared resource `found` became

@@ -396,22 +396,7 @@ pub(crate) fn context(
     let cert_paths = cert_paths(raw, secrets_dir, files).map_err(&mut keyed).ok();
     let ca_path = ca_path(raw, secrets_dir, files).map_err(&mut keyed).ok();
     let (min, max, suites) = protocol_settings(raw, &mut keyed, &mut warnings);
-    let has_cert = raw.secret.is_some() || raw.cert_chain_file.is_some();
-    let has_ca = raw.ca_secret.is_some() || raw.cacert_chain_file.is_some();
-    if let Err(e) = check_cert_required(raw.cert_required.unwrap_or(false), has_ca) {
-        keyed(("cert_required", e));
-    }
-    if raw.crl_secret.is_some() && !has_ca {
-        keyed((
-            "crl_secret",
-            "`crl_secret` needs `ca_secret` or `cacert_chain_file` (the CRLs apply to client \
-             certificates verified against that CA)"
-                .into(),
-        ));
-    }
-    if let Err(e) = check_hosts_have_cert(&hosts, has_cert) {
-        keyed(("hosts", e));
-    }
+    check_requirements(raw, &hosts, &mut keyed);
     let crls = raw
         .crl_secret
         .as_deref()
@@ -473,6 +458,27 @@ pub(crate) fn context(
         },
     };
     (Some(ctx), warnings)
+}
+
+/// What one setting of a context requires of the others: `cert_required` and `crl_secret` a
+/// CA, `hosts` a certificate (errors through `keyed`).
+fn check_requirements(raw: &RawTlsContext, hosts: &[String], keyed: &mut impl FnMut(Keyed)) {
+    let has_cert = raw.secret.is_some() || raw.cert_chain_file.is_some();
+    let has_ca = raw.ca_secret.is_some() || raw.cacert_chain_file.is_some();
+    if let Err(e) = check_cert_required(raw.cert_required.unwrap_or(false), has_ca) {
+        keyed(("cert_required", e));
+    }
+    if raw.crl_secret.is_some() && !has_ca {
+        keyed((
+            "crl_secret",
+            "`crl_secret` needs `ca_secret` or `cacert_chain_file` (the CRLs apply to client \
+             certificates verified against that CA)"
+                .into(),
+        ));
+    }
+    if let Err(e) = check_hosts_have_cert(hosts, has_cert) {
+        keyed(("hosts", e));
+    }
 }
 
 /// Versions, cipher suites (what is left of them) and curves of a context: errors through
