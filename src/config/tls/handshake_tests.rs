@@ -284,13 +284,14 @@ fn sessions_resume_with_the_same_configs() {
 
 #[test]
 fn crls_refuse_revoked_peers_on_both_sides() {
-    let ca = Ca::new("CRL CA");
+    // The testkit CA: it signs leaves with chosen serials and CRLs revoking them.
+    let ca = crate::testkit::pki::Ca::new("CRL CA");
     let params = TlsParams {
         crls: crate::config::tls::parse_crls(ca.crl(&[7]).as_bytes()).unwrap(),
         ..TlsParams::default()
     };
     // Origination: a revoked upstream certificate.
-    let verify = client_config(None, &params, Some(&chain(&ca.pem()))).unwrap();
+    let verify = client_config(None, &params, Some(&chain(&ca.cert_pem()))).unwrap();
     let revoked = server(
         &ca.leaf_with_serial(&["db.internal"], 7),
         &TlsParams::default(),
@@ -306,16 +307,16 @@ fn crls_refuse_revoked_peers_on_both_sides() {
     handshake(&verify, &fine, "db.internal").unwrap();
     // Termination: a revoked client certificate.
     let srv = server_config(
-        &cert_key(&ca.leaf(&["db.internal"], Alg::EcdsaP256)),
+        &cert_key(&ca.leaf(&["db.internal"])),
         &params,
-        Some(&chain(&ca.pem())),
+        Some(&chain(&ca.cert_pem())),
         true,
     )
     .unwrap();
     let client = client_config(
         Some(&cert_key(&ca.leaf_with_serial(&["client"], 7))),
         &TlsParams::default(),
-        Some(&chain(&ca.pem())),
+        Some(&chain(&ca.cert_pem())),
     )
     .unwrap();
     match handshake(&client, &srv, "db.internal") {
@@ -325,7 +326,7 @@ fn crls_refuse_revoked_peers_on_both_sides() {
     // A CRL without a CA to verify against is refused when the config is built.
     assert!(
         server_config(
-            &cert_key(&ca.leaf(&["x"], Alg::EcdsaP256)),
+            &cert_key(&ca.leaf(&["x"])),
             &params,
             None,
             false

@@ -105,39 +105,6 @@ impl Ca {
     pub(super) fn pem(&self) -> String {
         self.cert.pem()
     }
-
-    /// A leaf like [`Ca::leaf`] (ECDSA P-256) with serial number `serial`.
-    pub(super) fn leaf_with_serial(&self, names: &[&str], serial: u64) -> (String, String) {
-        let key = key(Alg::EcdsaP256);
-        let mut params = leaf_params(names);
-        params.serial_number = Some(rcgen::SerialNumber::from(serial));
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// A CRL (PEM) of this CA revoking `serials`, valid 2020-2099.
-    pub(super) fn crl(&self, serials: &[u64]) -> String {
-        rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2020, 1, 1),
-            next_update: rcgen::date_time_ymd(2099, 1, 1),
-            crl_number: rcgen::SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|s| rcgen::RevokedCertParams {
-                    serial_number: rcgen::SerialNumber::from(*s),
-                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
-                    reason_code: None,
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.cert, &self.key)
-        .unwrap()
-        .pem()
-        .unwrap()
-    }
 }
 
 fn leaf_params(names: &[&str]) -> CertificateParams {
