@@ -324,13 +324,5 @@ fn crls_refuse_revoked_peers_on_both_sides() {
         other => panic!("expected Revoked, got {other:?}"),
     }
     // A CRL without a CA to verify against is refused when the config is built.
-    assert!(
-        server_config(
-            &cert_key(&ca.leaf(&["x"])),
-            &params,
-            None,
-            false
-        )
-        .is_err()
-    );
+    assert!(server_config(&cert_key(&ca.leaf(&["x"])), &params, None, false).is_err());
 }
