@@ -48,7 +48,8 @@ def start_upstreams(v):
         for p in procs:
             p.stop()
         raise
-    ports = [v[k] for k in ("up_iperf", "up_http", "up_https", "up_sink", "up_tlssink", "up_hold")]
+    ports = [v[k] for k in ("up_iperf", "up_http", "up_https", "up_sink", "up_tlssink", "up_hold",
+                            "up_https_resume")]
     if not px.wait_ports(ports):
         for p in procs:
             p.stop()
@@ -63,7 +64,7 @@ def run_target(name, spec, v, args, results):
     row = {}
     if name == "direct":
         ports = {"bulk": v["up_iperf"], "http": v["up_http"], "tls_http": v["up_https"],
-                 "tls_sink": v["up_tlssink"]}
+                 "tls_sink": v["up_tlssink"], "tls_resume": v["up_https_resume"]}
         proc = None
     else:
         argv, env, _ = spec
@@ -74,10 +75,11 @@ def run_target(name, spec, v, args, results):
             log(f"  {name}: did not start (see bench/out/{name}.log); skipped")
             return
         ports = {"bulk": v["px_bulk"], "http": v["px_http"], "tls_http": v["px_tls_http"],
-                 "tls_sink": v["px_tls_sink"]}
+                 "tls_sink": v["px_tls_sink"], "tls_resume": v["px_tls_resume"]}
     steps = [("bulk", lambda: sc.bulk(ports["bulk"], proc, secs)),
              ("short", lambda: sc.short(ports["http"], proc, secs)),
              ("tls_hs", lambda: sc.tls_handshakes(ports["tls_http"], proc, secs, args.hs_threads)),
+             ("tls_res", lambda: sc.tls_resumed(ports["tls_resume"], proc, secs, args.hs_threads)),
              ("tls_bulk", lambda: sc.tls_bulk(ports["tls_sink"], proc, secs)),
              ("tls_pull", lambda: sc.tls_pull(ports["tls_http"], proc, secs))]
     try:
@@ -112,7 +114,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=None, help="seconds per load run (default 5; --quick: 2)")
     ap.add_argument("--idle-count", type=int, default=None, help="idle connections (default 9000)")
     ap.add_argument("--only", default="", help="comma list of targets (direct,tcpmap,haproxy,nginx,envoy,traefik)")
-    ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_bulk,tls_pull,idle")
+    ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_res,tls_bulk,tls_pull,idle")
     ap.add_argument("--hs-threads", type=int, default=2, help="handshake client threads")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between scenarios")
     ap.add_argument("--workers", type=int, default=None,
@@ -141,7 +143,7 @@ def main():
     versions["python"] = sys.version.split()[0]
     if "tcpmap" not in specs:
         log("tcpmap: target/release/tcpmap not found (cargo build --release); column will be pending")
-    per_rep = len(targets) * (len(args.scenarios & {"bulk", "short", "tls_hs", "tls_bulk", "tls_pull"})
+    per_rep = len(targets) * (len(args.scenarios & {"bulk", "short", "tls_hs", "tls_res", "tls_bulk", "tls_pull"})
                               * (args.seconds + args.pause + 1) + 8)
     log(f"targets: {', '.join(targets)}; {args.reps} rep(s) x {args.seconds} s; "
         f"about {per_rep * args.reps // 60 + 1} min")

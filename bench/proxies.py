@@ -22,6 +22,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 PORT_NAMES = ["up_iperf", "up_http", "up_https", "up_sink", "up_tlssink", "up_hold",
               "px_bulk", "px_http", "px_idle", "px_tls_http", "px_tls_sink", "px_admin"]
+# The resumed-handshake row's ports (session tickets on): nginx upstream (direct) and each proxy.
+RESUME_PORT_NAMES = ["up_https_resume", "px_tls_resume"]
+PORT_NAMES = PORT_NAMES + RESUME_PORT_NAMES
 
 
 def free_ports(names):

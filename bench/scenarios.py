@@ -77,6 +77,23 @@ def tls_handshakes(port, proc, secs, threads=2):
             "tls_hs_errors": res["errors"]}
 
 
+def tls_resumed(port, proc, secs, threads=2):
+    """bench/tlsload handshakes --resume on: a client that keeps its session tickets and offers
+    one on every new connection (a browser, curl, Java, Go); handshakes/s, proxy CPU µs per
+    handshake, and the share of handshakes that did resume (the proxy decides, by issuing
+    tickets and accepting them)."""
+    c0 = _cpu(proc)
+    r = subprocess.run([TLSLOAD, "handshakes", "--port", str(port), "--seconds", str(secs),
+                        "--threads", str(threads), "--resume", "on"],
+                       capture_output=True, text=True, timeout=secs + 60)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    done = res["handshakes"]
+    return {"tls_res_per_s": res["per_s"],
+            "tls_res_cpu_us": _per(c0, proc, done, 1e6),
+            "tls_res_rate": 100.0 * res["resumed"] / done if done else None,
+            "tls_res_errors": res["errors"]}
+
+
 def tls_bulk(port, proc, secs):
     """bench/tlsload push: one TLS connection pushing 1 MiB writes for `secs` seconds."""
     c0 = _cpu(proc)

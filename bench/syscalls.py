@@ -4,7 +4,7 @@ on the proxy.
 
     python3 bench/syscalls.py [--target tcpmap|haproxy|nginx] [--seconds 3] [--conns 16]
                               [--workers N] [--tcpmap PATH] [--env K=V ...]
-                              [--load short|tls-bulk] [--perf]
+                              [--load short|tls-bulk|tls-pull|tls-full|tls-resume] [--perf]
 
 Starts the bench's nginx upstream (answers `ok`, no keep-alive) and one proxy with the
 bench configs, warms it up, attaches `strace -c -f` to every process of the proxy's tree,
@@ -13,7 +13,9 @@ TCP connection), detaches and prints each syscall's count divided by the number 
 connections wrk completed. With `--load tls-bulk` the load is `tlsload push` (one TLS
 connection pushing 1 MiB writes through the proxy's TLS-terminating port to a plain sink)
 and counts are per MB moved; `--load tls-pull` is the other direction (`tlsload pull`: one
-TLS connection reading a huge response of the nginx upstream). Counts do not depend on machine load (timings do); strace
+TLS connection reading a huge response of the nginx upstream); `--load tls-full` and
+`--load tls-resume` are `tlsload handshakes` (TLS 1.3 handshake + one GET per connection, without
+and with session resumption; counts per handshake). Counts do not depend on machine load (timings do); strace
 slows the proxy, so the rate printed is not a benchmark.
 
 Owns: this one measurement. Must not: install anything; it stops everything it started.
@@ -54,9 +56,11 @@ def main():
     ap.add_argument("--conns", type=int, default=16, help="wrk concurrent connections")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], help="K=V for the proxy (repeatable)")
-    ap.add_argument("--load", choices=["short", "tls-bulk", "tls-pull"], default="short",
+    ap.add_argument("--load", choices=["short", "tls-bulk", "tls-pull", "tls-full", "tls-resume"],
+                    default="short",
                     help="short: wrk, one request per connection; tls-bulk: tlsload push; "
-                         "tls-pull: tlsload pull (GET /big over TLS)")
+                         "tls-pull: tlsload pull (GET /big over TLS); tls-full / tls-resume: "
+                         "tlsload handshakes without / with session resumption")
     ap.add_argument("--perf", action="store_true",
                     help="instead of strace: `perf record` the proxy's processes and print the top symbols")
     args = ap.parse_args()
@@ -87,7 +91,9 @@ def main():
         proc = px.Proc(argv, env=env, log=f"{out}/{args.target}-strace.log")
         if not px.wait_ports([v["px_http"]]) or not px.probe(v["px_http"]):
             raise SystemExit(f"{args.target} did not start; see {out}/{args.target}-strace.log")
-        if args.load in ("tls-bulk", "tls-pull"):
+        if args.load in ("tls-full", "tls-resume"):
+            load = handshake_load(args, v)
+        elif args.load in ("tls-bulk", "tls-pull"):
             if not os.path.exists(sc.TLSLOAD):
                 raise SystemExit(f"{sc.TLSLOAD} missing: bench/run.sh builds it")
             if args.load == "tls-bulk":
@@ -131,8 +137,28 @@ def main():
         up.stop()
 
 
+def handshake_load(args, v):
+    """tlsload handshakes (full or resumed) at the proxy's TLS port for that row, after a warm-up
+    (which also fills the resuming client's ticket store in the proxy's current key)."""
+    if not os.path.exists(sc.TLSLOAD):
+        raise SystemExit(f"{sc.TLSLOAD} missing: bench/run.sh builds it")
+    resume = args.load == "tls-resume"
+    port = v["px_tls_resume"] if resume else v["px_tls_http"]
+    load = [sc.TLSLOAD, "handshakes", "--port", str(port), "--threads", "1",
+            "--resume", "on" if resume else "off"]
+    subprocess.run(load + ["--seconds", "1"], capture_output=True, timeout=60)
+    return load + ["--seconds", str(args.seconds)]
+
+
 def done(stdout, load):
     """(units of work the load generator completed, the unit's name) from its output."""
+    if load in ("tls-full", "tls-resume"):
+        try:
+            res = json.loads(stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise SystemExit(f"tlsload output not understood: {stdout[-300:]}")
+        print(f"handshakes: {res['handshakes']}, resumed: {res['resumed']}, errors: {res['errors']}")
+        return res["handshakes"], "handshake"
     if load in ("tls-bulk", "tls-pull"):
         try:
             res = json.loads(stdout.strip().splitlines()[-1])

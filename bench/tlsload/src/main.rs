@@ -7,7 +7,10 @@
 //! Must not: decide what a number means; it prints one JSON line and bench/scenarios.py judges.
 //!
 //! Usage:
-//!   tlsload handshakes --port P [--sni bench.test] [--seconds 5] [--threads 2]
+//!   tlsload handshakes --port P [--sni bench.test] [--seconds 5] [--threads 2] [--resume on]
+//!     (--resume on: the client keeps the server's session tickets / ids and offers them on
+//!     the next connection, as browsers and most TLS stacks do; the JSON line counts the
+//!     handshakes that resumed)
 //!   tlsload push       --port P [--sni bench.test] [--seconds 5]
 //!   tlsload pull       --port P [--sni bench.test] [--seconds 5]   (GET /big, read for N s)
 //!   tlsload sink       --port P --cert FILE --key FILE
@@ -18,6 +21,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::HandshakeKind;
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -89,6 +93,7 @@ struct Args {
     sni: String,
     seconds: f64,
     threads: usize,
+    resume: bool,
     cert: String,
     key: String,
 }
@@ -104,6 +109,7 @@ fn parse_args() -> Res<Args> {
         sni: "bench.test".into(),
         seconds: 5.0,
         threads: 2,
+        resume: false,
         cert: String::new(),
         key: String::new(),
     };
@@ -114,6 +120,7 @@ fn parse_args() -> Res<Args> {
             "--sni" => a.sni = val,
             "--seconds" => a.seconds = val.parse()?,
             "--threads" => a.threads = val.parse()?,
+            "--resume" => a.resume = val == "on",
             "--cert" => a.cert = val,
             "--key" => a.key = val,
             other => return Err(format!("unknown flag {other}").into()),
@@ -123,19 +130,25 @@ fn parse_args() -> Res<Args> {
 }
 
 fn client_config() -> Res<Arc<ClientConfig>> {
+    client_config_with(Resumption::disabled())
+}
+
+/// The bench client; `resumption` decides whether it keeps and offers sessions.
+fn client_config_with(resumption: Resumption) -> Res<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
-    // Every connection must be a full handshake.
-    cfg.resumption = Resumption::disabled();
+    // Full handshakes only unless the caller keeps sessions.
+    cfg.resumption = resumption;
     Ok(Arc::new(cfg))
 }
 
-/// One full handshake + one tiny GET, read up to nginx's 3-byte body, then close_notify.
-fn one_handshake(port: u16, cfg: &Arc<ClientConfig>, name: &ServerName<'static>) -> Res<()> {
+/// One handshake + one tiny GET, read up to nginx's 3-byte body, then close_notify; true when
+/// the handshake resumed a session.
+fn one_handshake(port: u16, cfg: &Arc<ClientConfig>, name: &ServerName<'static>) -> Res<bool> {
     let mut sock = TcpStream::connect(("127.0.0.1", port))?;
     sock.set_nodelay(true)?;
     sock.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -154,13 +167,20 @@ fn one_handshake(port: u16, cfg: &Arc<ClientConfig>, name: &ServerName<'static>)
     if !got.starts_with(b"HTTP/1.1 200") {
         return Err("not a 200".into());
     }
+    let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
     conn.send_close_notify();
     let _ = conn.write_tls(&mut sock);
-    Ok(())
+    Ok(resumed)
 }
 
 fn handshakes(a: &Args) -> Res<()> {
-    let cfg = client_config()?;
+    let cfg = if a.resume {
+        // One store for both threads (like one client process); TLS 1.3 tickets are used once,
+        // so each connection needs a ticket the previous ones brought.
+        client_config_with(Resumption::in_memory_sessions(256))?
+    } else {
+        client_config()?
+    };
     let name = ServerName::try_from(a.sni.clone())?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.seconds);
@@ -168,26 +188,30 @@ fn handshakes(a: &Args) -> Res<()> {
         .map(|_| {
             let (cfg, name, port) = (cfg.clone(), name.clone(), a.port);
             std::thread::spawn(move || {
-                let (mut ok, mut err) = (0u64, 0u64);
+                let (mut ok, mut err, mut resumed) = (0u64, 0u64, 0u64);
                 while Instant::now() < deadline {
                     match one_handshake(port, &cfg, &name) {
-                        Ok(()) => ok += 1,
+                        Ok(r) => {
+                            ok += 1;
+                            resumed += u64::from(r);
+                        }
                         Err(_) => err += 1,
                     }
                 }
-                (ok, err)
+                (ok, err, resumed)
             })
         })
         .collect();
-    let (mut ok, mut err) = (0u64, 0u64);
+    let (mut ok, mut err, mut resumed) = (0u64, 0u64, 0u64);
     for w in workers {
-        let (o, e) = w.join().map_err(|_| "worker thread panicked")?;
+        let (o, e, r) = w.join().map_err(|_| "worker thread panicked")?;
         ok += o;
         err += e;
+        resumed += r;
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{{\"handshakes\": {ok}, \"errors\": {err}, \"seconds\": {secs}, \"per_s\": {}}}",
+        "{{\"handshakes\": {ok}, \"errors\": {err}, \"resumed\": {resumed}, \"seconds\": {secs}, \"per_s\": {}}}",
         ok as f64 / secs
     );
     Ok(())
