@@ -22,6 +22,7 @@ Owns: this one measurement. Must not: install anything; it stops everything it s
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -49,6 +50,125 @@ def parse_strace(path):
     return out
 
 
+def start(args, v, out, wrap=()):
+    """The nginx upstream, the plain sink and the proxy (argv prefixed with `wrap`), up."""
+    specs = px.proxy_specs(v, args.workers)
+    if args.target not in specs:
+        raise SystemExit(f"{args.target}: not found")
+    argv, env, setting = specs[args.target]
+    env = dict(env)
+    for kv in args.env:
+        k, _, val = kv.partition("=")
+        env[k] = val
+    with open(os.path.join(out, "big.bin"), "wb") as f:
+        f.truncate(64 << 30)  # the endless response of tls-pull (sparse)
+    up = px.Proc(["nginx", "-p", out, "-e", "/dev/null", "-g", "daemon off;",
+                  "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
+                 log=f"{out}/nginx-upstream.log")
+    sink = px.Proc(sc.TOOLS + ["sink", "--port", str(v["up_sink"])], log=f"{out}/sink.log")
+    started = [up, sink]
+    try:
+        if not px.wait_ports([v["up_http"], v["up_sink"]]):
+            raise SystemExit("upstream did not start")
+        proc = px.Proc(list(wrap) + argv, env=env, log=f"{out}/{args.target}-strace.log")
+        started.append(proc)
+        if not px.wait_ports([v["px_http"]], timeout=60) or not px.probe(v["px_http"], timeout=60):
+            raise SystemExit(f"{args.target} did not start; see {out}/{args.target}-strace.log")
+    except BaseException:
+        for p in reversed(started):
+            p.stop()
+        raise
+    return started, setting
+
+
+def heap_calls(path):
+    """`calls to allocation functions` from heaptrack_print's summary of one recording."""
+    r = subprocess.run(["heaptrack_print", "-f", path, "-s", "0", "-a", "0", "-p", "0", "-n", "0",
+                        "-T", "0", "-l", "0"], capture_output=True, text=True, timeout=600)
+    m = re.search(r"calls to allocation functions: (\d+)", r.stdout)
+    if not m:
+        raise SystemExit(f"heaptrack_print output not understood: {r.stdout[-300:]} {r.stderr[-300:]}")
+    return int(m.group(1))
+
+
+def callgrind_ir(path):
+    """Total instructions (Ir) of one callgrind output file."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise SystemExit(f"no summary in {path}")
+
+
+def traced(args, tool):
+    """Heap allocations (heaptrack) or user-space instructions (callgrind) per unit of load:
+    two recordings of the proxy, one with the load and one with only start, probe and stop; the
+    difference divided by the units."""
+    out = os.path.join(px.HERE, "out")
+    os.makedirs(out, exist_ok=True)
+    counts = []
+    units = unit = None
+    for loaded in (False, True):
+        v = px.free_ports(px.PORT_NAMES)
+        v["out"] = out
+        v.update(px.make_cert(out))
+        data = f"{out}/{tool}-{args.target}-{int(loaded)}"
+        for old in glob.glob(data + "*"):
+            os.remove(old)
+        wrap = (["heaptrack", "-o", data] if tool == "heaptrack" else
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}.%p"])
+        started, setting = start(args, v, out, wrap=wrap)
+        try:
+            if loaded:
+                load = load_argv(args, v)
+                r = subprocess.run(load, capture_output=True, text=True, timeout=args.seconds + 60)
+                units, unit = done(r.stdout, args.load)
+            stop_traced(started[-1])
+        finally:
+            for p in reversed(started):
+                p.stop()
+        files = glob.glob(data + "*")
+        if not files:
+            raise SystemExit(f"{tool} wrote nothing at {data}*")
+        counts.append(heap_calls(files[0]) if tool == "heaptrack" else sum(callgrind_ir(f) for f in files))
+    what = "allocations" if tool == "heaptrack" else "instructions"
+    print(f"{args.target} ({setting}): {what} {counts[1]} with load, {counts[0]} without; "
+          f"{units:.0f} {unit}s: {(counts[1] - counts[0]) / units:.1f} {what} per {unit}")
+
+
+def stop_traced(proc):
+    """SIGTERM only the proxy under heaptrack (a signal to the whole group would also end
+    heaptrack's own writer before it saved the recording), then wait for heaptrack to finish."""
+    tree = proc.tree()
+    for pid in tree[1:] or tree:  # valgrind runs the proxy in its own process
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if not comm.startswith(("heaptrack", "zstd", "gzip", "sh", "bash", "valgrind")):
+            os.kill(pid, signal.SIGTERM)
+    try:
+        proc.p.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def load_argv(args, v):
+    """The load generator's command line for `--load` at this run's ports (no warm-up)."""
+    if args.load in ("tls-full", "tls-resume"):
+        resume = args.load == "tls-resume"
+        port = v["px_tls_resume"] if resume else v["px_tls_http"]
+        return [sc.TLSLOAD, "handshakes", "--port", str(port), "--threads", "1",
+                "--resume", "on" if resume else "off", "--seconds", str(args.seconds)]
+    if args.load == "tls-bulk":
+        return [sc.TLSLOAD, "push", "--port", str(v["px_tls_sink"]), "--seconds", str(args.seconds)]
+    if args.load == "tls-pull":
+        return [sc.TLSLOAD, "pull", "--port", str(v["px_tls_http"]), "--seconds", str(args.seconds)]
+    return ["wrk", "-H", "Connection: close", f"-c{args.conns}", "-t1", "--timeout", "5s",
+            f"-d{args.seconds}s", f"http://127.0.0.1:{v['px_http']}/"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", default="tcpmap")
@@ -63,7 +183,18 @@ def main():
                          "tlsload handshakes without / with session resumption")
     ap.add_argument("--perf", action="store_true",
                     help="instead of strace: `perf record` the proxy's processes and print the top symbols")
+    ap.add_argument("--allocs", action="store_true",
+                    help="instead of strace: run the proxy under heaptrack (use --workers 1) and print "
+                         "heap allocations per unit of load, less those of a run without load")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instead of strace: run the proxy under valgrind's callgrind (use --workers 1) "
+                         "and print user-space instructions per unit of load, less those of a run "
+                         "without load (exact counts, whatever the machine's load; slow, so use "
+                         "--seconds 10 or more)")
     args = ap.parse_args()
+    if args.allocs or args.callgrind:
+        traced(args, "callgrind" if args.callgrind else "heaptrack")
+        return
 
     out = os.path.join(px.HERE, "out")
     os.makedirs(out, exist_ok=True)
