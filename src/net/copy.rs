@@ -104,6 +104,40 @@ where
     .await
 }
 
+/// [`relay`] between a client under TLS and a plain upstream socket that the caller closes
+/// right after it returns: when the client's direction is the one that ends last, its EOF is
+/// not passed on with `shutdown(2)`, the close sends that FIN (the upstream's direction has
+/// read its EOF by then, so it is a FIN, not a reset). One syscall less per TLS-terminated
+/// connection whose client closes last (the usual request/answer order).
+pub(crate) async fn relay_to_plain_upstream<C>(
+    client: &mut C,
+    upstream: &Async<TcpStream>,
+    idle: Option<Duration>,
+    progress: &Progress,
+) -> RelayStats
+where
+    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let mut driver = Driver::new(idle, progress);
+    let mut c2u = Half::default();
+    let mut u2c = Half::default();
+    futures_lite::future::poll_fn(|cx| {
+        driver.poll(cx, |cx, dir, meter| match dir {
+            Dir::ClientToUpstream if meter.peer_done => {
+                let mut last = super::splice::LastHalf(upstream);
+                c2u.poll_pump(cx, &mut *client, &mut last, meter)
+            }
+            Dir::ClientToUpstream => {
+                c2u.poll_pump(cx, &mut *client, &mut TcpHalfClose(upstream), meter)
+            }
+            Dir::UpstreamToClient => {
+                u2c.poll_pump(cx, &mut TcpHalfClose(upstream), &mut *client, meter)
+            }
+        })
+    })
+    .await
+}
+
 /// A plain TCP stream (owned or borrowed) whose `poll_close` shuts down the write half.
 ///
 /// `rt::Async<TcpStream>`'s own `poll_close` only flushes, so a TLS stream layered on it

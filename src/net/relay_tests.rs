@@ -13,18 +13,26 @@ use futures_lite::future::zip;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use sha2::{Digest, Sha256};
 
-use super::copy::{Progress, RelayEnd, RelayStats, TcpHalfClose, relay};
+use super::copy::{Progress, RelayEnd, RelayStats, TcpHalfClose, relay, relay_to_plain_upstream};
 use super::splice::relay_tcp_with;
 use crate::rt;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Path {
     Generic,
+    /// `relay_to_plain_upstream` (a TLS client's relay; here the client is plain): the
+    /// upstream socket is closed when the relay returns, as the connection does.
+    PlainUpstream,
     Buffered,
     Splice,
 }
 
-const PATHS: [Path; 3] = [Path::Generic, Path::Buffered, Path::Splice];
+const PATHS: [Path; 4] = [
+    Path::Generic,
+    Path::PlainUpstream,
+    Path::Buffered,
+    Path::Splice,
+];
 
 /// A connected loopback pair.
 pub(super) fn tcp_pair() -> (Async<TcpStream>, Async<TcpStream>) {
@@ -69,6 +77,11 @@ fn start_relay(
                 let mut c = TcpHalfClose(&proxy_client);
                 let mut u = TcpHalfClose(&proxy_upstream);
                 (relay(&mut c, &mut u, idle, &live).await, [0, 0])
+            }
+            Path::PlainUpstream => {
+                let mut c = TcpHalfClose(&proxy_client);
+                let stats = relay_to_plain_upstream(&mut c, &proxy_upstream, idle, &live).await;
+                (stats, [0, 0])
             }
             Path::Buffered => {
                 relay_tcp_with(&proxy_client, &proxy_upstream, idle, &live, false).await

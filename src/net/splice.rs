@@ -353,7 +353,7 @@ impl futures_io::AsyncRead for WaitFirst<'_> {
 /// close does nothing, because the caller closes the socket right after the relay (both of its
 /// receive queues are drained to EOF by then, so close sends a FIN, not a reset): one
 /// `shutdown(2)` less per connection.
-struct LastHalf<'a>(&'a Async<TcpStream>);
+pub(super) struct LastHalf<'a>(pub(super) &'a Async<TcpStream>);
 
 impl futures_io::AsyncWrite for LastHalf<'_> {
     fn poll_write(

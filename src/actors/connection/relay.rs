@@ -53,8 +53,9 @@ impl Conn {
             (Client::Tls(mut c), None) => {
                 self.rec.tls = TlsMode::Terminate;
                 let mut c = CloseNotifyOptional::new(&mut *c);
-                let mut up = TcpHalfClose(&up);
-                let stats = Box::pin(copy::relay(&mut c, &mut up, idle, progress)).await;
+                // `up` is closed when this returns: the last EOF needs no shutdown(2).
+                let stats =
+                    Box::pin(copy::relay_to_plain_upstream(&mut c, &up, idle, progress)).await;
                 self.note_unclean_close(&c);
                 Ok(stats)
             }
