@@ -203,3 +203,43 @@ fn tls_half_close_passes_on_as_eof_and_the_reply_still_arrives() {
     let _ = tls.read_to_end(&mut reply);
     assert_eq!(reply, b"got:question");
 }
+
+#[test]
+fn large_download_arrives_intact_then_close_notify() {
+    // The terminating relay queues TLS records in rustls and writes them out in batches (up to
+    // rustls's buffer limit): 8 MiB that the client reads only after a pause (so the proxy's
+    // socket fills and its writes wait) must arrive whole, in order, and end with close_notify
+    // (a TLS client reads a missing one as an error).
+    let data: Vec<u8> = (0u32..8 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sent = data.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; 3];
+        s.read_exact(&mut req).unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let TlsSecret { ca, dir } = TlsSecret::new("download CA", "dl", &["dl.test"]);
+    let (_p, port) = proxy::start_port(Some(dir.path()), |port| {
+        tls_context("dl", "hosts: [dl.test]\nsecret: dl\n")
+            + &mapping_with("dl", port, up, "host: dl.test\n")
+    });
+    let mut tls = net::tls_connect(
+        net::local(port),
+        "dl.test",
+        net::tls_client_config(&ca.cert_pem(), None),
+    )
+    .unwrap();
+    use std::io::{Read, Write};
+    tls.write_all(b"get").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut got = Vec::new();
+    tls.read_to_end(&mut got)
+        .expect("the download ends with close_notify");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the download arrived changed");
+}

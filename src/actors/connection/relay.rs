@@ -135,28 +135,45 @@ impl<S: AsyncRead + Unpin> AsyncRead for CloseNotifyOptional<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for CloseNotifyOptional<S> {
+/// Writes queue TLS records in rustls and go out at the next flush or close, so the relay's
+/// writes of one turn leave in one `writev`: an answer and the close_notify right after it (an
+/// upstream that answers and closes), or several reads' worth of a download, up to rustls's
+/// buffer limit (64 KiB by default; a full buffer is written out first). The relay flushes
+/// before it waits for its source (`buffered::Half`), so nothing stays queued while it waits.
+impl<IO> AsyncWrite for CloseNotifyOptional<&mut futures_rustls::server::TlsStream<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let tls = &mut *self.get_mut().inner;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match std::io::Write::write(&mut tls.get_mut().1.writer(), buf) {
+            Ok(0) => {}
+            other => return Poll::Ready(other),
+        }
+        // rustls's buffer is full: write it out, then queue again.
+        match Pin::new(&mut *tls).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        match std::io::Write::write(&mut tls.get_mut().1.writer(), buf) {
+            Ok(0) => Pin::new(tls).poll_write(cx, buf),
+            other => Poll::Ready(other),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+        Pin::new(&mut *self.get_mut().inner).poll_close(cx)
     }
 }
