@@ -52,7 +52,7 @@ impl Conn {
             }
             (Client::Tls(mut c), None) => {
                 self.rec.tls = TlsMode::Terminate;
-                let mut c = CloseNotifyOptional::new(&mut *c);
+                let mut c = CloseNotifyOptional::batching(&mut *c);
                 // `up` is closed when this returns: the last EOF needs no shutdown(2).
                 let stats =
                     Box::pin(copy::relay_to_plain_upstream(&mut c, &up, idle, progress)).await;
@@ -64,7 +64,7 @@ impl Conn {
                 let mut up =
                     Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
                 let progress = &self.admission.progress;
-                let mut c = CloseNotifyOptional::new(&mut *c);
+                let mut c = CloseNotifyOptional::batching(&mut *c);
                 let stats = Box::pin(copy::relay(&mut c, &mut *up, idle, progress)).await;
                 self.note_unclean_close(&c);
                 Ok(stats)
@@ -107,13 +107,21 @@ struct CloseNotifyOptional<S> {
     inner: S,
     /// The client closed TCP without sending close_notify.
     closed_without_notify: bool,
+    /// Plaintext bytes queued in rustls since the last flush.
+    queued: usize,
 }
 
-impl<S> CloseNotifyOptional<S> {
-    fn new(inner: S) -> Self {
+/// Plaintext queued in rustls before a write flushes first; rustls's own limit is set to twice
+/// this, so a relay write (at most the 32 KiB scratch buffer) is never cut short.
+const BATCH: usize = 64 * 1024;
+
+impl<'a, IO> CloseNotifyOptional<&'a mut futures_rustls::server::TlsStream<IO>> {
+    fn batching(tls: &'a mut futures_rustls::server::TlsStream<IO>) -> Self {
+        tls.get_mut().1.set_buffer_limit(Some(2 * BATCH));
         CloseNotifyOptional {
-            inner,
+            inner: tls,
             closed_without_notify: false,
+            queued: 0,
         }
     }
 }
@@ -137,9 +145,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for CloseNotifyOptional<S> {
 
 /// Writes queue TLS records in rustls and go out at the next flush or close, so the relay's
 /// writes of one turn leave in one `writev`: an answer and the close_notify right after it (an
-/// upstream that answers and closes), or several reads' worth of a download, up to rustls's
-/// buffer limit (64 KiB by default; a full buffer is written out first). The relay flushes
-/// before it waits for its source (`buffered::Half`), so nothing stays queued while it waits.
+/// upstream that answers and closes), or two reads' worth of a download ([`BATCH`]). The relay
+/// flushes before it waits for its source (`buffered::Half`), so nothing stays queued while it
+/// waits.
 impl<IO> AsyncWrite for CloseNotifyOptional<&mut futures_rustls::server::TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -149,28 +157,37 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let tls = &mut *self.get_mut().inner;
+        let this = self.get_mut();
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        match std::io::Write::write(&mut tls.get_mut().1.writer(), buf) {
-            Ok(0) => {}
-            other => return Poll::Ready(other),
+        let mut flush_pending = false;
+        if this.queued > 0 && this.queued + buf.len() > BATCH {
+            match Pin::new(&mut *this.inner).poll_flush(cx) {
+                Poll::Ready(Ok(())) => this.queued = 0,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Queue what still fits (as futures-rustls does while the socket is full).
+                Poll::Pending => flush_pending = true,
+            }
         }
-        // rustls's buffer is full: write it out, then queue again.
-        match Pin::new(&mut *tls).poll_flush(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        }
-        match std::io::Write::write(&mut tls.get_mut().1.writer(), buf) {
-            Ok(0) => Pin::new(tls).poll_write(cx, buf),
-            other => Poll::Ready(other),
+        match std::io::Write::write(&mut this.inner.get_mut().1.writer(), buf) {
+            Ok(0) if flush_pending => Poll::Pending,
+            Ok(0) => Pin::new(&mut *this.inner).poll_write(cx, buf),
+            Ok(n) => {
+                this.queued += n;
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let done = Pin::new(&mut *this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = done {
+            this.queued = 0;
+        }
+        done
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
