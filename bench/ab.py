@@ -5,8 +5,8 @@
         [--variant nosplice=target/release/tcpmap,TCPMAP_NO_SPLICE=1] \\
         [--rounds 5] [--seconds 3] [--workers 2] [--scenarios tls_hs,tls_res]
 
-Each round runs `bench/bench.py --only tcpmap --reps 1` once per variant, in turn (so load
-from other work on the machine falls on every variant alike), with `BENCH_TCPMAP` set to the
+Each round runs `bench/bench.py --only tcpmap --reps 1` once per variant, in turn, the order
+rotated by one each round (so load from other work on the machine falls on every variant alike), with `BENCH_TCPMAP` set to the
 variant's binary and its `K=V` settings in the proxy's environment; then it prints, per metric,
 each variant's median over the rounds (n in brackets) and its ratio to the first variant.
 CPU per operation is the row to read on a shared machine; rates move with other load.
@@ -48,7 +48,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     rows = {name: [] for name, _, _ in variants}
     for rnd in range(args.rounds):
-        for name, binary, extra in variants:
+        # The order rotates each round, so no variant always runs first (or right after another).
+        shift = rnd % len(variants)
+        for name, binary, extra in variants[shift:] + variants[:shift]:
             path = os.path.join(out, f"ab-{name}-{rnd}.json")
             env = dict(os.environ, BENCH_TCPMAP=binary, **extra)
             cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--only", "tcpmap", "--reps", "1",

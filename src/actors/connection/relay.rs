@@ -111,13 +111,15 @@ struct CloseNotifyOptional<S> {
     queued: usize,
 }
 
-/// Plaintext queued in rustls before a write flushes first; rustls's own limit is set to twice
-/// this, so a relay write (at most the 32 KiB scratch buffer) is never cut short.
-const BATCH: usize = 64 * 1024;
+/// Plaintext left queued in rustls after a write: a write that brings the queue to this goes
+/// out at once, as futures-rustls would send it. Only small writes wait for the relay's flush
+/// or close (with rustls's 64 KiB limit a relay write, at most 32 KiB, is never cut short). A
+/// download is not batched: batching it into 64 KiB writes halved its writev calls but read
+/// the upstream into EAGAIN more often and cost more CPU per GB in alternated runs.
+const BATCH: usize = 16 * 1024;
 
 impl<'a, IO> CloseNotifyOptional<&'a mut futures_rustls::server::TlsStream<IO>> {
     fn batching(tls: &'a mut futures_rustls::server::TlsStream<IO>) -> Self {
-        tls.get_mut().1.set_buffer_limit(Some(2 * BATCH));
         CloseNotifyOptional {
             inner: tls,
             closed_without_notify: false,
@@ -143,11 +145,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for CloseNotifyOptional<S> {
     }
 }
 
-/// Writes queue TLS records in rustls and go out at the next flush or close, so the relay's
-/// writes of one turn leave in one `writev`: an answer and the close_notify right after it (an
-/// upstream that answers and closes), or two reads' worth of a download ([`BATCH`]). The relay
-/// flushes before it waits for its source (`buffered::Half`), so nothing stays queued while it
-/// waits.
+/// Small writes queue their TLS records in rustls and go out at the next flush or close, so an
+/// upstream's short answer and the close_notify right after it (an upstream that answers and
+/// closes) leave in one `writev`; a write that brings the queue to [`BATCH`] goes out at once.
+/// The relay flushes before it waits for its source (`buffered::Half`), so nothing stays
+/// queued while it waits.
 impl<IO> AsyncWrite for CloseNotifyOptional<&mut futures_rustls::server::TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -161,24 +163,23 @@ where
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut flush_pending = false;
-        if this.queued > 0 && this.queued + buf.len() > BATCH {
+        let n = match std::io::Write::write(&mut this.inner.get_mut().1.writer(), buf) {
+            // rustls's buffer is full (the socket is): futures-rustls writes and waits.
+            Ok(0) => return Pin::new(&mut *this.inner).poll_write(cx, buf),
+            Ok(n) => n,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        this.queued += n;
+        if this.queued >= BATCH {
+            // Out at once; while the socket is full the records stay queued in rustls (as
+            // with futures-rustls's own write) and the relay's flush waits for it.
             match Pin::new(&mut *this.inner).poll_flush(cx) {
                 Poll::Ready(Ok(())) => this.queued = 0,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                // Queue what still fits (as futures-rustls does while the socket is full).
-                Poll::Pending => flush_pending = true,
+                Poll::Pending => {}
             }
         }
-        match std::io::Write::write(&mut this.inner.get_mut().1.writer(), buf) {
-            Ok(0) if flush_pending => Poll::Pending,
-            Ok(0) => Pin::new(&mut *this.inner).poll_write(cx, buf),
-            Ok(n) => {
-                this.queued += n;
-                Poll::Ready(Ok(n))
-            }
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
