@@ -163,6 +163,7 @@ fn termination(
                 source,
                 client_auth: required,
                 config,
+                certificate: h.cert.chain.first().cloned(),
             }
         }
         CertSource::Context(i) => {
@@ -182,6 +183,7 @@ fn termination(
                 source: format!("TLSContext {}", c.loc.name),
                 client_auth: c.cert_required,
                 config,
+                certificate: cert.chain.first().cloned(),
             }
         }
     };

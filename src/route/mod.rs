@@ -350,6 +350,9 @@ pub(crate) struct Termination {
     pub client_auth: bool,
     /// The server config, built once per generation.
     pub config: Arc<rustls::ServerConfig>,
+    /// The certificate it presents (the chain's first; the status page reads its names and
+    /// expiry).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Termination {
