@@ -4,6 +4,9 @@
 //! merged metrics text and each worker's endpoint sets) — and the certificates the table's
 //! terminating groups present.
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;

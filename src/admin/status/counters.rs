@@ -45,12 +45,18 @@ pub(crate) fn from_snapshot(snapshot: &MetricsSnapshot) -> Vec<MappingTotals> {
 pub(crate) fn from_openmetrics(text: &str) -> Vec<MappingTotals> {
     let mut out: BTreeMap<Key, MappingTotals> = BTreeMap::new();
     for line in text.lines() {
-        let Some((name, labels, value)) = sample(line) else {
+        // Most of the text is other families (histogram buckets): skip them unparsed.
+        let wanted = [ACCEPTED, ACTIVE, ENDED, BYTES, CONNECT_FAILURES]
+            .iter()
+            .any(|f| {
+                line.strip_prefix(f)
+                    .is_some_and(|rest| rest.starts_with('{'))
+            });
+        if !wanted {
             continue;
-        };
-        let family = match name {
-            ACCEPTED | ACTIVE | ENDED | BYTES | CONNECT_FAILURES => name,
-            _ => continue,
+        }
+        let Some((family, labels, value)) = sample(line) else {
+            continue;
         };
         let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let (Some(mapping), Some(namespace), Some(port), Some(host)) = (
