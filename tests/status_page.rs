@@ -183,25 +183,23 @@ fn status_json_shows_the_config_and_counts_over_one_and_two_workers() {
         assert_eq!(before["generation"], 1);
         assert_eq!(before["last_reload"]["ok"], true);
         assert!(before["uptime_s"].is_u64());
-        let listeners = before["listeners"].as_array().unwrap();
-        let addresses: Vec<&str> = listeners
-            .iter()
-            .map(|l| l["address"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            addresses,
-            [net::local(s.raw).to_string(), net::local(s.tls).to_string()]
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-        );
-        let raw_group = &listeners[0]["groups"][0];
+        // One entry per listener, in address order.
+        let listener = |port: u16| {
+            let list = before["listeners"].as_array().unwrap();
+            assert_eq!(list.len(), 2, "{before}");
+            list.iter()
+                .find(|l| l["address"] == net::local(port).to_string())
+                .unwrap_or_else(|| panic!("no listener on {port}: {before}"))
+                .clone()
+        };
+        let raw_group = &listener(s.raw)["groups"][0];
         assert_eq!(raw_group["tls_mode"], "raw");
         assert_eq!(raw_group["upstreams"][0]["mapping"], HOSTILE);
         assert_eq!(raw_group["upstreams"][0]["weight"], 100);
-        let tls_group = &listeners[1]["groups"][0];
+        let tls_group = &listener(s.tls)["groups"][0];
         assert_eq!(tls_group["host"], "db.example");
         assert_eq!(tls_group["tls_mode"], "terminate");
+        assert_eq!(tls_group["upstreams"][0]["mapping"], "db");
         let cert = &before["certificates"][0];
         assert_eq!(cert["source"], "TLSContext db");
         assert_eq!(cert["subject"], "CN=db.example");
