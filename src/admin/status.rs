@@ -55,7 +55,7 @@ pub(crate) struct StatusSnapshot {
     pub(crate) listeners: Vec<ListenerView>,
     /// Every mapping's counters, totals over every worker.
     pub(crate) mappings: Vec<MappingTotals>,
-    /// Every certificate the listeners present.
+    /// Every certificate the listeners present, and the client certificates offered upstream.
     pub(crate) certificates: Vec<CertificateView>,
 }
 
@@ -173,7 +173,7 @@ pub(crate) struct MappingTotals {
     pub(crate) ended: BTreeMap<String, u64>,
 }
 
-/// One certificate the listeners present.
+/// One certificate the listeners present (or a client certificate offered upstream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CertificateView {
     /// Where it came from (`TLSContext c`, `Host h with ...`).
@@ -188,7 +188,8 @@ pub(crate) struct CertificateView {
     pub(crate) days_left: i64,
     /// `days_left` ≤ [`EXPIRING_DAYS`].
     pub(crate) expiring: bool,
-    /// The `listener host` pairs that present it.
+    /// The `listener host` pairs that present it (`listener host → upstream` for a client
+    /// certificate).
     pub(crate) used_by: Vec<String>,
 }
 

@@ -18,7 +18,7 @@ use crate::admin::status::{
     UpstreamView, WorkerRow, WorkersView, counters,
 };
 use crate::metrics::Metrics;
-use crate::route::{Group, HostGroup, Listener, Upstream};
+use crate::route::{Group, HostGroup, Listener, OriginationMode, Upstream};
 use crate::state::endpoints::{EndpointRegistry, EndpointSet, merge_reports, unix_ms};
 use crate::workers::pool::PoolHandle;
 
@@ -98,16 +98,24 @@ pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
         .listeners()
         .values()
         .map(|l| {
-            for (host, hg) in l.host_groups() {
-                let Some(t) = hg.termination() else {
-                    continue;
-                };
-                if let Some(der) = &t.certificate {
-                    let key = (t.source.clone(), der.to_vec());
-                    let cert = certificates
-                        .entry(key)
-                        .or_insert_with(|| CertificateView::new(&t.source, der, now_unix_s));
-                    cert.used_by.push(format!("{} {host}", l.addr));
+            let mut add = |source: &str, der: &[u8], user: String| {
+                let cert = certificates
+                    .entry((source.to_string(), der.to_vec()))
+                    .or_insert_with(|| CertificateView::new(source, der, now_unix_s));
+                cert.used_by.push(user);
+            };
+            for (g, hg) in l.groups_with_hosts() {
+                let host = g.host.as_deref().unwrap_or("*");
+                let term = hg.and_then(|h| h.termination());
+                if let Some((t, der)) = term.and_then(|t| Some((t, t.certificate.as_ref()?))) {
+                    add(&t.source, der, format!("{} {host}", l.addr));
+                }
+                let orig = g.origination.as_ref();
+                if let Some((OriginationMode::Context(name), Some(der))) =
+                    orig.map(|o| (&o.mode, o.certificate.as_ref()))
+                {
+                    let source = format!("TLSContext {name} (client certificate)");
+                    add(&source, der, format!("{} {host} → upstream", l.addr));
                 }
             }
             listener(l, &facts.sets)

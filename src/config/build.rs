@@ -209,6 +209,7 @@ fn origination(
                 sni: None,
                 verify: false,
                 config,
+                certificate: None,
             };
             cache.insecure = Some(o.clone());
             Ok(Some(o))
@@ -229,6 +230,7 @@ fn origination(
                 sni: c.sni.clone(),
                 verify: c.ca.is_some(),
                 config,
+                certificate: c.cert.as_ref().and_then(|k| k.chain.first().cloned()),
             };
             cache.context.insert(name.clone(), o.clone());
             Ok(Some(o))

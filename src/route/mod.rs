@@ -384,6 +384,8 @@ pub(crate) struct Origination {
     pub verify: bool,
     /// The client config, built once per generation.
     pub config: Arc<rustls::ClientConfig>,
+    /// The client certificate it offers, if any (the chain's first; the status page reads it).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Origination {

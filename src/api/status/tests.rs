@@ -186,3 +186,46 @@ fn bench_status_json_for_1000_mappings() {
         text.len()
     );
 }
+
+/// A group originating TLS with a context's client certificate lists that certificate.
+#[test]
+fn an_origination_client_certificate_is_listed() {
+    use crate::route::{Origination, OriginationMode};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2023, 11, 24);
+    let der = params.self_signed(&key).unwrap().der().clone();
+    let config =
+        crate::config::tls::client_config(None, &crate::config::tls::TlsParams::default(), None)
+            .unwrap();
+    let origination = Origination {
+        mode: OriginationMode::Context("up".into()),
+        sni: None,
+        verify: false,
+        config,
+        certificate: Some(der),
+    };
+    let ups = vec![upstream("m", 10_000, 443, 100)];
+    let group = Group::new(None, ups, Some(origination), None, Families::V4);
+    let mut table = RouteTable::default();
+    table
+        .listener_at(
+            SocketAddr::from(([127, 0, 0, 1], 10_000)),
+            Default::default(),
+        )
+        .plain = Some(Arc::new(group));
+    let snap = Snapshot {
+        table: Arc::new(table),
+        ready: true,
+        last_reload: None,
+    };
+    let s = build(&snap, facts(Vec::new(), Vec::new()));
+    assert_eq!(s.listeners[0].groups[0].tls_mode, "originate");
+    assert_eq!(s.certificates.len(), 1, "{:?}", s.certificates);
+    let c = &s.certificates[0];
+    assert_eq!(c.source, "TLSContext up (client certificate)");
+    assert_eq!(c.names, ["client.example"]);
+    assert_eq!(c.used_by, ["127.0.0.1:10000 * → upstream"]);
+    // now is 2023-11-14T22:13:20Z: ten whole days (and some hours) before notAfter.
+    assert_eq!((c.days_left, c.expiring), (9, true));
+}
