@@ -240,13 +240,18 @@ fn status_json_shows_the_config_and_counts_over_one_and_two_workers() {
 
 /// Runs `chromium --headless` with `args` on `url`; its stdout.
 fn chromium(args: &[&str], url: &str) -> String {
+    // A profile of its own: runs in parallel (or a browser of the user) share nothing.
+    let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
+            // Containers often have a small /dev/shm.
+            "--disable-dev-shm-usage",
         ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         // The page refreshes after 2 s: let that much virtual time pass before the dump.
         .arg("--virtual-time-budget=2500")
         .args(args)
