@@ -152,3 +152,120 @@ pub(crate) fn merge(sets: impl IntoIterator<Item = EndpointSet>) -> Vec<Endpoint
     }
     out.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::route::balance::HealthCheck;
+    use crate::route::{Families, ServiceHost};
+    use crate::state::endpoints::EndpointKey;
+
+    fn row(address: &str, state: &str, active: u64, failures: u64, at: Option<u64>) -> EndpointRow {
+        EndpointRow {
+            address: address.into(),
+            state: state.into(),
+            active,
+            connect_failures: failures,
+            last_check: at.map(|at_unix_ms| LastCheck {
+                ok: at_unix_ms % 2 == 0,
+                at_unix_ms,
+            }),
+        }
+    }
+
+    fn set(mapping: &str, endpoints: Vec<EndpointRow>) -> EndpointSet {
+        EndpointSet {
+            mapping: mapping.into(),
+            namespace: "default".into(),
+            port: 1,
+            host: String::new(),
+            service: "svc.test:80".into(),
+            endpoints,
+        }
+    }
+
+    /// What connects and probes did shows in the report: failures counted per endpoint, the
+    /// last probe's outcome and time, the state.
+    #[test]
+    fn the_report_shows_connect_failures_and_the_last_check() {
+        let reg = EndpointRegistry::new(Metrics::new());
+        let key = EndpointKey {
+            mapping: MappingId {
+                name: "m".into(),
+                namespace: "default".into(),
+                port: 1,
+                host: String::new(),
+            },
+            host: ServiceHost::Dns("svc.test".into()),
+            port: 80,
+            families: Families::V4,
+            health: None,
+        };
+        let s = reg.state(key);
+        let addrs: Vec<SocketAddr> = vec![([127, 0, 0, 1], 80).into(), ([127, 0, 0, 2], 80).into()];
+        let list = s.refresh(&addrs, None);
+        s.record(&list, 1, false);
+        s.record(&list, 1, false);
+        let _load = s.hold(&list, 0);
+        let hc = HealthCheck {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            unhealthy_threshold: 1,
+            healthy_threshold: 1,
+        };
+        let before = unix_ms();
+        s.probed(&list.endpoints[1], false, &hc);
+        let report = reg.report();
+        assert_eq!(report.len(), 1);
+        let r = &report[0];
+        assert_eq!(
+            (r.mapping.as_str(), r.service.as_str()),
+            ("m", "svc.test:80")
+        );
+        assert_eq!(r.endpoints[0], row("127.0.0.1:80", "healthy", 1, 0, None));
+        let e = &r.endpoints[1];
+        assert_eq!((e.state.as_str(), e.connect_failures), ("unhealthy", 2));
+        let check = e.last_check.unwrap();
+        assert!(!check.ok);
+        assert!(check.at_unix_ms >= before && check.at_unix_ms <= unix_ms());
+    }
+
+    /// Two workers' sets: counts add up, the worst state and the latest check win, an address
+    /// only one worker knows is kept, and other mappings stay apart.
+    #[test]
+    fn merging_sums_counts_and_keeps_the_worst_state_and_latest_check() {
+        let a = set(
+            "m",
+            vec![
+                row("10.0.0.1:80", "healthy", 1, 2, Some(10)),
+                row("10.0.0.2:80", "ejected", 0, 5, None),
+            ],
+        );
+        let b = set(
+            "m",
+            vec![
+                row("10.0.0.1:80", "unhealthy", 2, 1, Some(7)),
+                row("10.0.0.2:80", "healthy", 3, 0, Some(4)),
+                row("10.0.0.3:80", "healthy", 1, 0, None),
+            ],
+        );
+        let other = set("n", vec![row("10.0.0.9:80", "healthy", 0, 0, None)]);
+        let merged = merge([a, other.clone(), b]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(
+            merged[0].endpoints,
+            [
+                row("10.0.0.1:80", "unhealthy", 3, 3, Some(10)),
+                row("10.0.0.2:80", "ejected", 3, 5, Some(4)),
+                row("10.0.0.3:80", "healthy", 1, 0, None),
+            ]
+        );
+        assert_eq!(merged[1], other);
+    }
+}
