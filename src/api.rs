@@ -56,6 +56,7 @@ use crate::route::Routes;
 use crate::rt::{self, Receiver};
 
 mod admin;
+mod status;
 use admin::{AdminServer, start_admin};
 
 /// Configures and starts a proxy.

@@ -163,6 +163,7 @@ fn termination(
                 source,
                 client_auth: required,
                 config,
+                certificate: h.cert.chain.first().cloned(),
             }
         }
         CertSource::Context(i) => {
@@ -182,6 +183,7 @@ fn termination(
                 source: format!("TLSContext {}", c.loc.name),
                 client_auth: c.cert_required,
                 config,
+                certificate: cert.chain.first().cloned(),
             }
         }
     };
@@ -207,6 +209,7 @@ fn origination(
                 sni: None,
                 verify: false,
                 config,
+                certificate: None,
             };
             cache.insecure = Some(o.clone());
             Ok(Some(o))
@@ -227,6 +230,7 @@ fn origination(
                 sni: c.sni.clone(),
                 verify: c.ca.is_some(),
                 config,
+                certificate: c.cert.as_ref().and_then(|k| k.chain.first().cloned()),
             };
             cache.context.insert(name.clone(), o.clone());
             Ok(Some(o))

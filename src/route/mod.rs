@@ -350,6 +350,9 @@ pub(crate) struct Termination {
     pub client_auth: bool,
     /// The server config, built once per generation.
     pub config: Arc<rustls::ServerConfig>,
+    /// The certificate it presents (the chain's first; the status page reads its names and
+    /// expiry).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Termination {
@@ -381,6 +384,8 @@ pub(crate) struct Origination {
     pub verify: bool,
     /// The client config, built once per generation.
     pub config: Arc<rustls::ClientConfig>,
+    /// The client certificate it offers, if any (the chain's first; the status page reads it).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Origination {

@@ -220,6 +220,10 @@ pub(crate) enum FromWorker {
         generation: u64,
         /// Connections open in this worker.
         active: u64,
+        /// Its endpoint sets with their state and counts (the status page; absent from a
+        /// worker of an older binary).
+        #[serde(default)]
+        endpoints: Vec<crate::state::endpoints::EndpointSet>,
     },
     /// Every listener is closed.
     Stopped,
@@ -398,6 +402,23 @@ mod tests {
         let reply = FromWorker::Status {
             generation: 7,
             active: 2,
+            endpoints: vec![crate::state::endpoints::EndpointSet {
+                mapping: "db".into(),
+                namespace: "default".into(),
+                port: 5432,
+                host: String::new(),
+                service: "db:5432".into(),
+                endpoints: vec![crate::state::endpoints::EndpointRow {
+                    address: "10.0.0.1:5432".into(),
+                    state: "ejected".into(),
+                    active: 3,
+                    connect_failures: 5,
+                    last_check: Some(crate::state::endpoints::LastCheck {
+                        ok: false,
+                        at_unix_ms: 1_700_000_000_000,
+                    }),
+                }],
+            }],
         };
         let frame = encode(&reply).unwrap();
         assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);

@@ -61,6 +61,9 @@ pub(crate) struct WorkerStatus {
     pub(crate) pid: u32,
     pub(crate) generation: u64,
     pub(crate) active_connections: u64,
+    /// Its endpoint sets (the status page merges them; not shown in `/config`).
+    #[serde(skip)]
+    pub(crate) endpoints: Vec<crate::state::endpoints::EndpointSet>,
 }
 
 enum PoolMsg {
@@ -394,15 +397,18 @@ impl Pool {
     async fn status(&self) -> Vec<WorkerStatus> {
         let mut out = Vec::new();
         for (id, w) in &self.workers {
-            let active = match w.link.call(ToWorker::Status, Vec::new()).await {
-                Ok(FromWorker::Status { active, .. }) => active,
-                _ => 0,
+            let (active, endpoints) = match w.link.call(ToWorker::Status, Vec::new()).await {
+                Ok(FromWorker::Status {
+                    active, endpoints, ..
+                }) => (active, endpoints),
+                _ => (0, Vec::new()),
             };
             out.push(WorkerStatus {
                 id: *id,
                 pid: w.pid,
                 generation: w.generation,
                 active_connections: active,
+                endpoints,
             });
         }
         out

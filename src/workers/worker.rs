@@ -261,6 +261,7 @@ impl Worker {
                 .iter()
                 .map(|m| m.active.max(0) as u64)
                 .sum(),
+            endpoints: self.endpoints.report(),
         }
     }
 }
