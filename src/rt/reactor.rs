@@ -23,40 +23,27 @@
 //! dropped.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-/// The OS layer: raw epoll through rustix, or mio's `Poll` (feature `mio-reactor`, the
-/// measurement of issue 20).
-#[cfg(not(feature = "mio-reactor"))]
-#[path = "reactor_epoll.rs"]
-mod os;
-#[cfg(feature = "mio-reactor")]
-#[path = "reactor_mio.rs"]
-mod os;
+use rustix::event::epoll::{self, EventData, EventFlags};
 
-pub(super) use os::Kind;
+/// The event key of the wake-up eventfd.
+const NOTIFY_KEY: u64 = u64::MAX;
 
-/// What a stream socket is registered for (once, never modified): read, write, the peer's
-/// FIN, TCP urgent data (see `Async::urgent_seen`), edge-triggered.
-pub(super) const STREAM: Kind = Kind::Stream;
+/// What a stream socket is registered for (once, never modified). `PRI`: TCP urgent data
+/// (see `Async::urgent_seen`).
+pub(super) const STREAM: EventFlags = EventFlags::IN
+    .union(EventFlags::OUT)
+    .union(EventFlags::RDHUP)
+    .union(EventFlags::PRI)
+    .union(EventFlags::ET);
 
-/// What one event said about its socket.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Ready {
-    pub(super) read: bool,
-    pub(super) write: bool,
-    /// The peer's FIN (`EPOLLRDHUP`).
-    pub(super) rdhup: bool,
-    /// `EPOLLHUP`: both halves shut.
-    pub(super) hup: bool,
-    pub(super) error: bool,
-    /// TCP urgent data (`EPOLLPRI`).
-    pub(super) pri: bool,
-}
+/// Events taken per `epoll_wait`.
+const EVENT_BATCH: usize = 256;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few field updates: a panic cannot leave them torn.
@@ -221,16 +208,22 @@ impl Slab {
     }
 }
 
+thread_local! {
+    /// The event buffer of the thread that drives the reactor (`epoll::Event` is not `Send`).
+    static EVENTS: std::cell::RefCell<Vec<epoll::Event>> =
+        std::cell::RefCell::new(Vec::with_capacity(EVENT_BATCH));
+}
+
 /// The wake list of one driver turn (only one thread drives at a time).
 #[derive(Default)]
 struct Turn {
-    events: os::Events,
-    ready: Vec<(Arc<Source>, Ready)>,
+    ready: Vec<(Arc<Source>, EventFlags)>,
 }
 
 /// An epoll set: a data-plane thread's, or the process's ([`get`]).
 pub(crate) struct Reactor {
-    os: os::Poller,
+    epoll: OwnedFd,
+    notify: OwnedFd,
     /// Whether the driver sleeps in `epoll_wait` or is about to; whoever clears it owes a
     /// wake-up ([`Reactor::unpark`]).
     park: super::park::Park,
@@ -276,19 +269,35 @@ pub(crate) fn get() -> io::Result<&'static Reactor> {
 
 impl Reactor {
     pub(super) fn new() -> io::Result<Reactor> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let notify = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        epoll::add(
+            &epoll,
+            &notify,
+            EventData::new_u64(NOTIFY_KEY),
+            EventFlags::IN | EventFlags::ET,
+        )?;
         Ok(Reactor {
-            os: os::Poller::new()?,
+            epoll,
+            notify,
             park: super::park::Park::new(),
             slab: Mutex::new(Slab::default()),
             turn: Mutex::new(Turn::default()),
         })
     }
 
-    pub(super) fn register(&'static self, fd: impl AsFd, kind: Kind) -> io::Result<Arc<Source>> {
+    pub(super) fn register(
+        &'static self,
+        fd: impl AsFd,
+        flags: EventFlags,
+    ) -> io::Result<Arc<Source>> {
         let source = lock(&self.slab).insert(self);
-        if let Err(e) = self.os.add(fd.as_fd(), source.key, kind) {
+        if let Err(e) = epoll::add(&self.epoll, fd, EventData::new_u64(source.key), flags) {
             lock(&self.slab).remove(source.key);
-            return Err(e);
+            return Err(e.into());
         }
         Ok(source)
     }
@@ -296,7 +305,7 @@ impl Reactor {
     pub(super) fn deregister(&self, source: &Source, fd: Option<impl AsFd>) {
         if let Some(fd) = fd {
             // Gone already (closed elsewhere) is fine: the slot is freed either way.
-            self.os.delete(fd.as_fd());
+            let _ = epoll::delete(&self.epoll, fd);
         }
         lock(&self.slab).remove(source.key);
     }
@@ -312,7 +321,7 @@ impl Reactor {
     /// after queuing what the driver is to find.
     pub(crate) fn unpark(&self) {
         if self.park.unpark() {
-            self.os.notify();
+            let _ = rustix::io::write(&self.notify, &1u64.to_ne_bytes());
         }
     }
 
@@ -320,37 +329,69 @@ impl Reactor {
     /// waiters. Returns the number of events.
     pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
         let mut turn = lock(&self.turn);
-        let Turn { events, ready } = &mut *turn;
-        let waited = self.os.wait(events, timeout);
-        self.park.woke();
-        waited?;
-        {
-            let slab = lock(&self.slab);
-            os::each(events, |key, r| {
-                if let Some(source) = slab.get(key) {
-                    ready.push((source.clone(), r));
-                }
-            });
-        }
+        let ready = &mut turn.ready;
+        EVENTS.with_borrow_mut(|events| self.wait(events, ready, timeout))?;
         let n = ready.len();
-        for (source, r) in ready.drain(..) {
-            let broken = r.error || r.hup;
-            if r.pri {
+        for (source, flags) in ready.drain(..) {
+            let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+            if flags.contains(EventFlags::PRI) {
                 source.urgent.store(true, Ordering::Release);
             }
-            if r.error {
+            if flags.contains(EventFlags::ERR) {
                 source.read_closed.fetch_max(ERROR_SEEN, Ordering::Release);
-            } else if broken || r.rdhup {
+            } else if broken || flags.contains(EventFlags::RDHUP) {
                 source.read_closed.fetch_max(FIN_SEEN, Ordering::Release);
             }
-            if broken || r.read || r.rdhup || r.pri {
+            if broken || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI) {
                 source.read.fire();
             }
-            if broken || r.write {
+            if broken || flags.contains(EventFlags::OUT) {
                 source.write.fire();
             }
         }
         Ok(n)
+    }
+
+    /// One `epoll_wait`; the sources of its events go to `ready`.
+    fn wait(
+        &self,
+        events: &mut Vec<epoll::Event>,
+        ready: &mut Vec<(Arc<Source>, EventFlags)>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        events.clear();
+        events.reserve(EVENT_BATCH);
+        // Whole milliseconds, rounded up: a wait that ends early costs a turn for nothing.
+        let spec = timeout.map(|t| {
+            let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
+            rustix::event::Timespec {
+                tv_sec: ms / 1000,
+                tv_nsec: (ms % 1000) * 1_000_000,
+            }
+        });
+        let waited = match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(events),
+            spec.as_ref(),
+        ) {
+            Ok(_) => Ok(()),
+            Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(io::Error::from(e)),
+        };
+        self.park.woke();
+        waited?;
+        let slab = lock(&self.slab);
+        for event in events.iter() {
+            let key = event.data.u64();
+            let flags = event.flags;
+            if key == NOTIFY_KEY {
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(&self.notify, &mut buf);
+            } else if let Some(source) = slab.get(key) {
+                ready.push((source.clone(), flags));
+            }
+        }
+        Ok(())
     }
 }
 

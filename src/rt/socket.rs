@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use super::reactor::{ERROR_SEEN, FIN_SEEN, Kind, OPEN, Reactor, STREAM, Source};
 use futures_io::{AsyncRead, AsyncWrite};
+use rustix::event::epoll::EventFlags;
+
+use super::reactor::{ERROR_SEEN, FIN_SEEN, OPEN, Reactor, STREAM, Source};
 
 /// A non-blocking socket registered with the reactor ([`super::reactor::Reactor`]).
 ///
@@ -55,14 +57,14 @@ impl<T: AsFd> Async<T> {
         Self::register(io, false, STREAM)
     }
 
-    fn register(io: T, shared: bool, flags: Kind) -> io::Result<Async<T>> {
+    fn register(io: T, shared: bool, flags: EventFlags) -> io::Result<Async<T>> {
         Self::register_on(io, shared, flags, super::local::reactor()?)
     }
 
     fn register_on(
         io: T,
         shared: bool,
-        flags: Kind,
+        flags: EventFlags,
         reactor: &'static Reactor,
     ) -> io::Result<Async<T>> {
         let source = reactor.register(&io, flags)?;
@@ -248,7 +250,7 @@ impl Async<std::net::TcpListener> {
         reactor: &'static Reactor,
     ) -> io::Result<Self> {
         rustix::io::ioctl_fionbio(&io, true)?;
-        Self::register_on(io, true, Kind::Listener, reactor)
+        Self::register_on(io, true, EventFlags::IN | EventFlags::ET, reactor)
     }
 }
 
