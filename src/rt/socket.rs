@@ -43,9 +43,8 @@ pub(crate) struct Async<T: AsFd> {
 }
 
 impl<T: AsFd> Async<T> {
-    /// Registers `io`, making it non-blocking first (tests, and accepted sockets where
-    /// `accept4` flags are not available).
-    #[cfg(any(test, not(target_os = "linux")))]
+    /// Registers `io`, making it non-blocking first (tests).
+    #[cfg(test)]
     pub(crate) fn new(io: T) -> io::Result<Async<T>> {
         rustix::io::ioctl_fionbio(&io, true)?;
         Self::register(io, true, STREAM)
