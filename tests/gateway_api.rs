@@ -25,9 +25,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-const FIXTURES: [&str; 2] = [
+const FIXTURES: [&str; 3] = [
     "tests/fixtures/gateway-api/standard.yaml",
     "tests/fixtures/gateway-api/export.yaml",
+    "tests/fixtures/gateway-api/status.yaml",
 ];
 
 #[test]
@@ -117,10 +118,10 @@ fn every_fixture_validates_against_the_gateway_api_crd_schemas() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    // 10 + 6 resources, each against every channel serving its version (the standard channel
-    // serves no v1alpha2/v1alpha3 routes).
+    // 10 + 6 + 16 resources, each against every channel serving its version (the standard
+    // channel serves no v1alpha2/v1alpha3 routes).
     assert!(
-        text.ends_with("validated 16 resources (standard 13, experimental 16)\n"),
+        text.ends_with("validated 32 resources (standard 25, experimental 32)\n"),
         "{text}"
     );
 }
@@ -307,6 +308,8 @@ spec:
         &[
             "--gateway-class",
             "e2e",
+            "--admin",
+            "127.0.0.1:0",
             "--resolv-conf",
             resolv.to_str().unwrap(),
         ],
@@ -378,4 +381,30 @@ spec:
     // The upstream CA does not vouch for the Terminate listener: it is not the backend's.
     let wrong = net::tls_client_config(&upstream_ca.cert_pem(), None);
     assert!(net::tls_connect(net::local(term), "bar.example.test", wrong).is_err());
+
+    // `/config` carries the status a controller would write: the half-refused route is
+    // accepted with ResolvedRefs False (RefNotPermitted), the pass listener has 2 routes.
+    let (code, body) = common::daemon::http_get(d.admin_addr(), "/config");
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status = json["status"].as_array().unwrap();
+    let half = status.iter().find(|s| s["name"] == "half").unwrap();
+    let conditions = &half["status"]["parents"][0]["conditions"];
+    assert_eq!(conditions[0]["type"], "Accepted");
+    assert_eq!(conditions[0]["status"], "True");
+    assert_eq!(conditions[1]["type"], "ResolvedRefs");
+    assert_eq!(conditions[1]["status"], "False");
+    assert_eq!(conditions[1]["reason"], "RefNotPermitted");
+    let edge = status.iter().find(|s| s["kind"] == "Gateway").unwrap();
+    let pass_listener = edge["status"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "pass")
+        .unwrap();
+    assert_eq!(pass_listener["attachedRoutes"], 2);
+    assert!(
+        status.iter().all(|s| s["name"] != "not-ours"),
+        "a Gateway of another class has no status here: {status:?}"
+    );
 }

@@ -184,4 +184,6 @@ pub(crate) struct Model {
     pub hosts: Vec<Host>,
     /// The groups.
     pub groups: Vec<GroupPlan>,
+    /// The Gateway API status of every served Gateway and of every route bound to one.
+    pub gateway_status: Vec<crate::config::gateway::status::ResourceStatus>,
 }

@@ -291,6 +291,13 @@ impl Routes {
     pub fn to_json(&self) -> Value {
         self.table.to_json()
     }
+
+    /// The Gateway API status (`Accepted`, `ResolvedRefs`, `Programmed` per Gateway,
+    /// listener and route parent) as `/config` shows it under `status`: one entry per
+    /// resource, `[]` without Gateway API resources.
+    pub fn status_json(&self) -> Value {
+        Value::Array(self.table.status().json.clone())
+    }
 }
 
 impl fmt::Display for Routes {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::raw::{GROUP, ObjRef, RawGateway, RawListener};
+use super::status::{ListenerStatus, Why};
 use super::translate::{Env, Resources};
 use crate::config::ConfigError;
 use crate::config::model::Model;
@@ -22,6 +23,8 @@ pub(super) struct Served<'r> {
     pub passthrough: Option<bool>,
     /// The certificate of a Terminate listener (an index into the model's Hosts).
     pub cert: Option<usize>,
+    /// Its status: `(Gateway, listener)` indexes into the translation's status lists.
+    pub slot: (usize, usize),
 }
 
 impl Served<'_> {
@@ -33,24 +36,32 @@ impl Served<'_> {
     }
 }
 
-/// The served listeners of Gateway `g`: TCP and TLS ones with a port (and, for Terminate, a
-/// certificate that loads).
+/// The served listeners of Gateway `g` (status slot `gi`): TCP and TLS ones with a port
+/// (and, for Terminate, a certificate that loads); every listener's status goes to `status`,
+/// and the address that is not an IP address, if any, is returned with them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn listeners<'r>(
     g: &'r RawGateway,
     ns: String,
+    gi: usize,
     res: &Resources,
     env: &Env<'_>,
     model: &mut Model,
     problems: &mut Vec<ConfigError>,
-) -> Vec<Served<'r>> {
+    status: &mut Vec<ListenerStatus>,
+) -> (Vec<Served<'r>>, Option<String>) {
     let mut addresses = Vec::new();
+    let mut bad_address = None;
     for a in &g.addresses {
         match a.parse::<IpAddr>() {
             Ok(ip) => addresses.push(ip),
-            Err(_) => problems.push(g.loc.warn(
-                &["addresses"],
-                format!("address `{a}` is not an IP address; not applied"),
-            )),
+            Err(_) => {
+                bad_address.get_or_insert_with(|| a.clone());
+                problems.push(g.loc.warn(
+                    &["addresses"],
+                    format!("address `{a}` is not an IP address; not applied"),
+                ));
+            }
         }
     }
     if addresses.is_empty() {
@@ -58,7 +69,7 @@ pub(super) fn listeners<'r>(
     }
     let mut out = Vec::new();
     for l in &g.listeners {
-        let not_served = |why: String| {
+        let warning = |why: String| {
             super::warn_at_item(
                 &g.loc,
                 "listeners",
@@ -66,58 +77,92 @@ pub(super) fn listeners<'r>(
                 format!("listener {}: {why}; not served", l.name),
             )
         };
-        let port = match l
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p > 0)
-        {
-            Some(p) => p,
-            None => {
-                problems.push(not_served("port must be 1-65535".into()));
-                continue;
+        let mut st = ListenerStatus::new(&l.name, warning(String::new()).line);
+        let li = status.len();
+        match listener(g, &ns, l, res, env, model) {
+            Ok((port, passthrough, cert)) => {
+                st.kinds = vec![if passthrough.is_some() {
+                    "TLSRoute"
+                } else {
+                    "TCPRoute"
+                }];
+                out.push(Served {
+                    gateway: g,
+                    namespace: ns.clone(),
+                    listener: l,
+                    addresses: addresses.clone(),
+                    port,
+                    passthrough,
+                    cert,
+                    slot: (gi, li),
+                });
             }
-        };
-        let passthrough = match l.protocol.as_str() {
-            "TCP" => None,
-            "TLS" => match l.tls_mode.as_deref().unwrap_or("Terminate") {
-                "Passthrough" => Some(true),
-                "Terminate" => Some(false),
-                other => {
-                    problems.push(not_served(format!("unknown tls.mode `{other}`")));
-                    continue;
-                }
-            },
-            other => {
-                problems.push(not_served(format!(
-                    "protocol {other} (UnsupportedProtocol): tcpmap serves TCP and TLS listeners"
+            Err(Refused::Accepted((reason, why))) => {
+                problems.push(warning(why.clone()));
+                st.accepted = Err((reason, why));
+            }
+            Err(Refused::Refs((reason, why))) => {
+                st.kinds = vec!["TLSRoute"];
+                problems.push(warning(format!(
+                    "not programmed (ResolvedRefs False, {reason}): {why}"
                 )));
-                continue;
+                st.resolved = Err((reason, why));
             }
-        };
-        let cert = if passthrough == Some(false) {
-            match certificate(g, &ns, l, res, env, model) {
-                Ok(i) => Some(i),
-                Err(why) => {
-                    problems.push(not_served(format!(
-                        "not programmed (ResolvedRefs False, InvalidCertificateRef): {why}"
-                    )));
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
-        out.push(Served {
-            gateway: g,
-            namespace: ns.clone(),
-            listener: l,
-            addresses: addresses.clone(),
-            port,
-            passthrough,
-            cert,
-        });
+        }
+        status.push(st);
     }
-    out
+    (out, bad_address)
+}
+
+/// Why a listener is not served: not `Accepted`, or its references not resolved.
+enum Refused {
+    Accepted(Why),
+    Refs(Why),
+}
+
+/// One listener's port, TLS mode (`None`: TCP; `Some(true)`: Passthrough) and certificate.
+fn listener(
+    g: &RawGateway,
+    ns: &str,
+    l: &RawListener,
+    res: &Resources,
+    env: &Env<'_>,
+    model: &mut Model,
+) -> Result<(u16, Option<bool>, Option<usize>), Refused> {
+    let port = l
+        .port
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            Refused::Accepted(("UnsupportedValue", "port must be 1-65535".to_string()))
+        })?;
+    let passthrough = match l.protocol.as_str() {
+        "TCP" => None,
+        "TLS" => match l.tls_mode.as_deref().unwrap_or("Terminate") {
+            "Passthrough" => Some(true),
+            "Terminate" => Some(false),
+            other => {
+                return Err(Refused::Accepted((
+                    "UnsupportedValue",
+                    format!("unknown tls.mode `{other}`"),
+                )));
+            }
+        },
+        other => {
+            return Err(Refused::Accepted((
+                "UnsupportedProtocol",
+                format!(
+                    "protocol {other} (UnsupportedProtocol): tcpmap serves TCP and TLS listeners"
+                ),
+            )));
+        }
+    };
+    let cert = if passthrough == Some(false) {
+        Some(certificate(g, ns, l, res, env, model).map_err(Refused::Refs)?)
+    } else {
+        None
+    };
+    Ok((port, passthrough, cert))
 }
 
 /// Loads a Terminate listener's first certificateRef into the model's Hosts.
@@ -128,19 +173,22 @@ fn certificate(
     res: &Resources,
     env: &Env<'_>,
     model: &mut Model,
-) -> Result<usize, String> {
+) -> Result<usize, Why> {
+    let invalid = |why: String| ("InvalidCertificateRef", why);
     let Some(r) = l.certificate_refs.first() else {
-        return Err("tls.mode Terminate needs tls.certificateRefs".into());
+        return Err(invalid(
+            "tls.mode Terminate needs tls.certificateRefs".into(),
+        ));
     };
     let (group, kind) = (
         r.group.as_deref().unwrap_or(""),
         r.kind.as_deref().unwrap_or("Secret"),
     );
     if !group.is_empty() || kind != "Secret" {
-        return Err(format!(
+        return Err(invalid(format!(
             "certificateRef {kind} {}: only Secrets are read",
             r.name
-        ));
+        )));
     }
     let target = r.namespace.clone().unwrap_or_else(|| ns.to_string());
     if target != ns
@@ -152,9 +200,12 @@ fn certificate(
             &target,
         )
     {
-        return Err(format!(
-            "Secret {target}/{} is in another namespace and no ReferenceGrant there allows it (RefNotPermitted)",
-            r.name
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "Secret {target}/{} is in another namespace and no ReferenceGrant there allows it",
+                r.name
+            ),
         ));
     }
     let raw = cert_host(g, l, r, &target);
@@ -164,10 +215,10 @@ fn certificate(
             model.hosts.push(h);
             Ok(model.hosts.len() - 1)
         }
-        None => Err(problems
-            .iter()
-            .find(|p| p.is_error())
-            .map_or_else(|| "the Secret did not load".into(), |p| p.message.clone())),
+        None => Err(invalid(problems.iter().find(|p| p.is_error()).map_or_else(
+            || "the Secret did not load".into(),
+            |p| p.message.clone(),
+        ))),
     }
 }
 
@@ -210,10 +261,12 @@ pub(super) fn granted(
 }
 
 /// Listeners on one address and port must be distinct (Gateway API `Conflicted`): one TCP
-/// listener alone, or TLS listeners with different hostnames.
+/// listener alone, or TLS listeners with different hostnames. A TCP and a TLS listener on one
+/// port are a `ProtocolConflict`, two of one protocol with one hostname a `HostnameConflict`.
 pub(super) fn without_conflicts<'r>(
     served: Vec<Served<'r>>,
     problems: &mut Vec<ConfigError>,
+    status: &mut [Vec<ListenerStatus>],
 ) -> Vec<Served<'r>> {
     let mut by_port: BTreeMap<(IpAddr, u16), Vec<usize>> = BTreeMap::new();
     for (i, s) in served.iter().enumerate() {
@@ -221,32 +274,44 @@ pub(super) fn without_conflicts<'r>(
             by_port.entry((*a, s.port)).or_default().push(i);
         }
     }
-    let mut bad = BTreeSet::new();
+    let mut bad: BTreeMap<usize, &'static str> = BTreeMap::new();
     for ids in by_port.values().filter(|ids| ids.len() > 1) {
         let list: Vec<&Served> = ids.iter().filter_map(|i| served.get(*i)).collect();
-        let tcp = list.iter().any(|s| s.passthrough.is_none());
+        let tcp = list.iter().filter(|s| s.passthrough.is_none()).count();
         let mut hosts = BTreeSet::new();
         let dup = list
             .iter()
             .any(|s| !hosts.insert(s.listener.hostname.clone()));
-        if tcp || dup {
-            bad.extend(ids.iter().copied());
+        let reason = if tcp > 0 && tcp < list.len() {
+            "ProtocolConflict"
+        } else {
+            "HostnameConflict"
+        };
+        if tcp > 0 || dup {
+            for i in ids {
+                bad.entry(*i).or_insert(reason);
+            }
         }
     }
     let mut out = Vec::new();
     for (i, s) in served.into_iter().enumerate() {
-        if bad.contains(&i) {
-            problems.push(super::warn_at_item(
-                &s.gateway.loc,
-                "listeners",
-                &s.listener.name,
-                format!(
-                    "listener {}: port {} is shared with a listener it is not distinct from (Conflicted); not served",
-                    s.listener.name, s.port
-                ),
-            ));
-        } else {
+        let Some(reason) = bad.get(&i).copied() else {
             out.push(s);
+            continue;
+        };
+        let why = format!(
+            "port {} is shared with a listener it is not distinct from (Conflicted, {reason})",
+            s.port
+        );
+        problems.push(super::warn_at_item(
+            &s.gateway.loc,
+            "listeners",
+            &s.listener.name,
+            format!("listener {}: {why}; not served", s.listener.name),
+        ));
+        if let Some(st) = status.get_mut(s.slot.0).and_then(|g| g.get_mut(s.slot.1)) {
+            st.conflicted = Some(reason);
+            st.accepted = Err((reason, why));
         }
     }
     out

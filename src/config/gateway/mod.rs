@@ -16,8 +16,11 @@
 
 pub(crate) mod listeners;
 pub(crate) mod raw;
+pub(crate) mod status;
 pub(crate) mod translate;
 
+#[cfg(test)]
+mod status_tests;
 #[cfg(test)]
 mod tests;
 

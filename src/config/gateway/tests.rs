@@ -196,13 +196,15 @@ fn terminate_listener_serves_its_secret_across_namespaces_with_a_grant() {
         "0.0.0.0:8443 bar.example.com terminate(Gateway gw/tls-terminate) -> bar-svc.infra:8080 (100%) [bar]\n"
     );
     assert!(warnings.is_empty(), "{warnings:?}");
-    // Without the grant the listener is not programmed; the config stays valid.
+    // Without the grant the listener is not programmed (ResolvedRefs False with
+    // RefNotPermitted, as the Gateway API asks for a ref that is not allowed); the config
+    // stays valid.
     let (routes, warnings) = check(&terminate_config(""));
     assert_eq!(routes, "");
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("InvalidCertificateRef") && w.contains("RefNotPermitted")),
+            .any(|w| w.contains("not programmed (ResolvedRefs False, RefNotPermitted)")),
         "{warnings:?}"
     );
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use super::listeners::{Served, granted, listeners, without_conflicts};
 use super::raw::{From, GROUP, GatewayResource, ObjRef, RawGateway, RawGrant, RawRoute, RouteKind};
+use super::status::{Body, ListenerStatus, ParentStatus, ResourceStatus, Why};
 use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping, Model, Origin};
 use crate::config::raw::Loc;
@@ -106,11 +107,14 @@ pub(crate) fn shared_ports(mappings: &[Mapping], first_route: usize) -> Vec<Conf
 }
 
 /// Translates `res` into mappings (pushed to `model.mappings`; certificates to
-/// `model.hosts`); returns the warnings.
+/// `model.hosts`; the status of every served Gateway and of every route bound to one to
+/// `model.gateway_status`); returns the warnings.
 pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Vec<ConfigError> {
     let mut problems = Vec::new();
     let mut served = Vec::new();
     let mut ours = BTreeSet::new();
+    let mut gateways: Vec<(&RawGateway, String, Option<String>)> = Vec::new();
+    let mut listener_status: Vec<Vec<ListenerStatus>> = Vec::new();
     for g in &res.gateways {
         let ns = g.namespace.clone().unwrap_or_else(|| env.namespace.into());
         if g.class.as_deref() != Some(env.class) {
@@ -119,9 +123,14 @@ pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Ve
         }
         problems.extend(g.problems.iter().cloned());
         ours.insert((ns.clone(), g.loc.name.clone()));
-        served.extend(listeners(g, ns, res, env, model, &mut problems));
+        let gi = listener_status.len();
+        let mut st = Vec::new();
+        let (s, bad) = listeners(g, ns.clone(), gi, res, env, model, &mut problems, &mut st);
+        served.extend(s);
+        listener_status.push(st);
+        gateways.push((g, ns, bad));
     }
-    let served = without_conflicts(served, &mut problems);
+    let served = without_conflicts(served, &mut problems, &mut listener_status);
     let mut routes: Vec<&RawRoute> = res.routes.iter().collect();
     // The oldest route wins a listener (or hostname) that several claim.
     routes.sort_by_key(|r| {
@@ -132,15 +141,40 @@ pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Ve
         )
     });
     let mut claims: BTreeMap<(IpAddr, u16, Option<String>), String> = BTreeMap::new();
+    let mut route_status = Vec::new();
     for r in routes {
-        let (ms, p) = route(r, &served, &ours, res, env, &mut claims);
+        let (ms, p, st) = route(
+            r,
+            &served,
+            &ours,
+            res,
+            env,
+            &mut claims,
+            &mut listener_status,
+        );
         problems.extend(p);
         model.mappings.extend(ms);
+        route_status.extend(st);
     }
+    for ((g, namespace, bad_address), listeners) in gateways.into_iter().zip(listener_status) {
+        model.gateway_status.push(ResourceStatus {
+            kind: "Gateway",
+            namespace,
+            name: g.loc.name.clone(),
+            file: g.loc.doc.file.clone(),
+            line: g.loc.doc.line,
+            body: Body::Gateway {
+                bad_address,
+                listeners,
+            },
+        });
+    }
+    model.gateway_status.extend(route_status);
     problems
 }
 
-/// The mappings of one route, and why parts of it are not served.
+/// The mappings of one route, why parts of it are not served, and its status (when a parent
+/// is a served Gateway); the listeners it is accepted on count it in `listener_status`.
 fn route(
     r: &RawRoute,
     served: &[Served<'_>],
@@ -148,7 +182,8 @@ fn route(
     res: &Resources,
     env: &Env<'_>,
     claims: &mut BTreeMap<(IpAddr, u16, Option<String>), String>,
-) -> (Vec<Mapping>, Vec<ConfigError>) {
+    listener_status: &mut [Vec<ListenerStatus>],
+) -> (Vec<Mapping>, Vec<ConfigError>, Option<ResourceStatus>) {
     let ns = r.namespace.clone().unwrap_or_else(|| env.namespace.into());
     let mut problems = Vec::new();
     let not_accepted = |p: &ObjRef, why: String| {
@@ -159,8 +194,9 @@ fn route(
             format!("not accepted: {why}"),
         )
     };
+    let who = format!("{} {ns}/{}", r.kind.as_str(), r.loc.name);
     let mut targets: Vec<(&Served, String, &ObjRef)> = Vec::new();
-    let mut any_ours = false;
+    let mut parents = Vec::new();
     for p in &r.parents {
         let group = p.group.as_deref().unwrap_or(GROUP);
         let kind = p.kind.as_deref().unwrap_or("Gateway");
@@ -176,19 +212,53 @@ fn route(
             tracing::debug!(route = %r.loc.name, gateway = %p.name, "parent Gateway not served here");
             continue;
         }
-        any_ours = true;
-        let (found, why) = attach(r, &ns, p, &gw_ns, served, res);
-        if found.is_empty() {
-            problems.push(not_accepted(p, why));
+        let found = attach(r, &ns, p, &gw_ns, served, res);
+        let line = super::warn_at_item(&r.loc, "parentRefs", &p.name, "").line;
+        let parent = ObjRef {
+            namespace: Some(gw_ns),
+            ..p.clone()
+        };
+        match found {
+            Ok(found) => {
+                for (s, _) in &found {
+                    if let Some(st) = listener_status
+                        .get_mut(s.slot.0)
+                        .and_then(|g| g.get_mut(s.slot.1))
+                    {
+                        st.attach(&who);
+                    }
+                }
+                targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
+                parents.push(ParentStatus {
+                    parent,
+                    line,
+                    accepted: Ok(()),
+                });
+            }
+            Err((reason, why)) => {
+                problems.push(not_accepted(p, format!("{why} ({reason})")));
+                parents.push(ParentStatus {
+                    parent,
+                    line,
+                    accepted: Err((reason, why)),
+                });
+            }
         }
-        targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
     }
-    if !any_ours {
-        return (Vec::new(), problems);
+    if parents.is_empty() {
+        return (Vec::new(), problems, None);
     }
     problems.extend(r.problems.iter().cloned());
-    let (backends, p) = backends(r, &ns, res, env);
+    let (backends, resolved, p) = backends(r, &ns, res, env);
     problems.extend(p);
+    let status = Some(ResourceStatus {
+        kind: r.kind.as_str(),
+        namespace: ns.clone(),
+        name: r.loc.name.clone(),
+        file: r.loc.doc.file.clone(),
+        line: r.loc.doc.line,
+        body: Body::Route { parents, resolved },
+    });
     if backends.is_empty() {
         if !targets.is_empty() {
             problems.push(r.loc.warn(
@@ -196,7 +266,7 @@ fn route(
                 "no backend has a weight above 0: nothing is served for it",
             ));
         }
-        return (Vec::new(), problems);
+        return (Vec::new(), problems, status);
     }
     let mut out = Vec::new();
     for (s, host, parent) in targets {
@@ -222,7 +292,7 @@ fn route(
                 ));
                 continue;
             }
-            claims.insert(key, format!("{} {ns}/{}", r.kind.as_str(), r.loc.name));
+            claims.insert(key, who.clone());
             let at = Place {
                 ns: &ns,
                 served: s,
@@ -232,7 +302,7 @@ fn route(
             out.extend(backends.iter().map(|b| mapping(r, &at, b, env)));
         }
     }
-    (out, problems)
+    (out, problems, status)
 }
 
 /// Where a route's backend is served: the route's namespace, the listener, one of its
@@ -280,7 +350,7 @@ fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapp
 }
 
 /// The listeners (with the hostname served on each) that parentRef `p` of route `r` attaches
-/// to, or why none.
+/// to, or why none (the `Accepted` reason and a message).
 fn attach<'s, 'r>(
     r: &RawRoute,
     ns: &str,
@@ -288,40 +358,56 @@ fn attach<'s, 'r>(
     gw_ns: &str,
     served: &'s [Served<'r>],
     res: &Resources,
-) -> (Vec<(&'s Served<'r>, String)>, String) {
+) -> Result<Vec<(&'s Served<'r>, String)>, Why> {
+    let selected = |name: &str, port: Option<i64>| {
+        p.section.as_ref().is_none_or(|n| n == name) && p.port.is_none_or(|want| Some(want) == port)
+    };
     let named: Vec<&Served> = served
         .iter()
         .filter(|s| s.namespace == gw_ns && s.gateway.loc.name == p.name)
-        .filter(|s| p.section.as_ref().is_none_or(|n| *n == s.listener.name))
-        .filter(|s| p.port.is_none_or(|port| port == i64::from(s.port)))
+        .filter(|s| selected(&s.listener.name, Some(i64::from(s.port))))
         .collect();
     if named.is_empty() {
-        return (
-            Vec::new(),
-            format!(
-                "Gateway {gw_ns}/{} has no served listener{}{} (NoMatchingParent)",
-                p.name,
-                p.section
-                    .as_ref()
-                    .map(|s| format!(" named {s}"))
-                    .unwrap_or_default(),
-                p.port.map(|s| format!(" on port {s}")).unwrap_or_default()
-            ),
+        // A listener the ref selects that is not served (HTTP, conflicted, no certificate)
+        // does not allow the route; no such listener at all is no matching parent.
+        let exists = res.gateways.iter().any(|g| {
+            g.loc.name == p.name
+                && g.namespace.as_deref().unwrap_or(gw_ns) == gw_ns
+                && g.listeners.iter().any(|l| selected(&l.name, l.port))
+        });
+        let what = format!(
+            "{}{}",
+            p.section
+                .as_ref()
+                .map(|s| format!(" named {s}"))
+                .unwrap_or_default(),
+            p.port.map(|s| format!(" on port {s}")).unwrap_or_default()
         );
+        return Err(if exists {
+            (
+                "NotAllowedByListeners",
+                format!("no listener{what} of Gateway {gw_ns}/{} is served", p.name),
+            )
+        } else {
+            (
+                "NoMatchingParent",
+                format!("Gateway {gw_ns}/{} has no listener{what}", p.name),
+            )
+        });
     }
     let allowed: Vec<&Served> = named
         .into_iter()
         .filter(|s| kind_allowed(s, r.kind) && namespace_allowed(s, ns, res))
         .collect();
     if allowed.is_empty() {
-        return (
-            Vec::new(),
+        return Err((
+            "NotAllowedByListeners",
             format!(
-                "no listener of Gateway {gw_ns}/{} allows a {} from namespace {ns} (NotAllowedByListeners)",
+                "no listener of Gateway {gw_ns}/{} allows a {} from namespace {ns}",
                 p.name,
                 r.kind.as_str()
             ),
-        );
+        ));
     }
     let mut out = Vec::new();
     for s in allowed {
@@ -332,13 +418,15 @@ fn attach<'s, 'r>(
         out.extend(hosts.into_iter().map(|h| (s, h)));
     }
     if out.is_empty() {
-        let why = format!(
-            "no hostname of it matches a listener of Gateway {gw_ns}/{} (NoMatchingListenerHostname)",
-            p.name
-        );
-        return (out, why);
+        return Err((
+            "NoMatchingListenerHostname",
+            format!(
+                "no hostname of it matches a listener of Gateway {gw_ns}/{}",
+                p.name
+            ),
+        ));
     }
-    (out, String::new())
+    Ok(out)
 }
 
 /// A listener takes TCPRoutes when it is TCP, TLSRoutes when it is TLS, and only the kinds
@@ -425,8 +513,9 @@ fn backends(
     ns: &str,
     res: &Resources,
     env: &Env<'_>,
-) -> (Vec<Backend>, Vec<ConfigError>) {
+) -> (Vec<Backend>, Result<(), Why>, Vec<ConfigError>) {
     let mut problems = Vec::new();
+    let mut resolved = Ok(());
     let mut weighted = Vec::new();
     for b in &r.backends {
         let warn = |why: String| {
@@ -480,6 +569,9 @@ fn backends(
             problems.push(warn(format!(
                 "{why} (ResolvedRefs False, {reason}); its share of connections is refused"
             )));
+            if resolved.is_ok() {
+                resolved = Err((*reason, format!("backendRef {}: {why}", b.name)));
+            }
         }
         if weight > 0 {
             let host = format!("{}.{target}", b.name);
@@ -497,7 +589,7 @@ fn backends(
             refused,
         })
         .collect();
-    (out, problems)
+    (out, resolved, problems)
 }
 
 /// Relative weights as percentages summing to 100 (largest remainder; ties to the earlier).
