@@ -408,3 +408,97 @@ spec:
         "a Gateway of another class has no status here: {status:?}"
     );
 }
+
+#[test]
+fn several_certificate_refs_are_chosen_by_sni_and_a_listener_without_one_does_not_block_readiness()
+{
+    let backend = net::banner("127.0.0.1:0", "web");
+    let Some(dns) = Dnsmasq::start(&[("127.0.0.1", "web.apps")], 60) else {
+        return;
+    };
+    let ca = Ca::new("gateway CA");
+    let (a_crt, a_key) = ca.leaf(&["a.example.test"]);
+    let (b_crt, b_key) = ca.leaf(&["b.example.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    let yaml = |[tls, broken]: [u16; 2]| {
+        format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: apps}}
+spec:
+  gatewayClassName: tcpmap
+  addresses: [{{value: 127.0.0.1}}]
+  listeners:
+  - name: tls
+    protocol: TLS
+    port: {tls}
+    tls: {{certificateRefs: [{{name: a-cert}}, {{name: b-cert}}]}}
+  - name: broken
+    protocol: TLS
+    port: {broken}
+    tls: {{certificateRefs: [{{name: no-such-secret}}]}}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Secret
+  metadata: {{name: a-cert, namespace: apps}}
+  type: kubernetes.io/tls
+  data: {{tls.crt: {a_crt}, tls.key: {a_key}}}
+- apiVersion: v1
+  kind: Secret
+  metadata: {{name: b-cert, namespace: apps}}
+  type: kubernetes.io/tls
+  data: {{tls.crt: {b_crt}, tls.key: {b_key}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: web, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge}}]
+  hostnames: [a.example.test, b.example.test, c.example.test]
+  rules: [{{backendRefs: [{{name: web, port: {port}}}]}}]
+"#,
+            a_crt = b64(&a_crt),
+            a_key = b64(&a_key),
+            b_crt = b64(&b_crt),
+            b_key = b64(&b_key),
+            port = backend.port(),
+        )
+    };
+    let resolv = dns.resolv_conf();
+    let (d, [tls, broken]) = Daemon::run_yaml(
+        &config,
+        yaml,
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--resolv-conf",
+            resolv.to_str().unwrap(),
+        ],
+    );
+    // Each name gets the certificate made for it, and the backend answers behind each.
+    let trust = net::tls_client_config(&ca.cert_pem(), None);
+    for sni in ["a.example.test", "b.example.test"] {
+        let mut c = net::tls_connect(net::local(tls), sni, trust.clone()).unwrap();
+        let served = c.conn.peer_certificates().unwrap().first().unwrap().clone();
+        assert_eq!(net::common_name(&served), sni);
+        assert_eq!(net::read_line(&mut c), "web", "{sni}");
+    }
+    // A name no certificate covers gets the first (a-cert): the client sees a certificate
+    // for a.example.test and refuses it for c.example.test.
+    let Err(err) = net::tls_connect(net::local(tls), "c.example.test", trust) else {
+        panic!("a.example.test's certificate is not valid for c.example.test");
+    };
+    assert!(err.to_string().contains("a.example.test"), "{err}");
+    // The listener whose Secret is missing is not programmed: nothing listens on its port,
+    // and readiness counts the programmed listeners only.
+    assert!(
+        refused(broken),
+        "port {broken} of the listener without a certificate"
+    );
+    let (code, body) = common::daemon::http_get(d.admin_addr(), "/ambassador/v0/check_ready");
+    assert_eq!(code, 200, "{body}");
+}

@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::server::ParsedCertificate;
+
 use super::raw::{GROUP, ObjRef, RawGateway, RawListener};
 use super::status::{ListenerStatus, Why};
 use super::translate::{Env, Resources};
@@ -21,13 +24,46 @@ pub(super) struct Served<'r> {
     pub port: u16,
     /// `Passthrough` TLS (`None` for TCP, `Some(false)`: Terminate).
     pub passthrough: Option<bool>,
-    /// The certificate of a Terminate listener (an index into the model's Hosts).
-    pub cert: Option<usize>,
+    /// The certificates of a Terminate listener, in `certificateRefs` order (those that
+    /// load).
+    pub certs: Vec<Cert>,
     /// Its status: `(Gateway, listener)` indexes into the translation's status lists.
     pub slot: (usize, usize),
 }
 
+/// A Terminate listener's certificate: the model Host it became, and its leaf certificate
+/// (to pick a certificate by hostname).
+pub(super) struct Cert {
+    /// The index into the model's Hosts.
+    pub host: usize,
+    /// The leaf certificate.
+    pub leaf: CertificateDer<'static>,
+}
+
 impl Served<'_> {
+    /// The certificate a Terminate listener serves `host` with: the first of its certificates
+    /// valid for that name (for a `*.example.com` route hostname, one valid for the names
+    /// below it), else the first (the default, and the catch-all's); `None` for TCP and
+    /// Passthrough listeners.
+    pub(super) fn cert_for(&self, host: Option<&str>) -> Option<usize> {
+        let first = self.certs.first()?.host;
+        let Some(h) = host.filter(|h| *h != crate::route::host::CATCH_ALL) else {
+            return Some(first);
+        };
+        let probe = match h.strip_prefix("*.") {
+            Some(rest) => format!("wildcard-probe.{rest}"),
+            None => h.to_string(),
+        };
+        let Ok(name) = ServerName::try_from(probe) else {
+            return Some(first);
+        };
+        let valid = |c: &&Cert| {
+            ParsedCertificate::try_from(&c.leaf)
+                .is_ok_and(|p| rustls::client::verify_server_name(&p, &name).is_ok())
+        };
+        Some(self.certs.iter().find(valid).map_or(first, |c| c.host))
+    }
+
     pub(super) fn label(&self) -> String {
         format!(
             "{}/{} listener {}",
@@ -80,12 +116,25 @@ pub(super) fn listeners<'r>(
         let mut st = ListenerStatus::new(&l.name, warning(String::new()).line);
         let li = status.len();
         match listener(g, &ns, l, res, env, model) {
-            Ok((port, passthrough, cert)) => {
+            Ok((port, passthrough, certs, partly)) => {
                 st.kinds = vec![if passthrough.is_some() {
                     "TLSRoute"
                 } else {
                     "TCPRoute"
                 }];
+                if let Some((reason, why)) = partly {
+                    // Served with the certificates that load; the listener says which did not.
+                    problems.push(super::warn_at_item(
+                        &g.loc,
+                        "listeners",
+                        &l.name,
+                        format!(
+                            "listener {}: {why} (ResolvedRefs False, {reason}); served with its other certificates",
+                            l.name
+                        ),
+                    ));
+                    st.resolved = Err((reason, why));
+                }
                 out.push(Served {
                     gateway: g,
                     namespace: ns.clone(),
@@ -93,7 +142,7 @@ pub(super) fn listeners<'r>(
                     addresses: addresses.clone(),
                     port,
                     passthrough,
-                    cert,
+                    certs,
                     slot: (gi, li),
                 });
             }
@@ -120,7 +169,11 @@ enum Refused {
     Refs(Why),
 }
 
-/// One listener's port, TLS mode (`None`: TCP; `Some(true)`: Passthrough) and certificate.
+/// One listener's port, TLS mode (`None`: TCP; `Some(true)`: Passthrough), certificates
+/// (Terminate) and, when some certificateRefs did not resolve but others did, why.
+type Accepted = (u16, Option<bool>, Vec<Cert>, Option<Why>);
+
+/// One listener as served, or why not.
 fn listener(
     g: &RawGateway,
     ns: &str,
@@ -128,7 +181,7 @@ fn listener(
     res: &Resources,
     env: &Env<'_>,
     model: &mut Model,
-) -> Result<(u16, Option<bool>, Option<usize>), Refused> {
+) -> Result<Accepted, Refused> {
     let port = l
         .port
         .and_then(|p| u16::try_from(p).ok())
@@ -157,29 +210,42 @@ fn listener(
             )));
         }
     };
-    let cert = if passthrough == Some(false) {
-        Some(certificate(g, ns, l, res, env, model).map_err(Refused::Refs)?)
-    } else {
-        None
-    };
-    Ok((port, passthrough, cert))
+    if passthrough != Some(false) {
+        return Ok((port, passthrough, Vec::new(), None));
+    }
+    let mut certs = Vec::new();
+    let mut failed = None;
+    for (i, r) in l.certificate_refs.iter().enumerate() {
+        match certificate(g, ns, l, (i, r), res, env, model) {
+            Ok(c) => certs.push(c),
+            Err(why) => {
+                failed.get_or_insert(why);
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Refused::Refs(failed.unwrap_or_else(|| {
+            (
+                "InvalidCertificateRef",
+                "tls.mode Terminate needs tls.certificateRefs".into(),
+            )
+        })));
+    }
+    Ok((port, passthrough, certs, failed))
 }
 
-/// Loads a Terminate listener's first certificateRef into the model's Hosts.
+/// Loads certificateRef `r` (number `i`, from 0) of a Terminate listener into the model's
+/// Hosts.
 fn certificate(
     g: &RawGateway,
     ns: &str,
     l: &RawListener,
+    (i, r): (usize, &ObjRef),
     res: &Resources,
     env: &Env<'_>,
     model: &mut Model,
-) -> Result<usize, Why> {
+) -> Result<Cert, Why> {
     let invalid = |why: String| ("InvalidCertificateRef", why);
-    let Some(r) = l.certificate_refs.first() else {
-        return Err(invalid(
-            "tls.mode Terminate needs tls.certificateRefs".into(),
-        ));
-    };
     let (group, kind) = (
         r.group.as_deref().unwrap_or(""),
         r.kind.as_deref().unwrap_or("Secret"),
@@ -208,12 +274,15 @@ fn certificate(
             ),
         ));
     }
-    let raw = cert_host(g, l, r, &target);
+    let raw = cert_host(g, l, (i, r), &target);
     let (host, problems) = crate::config::validate::tls::host(&raw, env.secrets_dir, env.files);
     match host {
         Some(h) => {
+            let leaf = h.cert.chain.first().cloned();
             model.hosts.push(h);
-            Ok(model.hosts.len() - 1)
+            let host = model.hosts.len() - 1;
+            leaf.map(|leaf| Cert { host, leaf })
+                .ok_or_else(|| invalid(format!("Secret {target}/{} holds no certificate", r.name)))
         }
         None => Err(invalid(problems.iter().find(|p| p.is_error()).map_or_else(
             || "the Secret did not load".into(),
@@ -222,12 +291,23 @@ fn certificate(
     }
 }
 
-/// A Terminate listener's Secret as the Host that [`crate::config::validate::tls::host`]
-/// loads (also used to list the files to read from `--secrets-dir`).
-pub(crate) fn cert_host(g: &RawGateway, l: &RawListener, r: &ObjRef, target: &str) -> RawHost {
+/// A Terminate listener's Secret (certificateRef `i`, from 0) as the Host that
+/// [`crate::config::validate::tls::host`] loads (also used to list the files to read from
+/// `--secrets-dir`). It is named `GATEWAY/LISTENER` (the first ref) or `GATEWAY/LISTENER#N`
+/// (the Nth, from 2) in `check`'s `terminate(Gateway …)`.
+pub(crate) fn cert_host(
+    g: &RawGateway,
+    l: &RawListener,
+    (i, r): (usize, &ObjRef),
+    target: &str,
+) -> RawHost {
+    let name = match i {
+        0 => format!("{}/{}", g.loc.name, l.name),
+        i => format!("{}/{}#{}", g.loc.name, l.name, i + 1),
+    };
     RawHost {
         loc: Loc {
-            name: format!("{}/{}", g.loc.name, l.name),
+            name,
             ..g.loc.clone()
         },
         namespace: Some(target.to_string()),
@@ -333,9 +413,9 @@ pub(crate) fn referenced_files(
         };
         let own = g.namespace.as_deref().unwrap_or(namespace);
         for l in &g.listeners {
-            for c in &l.certificate_refs {
+            for (i, c) in l.certificate_refs.iter().enumerate() {
                 let target = c.namespace.as_deref().unwrap_or(own);
-                let raw = cert_host(g, l, c, target);
+                let raw = cert_host(g, l, (i, c), target);
                 out.extend(crate::config::validate::tls::host_files(
                     &raw,
                     secrets_dir,

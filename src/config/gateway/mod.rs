@@ -20,6 +20,8 @@ pub(crate) mod status;
 pub(crate) mod translate;
 
 #[cfg(test)]
+mod certs_tests;
+#[cfg(test)]
 mod status_tests;
 #[cfg(test)]
 mod tests;

@@ -85,6 +85,8 @@ pub(crate) struct ListenerStatus {
     pub resolved: Result<(), Why>,
     /// `Conflicted` True with `ProtocolConflict` or `HostnameConflict`.
     pub conflicted: Option<&'static str>,
+    /// Whether it serves (set by the translation once conflicts are known).
+    pub programmed: bool,
     /// Routes accepted on it (`attachedRoutes`; counted once per route).
     pub attached: u32,
     /// The routes counted in `attached` (`namespace/name` and kind).
@@ -101,14 +103,10 @@ impl ListenerStatus {
             accepted: Ok(()),
             resolved: Ok(()),
             conflicted: None,
+            programmed: false,
             attached: 0,
             attached_by: Vec::new(),
         }
-    }
-
-    /// True when it serves: accepted, its references resolved, not conflicted.
-    pub(crate) fn programmed(&self) -> bool {
-        self.accepted.is_ok() && self.resolved.is_ok() && self.conflicted.is_none()
     }
 
     /// Counts route `who` as attached (once).
@@ -120,10 +118,16 @@ impl ListenerStatus {
     }
 
     fn conditions(&self) -> Vec<Condition> {
-        let programmed = match (&self.accepted, &self.resolved, self.conflicted) {
-            (_, _, Some(c)) => Err((c, "conflicts with another listener on its port".into())),
-            (Err((_, m)), _, _) | (_, Err((_, m)), _) => Err(("Invalid", m.clone())),
-            _ => Ok(()),
+        // A Terminate listener with one of several certificates unresolved still serves.
+        let programmed = if self.programmed {
+            Ok(())
+        } else if let Some(c) = self.conflicted {
+            Err((c, "conflicts with another listener on its port".into()))
+        } else {
+            match (&self.accepted, &self.resolved) {
+                (Err((_, m)), _) | (_, Err((_, m))) => Err(("Invalid", m.clone())),
+                _ => Err(("Invalid", "not served".into())),
+            }
         };
         let conflicted = Condition {
             kind: "Conflicted",
@@ -205,7 +209,7 @@ impl ResourceStatus {
             accepted.reason = "ListenersNotValid";
             accepted.message = format!("{invalid} of {} listeners are not valid", ls.len());
         }
-        let programmed = if ls.iter().any(ListenerStatus::programmed) {
+        let programmed = if ls.iter().any(|l| l.programmed) {
             Ok(())
         } else {
             Err(("Invalid", "no listener is programmed".to_string()))

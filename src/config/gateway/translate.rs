@@ -131,6 +131,14 @@ pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Ve
         gateways.push((g, ns, bad));
     }
     let served = without_conflicts(served, &mut problems, &mut listener_status);
+    for s in &served {
+        if let Some(st) = listener_status
+            .get_mut(s.slot.0)
+            .and_then(|g| g.get_mut(s.slot.1))
+        {
+            st.programmed = true;
+        }
+    }
     let mut routes: Vec<&RawRoute> = res.routes.iter().collect();
     // The oldest route wins a listener (or hostname) that several claim.
     routes.sort_by_key(|r| {
@@ -340,7 +348,7 @@ fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapp
         max_connections: b.refused.map(|_| 0),
         connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
         endpoints: env.endpoints,
-        cert: s.cert.map(CertSource::Host),
+        cert: s.cert_for(at.host).map(CertSource::Host),
         use_proxy_proto: None,
         listener_proxy: Accept::Off,
         send_proxy: None,
