@@ -118,10 +118,10 @@ fn every_fixture_validates_against_the_gateway_api_crd_schemas() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    // 10 + 6 + 16 resources, each against every channel serving its version (the standard
+    // 10 + 6 + 18 resources, each against every channel serving its version (the standard
     // channel serves no v1alpha2/v1alpha3 routes).
     assert!(
-        text.ends_with("validated 32 resources (standard 25, experimental 32)\n"),
+        text.ends_with("validated 34 resources (standard 27, experimental 34)\n"),
         "{text}"
     );
 }
@@ -351,12 +351,24 @@ spec:
         "{got:?}"
     );
     assert!((45..=55).contains(&refused_count), "half refused: {got:?}");
-    assert!(
-        d.wait_for(mark, "half refused:RefNotPermitted", Duration::from_secs(5))
-            .is_some(),
-        "{}",
-        d.log()
-    );
+    // One access line per refused connection, saying why.
+    let refusals = || {
+        d.lines()
+            .iter()
+            .skip(mark)
+            .filter(|l| {
+                l.contains("connection closed")
+                    && l.contains("half refused:RefNotPermitted")
+                    && l.contains("end=\"no_route\"")
+                    && l.contains("detail=\"backendRef refused: RefNotPermitted\"")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while refusals() < refused_count && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(refusals(), refused_count, "{}", d.log());
 
     // Passthrough: the backend's own certificate (tcpmap holds none for these names), chosen
     // by SNI: the exact hostname first, then the wildcard route.

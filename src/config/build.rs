@@ -113,6 +113,7 @@ fn group<'m>(
             share: *share,
             connect_timeout: m.connect_timeout,
             max_connections: m.max_connections,
+            refused: m.refused,
             send_proxy: m.send_proxy,
             endpoints: m.endpoints,
         })

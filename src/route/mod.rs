@@ -499,6 +499,10 @@ pub(crate) struct Upstream {
     pub connect_timeout: Duration,
     /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
     pub max_connections: Option<u32>,
+    /// A Gateway API backendRef that cannot be used (`RefNotPermitted`, `InvalidKind`, …):
+    /// every connection picked for it is closed at once (`end=no_route`, `detail` names the
+    /// reason), never connected.
+    pub refused: Option<&'static str>,
     /// `send_proxy_proto`: the PROXY protocol header written first on the upstream connection.
     pub send_proxy: Option<Version>,
     /// How one of the service's endpoints is chosen and guarded (ext).

@@ -159,6 +159,7 @@ impl Group {
                 "share": u.share,
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
+                "refused": u.refused,
                 "send_proxy_proto": u.send_proxy.map(|v| v.as_str()),
                 "load_balancer": {
                     "policy": u.endpoints.load_balancer.policy.as_str(),
@@ -325,6 +326,7 @@ mod tests {
             share,
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
+            refused: None,
             send_proxy: None,
             endpoints: Default::default(),
         }

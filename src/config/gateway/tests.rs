@@ -213,8 +213,8 @@ fn terminate_listener_serves_its_secret_across_namespaces_with_a_grant() {
 fn cross_namespace_backend_needs_a_reference_grant() {
     let backends = "    - name: db\n      namespace: data\n      port: 5432\n    - name: local\n      port: 5432\n";
     let yaml = gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, backends);
-    // Without a grant the backend keeps its share, and that share is refused: a mapping whose
-    // circuit breaker admits nothing, named by the reason.
+    // Without a grant the backend keeps its share, and that share is refused: an upstream
+    // marked with the reason (its connections are closed, never connected), named by it.
     let loaded = load(&yaml).unwrap();
     assert_eq!(
         loaded.render_text(),
@@ -222,8 +222,8 @@ fn cross_namespace_backend_needs_a_reference_grant() {
     );
     let listener = loaded.table.listeners().values().next().unwrap();
     let group = listener.plain.as_ref().unwrap();
-    let limits: Vec<Option<u32>> = group.upstreams.iter().map(|u| u.max_connections).collect();
-    assert_eq!(limits, [Some(0), None]);
+    let refused: Vec<Option<&str>> = group.upstreams.iter().map(|u| u.refused).collect();
+    assert_eq!(refused, [Some("RefNotPermitted"), None]);
     assert!(
         loaded
             .warnings

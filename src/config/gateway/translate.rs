@@ -54,6 +54,8 @@ pub(crate) struct Resources {
     pub grants: Vec<RawGrant>,
     /// Namespace labels by name.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// `kind: Service` documents: `(namespace, name)` (`None`: the proxy's namespace).
+    pub services: BTreeSet<(Option<String>, String)>,
 }
 
 impl Resources {
@@ -65,6 +67,9 @@ impl Resources {
             GatewayResource::Grant(g) => self.grants.push(g),
             GatewayResource::Namespace(n) => {
                 self.namespaces.insert(n.name, n.labels);
+            }
+            GatewayResource::Service { namespace, name } => {
+                self.services.insert((namespace, name));
             }
         }
     }
@@ -326,8 +331,8 @@ struct Place<'a, 'r> {
 fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapping {
     let s = at.served;
     Mapping {
-        // A refused share is a mapping whose circuit breaker admits nothing: its connections
-        // are closed at once (reason `limit`), named by its reason.
+        // A refused share is a mapping whose connections are closed at once, never connected
+        // (`end=no_route`, `detail` naming the reason), named by its reason.
         loc: match b.refused {
             Some(reason) => Loc {
                 name: format!("{} refused:{reason}", r.loc.name),
@@ -345,7 +350,8 @@ fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapp
         weight: Some(b.pct),
         idle_timeout: None,
         families: env.families,
-        max_connections: b.refused.map(|_| 0),
+        max_connections: None,
+        refused: b.refused,
         connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
         endpoints: env.endpoints,
         cert: s.cert_for(at.host).map(CertSource::Host),
@@ -570,6 +576,14 @@ fn backends(
                     b.name
                 ),
             ))
+        } else if !service_may_exist(res, env, &target, &b.name) {
+            Some((
+                "BackendNotFound",
+                format!(
+                    "the config holds Services of namespace {target} and none named {}",
+                    b.name
+                ),
+            ))
         } else {
             None
         };
@@ -598,6 +612,16 @@ fn backends(
         })
         .collect();
     (out, resolved, problems)
+}
+
+/// False when the config holds `kind: Service` documents of namespace `ns` (a `kubectl get
+/// services` export of it) and none is named `name`: the backend does not exist
+/// (`BackendNotFound`). Without Service documents of that namespace tcpmap cannot tell, and
+/// the name is resolved by DNS like any service.
+fn service_may_exist(res: &Resources, env: &Env<'_>, ns: &str, name: &str) -> bool {
+    let in_ns = |s: &Option<String>| s.as_deref().unwrap_or(env.namespace) == ns;
+    let mut known = res.services.iter().filter(|(s, _)| in_ns(s)).peekable();
+    known.peek().is_none() || known.any(|(_, n)| n == name)
 }
 
 /// Relative weights as percentages summing to 100 (largest remainder; ties to the earlier).
