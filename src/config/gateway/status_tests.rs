@@ -135,3 +135,51 @@ fn check_prints_a_status_line_per_gateway_listener_and_parent() {
     assert_eq!(loaded.status_text(), "");
     assert_eq!(loaded.status_json(), Value::Array(Vec::new()));
 }
+
+#[test]
+fn proxy_protocol_asked_by_emissary_resources_is_not_applied_to_gateway_listeners_and_says_so() {
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: tcpmap
+  listeners: [{name: tcp, protocol: TCP, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: s, port: 1}]}]
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata: {name: l8080}
+spec: {port: 8080, protocolStack: [PROXY, TCP], securityModel: XFP, hostBinding: {namespace: {from: ALL}}}
+---
+apiVersion: getambassador.io/v2
+kind: Module
+name: ambassador
+config: {use_proxy_proto: true}
+";
+    let loaded = load(gateway);
+    // No `proxy_protocol=required` on the Gateway's listener.
+    assert_eq!(
+        loaded.render_text(),
+        "0.0.0.0:8080 * raw -> s.default:1 (100%) [r]\n"
+    );
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let about = |kind: &str| {
+        warnings
+            .iter()
+            .any(|w| w.contains(kind) && w.contains("TCPRoute r") && w.contains("GEP-2644"))
+    };
+    assert!(
+        about("Listener l8080: port 8080: PROXY protocol does not apply"),
+        "{warnings:#?}"
+    );
+    assert!(
+        about("Module ambassador: use_proxy_proto applies to TCPMapping listeners only"),
+        "{warnings:#?}"
+    );
+}

@@ -111,6 +111,47 @@ pub(crate) fn shared_ports(mappings: &[Mapping], first_route: usize) -> Vec<Conf
     out
 }
 
+/// The Gateway API has no way to ask for PROXY protocol on a listener (GEP-2644, TCPRoute,
+/// leaves client IP preservation to a future GEP), so Gateway listeners read none: a warning
+/// on each Emissary `Listener` with `PROXY` on a Gateway listener's port, and on a Module's
+/// `use_proxy_proto: true` when there are Gateway listeners (`mappings` from `first_route` on
+/// are the routes').
+pub(crate) fn proxy_protocol_unused(
+    mappings: &[Mapping],
+    first_route: usize,
+    listeners: &[crate::config::raw::RawListener],
+    module: Option<&crate::config::raw::RawModule>,
+) -> Vec<ConfigError> {
+    let routes = mappings.get(first_route..).unwrap_or_default();
+    let mut out = Vec::new();
+    let why = "the Gateway API has no way to ask for PROXY protocol (GEP-2644 leaves client IP preservation to a future GEP), so Gateway listeners read none";
+    for l in listeners.iter().filter(|l| l.proxy()) {
+        let port = l.port.and_then(|p| u16::try_from(p).ok());
+        if let Some(r) = routes.iter().find(|r| Some(r.port) == port) {
+            out.push(l.loc.warn(
+                &["protocolStack"],
+                format!(
+                    "port {}: PROXY protocol does not apply to the Gateway listener there (served to {} {}): {why}",
+                    r.port, r.loc.kind, r.loc.name
+                ),
+            ));
+        }
+    }
+    if let (Some(m), Some(r)) = (
+        module.filter(|m| m.use_proxy_proto == Some(true)),
+        routes.first(),
+    ) {
+        out.push(m.loc.warn(
+            &["config", "use_proxy_proto"],
+            format!(
+                "use_proxy_proto applies to TCPMapping listeners only, not to Gateway listeners (port {}, {} {}): {why}",
+                r.port, r.loc.kind, r.loc.name
+            ),
+        ));
+    }
+    out
+}
+
 /// Translates `res` into mappings (pushed to `model.mappings`; certificates to
 /// `model.hosts`; the status of every served Gateway and of every route bound to one to
 /// `model.gateway_status`); returns the warnings.
