@@ -3,7 +3,8 @@
 
 use base64::Engine as _;
 
-use super::translate::{intersect, percents};
+use super::backends::percents;
+use super::translate::intersect;
 use crate::config::{ConfigError, ConfigInput, Loaded, build_bundle, read};
 
 /// Loads `yaml` (file `gw.yaml`) serving Gateways of class `tcpmap`.

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::listeners::{Served, granted, listeners, without_conflicts};
+use super::backends::{Backend, backends};
+use super::listeners::{Served, listeners, without_conflicts};
 use super::raw::{From, GROUP, GatewayResource, ObjRef, RawGateway, RawGrant, RawRoute, RouteKind};
 use super::status::{Body, ListenerStatus, ParentStatus, ResourceStatus, Why};
 use crate::config::ConfigError;
@@ -239,66 +240,9 @@ fn route(
     listener_status: &mut [Vec<ListenerStatus>],
 ) -> (Vec<Mapping>, Vec<ConfigError>, Option<ResourceStatus>) {
     let ns = r.namespace.clone().unwrap_or_else(|| env.namespace.into());
-    let mut problems = Vec::new();
-    let not_accepted = |p: &ObjRef, why: String| {
-        super::warn_at_item(
-            &r.loc,
-            "parentRefs",
-            &p.name,
-            format!("not accepted: {why}"),
-        )
-    };
     let who = format!("{} {ns}/{}", r.kind.as_str(), r.loc.name);
-    let mut targets: Vec<(&Served, String, &ObjRef)> = Vec::new();
-    let mut parents = Vec::new();
-    for p in &r.parents {
-        let group = p.group.as_deref().unwrap_or(GROUP);
-        let kind = p.kind.as_deref().unwrap_or("Gateway");
-        if group != GROUP || kind != "Gateway" {
-            problems.push(not_accepted(
-                p,
-                format!("parentRef {kind} {} is not a Gateway (InvalidKind)", p.name),
-            ));
-            continue;
-        }
-        let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.clone());
-        if !ours.contains(&(gw_ns.clone(), p.name.clone())) {
-            tracing::debug!(route = %r.loc.name, gateway = %p.name, "parent Gateway not served here");
-            continue;
-        }
-        let found = attach(r, &ns, p, &gw_ns, served, res);
-        let line = super::warn_at_item(&r.loc, "parentRefs", &p.name, "").line;
-        let parent = ObjRef {
-            namespace: Some(gw_ns),
-            ..p.clone()
-        };
-        match found {
-            Ok(found) => {
-                for (s, _) in &found {
-                    if let Some(st) = listener_status
-                        .get_mut(s.slot.0)
-                        .and_then(|g| g.get_mut(s.slot.1))
-                    {
-                        st.attach(&who);
-                    }
-                }
-                targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
-                parents.push(ParentStatus {
-                    parent,
-                    line,
-                    accepted: Ok(()),
-                });
-            }
-            Err((reason, why)) => {
-                problems.push(not_accepted(p, format!("{why} ({reason})")));
-                parents.push(ParentStatus {
-                    parent,
-                    line,
-                    accepted: Err((reason, why)),
-                });
-            }
-        }
-    }
+    let (targets, parents, mut problems) =
+        accept_parents(r, &ns, &who, served, ours, res, listener_status);
     if parents.is_empty() {
         return (Vec::new(), problems, None);
     }
@@ -357,6 +301,83 @@ fn route(
         }
     }
     (out, problems, status)
+}
+
+/// A listener a route is accepted on, the hostname it serves there, and the parentRef.
+type Target<'a, 's, 'r> = (&'s Served<'r>, String, &'a ObjRef);
+
+/// The parentRefs of route `r` (in namespace `ns`, called `who` in messages) to served
+/// Gateways: the listeners it is accepted on (counted in `listener_status`), each parent's
+/// status, and why parents are not accepted.
+fn accept_parents<'a, 's, 'r>(
+    r: &'a RawRoute,
+    ns: &str,
+    who: &str,
+    served: &'s [Served<'r>],
+    ours: &BTreeSet<(String, String)>,
+    res: &Resources,
+    listener_status: &mut [Vec<ListenerStatus>],
+) -> (Vec<Target<'a, 's, 'r>>, Vec<ParentStatus>, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    let not_accepted = |p: &ObjRef, why: String| {
+        super::warn_at_item(
+            &r.loc,
+            "parentRefs",
+            &p.name,
+            format!("not accepted: {why}"),
+        )
+    };
+    let mut targets: Vec<Target> = Vec::new();
+    let mut parents = Vec::new();
+    for p in &r.parents {
+        let group = p.group.as_deref().unwrap_or(GROUP);
+        let kind = p.kind.as_deref().unwrap_or("Gateway");
+        if group != GROUP || kind != "Gateway" {
+            problems.push(not_accepted(
+                p,
+                format!("parentRef {kind} {} is not a Gateway (InvalidKind)", p.name),
+            ));
+            continue;
+        }
+        let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.to_string());
+        if !ours.contains(&(gw_ns.clone(), p.name.clone())) {
+            tracing::debug!(route = %r.loc.name, gateway = %p.name, "parent Gateway not served here");
+            continue;
+        }
+        let found = attach(r, ns, p, &gw_ns, served, res);
+        let line = super::warn_at_item(&r.loc, "parentRefs", &p.name, "").line;
+        let parent = ObjRef {
+            namespace: Some(gw_ns),
+            ..p.clone()
+        };
+        match found {
+            Ok(found) => {
+                for (s, _) in &found {
+                    if let Some(st) = listener_status
+                        .get_mut(s.slot.0)
+                        .and_then(|g| g.get_mut(s.slot.1))
+                    {
+                        st.attach(who);
+                    }
+                }
+                targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
+                parents.push(ParentStatus {
+                    parent,
+                    line,
+                    accepted: Ok(()),
+                });
+            }
+            Err((reason, why)) => {
+                problems.push(not_accepted(p, format!("{why} ({reason})")));
+                parents.push(ParentStatus {
+                    parent,
+                    line,
+                    accepted: Err((reason, why)),
+                });
+            }
+        }
+    }
+    (targets, parents, problems)
 }
 
 /// Where a route's backend is served: the route's namespace, the listener, one of its
@@ -544,150 +565,4 @@ pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String>
         }
     }
     out
-}
-
-/// A backend as the route model takes it.
-struct Backend {
-    /// `name.namespace`.
-    host: String,
-    /// The Service port (0 when the ref has none: it is refused anyway).
-    port: u16,
-    /// Percent of the route's connections.
-    pct: u8,
-    /// Why its share of connections is refused (the Gateway API reason), if it is.
-    refused: Option<&'static str>,
-}
-
-/// A route's backends with their shares, and what is wrong with them. Weights are relative
-/// (default 1); weight 0 gets no traffic. A backend that cannot be used (not a Service, no
-/// port, another namespace without a ReferenceGrant) keeps its share, which is refused: "if
-/// an invalid backend is requested to have 80% of connections, then 80% of connections must be
-/// rejected instead" (the Gateway API's BackendRefs).
-fn backends(
-    r: &RawRoute,
-    ns: &str,
-    res: &Resources,
-    env: &Env<'_>,
-) -> (Vec<Backend>, Result<(), Why>, Vec<ConfigError>) {
-    let mut problems = Vec::new();
-    let mut resolved = Ok(());
-    let mut weighted = Vec::new();
-    for b in &r.backends {
-        let warn = |why: String| {
-            let message = format!("backendRef {}: {why}", b.name);
-            super::warn_at_item(&r.loc, "backendRefs", &b.name, message)
-        };
-        let weight = match b.weight {
-            None => 1,
-            Some(w) if (0..=1_000_000).contains(&w) => w.unsigned_abs(),
-            Some(w) => {
-                problems.push(warn(format!("weight {w} is not 0-1000000; not used")));
-                continue;
-            }
-        };
-        let (group, kind) = (
-            b.group.as_deref().unwrap_or(""),
-            b.kind.as_deref().unwrap_or("Service"),
-        );
-        let target = b.namespace.clone().unwrap_or_else(|| ns.to_string());
-        let port = b
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p > 0);
-        let refused = if !group.is_empty() || kind != "Service" {
-            Some(("InvalidKind", format!("{kind} is not a Service")))
-        } else if port.is_none() {
-            Some((
-                "UnsupportedValue",
-                "a Service backend needs a port 1-65535".to_string(),
-            ))
-        } else if target != ns
-            && !granted(
-                res,
-                env.namespace,
-                (GROUP, r.kind.as_str(), ns),
-                ("", "Service", &b.name),
-                &target,
-            )
-        {
-            Some((
-                "RefNotPermitted",
-                format!(
-                    "Service {target}/{} is in another namespace and no ReferenceGrant there allows it",
-                    b.name
-                ),
-            ))
-        } else if !service_may_exist(res, env, &target, &b.name) {
-            Some((
-                "BackendNotFound",
-                format!(
-                    "the config holds Services of namespace {target} and none named {}",
-                    b.name
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((reason, why)) = &refused {
-            problems.push(warn(format!(
-                "{why} (ResolvedRefs False, {reason}); its share of connections is refused"
-            )));
-            if resolved.is_ok() {
-                resolved = Err((*reason, format!("backendRef {}: {why}", b.name)));
-            }
-        }
-        if weight > 0 {
-            let host = format!("{}.{target}", b.name);
-            weighted.push((host, port.unwrap_or(0), refused.map(|(r, _)| r), weight));
-        }
-    }
-    let weights: Vec<u64> = weighted.iter().map(|b| b.3).collect();
-    let out = weighted
-        .into_iter()
-        .zip(percents(&weights))
-        .map(|((host, port, refused, _), pct)| Backend {
-            host,
-            port,
-            pct,
-            refused,
-        })
-        .collect();
-    (out, resolved, problems)
-}
-
-/// False when the config holds `kind: Service` documents of namespace `ns` (a `kubectl get
-/// services` export of it) and none is named `name`: the backend does not exist
-/// (`BackendNotFound`). Without Service documents of that namespace tcpmap cannot tell, and
-/// the name is resolved by DNS like any service.
-fn service_may_exist(res: &Resources, env: &Env<'_>, ns: &str, name: &str) -> bool {
-    let in_ns = |s: &Option<String>| s.as_deref().unwrap_or(env.namespace) == ns;
-    let mut known = res.services.iter().filter(|(s, _)| in_ns(s)).peekable();
-    known.peek().is_none() || known.any(|(_, n)| n == name)
-}
-
-/// Relative weights as percentages summing to 100 (largest remainder; ties to the earlier).
-pub(crate) fn percents(weights: &[u64]) -> Vec<u8> {
-    let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
-    if sum == 0 {
-        return vec![0; weights.len()];
-    }
-    let parts: Vec<(u128, u128)> = weights
-        .iter()
-        .map(|w| (u128::from(*w) * 100 / sum, u128::from(*w) * 100 % sum))
-        .collect();
-    let given: u128 = parts.iter().map(|p| p.0).sum();
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse(parts.get(*i).map_or(0, |p| p.1)));
-    let mut out: Vec<u128> = parts.iter().map(|p| p.0).collect();
-    for i in order
-        .into_iter()
-        .take(100usize.saturating_sub(given as usize))
-    {
-        if let Some(v) = out.get_mut(i) {
-            *v += 1;
-        }
-    }
-    out.into_iter()
-        .map(|v| u8::try_from(v).unwrap_or(100))
-        .collect()
 }
