@@ -70,6 +70,11 @@ fn each_hostname_gets_the_first_certificate_valid_for_it_else_the_first() {
     assert_eq!(source("*.wild.example.com"), "terminate(Gateway gw/tls#2)");
     // No certificate names it: the first is the default.
     assert_eq!(source("other.example.com"), "terminate(Gateway gw/tls)");
+    // tlsroute-listener-terminate-supported-kinds: a Terminate listener lists TLSRoute.
+    let json = loaded.status_json();
+    let listener = &json[0]["status"]["listeners"][0];
+    assert_eq!(listener["supportedKinds"][0]["kind"], "TLSRoute");
+    assert_eq!(listener["conditions"][0]["reason"], "Accepted");
     // The missing third Secret: served with the other two, ResolvedRefs False.
     let status = loaded.status_text();
     assert!(
