@@ -84,6 +84,19 @@ fn check_serves_only_the_selected_gateway_class() {
         assert!(!out.contains(":8080"), "{out}");
     }
     assert!(!run(&[], None).contains(":9000"));
+    // `--output json` carries the status of the served Gateways and their routes only.
+    let json: serde_json::Value = serde_json::from_str(&run(&["--output", "json"], None)).unwrap();
+    let status = json["status"].as_array().unwrap();
+    let names: Vec<&str> = status.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"my-tcp-gateway"), "{names:?}");
+    assert!(names.contains(&"tcp-app-1"), "{names:?}");
+    assert!(!names.contains(&"elsewhere"), "{names:?}");
+    let route = status.iter().find(|s| s["name"] == "tcp-app-1").unwrap();
+    let accepted = &route["status"]["parents"][0]["conditions"][0];
+    assert_eq!(
+        (&accepted["type"], &accepted["status"]),
+        (&"Accepted".into(), &"True".into())
+    );
 }
 
 /// A Python with `jsonschema` and `yaml`: the manifests venv, else `python3`.
