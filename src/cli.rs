@@ -192,10 +192,10 @@ pub struct CheckArgs {
 /// `check --output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
-    /// `FILE:LINE: KIND NAME: message` lines, then the route table.
+    /// `FILE:LINE: KIND NAME: message` lines, the Gateway API status lines, then the route table.
     #[default]
     Text,
-    /// One JSON document: `{ok, routes, warnings, problems}`.
+    /// One JSON document: `{ok, routes, warnings, problems, status}`.
     Json,
 }
 
@@ -216,7 +216,10 @@ pub fn check(input: &ConfigInput) -> CheckReport {
 /// Validates the config and renders the report in `format`. The JSON form is one document:
 /// `ok`; `routes`, the route table as `/config` shows it (`null` when invalid) plus `lines`,
 /// the text form's route lines; `warnings` and `problems` (the errors), each entry with the
-/// fields of a [`config::ConfigError`] and `text`, its line in the text form.
+/// fields of a [`config::ConfigError`] and `text`, its line in the text form; `status`, the
+/// Gateway API status of each served Gateway and bound route (`null` when invalid). The text
+/// form prints the problems, the status lines (`FILE:LINE: KIND NAME: status: …`), then the
+/// route table.
 pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
     let (ok, table, found) = match config::load(input) {
         Ok(loaded) => (true, Some(loaded.table), loaded.warnings),
@@ -225,6 +228,7 @@ pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
     let text = match format {
         OutputFormat::Text => {
             let mut text: String = found.iter().map(|p| format!("{p}\n")).collect();
+            text.extend(table.as_ref().map(|t| t.status().text.clone()));
             text.extend(table.as_ref().map(|t| t.render_text()));
             text
         }
@@ -251,6 +255,7 @@ pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
                 "routes": routes,
                 "warnings": warnings.into_iter().map(entry).collect::<Vec<_>>(),
                 "problems": errors.into_iter().map(entry).collect::<Vec<_>>(),
+                "status": table.as_ref().map(|t| t.status().json.clone()),
             });
             format!("{doc:#}\n")
         }

@@ -99,6 +99,7 @@ fn config_json(
         "generation": snapshot.generation(),
         "ready": snapshot.ready,
         "routes": snapshot.table.to_json(),
+        "status": snapshot.table.status().json,
         "endpoints": crate::state::endpoints::table_json(&snapshot.table, endpoints),
         "last_reload": snapshot.last_reload,
     });

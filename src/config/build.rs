@@ -61,6 +61,11 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
             Err(e) => errs.push(e),
         }
     }
+    let status = super::gateway::status::render(&model.gateway_status);
+    table.set_status(crate::route::ConfigStatus {
+        text: status.text,
+        json: status.json,
+    });
     if errs.is_empty() {
         Ok(table)
     } else {
@@ -108,6 +113,7 @@ fn group<'m>(
             share: *share,
             connect_timeout: m.connect_timeout,
             max_connections: m.max_connections,
+            refused: m.refused,
             send_proxy: m.send_proxy,
             endpoints: m.endpoints,
         })

@@ -36,6 +36,19 @@ pub(crate) struct RouteTable {
     generation: u64,
     /// One entry per bound `(address, port)`, keyed by [`Listener::addr`].
     listeners: BTreeMap<SocketAddr, Listener>,
+    /// The Gateway API status of the config the table was built from.
+    status: ConfigStatus,
+}
+
+/// What a config says about its Gateway API resources beside the routes (SPEC section 14,
+/// "Status"), rendered when the table is built: the `FILE:LINE: KIND NAME: status: …` lines
+/// `check` prints, and the array `check --output json` and `/config` carry as `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ConfigStatus {
+    /// The lines, each newline-terminated (empty without Gateway API resources).
+    pub text: String,
+    /// The entries (`[]` without Gateway API resources).
+    pub json: Vec<serde_json::Value>,
 }
 
 impl RouteTable {
@@ -48,6 +61,16 @@ impl RouteTable {
     /// before the table is shared.
     pub(crate) fn set_generation(&mut self, generation: u64) {
         self.generation = generation;
+    }
+
+    /// The Gateway API status of the config the table was built from.
+    pub(crate) fn status(&self) -> &ConfigStatus {
+        &self.status
+    }
+
+    /// Records the Gateway API status (the builder does, once).
+    pub(crate) fn set_status(&mut self, status: ConfigStatus) {
+        self.status = status;
     }
 
     /// The listeners, one per bound `(address, port)`, in address order.
@@ -481,6 +504,10 @@ pub(crate) struct Upstream {
     pub connect_timeout: Duration,
     /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
     pub max_connections: Option<u32>,
+    /// A Gateway API backendRef that cannot be used (`RefNotPermitted`, `InvalidKind`, …):
+    /// every connection picked for it is closed at once (`end=no_route`, `detail` names the
+    /// reason), never connected.
+    pub refused: Option<&'static str>,
     /// `send_proxy_proto`: the PROXY protocol header written first on the upstream connection.
     pub send_proxy: Option<Version>,
     /// How one of the service's endpoints is chosen and guarded (ext).

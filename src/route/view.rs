@@ -159,6 +159,7 @@ impl Group {
                 "share": u.share,
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
+                "refused": u.refused,
                 "send_proxy_proto": u.send_proxy.map(|v| v.as_str()),
                 "load_balancer": {
                     "policy": u.endpoints.load_balancer.policy.as_str(),
@@ -291,6 +292,13 @@ impl Routes {
     pub fn to_json(&self) -> Value {
         self.table.to_json()
     }
+
+    /// The Gateway API status (`Accepted`, `ResolvedRefs`, `Programmed` per Gateway,
+    /// listener and route parent) as `/config` shows it under `status`: one entry per
+    /// resource, `[]` without Gateway API resources.
+    pub fn status_json(&self) -> Value {
+        Value::Array(self.table.status().json.clone())
+    }
 }
 
 impl fmt::Display for Routes {
@@ -318,6 +326,7 @@ mod tests {
             share,
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
+            refused: None,
             send_proxy: None,
             endpoints: Default::default(),
         }

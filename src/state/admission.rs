@@ -285,6 +285,7 @@ mod tests {
             share: 100,
             connect_timeout: std::time::Duration::from_secs(1),
             max_connections: None,
+            refused: None,
             send_proxy: None,
             endpoints: EndpointPolicy::default(),
         };

@@ -143,12 +143,19 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         module_proxy(&raw_modules),
         &raw_listeners,
     ));
+    let first_route = model.mappings.len();
     problems.extend(gateway_routes(
         &gateway_api,
         &env,
         module,
         &endpoint_defaults,
         &mut model,
+    ));
+    problems.extend(gateway::translate::proxy_protocol_unused(
+        &model.mappings,
+        first_route,
+        &raw_listeners,
+        raw_modules.first(),
     ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);
