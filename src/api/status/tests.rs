@@ -25,6 +25,7 @@ fn upstream(name: &str, port: u16, service_port: u16, share: u8) -> Upstream {
         max_connections: None,
         send_proxy: None,
         endpoints: Default::default(),
+        refused: None,
     }
 }
 
