@@ -61,6 +61,12 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
             Err(e) => errs.push(e),
         }
     }
+    for (addr, protocol) in &model.starttls {
+        // A listener without a valid group is not bound; nothing to speak for.
+        if table.listeners().contains_key(addr) {
+            table.set_starttls(*addr, *protocol);
+        }
+    }
     if errs.is_empty() {
         Ok(table)
     } else {

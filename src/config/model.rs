@@ -184,4 +184,6 @@ pub(crate) struct Model {
     pub hosts: Vec<Host>,
     /// The groups.
     pub groups: Vec<GroupPlan>,
+    /// The listeners that speak a protocol's TLS negotiation first (`starttls`).
+    pub starttls: std::collections::BTreeMap<std::net::SocketAddr, crate::route::StartTls>,
 }
