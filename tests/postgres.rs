@@ -426,6 +426,11 @@ fn passthrough_relays_each_servers_own_tls_and_cancels_go_to_the_host_less_mappi
         psql(s, &conninfo(port, "127.0.0.1", "sslmode=require"), WHO).unwrap(),
         "db1|tls"
     );
+    // So does an unknown name.
+    assert_eq!(
+        psql(s, &conninfo(port, "db3.example", "sslmode=require"), WHO).unwrap(),
+        "db1|tls"
+    );
     // Direct TLS passed through to a server that knows only the SSLRequest (PostgreSQL 15).
     let ca_pem = std::fs::read_to_string(&s.ca_file).unwrap();
     let (_, name) = direct_tls(port, "db2.example", &ca_pem)
@@ -529,6 +534,16 @@ fn refusals_say_why_in_the_access_line() {
     access_line(&d, &["a CancelRequest in clear and no host-less mapping"]);
     assert_eq!(answer_to(port, b"GET / HTTP/1.1\r\n\r\n"), b"");
     access_line(&d, &["not a Postgres client"]);
+    // A name no group takes, and no host-less mapping: the alert a TLS server sends.
+    let err = psql(
+        s,
+        &conninfo(port, "unknown.example", "sslmode=require"),
+        "SELECT 1",
+    )
+    .unwrap_err();
+    assert!(err.contains("unrecognized name"), "{err}");
+    let v = access_line(&d, &["\"sni\":\"unknown.example\""]);
+    assert_eq!(v["end"], "tls_unknown_sni", "{v}");
     // An upstream that answers the SSLRequest with `N`: psql sees the connection close.
     let err = psql(
         s,
