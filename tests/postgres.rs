@@ -562,3 +562,49 @@ fn refusals_say_why_in_the_access_line() {
         "{v}"
     );
 }
+
+/// What needs no PostgreSQL: the second GSSENCRequest, and a TLS client that would go to a
+/// host-less mapping that originates TLS (its TLS is not wrapped in another).
+#[test]
+fn a_second_gssenc_request_and_tls_in_tls_are_refused() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (d, port) = tcpmap(dir.path(), secrets.path(), |p| {
+        mapping_with("originates", p, up_addr, "tls: true\nstarttls: postgres\n")
+    });
+    let gssenc = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+    let mut c = TcpStream::connect(local(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&gssenc).unwrap();
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"N");
+    c.write_all(&gssenc).unwrap();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert_eq!(rest, b"");
+    access_line(&d, &["a second GSSENCRequest"]);
+
+    // SSLRequest, `S`, then a ClientHello (with SNI) that only the host-less mapping could take.
+    let mut c = TcpStream::connect(local(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).unwrap();
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"S");
+    c.write_all(&common::hello::rustls_records(
+        Some("db.example"),
+        &[b"postgresql"],
+    ))
+    .unwrap();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert_eq!(rest, b"");
+    let v = access_line(&d, &["which originates TLS"]);
+    assert_eq!(v["end"], "no_route", "{v}");
+    assert_eq!(v["mapping"], "-", "{v}");
+    // Neither reached the upstream.
+    upstream.set_nonblocking(true).unwrap();
+    assert!(upstream.accept().is_err());
+}
