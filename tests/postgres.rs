@@ -608,3 +608,48 @@ fn a_second_gssenc_request_and_tls_in_tls_are_refused() {
     upstream.set_nonblocking(true).unwrap();
     assert!(upstream.accept().is_err());
 }
+
+/// After the SSLRequest the ClientHello is routed as on any TLS listener: `match_alpn` first
+/// within a host, then the host's group, then the catch-all `*` for other names.
+#[test]
+fn match_alpn_and_the_catch_all_route_postgres_clients_too() {
+    let Some(s) = servers() else { return };
+    let proxy_ca = Ca::new("tcpmap CA 2");
+    let secrets = tempfile::tempdir().unwrap();
+    let (cert, key) = proxy_ca.leaf(&["db1.example", "other.example"]);
+    write_secret(secrets.path(), "dbs", &cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let (d, port) = tcpmap(dir.path(), secrets.path(), |p| {
+        tls_context("dbs", "hosts: [db1.example, \"*\"]\nsecret: dbs\n")
+            + &mapping_with(
+                "alpn",
+                p,
+                local(s.db1.port),
+                "host: db1.example\nmatch_alpn: [postgresql]\nstarttls: postgres\n",
+            )
+            + &mapping_with("plain", p, local(s.db2.port), "host: db1.example\n")
+            + &mapping_with("any", p, local(s.db2.port), "host: \"*\"\n")
+    });
+    // libpq 15 offers no ALPN: the host's group without match_alpn.
+    assert_eq!(
+        psql(s, &conninfo(port, "db1.example", "sslmode=require"), WHO).unwrap(),
+        "db2|clear"
+    );
+    // A client offering `postgresql` (as libpq 17 does): the match_alpn group.
+    let (alpn, name) = direct_tls(port, "db1.example", &proxy_ca.cert_pem()).unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"postgresql"[..]));
+    assert_eq!(name, "db1");
+    // Any other name, and none: the catch-all.
+    assert_eq!(
+        psql(s, &conninfo(port, "other.example", "sslmode=require"), WHO).unwrap(),
+        "db2|clear"
+    );
+    assert_eq!(
+        psql(s, &conninfo(port, "127.0.0.1", "sslmode=require"), WHO).unwrap(),
+        "db2|clear"
+    );
+    access_line(&d, &["\"mapping\":\"plain\"", "\"sni\":\"db1.example\""]);
+    access_line(&d, &["\"mapping\":\"alpn\"", "\"sni\":\"db1.example\""]);
+    access_line(&d, &["\"mapping\":\"any\"", "\"sni\":\"other.example\""]);
+    access_line(&d, &["\"mapping\":\"any\"", "\"sni\":\"-\""]);
+}
