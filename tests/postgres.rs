@@ -108,9 +108,14 @@ fn start_servers() -> Option<Servers> {
         return None;
     };
     let ca = Ca::new("postgres upstream CA");
-    // Kept: each server's shell removes its directory when it stops.
+    // Kept: each server's shell removes its directory when it stops. Under /tmp when the
+    // servers run as another user, who must reach them (a root-only TMPDIR would not do).
+    let base = match server_user() {
+        Some(_) => PathBuf::from("/tmp"),
+        None => std::env::temp_dir(),
+    };
     let dirs: Vec<PathBuf> = (0..2)
-        .map(|_| tempfile::tempdir().unwrap().keep())
+        .map(|_| tempfile::tempdir_in(&base).unwrap().keep())
         .collect();
     let ca_file = dirs[0].join("upstream-ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).unwrap();
