@@ -2,12 +2,12 @@
 //! SSLRequest tcpmap sends the upstream before TLS goes to it.
 //!
 //! ```text
-//! client                      tcpmap                                upstream
+//! client                      tcpmap                        upstream
 //! SSLRequest ───────────────▶ `S` ◀─ answered here
 //! ClientHello ──────────────▶ route by SNI (`route`) ─┬ terminate ─▶ startup in clear
-//!                                                         ├ terminate+tls ─▶ SSLRequest, `S`, TLS
-//!                                                         └ passthrough / host-less ─▶ SSLRequest,
-//!                                                            `S` swallowed, ClientHello untouched
+//!                                                     ├ terminate+tls ─▶ SSLRequest, `S`, TLS
+//!                                                     └ passthrough / host-less ─▶ SSLRequest,
+//!                                                       `S` swallowed, ClientHello untouched
 //! GSSENCRequest ────────────▶ `N` (the client sends another first message)
 //! CancelRequest, startup ───▶ host-less mapping, bytes as sent (or closed)
 //! ClientHello (direct TLS) ─▶ route by SNI as after an SSLRequest
