@@ -66,6 +66,12 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
         text: status.text,
         json: status.json,
     });
+    for (addr, protocol) in &model.starttls {
+        // A listener without a valid group is not bound; nothing to speak for.
+        if table.listeners().contains_key(addr) {
+            table.set_starttls(*addr, *protocol);
+        }
+    }
     if errs.is_empty() {
         Ok(table)
     } else {

@@ -189,4 +189,6 @@ pub(crate) struct Model {
     pub groups: Vec<GroupPlan>,
     /// The Gateway API status of every served Gateway and of every route bound to one.
     pub gateway_status: Vec<crate::config::gateway::status::ResourceStatus>,
+    /// The listeners that speak a protocol's TLS negotiation first (`starttls`).
+    pub starttls: std::collections::BTreeMap<std::net::SocketAddr, crate::route::StartTls>,
 }

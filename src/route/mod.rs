@@ -38,6 +38,9 @@ pub(crate) struct RouteTable {
     listeners: BTreeMap<SocketAddr, Listener>,
     /// The Gateway API status of the config the table was built from.
     status: ConfigStatus,
+    /// The listeners that speak a protocol's TLS negotiation before the ClientHello
+    /// (`starttls`); the others have no entry.
+    starttls: BTreeMap<SocketAddr, StartTls>,
 }
 
 /// What a config says about its Gateway API resources beside the routes (SPEC section 14,
@@ -93,6 +96,17 @@ impl RouteTable {
         })
     }
 
+    /// The protocol whose TLS negotiation the listener on `addr` speaks before the
+    /// ClientHello (`starttls`), if any.
+    pub(crate) fn starttls(&self, addr: &SocketAddr) -> Option<StartTls> {
+        self.starttls.get(addr).copied()
+    }
+
+    /// Makes the listener on `addr` speak `protocol`'s TLS negotiation first.
+    pub(crate) fn set_starttls(&mut self, addr: SocketAddr, protocol: StartTls) {
+        self.starttls.insert(addr, protocol);
+    }
+
     /// Adds `listener` under its address, replacing one already there (tests build tables
     /// this way).
     #[cfg(test)]
@@ -128,6 +142,22 @@ pub(crate) struct Listener {
     pub hosts: HostMap<HostRoutes>,
     /// Whether connections start with a PROXY protocol header (`use_proxy_proto`).
     pub proxy_protocol: Accept,
+}
+
+/// A protocol that negotiates TLS in clear before the ClientHello (`starttls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum StartTls {
+    /// Postgres: an SSLRequest answered `S` (`postgres` module).
+    Postgres,
+}
+
+impl StartTls {
+    /// The config word.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StartTls::Postgres => "postgres",
+        }
+    }
 }
 
 impl Listener {

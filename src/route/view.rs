@@ -201,13 +201,17 @@ fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
 impl RouteTable {
     /// Every group as `(listener, group, host group)`: per listener the host-less group,
     /// then host groups. The listener is its address, with `proxy_protocol=required|optional`
-    /// when it reads PROXY protocol headers.
+    /// when it reads PROXY protocol headers and `starttls=postgres` when it speaks Postgres'
+    /// TLS negotiation first.
     fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&HostGroup>)> {
         self.listeners.values().flat_map(|l| {
-            let addr = match l.proxy_protocol {
+            let mut addr = match l.proxy_protocol {
                 Accept::Off => l.addr.to_string(),
                 accept => format!("{} proxy_protocol={}", l.addr, accept.as_str()),
             };
+            if let Some(s) = self.starttls(&l.addr) {
+                addr.push_str(&format!(" starttls={}", s.as_str()));
+            }
             l.groups_with_hosts()
                 .map(move |(g, h)| (addr.clone(), g, h.map(|h| &**h)))
         })
@@ -245,6 +249,7 @@ impl RouteTable {
                 json!({
                     "address": l.addr.to_string(),
                     "proxy_protocol": l.proxy_protocol.as_str(),
+                    "starttls": self.starttls(&l.addr).map(|s| s.as_str()),
                     "groups": groups,
                 })
             })

@@ -8,7 +8,9 @@
 //!  │          │           │           connect with failover, [send PROXY header]
 //!  │          │           └ route.rs: host group by SNI/ALPN, [terminate TLS] (within the
 //!  │          │             handshake window from accept)
-//!  │          └ preamble.rs: [PROXY header], [ClientHello peek], or the refusal's alert
+//!  │          └ preamble.rs: [PROXY header], [ClientHello peek], or the refusal's alert;
+//!  │            postgres.rs: on a `starttls: postgres` listener the first message first
+//!  │            (SSLRequest answered `S`, GSSENCRequest `N`), and the SSLRequest upstream
 //!  └ Conn::accept: the admission (global slot), the generation, the access record
 //! ```
 //!
@@ -20,6 +22,7 @@
 
 pub(crate) mod close;
 mod log;
+mod postgres;
 mod preamble;
 mod relay;
 mod route;
@@ -39,7 +42,7 @@ use crate::close::{CloseReason, Side};
 use crate::net::copy::{RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::prefixed::Prefixed;
 use crate::proxy_protocol::Accept;
-use crate::route::{HostGroup, MappingId, TlsMode};
+use crate::route::{HostGroup, MappingId, StartTls, TlsMode};
 
 // Why the `Box::pin`s in the stages: a task stores its whole future for its lifetime, so the
 // future's size is memory per idle connection. The peek, the TLS handshakes, the lookup and
@@ -82,6 +85,8 @@ struct Record {
     /// Why the connection failed before relaying (alert sent or received, timeout), or how
     /// its client closed when that is worth saying (without close_notify), if it did.
     detail: Option<String>,
+    /// How the client started, on a `starttls: postgres` listener (`None` elsewhere).
+    postgres: Option<postgres::PgStart>,
 }
 
 /// The client side after routing: plain (with bytes already read to forward), or TLS.
@@ -156,6 +161,7 @@ impl Conn {
             tls: TlsMode::None,
             attempts: 0,
             detail: None,
+            postgres: None,
         };
         Conn {
             admission,
@@ -200,11 +206,18 @@ impl Conn {
             if routes.proxy_protocol != Accept::Off {
                 Box::pin(self.accept_proxy_header(&stream, routes.proxy_protocol)).await?;
             }
-            let (group, client) = self.route(stream, routes).await?;
+            let starttls = generation.table.starttls(&self.rec.listener);
+            let (group, client) = match starttls {
+                Some(StartTls::Postgres) => Box::pin(self.route_postgres(stream, routes)).await?,
+                None => self.route(stream, routes, &[]).await?,
+            };
             let (upstream, endpoints) = self.admit(group)?;
             let up = self.connect(upstream, endpoints).await?;
             if let Some(version) = upstream.send_proxy {
                 Box::pin(self.send_proxy_header(&up, version, &client)).await?;
+            }
+            if self.postgres_upstream_tls(&client, group) {
+                Box::pin(self.send_ssl_request(&up)).await?;
             }
             self.relay(client, up, upstream, group).await
         }

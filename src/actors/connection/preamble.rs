@@ -53,13 +53,18 @@ impl Conn {
             .unwrap_or_else(Instant::now)
     }
 
-    /// Reads the ClientHello (without consuming it) for what is left of the handshake window.
-    pub(super) async fn read_hello(&self, stream: &Async<TcpStream>) -> peek::Peeked {
+    /// Reads the ClientHello (without consuming it) for what is left of the handshake window,
+    /// after the bytes `already` read from the connection.
+    pub(super) async fn read_hello(
+        &self,
+        stream: &Async<TcpStream>,
+        already: &[u8],
+    ) -> peek::Peeked {
         let left = self
             .handshake_deadline()
             .saturating_duration_since(Instant::now());
         let metrics = &self.admission.shared.metrics;
-        Box::pin(peek::read_client_hello(stream, left, metrics)).await
+        Box::pin(peek::read_client_hello(stream, already, left, metrics)).await
     }
 
     /// Answers a ClientHello read that no group takes: the alert a TLS server sends, or just

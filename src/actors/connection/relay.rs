@@ -34,8 +34,11 @@ impl Conn {
         let progress = &self.admission.progress;
         match (client, &group.origination) {
             (Client::Plain(c, first), None) => {
-                // A passthrough group's client side is TLS we do not touch: still raw bytes here.
-                if self.rec.tls != TlsMode::Passthrough {
+                // A passthrough group's client side is TLS we do not touch: still raw bytes
+                // here; so is a Postgres client's TLS that no host group terminates.
+                if self.postgres_tls_client() {
+                    self.rec.tls = TlsMode::Passthrough;
+                } else if self.rec.tls != TlsMode::Passthrough {
                     self.rec.tls = TlsMode::None;
                 }
                 Box::pin(forward_first(&up, &first, progress)).await?;

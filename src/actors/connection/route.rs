@@ -25,18 +25,22 @@ impl Conn {
     /// group listing an offered protocol first), which terminates it or passes it through
     /// untouched; anything else goes to the host-less group, raw, when there is one. Without
     /// one, a rejected hello gets the alert a TLS server sends, and a non-TLS client is closed.
+    ///
+    /// `already` holds the connection's first bytes when an earlier step read them (a
+    /// Postgres listener's first message that turned out to be a ClientHello): they come first.
     pub(super) async fn route<'r>(
         &mut self,
         stream: Async<TcpStream>,
         routes: &'r Listener,
+        already: &[u8],
     ) -> Result<(&'r Group, Client), CloseReason> {
         if !routes.needs_peek() {
             return match &routes.plain {
-                Some(plain) => Ok((&**plain, Client::Plain(stream, Vec::new()))),
+                Some(plain) => Ok((&**plain, Client::Plain(stream, already.to_vec()))),
                 None => Err(CloseReason::NoRoute),
             };
         }
-        let peeked = self.read_hello(&stream).await;
+        let peeked = self.read_hello(&stream, already).await;
         let matched = match &peeked.verdict {
             Peek::Hello(hello) => {
                 self.rec.sni.clone_from(&hello.sni);
@@ -86,9 +90,15 @@ impl Conn {
             rustls::server::Acceptor::default(),
             Prefixed::new(hello, TcpHalfClose(stream)),
         );
+        let postgres = self.rec.postgres.is_some();
         let handshake = async {
             let start = acceptor.await?;
-            start.into_stream(term.config.clone()).await
+            let config = if postgres {
+                super::postgres::with_postgresql_alpn(&term.config, &start.client_hello())
+            } else {
+                term.config.clone()
+            };
+            start.into_stream(config).await
         };
         let left = self
             .handshake_deadline()

@@ -66,6 +66,8 @@ pub(crate) struct RawMapping {
     pub tls_passthrough: Option<bool>,
     /// `match_alpn` (ext): a list of protocol names (or a comma-separated string).
     pub match_alpn: Option<Vec<String>>,
+    /// `starttls` (ext): `postgres` or `none`, checked by validation.
+    pub starttls: Option<String>,
 }
 
 impl RawMapping {
@@ -153,6 +155,7 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         send_proxy_proto: f.string("send_proxy_proto"),
         tls_passthrough: f.boolean("tls_passthrough"),
         match_alpn: f.strings("match_alpn"),
+        starttls: f.string("starttls"),
     }
 }
 

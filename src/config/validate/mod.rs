@@ -8,6 +8,7 @@ pub(crate) mod endpoints;
 pub(crate) mod groups;
 pub(crate) mod mapping;
 pub(crate) mod service;
+pub(crate) mod starttls;
 pub(crate) mod tls;
 pub(crate) mod usage;
 pub(crate) mod weights;
@@ -143,6 +144,9 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         module_proxy(&raw_modules),
         &raw_listeners,
     ));
+    let (listeners, p) = starttls::listeners(&raw_mappings, &model.mappings);
+    model.starttls = listeners;
+    problems.extend(p);
     let first_route = model.mappings.len();
     problems.extend(gateway_routes(
         &gateway_api,
