@@ -162,6 +162,13 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Session-ticket keys shared with other tcpmap processes: one base64 line of 80 random
+    /// bytes per key (`openssl rand 80 | base64 -w0`), the first seals new tickets, every one
+    /// opens them. Re-read on SIGHUP and when the file changes; a bad file is an error at start
+    /// and a rejected reload later (the old keys stay). Without it the process keeps its own
+    /// keys, rotated every 6 hours.
+    #[arg(long, value_name = "FILE")]
+    pub session_ticket_keys: Option<PathBuf>,
     /// Worker processes serving the listeners: `auto` (the CPUs this process may use) or a
     /// number; 1 runs everything in one process.
     #[arg(long, env = "TCPMAP_WORKERS", value_name = "N|auto", default_value = "auto", value_parser = parse_workers)]

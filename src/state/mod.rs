@@ -9,13 +9,15 @@
 //! - `ratelog`: rate limits for log lines peers can trigger;
 //! - `ticket_keys` / `tickets`: the process's session-ticket key ring (a global, the system
 //!   RNG, the clock, `TCPMAP_TICKET_ROTATION_SECS`), which every TLS server config of the
-//!   process uses and the workers' Supervisor hands out;
+//!   process uses and the workers' Supervisor hands out; `ticket_file`: the keys of
+//!   `--session-ticket-keys FILE`;
 //! - this file: the open-connection [`Count`] (own or in shared memory) and the [`Limits`].
 
 pub(crate) mod admission;
 pub(crate) mod clients;
 pub(crate) mod endpoints;
 pub(crate) mod ratelog;
+pub(crate) mod ticket_file;
 pub(crate) mod ticket_keys;
 pub(crate) mod tickets;
 
