@@ -137,6 +137,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--drain-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DrainStrategy {
+    /// Open connections run until the drain timeout, then the rest are closed.
+    #[default]
+    Wait,
+    /// Closes spread evenly over the drain timeout.
+    Spread,
+}
+
 /// `tcpmap run` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -149,6 +159,11 @@ pub struct RunArgs {
     /// Seconds open connections may take to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub drain_timeout: u64,
+    /// How a drain closes open connections: `wait` lets them run until --drain-timeout;
+    /// `spread` closes the idle ones after a second and each other one at its own random
+    /// instant spread evenly over --drain-timeout (TLS clients get a close_notify first).
+    #[arg(long, value_enum, value_name = "wait|spread", default_value_t = DrainStrategy::Wait)]
+    pub drain_strategy: DrainStrategy,
     /// Overall limit of concurrent connections (extra ones are closed at once).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u32>,

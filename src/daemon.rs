@@ -99,6 +99,7 @@ fn builder(args: &RunArgs, input: ConfigInput, exe: &Path, workers: usize) -> Pr
     let mut builder = ProxyBuilder::new()
         .input(input)
         .drain_timeout(Duration::from_secs(args.drain_timeout))
+        .spread_drain(args.drain_strategy == crate::cli::DrainStrategy::Spread)
         .resolv_conf(args.resolv_conf.clone())
         .handshake_timeout(Duration::from_secs_f64(args.handshake_timeout));
     if let Some(addr) = args.admin {

@@ -85,4 +85,6 @@ pub(crate) struct Limits {
     /// This proxy's zero-copy setting: plain↔plain relays use splice(2) (Linux) when true
     /// (`ProxyBuilder::zero_copy`, off as well under `TCPMAP_NO_SPLICE=1`).
     pub(crate) zero_copy: bool,
+    /// `--drain-strategy spread`: a graceful drain closes connections over its timeout.
+    pub(crate) drain_spread: bool,
 }

@@ -272,6 +272,9 @@ pub(crate) struct Settings {
     pub(crate) resolv_conf: PathBuf,
     /// `--drain-timeout`, in milliseconds (used when the Supervisor goes away).
     pub(crate) drain_timeout_ms: u64,
+    /// `--drain-strategy spread` (absent from an older Supervisor: `wait`).
+    #[serde(default)]
+    pub(crate) drain_spread: bool,
 }
 
 /// A mapping's circuit-breaker counter in the shared memory.
@@ -378,6 +381,7 @@ mod tests {
                     zero_copy: false,
                     resolv_conf: "/etc/resolv.conf".into(),
                     drain_timeout_ms: 30_000,
+                    drain_spread: true,
                 },
                 tickets: Some(TicketKeys::generate(1).unwrap()),
             },

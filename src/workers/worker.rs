@@ -144,6 +144,7 @@ impl Worker {
                 max_connections: settings.max_connections.map(|m| m as usize),
                 handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
                 zero_copy: settings.zero_copy,
+                drain_spread: settings.drain_spread,
             },
             Count::Shared {
                 total: totals.count,
