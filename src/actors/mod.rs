@@ -69,6 +69,10 @@ pub(crate) struct Shared {
     /// Orders to close the connections at set times (`--drain-strategy spread`), whatever
     /// their generation: [`connection::close::CloseOrders::give`].
     pub(crate) close: connection::close::CloseOrders,
+    /// The connection rate limits' buckets: a worker's shared table, else made on first use.
+    pub(crate) rates: std::sync::OnceLock<crate::state::ratelimit::RateTable>,
+    /// Rate limit for the warning about rate-limited connections.
+    pub(crate) rate_log: RateLimitedLog,
 }
 
 impl admission::Gate for Shared {
@@ -105,6 +109,8 @@ impl Shared {
             proxy_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
             endpoints,
             close: Default::default(),
+            rates: std::sync::OnceLock::new(),
+            rate_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
         })
     }
 

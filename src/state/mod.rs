@@ -6,6 +6,7 @@
 //!   generations;
 //! - `clients`: the interface of per-client counts kept in shared memory (implemented by
 //!   `workers/shm/clients.rs`);
+//! - `ratelimit`: connection rate limits' token buckets (a bounded table, own or shared);
 //! - `ratelog`: rate limits for log lines peers can trigger;
 //! - `ticket_keys` / `tickets`: the process's session-ticket key ring (a global, the system
 //!   RNG, the clock, `TCPMAP_TICKET_ROTATION_SECS`), which every TLS server config of the
@@ -16,6 +17,7 @@
 pub(crate) mod admission;
 pub(crate) mod clients;
 pub(crate) mod endpoints;
+pub(crate) mod ratelimit;
 pub(crate) mod ratelog;
 pub(crate) mod ticket_file;
 pub(crate) mod ticket_keys;

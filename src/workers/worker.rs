@@ -152,6 +152,10 @@ impl Worker {
             },
             tripwire,
         );
+        // Rate limits count over every worker in the shared table.
+        if let Some(table) = counters.rate_table() {
+            let _ = shared.rates.set(table);
+        }
         // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
         crate::actors::health::spawn(
             Arc::downgrade(&endpoints),

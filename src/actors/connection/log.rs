@@ -14,7 +14,7 @@ use crate::route::{HostGroup, Upstream};
 impl Conn {
     /// The connection's one access line (none for refusals, which have a rate-limited warning).
     pub(super) fn log_access(&self, reason: CloseReason) {
-        if reason == CloseReason::Limit {
+        if matches!(reason, CloseReason::Limit | CloseReason::RateLimit) {
             return;
         }
         let rec = &self.rec;

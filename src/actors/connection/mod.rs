@@ -21,6 +21,7 @@
 pub(crate) mod close;
 mod log;
 mod preamble;
+mod rate;
 mod relay;
 mod route;
 #[cfg(test)]
@@ -180,6 +181,10 @@ impl Conn {
             };
             if routes.proxy_protocol != Accept::Off {
                 Box::pin(self.accept_proxy_header(&stream, routes.proxy_protocol)).await?;
+            }
+            // The client is known: its rate limit, before the ClientHello and any TLS work.
+            if let Some(limit) = rate::of(routes) {
+                self.check_rate(&limit)?;
             }
             let (group, client) = self.route(stream, routes).await?;
             let (upstream, endpoints) = self.admit(group)?;
