@@ -91,6 +91,8 @@ pub struct ProxyBuilder {
     zero_copy: bool,
     /// `--drain-strategy spread`.
     drain_spread: bool,
+    /// `--dont-log-null`.
+    dont_log_null: bool,
     resolver: ResolverConfig,
     /// Data-plane threads in this process (`None`: as many as CPUs it may use).
     threads: Option<usize>,
@@ -117,6 +119,7 @@ impl ProxyBuilder {
             handshake_timeout: Duration::from_secs(10),
             zero_copy: true,
             drain_spread: false,
+            dont_log_null: false,
             resolver: ResolverConfig::default(),
             threads: None,
             pool: None,
@@ -153,6 +156,7 @@ impl ProxyBuilder {
             resolv_conf: self.resolver.resolv_conf.clone(),
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
             drain_spread: self.drain_spread,
+            dont_log_null: self.dont_log_null,
         }
     }
 
@@ -239,6 +243,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Writes no access line for a connection whose client sent no byte (HAProxy's
+    /// `dontlognull`): a flood of empty connections then writes no line an attacker controls.
+    /// Such connections are still counted in the metrics. Off by default.
+    pub fn dont_log_null(mut self, on: bool) -> Self {
+        self.dont_log_null = on;
+        self
+    }
+
     /// Open connections allowed overall; extra ones are closed at once.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max);
@@ -311,6 +323,7 @@ impl ProxyBuilder {
                 handshake_timeout: self.handshake_timeout,
                 zero_copy: self.splices(),
                 drain_spread: self.drain_spread,
+                dont_log_null: self.dont_log_null,
             },
             Default::default(),
             tripwire,

@@ -164,7 +164,9 @@ pub struct RunArgs {
     /// instant spread evenly over --drain-timeout (TLS clients get a close_notify first).
     #[arg(long, value_enum, value_name = "wait|spread", default_value_t = DrainStrategy::Wait)]
     pub drain_strategy: DrainStrategy,
-    /// Overall limit of concurrent connections (extra ones are closed at once).
+    /// Overall limit of concurrent connections (extra ones are closed at once). Default: what
+    /// the descriptor limit allows: (RLIMIT_NOFILE, whose soft limit is raised to the hard one
+    /// at start, less a reserve of 256 or a quarter) / 2, logged at start.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u32>,
     /// Seconds a client has to send its ClientHello (SNI peek) and to finish each TLS
@@ -177,6 +179,10 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Write no access line for a connection whose client sent no byte (HAProxy's
+    /// `dontlognull`; such connections are still counted in the metrics).
+    #[arg(long)]
+    pub dont_log_null: bool,
     /// Session-ticket keys shared with other tcpmap processes: one base64 line of 80 random
     /// bytes per key (`openssl rand 80 | base64 -w0`), the first seals new tickets, every one
     /// opens them. Re-read on SIGHUP and when the file changes; a bad file is an error at start

@@ -5,6 +5,7 @@
 //! `SIGTERM`/`SIGINT` → graceful drain, exit 0; a second one → exit at once.
 
 mod log_bridge;
+mod nofile;
 
 pub use log_bridge::forward_log_records;
 
@@ -50,7 +51,22 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let tickets = args.session_ticket_keys.clone();
     let input = args.config.input();
     let workers = args.workers.resolve();
-    let mut builder = builder(&args, input.clone(), &exe, workers);
+    // Before the workers start: they inherit the raised limit.
+    let nofile = nofile::raise();
+    let max_connections = match (args.max_connections, nofile) {
+        (Some(max), _) => Some(max as usize),
+        (None, Some(n)) => {
+            let max = nofile::default_max_connections(n);
+            tracing::info!(
+                max_connections = max,
+                nofile = n,
+                "no --max-connections: the descriptor limit allows this many connections"
+            );
+            Some(max)
+        }
+        (None, None) => None,
+    };
+    let mut builder = builder(&args, input.clone(), &exe, workers, max_connections);
     let upgrade = upgrade.map(|(channel, sockets)| {
         builder = builder.clone().inherit(sockets);
         channel
@@ -93,20 +109,27 @@ fn reread_tickets(path: Option<&Path>) {
 }
 
 /// The library's builder for `tcpmap run`'s arguments: the config `input`, timeouts and
-/// limits, and where connections run (`workers` processes started from `exe`, or, for one,
+/// limits (`max_connections`: the flag's, or the descriptor limit's), and where connections run (`workers` processes started from `exe`, or, for one,
 /// the installed runtime's thread).
-fn builder(args: &RunArgs, input: ConfigInput, exe: &Path, workers: usize) -> ProxyBuilder {
+fn builder(
+    args: &RunArgs,
+    input: ConfigInput,
+    exe: &Path,
+    workers: usize,
+    max_connections: Option<usize>,
+) -> ProxyBuilder {
     let mut builder = ProxyBuilder::new()
         .input(input)
         .drain_timeout(Duration::from_secs(args.drain_timeout))
         .spread_drain(args.drain_strategy == crate::cli::DrainStrategy::Spread)
+        .dont_log_null(args.dont_log_null)
         .resolv_conf(args.resolv_conf.clone())
         .handshake_timeout(Duration::from_secs_f64(args.handshake_timeout));
     if let Some(addr) = args.admin {
         builder = builder.admin(addr);
     }
-    if let Some(max) = args.max_connections {
-        builder = builder.max_connections(max as usize);
+    if let Some(max) = max_connections {
+        builder = builder.max_connections(max);
     }
     if workers > 1 {
         let pool = crate::workers::pool::PoolConfig {

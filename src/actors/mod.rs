@@ -131,6 +131,7 @@ impl Shared {
                 handshake_timeout: std::time::Duration::from_secs(1),
                 zero_copy: true,
                 drain_spread: false,
+                dont_log_null: false,
             },
             Default::default(),
             tripwire,

@@ -89,4 +89,6 @@ pub(crate) struct Limits {
     pub(crate) zero_copy: bool,
     /// `--drain-strategy spread`: a graceful drain closes connections over its timeout.
     pub(crate) drain_spread: bool,
+    /// `--dont-log-null`: no access line for a connection whose client sent no byte.
+    pub(crate) dont_log_null: bool,
 }

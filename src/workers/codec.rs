@@ -275,6 +275,9 @@ pub(crate) struct Settings {
     /// `--drain-strategy spread` (absent from an older Supervisor: `wait`).
     #[serde(default)]
     pub(crate) drain_spread: bool,
+    /// `--dont-log-null` (absent from an older Supervisor: off).
+    #[serde(default)]
+    pub(crate) dont_log_null: bool,
 }
 
 /// A mapping's circuit-breaker counter in the shared memory.
@@ -382,6 +385,7 @@ mod tests {
                     resolv_conf: "/etc/resolv.conf".into(),
                     drain_timeout_ms: 30_000,
                     drain_spread: true,
+                    dont_log_null: true,
                 },
                 tickets: Some(TicketKeys::generate(1).unwrap()),
             },

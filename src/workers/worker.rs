@@ -145,6 +145,7 @@ impl Worker {
                 handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
                 zero_copy: settings.zero_copy,
                 drain_spread: settings.drain_spread,
+                dont_log_null: settings.dont_log_null,
             },
             Count::Shared {
                 total: totals.count,
