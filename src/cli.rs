@@ -137,6 +137,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--drain-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DrainStrategy {
+    /// Open connections run until the drain timeout, then the rest are closed.
+    #[default]
+    Wait,
+    /// Closes spread evenly over the drain timeout.
+    Spread,
+}
+
 /// `tcpmap run` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -149,7 +159,14 @@ pub struct RunArgs {
     /// Seconds open connections may take to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub drain_timeout: u64,
-    /// Overall limit of concurrent connections (extra ones are closed at once).
+    /// How a drain closes open connections: `wait` lets them run until --drain-timeout;
+    /// `spread` closes the idle ones after a second and each other one at its own random
+    /// instant spread evenly over --drain-timeout (TLS clients get a close_notify first).
+    #[arg(long, value_enum, value_name = "wait|spread", default_value_t = DrainStrategy::Wait)]
+    pub drain_strategy: DrainStrategy,
+    /// Overall limit of concurrent connections (extra ones are closed at once). Default: what
+    /// the descriptor limit allows: (RLIMIT_NOFILE, whose soft limit is raised to the hard one
+    /// at start, less a reserve of 256 or a quarter) / 2, logged at start.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u32>,
     /// Seconds a client has to send its ClientHello (SNI peek) and to finish each TLS
@@ -162,6 +179,17 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Write no access line for a connection whose client sent no byte (HAProxy's
+    /// `dontlognull`; such connections are still counted in the metrics).
+    #[arg(long)]
+    pub dont_log_null: bool,
+    /// Session-ticket keys shared with other tcpmap processes: one base64 line of 80 random
+    /// bytes per key (`openssl rand 80 | base64 -w0`), the first seals new tickets, every one
+    /// opens them. Re-read on SIGHUP and when the file changes; a bad file is an error at start
+    /// and a rejected reload later (the old keys stay). Without it the process keeps its own
+    /// keys, rotated every 6 hours.
+    #[arg(long, value_name = "FILE")]
+    pub session_ticket_keys: Option<PathBuf>,
     /// Worker processes serving the listeners: `auto` (the CPUs this process may use) or a
     /// number; 1 runs everything in one process.
     #[arg(long, env = "TCPMAP_WORKERS", value_name = "N|auto", default_value = "auto", value_parser = parse_workers)]

@@ -14,6 +14,7 @@
 
 pub(crate) mod balance;
 pub(crate) mod diff;
+pub(crate) mod fleet;
 pub(crate) mod host;
 pub(crate) mod view;
 

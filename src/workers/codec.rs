@@ -276,6 +276,12 @@ pub(crate) struct Settings {
     pub(crate) resolv_conf: PathBuf,
     /// `--drain-timeout`, in milliseconds (used when the Supervisor goes away).
     pub(crate) drain_timeout_ms: u64,
+    /// `--drain-strategy spread` (absent from an older Supervisor: `wait`).
+    #[serde(default)]
+    pub(crate) drain_spread: bool,
+    /// `--dont-log-null` (absent from an older Supervisor: off).
+    #[serde(default)]
+    pub(crate) dont_log_null: bool,
 }
 
 /// A mapping's circuit-breaker counter in the shared memory.
@@ -382,6 +388,8 @@ mod tests {
                     zero_copy: false,
                     resolv_conf: "/etc/resolv.conf".into(),
                     drain_timeout_ms: 30_000,
+                    drain_spread: true,
+                    dont_log_null: true,
                 },
                 tickets: Some(TicketKeys::generate(1).unwrap()),
             },

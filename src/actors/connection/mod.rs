@@ -15,15 +15,16 @@
 //! ```
 //!
 //! It takes no messages: it owns its two sockets and ends by itself, unless told to close
-//! from outside: by its generation's close orders (`close.rs`: a gradual drain or maximum
-//! age ends it as `retired` at the ordered time) or by the kill signal when the drain timeout
-//! passes (`shutdown`). The drain token it holds tells the Supervisor it is still running.
+//! from outside: by the close orders (`close.rs`: a gradual drain ends it as `retired` at its
+//! ordered time), its mapping's maximum age (`max_duration`, in the relay) or by the kill
+//! signal when the drain timeout passes (`shutdown`). The drain token it holds tells the Supervisor it is still running.
 //! Every step that a peer controls is bounded by a deadline.
 
 pub(crate) mod close;
 mod log;
 mod postgres;
 mod preamble;
+mod rate;
 mod relay;
 mod route;
 #[cfg(test)]
@@ -105,25 +106,12 @@ impl Client {
     }
 }
 
-/// Completes when the connection accepted at `accepted` is to close from outside: with
-/// `shutdown` when the kill signal trips (the drain timeout passed), with `retired` when a
-/// close order of its generation says so.
-async fn told_to_close(
-    kill: &Tripwire,
-    generation: &Generation,
-    accepted: Instant,
-) -> Result<RelayStats, CloseReason> {
-    Err(futures_lite::future::or(
-        async {
-            kill.tripped().await;
-            CloseReason::Shutdown
-        },
-        async {
-            generation.close.closed(accepted).await;
-            CloseReason::Retired
-        },
-    )
-    .await)
+/// Completes with `shutdown` when the kill signal trips (the drain timeout passed). Close
+/// orders and the maximum age end a connection in its relay (`relay.rs`, with a TLS
+/// close_notify first); before it, the stages are bounded by their own deadlines.
+async fn told_to_close(kill: &Tripwire) -> Result<RelayStats, CloseReason> {
+    kill.tripped().await;
+    Err(CloseReason::Shutdown)
 }
 
 /// Serves one accepted connection to its end; never panics on peer input, never returns an
@@ -177,13 +165,7 @@ impl Conn {
     fn serve(mut self, stream: Async<TcpStream>) -> impl Future<Output = ()> {
         async move {
             let kill = self.admission.shared.kill.clone();
-            let generation = Arc::clone(&self.generation);
-            let accepted = self.rec.started;
-            let outcome = futures_lite::future::or(
-                self.run(stream),
-                told_to_close(&kill, &generation, accepted),
-            )
-            .await;
+            let outcome = futures_lite::future::or(self.run(stream), told_to_close(&kill)).await;
             self.end(outcome);
         }
     }
@@ -205,6 +187,10 @@ impl Conn {
             };
             if routes.proxy_protocol != Accept::Off {
                 Box::pin(self.accept_proxy_header(&stream, routes.proxy_protocol)).await?;
+            }
+            // The client is known: its rate limit, before the ClientHello and any TLS work.
+            if let Some(limit) = rate::of(routes) {
+                self.check_rate(&limit)?;
             }
             let starttls = generation.table.starttls(&self.rec.listener);
             let (group, client) = match starttls {

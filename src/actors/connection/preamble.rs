@@ -101,6 +101,9 @@ enum Refusal {
     Close(Option<HandshakeFailure>, CloseReason),
 }
 
+/// The access line's `detail` for a client that closed without sending a byte.
+pub(super) const NO_BYTE: &str = "client closed without sending a byte";
+
 /// The answer to a ClientHello read that no group takes, with the access line's `detail`.
 fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
     let (alert, failure, reason) = match &peeked.verdict {
@@ -132,7 +135,9 @@ fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
         }
         Peek::NotTls => return Refusal::Close(None, CloseReason::NoRoute),
         Peek::NeedMore => {
-            rec.detail = Some(if peeked.eof {
+            rec.detail = Some(if peeked.eof && peeked.bytes.is_empty() {
+                NO_BYTE.into()
+            } else if peeked.eof {
                 "client closed before the ClientHello was complete".into()
             } else {
                 "timed out waiting for the ClientHello".into()

@@ -5,8 +5,10 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncWriteExt;
@@ -43,7 +45,10 @@ impl Conn {
                 }
                 Box::pin(forward_first(&up, &first, progress)).await?;
                 let zero_copy = self.admission.shared.limits.zero_copy;
-                Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy).await)
+                // Boxed here: inline it would add its state to every plain connection's future.
+                let mut stop = Box::pin(self.stop(upstream));
+                let relay = crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy);
+                until(pin!(relay), stop.as_mut()).await
             }
             (Client::Plain(c, first), Some(orig)) => {
                 self.rec.tls = TlsMode::Originate;
@@ -51,15 +56,26 @@ impl Conn {
                     Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
                 let progress = &self.admission.progress;
                 Box::pin(forward_first(&mut *up, &first, progress)).await?;
-                Ok(Box::pin(copy::relay(&mut TcpHalfClose(&c), &mut *up, idle, progress)).await)
+                let stop = self.stop(upstream);
+                let mut c = TcpHalfClose(&c);
+                let relay = copy::relay(&mut c, &mut *up, idle, progress);
+                Box::pin(async { until(pin!(relay), pin!(stop)).await }).await
             }
             (Client::Tls(mut c), None) => {
                 self.rec.tls = TlsMode::Terminate;
                 let mut c = CloseNotifyOptional::new(&mut *c);
                 let mut up = TcpHalfClose(&up);
-                let stats = Box::pin(copy::relay(&mut c, &mut up, idle, progress)).await;
+                let stop = self.stop(upstream);
+                let stats = Box::pin(async {
+                    let mut stop = pin!(stop);
+                    let relay = copy::relay(&mut c, &mut up, idle, progress);
+                    let stats = until(pin!(relay), stop.as_mut()).await;
+                    close_notify_if_told(&mut c, &stats).await;
+                    stats
+                })
+                .await;
                 self.note_unclean_close(&c);
-                Ok(stats)
+                stats
             }
             (Client::Tls(mut c), Some(orig)) => {
                 self.rec.tls = TlsMode::TerminateOriginate;
@@ -67,11 +83,31 @@ impl Conn {
                     Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
                 let progress = &self.admission.progress;
                 let mut c = CloseNotifyOptional::new(&mut *c);
-                let stats = Box::pin(copy::relay(&mut c, &mut *up, idle, progress)).await;
+                let stop = self.stop(upstream);
+                let stats = Box::pin(async {
+                    let mut stop = pin!(stop);
+                    let relay = copy::relay(&mut c, &mut *up, idle, progress);
+                    let stats = until(pin!(relay), stop.as_mut()).await;
+                    close_notify_if_told(&mut c, &stats).await;
+                    stats
+                })
+                .await;
                 self.note_unclean_close(&c);
-                Ok(stats)
+                stats
             }
         }
+    }
+
+    /// What ends a relaying connection from outside: [`stop`] for this connection and its
+    /// upstream's mapping.
+    fn stop(&self, upstream: &Upstream) -> impl Future<Output = CloseReason> + Send + '_ {
+        let a = &self.admission;
+        stop(
+            &a.shared,
+            &a.progress,
+            self.rec.started,
+            upstream.endpoints.max_duration,
+        )
     }
 
     /// Says in the access line that the client closed without close_notify, if it did.
@@ -80,6 +116,69 @@ impl Conn {
             self.rec.detail = Some(NO_CLOSE_NOTIFY.into());
         }
     }
+}
+
+/// A terminated client told to close (`stats` is the reason) gets a close_notify first,
+/// within [`CLOSE_NOTIFY_WAIT`].
+async fn close_notify_if_told<S: AsyncWrite + Unpin, T>(
+    c: &mut CloseNotifyOptional<S>,
+    stats: &Result<T, CloseReason>,
+) {
+    if stats.is_err() {
+        let _ = crate::rt::timeout(CLOSE_NOTIFY_WAIT, c.close()).await;
+    }
+}
+
+/// How long a client told to close has to take its close_notify.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
+/// The relay's result, unless `stop` completes first: then its reason. Both are pinned by
+/// the caller, so each is stored once in the connection's future (an `async fn` taking them
+/// by value would hold them twice), and this adds only the two pointers.
+fn until<'a, T, R, S>(
+    mut relay: Pin<&'a mut R>,
+    mut stop: Pin<&'a mut S>,
+) -> impl Future<Output = Result<T, CloseReason>> + 'a
+where
+    R: Future<Output = T> + ?Sized,
+    S: Future<Output = CloseReason> + ?Sized,
+{
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(v) = relay.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        stop.as_mut().poll(cx).map(Err)
+    })
+}
+
+/// Completes when a relaying connection accepted at `accepted` is to close: at its maximum
+/// age `max_age` less its jitter (`max_duration`) or when a close order's time for it comes
+/// (`retired`; idle if `progress` did not move).
+async fn stop(
+    shared: &crate::actors::Shared,
+    progress: &Progress,
+    accepted: Instant,
+    max_age: Option<Duration>,
+) -> CloseReason {
+    let max_age = max_age.map(|d| accepted + crate::route::fleet::jittered(d, fastrand::f64()));
+    let moved = || {
+        progress.client_to_upstream.load(Ordering::Relaxed)
+            + progress.upstream_to_client.load(Ordering::Relaxed)
+    };
+    futures_lite::future::or(
+        async {
+            match max_age {
+                Some(at) => crate::rt::timer::Sleep::until(at).await,
+                None => std::future::pending().await,
+            }
+            CloseReason::MaxDuration
+        },
+        async {
+            shared.close.closed(accepted, Some(&moved)).await;
+            CloseReason::Retired
+        },
+    )
+    .await
 }
 
 /// Sends the bytes read while routing to the upstream before relaying the rest.

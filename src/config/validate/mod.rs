@@ -5,6 +5,7 @@
 //! Must not: build rustls configs or route tables (that is `build`), touch sockets.
 
 pub(crate) mod endpoints;
+pub(crate) mod fleet;
 pub(crate) mod groups;
 pub(crate) mod mapping;
 pub(crate) mod service;
@@ -176,6 +177,7 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         raw_contexts.iter().map(|c| (c.loc.name.clone(), &c.loc)),
     ));
     problems.extend(groups::check_alpn_overlap(&model.mappings, &all_groups));
+    problems.extend(fleet::listener_agreement(&model.mappings));
     for members in all_groups {
         problems.extend(plan_group(
             &mut model,
@@ -206,6 +208,8 @@ fn gateway_routes(
             load_balancer: endpoint_defaults.load_balancer,
             max_connections_per_ip: endpoint_defaults.max_connections_per_ip,
             keepalive: endpoint_defaults.keepalive,
+            max_duration: endpoint_defaults.max_duration,
+            rate_limit: endpoint_defaults.rate_limit,
             ..Default::default()
         },
         secrets_dir: env.secrets_dir,
