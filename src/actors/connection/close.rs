@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use event_listener::{Event, listener};
 use futures_lite::FutureExt;
 
+use crate::close::CloseReason;
+use crate::net::copy::Progress;
 use crate::rt::timer::Sleep;
 
 /// How long a connection must have moved no byte, from the order on, to close at once.
@@ -80,14 +82,14 @@ impl CloseOrders {
         self.order_for(accepted).map(|o| own_instant(&o))
     }
 
-    /// Completes when the connection accepted at `accepted` is ordered to close and its time
-    /// has come; follows later orders while it waits. `moved` gives the bytes the connection
-    /// moved so far (how an idle one is told apart; `None`: never idle).
+    /// Completes (`retired`) when the connection accepted at `accepted` is ordered to close and
+    /// its time has come; follows later orders while it waits. `moved` has the bytes the
+    /// connection moved so far (how an idle one is told apart; `None`: never idle).
     ///
     /// Until an order concerns the connection this waits on a listener inside the future
     /// (no allocation); the wait for an ordered time is boxed, which only connections given
     /// an order pay for (it keeps the Sleep out of every connection's future).
-    pub(crate) async fn closed(&self, accepted: Instant, moved: Option<&(dyn Fn() -> u64 + Sync)>) {
+    pub(crate) async fn closed(&self, accepted: Instant, moved: Option<&Progress>) -> CloseReason {
         loop {
             // Listening before reading the order: an order given in between still wakes us.
             listener!(self.changed => changed);
@@ -96,14 +98,14 @@ impl CloseOrders {
                 continue;
             }
             if Box::pin(self.ordered(accepted, moved)).await {
-                return;
+                return CloseReason::Retired;
             }
         }
     }
 
     /// Under an order: true when the connection's time came, false when another order came
     /// first. Boxed by its caller, so only connections given an order hold its state.
-    async fn ordered(&self, accepted: Instant, moved: Option<&(dyn Fn() -> u64 + Sync)>) -> bool {
+    async fn ordered(&self, accepted: Instant, moved: Option<&Progress>) -> bool {
         let changed = self.changed.listen();
         let Some(order) = self.order_for(accepted) else {
             return false;
@@ -114,11 +116,11 @@ impl CloseOrders {
         }
         let check = order.at + IDLE;
         let idle_check = moved.filter(|_| order.close_idle && check < own);
-        let before = idle_check.map(|m| m());
+        let before = idle_check.map(Progress::moved);
         let due = async {
             if let (Some(moved), Some(before)) = (idle_check, before) {
                 Sleep::until(check).await;
-                if moved() == before {
+                if moved.moved() == before {
                     return true;
                 }
             }

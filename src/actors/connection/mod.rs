@@ -250,4 +250,17 @@ mod size_tests {
         eprintln!("serve future: {size} bytes");
         assert!(size <= 1536, "the connection future grew to {size} bytes");
     }
+
+    /// A relayed plain connection also holds its close-order wait on the heap (`relay.rs`):
+    /// 136 bytes keep it in a 144-byte malloc chunk (the wait and the maximum-age timer
+    /// together took 344, a 352-byte chunk per idle connection).
+    #[test]
+    fn close_order_wait_stays_small() {
+        let shared = super::super::Shared::for_tests(None);
+        let progress = crate::net::copy::Progress::default();
+        let fut = super::relay::retired(&shared, &progress, std::time::Instant::now());
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("close-order wait: {size} bytes");
+        assert!(size <= 136, "the close-order wait grew to {size} bytes");
+    }
 }
