@@ -113,7 +113,7 @@ def main():
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick: 1)")
     ap.add_argument("--seconds", type=int, default=None, help="seconds per load run (default 5; --quick: 2)")
     ap.add_argument("--idle-count", type=int, default=None, help="idle connections (default 9000)")
-    ap.add_argument("--only", default="", help="comma list of targets (direct,tcpmap,haproxy,nginx,envoy,traefik)")
+    ap.add_argument("--only", default="", help="comma list of targets (direct,tcpmap,tcpmap-lib,haproxy,nginx,envoy,traefik)")
     ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_res,tls_bulk,tls_pull,idle")
     ap.add_argument("--hs-threads", type=int, default=2, help="handshake client threads")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between scenarios")
@@ -133,7 +133,8 @@ def main():
     v["out"] = out
     v.update(px.make_cert(out))
     specs = px.proxy_specs(v, args.workers)
-    targets = ["direct"] + [n for n in ("tcpmap", "haproxy", "nginx", "envoy", "traefik") if n in specs]
+    targets = ["direct"] + [n for n in ("tcpmap", "tcpmap-lib", "haproxy", "nginx", "envoy", "traefik")
+                             if n in specs]
     if args.only:
         wanted = args.only.split(",")
         targets = [t for t in targets if t in wanted]

@@ -87,6 +87,24 @@ def find_tcpmap():
     return p if os.path.exists(p) else None
 
 
+def find_tcpmap_lib():
+    """The library's server (examples/embedded.rs): $BENCH_TCPMAP_LIB, else
+    target/release/examples/embedded (cargo build --release --example embedded)."""
+    p = os.environ.get("BENCH_TCPMAP_LIB") or os.path.join(ROOT, "target/release/examples/embedded")
+    return p if os.path.exists(p) else None
+
+
+def tcpmap_lib_spec(v, n):
+    """The `tcpmap-lib` target: the same config as tcpmap's, served by the embedding library on
+    n data-plane threads (ProxyBuilder::workers); its control plane on one async-std thread."""
+    binary = find_tcpmap_lib()
+    if not binary:
+        return {}
+    argv = [binary, render("tcpmap.yaml", f"{v['out']}/tcpmap-lib.yaml", v), "--workers", n,
+            "--secrets-dir", v["secrets"]]
+    return {"tcpmap-lib": (argv, {"ASYNC_STD_THREAD_COUNT": "1"}, f"ProxyBuilder::workers({n})")}
+
+
 def tcpmap_has_workers(binary):
     """True when this tcpmap build has `run --workers` (worker processes)."""
     try:
@@ -120,6 +138,7 @@ def proxy_specs(v, workers=1):
             env["ASYNC_STD_THREAD_COUNT"] = n
             setting = f"ASYNC_STD_THREAD_COUNT={n}"
         specs["tcpmap"] = (argv, env, setting)
+    specs.update(tcpmap_lib_spec(v, n))
     if shutil.which("haproxy"):
         specs["haproxy"] = (["haproxy", "-db", "-f", render("haproxy.cfg", f"{out}/haproxy.cfg", v)], {},
                             f"nbthread {n}")

@@ -25,6 +25,14 @@ if [ ! -x target/release/tcpmap ] && [ -z "${BENCH_TCPMAP:-}" ]; then
   echo "note: target/release/tcpmap not built (cargo build --release); tcpmap column will be pending" >&2
 fi
 
+# The library's target (tcpmap-lib, bench/proxies.py): the embedded example's release build.
+note_tcpmap_lib() {
+  if [ ! -x target/release/examples/embedded ] && [ -z "${BENCH_TCPMAP_LIB:-}" ]; then
+    echo "note: target/release/examples/embedded not built (cargo build --release --example embedded); no tcpmap-lib column" >&2
+  fi
+}
+note_tcpmap_lib
+
 # The TLS client/sink (bench/tlsload, rustls) into target/release/ (a no-op when up to date).
 echo "building bench/tlsload (cargo build --release; ~2 min the first time)..." >&2
 CARGO_TARGET_DIR="$PWD/target" timeout 900 cargo build --release --quiet --manifest-path bench/tlsload/Cargo.toml

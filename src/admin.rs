@@ -1,4 +1,5 @@
-//! The `--admin` HTTP/1.1 server: liveness, readiness, `/metrics` and `/config`.
+//! The `--admin` HTTP/1.1 server: liveness, readiness, `/metrics`, `/config` and the status
+//! page (`/` and `/status.json`, `status.rs`).
 //!
 //! ```text
 //! accept loop ──(slot free?)──► task per connection ──► hyper http1 ──► route()
@@ -38,6 +39,9 @@ pub(crate) struct AdminState {
     pub(crate) config_json: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     /// With worker processes: where `/metrics` totals and `/config`'s `workers` come from.
     pub(crate) workers: Option<Workers>,
+    /// `/` and `/status.json`: the status page's snapshot (totals over every worker).
+    pub(crate) status:
+        Arc<dyn Fn() -> futures_lite::future::Boxed<status::StatusSnapshot> + Send + Sync>,
 }
 
 /// What the admin endpoint asks the worker pool (answers come over the control channels).
@@ -55,6 +59,7 @@ enum Fetched {
     Nothing,
     Metrics(String),
     Workers(serde_json::Value),
+    Status(Box<status::StatusSnapshot>),
 }
 
 /// Limits that keep one client from hurting the others.
@@ -175,6 +180,9 @@ async fn connection(stream: ControlStream, state: Arc<AdminState>, limits: Admin
                 (Some(w), "/config") if req.method() == Method::GET => {
                     Fetched::Workers((w.status)().await)
                 }
+                (_, "/" | "/status.json") if req.method() == Method::GET => {
+                    Fetched::Status(Box::new((state.status)().await))
+                }
                 _ => Fetched::Nothing,
             };
             Ok::<_, Infallible>(respond(&state, &req, fetched))
@@ -216,11 +224,13 @@ fn route(
     openmetrics: bool,
     fetched: Fetched,
 ) -> Response<Full<Bytes>> {
-    const KNOWN: [&str; 4] = [
+    const KNOWN: [&str; 6] = [
         "/ambassador/v0/check_alive",
         "/ambassador/v0/check_ready",
         "/metrics",
         "/config",
+        "/",
+        "/status.json",
     ];
     if !KNOWN.contains(&path) {
         return text(StatusCode::NOT_FOUND, "not found\n");
@@ -260,6 +270,17 @@ fn route(
                 )
             }
         }
+        "/" | "/status.json" => {
+            let Fetched::Status(snapshot) = fetched else {
+                // HEAD: the headers of a GET, without building a snapshot.
+                return with_type(StatusCode::OK, status::content_type(path), Vec::new());
+            };
+            let body = match path {
+                "/" => snapshot.page(),
+                _ => snapshot.json(),
+            };
+            with_type(StatusCode::OK, status::content_type(path), body)
+        }
         _ => {
             let mut json = (state.config_json)();
             if let (Fetched::Workers(w), Some(obj)) = (fetched, json.as_object_mut()) {
@@ -292,5 +313,6 @@ fn with_type(
     r
 }
 
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;

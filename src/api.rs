@@ -56,6 +56,7 @@ use crate::route::Routes;
 use crate::rt::{self, Receiver};
 
 mod admin;
+mod status;
 use admin::{AdminServer, start_admin};
 
 /// Configures and starts a proxy.
@@ -89,6 +90,10 @@ pub struct ProxyBuilder {
     max_connections: Option<usize>,
     handshake_timeout: Duration,
     zero_copy: bool,
+    /// `--drain-strategy spread`.
+    drain_spread: bool,
+    /// `--dont-log-null`.
+    dont_log_null: bool,
     resolver: ResolverConfig,
     /// Data-plane threads in this process (`None`: as many as CPUs it may use).
     threads: Option<usize>,
@@ -114,6 +119,8 @@ impl ProxyBuilder {
             max_connections: None,
             handshake_timeout: Duration::from_secs(10),
             zero_copy: true,
+            drain_spread: false,
+            dont_log_null: false,
             resolver: ResolverConfig::default(),
             threads: None,
             pool: None,
@@ -149,6 +156,8 @@ impl ProxyBuilder {
             zero_copy: self.splices(),
             resolv_conf: self.resolver.resolv_conf.clone(),
             drain_timeout_ms: self.drain_timeout.as_millis() as u64,
+            drain_spread: self.drain_spread,
+            dont_log_null: self.dont_log_null,
         }
     }
 
@@ -226,6 +235,23 @@ impl ProxyBuilder {
         self
     }
 
+    /// How a graceful shutdown closes open connections: `false` (the default, `wait`) lets
+    /// them run until the drain timeout; `true` (`spread`) closes those idle for a second at
+    /// once and every other one at its own random instant spread evenly over the timeout, so
+    /// its clients reconnect a few at a time (SPEC section 15).
+    pub fn spread_drain(mut self, spread: bool) -> Self {
+        self.drain_spread = spread;
+        self
+    }
+
+    /// Writes no access line for a connection whose client sent no byte (HAProxy's
+    /// `dontlognull`): a flood of empty connections then writes no line an attacker controls.
+    /// Such connections are still counted in the metrics. Off by default.
+    pub fn dont_log_null(mut self, on: bool) -> Self {
+        self.dont_log_null = on;
+        self
+    }
+
     /// Open connections allowed overall; extra ones are closed at once.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max);
@@ -297,6 +323,8 @@ impl ProxyBuilder {
                 max_connections: self.max_connections,
                 handshake_timeout: self.handshake_timeout,
                 zero_copy: self.splices(),
+                drain_spread: self.drain_spread,
+                dont_log_null: self.dont_log_null,
             },
             Default::default(),
             tripwire,

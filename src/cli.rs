@@ -137,6 +137,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--drain-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DrainStrategy {
+    /// Open connections run until the drain timeout, then the rest are closed.
+    #[default]
+    Wait,
+    /// Closes spread evenly over the drain timeout.
+    Spread,
+}
+
 /// `tcpmap run` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -149,7 +159,14 @@ pub struct RunArgs {
     /// Seconds open connections may take to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub drain_timeout: u64,
-    /// Overall limit of concurrent connections (extra ones are closed at once).
+    /// How a drain closes open connections: `wait` lets them run until --drain-timeout;
+    /// `spread` closes the idle ones after a second and each other one at its own random
+    /// instant spread evenly over --drain-timeout (TLS clients get a close_notify first).
+    #[arg(long, value_enum, value_name = "wait|spread", default_value_t = DrainStrategy::Wait)]
+    pub drain_strategy: DrainStrategy,
+    /// Overall limit of concurrent connections (extra ones are closed at once). Default: what
+    /// the descriptor limit allows: (RLIMIT_NOFILE, whose soft limit is raised to the hard one
+    /// at start, less a reserve of 256 or a quarter) / 2, logged at start.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u32>,
     /// Seconds a client has to send its ClientHello (SNI peek) and to finish each TLS
@@ -162,6 +179,17 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Write no access line for a connection whose client sent no byte (HAProxy's
+    /// `dontlognull`; such connections are still counted in the metrics).
+    #[arg(long)]
+    pub dont_log_null: bool,
+    /// Session-ticket keys shared with other tcpmap processes: one base64 line of 80 random
+    /// bytes per key (`openssl rand 80 | base64 -w0`), the first seals new tickets, every one
+    /// opens them. Re-read on SIGHUP and when the file changes; a bad file is an error at start
+    /// and a rejected reload later (the old keys stay). Without it the process keeps its own
+    /// keys, rotated every 6 hours.
+    #[arg(long, value_name = "FILE")]
+    pub session_ticket_keys: Option<PathBuf>,
     /// Worker processes serving the listeners: `auto` (the CPUs this process may use) or a
     /// number; 1 runs everything in one process.
     #[arg(long, env = "TCPMAP_WORKERS", value_name = "N|auto", default_value = "auto", value_parser = parse_workers)]
@@ -192,10 +220,10 @@ pub struct CheckArgs {
 /// `check --output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
-    /// `FILE:LINE: KIND NAME: message` lines, then the route table.
+    /// `FILE:LINE: KIND NAME: message` lines, the Gateway API status lines, then the route table.
     #[default]
     Text,
-    /// One JSON document: `{ok, routes, warnings, problems}`.
+    /// One JSON document: `{ok, routes, warnings, problems, status}`.
     Json,
 }
 
@@ -216,7 +244,10 @@ pub fn check(input: &ConfigInput) -> CheckReport {
 /// Validates the config and renders the report in `format`. The JSON form is one document:
 /// `ok`; `routes`, the route table as `/config` shows it (`null` when invalid) plus `lines`,
 /// the text form's route lines; `warnings` and `problems` (the errors), each entry with the
-/// fields of a [`config::ConfigError`] and `text`, its line in the text form.
+/// fields of a [`config::ConfigError`] and `text`, its line in the text form; `status`, the
+/// Gateway API status of each served Gateway and bound route (`null` when invalid). The text
+/// form prints the problems, the status lines (`FILE:LINE: KIND NAME: status: …`), then the
+/// route table.
 pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
     let (ok, table, found) = match config::load(input) {
         Ok(loaded) => (true, Some(loaded.table), loaded.warnings),
@@ -225,6 +256,7 @@ pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
     let text = match format {
         OutputFormat::Text => {
             let mut text: String = found.iter().map(|p| format!("{p}\n")).collect();
+            text.extend(table.as_ref().map(|t| t.status().text.clone()));
             text.extend(table.as_ref().map(|t| t.render_text()));
             text
         }
@@ -251,6 +283,7 @@ pub fn check_as(input: &ConfigInput, format: OutputFormat) -> CheckReport {
                 "routes": routes,
                 "warnings": warnings.into_iter().map(entry).collect::<Vec<_>>(),
                 "problems": errors.into_iter().map(entry).collect::<Vec<_>>(),
+                "status": table.as_ref().map(|t| t.status().json.clone()),
             });
             format!("{doc:#}\n")
         }

@@ -51,6 +51,10 @@ pub enum CloseReason {
     /// The proxy asked the connection to close at a set time (a close order of its config
     /// generation: a gradual drain or a maximum connection age), and it did.
     Retired,
+    /// The connection reached its mapping's `max_connection_duration_ms` (less its jitter).
+    MaxDuration,
+    /// The listener's `connection_rate_limit` had no token for it; closed before any TLS work.
+    RateLimit,
 }
 
 /// A side of a proxied connection: the client's or the upstream's.
@@ -75,7 +79,7 @@ impl Side {
 
 impl CloseReason {
     /// Every reason (`IoError` once per side), for metric pre-registration.
-    pub const ALL: [CloseReason; 19] = [
+    pub const ALL: [CloseReason; 21] = [
         CloseReason::ClientClosed,
         CloseReason::UpstreamClosed,
         CloseReason::IdleTimeout,
@@ -95,6 +99,8 @@ impl CloseReason {
         CloseReason::ProxyProtocol,
         CloseReason::Internal,
         CloseReason::Retired,
+        CloseReason::MaxDuration,
+        CloseReason::RateLimit,
     ];
 
     /// The side whose read or write failed, for an I/O error.
@@ -126,6 +132,8 @@ impl CloseReason {
             CloseReason::ProxyProtocol => "proxy_protocol",
             CloseReason::Internal => "internal",
             CloseReason::Retired => "retired",
+            CloseReason::MaxDuration => "max_duration",
+            CloseReason::RateLimit => "rate_limit",
         }
     }
 }

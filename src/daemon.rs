@@ -1,9 +1,11 @@
 //! The foreground daemon (`tcpmap run`): the library plus signals and a file watch.
 //!
-//! `SIGHUP` → reload; a change under any config path or the secrets dir → reload (debounced);
+//! `SIGHUP` → reload (and the `--session-ticket-keys` file read again); a change under any
+//! config path, the secrets dir or the key file → the same (debounced);
 //! `SIGTERM`/`SIGINT` → graceful drain, exit 0; a second one → exit at once.
 
 mod log_bridge;
+mod nofile;
 
 pub use log_bridge::forward_log_records;
 
@@ -39,9 +41,32 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     // Found now: after an upgrade replaced the file, this process's own image is "(deleted)".
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let upgrade = crate::workers::upgrade::receive().context("cannot take over the sockets")?;
+    // After the handover: the file's keys win over the ones the old binary handed over.
+    if let Some(path) = &args.session_ticket_keys {
+        let keys = crate::state::ticket_file::read(path).map_err(anyhow::Error::msg)?;
+        let count = keys.len();
+        crate::state::tickets::use_file(keys).map_err(anyhow::Error::msg)?;
+        tracing::info!(file = %path.display(), keys = count, "session-ticket keys from the file");
+    }
+    let tickets = args.session_ticket_keys.clone();
     let input = args.config.input();
     let workers = args.workers.resolve();
-    let mut builder = builder(&args, input.clone(), &exe, workers);
+    // Before the workers start: they inherit the raised limit.
+    let nofile = nofile::raise();
+    let max_connections = match (args.max_connections, nofile) {
+        (Some(max), _) => Some(max as usize),
+        (None, Some(n)) => {
+            let max = nofile::default_max_connections(n);
+            tracing::info!(
+                max_connections = max,
+                nofile = n,
+                "no --max-connections: the descriptor limit allows this many connections"
+            );
+            Some(max)
+        }
+        (None, None) => None,
+    };
+    let mut builder = builder(&args, input.clone(), &exe, workers, max_connections);
     let upgrade = upgrade.map(|(channel, sockets)| {
         builder = builder.clone().inherit(sockets);
         channel
@@ -52,7 +77,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let proxy = builder.start().await?;
     let mut watched: Vec<PathBuf> = input.paths.clone();
     watched.extend(input.secrets_dir.iter().cloned());
-    let _watcher = watch(&watched, proxy.clone());
+    watched.extend(tickets.iter().cloned());
+    let _watcher = watch(&watched, proxy.clone(), tickets.clone());
     // Logged once the watch is in place: a change after this line is seen.
     tracing::info!(admin = ?proxy.admin_addr(), workers, "tcpmap running");
     if let Some(channel) = &upgrade {
@@ -62,24 +88,48 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drop(upgrade);
-    serve_signals(signals, &proxy, &exe).await;
+    serve_signals(signals, &proxy, &exe, tickets.as_deref()).await;
     Ok(())
 }
 
+/// Reads the `--session-ticket-keys` file again and uses its keys when they changed (the
+/// worker pool hands them to its workers within a second); a bad file is refused with one
+/// warning and the keys in use stay.
+fn reread_tickets(path: Option<&Path>) {
+    let Some(path) = path else { return };
+    match crate::state::ticket_file::read(path)
+        .and_then(|keys| Ok((keys.len(), crate::state::tickets::use_file(keys)?)))
+    {
+        Ok((count, true)) => {
+            tracing::info!(file = %path.display(), keys = count, "session-ticket keys changed")
+        }
+        Ok((_, false)) => {}
+        Err(e) => tracing::warn!("session-ticket keys not reloaded, the old keys stay: {e}"),
+    }
+}
+
 /// The library's builder for `tcpmap run`'s arguments: the config `input`, timeouts and
-/// limits, and where connections run (`workers` processes started from `exe`, or, for one,
+/// limits (`max_connections`: the flag's, or the descriptor limit's), and where connections run (`workers` processes started from `exe`, or, for one,
 /// the installed runtime's thread).
-fn builder(args: &RunArgs, input: ConfigInput, exe: &Path, workers: usize) -> ProxyBuilder {
+fn builder(
+    args: &RunArgs,
+    input: ConfigInput,
+    exe: &Path,
+    workers: usize,
+    max_connections: Option<usize>,
+) -> ProxyBuilder {
     let mut builder = ProxyBuilder::new()
         .input(input)
         .drain_timeout(Duration::from_secs(args.drain_timeout))
+        .spread_drain(args.drain_strategy == crate::cli::DrainStrategy::Spread)
+        .dont_log_null(args.dont_log_null)
         .resolv_conf(args.resolv_conf.clone())
         .handshake_timeout(Duration::from_secs_f64(args.handshake_timeout));
     if let Some(addr) = args.admin {
         builder = builder.admin(addr);
     }
-    if let Some(max) = args.max_connections {
-        builder = builder.max_connections(max as usize);
+    if let Some(max) = max_connections {
+        builder = builder.max_connections(max);
     }
     if workers > 1 {
         let pool = crate::workers::pool::PoolConfig {
@@ -105,7 +155,7 @@ fn builder(args: &RunArgs, input: ConfigInput, exe: &Path, workers: usize) -> Pr
 
 /// Serves the signals until one ends the process: `SIGHUP` reloads, `SIGUSR2` hands over to
 /// a new binary (then drains this one), `SIGTERM`/`SIGINT` drain (a second one exits at once).
-async fn serve_signals<S>(mut signals: S, proxy: &ProxyHandle, exe: &Path)
+async fn serve_signals<S>(mut signals: S, proxy: &ProxyHandle, exe: &Path, tickets: Option<&Path>)
 where
     S: Stream<Item = c_int> + Unpin,
 {
@@ -113,6 +163,7 @@ where
         match signal {
             SIGHUP => {
                 tracing::info!("SIGHUP: reloading");
+                reread_tickets(tickets);
                 report("sighup", proxy.reload().await);
             }
             SIGUSR2 => {
@@ -209,7 +260,11 @@ fn report(trigger: &'static str, result: crate::Result<crate::ReloadReport>) {
 
 /// Watches config paths and the secrets dir; debounces bursts (editors write, rename,
 /// chmod; Kubernetes swaps `..data`) into one reload.
-fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWatcher> {
+fn watch(
+    paths: &[PathBuf],
+    proxy: ProxyHandle,
+    tickets: Option<PathBuf>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let (tx, rx) = rt::mailbox::<()>(1);
     let targets: Vec<PathBuf> = paths.iter().map(|p| absolute(p)).collect();
@@ -260,6 +315,7 @@ fn watch(paths: &[PathBuf], proxy: ProxyHandle) -> Option<notify::RecommendedWat
                 }
             }
             tracing::info!("config or secret changed: reloading");
+            reread_tickets(tickets.as_deref());
             report("watch", proxy.reload().await);
         }
     });

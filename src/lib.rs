@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Pure core (values in, values out; unit- and fuzz-tested): [`config`], `route`, [`sni`],
-//! [`proxy_protocol`], [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
+//! [`proxy_protocol`], [`postgres`], [`metrics`], [`close`]. I/O shell: `actors`, `net`, `admin`, `daemon`. Only `rt` names
 //! the runtime crates (async-std, async-io), the channel crate (flume) and the signal crate
 //! (signal-hook).
 //!
@@ -28,6 +28,7 @@ pub mod config;
 pub(crate) mod dns;
 pub(crate) mod hostname;
 pub mod metrics;
+pub mod postgres;
 pub mod proxy_protocol;
 pub(crate) mod route;
 pub mod sni;

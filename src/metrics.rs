@@ -18,6 +18,7 @@
 
 mod endpoints;
 mod families;
+pub(crate) mod fleet;
 mod mapping;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,8 @@ pub(crate) struct Metrics {
     /// Circuit-breaker counts shared with other processes, by mapping ([`Metrics::share_breaker`]).
     shared_breakers: Mutex<BTreeMap<MappingId, SharedBreaker>>,
     endpoints: endpoints::EndpointFamilies,
+    /// `tcpmap_draining_connections`, `tcpmap_connections_rate_limited_total` (`fleet.rs`).
+    pub(crate) fleet: fleet::FleetMetrics,
 }
 
 /// The `reason` labels of `tcpmap_proxy_protocol_rejected_total`, registered at zero.
@@ -211,6 +214,7 @@ impl Metrics {
         let families = MappingFamilies::register(&mut registry);
         let globals = Globals::register(&mut registry);
         let endpoints = endpoints::EndpointFamilies::register(&mut registry);
+        let fleet = fleet::FleetMetrics::register(&mut registry);
         Arc::new(Metrics {
             registry,
             families,
@@ -218,6 +222,7 @@ impl Metrics {
             mappings: Mutex::new(BTreeMap::new()),
             shared_breakers: Mutex::new(BTreeMap::new()),
             endpoints,
+            fleet,
         })
     }
 

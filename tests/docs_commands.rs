@@ -48,8 +48,22 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The `chmod 600` the README asks for on the example keys: git does not keep file modes, so
+/// on a fresh clone they are 644 and `check` warns about them. Every test that runs `check` on
+/// the examples does it first (tests run in parallel, in any order).
+fn chmod_example_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in std::fs::read_dir(root().join("examples/config/secrets")).unwrap() {
+        let key = dir.unwrap().path().join("tls.key");
+        if key.exists() {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
 #[test]
 fn every_example_config_parses_and_passes_check() {
+    chmod_example_keys();
     for file in yaml_files("examples/config") {
         assert!(!documents(&file).is_empty(), "{}", file.display());
         let path = file.to_str().unwrap();
@@ -215,14 +229,8 @@ fn readme_commands_exist_as_written() {
     }
 
     // The README's `tcpmap check` lines print what the README says they print, after the
-    // `chmod 600` the README asks for (git does not keep file modes).
-    for dir in std::fs::read_dir(root().join("examples/config/secrets")).unwrap() {
-        use std::os::unix::fs::PermissionsExt;
-        let key = dir.unwrap().path().join("tls.key");
-        if key.exists() {
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    }
+    // `chmod 600` the README asks for.
+    chmod_example_keys();
     let lines: Vec<&str> = readme.lines().collect();
     let mut checked = 0;
     for (i, line) in lines.iter().enumerate() {

@@ -31,7 +31,9 @@ fn cpu_time(pid: u32) -> Duration {
 /// Starts `tcpmap run` with RLIMIT_NOFILE = `NOFILE`; its log goes to `log`.
 fn spawn_proxy(config: &std::path::Path, log: &std::path::Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tcpmap"));
-    cmd.args(["run", "--config"])
+    // An explicit limit far above the descriptors: without it the default derived from
+    // RLIMIT_NOFILE refuses connections before the descriptors run out.
+    cmd.args(["run", "--max-connections", "100000", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -172,3 +172,50 @@ fn proxy_header_inputs() {
     }
     assert!(whole_headers >= 5, "the header seeds should decode");
 }
+
+/// What each Postgres first-message seed is (`fuzz/seeds/postgres_first/NAME.bin`).
+const POSTGRES_SEEDS: [(&str, &str); 10] = [
+    ("ssl-request", "ssl"),
+    ("gssenc-request", "gssenc"),
+    ("cancel-3.0", "cancel"),
+    ("cancel-3.2-head", "cancel"),
+    ("startup-3.0", "startup"),
+    ("startup-3.2", "startup"),
+    ("direct-tls", "tls"),
+    ("http", "invalid"),
+    ("ssl-request-wrong-length", "invalid"),
+    ("startup-too-long", "invalid"),
+];
+
+#[test]
+fn postgres_first_inputs() {
+    use tcpmap::postgres::{DECISION_BYTES, First, classify};
+    let files = inputs("postgres_first");
+    assert!(
+        files.len() >= POSTGRES_SEEDS.len(),
+        "seeds missing: {files:?}"
+    );
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        let whole = classify(&data);
+        for k in 0..=data.len() {
+            match classify(&data[..k]) {
+                Ok(First::NeedMore(n)) => assert!(n > k && n <= DECISION_BYTES),
+                decided => assert_eq!(decided, whole, "{}: prefix {k}", f.display()),
+            }
+        }
+        let name = f.file_stem().unwrap().to_str().unwrap();
+        if let Some((_, want)) = POSTGRES_SEEDS.iter().find(|(n, _)| *n == name) {
+            let got = match whole {
+                Ok(First::SslRequest) => "ssl",
+                Ok(First::GssEncRequest) => "gssenc",
+                Ok(First::Cancel { .. }) => "cancel",
+                Ok(First::Startup { .. }) => "startup",
+                Ok(First::DirectTls) => "tls",
+                Ok(First::NeedMore(_)) => "need_more",
+                Err(_) => "invalid",
+            };
+            assert_eq!(got, *want, "{}", f.display());
+        }
+    }
+}

@@ -25,9 +25,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-const FIXTURES: [&str; 2] = [
+const FIXTURES: [&str; 3] = [
     "tests/fixtures/gateway-api/standard.yaml",
     "tests/fixtures/gateway-api/export.yaml",
+    "tests/fixtures/gateway-api/status.yaml",
 ];
 
 #[test]
@@ -83,6 +84,19 @@ fn check_serves_only_the_selected_gateway_class() {
         assert!(!out.contains(":8080"), "{out}");
     }
     assert!(!run(&[], None).contains(":9000"));
+    // `--output json` carries the status of the served Gateways and their routes only.
+    let json: serde_json::Value = serde_json::from_str(&run(&["--output", "json"], None)).unwrap();
+    let status = json["status"].as_array().unwrap();
+    let names: Vec<&str> = status.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"my-tcp-gateway"), "{names:?}");
+    assert!(names.contains(&"tcp-app-1"), "{names:?}");
+    assert!(!names.contains(&"elsewhere"), "{names:?}");
+    let route = status.iter().find(|s| s["name"] == "tcp-app-1").unwrap();
+    let accepted = &route["status"]["parents"][0]["conditions"][0];
+    assert_eq!(
+        (&accepted["type"], &accepted["status"]),
+        (&"Accepted".into(), &"True".into())
+    );
 }
 
 /// A Python with `jsonschema` and `yaml`: the manifests venv, else `python3`.
@@ -117,10 +131,10 @@ fn every_fixture_validates_against_the_gateway_api_crd_schemas() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    // 10 + 6 resources, each against every channel serving its version (the standard channel
-    // serves no v1alpha2/v1alpha3 routes).
+    // 10 + 6 + 18 resources, each against every channel serving its version (the standard
+    // channel serves no v1alpha2/v1alpha3 routes).
     assert!(
-        text.ends_with("validated 16 resources (standard 13, experimental 16)\n"),
+        text.ends_with("validated 34 resources (standard 27, experimental 34)\n"),
         "{text}"
     );
 }
@@ -307,6 +321,8 @@ spec:
         &[
             "--gateway-class",
             "e2e",
+            "--admin",
+            "127.0.0.1:0",
             "--resolv-conf",
             resolv.to_str().unwrap(),
         ],
@@ -348,12 +364,24 @@ spec:
         "{got:?}"
     );
     assert!((45..=55).contains(&refused_count), "half refused: {got:?}");
-    assert!(
-        d.wait_for(mark, "half refused:RefNotPermitted", Duration::from_secs(5))
-            .is_some(),
-        "{}",
-        d.log()
-    );
+    // One access line per refused connection, saying why.
+    let refusals = || {
+        d.lines()
+            .iter()
+            .skip(mark)
+            .filter(|l| {
+                l.contains("connection closed")
+                    && l.contains("half refused:RefNotPermitted")
+                    && l.contains("end=\"no_route\"")
+                    && l.contains("detail=\"backendRef refused: RefNotPermitted\"")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while refusals() < refused_count && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(refusals(), refused_count, "{}", d.log());
 
     // Passthrough: the backend's own certificate (tcpmap holds none for these names), chosen
     // by SNI: the exact hostname first, then the wildcard route.
@@ -378,4 +406,124 @@ spec:
     // The upstream CA does not vouch for the Terminate listener: it is not the backend's.
     let wrong = net::tls_client_config(&upstream_ca.cert_pem(), None);
     assert!(net::tls_connect(net::local(term), "bar.example.test", wrong).is_err());
+
+    // `/config` carries the status a controller would write: the half-refused route is
+    // accepted with ResolvedRefs False (RefNotPermitted), the pass listener has 2 routes.
+    let (code, body) = common::daemon::http_get(d.admin_addr(), "/config");
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status = json["status"].as_array().unwrap();
+    let half = status.iter().find(|s| s["name"] == "half").unwrap();
+    let conditions = &half["status"]["parents"][0]["conditions"];
+    assert_eq!(conditions[0]["type"], "Accepted");
+    assert_eq!(conditions[0]["status"], "True");
+    assert_eq!(conditions[1]["type"], "ResolvedRefs");
+    assert_eq!(conditions[1]["status"], "False");
+    assert_eq!(conditions[1]["reason"], "RefNotPermitted");
+    let edge = status.iter().find(|s| s["kind"] == "Gateway").unwrap();
+    let pass_listener = edge["status"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "pass")
+        .unwrap();
+    assert_eq!(pass_listener["attachedRoutes"], 2);
+    assert!(
+        status.iter().all(|s| s["name"] != "not-ours"),
+        "a Gateway of another class has no status here: {status:?}"
+    );
+}
+
+#[test]
+fn several_certificate_refs_are_chosen_by_sni_and_a_listener_without_one_does_not_block_readiness()
+{
+    let backend = net::banner("127.0.0.1:0", "web");
+    let Some(dns) = Dnsmasq::start(&[("127.0.0.1", "web.apps")], 60) else {
+        return;
+    };
+    let ca = Ca::new("gateway CA");
+    let (a_crt, a_key) = ca.leaf(&["a.example.test"]);
+    let (b_crt, b_key) = ca.leaf(&["b.example.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    let yaml = |[tls, broken]: [u16; 2]| {
+        format!(
+            r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: apps}}
+spec:
+  gatewayClassName: tcpmap
+  addresses: [{{value: 127.0.0.1}}]
+  listeners:
+  - name: tls
+    protocol: TLS
+    port: {tls}
+    tls: {{certificateRefs: [{{name: a-cert}}, {{name: b-cert}}]}}
+  - name: broken
+    protocol: TLS
+    port: {broken}
+    tls: {{certificateRefs: [{{name: no-such-secret}}]}}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Secret
+  metadata: {{name: a-cert, namespace: apps}}
+  type: kubernetes.io/tls
+  data: {{tls.crt: {a_crt}, tls.key: {a_key}}}
+- apiVersion: v1
+  kind: Secret
+  metadata: {{name: b-cert, namespace: apps}}
+  type: kubernetes.io/tls
+  data: {{tls.crt: {b_crt}, tls.key: {b_key}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: web, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge}}]
+  hostnames: [a.example.test, b.example.test, c.example.test]
+  rules: [{{backendRefs: [{{name: web, port: {port}}}]}}]
+"#,
+            a_crt = b64(&a_crt),
+            a_key = b64(&a_key),
+            b_crt = b64(&b_crt),
+            b_key = b64(&b_key),
+            port = backend.port(),
+        )
+    };
+    let resolv = dns.resolv_conf();
+    let (d, [tls, broken]) = Daemon::run_yaml(
+        &config,
+        yaml,
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--resolv-conf",
+            resolv.to_str().unwrap(),
+        ],
+    );
+    // Each name gets the certificate made for it, and the backend answers behind each.
+    let trust = net::tls_client_config(&ca.cert_pem(), None);
+    for sni in ["a.example.test", "b.example.test"] {
+        let mut c = net::tls_connect(net::local(tls), sni, trust.clone()).unwrap();
+        let served = c.conn.peer_certificates().unwrap().first().unwrap().clone();
+        assert_eq!(net::common_name(&served), sni);
+        assert_eq!(net::read_line(&mut c), "web", "{sni}");
+    }
+    // A name no certificate covers gets the first (a-cert): the client sees a certificate
+    // for a.example.test and refuses it for c.example.test.
+    let Err(err) = net::tls_connect(net::local(tls), "c.example.test", trust) else {
+        panic!("a.example.test's certificate is not valid for c.example.test");
+    };
+    assert!(err.to_string().contains("a.example.test"), "{err}");
+    // The listener whose Secret is missing is not programmed: nothing listens on its port,
+    // and readiness counts the programmed listeners only.
+    assert!(
+        refused(broken),
+        "port {broken} of the listener without a certificate"
+    );
+    let (code, body) = common::daemon::http_get(d.admin_addr(), "/ambassador/v0/check_ready");
+    assert_eq!(code, 200, "{body}");
 }

@@ -1,6 +1,6 @@
 //! The crate's layering, checked on its source: the runtime crates (async-std, async-io, flume,
 //! signal-hook) are named only under `src/rt/`, so swapping the runtime is a change in that
-//! directory alone; the pure core (`route/`, `sni`, `proxy_protocol`, `dns/`, the deadline queue
+//! directory alone; the pure core (`route/`, `sni`, `proxy_protocol`, `postgres`, `dns/`, the deadline queue
 //! `rt/timer/queue.rs`, and `config/` apart from its readers) does no I/O of its own; and the
 //! layers point one way: `state/` (what connections share) names neither `actors/` nor
 //! `workers/`, `actors/` never names `workers/`, and `config/` and `route/` name no I/O layer.
@@ -98,6 +98,7 @@ fn the_pure_core_does_no_io() {
         "src/sni.rs",
         "src/proxy_protocol",
         "src/proxy_protocol.rs",
+        "src/postgres.rs",
         "src/dns",
         "src/rt/timer/queue.rs",
     ] {

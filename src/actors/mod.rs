@@ -66,6 +66,13 @@ pub(crate) struct Shared {
     pub(crate) proxy_log: RateLimitedLog,
     /// Every upstream's endpoint set (health, loads, per-client counts), across generations.
     pub(crate) endpoints: Arc<endpoints::EndpointRegistry>,
+    /// Orders to close the connections at set times (`--drain-strategy spread`), whatever
+    /// their generation: [`connection::close::CloseOrders::give`].
+    pub(crate) close: connection::close::CloseOrders,
+    /// The connection rate limits' buckets: a worker's shared table, else made on first use.
+    pub(crate) rates: std::sync::OnceLock<crate::state::ratelimit::RateTable>,
+    /// Rate limit for the warning about rate-limited connections.
+    pub(crate) rate_log: RateLimitedLog,
 }
 
 impl admission::Gate for Shared {
@@ -101,6 +108,9 @@ impl Shared {
             breaker_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
             proxy_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
             endpoints,
+            close: Default::default(),
+            rates: std::sync::OnceLock::new(),
+            rate_log: RateLimitedLog::new(std::time::Duration::from_secs(1)),
         })
     }
 
@@ -120,6 +130,8 @@ impl Shared {
                 max_connections: max,
                 handshake_timeout: std::time::Duration::from_secs(1),
                 zero_copy: true,
+                drain_spread: false,
+                dont_log_null: false,
             },
             Default::default(),
             tripwire,
@@ -138,9 +150,6 @@ pub(crate) struct Generation {
     /// Each host group's `tcpmap_tls_routed_connections_total` series, keyed by the id of
     /// its group — [`Generation::tls_routed`].
     routed: HashMap<GroupId, prometheus_client::metrics::counter::Counter>,
-    /// Orders to close this generation's connections at a set time (a gradual drain, a
-    /// maximum age): [`connection::close::CloseOrders::give`].
-    pub(crate) close: connection::close::CloseOrders,
 }
 
 impl std::fmt::Debug for Generation {
@@ -183,7 +192,6 @@ impl Generation {
             metrics: map,
             endpoints: sets,
             routed,
-            close: Default::default(),
         }
     }
 

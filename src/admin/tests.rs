@@ -31,6 +31,7 @@ fn start(limits: AdminLimits) -> Fixture {
         ready: Arc::new(move || flag.load(Ordering::SeqCst)),
         config_json: Arc::new(|| serde_json::json!({"generation": 3, "listeners": []})),
         workers: None,
+        status: Arc::new(|| Box::pin(async { status::tests::sample() })),
     };
     let listener =
         crate::rt::block_on(bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).expect("bind admin");
@@ -224,6 +225,7 @@ fn panicking_state_gives_500_and_counts() {
         ready: Arc::new(|| panic!("boom")),
         config_json: Arc::new(|| serde_json::Value::Null),
         workers: None,
+        status: Arc::new(|| Box::pin(async { status::tests::sample() })),
     };
     let req = Request::get("/ambassador/v0/check_ready")
         .body(())
@@ -267,4 +269,24 @@ fn stop_closes_the_listener_and_open_connections() {
         let ended = crate::rt::timeout(Duration::from_secs(2), open.read_to_end(&mut rest)).await;
         assert!(ended.is_some(), "open admin connection outlived the stop");
     });
+}
+
+/// `/` is the status page (HTML with the snapshot inlined) and `/status.json` its data.
+#[test]
+fn the_status_page_and_its_json_are_served() {
+    let f = start(AdminLimits::default());
+    let page = get(&f, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.head.contains("content-type: text/html; charset=utf-8"));
+    assert!(page.body.contains("<title>tcpmap status</title>"));
+    assert!(page.body.contains("\"uptime_s\":90"), "{}", page.body);
+    let json = get(&f, "/status.json");
+    assert_eq!(json.status, 200);
+    assert!(json.head.contains("content-type: application/json"));
+    let v: serde_json::Value = serde_json::from_str(&json.body).expect("json body");
+    assert_eq!(v["mappings"][0]["mapping"], status::tests::HOSTILE);
+    let head = crate::rt::block_on(request(f.addr, "HEAD", "/status.json"));
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(get(&f, "/status.json/x").status, 404);
 }

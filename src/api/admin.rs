@@ -45,6 +45,14 @@ pub(super) async fn start_admin(
     let local = listener.get_ref().local_addr()?;
     let copy = listener.get_ref().try_clone()?;
     let ready_status = status.clone();
+    let source = super::status::StatusSource {
+        started: std::time::Instant::now(),
+        status: status.clone(),
+        metrics: metrics.clone(),
+        endpoints: endpoints.clone(),
+        pool: pool.clone(),
+        threads: threads.clone(),
+    };
     let workers = pool.map(|pool| {
         let own = metrics.clone();
         let for_status = pool.clone();
@@ -66,6 +74,10 @@ pub(super) async fn start_admin(
         ready: Arc::new(move || ready_status.get().ready),
         config_json: Arc::new(move || config_json(&status, &endpoints, threads.as_deref())),
         workers,
+        status: Arc::new(move || {
+            let source = source.clone();
+            Box::pin(async move { source.snapshot().await })
+        }),
     };
     let (stop, stopped) = rt::tripwire();
     let task = rt::spawn(crate::admin::serve(listener, state, stopped));
@@ -87,6 +99,7 @@ fn config_json(
         "generation": snapshot.generation(),
         "ready": snapshot.ready,
         "routes": snapshot.table.to_json(),
+        "status": snapshot.table.status().json,
         "endpoints": crate::state::endpoints::table_json(&snapshot.table, endpoints),
         "last_reload": snapshot.last_reload,
     });

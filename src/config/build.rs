@@ -61,6 +61,17 @@ pub(crate) fn build(model: &Model) -> Result<RouteTable, Vec<ConfigError>> {
             Err(e) => errs.push(e),
         }
     }
+    let status = super::gateway::status::render(&model.gateway_status);
+    table.set_status(crate::route::ConfigStatus {
+        text: status.text,
+        json: status.json,
+    });
+    for (addr, protocol) in &model.starttls {
+        // A listener without a valid group is not bound; nothing to speak for.
+        if table.listeners().contains_key(addr) {
+            table.set_starttls(*addr, *protocol);
+        }
+    }
     if errs.is_empty() {
         Ok(table)
     } else {
@@ -108,6 +119,7 @@ fn group<'m>(
             share: *share,
             connect_timeout: m.connect_timeout,
             max_connections: m.max_connections,
+            refused: m.refused,
             send_proxy: m.send_proxy,
             endpoints: m.endpoints,
         })
@@ -163,6 +175,7 @@ fn termination(
                 source,
                 client_auth: required,
                 config,
+                certificate: h.cert.chain.first().cloned(),
             }
         }
         CertSource::Context(i) => {
@@ -182,6 +195,7 @@ fn termination(
                 source: format!("TLSContext {}", c.loc.name),
                 client_auth: c.cert_required,
                 config,
+                certificate: cert.chain.first().cloned(),
             }
         }
     };
@@ -207,6 +221,7 @@ fn origination(
                 sni: None,
                 verify: false,
                 config,
+                certificate: None,
             };
             cache.insecure = Some(o.clone());
             Ok(Some(o))
@@ -227,6 +242,7 @@ fn origination(
                 sni: c.sni.clone(),
                 verify: c.ca.is_some(),
                 config,
+                certificate: c.cert.as_ref().and_then(|k| k.chain.first().cloned()),
             };
             cache.context.insert(name.clone(), o.clone());
             Ok(Some(o))

@@ -86,6 +86,17 @@ impl Loaded {
     pub fn to_json(&self) -> serde_json::Value {
         self.table.to_json()
     }
+
+    /// The Gateway API status lines `tcpmap check` prints (`FILE:LINE: KIND NAME: status:
+    /// …`, one per Gateway, listener and route parent; empty without Gateway API resources).
+    pub fn status_text(&self) -> &str {
+        &self.table.status().text
+    }
+
+    /// The Gateway API status as `check --output json` and `/config` carry it (`status`).
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.table.status().json.clone())
+    }
 }
 
 /// Reads, validates and builds the config. `Err` holds every error and the warnings,
@@ -223,8 +234,9 @@ pub(crate) fn build_bundle(
         files: &secret_files,
         gateway_class: &bundle.gateway_class,
     };
-    let (model, p) = validate::validate(resources, env);
+    let (mut model, p) = validate::validate(resources, env);
     problems.extend(p);
+    sort_status(&mut model.gateway_status, &files);
     // Said only of a config that is otherwise valid: with errors, they are what to fix first.
     // Gateway API routes count when a served Gateway takes them.
     let ours = tcp_mappings || model.mappings.iter().any(gateway::translate::is_route);
@@ -249,6 +261,17 @@ pub(crate) fn build_bundle(
             Err(errs)
         }
     }
+}
+
+/// The status entries in the problems' order: files as first read, then line.
+fn sort_status(all: &mut [gateway::status::ResourceStatus], files: &[PathBuf]) {
+    let rank = |f: &Path| {
+        files
+            .iter()
+            .position(|x| x == f || f.starts_with(x))
+            .unwrap_or(usize::MAX)
+    };
+    all.sort_by(|a, b| (rank(&a.file), &a.file, a.line).cmp(&(rank(&b.file), &b.file, b.line)));
 }
 
 /// Stable order: files as first read, then line.

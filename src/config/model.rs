@@ -69,6 +69,9 @@ pub(crate) struct Mapping {
     pub families: Families,
     /// `circuit_breakers.max_connections`.
     pub max_connections: Option<u32>,
+    /// A Gateway API backendRef that cannot be used: the Gateway API reason
+    /// (`RefNotPermitted`, `InvalidKind`, …); its share of connections is refused.
+    pub refused: Option<&'static str>,
     /// `connect_timeout_ms` (default 3000).
     pub connect_timeout: Duration,
     /// Balancing, failover, health checks and the per-client limit (ext; Module defaults
@@ -184,4 +187,8 @@ pub(crate) struct Model {
     pub hosts: Vec<Host>,
     /// The groups.
     pub groups: Vec<GroupPlan>,
+    /// The Gateway API status of every served Gateway and of every route bound to one.
+    pub gateway_status: Vec<crate::config::gateway::status::ResourceStatus>,
+    /// The listeners that speak a protocol's TLS negotiation first (`starttls`).
+    pub starttls: std::collections::BTreeMap<std::net::SocketAddr, crate::route::StartTls>,
 }

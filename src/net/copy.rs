@@ -37,6 +37,12 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// Bytes delivered so far, both ways: a relay whose count did not move was idle.
+    pub(crate) fn moved(&self) -> u64 {
+        self.client_to_upstream.load(Ordering::Relaxed)
+            + self.upstream_to_client.load(Ordering::Relaxed)
+    }
+
     /// Records bytes sent to the upstream outside the relay (the replayed ClientHello).
     pub(crate) fn add_client_to_upstream(&self, n: u64) {
         self.client_to_upstream.fetch_add(n, Ordering::Relaxed);

@@ -32,16 +32,24 @@ pub(crate) struct Peeked {
     pub(crate) eof: bool,
 }
 
-/// Reads until the ClientHello reader decides, the client closes, or `deadline` passes.
+/// Reads until the ClientHello reader decides, the client closes, or `deadline` passes;
+/// `already` holds the connection's first bytes when an earlier step read them (the first
+/// message of a Postgres listener that turned out to be TLS), fed to the reader first.
 pub(crate) async fn read_client_hello(
     stream: &Async<TcpStream>,
+    already: &[u8],
     deadline: Duration,
     metrics: &Metrics,
 ) -> Peeked {
     let mut reader = HelloReader::new();
     let mut counted = metrics.hello_buffer();
     let mut chunk = [0u8; CHUNK];
+    let decided_already = !already.is_empty() && reader.feed(already);
+    counted.set(reader.buffered());
     let work = async {
+        if decided_already {
+            return false;
+        }
         loop {
             let mut s = stream;
             match s.read(&mut chunk).await {

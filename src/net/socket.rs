@@ -8,8 +8,8 @@ use crate::rt::Async;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds a listening socket: `SO_REUSEADDR` (fast rebinding after a restart), `IPV6_V6ONLY` on
-/// IPv6 addresses (so `0.0.0.0:p` and `[::]:p` can be separate listeners), `TCP_NODELAY` (on
-/// Linux every accepted socket inherits it: no setsockopt per connection), a deep backlog.
+/// IPv6 addresses (so `0.0.0.0:p` and `[::]:p` can be separate listeners), `TCP_NODELAY` (every
+/// accepted socket inherits it: no setsockopt per connection), a deep backlog.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -28,30 +28,21 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
 
 /// Takes one pending connection off a listening socket, without waiting: `WouldBlock` when
 /// none is queued. The socket comes back non-blocking and registered with the reactor, with
-/// `TCP_NODELAY` on. On Linux this is one syscall: `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`
+/// `TCP_NODELAY` on. This is one syscall: `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`
 /// (no `FIONBIO` ioctl afterwards) and the listener's `TCP_NODELAY` is inherited (no
 /// setsockopt); the reactor registration is the one `epoll_ctl(ADD)` every socket needs.
 pub(crate) fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::net::SocketFlags;
-        let (fd, peer) = rustix::net::acceptfrom_with(
-            listener.get_ref(),
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        )?;
-        let stream = TcpStream::from(fd);
-        let peer = match peer.and_then(|p| SocketAddr::try_from(p).ok()) {
-            Some(peer) => peer,
-            None => stream.peer_addr()?,
-        };
-        Ok((Async::new_nonblocking(stream)?, peer))
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let (stream, peer) = listener.get_ref().accept()?;
-        let _ = stream.set_nodelay(true);
-        Ok((Async::new(stream)?, peer))
-    }
+    use rustix::net::SocketFlags;
+    let (fd, peer) = rustix::net::acceptfrom_with(
+        listener.get_ref(),
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+    )?;
+    let stream = TcpStream::from(fd);
+    let peer = match peer.and_then(|p| SocketAddr::try_from(p).ok()) {
+        Some(peer) => peer,
+        None => stream.peer_addr()?,
+    };
+    Ok((Async::new_nonblocking(stream)?, peer))
 }
 
 /// `TCPMAP_REUSEPORT=1`: listeners are bound with `SO_REUSEPORT` and each worker process

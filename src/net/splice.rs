@@ -1,4 +1,4 @@
-//! The plain-TCP relay: zero-copy splice(2) through a pipe per direction on Linux, driven by
+//! The plain-TCP relay: zero-copy splice(2) through a pipe per direction, driven by
 //! `rt::Async` readiness, with the buffered path as fallback.
 //!
 //! A direction alternates: fill its pipe from the source socket (`splice` socket → pipe), then drain
@@ -29,7 +29,7 @@ pub(crate) fn splice_disabled_by_env() -> bool {
     *ENV_OFF.get_or_init(|| std::env::var_os("TCPMAP_NO_SPLICE").is_some_and(|v| v == "1"))
 }
 
-/// Relays two plain TCP sockets: with `zero_copy`, splice(2) on Linux after a short
+/// Relays two plain TCP sockets: with `zero_copy`, splice(2) after a short
 /// userspace warm-up, else the buffered copy. Same semantics as [`super::copy::relay`]; EOF is
 /// passed on with `shutdown(Write)`. The relay tests' entry (the data plane closes its sockets
 /// after the relay: `relay_tcp_owned`).
@@ -187,7 +187,6 @@ pub(super) async fn relay_tcp_mode(
 /// so nothing is missed). That also keeps a poll of the task for the other direction from
 /// probing this socket again.
 enum TcpPump {
-    #[cfg(target_os = "linux")]
     Splice(linux::SpliceHalf),
     /// Buffered until `left` more bytes have moved (then splice), or for good (`u64::MAX`);
     /// `spliced` counts what went through a pipe before a fallback; `wait`: wait for
@@ -206,11 +205,10 @@ impl TcpPump {
     /// A pump in `mode`; `wait`: the source is not expected to have data yet.
     fn new(mode: Mode, wait: bool) -> Self {
         match mode {
-            #[cfg(all(test, target_os = "linux"))]
+            #[cfg(test)]
             Mode::Splice => TcpPump::Splice(linux::SpliceHalf::new(wait)),
-            #[cfg(target_os = "linux")]
             Mode::Warm(after) => TcpPump::buffered(after, 0, wait),
-            _ => TcpPump::buffered(u64::MAX, 0, wait),
+            Mode::Buffered => TcpPump::buffered(u64::MAX, 0, wait),
         }
     }
 
@@ -226,7 +224,6 @@ impl TcpPump {
 
     fn spliced(&self) -> u64 {
         match self {
-            #[cfg(target_os = "linux")]
             TcpPump::Splice(half) => half.spliced,
             TcpPump::Buffered { spliced, .. } => *spliced,
         }
@@ -239,7 +236,6 @@ impl TcpPump {
         dst: &Async<TcpStream>,
         meter: &mut Meter<'_>,
     ) -> Poll<Result<(), PumpError>> {
-        #[cfg(target_os = "linux")]
         if let TcpPump::Splice(half) = self {
             match half.poll_pump(cx, src, dst, meter) {
                 linux::Step::Poll(poll) => return poll,
@@ -274,14 +270,12 @@ impl TcpPump {
                     *left = left.saturating_sub(meter.bytes() - before);
                     // Switch only between reads, with nothing parked in userspace (a plain
                     // socket's flush is a no-op, so no flush can be owed).
-                    #[cfg(target_os = "linux")]
                     if *left == 0 && poll.is_pending() && !half.holds_data() {
                         *self = TcpPump::Splice(linux::SpliceHalf::new(*wait));
                     }
                 }
                 poll
             }
-            #[cfg(target_os = "linux")]
             TcpPump::Splice(_) => Poll::Pending,
         }
     }
@@ -380,9 +374,8 @@ impl futures_io::AsyncWrite for LastHalf<'_> {
     }
 }
 
-#[cfg(target_os = "linux")]
 pub(super) mod linux;
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod warm_tests;

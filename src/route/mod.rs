@@ -14,6 +14,7 @@
 
 pub(crate) mod balance;
 pub(crate) mod diff;
+pub(crate) mod fleet;
 pub(crate) mod host;
 pub(crate) mod view;
 
@@ -36,6 +37,22 @@ pub(crate) struct RouteTable {
     generation: u64,
     /// One entry per bound `(address, port)`, keyed by [`Listener::addr`].
     listeners: BTreeMap<SocketAddr, Listener>,
+    /// The Gateway API status of the config the table was built from.
+    status: ConfigStatus,
+    /// The listeners that speak a protocol's TLS negotiation before the ClientHello
+    /// (`starttls`); the others have no entry.
+    starttls: BTreeMap<SocketAddr, StartTls>,
+}
+
+/// What a config says about its Gateway API resources beside the routes (SPEC section 14,
+/// "Status"), rendered when the table is built: the `FILE:LINE: KIND NAME: status: …` lines
+/// `check` prints, and the array `check --output json` and `/config` carry as `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ConfigStatus {
+    /// The lines, each newline-terminated (empty without Gateway API resources).
+    pub text: String,
+    /// The entries (`[]` without Gateway API resources).
+    pub json: Vec<serde_json::Value>,
 }
 
 impl RouteTable {
@@ -48,6 +65,16 @@ impl RouteTable {
     /// before the table is shared.
     pub(crate) fn set_generation(&mut self, generation: u64) {
         self.generation = generation;
+    }
+
+    /// The Gateway API status of the config the table was built from.
+    pub(crate) fn status(&self) -> &ConfigStatus {
+        &self.status
+    }
+
+    /// Records the Gateway API status (the builder does, once).
+    pub(crate) fn set_status(&mut self, status: ConfigStatus) {
+        self.status = status;
     }
 
     /// The listeners, one per bound `(address, port)`, in address order.
@@ -68,6 +95,17 @@ impl RouteTable {
             hosts: HostMap::default(),
             proxy_protocol,
         })
+    }
+
+    /// The protocol whose TLS negotiation the listener on `addr` speaks before the
+    /// ClientHello (`starttls`), if any.
+    pub(crate) fn starttls(&self, addr: &SocketAddr) -> Option<StartTls> {
+        self.starttls.get(addr).copied()
+    }
+
+    /// Makes the listener on `addr` speak `protocol`'s TLS negotiation first.
+    pub(crate) fn set_starttls(&mut self, addr: SocketAddr, protocol: StartTls) {
+        self.starttls.insert(addr, protocol);
     }
 
     /// Adds `listener` under its address, replacing one already there (tests build tables
@@ -105,6 +143,22 @@ pub(crate) struct Listener {
     pub hosts: HostMap<HostRoutes>,
     /// Whether connections start with a PROXY protocol header (`use_proxy_proto`).
     pub proxy_protocol: Accept,
+}
+
+/// A protocol that negotiates TLS in clear before the ClientHello (`starttls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum StartTls {
+    /// Postgres: an SSLRequest answered `S` (`postgres` module).
+    Postgres,
+}
+
+impl StartTls {
+    /// The config word.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StartTls::Postgres => "postgres",
+        }
+    }
 }
 
 impl Listener {
@@ -350,6 +404,9 @@ pub(crate) struct Termination {
     pub client_auth: bool,
     /// The server config, built once per generation.
     pub config: Arc<rustls::ServerConfig>,
+    /// The certificate it presents (the chain's first; the status page reads its names and
+    /// expiry).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Termination {
@@ -381,6 +438,8 @@ pub(crate) struct Origination {
     pub verify: bool,
     /// The client config, built once per generation.
     pub config: Arc<rustls::ClientConfig>,
+    /// The client certificate it offers, if any (the chain's first; the status page reads it).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Origination {
@@ -476,6 +535,10 @@ pub(crate) struct Upstream {
     pub connect_timeout: Duration,
     /// `circuit_breakers[0].max_connections`: concurrent connections allowed.
     pub max_connections: Option<u32>,
+    /// A Gateway API backendRef that cannot be used (`RefNotPermitted`, `InvalidKind`, …):
+    /// every connection picked for it is closed at once (`end=no_route`, `detail` names the
+    /// reason), never connected.
+    pub refused: Option<&'static str>,
     /// `send_proxy_proto`: the PROXY protocol header written first on the upstream connection.
     pub send_proxy: Option<Version>,
     /// How one of the service's endpoints is chosen and guarded (ext).

@@ -159,6 +159,7 @@ impl Group {
                 "share": u.share,
                 "connect_timeout_ms": u.connect_timeout.as_millis() as u64,
                 "max_connections": u.max_connections,
+                "refused": u.refused,
                 "send_proxy_proto": u.send_proxy.map(|v| v.as_str()),
                 "load_balancer": {
                     "policy": u.endpoints.load_balancer.policy.as_str(),
@@ -200,13 +201,17 @@ fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
 impl RouteTable {
     /// Every group as `(listener, group, host group)`: per listener the host-less group,
     /// then host groups. The listener is its address, with `proxy_protocol=required|optional`
-    /// when it reads PROXY protocol headers.
+    /// when it reads PROXY protocol headers and `starttls=postgres` when it speaks Postgres'
+    /// TLS negotiation first.
     fn groups(&self) -> impl Iterator<Item = (String, &Group, Option<&HostGroup>)> {
         self.listeners.values().flat_map(|l| {
-            let addr = match l.proxy_protocol {
+            let mut addr = match l.proxy_protocol {
                 Accept::Off => l.addr.to_string(),
                 accept => format!("{} proxy_protocol={}", l.addr, accept.as_str()),
             };
+            if let Some(s) = self.starttls(&l.addr) {
+                addr.push_str(&format!(" starttls={}", s.as_str()));
+            }
             l.groups_with_hosts()
                 .map(move |(g, h)| (addr.clone(), g, h.map(|h| &**h)))
         })
@@ -244,6 +249,7 @@ impl RouteTable {
                 json!({
                     "address": l.addr.to_string(),
                     "proxy_protocol": l.proxy_protocol.as_str(),
+                    "starttls": self.starttls(&l.addr).map(|s| s.as_str()),
                     "groups": groups,
                 })
             })
@@ -291,6 +297,13 @@ impl Routes {
     pub fn to_json(&self) -> Value {
         self.table.to_json()
     }
+
+    /// The Gateway API status (`Accepted`, `ResolvedRefs`, `Programmed` per Gateway,
+    /// listener and route parent) as `/config` shows it under `status`: one entry per
+    /// resource, `[]` without Gateway API resources.
+    pub fn status_json(&self) -> Value {
+        Value::Array(self.table.status().json.clone())
+    }
 }
 
 impl fmt::Display for Routes {
@@ -318,6 +331,7 @@ mod tests {
             share,
             connect_timeout: Duration::from_millis(3000),
             max_connections: None,
+            refused: None,
             send_proxy: None,
             endpoints: Default::default(),
         }

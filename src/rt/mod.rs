@@ -28,6 +28,19 @@
 //! `socket.rs` ([`Async`], a socket registered with it), `local.rs` (the local runtime's loop), `park.rs` (the loop's sleep/wake-up handshake),
 //! `timer/` (the coarse clock; `timer/queue.rs` is
 //! its pure deadline queue) and `control.rs` (the admin endpoint's sockets).
+//!
+//! Linux only, on purpose: the reactor is raw epoll (edge-triggered, `EPOLLRDHUP` and
+//! `EPOLLPRI` read as the peer's FIN and urgent data), the plain relay is splice(2), accepts are
+//! `accept4`, and the workers share a memfd. A reactor over `mio` was measured against it (issue
+//! 20: the same syscalls per connection, no less CPU) and would have ported only the first of
+//! these (docs/architecture.md, "Runtime and reactor").
+
+// One place says so, instead of dead fallbacks for other systems throughout `src/`.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "tcpmap runs on Linux only: its data plane is built on epoll, splice(2), accept4 and memfd \
+     (see src/rt/mod.rs and docs/architecture.md, \"Runtime and reactor\")"
+);
 
 mod control;
 pub(crate) mod local;

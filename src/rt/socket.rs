@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 use rustix::event::epoll::EventFlags;
 
-use super::reactor::{ERROR_SEEN, FIN_SEEN, OPEN, Reactor, STREAM, Source};
+use super::reactor::{ERROR_SEEN, FIN_SEEN, OPEN, Reactor, STREAM, Source, Tick};
 
 /// A non-blocking socket registered with the reactor ([`super::reactor::Reactor`]).
 ///
@@ -43,9 +43,8 @@ pub(crate) struct Async<T: AsFd> {
 }
 
 impl<T: AsFd> Async<T> {
-    /// Registers `io`, making it non-blocking first (tests, and accepted sockets where
-    /// `accept4` flags are not available).
-    #[cfg(any(test, not(target_os = "linux")))]
+    /// Registers `io`, making it non-blocking first (tests).
+    #[cfg(test)]
     pub(crate) fn new(io: T) -> io::Result<Async<T>> {
         rustix::io::ioctl_fionbio(&io, true)?;
         Self::register(io, true, STREAM)
@@ -101,12 +100,12 @@ impl<T: AsFd> Async<T> {
     }
 
     /// The read edge count now; take it before an operation that may return `EAGAIN`.
-    pub(crate) fn read_tick(&self) -> u64 {
+    pub(crate) fn read_tick(&self) -> Tick {
         self.source.read.tick.load(Ordering::Acquire)
     }
 
     /// The write edge count now (see [`Async::read_tick`]).
-    pub(crate) fn write_tick(&self) -> u64 {
+    pub(crate) fn write_tick(&self) -> Tick {
         self.source.write.tick.load(Ordering::Acquire)
     }
 
@@ -141,14 +140,14 @@ impl<T: AsFd> Async<T> {
     }
 
     /// A read operation started at `tick` came back `EAGAIN`.
-    pub(crate) fn read_drained(&self, tick: u64) {
+    pub(crate) fn read_drained(&self, tick: Tick) {
         self.source.read.seen.store(tick, Ordering::Relaxed);
     }
 
     /// A write operation started at `tick` came back `EAGAIN`: ready at the next write edge.
     pub(crate) fn write_drained_then_poll(
         &self,
-        tick: u64,
+        tick: Tick,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         self.source.write.poll_since(cx, tick).map(Ok)

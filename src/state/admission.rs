@@ -208,6 +208,8 @@ mod tests {
                 max_connections: max,
                 handshake_timeout: std::time::Duration::from_secs(1),
                 zero_copy: true,
+                drain_spread: false,
+                dont_log_null: false,
             },
             endpoints: crate::state::endpoints::EndpointRegistry::new(metrics.clone()),
             metrics,
@@ -285,6 +287,7 @@ mod tests {
             share: 100,
             connect_timeout: std::time::Duration::from_secs(1),
             max_connections: None,
+            refused: None,
             send_proxy: None,
             endpoints: EndpointPolicy::default(),
         };

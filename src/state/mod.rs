@@ -6,16 +6,20 @@
 //!   generations;
 //! - `clients`: the interface of per-client counts kept in shared memory (implemented by
 //!   `workers/shm/clients.rs`);
+//! - `ratelimit`: connection rate limits' token buckets (a bounded table, own or shared);
 //! - `ratelog`: rate limits for log lines peers can trigger;
 //! - `ticket_keys` / `tickets`: the process's session-ticket key ring (a global, the system
 //!   RNG, the clock, `TCPMAP_TICKET_ROTATION_SECS`), which every TLS server config of the
-//!   process uses and the workers' Supervisor hands out;
+//!   process uses and the workers' Supervisor hands out; `ticket_file`: the keys of
+//!   `--session-ticket-keys FILE`;
 //! - this file: the open-connection [`Count`] (own or in shared memory) and the [`Limits`].
 
 pub(crate) mod admission;
 pub(crate) mod clients;
 pub(crate) mod endpoints;
+pub(crate) mod ratelimit;
 pub(crate) mod ratelog;
+pub(crate) mod ticket_file;
 pub(crate) mod ticket_keys;
 pub(crate) mod tickets;
 
@@ -83,4 +87,8 @@ pub(crate) struct Limits {
     /// This proxy's zero-copy setting: plain↔plain relays use splice(2) (Linux) when true
     /// (`ProxyBuilder::zero_copy`, off as well under `TCPMAP_NO_SPLICE=1`).
     pub(crate) zero_copy: bool,
+    /// `--drain-strategy spread`: a graceful drain closes connections over its timeout.
+    pub(crate) drain_spread: bool,
+    /// `--dont-log-null`: no access line for a connection whose client sent no byte.
+    pub(crate) dont_log_null: bool,
 }

@@ -82,6 +82,24 @@ impl TicketKey {
         Ok(key)
     }
 
+    /// A key from a key file's 80 bytes (`ticket_file.rs`): the first 8 bytes of the 16-byte
+    /// name are its id, bytes 16..48 its AES-256 secret; the last 32 (an HMAC key in the
+    /// nginx/Envoy layout) are not used, GCM authenticates by itself.
+    pub(crate) fn from_file_bytes(bytes: &[u8; 80], now: u64) -> TicketKey {
+        let mut key = TicketKey {
+            id: [0; ID_LEN],
+            secret: [0; 32],
+            created: now,
+        };
+        if let Some(id) = bytes.first_chunk::<ID_LEN>() {
+            key.id = *id;
+        }
+        if let Some(secret) = bytes.get(16..48).and_then(|s| <[u8; 32]>::try_from(s).ok()) {
+            key.secret = secret;
+        }
+        key
+    }
+
     fn aead(&self) -> Result<LessSafeKey, String> {
         UnboundKey::new(&AES_256_GCM, &self.secret)
             .map(LessSafeKey::new)
@@ -89,11 +107,16 @@ impl TicketKey {
     }
 }
 
-/// The keys a ring uses: the one that seals and the one before it (still opens).
+/// The keys a ring uses: the one that seals and the one before it (still opens), and with
+/// `--session-ticket-keys` the file's further lines (they open too; `ticket_file.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TicketKeys {
     current: TicketKey,
     previous: Option<TicketKey>,
+    /// More keys that open (the key file's third and later lines). Defaulted and skipped when
+    /// empty, so a binary without the field reads and writes the same JSON.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    more: Vec<TicketKey>,
 }
 
 impl TicketKeys {
@@ -102,7 +125,43 @@ impl TicketKeys {
         Ok(TicketKeys {
             current: TicketKey::generate(now)?,
             previous: None,
+            more: Vec::new(),
         })
+    }
+
+    /// The keys of a key file, in its order: the first seals, every one opens. `None` when
+    /// `keys` is empty or two keys share an id (a ticket would name both).
+    pub(crate) fn from_list(mut keys: Vec<TicketKey>) -> Option<TicketKeys> {
+        for (i, k) in keys.iter().enumerate() {
+            if keys.iter().skip(i + 1).any(|o| o.id == k.id) {
+                return None;
+            }
+        }
+        let mut rest = keys.split_off(1.min(keys.len()));
+        let current = keys.pop()?;
+        let more = rest.split_off(1.min(rest.len()));
+        Some(TicketKeys {
+            current,
+            previous: rest.pop(),
+            more,
+        })
+    }
+
+    /// True when both sets hold the same keys in the same order, whenever they were made.
+    pub(crate) fn same_keys(&self, other: &TicketKeys) -> bool {
+        let ids = |k: &TicketKeys| -> Vec<([u8; ID_LEN], [u8; 32])> {
+            std::iter::once(&k.current)
+                .chain(k.previous.iter())
+                .chain(k.more.iter())
+                .map(|k| (k.id, k.secret))
+                .collect()
+        };
+        ids(self) == ids(other)
+    }
+
+    /// How many keys open tickets (1 to the key file's lines).
+    pub(crate) fn len(&self) -> usize {
+        1 + usize::from(self.previous.is_some()) + self.more.len()
     }
 
     /// The set after one rotation at `now`: a new current key, the current one becomes the
@@ -116,6 +175,7 @@ impl TicketKeys {
         Ok(TicketKeys {
             current: next,
             previous: Some(self.current.clone()),
+            more: Vec::new(),
         })
     }
 
@@ -148,6 +208,7 @@ struct State {
     keys: TicketKeys,
     current: LessSafeKey,
     previous: Option<LessSafeKey>,
+    more: Vec<LessSafeKey>,
     mode: Mode,
 }
 
@@ -156,6 +217,11 @@ impl State {
         Ok(State {
             current: keys.current.aead()?,
             previous: keys.previous.as_ref().map(TicketKey::aead).transpose()?,
+            more: keys
+                .more
+                .iter()
+                .map(TicketKey::aead)
+                .collect::<Result<_, _>>()?,
             keys,
             mode,
         })
@@ -181,6 +247,11 @@ impl KeyRing {
         let next = State::new(keys, mode)?;
         *self.write() = next;
         Ok(())
+    }
+
+    /// Sets whether the ring rotates its keys itself.
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        self.write().mode = mode;
     }
 
     /// The keys in use at `now`, rotated first when the ring rotates itself and they are due.
@@ -255,7 +326,10 @@ impl KeyRing {
         } else {
             match (&s.keys.previous, &s.previous) {
                 (Some(k), Some(aead)) if id == k.id => aead,
-                _ => return None,
+                _ => {
+                    let at = s.keys.more.iter().position(|k| k.id == id)?;
+                    s.more.get(at)?
+                }
             }
         };
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;

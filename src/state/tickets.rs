@@ -56,6 +56,20 @@ pub(crate) fn adopt(keys: TicketKeys) -> Result<(), String> {
     put(keys, Mode::Own)
 }
 
+/// With `--session-ticket-keys`: use the file's `keys` from now on, never rotating them (the
+/// file is rotated). False when the ring already had exactly these keys (a re-read of an
+/// unchanged file).
+pub(crate) fn use_file(keys: TicketKeys) -> Result<bool, String> {
+    if let Some(r) = RING.get()
+        && r.keys_at(unix_now()).same_keys(&keys)
+    {
+        r.set_mode(Mode::Given);
+        return Ok(false);
+    }
+    put(keys, Mode::Given)?;
+    Ok(true)
+}
+
 /// The keys this process seals with now (rotated first when due): what a Supervisor sends its
 /// workers and a hot upgrade hands over.
 pub(crate) fn current() -> Result<TicketKeys, String> {

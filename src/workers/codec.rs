@@ -220,6 +220,10 @@ pub(crate) enum FromWorker {
         generation: u64,
         /// Connections open in this worker.
         active: u64,
+        /// Its endpoint sets with their state and counts (the status page; absent from a
+        /// worker of an older binary).
+        #[serde(default)]
+        endpoints: Vec<crate::state::endpoints::EndpointSet>,
     },
     /// Every listener is closed.
     Stopped,
@@ -272,6 +276,12 @@ pub(crate) struct Settings {
     pub(crate) resolv_conf: PathBuf,
     /// `--drain-timeout`, in milliseconds (used when the Supervisor goes away).
     pub(crate) drain_timeout_ms: u64,
+    /// `--drain-strategy spread` (absent from an older Supervisor: `wait`).
+    #[serde(default)]
+    pub(crate) drain_spread: bool,
+    /// `--dont-log-null` (absent from an older Supervisor: off).
+    #[serde(default)]
+    pub(crate) dont_log_null: bool,
 }
 
 /// A mapping's circuit-breaker counter in the shared memory.
@@ -378,6 +388,8 @@ mod tests {
                     zero_copy: false,
                     resolv_conf: "/etc/resolv.conf".into(),
                     drain_timeout_ms: 30_000,
+                    drain_spread: true,
+                    dont_log_null: true,
                 },
                 tickets: Some(TicketKeys::generate(1).unwrap()),
             },
@@ -398,6 +410,23 @@ mod tests {
         let reply = FromWorker::Status {
             generation: 7,
             active: 2,
+            endpoints: vec![crate::state::endpoints::EndpointSet {
+                mapping: "db".into(),
+                namespace: "default".into(),
+                port: 5432,
+                host: String::new(),
+                service: "db:5432".into(),
+                endpoints: vec![crate::state::endpoints::EndpointRow {
+                    address: "10.0.0.1:5432".into(),
+                    state: "ejected".into(),
+                    active: 3,
+                    connect_failures: 5,
+                    last_check: Some(crate::state::endpoints::LastCheck {
+                        ok: false,
+                        at_unix_ms: 1_700_000_000_000,
+                    }),
+                }],
+            }],
         };
         let frame = encode(&reply).unwrap();
         assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);

@@ -61,6 +61,9 @@ pub(crate) struct WorkerStatus {
     pub(crate) pid: u32,
     pub(crate) generation: u64,
     pub(crate) active_connections: u64,
+    /// Its endpoint sets (the status page merges them; not shown in `/config`).
+    #[serde(skip)]
+    pub(crate) endpoints: Vec<crate::state::endpoints::EndpointSet>,
 }
 
 enum PoolMsg {
@@ -280,7 +283,11 @@ impl Pool {
                     let r = self.apply(generation, bundle, mappings, new, stop).await;
                     let _ = respond_to.send(r);
                 }
-                PoolMsg::Snapshot => self.snapshot().await,
+                PoolMsg::Snapshot => {
+                    // A key file read again (SIGHUP, file watch) reaches the workers here.
+                    self.share_tickets().await;
+                    self.snapshot().await
+                }
                 PoolMsg::Metrics { own, respond_to } => {
                     let _ = respond_to.send(self.metrics(own).await);
                 }
@@ -321,6 +328,13 @@ impl Pool {
     /// set; a worker that does not take it keeps the old keys (its tickets resume only on
     /// itself until it is replaced).
     async fn rotate_tickets(&mut self) {
+        self.share_tickets().await;
+        self.schedule_rotation();
+    }
+
+    /// Gives every worker the process's keys when they are not the ones the workers have
+    /// (rotated here, or read again from `--session-ticket-keys`).
+    async fn share_tickets(&mut self) {
         match tickets::current() {
             Ok(keys) if keys != self.tickets => {
                 self.tickets = keys;
@@ -347,7 +361,6 @@ impl Pool {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot rotate the session-ticket keys"),
         }
-        self.schedule_rotation();
     }
 
     /// Stores every live worker's metrics text as its last (what is kept when it dies).
@@ -394,15 +407,18 @@ impl Pool {
     async fn status(&self) -> Vec<WorkerStatus> {
         let mut out = Vec::new();
         for (id, w) in &self.workers {
-            let active = match w.link.call(ToWorker::Status, Vec::new()).await {
-                Ok(FromWorker::Status { active, .. }) => active,
-                _ => 0,
+            let (active, endpoints) = match w.link.call(ToWorker::Status, Vec::new()).await {
+                Ok(FromWorker::Status {
+                    active, endpoints, ..
+                }) => (active, endpoints),
+                _ => (0, Vec::new()),
             };
             out.push(WorkerStatus {
                 id: *id,
                 pid: w.pid,
                 generation: w.generation,
                 active_connections: active,
+                endpoints,
             });
         }
         out

@@ -23,6 +23,9 @@
 //! so the limit degrades to per worker, never to none. The table's takes and gives are in
 //! `shm/clients.rs`; this file holds the layout, the mapping and the blocks.
 //!
+//! After the client table, the connection rate limits' buckets (`state/ratelimit.rs`: a
+//! header and `SETS × (WAYS + 1)` words, 288 KiB), initialized by the Supervisor.
+//!
 //! The only `unsafe` of the crate lives here: the `mmap` and the views of the mapping as
 //! atomics. The mapping is made once per process and never unmapped, which is what makes the
 //! `&'static` references sound.
@@ -65,8 +68,11 @@ const LOCK_SPINS: u32 = 100_000;
 const BLOCK: usize =
     size_of::<AtomicUsize>() + SLOTS * size_of::<AtomicU32>() + ENTRIES * size_of::<AtomicU32>();
 
-/// The client table after the blocks: the packed entries, then one lock word per set.
-const TABLE: usize = ENTRIES * size_of::<AtomicU64>() + SETS * size_of::<AtomicU32>();
+/// The client table after the blocks: the packed entries, then one lock word per set, then
+/// the connection rate limits' table (`state/ratelimit.rs`).
+const TABLE: usize = ENTRIES * size_of::<AtomicU64>()
+    + SETS * size_of::<AtomicU32>()
+    + crate::state::ratelimit::WORDS * size_of::<AtomicU64>();
 
 /// One block's atomics.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +102,8 @@ pub(crate) struct Counters {
     blocks: Vec<Tally>,
     entries: &'static [AtomicU64],
     locks: &'static [AtomicU32],
+    /// The connection rate limits' buckets.
+    rates: &'static [AtomicU64],
 }
 
 impl Counters {
@@ -103,7 +111,9 @@ impl Counters {
     pub(crate) fn create(workers: usize) -> std::io::Result<Counters> {
         let fd = memfd_create("tcpmap-counters", MemfdFlags::CLOEXEC)?;
         ftruncate(&fd, ((1 + workers) * BLOCK + TABLE) as u64)?;
-        Self::map(fd)
+        let counters = Self::map(fd)?;
+        crate::state::ratelimit::RateTable::init(counters.rates);
+        Ok(counters)
     }
 
     /// Maps the counters a Supervisor created (a worker, from the descriptor it was sent).
@@ -158,15 +168,21 @@ impl Counters {
         // TABLE, checked above); their offset n * BLOCK is a multiple of 8, so the AtomicU64
         // entries are aligned, and the AtomicU32 locks after them (offset 8 * ENTRIES) too.
         // Lifetime, zeroed start and cross-process access as for the blocks above.
-        let (entries, locks) = unsafe {
+        // The rate words after the locks: offset 8 * ENTRIES + 4 * SETS from an 8-aligned
+        // start, a multiple of 8 (SETS is even), inside TABLE.
+        let (entries, locks, rates) = unsafe {
             let base = ptr.cast::<u8>().add(n * BLOCK);
             let entries = base.cast::<AtomicU64>();
             let locks = base
                 .add(ENTRIES * size_of::<AtomicU64>())
                 .cast::<AtomicU32>();
+            let rates = base
+                .add(ENTRIES * size_of::<AtomicU64>() + SETS * size_of::<AtomicU32>())
+                .cast::<AtomicU64>();
             (
                 std::slice::from_raw_parts(entries, ENTRIES),
                 std::slice::from_raw_parts(locks, SETS),
+                std::slice::from_raw_parts(rates, crate::state::ratelimit::WORDS),
             )
         };
         Ok(Counters {
@@ -174,6 +190,7 @@ impl Counters {
             blocks,
             entries,
             locks,
+            rates,
         })
     }
 
@@ -186,6 +203,11 @@ impl Counters {
             mine: mine.clients,
             owner: id.saturating_add(1),
         })
+    }
+
+    /// The connection rate limits' table every worker shares.
+    pub(crate) fn rate_table(&self) -> Option<crate::state::ratelimit::RateTable> {
+        crate::state::ratelimit::RateTable::shared(self.rates)
     }
 
     /// The descriptor to send to a worker.

@@ -144,6 +144,8 @@ impl Worker {
                 max_connections: settings.max_connections.map(|m| m as usize),
                 handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
                 zero_copy: settings.zero_copy,
+                drain_spread: settings.drain_spread,
+                dont_log_null: settings.dont_log_null,
             },
             Count::Shared {
                 total: totals.count,
@@ -151,6 +153,10 @@ impl Worker {
             },
             tripwire,
         );
+        // Rate limits count over every worker in the shared table.
+        if let Some(table) = counters.rate_table() {
+            let _ = shared.rates.set(table);
+        }
         // Each worker checks its own endpoints' health (docs/operations.md, "Worker processes").
         crate::actors::health::spawn(
             Arc::downgrade(&endpoints),
@@ -261,6 +267,7 @@ impl Worker {
                 .iter()
                 .map(|m| m.active.max(0) as u64)
                 .sum(),
+            endpoints: self.endpoints.report(),
         }
     }
 }

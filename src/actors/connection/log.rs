@@ -14,7 +14,10 @@ use crate::route::{HostGroup, Upstream};
 impl Conn {
     /// The connection's one access line (none for refusals, which have a rate-limited warning).
     pub(super) fn log_access(&self, reason: CloseReason) {
-        if reason == CloseReason::Limit {
+        if matches!(reason, CloseReason::Limit | CloseReason::RateLimit) {
+            return;
+        }
+        if self.admission.shared.limits.dont_log_null && self.null(reason) {
             return;
         }
         let rec = &self.rec;
@@ -75,6 +78,27 @@ impl Conn {
                 "connection refused: max_connections_per_ip reached for this client address (at most one such line per second; `suppressed` counts the refusals not logged since the last line)"
             );
         }
+    }
+
+    /// A null connection (`--dont-log-null`): its client sent no byte (it closed before its
+    /// ClientHello's first byte, or, with no TLS read here, nothing was forwarded from it) and
+    /// nothing failed on tcpmap's or the upstream's side (those keep their line).
+    fn null(&self, reason: CloseReason) -> bool {
+        let rec = &self.rec;
+        if rec.detail.as_deref() == Some(super::preamble::NO_BYTE) {
+            return true;
+        }
+        matches!(
+            reason,
+            CloseReason::ClientClosed | CloseReason::UpstreamClosed | CloseReason::IdleTimeout
+        ) && rec.tls == crate::route::TlsMode::None
+            && rec.sni.is_none()
+            && self
+                .admission
+                .progress
+                .client_to_upstream
+                .load(Ordering::Relaxed)
+                == 0
     }
 
     /// The rate-limited warning about a connect that could not even create its socket.

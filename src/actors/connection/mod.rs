@@ -8,19 +8,23 @@
 //!  │          │           │           connect with failover, [send PROXY header]
 //!  │          │           └ route.rs: host group by SNI/ALPN, [terminate TLS] (within the
 //!  │          │             handshake window from accept)
-//!  │          └ preamble.rs: [PROXY header], [ClientHello peek], or the refusal's alert
+//!  │          └ preamble.rs: [PROXY header], [ClientHello peek], or the refusal's alert;
+//!  │            postgres.rs: on a `starttls: postgres` listener the first message first
+//!  │            (SSLRequest answered `S`, GSSENCRequest `N`), and the SSLRequest upstream
 //!  └ Conn::accept: the admission (global slot), the generation, the access record
 //! ```
 //!
 //! It takes no messages: it owns its two sockets and ends by itself, unless told to close
-//! from outside: by its generation's close orders (`close.rs`: a gradual drain or maximum
-//! age ends it as `retired` at the ordered time) or by the kill signal when the drain timeout
-//! passes (`shutdown`). The drain token it holds tells the Supervisor it is still running.
+//! from outside: by the close orders (`close.rs`: a gradual drain ends it as `retired` at its
+//! ordered time), its mapping's maximum age (`max_duration`, in the relay) or by the kill
+//! signal when the drain timeout passes (`shutdown`). The drain token it holds tells the Supervisor it is still running.
 //! Every step that a peer controls is bounded by a deadline.
 
 pub(crate) mod close;
 mod log;
+mod postgres;
 mod preamble;
+mod rate;
 mod relay;
 mod route;
 #[cfg(test)]
@@ -39,7 +43,7 @@ use crate::close::{CloseReason, Side};
 use crate::net::copy::{RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::prefixed::Prefixed;
 use crate::proxy_protocol::Accept;
-use crate::route::{HostGroup, MappingId, TlsMode};
+use crate::route::{HostGroup, MappingId, StartTls, TlsMode};
 
 // Why the `Box::pin`s in the stages: a task stores its whole future for its lifetime, so the
 // future's size is memory per idle connection. The peek, the TLS handshakes, the lookup and
@@ -82,6 +86,8 @@ struct Record {
     /// Why the connection failed before relaying (alert sent or received, timeout), or how
     /// its client closed when that is worth saying (without close_notify), if it did.
     detail: Option<String>,
+    /// How the client started, on a `starttls: postgres` listener (`None` elsewhere).
+    postgres: Option<postgres::PgStart>,
 }
 
 /// The client side after routing: plain (with bytes already read to forward), or TLS.
@@ -100,25 +106,12 @@ impl Client {
     }
 }
 
-/// Completes when the connection accepted at `accepted` is to close from outside: with
-/// `shutdown` when the kill signal trips (the drain timeout passed), with `retired` when a
-/// close order of its generation says so.
-async fn told_to_close(
-    kill: &Tripwire,
-    generation: &Generation,
-    accepted: Instant,
-) -> Result<RelayStats, CloseReason> {
-    Err(futures_lite::future::or(
-        async {
-            kill.tripped().await;
-            CloseReason::Shutdown
-        },
-        async {
-            generation.close.closed(accepted).await;
-            CloseReason::Retired
-        },
-    )
-    .await)
+/// Completes with `shutdown` when the kill signal trips (the drain timeout passed). Close
+/// orders and the maximum age end a connection in its relay (`relay.rs`, with a TLS
+/// close_notify first); before it, the stages are bounded by their own deadlines.
+async fn told_to_close(kill: &Tripwire) -> Result<RelayStats, CloseReason> {
+    kill.tripped().await;
+    Err(CloseReason::Shutdown)
 }
 
 /// Serves one accepted connection to its end; never panics on peer input, never returns an
@@ -156,6 +149,7 @@ impl Conn {
             tls: TlsMode::None,
             attempts: 0,
             detail: None,
+            postgres: None,
         };
         Conn {
             admission,
@@ -171,13 +165,7 @@ impl Conn {
     fn serve(mut self, stream: Async<TcpStream>) -> impl Future<Output = ()> {
         async move {
             let kill = self.admission.shared.kill.clone();
-            let generation = Arc::clone(&self.generation);
-            let accepted = self.rec.started;
-            let outcome = futures_lite::future::or(
-                self.run(stream),
-                told_to_close(&kill, &generation, accepted),
-            )
-            .await;
+            let outcome = futures_lite::future::or(self.run(stream), told_to_close(&kill)).await;
             self.end(outcome);
         }
     }
@@ -200,11 +188,22 @@ impl Conn {
             if routes.proxy_protocol != Accept::Off {
                 Box::pin(self.accept_proxy_header(&stream, routes.proxy_protocol)).await?;
             }
-            let (group, client) = self.route(stream, routes).await?;
+            // The client is known: its rate limit, before the ClientHello and any TLS work.
+            if let Some(limit) = rate::of(routes) {
+                self.check_rate(&limit)?;
+            }
+            let starttls = generation.table.starttls(&self.rec.listener);
+            let (group, client) = match starttls {
+                Some(StartTls::Postgres) => Box::pin(self.route_postgres(stream, routes)).await?,
+                None => self.route(stream, routes, &[]).await?,
+            };
             let (upstream, endpoints) = self.admit(group)?;
             let up = self.connect(upstream, endpoints).await?;
             if let Some(version) = upstream.send_proxy {
                 Box::pin(self.send_proxy_header(&up, version, &client)).await?;
+            }
+            if self.postgres_upstream_tls(&client, group) {
+                Box::pin(self.send_ssl_request(&up)).await?;
             }
             self.relay(client, up, upstream, group).await
         }
@@ -250,5 +249,18 @@ mod size_tests {
         let size = std::mem::size_of_val(&fut);
         eprintln!("serve future: {size} bytes");
         assert!(size <= 1536, "the connection future grew to {size} bytes");
+    }
+
+    /// A relayed plain connection also holds its close-order wait on the heap (`relay.rs`):
+    /// 136 bytes keep it in a 144-byte malloc chunk (the wait and the maximum-age timer
+    /// together took 344, a 352-byte chunk per idle connection).
+    #[test]
+    fn close_order_wait_stays_small() {
+        let shared = super::super::Shared::for_tests(None);
+        let progress = crate::net::copy::Progress::default();
+        let fut = super::relay::retired(&shared, &progress, std::time::Instant::now());
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("close-order wait: {size} bytes");
+        assert!(size <= 136, "the close-order wait grew to {size} bytes");
     }
 }

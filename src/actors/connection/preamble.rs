@@ -53,13 +53,18 @@ impl Conn {
             .unwrap_or_else(Instant::now)
     }
 
-    /// Reads the ClientHello (without consuming it) for what is left of the handshake window.
-    pub(super) async fn read_hello(&self, stream: &Async<TcpStream>) -> peek::Peeked {
+    /// Reads the ClientHello (without consuming it) for what is left of the handshake window,
+    /// after the bytes `already` read from the connection.
+    pub(super) async fn read_hello(
+        &self,
+        stream: &Async<TcpStream>,
+        already: &[u8],
+    ) -> peek::Peeked {
         let left = self
             .handshake_deadline()
             .saturating_duration_since(Instant::now());
         let metrics = &self.admission.shared.metrics;
-        Box::pin(peek::read_client_hello(stream, left, metrics)).await
+        Box::pin(peek::read_client_hello(stream, already, left, metrics)).await
     }
 
     /// Answers a ClientHello read that no group takes: the alert a TLS server sends, or just
@@ -96,6 +101,9 @@ enum Refusal {
     Close(Option<HandshakeFailure>, CloseReason),
 }
 
+/// The access line's `detail` for a client that closed without sending a byte.
+pub(super) const NO_BYTE: &str = "client closed without sending a byte";
+
 /// The answer to a ClientHello read that no group takes, with the access line's `detail`.
 fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
     let (alert, failure, reason) = match &peeked.verdict {
@@ -127,7 +135,9 @@ fn refusal(peeked: &peek::Peeked, rec: &mut Record) -> Refusal {
         }
         Peek::NotTls => return Refusal::Close(None, CloseReason::NoRoute),
         Peek::NeedMore => {
-            rec.detail = Some(if peeked.eof {
+            rec.detail = Some(if peeked.eof && peeked.bytes.is_empty() {
+                NO_BYTE.into()
+            } else if peeked.eof {
                 "client closed before the ClientHello was complete".into()
             } else {
                 "timed out waiting for the ClientHello".into()

@@ -5,8 +5,9 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncWriteExt;
@@ -34,13 +35,19 @@ impl Conn {
         let progress = &self.admission.progress;
         match (client, &group.origination) {
             (Client::Plain(c, first), None) => {
-                // A passthrough group's client side is TLS we do not touch: still raw bytes here.
-                if self.rec.tls != TlsMode::Passthrough {
+                // A passthrough group's client side is TLS we do not touch: still raw bytes
+                // here; so is a Postgres client's TLS that no host group terminates.
+                if self.postgres_tls_client() {
+                    self.rec.tls = TlsMode::Passthrough;
+                } else if self.rec.tls != TlsMode::Passthrough {
                     self.rec.tls = TlsMode::None;
                 }
                 Box::pin(forward_first(&up, &first, progress)).await?;
                 let zero_copy = self.admission.shared.limits.zero_copy;
-                Ok(crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy).await)
+                // Boxed here: inline it would add its state to every plain connection's future.
+                let mut stop = self.stop_boxed(upstream);
+                let relay = crate::net::splice::relay_tcp_owned(c, up, idle, progress, zero_copy);
+                until(pin!(relay), stop.as_mut()).await
             }
             (Client::Plain(c, first), Some(orig)) => {
                 self.rec.tls = TlsMode::Originate;
@@ -48,16 +55,26 @@ impl Conn {
                     Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
                 let progress = &self.admission.progress;
                 Box::pin(forward_first(&mut *up, &first, progress)).await?;
-                Ok(Box::pin(copy::relay(&mut TcpHalfClose(&c), &mut *up, idle, progress)).await)
+                let stop = self.stop(upstream);
+                let mut c = TcpHalfClose(&c);
+                let relay = copy::relay(&mut c, &mut *up, idle, progress);
+                Box::pin(async { until(pin!(relay), pin!(stop)).await }).await
             }
             (Client::Tls(mut c), None) => {
                 self.rec.tls = TlsMode::Terminate;
                 let mut c = CloseNotifyOptional::batching(&mut *c);
-                // `up` is closed when this returns: the last EOF needs no shutdown(2).
-                let stats =
-                    Box::pin(copy::relay_to_plain_upstream(&mut c, &up, idle, progress)).await;
+                let stop = self.stop(upstream);
+                let stats = Box::pin(async {
+                    let mut stop = pin!(stop);
+                    // `up` is closed when this returns: the last EOF needs no shutdown(2).
+                    let relay = copy::relay_to_plain_upstream(&mut c, &up, idle, progress);
+                    let stats = until(pin!(relay), stop.as_mut()).await;
+                    close_notify_if_told(&mut c, &stats).await;
+                    stats
+                })
+                .await;
                 self.note_unclean_close(&c);
-                Ok(stats)
+                stats
             }
             (Client::Tls(mut c), Some(orig)) => {
                 self.rec.tls = TlsMode::TerminateOriginate;
@@ -65,11 +82,45 @@ impl Conn {
                     Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
                 let progress = &self.admission.progress;
                 let mut c = CloseNotifyOptional::batching(&mut *c);
-                let stats = Box::pin(copy::relay(&mut c, &mut *up, idle, progress)).await;
+                let stop = self.stop(upstream);
+                let stats = Box::pin(async {
+                    let mut stop = pin!(stop);
+                    let relay = copy::relay(&mut c, &mut *up, idle, progress);
+                    let stats = until(pin!(relay), stop.as_mut()).await;
+                    close_notify_if_told(&mut c, &stats).await;
+                    stats
+                })
+                .await;
                 self.note_unclean_close(&c);
-                Ok(stats)
+                stats
             }
         }
+    }
+
+    /// [`Conn::stop`] on the heap, for the plain path (whose future is otherwise small): without
+    /// a maximum age, the common case, only the close-order wait (136 bytes rather than the 344
+    /// that reserve room for the age's timer too; idle connections each hold one).
+    fn stop_boxed(
+        &self,
+        upstream: &Upstream,
+    ) -> Pin<Box<dyn Future<Output = CloseReason> + Send + '_>> {
+        if upstream.endpoints.max_duration.is_some() {
+            return Box::pin(self.stop(upstream));
+        }
+        let a = &self.admission;
+        Box::pin(retired(&a.shared, &a.progress, self.rec.started))
+    }
+
+    /// What ends a relaying connection from outside: [`stop`] for this connection and its
+    /// upstream's mapping.
+    fn stop(&self, upstream: &Upstream) -> impl Future<Output = CloseReason> + Send + '_ {
+        let a = &self.admission;
+        stop(
+            &a.shared,
+            &a.progress,
+            self.rec.started,
+            upstream.endpoints.max_duration,
+        )
     }
 
     /// Says in the access line that the client closed without close_notify, if it did.
@@ -78,6 +129,72 @@ impl Conn {
             self.rec.detail = Some(NO_CLOSE_NOTIFY.into());
         }
     }
+}
+
+/// A terminated client told to close (`stats` is the reason) gets a close_notify first,
+/// within [`CLOSE_NOTIFY_WAIT`].
+async fn close_notify_if_told<S, T>(c: &mut CloseNotifyOptional<S>, stats: &Result<T, CloseReason>)
+where
+    CloseNotifyOptional<S>: AsyncWrite + Unpin,
+{
+    if stats.is_err() {
+        let _ = crate::rt::timeout(CLOSE_NOTIFY_WAIT, c.close()).await;
+    }
+}
+
+/// How long a client told to close has to take its close_notify.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
+/// The relay's result, unless `stop` completes first: then its reason. Both are pinned by
+/// the caller, so each is stored once in the connection's future (an `async fn` taking them
+/// by value would hold them twice), and this adds only the two pointers.
+fn until<'a, T, R, S>(
+    mut relay: Pin<&'a mut R>,
+    mut stop: Pin<&'a mut S>,
+) -> impl Future<Output = Result<T, CloseReason>> + 'a
+where
+    R: Future<Output = T> + ?Sized,
+    S: Future<Output = CloseReason> + ?Sized,
+{
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(v) = relay.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        stop.as_mut().poll(cx).map(Err)
+    })
+}
+
+/// Completes when a relaying connection accepted at `accepted` is to close: at its maximum
+/// age `max_age` less its jitter (`max_duration`) or when a close order's time for it comes
+/// (`retired`; idle if `progress` did not move).
+async fn stop(
+    shared: &crate::actors::Shared,
+    progress: &Progress,
+    accepted: Instant,
+    max_age: Option<Duration>,
+) -> CloseReason {
+    let max_age = max_age.map(|d| accepted + crate::route::fleet::jittered(d, fastrand::f64()));
+    futures_lite::future::or(
+        async {
+            match max_age {
+                Some(at) => crate::rt::timer::Sleep::until(at).await,
+                None => std::future::pending().await,
+            }
+            CloseReason::MaxDuration
+        },
+        shared.close.closed(accepted, Some(progress)),
+    )
+    .await
+}
+
+/// Completes when a close order's time comes for a connection accepted at `accepted`: [`stop`]
+/// without a maximum age, and nothing else (no wrapper future holding copies of its arguments).
+pub(super) fn retired<'a>(
+    shared: &'a crate::actors::Shared,
+    progress: &'a Progress,
+    accepted: Instant,
+) -> impl Future<Output = CloseReason> + Send + 'a {
+    shared.close.closed(accepted, Some(progress))
 }
 
 /// Sends the bytes read while routing to the upstream before relaying the rest.

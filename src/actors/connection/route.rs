@@ -25,21 +25,28 @@ impl Conn {
     /// group listing an offered protocol first), which terminates it or passes it through
     /// untouched; anything else goes to the host-less group, raw, when there is one. Without
     /// one, a rejected hello gets the alert a TLS server sends, and a non-TLS client is closed.
+    ///
+    /// `already` holds the connection's first bytes when an earlier step read them (a
+    /// Postgres listener's first message that turned out to be a ClientHello): they come first.
     pub(super) async fn route<'r>(
         &mut self,
         stream: Async<TcpStream>,
         routes: &'r Listener,
+        already: &[u8],
     ) -> Result<(&'r Group, Client), CloseReason> {
         if !routes.needs_peek() {
             return match &routes.plain {
-                Some(plain) => Ok((&**plain, Client::Plain(stream, Vec::new()))),
+                Some(plain) => Ok((&**plain, Client::Plain(stream, already.to_vec()))),
                 None => Err(CloseReason::NoRoute),
             };
         }
-        let peeked = self.read_hello(&stream).await;
+        let peeked = self.read_hello(&stream, already).await;
+        let mut offers_postgresql = false;
         let matched = match &peeked.verdict {
             Peek::Hello(hello) => {
                 self.rec.sni.clone_from(&hello.sni);
+                offers_postgresql =
+                    self.rec.postgres.is_some() && super::postgres::offers_alpn(hello.alpn());
                 routes.by_hello(hello.sni.as_deref(), hello.alpn())
             }
             Peek::Reject(r) if r.cause.is_bad_name() => {
@@ -60,7 +67,8 @@ impl Conn {
                 }
                 HostTls::Terminate(term) => term,
             };
-            let tls = Box::pin(self.terminate(stream, peeked.bytes, term)).await?;
+            let tls =
+                Box::pin(self.terminate(stream, peeked.bytes, term, offers_postgresql)).await?;
             return Ok((&host.group, Client::Tls(Box::new(tls))));
         }
         if let Some(plain) = &routes.plain {
@@ -81,11 +89,17 @@ impl Conn {
         stream: Async<TcpStream>,
         hello: Vec<u8>,
         term: &Termination,
+        offers_postgresql: bool,
     ) -> Result<ServerTls, CloseReason> {
         // The group, so its config, is already chosen from our own read of the ClientHello:
         // rustls starts with it (one parse of the hello in rustls, not a `LazyConfigAcceptor`'s
         // parse, copy and hand-over; fewer allocations per handshake, see docs/benchmarks.md).
-        let handshake = futures_rustls::TlsAcceptor::from(term.config.clone())
+        let config = if offers_postgresql {
+            super::postgres::with_postgresql_alpn(&term.config)
+        } else {
+            term.config.clone()
+        };
+        let handshake = futures_rustls::TlsAcceptor::from(config)
             .accept(Prefixed::new(hello, TcpHalfClose(stream)));
         let left = self
             .handshake_deadline()

@@ -33,6 +33,12 @@ impl Conn {
             return Err(CloseReason::NoRoute);
         };
         self.rec.mapping = Some(upstream.mapping.clone());
+        // A Gateway API backendRef that cannot be used: its share is refused, as the Gateway
+        // API asks, with an access line that says why.
+        if let Some(reason) = upstream.refused {
+            self.rec.detail = Some(format!("backendRef refused: {reason}"));
+            return Err(CloseReason::NoRoute);
+        }
         let a = &mut self.admission;
         if let Some(m) = self.generation.metrics.get(&upstream.mapping) {
             if !a.claim.take(

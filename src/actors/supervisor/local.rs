@@ -133,12 +133,13 @@ impl LocalPlane {
     /// every connection finished by itself (a worker process says so at debug: its
     /// Supervisor reports the drain).
     pub(crate) async fn wait_drained(&mut self, graceful: bool, timeout: Duration) -> bool {
-        if graceful
-            && rt::timeout(timeout, self.drain.all_dropped())
-                .await
-                .is_some()
-        {
-            return true;
+        if graceful {
+            super::spread::order(&self.shared, timeout);
+            let held = self.held();
+            let open = || self.drain.outstanding().saturating_sub(held);
+            if super::spread::wait(&self.shared, timeout, self.drain.all_dropped(), open).await {
+                return true;
+            }
         }
         if let Some(kill) = self.kill.take() {
             kill.fire();

@@ -15,6 +15,7 @@
 mod local;
 pub(crate) mod plane;
 mod sockets;
+pub(crate) mod spread;
 mod threads;
 
 use std::collections::HashMap;

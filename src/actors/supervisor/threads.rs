@@ -208,9 +208,13 @@ impl ThreadsPlane {
                 w.all_dropped().await;
             }
         };
-        if graceful && rt::timeout(timeout, all_dropped()).await.is_some() {
-            tracing::info!("drained: every connection finished");
-            return;
+        if graceful {
+            super::spread::order(&self.shared, timeout);
+            let open = || self.open();
+            if super::spread::wait(&self.shared, timeout, all_dropped(), open).await {
+                tracing::info!("drained: every connection finished");
+                return;
+            }
         }
         if let Some(kill) = self.kill.take() {
             kill.fire();

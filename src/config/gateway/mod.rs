@@ -1,23 +1,32 @@
 //! Gateway API (SPEC section 14): `Gateway`, `TLSRoute`, `TCPRoute`, `ReferenceGrant`,
-//! `GatewayClass` and `Namespace` documents, read from the same sources as everything else
-//! and translated into the same validated mappings as TCPMappings (no second data path).
+//! `GatewayClass`, `Namespace` and `Service` documents, read from the same sources as
+//! everything else and translated into the same validated mappings as TCPMappings (no second
+//! data path).
 //!
 //! ```text
-//! SourceDoc ─ raw.rs ─▶ GatewayResource{Gateway, Route, Grant, Namespace}
+//! SourceDoc ─ raw.rs ─▶ GatewayResource{Gateway, Route, Grant, Namespace, Service}
 //!                         │ (validate/ collects them into translate::Resources)
 //!                         ▼
 //!            translate.rs ─▶ model::Mapping per (listener, hostname, backend)
-//!                            + model::Host per Terminate listener's Secret
+//!              listeners.rs: served listeners, their certificates (model::Host each)
+//!              backends.rs: weights → shares, refused backends
+//!              status.rs: the conditions a controller would write (model::gateway_status)
 //! ```
 //!
 //! Which Gateways are served: those whose `gatewayClassName` is the selected class
 //! (`ConfigInput::gateway_class`: `--gateway-class`, else `TCPMAP_GATEWAY_CLASS`, else `tcpmap`).
 //! Must not: resolve names, bind sockets, read files (Secrets come from `secrets::Files`).
 
+pub(crate) mod backends;
 pub(crate) mod listeners;
 pub(crate) mod raw;
+pub(crate) mod status;
 pub(crate) mod translate;
 
+#[cfg(test)]
+mod certs_tests;
+#[cfg(test)]
+mod status_tests;
 #[cfg(test)]
 mod tests;
 

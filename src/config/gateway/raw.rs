@@ -37,6 +37,13 @@ pub(crate) enum GatewayResource {
     Grant(RawGrant),
     /// `kind: Namespace` (core `v1`): its labels, for `allowedRoutes` selectors.
     Namespace(RawNamespace),
+    /// `kind: Service` (core `v1`): that it exists, for `BackendNotFound`.
+    Service {
+        /// `metadata.namespace` (`None`: the proxy's).
+        namespace: Option<String>,
+        /// `metadata.name`.
+        name: String,
+    },
 }
 
 /// A reference as routes and listeners write it (`parentRefs`, `backendRefs`,
@@ -218,6 +225,13 @@ pub(crate) fn classify(
             .or_insert_with(|| name.clone());
         return Some((
             Some(GatewayResource::Namespace(RawNamespace { name, labels })),
+            Vec::new(),
+        ));
+    }
+    if api == "v1" && kind == "Service" {
+        let name = name?.to_string();
+        return Some((
+            Some(GatewayResource::Service { namespace, name }),
             Vec::new(),
         ));
     }

@@ -3,7 +3,8 @@
 
 use base64::Engine as _;
 
-use super::translate::{intersect, percents};
+use super::backends::percents;
+use super::translate::intersect;
 use crate::config::{ConfigError, ConfigInput, Loaded, build_bundle, read};
 
 /// Loads `yaml` (file `gw.yaml`) serving Gateways of class `tcpmap`.
@@ -196,13 +197,15 @@ fn terminate_listener_serves_its_secret_across_namespaces_with_a_grant() {
         "0.0.0.0:8443 bar.example.com terminate(Gateway gw/tls-terminate) -> bar-svc.infra:8080 (100%) [bar]\n"
     );
     assert!(warnings.is_empty(), "{warnings:?}");
-    // Without the grant the listener is not programmed; the config stays valid.
+    // Without the grant the listener is not programmed (ResolvedRefs False with
+    // RefNotPermitted, as the Gateway API asks for a ref that is not allowed); the config
+    // stays valid.
     let (routes, warnings) = check(&terminate_config(""));
     assert_eq!(routes, "");
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("InvalidCertificateRef") && w.contains("RefNotPermitted")),
+            .any(|w| w.contains("not programmed (ResolvedRefs False, RefNotPermitted)")),
         "{warnings:?}"
     );
 }
@@ -211,8 +214,8 @@ fn terminate_listener_serves_its_secret_across_namespaces_with_a_grant() {
 fn cross_namespace_backend_needs_a_reference_grant() {
     let backends = "    - name: db\n      namespace: data\n      port: 5432\n    - name: local\n      port: 5432\n";
     let yaml = gateway(TCP_LISTENER) + &tcp_route("r", "infra", PARENT, backends);
-    // Without a grant the backend keeps its share, and that share is refused: a mapping whose
-    // circuit breaker admits nothing, named by the reason.
+    // Without a grant the backend keeps its share, and that share is refused: an upstream
+    // marked with the reason (its connections are closed, never connected), named by it.
     let loaded = load(&yaml).unwrap();
     assert_eq!(
         loaded.render_text(),
@@ -220,8 +223,8 @@ fn cross_namespace_backend_needs_a_reference_grant() {
     );
     let listener = loaded.table.listeners().values().next().unwrap();
     let group = listener.plain.as_ref().unwrap();
-    let limits: Vec<Option<u32>> = group.upstreams.iter().map(|u| u.max_connections).collect();
-    assert_eq!(limits, [Some(0), None]);
+    let refused: Vec<Option<&str>> = group.upstreams.iter().map(|u| u.refused).collect();
+    assert_eq!(refused, [Some("RefNotPermitted"), None]);
     assert!(
         loaded
             .warnings

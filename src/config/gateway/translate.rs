@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::listeners::{Served, granted, listeners, without_conflicts};
+use super::backends::{Backend, backends};
+use super::listeners::{Served, listeners, without_conflicts};
 use super::raw::{From, GROUP, GatewayResource, ObjRef, RawGateway, RawGrant, RawRoute, RouteKind};
+use super::status::{Body, ListenerStatus, ParentStatus, ResourceStatus, Why};
 use crate::config::ConfigError;
 use crate::config::model::{CertSource, Mapping, Model, Origin};
 use crate::config::raw::Loc;
@@ -53,6 +55,8 @@ pub(crate) struct Resources {
     pub grants: Vec<RawGrant>,
     /// Namespace labels by name.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// `kind: Service` documents: `(namespace, name)` (`None`: the proxy's namespace).
+    pub services: BTreeSet<(Option<String>, String)>,
 }
 
 impl Resources {
@@ -64,6 +68,9 @@ impl Resources {
             GatewayResource::Grant(g) => self.grants.push(g),
             GatewayResource::Namespace(n) => {
                 self.namespaces.insert(n.name, n.labels);
+            }
+            GatewayResource::Service { namespace, name } => {
+                self.services.insert((namespace, name));
             }
         }
     }
@@ -105,12 +112,56 @@ pub(crate) fn shared_ports(mappings: &[Mapping], first_route: usize) -> Vec<Conf
     out
 }
 
+/// The Gateway API has no way to ask for PROXY protocol on a listener (GEP-2644, TCPRoute,
+/// leaves client IP preservation to a future GEP), so Gateway listeners read none: a warning
+/// on each Emissary `Listener` with `PROXY` on a Gateway listener's port, and on a Module's
+/// `use_proxy_proto: true` when there are Gateway listeners (`mappings` from `first_route` on
+/// are the routes').
+pub(crate) fn proxy_protocol_unused(
+    mappings: &[Mapping],
+    first_route: usize,
+    listeners: &[crate::config::raw::RawListener],
+    module: Option<&crate::config::raw::RawModule>,
+) -> Vec<ConfigError> {
+    let routes = mappings.get(first_route..).unwrap_or_default();
+    let mut out = Vec::new();
+    let why = "the Gateway API has no way to ask for PROXY protocol (GEP-2644 leaves client IP preservation to a future GEP), so Gateway listeners read none";
+    for l in listeners.iter().filter(|l| l.proxy()) {
+        let port = l.port.and_then(|p| u16::try_from(p).ok());
+        if let Some(r) = routes.iter().find(|r| Some(r.port) == port) {
+            out.push(l.loc.warn(
+                &["protocolStack"],
+                format!(
+                    "port {}: PROXY protocol does not apply to the Gateway listener there (served to {} {}): {why}",
+                    r.port, r.loc.kind, r.loc.name
+                ),
+            ));
+        }
+    }
+    if let (Some(m), Some(r)) = (
+        module.filter(|m| m.use_proxy_proto == Some(true)),
+        routes.first(),
+    ) {
+        out.push(m.loc.warn(
+            &["config", "use_proxy_proto"],
+            format!(
+                "use_proxy_proto applies to TCPMapping listeners only, not to Gateway listeners (port {}, {} {}): {why}",
+                r.port, r.loc.kind, r.loc.name
+            ),
+        ));
+    }
+    out
+}
+
 /// Translates `res` into mappings (pushed to `model.mappings`; certificates to
-/// `model.hosts`); returns the warnings.
+/// `model.hosts`; the status of every served Gateway and of every route bound to one to
+/// `model.gateway_status`); returns the warnings.
 pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Vec<ConfigError> {
     let mut problems = Vec::new();
     let mut served = Vec::new();
     let mut ours = BTreeSet::new();
+    let mut gateways: Vec<(&RawGateway, String, Option<String>)> = Vec::new();
+    let mut listener_status: Vec<Vec<ListenerStatus>> = Vec::new();
     for g in &res.gateways {
         let ns = g.namespace.clone().unwrap_or_else(|| env.namespace.into());
         if g.class.as_deref() != Some(env.class) {
@@ -119,9 +170,22 @@ pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Ve
         }
         problems.extend(g.problems.iter().cloned());
         ours.insert((ns.clone(), g.loc.name.clone()));
-        served.extend(listeners(g, ns, res, env, model, &mut problems));
+        let gi = listener_status.len();
+        let mut st = Vec::new();
+        let (s, bad) = listeners(g, ns.clone(), gi, res, env, model, &mut problems, &mut st);
+        served.extend(s);
+        listener_status.push(st);
+        gateways.push((g, ns, bad));
     }
-    let served = without_conflicts(served, &mut problems);
+    let served = without_conflicts(served, &mut problems, &mut listener_status);
+    for s in &served {
+        if let Some(st) = listener_status
+            .get_mut(s.slot.0)
+            .and_then(|g| g.get_mut(s.slot.1))
+        {
+            st.programmed = true;
+        }
+    }
     let mut routes: Vec<&RawRoute> = res.routes.iter().collect();
     // The oldest route wins a listener (or hostname) that several claim.
     routes.sort_by_key(|r| {
@@ -132,15 +196,40 @@ pub(crate) fn translate(res: &Resources, env: &Env<'_>, model: &mut Model) -> Ve
         )
     });
     let mut claims: BTreeMap<(IpAddr, u16, Option<String>), String> = BTreeMap::new();
+    let mut route_status = Vec::new();
     for r in routes {
-        let (ms, p) = route(r, &served, &ours, res, env, &mut claims);
+        let (ms, p, st) = route(
+            r,
+            &served,
+            &ours,
+            res,
+            env,
+            &mut claims,
+            &mut listener_status,
+        );
         problems.extend(p);
         model.mappings.extend(ms);
+        route_status.extend(st);
     }
+    for ((g, namespace, bad_address), listeners) in gateways.into_iter().zip(listener_status) {
+        model.gateway_status.push(ResourceStatus {
+            kind: "Gateway",
+            namespace,
+            name: g.loc.name.clone(),
+            file: g.loc.doc.file.clone(),
+            line: g.loc.doc.line,
+            body: Body::Gateway {
+                bad_address,
+                listeners,
+            },
+        });
+    }
+    model.gateway_status.extend(route_status);
     problems
 }
 
-/// The mappings of one route, and why parts of it are not served.
+/// The mappings of one route, why parts of it are not served, and its status (when a parent
+/// is a served Gateway); the listeners it is accepted on count it in `listener_status`.
 fn route(
     r: &RawRoute,
     served: &[Served<'_>],
@@ -148,47 +237,26 @@ fn route(
     res: &Resources,
     env: &Env<'_>,
     claims: &mut BTreeMap<(IpAddr, u16, Option<String>), String>,
-) -> (Vec<Mapping>, Vec<ConfigError>) {
+    listener_status: &mut [Vec<ListenerStatus>],
+) -> (Vec<Mapping>, Vec<ConfigError>, Option<ResourceStatus>) {
     let ns = r.namespace.clone().unwrap_or_else(|| env.namespace.into());
-    let mut problems = Vec::new();
-    let not_accepted = |p: &ObjRef, why: String| {
-        super::warn_at_item(
-            &r.loc,
-            "parentRefs",
-            &p.name,
-            format!("not accepted: {why}"),
-        )
-    };
-    let mut targets: Vec<(&Served, String, &ObjRef)> = Vec::new();
-    let mut any_ours = false;
-    for p in &r.parents {
-        let group = p.group.as_deref().unwrap_or(GROUP);
-        let kind = p.kind.as_deref().unwrap_or("Gateway");
-        if group != GROUP || kind != "Gateway" {
-            problems.push(not_accepted(
-                p,
-                format!("parentRef {kind} {} is not a Gateway (InvalidKind)", p.name),
-            ));
-            continue;
-        }
-        let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.clone());
-        if !ours.contains(&(gw_ns.clone(), p.name.clone())) {
-            tracing::debug!(route = %r.loc.name, gateway = %p.name, "parent Gateway not served here");
-            continue;
-        }
-        any_ours = true;
-        let (found, why) = attach(r, &ns, p, &gw_ns, served, res);
-        if found.is_empty() {
-            problems.push(not_accepted(p, why));
-        }
-        targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
-    }
-    if !any_ours {
-        return (Vec::new(), problems);
+    let who = format!("{} {ns}/{}", r.kind.as_str(), r.loc.name);
+    let (targets, parents, mut problems) =
+        accept_parents(r, &ns, &who, served, ours, res, listener_status);
+    if parents.is_empty() {
+        return (Vec::new(), problems, None);
     }
     problems.extend(r.problems.iter().cloned());
-    let (backends, p) = backends(r, &ns, res, env);
+    let (backends, resolved, p) = backends(r, &ns, res, env);
     problems.extend(p);
+    let status = Some(ResourceStatus {
+        kind: r.kind.as_str(),
+        namespace: ns.clone(),
+        name: r.loc.name.clone(),
+        file: r.loc.doc.file.clone(),
+        line: r.loc.doc.line,
+        body: Body::Route { parents, resolved },
+    });
     if backends.is_empty() {
         if !targets.is_empty() {
             problems.push(r.loc.warn(
@@ -196,7 +264,7 @@ fn route(
                 "no backend has a weight above 0: nothing is served for it",
             ));
         }
-        return (Vec::new(), problems);
+        return (Vec::new(), problems, status);
     }
     let mut out = Vec::new();
     for (s, host, parent) in targets {
@@ -222,7 +290,7 @@ fn route(
                 ));
                 continue;
             }
-            claims.insert(key, format!("{} {ns}/{}", r.kind.as_str(), r.loc.name));
+            claims.insert(key, who.clone());
             let at = Place {
                 ns: &ns,
                 served: s,
@@ -232,7 +300,84 @@ fn route(
             out.extend(backends.iter().map(|b| mapping(r, &at, b, env)));
         }
     }
-    (out, problems)
+    (out, problems, status)
+}
+
+/// A listener a route is accepted on, the hostname it serves there, and the parentRef.
+type Target<'a, 's, 'r> = (&'s Served<'r>, String, &'a ObjRef);
+
+/// The parentRefs of route `r` (in namespace `ns`, called `who` in messages) to served
+/// Gateways: the listeners it is accepted on (counted in `listener_status`), each parent's
+/// status, and why parents are not accepted.
+fn accept_parents<'a, 's, 'r>(
+    r: &'a RawRoute,
+    ns: &str,
+    who: &str,
+    served: &'s [Served<'r>],
+    ours: &BTreeSet<(String, String)>,
+    res: &Resources,
+    listener_status: &mut [Vec<ListenerStatus>],
+) -> (Vec<Target<'a, 's, 'r>>, Vec<ParentStatus>, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    let not_accepted = |p: &ObjRef, why: String| {
+        super::warn_at_item(
+            &r.loc,
+            "parentRefs",
+            &p.name,
+            format!("not accepted: {why}"),
+        )
+    };
+    let mut targets: Vec<Target> = Vec::new();
+    let mut parents = Vec::new();
+    for p in &r.parents {
+        let group = p.group.as_deref().unwrap_or(GROUP);
+        let kind = p.kind.as_deref().unwrap_or("Gateway");
+        if group != GROUP || kind != "Gateway" {
+            problems.push(not_accepted(
+                p,
+                format!("parentRef {kind} {} is not a Gateway (InvalidKind)", p.name),
+            ));
+            continue;
+        }
+        let gw_ns = p.namespace.clone().unwrap_or_else(|| ns.to_string());
+        if !ours.contains(&(gw_ns.clone(), p.name.clone())) {
+            tracing::debug!(route = %r.loc.name, gateway = %p.name, "parent Gateway not served here");
+            continue;
+        }
+        let found = attach(r, ns, p, &gw_ns, served, res);
+        let line = super::warn_at_item(&r.loc, "parentRefs", &p.name, "").line;
+        let parent = ObjRef {
+            namespace: Some(gw_ns),
+            ..p.clone()
+        };
+        match found {
+            Ok(found) => {
+                for (s, _) in &found {
+                    if let Some(st) = listener_status
+                        .get_mut(s.slot.0)
+                        .and_then(|g| g.get_mut(s.slot.1))
+                    {
+                        st.attach(who);
+                    }
+                }
+                targets.extend(found.into_iter().map(|(s, h)| (s, h, p)));
+                parents.push(ParentStatus {
+                    parent,
+                    line,
+                    accepted: Ok(()),
+                });
+            }
+            Err((reason, why)) => {
+                problems.push(not_accepted(p, format!("{why} ({reason})")));
+                parents.push(ParentStatus {
+                    parent,
+                    line,
+                    accepted: Err((reason, why)),
+                });
+            }
+        }
+    }
+    (targets, parents, problems)
 }
 
 /// Where a route's backend is served: the route's namespace, the listener, one of its
@@ -248,8 +393,8 @@ struct Place<'a, 'r> {
 fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapping {
     let s = at.served;
     Mapping {
-        // A refused share is a mapping whose circuit breaker admits nothing: its connections
-        // are closed at once (reason `limit`), named by its reason.
+        // A refused share is a mapping whose connections are closed at once, never connected
+        // (`end=no_route`, `detail` naming the reason), named by its reason.
         loc: match b.refused {
             Some(reason) => Loc {
                 name: format!("{} refused:{reason}", r.loc.name),
@@ -267,10 +412,11 @@ fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapp
         weight: Some(b.pct),
         idle_timeout: None,
         families: env.families,
-        max_connections: b.refused.map(|_| 0),
+        max_connections: None,
+        refused: b.refused,
         connect_timeout: std::time::Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
         endpoints: env.endpoints,
-        cert: s.cert.map(CertSource::Host),
+        cert: s.cert_for(at.host).map(CertSource::Host),
         use_proxy_proto: None,
         listener_proxy: Accept::Off,
         send_proxy: None,
@@ -280,7 +426,7 @@ fn mapping(r: &RawRoute, at: &Place<'_, '_>, b: &Backend, env: &Env<'_>) -> Mapp
 }
 
 /// The listeners (with the hostname served on each) that parentRef `p` of route `r` attaches
-/// to, or why none.
+/// to, or why none (the `Accepted` reason and a message).
 fn attach<'s, 'r>(
     r: &RawRoute,
     ns: &str,
@@ -288,40 +434,56 @@ fn attach<'s, 'r>(
     gw_ns: &str,
     served: &'s [Served<'r>],
     res: &Resources,
-) -> (Vec<(&'s Served<'r>, String)>, String) {
+) -> Result<Vec<(&'s Served<'r>, String)>, Why> {
+    let selected = |name: &str, port: Option<i64>| {
+        p.section.as_ref().is_none_or(|n| n == name) && p.port.is_none_or(|want| Some(want) == port)
+    };
     let named: Vec<&Served> = served
         .iter()
         .filter(|s| s.namespace == gw_ns && s.gateway.loc.name == p.name)
-        .filter(|s| p.section.as_ref().is_none_or(|n| *n == s.listener.name))
-        .filter(|s| p.port.is_none_or(|port| port == i64::from(s.port)))
+        .filter(|s| selected(&s.listener.name, Some(i64::from(s.port))))
         .collect();
     if named.is_empty() {
-        return (
-            Vec::new(),
-            format!(
-                "Gateway {gw_ns}/{} has no served listener{}{} (NoMatchingParent)",
-                p.name,
-                p.section
-                    .as_ref()
-                    .map(|s| format!(" named {s}"))
-                    .unwrap_or_default(),
-                p.port.map(|s| format!(" on port {s}")).unwrap_or_default()
-            ),
+        // A listener the ref selects that is not served (HTTP, conflicted, no certificate)
+        // does not allow the route; no such listener at all is no matching parent.
+        let exists = res.gateways.iter().any(|g| {
+            g.loc.name == p.name
+                && g.namespace.as_deref().unwrap_or(gw_ns) == gw_ns
+                && g.listeners.iter().any(|l| selected(&l.name, l.port))
+        });
+        let what = format!(
+            "{}{}",
+            p.section
+                .as_ref()
+                .map(|s| format!(" named {s}"))
+                .unwrap_or_default(),
+            p.port.map(|s| format!(" on port {s}")).unwrap_or_default()
         );
+        return Err(if exists {
+            (
+                "NotAllowedByListeners",
+                format!("no listener{what} of Gateway {gw_ns}/{} is served", p.name),
+            )
+        } else {
+            (
+                "NoMatchingParent",
+                format!("Gateway {gw_ns}/{} has no listener{what}", p.name),
+            )
+        });
     }
     let allowed: Vec<&Served> = named
         .into_iter()
         .filter(|s| kind_allowed(s, r.kind) && namespace_allowed(s, ns, res))
         .collect();
     if allowed.is_empty() {
-        return (
-            Vec::new(),
+        return Err((
+            "NotAllowedByListeners",
             format!(
-                "no listener of Gateway {gw_ns}/{} allows a {} from namespace {ns} (NotAllowedByListeners)",
+                "no listener of Gateway {gw_ns}/{} allows a {} from namespace {ns}",
                 p.name,
                 r.kind.as_str()
             ),
-        );
+        ));
     }
     let mut out = Vec::new();
     for s in allowed {
@@ -332,13 +494,15 @@ fn attach<'s, 'r>(
         out.extend(hosts.into_iter().map(|h| (s, h)));
     }
     if out.is_empty() {
-        let why = format!(
-            "no hostname of it matches a listener of Gateway {gw_ns}/{} (NoMatchingListenerHostname)",
-            p.name
-        );
-        return (out, why);
+        return Err((
+            "NoMatchingListenerHostname",
+            format!(
+                "no hostname of it matches a listener of Gateway {gw_ns}/{}",
+                p.name
+            ),
+        ));
     }
-    (out, String::new())
+    Ok(out)
 }
 
 /// A listener takes TCPRoutes when it is TCP, TLSRoutes when it is TLS, and only the kinds
@@ -401,128 +565,4 @@ pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String>
         }
     }
     out
-}
-
-/// A backend as the route model takes it.
-struct Backend {
-    /// `name.namespace`.
-    host: String,
-    /// The Service port (0 when the ref has none: it is refused anyway).
-    port: u16,
-    /// Percent of the route's connections.
-    pct: u8,
-    /// Why its share of connections is refused (the Gateway API reason), if it is.
-    refused: Option<&'static str>,
-}
-
-/// A route's backends with their shares, and what is wrong with them. Weights are relative
-/// (default 1); weight 0 gets no traffic. A backend that cannot be used (not a Service, no
-/// port, another namespace without a ReferenceGrant) keeps its share, which is refused: "if
-/// an invalid backend is requested to have 80% of connections, then 80% of connections must be
-/// rejected instead" (the Gateway API's BackendRefs).
-fn backends(
-    r: &RawRoute,
-    ns: &str,
-    res: &Resources,
-    env: &Env<'_>,
-) -> (Vec<Backend>, Vec<ConfigError>) {
-    let mut problems = Vec::new();
-    let mut weighted = Vec::new();
-    for b in &r.backends {
-        let warn = |why: String| {
-            let message = format!("backendRef {}: {why}", b.name);
-            super::warn_at_item(&r.loc, "backendRefs", &b.name, message)
-        };
-        let weight = match b.weight {
-            None => 1,
-            Some(w) if (0..=1_000_000).contains(&w) => w.unsigned_abs(),
-            Some(w) => {
-                problems.push(warn(format!("weight {w} is not 0-1000000; not used")));
-                continue;
-            }
-        };
-        let (group, kind) = (
-            b.group.as_deref().unwrap_or(""),
-            b.kind.as_deref().unwrap_or("Service"),
-        );
-        let target = b.namespace.clone().unwrap_or_else(|| ns.to_string());
-        let port = b
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p > 0);
-        let refused = if !group.is_empty() || kind != "Service" {
-            Some(("InvalidKind", format!("{kind} is not a Service")))
-        } else if port.is_none() {
-            Some((
-                "UnsupportedValue",
-                "a Service backend needs a port 1-65535".to_string(),
-            ))
-        } else if target != ns
-            && !granted(
-                res,
-                env.namespace,
-                (GROUP, r.kind.as_str(), ns),
-                ("", "Service", &b.name),
-                &target,
-            )
-        {
-            Some((
-                "RefNotPermitted",
-                format!(
-                    "Service {target}/{} is in another namespace and no ReferenceGrant there allows it",
-                    b.name
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((reason, why)) = &refused {
-            problems.push(warn(format!(
-                "{why} (ResolvedRefs False, {reason}); its share of connections is refused"
-            )));
-        }
-        if weight > 0 {
-            let host = format!("{}.{target}", b.name);
-            weighted.push((host, port.unwrap_or(0), refused.map(|(r, _)| r), weight));
-        }
-    }
-    let weights: Vec<u64> = weighted.iter().map(|b| b.3).collect();
-    let out = weighted
-        .into_iter()
-        .zip(percents(&weights))
-        .map(|((host, port, refused, _), pct)| Backend {
-            host,
-            port,
-            pct,
-            refused,
-        })
-        .collect();
-    (out, problems)
-}
-
-/// Relative weights as percentages summing to 100 (largest remainder; ties to the earlier).
-pub(crate) fn percents(weights: &[u64]) -> Vec<u8> {
-    let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
-    if sum == 0 {
-        return vec![0; weights.len()];
-    }
-    let parts: Vec<(u128, u128)> = weights
-        .iter()
-        .map(|w| (u128::from(*w) * 100 / sum, u128::from(*w) * 100 % sum))
-        .collect();
-    let given: u128 = parts.iter().map(|p| p.0).sum();
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse(parts.get(*i).map_or(0, |p| p.1)));
-    let mut out: Vec<u128> = parts.iter().map(|p| p.0).collect();
-    for i in order
-        .into_iter()
-        .take(100usize.saturating_sub(given as usize))
-    {
-        if let Some(v) = out.get_mut(i) {
-            *v += 1;
-        }
-    }
-    out.into_iter()
-        .map(|v| u8::try_from(v).unwrap_or(100))
-        .collect()
 }

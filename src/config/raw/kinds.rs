@@ -66,6 +66,10 @@ pub(crate) struct RawMapping {
     pub tls_passthrough: Option<bool>,
     /// `match_alpn` (ext): a list of protocol names (or a comma-separated string).
     pub match_alpn: Option<Vec<String>>,
+    /// `starttls` (ext): `postgres` or `none`, checked by validation.
+    pub starttls: Option<String>,
+    /// `max_connection_duration_ms`, `connection_rate_limit` (ext, `fleet.rs`).
+    pub fleet: super::fleet::RawFleet,
 }
 
 impl RawMapping {
@@ -153,6 +157,13 @@ pub(super) fn mapping(f: &mut Fields<'_>, loc: &Loc, namespace: Option<String>) 
         send_proxy_proto: f.string("send_proxy_proto"),
         tls_passthrough: f.boolean("tls_passthrough"),
         match_alpn: f.strings("match_alpn"),
+        starttls: f.string("starttls"),
+        fleet: {
+            let mut problems = Vec::new();
+            let fleet = super::fleet::read(|k| f.value(k), loc, &[], &mut problems);
+            f.problems.extend(problems);
+            fleet
+        },
     }
 }
 
@@ -412,6 +423,8 @@ pub(crate) struct RawModule {
     pub own_namespace_resolution: Option<bool>,
     /// `config.keepalive: {time, interval, probes}` (seconds, seconds, count).
     pub keepalive: Option<[Option<i64>; 3]>,
+    /// `config.max_connection_duration_ms`, `config.connection_rate_limit` (ext): defaults.
+    pub fleet: super::fleet::RawFleet,
 }
 
 pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
@@ -425,6 +438,7 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
         max_connections: None,
         own_namespace_resolution: None,
         keepalive: None,
+        fleet: super::fleet::RawFleet::default(),
     };
     // The Module's `config` holds many HTTP settings; only the families, `use_proxy_proto` and
     // the endpoint defaults (`load_balancer`, `max_connections_per_ip`) are read here.
@@ -473,6 +487,7 @@ pub(super) fn module(f: &mut Fields<'_>, loc: &Loc) -> RawModule {
             &mut f.problems,
         );
         m.keepalive = keepalive(config.get("keepalive"), loc, &mut f.problems);
+        m.fleet = super::fleet::read(|k| config.get(k), loc, &["config"], &mut f.problems);
     }
     m
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod endpoints;
 mod fields;
+pub(crate) mod fleet;
 mod kinds;
 mod listener;
 

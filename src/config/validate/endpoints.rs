@@ -27,6 +27,10 @@ pub(crate) struct EndpointDefaults {
     pub max_connections_per_ip: Option<u32>,
     /// `config.keepalive`.
     pub keepalive: Option<Keepalive>,
+    /// `config.max_connection_duration_ms` (ext, `fleet.rs`).
+    pub max_duration: Option<Duration>,
+    /// `config.connection_rate_limit` (ext, `fleet.rs`).
+    pub rate_limit: Option<crate::route::fleet::RateLimit>,
 }
 
 /// The first Module's endpoint defaults (the Module rules for several Modules are
@@ -69,6 +73,7 @@ pub(crate) fn module_defaults(modules: &[RawModule]) -> (EndpointDefaults, Vec<C
             Err((key, msg)) => problems.push(m.loc.err(&["config", "keepalive", key], msg)),
         }
     }
+    (d.max_duration, d.rate_limit) = super::fleet::module_defaults(&m.fleet, &m.loc, &mut problems);
     (d, problems)
 }
 
@@ -83,8 +88,11 @@ pub(crate) fn policy(
         load_balancer: defaults.load_balancer,
         max_connections_per_ip: defaults.max_connections_per_ip,
         keepalive: defaults.keepalive,
+        max_duration: defaults.max_duration,
+        rate_limit: defaults.rate_limit,
         ..EndpointPolicy::default()
     };
+    super::fleet::apply(&raw.fleet, loc, &[], &mut p, &mut errs);
     if let Some(lb) = &raw.load_balancer {
         if let Some(key) = lb.http_keys.first() {
             errs.push(loc.err(

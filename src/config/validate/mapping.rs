@@ -458,6 +458,7 @@ pub(crate) fn mapping(
         idle_timeout: idle,
         families: fam,
         max_connections: max_conn,
+        refused: None,
         connect_timeout: connect,
         // Set by `validate::endpoints`, which reads the Module's endpoint defaults.
         endpoints: Default::default(),

@@ -5,9 +5,11 @@
 //! Must not: build rustls configs or route tables (that is `build`), touch sockets.
 
 pub(crate) mod endpoints;
+pub(crate) mod fleet;
 pub(crate) mod groups;
 pub(crate) mod mapping;
 pub(crate) mod service;
+pub(crate) mod starttls;
 pub(crate) mod tls;
 pub(crate) mod usage;
 pub(crate) mod weights;
@@ -143,12 +145,22 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         module_proxy(&raw_modules),
         &raw_listeners,
     ));
+    let (listeners, p) = starttls::listeners(&raw_mappings, &model.mappings);
+    model.starttls = listeners;
+    problems.extend(p);
+    let first_route = model.mappings.len();
     problems.extend(gateway_routes(
         &gateway_api,
         &env,
         module,
         &endpoint_defaults,
         &mut model,
+    ));
+    problems.extend(gateway::translate::proxy_protocol_unused(
+        &model.mappings,
+        first_route,
+        &raw_listeners,
+        raw_modules.first(),
     ));
     problems.extend(groups::duplicate_names(raw_mappings.iter().map(|m| {
         let ns = m.namespace.as_deref().unwrap_or(env.namespace);
@@ -165,6 +177,7 @@ pub(crate) fn validate(resources: Vec<Resource>, env: Env<'_>) -> (Model, Vec<Co
         raw_contexts.iter().map(|c| (c.loc.name.clone(), &c.loc)),
     ));
     problems.extend(groups::check_alpn_overlap(&model.mappings, &all_groups));
+    problems.extend(fleet::listener_agreement(&model.mappings));
     for members in all_groups {
         problems.extend(plan_group(
             &mut model,
@@ -195,6 +208,8 @@ fn gateway_routes(
             load_balancer: endpoint_defaults.load_balancer,
             max_connections_per_ip: endpoint_defaults.max_connections_per_ip,
             keepalive: endpoint_defaults.keepalive,
+            max_duration: endpoint_defaults.max_duration,
+            rate_limit: endpoint_defaults.rate_limit,
             ..Default::default()
         },
         secrets_dir: env.secrets_dir,

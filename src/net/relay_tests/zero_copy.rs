@@ -32,7 +32,6 @@ fn relay_tcp_relays_with_zero_copy_on_and_off() {
 /// zero-copy and one without, each relays 1 MiB each way through an echo upstream; only the
 /// first one's relays go through pipes.
 #[test]
-#[cfg(target_os = "linux")]
 fn zero_copy_is_a_per_proxy_setting() {
     use std::io::{Read, Write};
 
@@ -118,7 +117,6 @@ fn zero_copy_is_a_per_proxy_setting() {
 }
 
 #[test]
-#[cfg(target_os = "linux")]
 fn splice_falls_back_to_copying_when_no_pipe_can_be_made() {
     // The hook is per thread, and this relay is polled on this thread (not spawned).
     crate::net::splice::linux::NO_PIPES.set(true);

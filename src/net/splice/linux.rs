@@ -1,4 +1,4 @@
-//! The splice(2) pump and its pipe pool (Linux only).
+//! The splice(2) pump and its pipe pool.
 
 use std::io;
 use std::net::TcpStream;

@@ -112,6 +112,10 @@ pub(crate) struct EndpointPolicy {
     pub max_connections_per_ip: Option<u32>,
     /// TCP keepalive on upstream sockets (the Module's `keepalive`; `None`: the kernel's).
     pub keepalive: Option<Keepalive>,
+    /// `max_connection_duration_ms` (ext, SPEC section 15; `None`: no maximum age).
+    pub max_duration: Option<Duration>,
+    /// `connection_rate_limit` (ext, SPEC section 15): every mapping of a listener has the same.
+    pub rate_limit: Option<super::fleet::RateLimit>,
 }
 
 /// TCP keepalive for upstream sockets (Emissary's Module `keepalive`).
@@ -136,6 +140,8 @@ impl Default for EndpointPolicy {
             health_check: None,
             max_connections_per_ip: None,
             keepalive: None,
+            max_duration: None,
+            rate_limit: None,
         }
     }
 }

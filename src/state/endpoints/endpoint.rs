@@ -27,6 +27,11 @@ pub(crate) struct Endpoint {
     pub(super) unhealthy: AtomicBool,
     /// The active check's state (only the health checker touches it).
     pub(super) probe: Mutex<ProbeState>,
+    /// Failed connects since the endpoint appeared (the status page's column).
+    pub(super) connect_failures: AtomicU64,
+    /// The last active check: `at_unix_ms * 2 + passed`, 0 before the first
+    /// ([`Endpoint::last_check`]).
+    pub(super) last_check: AtomicU64,
 }
 
 /// An endpoint's state as `/config` and the gauges show it.
@@ -61,6 +66,22 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             unhealthy: AtomicBool::new(false),
             probe: Mutex::new(ProbeState::default()),
+            connect_failures: AtomicU64::new(0),
+            last_check: AtomicU64::new(0),
+        }
+    }
+
+    /// Records an active check's outcome at wall-clock `at_unix_ms`.
+    pub(super) fn checked(&self, ok: bool, at_unix_ms: u64) {
+        let v = at_unix_ms.saturating_mul(2).saturating_add(u64::from(ok));
+        self.last_check.store(v.max(2), Ordering::Relaxed);
+    }
+
+    /// The last active check: `(passed, at_unix_ms)`, `None` before the first.
+    pub(crate) fn last_check(&self) -> Option<(bool, u64)> {
+        match self.last_check.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some((v % 2 == 1, v / 2)),
         }
     }
 
@@ -103,6 +124,7 @@ impl Endpoint {
 
     /// A connect failed at `now_ms`; true when this failure ejected the endpoint.
     pub(super) fn failed(&self, now_ms: u64) -> bool {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
         let streak = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if streak < EJECT_AFTER || self.ejected(now_ms) {
             return false;

@@ -22,9 +22,10 @@
 //!
 //! Files: this one (the registry, the keys, the `/config` view), `endpoint.rs` (one endpoint
 //! and one list of them), `upstream.rs` (one upstream's set: pick, record, probe, per-client
-//! slots).
+//! slots), `report.rs` (the status page's plain view of every set, merged over workers).
 
 mod endpoint;
+mod report;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -32,6 +33,9 @@ mod upstream;
 pub(crate) use endpoint::EndpointLoad;
 #[cfg(test)]
 use endpoint::EndpointState;
+#[cfg(test)]
+pub(crate) use report::LastCheck;
+pub(crate) use report::{EndpointRow, EndpointSet, merge as merge_reports, unix_ms};
 pub(crate) use upstream::{ClientSlot, UpstreamState};
 
 use std::collections::HashMap;

@@ -209,6 +209,7 @@ impl UpstreamState {
         let mut probe = ep.probe.lock().unwrap_or_else(PoisonError::into_inner);
         let before = probe.healthy;
         *probe = probe.after(ok, hc);
+        ep.checked(ok, super::report::unix_ms());
         ep.unhealthy.store(!probe.healthy, Ordering::Relaxed);
         before != probe.healthy
     }

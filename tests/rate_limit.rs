@@ -1,0 +1,140 @@
+//! `connection_rate_limit` (SPEC section 15) through the real binary, at 1 and 2 workers: a
+//! burst of connections from one client address (named by a PROXY protocol header, so the
+//! limit keys on the client, not the balancer) gets exactly `burst` through over all workers
+//! and the rest closed at once (counted, one warning line, no access line); another client
+//! address has its own bucket; `dry_run` serves everyone and counts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::daemon::{Daemon, http_get};
+use common::net;
+use common::yaml::mapping_with;
+
+/// Connections tried per client in one burst.
+const TRIED: usize = 12;
+/// The bucket's size.
+const BURST: usize = 5;
+
+/// One connection from `client` (a PROXY v1 header): true when the upstream's banner came.
+fn served(addr: SocketAddr, client: &str) -> bool {
+    let mut s = net::connect(addr);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 80\r\n");
+    if s.write_all(header.as_bytes()).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 2];
+    matches!(s.read(&mut b), Ok(2) if &b == b"A\n")
+}
+
+/// `TRIED` connections at once from `client`; how many were served, and how long it took.
+fn burst(addr: SocketAddr, client: &'static str) -> (usize, Duration) {
+    let start = Instant::now();
+    let n = std::thread::scope(|scope| {
+        let all: Vec<_> = (0..TRIED)
+            .map(|_| scope.spawn(move || served(addr, client)))
+            .collect();
+        all.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count()
+    });
+    (n, start.elapsed())
+}
+
+fn daemon(workers: &str, dry_run: bool) -> (Daemon, SocketAddr, net::Upstream, tempfile::TempDir) {
+    let up = net::banner("127.0.0.1:0", "A");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let addr = up.addr;
+    let (d, [port]) = Daemon::run_yaml(
+        &cfg,
+        |[port]| {
+            mapping_with(
+                "m",
+                port,
+                addr,
+                &format!(
+                    "use_proxy_proto: true\nconnection_rate_limit: {{rate: 1, burst: {BURST}, per: client_ip, dry_run: {dry_run}}}\n"
+                ),
+            )
+        },
+        &["--workers", workers, "--admin", "127.0.0.1:0"],
+    );
+    (d, net::local(port), up, dir)
+}
+
+/// The rate-limited count over the daemon's workers.
+fn limited(d: &Daemon) -> f64 {
+    let (_, text) = http_get(d.admin_addr(), "/metrics");
+    common::metrics::samples(&text)
+        .filter(|s| s.name == "tcpmap_connections_rate_limited_total")
+        .map(|s| s.value.parse::<f64>().unwrap())
+        .sum()
+}
+
+fn limits_a_burst(workers: &str) {
+    let (d, addr, _up, _dir) = daemon(workers, false);
+    let (a, took) = burst(addr, "10.1.1.1");
+    // At 1 per second, at most one more token came during the burst.
+    let refill = took.as_secs() as usize;
+    assert!(
+        (BURST..=BURST + refill).contains(&a),
+        "{a} of {TRIED} served in {took:?}"
+    );
+    // Another client has its own bucket.
+    let (b, took_b) = burst(addr, "10.2.2.2");
+    assert!(
+        (BURST..=BURST + took_b.as_secs() as usize).contains(&b),
+        "{b}"
+    );
+    let refused = (2 * TRIED - a - b) as f64;
+    assert!(
+        common::wait::eventually(Duration::from_secs(5), || limited(&d) == refused),
+        "counted {} of {refused}",
+        limited(&d)
+    );
+    let log = d.log();
+    let warnings = log.matches("connection_rate_limit reached").count();
+    assert!(
+        (1..=4).contains(&warnings),
+        "{warnings} warning lines:\n{log}"
+    );
+    assert!(
+        !log.contains("end=rate_limit"),
+        "access lines for refusals:\n{log}"
+    );
+}
+
+#[test]
+fn a_burst_over_the_limit_is_cut_to_the_bucket() {
+    limits_a_burst("1");
+}
+
+#[test]
+fn a_burst_over_the_limit_is_cut_to_the_bucket_over_two_workers() {
+    limits_a_burst("2");
+}
+
+#[test]
+fn dry_run_serves_every_connection_and_counts_the_excess() {
+    let (d, addr, _up, _dir) = daemon("2", true);
+    let (a, took) = burst(addr, "10.3.3.3");
+    assert_eq!(a, TRIED);
+    let over = (TRIED - BURST) as f64;
+    let slack = took.as_secs() as f64;
+    assert!(
+        common::wait::eventually(Duration::from_secs(5), || {
+            let n = limited(&d);
+            n <= over && n >= over - slack
+        }),
+        "counted {}",
+        limited(&d)
+    );
+    assert!(d.log().contains("served (dry_run)"));
+}
