@@ -53,6 +53,15 @@ fn daemon(
     per: &str,
     dry_run: bool,
 ) -> (Daemon, SocketAddr, net::Upstream, tempfile::TempDir) {
+    daemon_with(workers, per, dry_run, "use_proxy_proto: true\n")
+}
+
+fn daemon_with(
+    workers: &str,
+    per: &str,
+    dry_run: bool,
+    proxy: &str,
+) -> (Daemon, SocketAddr, net::Upstream, tempfile::TempDir) {
     let up = net::banner("127.0.0.1:0", "A");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
@@ -65,7 +74,7 @@ fn daemon(
                 port,
                 addr,
                 &format!(
-                    "use_proxy_proto: true\nconnection_rate_limit: {{rate: 1, burst: {BURST}, per: {per}, dry_run: {dry_run}}}\n"
+                    "{proxy}connection_rate_limit: {{rate: 1, burst: {BURST}, per: {per}, dry_run: {dry_run}}}\n"
                 ),
             )
         },
@@ -195,4 +204,35 @@ fn per_listener_one_bucket_serves_every_client() {
 #[test]
 fn per_listener_one_bucket_serves_every_client_over_two_workers() {
     one_bucket_for_the_listener("2");
+}
+
+/// Without the PROXY protocol the client is the peer and the listener refuses at accept
+/// (a reset, no task): still exactly `burst` through over the workers, every refusal counted.
+fn refuses_at_accept(workers: &str) {
+    let (d, addr, _up, _dir) = daemon_with(workers, "client_ip", false, "");
+    // The header is just bytes for the upstream here; the banner says whether it was served.
+    let (a, took) = burst(addr, "10.6.6.6");
+    assert!(
+        (BURST..=BURST + took.as_secs() as usize).contains(&a),
+        "{a} of {TRIED} served in {took:?}"
+    );
+    let refused = (TRIED - a) as f64;
+    assert!(
+        common::wait::eventually(Duration::from_secs(5), || limited(&d) == refused),
+        "counted {} of {refused}",
+        limited(&d)
+    );
+    let log = d.log();
+    assert!(log.contains("connection_rate_limit reached"), "{log}");
+    assert!(!log.contains("end=\"rate_limit\""), "{log}");
+}
+
+#[test]
+fn without_proxy_protocol_the_listener_refuses_at_accept() {
+    refuses_at_accept("1");
+}
+
+#[test]
+fn without_proxy_protocol_the_listener_refuses_at_accept_over_two_workers() {
+    refuses_at_accept("2");
 }
