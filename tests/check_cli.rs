@@ -402,3 +402,25 @@ fn json_output_matches_the_text_form() {
         assert_eq!(got, expected, "{args:?}");
     }
 }
+
+#[test]
+fn fleet_settings_show_on_each_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &cfg,
+        "---\napiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata:\n  name: ambassador\nspec:\n  config:\n    max_connection_duration_ms: 600000\n\
+         ---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: pool\nspec:\n  port: 5432\n  service: db:5432\n\
+         ---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: api\nspec:\n  port: 7000\n  service: api:7000\n  max_connection_duration_ms: 3600000\n  connection_rate_limit: {rate: 20, burst: 40, per: client_ip, dry_run: true}\n",
+    )
+    .unwrap();
+    let out = check(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "0.0.0.0:5432 * raw -> db:5432 (100%) [pool] max_duration=600000ms",
+            "0.0.0.0:7000 * raw -> api:7000 (100%) [api] max_duration=3600000ms rate_limit=20/s,burst=40,per=client_ip,dry_run",
+        ]
+    );
+}

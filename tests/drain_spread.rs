@@ -129,7 +129,7 @@ fn spread_drain(workers: &str) {
     assert!(status.success());
     let log = d.log();
     assert!(
-        !log.contains("end=shutdown"),
+        !log.contains("end=\"shutdown\""),
         "a connection was killed:\n{log}"
     );
 }

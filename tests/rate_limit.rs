@@ -2,7 +2,8 @@
 //! burst of connections from one client address (named by a PROXY protocol header, so the
 //! limit keys on the client, not the balancer) gets exactly `burst` through over all workers
 //! and the rest closed at once (counted, one warning line, no access line); another client
-//! address has its own bucket; `dry_run` serves everyone and counts.
+//! address has its own bucket; `per: listener` puts every client address in one bucket;
+//! `dry_run` serves everyone and counts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -47,7 +48,20 @@ fn burst(addr: SocketAddr, client: &'static str) -> (usize, Duration) {
     (n, start.elapsed())
 }
 
-fn daemon(workers: &str, dry_run: bool) -> (Daemon, SocketAddr, net::Upstream, tempfile::TempDir) {
+fn daemon(
+    workers: &str,
+    per: &str,
+    dry_run: bool,
+) -> (Daemon, SocketAddr, net::Upstream, tempfile::TempDir) {
+    daemon_with(workers, per, dry_run, "use_proxy_proto: true\n")
+}
+
+fn daemon_with(
+    workers: &str,
+    per: &str,
+    dry_run: bool,
+    proxy: &str,
+) -> (Daemon, SocketAddr, net::Upstream, tempfile::TempDir) {
     let up = net::banner("127.0.0.1:0", "A");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
@@ -60,7 +74,7 @@ fn daemon(workers: &str, dry_run: bool) -> (Daemon, SocketAddr, net::Upstream, t
                 port,
                 addr,
                 &format!(
-                    "use_proxy_proto: true\nconnection_rate_limit: {{rate: 1, burst: {BURST}, per: client_ip, dry_run: {dry_run}}}\n"
+                    "{proxy}connection_rate_limit: {{rate: 1, burst: {BURST}, per: {per}, dry_run: {dry_run}}}\n"
                 ),
             )
         },
@@ -79,7 +93,18 @@ fn limited(d: &Daemon) -> f64 {
 }
 
 fn limits_a_burst(workers: &str) {
-    let (d, addr, _up, _dir) = daemon(workers, false);
+    let (d, addr, _up, _dir) = daemon(workers, "client_ip", false);
+    // `/config` shows the limit on the mapping.
+    let (status, body) = http_get(d.admin_addr(), "/config");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let limit =
+        &json["routes"]["listeners"][0]["groups"][0]["upstreams"][0]["connection_rate_limit"];
+    assert_eq!(
+        *limit,
+        serde_json::json!({"rate": 1, "burst": BURST, "per": "client_ip", "dry_run": false}),
+        "{body}"
+    );
     let (a, took) = burst(addr, "10.1.1.1");
     // At 1 per second, at most one more token came during the burst.
     let refill = took.as_secs() as usize;
@@ -106,7 +131,7 @@ fn limits_a_burst(workers: &str) {
         "{warnings} warning lines:\n{log}"
     );
     assert!(
-        !log.contains("end=rate_limit"),
+        !log.contains("end=\"rate_limit\""),
         "access lines for refusals:\n{log}"
     );
 }
@@ -121,9 +146,8 @@ fn a_burst_over_the_limit_is_cut_to_the_bucket_over_two_workers() {
     limits_a_burst("2");
 }
 
-#[test]
-fn dry_run_serves_every_connection_and_counts_the_excess() {
-    let (d, addr, _up, _dir) = daemon("2", true);
+fn dry_run(workers: &str) {
+    let (d, addr, _up, _dir) = daemon(workers, "client_ip", true);
     let (a, took) = burst(addr, "10.3.3.3");
     assert_eq!(a, TRIED);
     let over = (TRIED - BURST) as f64;
@@ -136,5 +160,79 @@ fn dry_run_serves_every_connection_and_counts_the_excess() {
         "counted {}",
         limited(&d)
     );
-    assert!(d.log().contains("served (dry_run)"));
+    let log = d.log();
+    assert!(log.contains("served (dry_run)"), "{log}");
+    assert!(!log.contains("end=\"rate_limit\""), "{log}");
+}
+
+#[test]
+fn dry_run_serves_every_connection_and_counts_the_excess() {
+    dry_run("1");
+}
+
+#[test]
+fn dry_run_serves_every_connection_and_counts_the_excess_over_two_workers() {
+    dry_run("2");
+}
+
+/// `per: listener`: two client addresses, one after the other, draw from one bucket, so the
+/// second gets only what refilled during the first burst.
+fn one_bucket_for_the_listener(workers: &str) {
+    let (d, addr, _up, _dir) = daemon(workers, "listener", false);
+    let (a, took_a) = burst(addr, "10.4.4.4");
+    let (b, took_b) = burst(addr, "10.5.5.5");
+    let refill = (took_a + took_b).as_secs() as usize + 1;
+    assert!(a >= BURST, "the first client got {a}");
+    assert!(
+        a + b <= BURST + refill,
+        "{a} + {b} served from one bucket of {BURST} in {:?}",
+        took_a + took_b
+    );
+    let refused = (2 * TRIED - a - b) as f64;
+    assert!(
+        common::wait::eventually(Duration::from_secs(5), || limited(&d) == refused),
+        "counted {} of {refused}",
+        limited(&d)
+    );
+}
+
+#[test]
+fn per_listener_one_bucket_serves_every_client() {
+    one_bucket_for_the_listener("1");
+}
+
+#[test]
+fn per_listener_one_bucket_serves_every_client_over_two_workers() {
+    one_bucket_for_the_listener("2");
+}
+
+/// Without the PROXY protocol the client is the peer and the listener refuses at accept
+/// (a reset, no task): still exactly `burst` through over the workers, every refusal counted.
+fn refuses_at_accept(workers: &str) {
+    let (d, addr, _up, _dir) = daemon_with(workers, "client_ip", false, "");
+    // The header is just bytes for the upstream here; the banner says whether it was served.
+    let (a, took) = burst(addr, "10.6.6.6");
+    assert!(
+        (BURST..=BURST + took.as_secs() as usize).contains(&a),
+        "{a} of {TRIED} served in {took:?}"
+    );
+    let refused = (TRIED - a) as f64;
+    assert!(
+        common::wait::eventually(Duration::from_secs(5), || limited(&d) == refused),
+        "counted {} of {refused}",
+        limited(&d)
+    );
+    let log = d.log();
+    assert!(log.contains("connection_rate_limit reached"), "{log}");
+    assert!(!log.contains("end=\"rate_limit\""), "{log}");
+}
+
+#[test]
+fn without_proxy_protocol_the_listener_refuses_at_accept() {
+    refuses_at_accept("1");
+}
+
+#[test]
+fn without_proxy_protocol_the_listener_refuses_at_accept_over_two_workers() {
+    refuses_at_accept("2");
 }

@@ -171,7 +171,22 @@ impl ListenerActor {
                             accept_backoff = Duration::from_millis(10);
                             #[cfg(feature = "fault-injection")]
                             crate::fault::on_accept();
-                            self.start_connection(stream, peer);
+                            // The rate limit, when the peer is the client: a refusal costs
+                            // no task and no reactor registration.
+                            let routes = self.generation.table.listeners().get(&self.addr);
+                            let Some(stream) = connection::rate::refuse_at_accept(
+                                &self.shared,
+                                routes,
+                                stream,
+                                self.addr,
+                                peer,
+                            ) else {
+                                continue;
+                            };
+                            match Async::new_nonblocking(stream) {
+                                Ok(stream) => self.start_connection(stream, peer),
+                                Err(e) => break Some(e),
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             self.socket.read_drained(tick);

@@ -27,11 +27,12 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<Async<TcpListener>> {
 }
 
 /// Takes one pending connection off a listening socket, without waiting: `WouldBlock` when
-/// none is queued. The socket comes back non-blocking and registered with the reactor, with
-/// `TCP_NODELAY` on. This is one syscall: `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`
-/// (no `FIONBIO` ioctl afterwards) and the listener's `TCP_NODELAY` is inherited (no
-/// setsockopt); the reactor registration is the one `epoll_ctl(ADD)` every socket needs.
-pub(crate) fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+/// none is queued. The socket comes back non-blocking, not yet registered with the reactor
+/// (a connection refused at once never is), with `TCP_NODELAY` on. This is one syscall:
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` (no `FIONBIO` ioctl afterwards) and the listener's
+/// `TCP_NODELAY` is inherited (no setsockopt); registering it (`Async::new_nonblocking`) is
+/// the one `epoll_ctl(ADD)` every served socket needs.
+pub(crate) fn accept(listener: &Async<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
     use rustix::net::SocketFlags;
     let (fd, peer) = rustix::net::acceptfrom_with(
         listener.get_ref(),
@@ -42,7 +43,7 @@ pub(crate) fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStre
         Some(peer) => peer,
         None => stream.peer_addr()?,
     };
-    Ok((Async::new_nonblocking(stream)?, peer))
+    Ok((stream, peer))
 }
 
 /// `TCPMAP_REUSEPORT=1`: listeners are bound with `SO_REUSEPORT` and each worker process

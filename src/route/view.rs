@@ -173,13 +173,16 @@ impl Group {
                     "healthy_threshold": h.healthy_threshold,
                 })),
                 "max_connections_per_ip": u.endpoints.max_connections_per_ip,
+                "max_connection_duration_ms": u.endpoints.max_duration.map(|d| d.as_millis() as u64),
+                "connection_rate_limit": u.endpoints.rate_limit,
             })).collect::<Vec<_>>(),
         })
     }
 }
 
 /// The endpoint settings that differ from the defaults, for the text view:
-/// ` lb=ring_hash attempts=2 health=2000ms per_ip=10`.
+/// ` lb=ring_hash attempts=2 health=2000ms per_ip=10 max_duration=60000ms
+/// rate_limit=20/s,burst=40,per=client_ip,dry_run`.
 fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
     let d = super::balance::EndpointPolicy::default();
     let mut out = String::new();
@@ -194,6 +197,20 @@ fn endpoint_extras(p: &super::balance::EndpointPolicy) -> String {
     }
     if let Some(n) = p.max_connections_per_ip {
         out.push_str(&format!(" per_ip={n}"));
+    }
+    if let Some(d) = p.max_duration {
+        out.push_str(&format!(" max_duration={}ms", d.as_millis()));
+    }
+    if let Some(r) = &p.rate_limit {
+        let per = match r.per {
+            super::fleet::RatePer::ClientIp => "client_ip",
+            super::fleet::RatePer::Listener => "listener",
+        };
+        let dry = if r.dry_run { ",dry_run" } else { "" };
+        out.push_str(&format!(
+            " rate_limit={}/s,burst={},per={per}{dry}",
+            r.rate, r.burst
+        ));
     }
     out
 }
@@ -416,5 +433,53 @@ mod tests {
         assert_eq!(g["idle_timeout_ms"], 5000);
         assert_eq!(g["upstreams"][1]["service"], "two:81");
         assert_eq!(g["upstreams"][1]["share"], 30);
+        assert_eq!(g["upstreams"][1]["max_connection_duration_ms"], Value::Null);
+        assert_eq!(g["upstreams"][1]["connection_rate_limit"], Value::Null);
+    }
+
+    /// A table whose one upstream has a maximum age and a rate limit.
+    fn fleet_table(dry_run: bool) -> RouteTable {
+        let mut up = upstream("a", "one", 80, 100);
+        up.endpoints.max_duration = Some(Duration::from_millis(60_000));
+        up.endpoints.rate_limit = Some(crate::route::fleet::RateLimit {
+            rate: 20,
+            burst: 40,
+            per: crate::route::fleet::RatePer::ClientIp,
+            dry_run,
+        });
+        let addr: SocketAddr = "0.0.0.0:2222".parse().unwrap();
+        let g = Group::new(None, vec![up], None, None, Families::default());
+        let mut t = RouteTable::default();
+        t.listeners.insert(
+            addr,
+            Listener {
+                addr,
+                plain: Some(Arc::new(g)),
+                hosts: HostMap::default(),
+                proxy_protocol: Default::default(),
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn the_views_show_the_maximum_age_and_the_rate_limit() {
+        assert_eq!(
+            fleet_table(false).render_text(),
+            "0.0.0.0:2222 * raw -> one:80 (100%) [a] max_duration=60000ms \
+             rate_limit=20/s,burst=40,per=client_ip\n"
+        );
+        assert!(
+            fleet_table(true)
+                .render_text()
+                .ends_with("per=client_ip,dry_run\n")
+        );
+        let j = fleet_table(true).to_json();
+        let u = &j["listeners"][0]["groups"][0]["upstreams"][0];
+        assert_eq!(u["max_connection_duration_ms"], 60_000);
+        assert_eq!(
+            u["connection_rate_limit"],
+            serde_json::json!({"rate": 20, "burst": 40, "per": "client_ip", "dry_run": true})
+        );
     }
 }

@@ -24,7 +24,7 @@ pub(crate) mod close;
 mod log;
 mod postgres;
 mod preamble;
-mod rate;
+pub(crate) mod rate;
 mod relay;
 mod route;
 #[cfg(test)]
@@ -188,8 +188,9 @@ impl Conn {
             if routes.proxy_protocol != Accept::Off {
                 Box::pin(self.accept_proxy_header(&stream, routes.proxy_protocol)).await?;
             }
-            // The client is known: its rate limit, before the ClientHello and any TLS work.
-            if let Some(limit) = rate::of(routes) {
+            // The client is known: its rate limit, before the ClientHello and any TLS work
+            // (without the PROXY protocol the listener checked it at accept).
+            if let Some(limit) = rate::of(routes).filter(|_| rate::checked_by_task(routes)) {
                 self.check_rate(&limit)?;
             }
             let starttls = generation.table.starttls(&self.rec.listener);
