@@ -82,9 +82,11 @@ fn a_connection_past_its_maximum_age_closes_as_max_duration_within_its_jitter() 
     crate::rt::block_on(conn);
     let (n, age) = peer_side.join().unwrap();
     assert_eq!(n, 0, "the client sees the close as EOF");
-    // Up to 10 % early, and the coarse clock's tick late at most.
+    // Up to 10 % early (and a coarse-clock tick): never before 0.88 s. Late only by what a
+    // loaded machine adds, so the upper bound is loose: it tells "closed for its age" apart
+    // from never closing, not how punctual the close was.
     assert!(
-        age >= Duration::from_millis(880) && age < Duration::from_millis(1500),
+        age >= Duration::from_millis(880) && age < Duration::from_secs(10),
         "closed at the age of {age:?}; the maximum is 1 s"
     );
     let text = shared.metrics.render();
