@@ -1,9 +1,11 @@
 //! Gathers the status page's [`StatusSnapshot`] from what the proxy holds: the Supervisor's
 //! snapshot (route table, generation, last reload), the mapping counters and the endpoint
-//! sets — this process's own (threads), or totals over every worker (`--workers N`: the
-//! merged metrics text and each worker's endpoint sets) — and the certificates the table's
-//! terminating groups present.
+//! sets — this process's own (threads, read in place), or totals over every worker
+//! (`--workers N`: each worker's typed counters and endpoint sets from its `Status` reply,
+//! plus what dead workers left) — and the certificates the table's terminating groups present.
 
+#[cfg(test)]
+mod bench;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +22,7 @@ use crate::admin::status::{
 use crate::metrics::Metrics;
 use crate::route::{Group, HostGroup, Listener, OriginationMode, Upstream};
 use crate::state::endpoints::{EndpointRegistry, EndpointSet, merge_reports, unix_ms};
-use crate::workers::pool::PoolHandle;
+use crate::workers::pool::{PoolHandle, PoolStatus};
 
 /// What the status page reads (all shared, cheap to clone).
 #[derive(Clone)]
@@ -38,9 +40,17 @@ impl StatusSource {
     pub(super) async fn snapshot(&self) -> StatusSnapshot {
         let (workers, mappings, sets) = match &self.pool {
             Some(pool) => {
-                let text = pool.metrics(self.metrics.render_openmetrics()).await;
-                let list = pool.status().await;
-                let sets = merge_reports(list.iter().flat_map(|w| w.endpoints.iter().cloned()));
+                let PoolStatus {
+                    workers: mut list,
+                    retired,
+                } = pool.status_page().await;
+                let own = counters::from_metrics(&self.metrics);
+                let each = list.iter_mut().map(|w| std::mem::take(&mut w.mappings));
+                let mappings = counters::sum(std::iter::once(own).chain(each).chain([retired]));
+                let sets = merge_reports(
+                    list.iter_mut()
+                        .flat_map(|w| std::mem::take(&mut w.endpoints)),
+                );
                 let processes: Vec<WorkerRow> = list
                     .iter()
                     .map(|w| WorkerRow {
@@ -55,7 +65,7 @@ impl StatusSource {
                     count: processes.len(),
                     processes,
                 };
-                (workers, counters::from_openmetrics(&text), sets)
+                (workers, mappings, sets)
             }
             None => {
                 let workers = WorkersView {
@@ -63,7 +73,7 @@ impl StatusSource {
                     count: self.threads.as_ref().map_or(1, |t| t.connections().len()),
                     processes: Vec::new(),
                 };
-                let mappings = counters::from_snapshot(&self.metrics.snapshot());
+                let mappings = counters::from_metrics(&self.metrics);
                 (workers, mappings, self.endpoints.report())
             }
         };
