@@ -102,6 +102,10 @@ pub(super) struct Facts {
 /// The snapshot of `snap` with `facts` (pure: unit-tested without a proxy).
 pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
     let now_unix_s = (facts.now_unix_ms / 1000) as i64;
+    // Each upstream finds its set by binary search (sorted already when merged: then this
+    // sort is one pass).
+    let mut sets: Vec<&EndpointSet> = facts.sets.iter().collect();
+    sets.sort_by(|a, b| a.key().cmp(&b.key()));
     let mut certificates: BTreeMap<(String, Vec<u8>), CertificateView> = BTreeMap::new();
     let listeners = snap
         .table
@@ -128,7 +132,7 @@ pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
                     add(&source, der, format!("{} {host} → upstream", l.addr));
                 }
             }
-            listener(l, &facts.sets)
+            listener(l, &sets)
         })
         .collect();
     StatusSnapshot {
@@ -151,7 +155,7 @@ pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
     }
 }
 
-fn listener(l: &Listener, sets: &[EndpointSet]) -> ListenerView {
+fn listener(l: &Listener, sets: &[&EndpointSet]) -> ListenerView {
     ListenerView {
         address: l.addr.to_string(),
         proxy_protocol: l.proxy_protocol.as_str().to_string(),
@@ -162,7 +166,7 @@ fn listener(l: &Listener, sets: &[EndpointSet]) -> ListenerView {
     }
 }
 
-fn group(g: &Group, hg: Option<&HostGroup>, sets: &[EndpointSet]) -> GroupView {
+fn group(g: &Group, hg: Option<&HostGroup>, sets: &[&EndpointSet]) -> GroupView {
     let (tls_mode, tls) = match hg {
         Some(h) => (h.client_tls().as_str().to_string(), h.tls_mode()),
         None if g.origination.is_some() => ("originate".to_string(), g.tls_mode()),
@@ -177,11 +181,20 @@ fn group(g: &Group, hg: Option<&HostGroup>, sets: &[EndpointSet]) -> GroupView {
     }
 }
 
-fn upstream(u: &Upstream, sets: &[EndpointSet]) -> UpstreamView {
+fn upstream(u: &Upstream, sets: &[&EndpointSet]) -> UpstreamView {
     let service = u.service();
+    let m = &u.mapping;
+    let key = (
+        m.namespace.as_str(),
+        m.name.as_str(),
+        m.port,
+        m.host.as_str(),
+        service.as_str(),
+    );
     let endpoints = sets
-        .iter()
-        .find(|s| s.is(&u.mapping, &service))
+        .binary_search_by(|s| s.key().cmp(&key))
+        .ok()
+        .and_then(|at| sets.get(at))
         .map(|s| s.endpoints.clone())
         .unwrap_or_default();
     UpstreamView {
