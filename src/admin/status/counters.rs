@@ -1,7 +1,7 @@
 //! Each mapping's counters for the status page: a process's own registry ([`from_metrics`],
 //! read in place; what threads mode shows and what each worker sends in its `Status` reply),
 //! summed over processes with [`sum`] (the Supervisor, every worker and the counts the workers
-//! that died left behind). [`from_snapshot`] and [`from_openmetrics`] read the same numbers
+//! that died left behind). `from_snapshot` (tests) and [`from_openmetrics`] read the same numbers
 //! from the library's snapshot and from a metrics text (a dead worker's last one); all give
 //! the same [`MappingTotals`] for the same counts (unit tests hold them to it).
 
@@ -26,8 +26,8 @@ type Key = (String, String, u16, String);
 /// A sample's labels, `(name, unescaped value)` in order.
 pub(crate) type Labels = Vec<(String, String)>;
 
-/// The totals of `metrics`, sorted as [`from_snapshot`]'s, read in place (one allocation per
-/// mapping for its names, none per counter).
+/// The totals of `metrics`, sorted by namespace, mapping, port and host, read in place (the
+/// names copied once per mapping, nothing per counter).
 pub(crate) fn from_metrics(metrics: &Metrics) -> Vec<MappingTotals> {
     let mut out = Vec::new();
     metrics.each_mapping(|id, c| {
@@ -143,7 +143,7 @@ pub(crate) fn from_snapshot(snapshot: &MetricsSnapshot) -> Vec<MappingTotals> {
     out.into_values().collect()
 }
 
-/// The totals in an OpenMetrics (or Prometheus) text, sorted as [`from_snapshot`]'s. Lines
+/// The totals in an OpenMetrics (or Prometheus) text, sorted as [`from_metrics`]'s. Lines
 /// that do not parse are skipped.
 pub(crate) fn from_openmetrics(text: &str) -> Vec<MappingTotals> {
     let mut out: BTreeMap<Key, MappingTotals> = BTreeMap::new();
