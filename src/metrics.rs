@@ -96,6 +96,23 @@ pub struct MappingSnapshot {
     pub connect_failures: u64,
 }
 
+/// One mapping's numbers as [`Metrics::each_mapping`] gives them (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MappingCounts {
+    /// Connections accepted since start.
+    pub(crate) accepted: u64,
+    /// Connections open now.
+    pub(crate) active: i64,
+    /// Connections ended, by reason (every reason, in `CloseReason::ALL`'s order).
+    pub(crate) ended: [(CloseReason, u64); CloseReason::ALL.len()],
+    /// Bytes relayed client → upstream.
+    pub(crate) bytes_client_to_upstream: u64,
+    /// Bytes relayed upstream → client.
+    pub(crate) bytes_upstream_to_client: u64,
+    /// Failed upstream connect attempts.
+    pub(crate) connect_failures: u64,
+}
+
 /// Plain numbers of the whole process, for the library API.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricsSnapshot {
@@ -342,6 +359,26 @@ impl Metrics {
             dns_failures: self.globals.dns_failures.get(),
             rejected_global: self.globals.rejected_global.get(),
             rejected_mapping: self.globals.rejected_mapping.get(),
+        }
+    }
+
+    /// Calls `f` with each mapping's id and plain numbers, sorted by `MappingId`, under the
+    /// registry's lock and without copying anything (the status page reads its counters here,
+    /// not from [`Metrics::snapshot`]). `f` must not call back into this registry.
+    pub(crate) fn each_mapping(&self, mut f: impl FnMut(&MappingId, MappingCounts)) {
+        let map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        for m in map.values() {
+            f(
+                &m.id,
+                MappingCounts {
+                    accepted: m.accepted.get(),
+                    active: m.active.get(),
+                    ended: CloseReason::ALL.map(|r| (r, m.ended_count(r))),
+                    bytes_client_to_upstream: m.bytes_c2u.get(),
+                    bytes_upstream_to_client: m.bytes_u2c.get(),
+                    connect_failures: m.connect_failures.get(),
+                },
+            );
         }
     }
 

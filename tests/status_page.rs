@@ -3,7 +3,8 @@
 //! summed over the workers), and `/` rendered by a real browser — Debian's `chromium`,
 //! headless — whose DOM, after the page's script ran and refreshed once, names the listener
 //! and the mappings (a hostile mapping name shown as text, not markup), shows a counter that
-//! moved and an endpoint's state change after that endpoint died. The browser's screenshot
+//! moved and an endpoint's state change after that endpoint died. Killing both worker
+//! processes one after the other leaves the totals where they were. The browser's screenshot
 //! is kept in `CARGO_TARGET_TMPDIR/status-page.png`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::daemon::{Daemon, http_get};
+use common::daemon::{Daemon, http_get, kill, pid_alive};
 use common::pki::TlsSecret;
 use common::wait::eventually;
 use common::yaml::{mapping_with, tls_context};
@@ -236,6 +237,53 @@ fn status_json_shows_the_config_and_counts_over_one_and_two_workers() {
         drop(held);
         drop(s);
     }
+}
+
+/// The pids of the worker processes, by slot.
+fn pids(s: &Value) -> Vec<u64> {
+    let list = s["workers"]["processes"].as_array().unwrap();
+    list.iter().map(|w| w["pid"].as_u64().unwrap()).collect()
+}
+
+/// With two workers, each SIGKILLed in turn (and replaced): the page's counters of the
+/// connections they served stay (what each dead worker counted is kept), and the connection
+/// the killed worker held no longer counts as open.
+#[test]
+fn a_killed_workers_counts_stay_on_the_page() {
+    let s = setup("2");
+    let held = traffic(s.raw);
+    let counted = eventually(Duration::from_secs(5), || {
+        let t = totals(&status(s.admin), HOSTILE).clone();
+        t["accepted"] == 4 && t["ended"]["client_closed"] == 3 && t["active"] == 1
+    });
+    let before = status(s.admin);
+    assert!(counted, "{before}");
+    for slot in 0..2 {
+        let victim = pids(&status(s.admin))[slot];
+        kill(victim, libc::SIGKILL);
+        assert!(eventually(Duration::from_secs(5), || !pid_alive(victim)));
+        let replaced = eventually(Duration::from_secs(10), || {
+            let now = pids(&status(s.admin));
+            now.len() == 2 && !now.contains(&victim)
+        });
+        assert!(replaced, "no replacement for {victim}: {}", status(s.admin));
+    }
+    let now = status(s.admin);
+    let (t, was) = (totals(&now, HOSTILE), totals(&before, HOSTILE));
+    assert_eq!(t["accepted"], 4, "{t}");
+    assert_eq!(t["ended"]["client_closed"], 3, "{t}");
+    assert_eq!(
+        t["active"], 0,
+        "the held connection died with its worker: {t}"
+    );
+    for way in ["bytes_client_to_upstream", "bytes_upstream_to_client"] {
+        assert!(
+            t[way].as_u64() >= was[way].as_u64(),
+            "{way}: {t} after {was}"
+        );
+        assert!(t[way].as_u64() >= Some(300), "{way}: {t}");
+    }
+    drop(held);
 }
 
 /// Runs `chromium --headless` with `args` on `url`; its stdout.

@@ -1,9 +1,11 @@
 //! Gathers the status page's [`StatusSnapshot`] from what the proxy holds: the Supervisor's
 //! snapshot (route table, generation, last reload), the mapping counters and the endpoint
-//! sets — this process's own (threads), or totals over every worker (`--workers N`: the
-//! merged metrics text and each worker's endpoint sets) — and the certificates the table's
-//! terminating groups present.
+//! sets — this process's own (threads, read in place), or totals over every worker
+//! (`--workers N`: each worker's typed counters and endpoint sets from its `Status` reply,
+//! plus what dead workers left) — and the certificates the table's terminating groups present.
 
+#[cfg(test)]
+mod bench;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +22,7 @@ use crate::admin::status::{
 use crate::metrics::Metrics;
 use crate::route::{Group, HostGroup, Listener, OriginationMode, Upstream};
 use crate::state::endpoints::{EndpointRegistry, EndpointSet, merge_reports, unix_ms};
-use crate::workers::pool::PoolHandle;
+use crate::workers::pool::{PoolHandle, PoolStatus};
 
 /// What the status page reads (all shared, cheap to clone).
 #[derive(Clone)]
@@ -38,9 +40,17 @@ impl StatusSource {
     pub(super) async fn snapshot(&self) -> StatusSnapshot {
         let (workers, mappings, sets) = match &self.pool {
             Some(pool) => {
-                let text = pool.metrics(self.metrics.render_openmetrics()).await;
-                let list = pool.status().await;
-                let sets = merge_reports(list.iter().flat_map(|w| w.endpoints.iter().cloned()));
+                let PoolStatus {
+                    workers: mut list,
+                    retired,
+                } = pool.status_page().await;
+                let own = counters::from_metrics(&self.metrics);
+                let each = list.iter_mut().map(|w| std::mem::take(&mut w.mappings));
+                let mappings = counters::sum(std::iter::once(own).chain(each).chain([retired]));
+                let sets = merge_reports(
+                    list.iter_mut()
+                        .flat_map(|w| std::mem::take(&mut w.endpoints)),
+                );
                 let processes: Vec<WorkerRow> = list
                     .iter()
                     .map(|w| WorkerRow {
@@ -55,7 +65,7 @@ impl StatusSource {
                     count: processes.len(),
                     processes,
                 };
-                (workers, counters::from_openmetrics(&text), sets)
+                (workers, mappings, sets)
             }
             None => {
                 let workers = WorkersView {
@@ -63,7 +73,7 @@ impl StatusSource {
                     count: self.threads.as_ref().map_or(1, |t| t.connections().len()),
                     processes: Vec::new(),
                 };
-                let mappings = counters::from_snapshot(&self.metrics.snapshot());
+                let mappings = counters::from_metrics(&self.metrics);
                 (workers, mappings, self.endpoints.report())
             }
         };
@@ -92,6 +102,10 @@ pub(super) struct Facts {
 /// The snapshot of `snap` with `facts` (pure: unit-tested without a proxy).
 pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
     let now_unix_s = (facts.now_unix_ms / 1000) as i64;
+    // Each upstream finds its set by binary search (sorted already when merged: then this
+    // sort is one pass).
+    let mut sets: Vec<&EndpointSet> = facts.sets.iter().collect();
+    sets.sort_by(|a, b| a.key().cmp(&b.key()));
     let mut certificates: BTreeMap<(String, Vec<u8>), CertificateView> = BTreeMap::new();
     let listeners = snap
         .table
@@ -118,7 +132,7 @@ pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
                     add(&source, der, format!("{} {host} → upstream", l.addr));
                 }
             }
-            listener(l, &facts.sets)
+            listener(l, &sets)
         })
         .collect();
     StatusSnapshot {
@@ -141,7 +155,7 @@ pub(super) fn build(snap: &Snapshot, facts: Facts) -> StatusSnapshot {
     }
 }
 
-fn listener(l: &Listener, sets: &[EndpointSet]) -> ListenerView {
+fn listener(l: &Listener, sets: &[&EndpointSet]) -> ListenerView {
     ListenerView {
         address: l.addr.to_string(),
         proxy_protocol: l.proxy_protocol.as_str().to_string(),
@@ -152,7 +166,7 @@ fn listener(l: &Listener, sets: &[EndpointSet]) -> ListenerView {
     }
 }
 
-fn group(g: &Group, hg: Option<&HostGroup>, sets: &[EndpointSet]) -> GroupView {
+fn group(g: &Group, hg: Option<&HostGroup>, sets: &[&EndpointSet]) -> GroupView {
     let (tls_mode, tls) = match hg {
         Some(h) => (h.client_tls().as_str().to_string(), h.tls_mode()),
         None if g.origination.is_some() => ("originate".to_string(), g.tls_mode()),
@@ -167,11 +181,20 @@ fn group(g: &Group, hg: Option<&HostGroup>, sets: &[EndpointSet]) -> GroupView {
     }
 }
 
-fn upstream(u: &Upstream, sets: &[EndpointSet]) -> UpstreamView {
+fn upstream(u: &Upstream, sets: &[&EndpointSet]) -> UpstreamView {
     let service = u.service();
+    let m = &u.mapping;
+    let key = (
+        m.namespace.as_str(),
+        m.name.as_str(),
+        m.port,
+        m.host.as_str(),
+        service.as_str(),
+    );
     let endpoints = sets
-        .iter()
-        .find(|s| s.is(&u.mapping, &service))
+        .binary_search_by(|s| s.key().cmp(&key))
+        .ok()
+        .and_then(|at| sets.get(at))
         .map(|s| s.endpoints.clone())
         .unwrap_or_default();
     UpstreamView {

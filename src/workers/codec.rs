@@ -224,6 +224,10 @@ pub(crate) enum FromWorker {
         /// worker of an older binary).
         #[serde(default)]
         endpoints: Vec<crate::state::endpoints::EndpointSet>,
+        /// Its counters per mapping, sorted (the status page sums them over the workers; absent
+        /// from a worker of an older binary).
+        #[serde(default)]
+        mappings: Vec<crate::admin::status::MappingTotals>,
     },
     /// Every listener is closed.
     Stopped,
@@ -426,6 +430,16 @@ mod tests {
                         at_unix_ms: 1_700_000_000_000,
                     }),
                 }],
+            }],
+            mappings: vec![crate::admin::status::MappingTotals {
+                mapping: "db".into(),
+                namespace: "default".into(),
+                port: 5432,
+                accepted: 9,
+                bytes_client_to_upstream: 1 << 40,
+                ended: [("client_closed".to_string(), 6)].into(),
+                active: 3,
+                ..Default::default()
             }],
         };
         let frame = encode(&reply).unwrap();

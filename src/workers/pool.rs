@@ -31,6 +31,7 @@ use super::codec::{FromWorker, PoolError, Settings, Slot, ToWorker};
 use super::link::Link;
 use super::merge::{self, Retired};
 use super::shm::Counters;
+use crate::admin::status::MappingTotals;
 use crate::config::Bundle;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
@@ -64,6 +65,18 @@ pub(crate) struct WorkerStatus {
     /// Its endpoint sets (the status page merges them; not shown in `/config`).
     #[serde(skip)]
     pub(crate) endpoints: Vec<crate::state::endpoints::EndpointSet>,
+    /// Its counters per mapping, sorted (the status page sums them; not shown in `/config`).
+    #[serde(skip)]
+    pub(crate) mappings: Vec<MappingTotals>,
+}
+
+/// What the status page reads of the pool: every live worker, and the counters the workers
+/// that died left behind (so the totals never go backwards when a worker is replaced).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PoolStatus {
+    pub(crate) workers: Vec<WorkerStatus>,
+    /// Sorted as the workers' `mappings`, with no open connections.
+    pub(crate) retired: Vec<MappingTotals>,
 }
 
 enum PoolMsg {
@@ -83,7 +96,7 @@ enum PoolMsg {
         respond_to: Sender<String>,
     },
     Status {
-        respond_to: Sender<Vec<WorkerStatus>>,
+        respond_to: Sender<PoolStatus>,
     },
     Exited {
         id: u32,
@@ -137,6 +150,7 @@ impl PoolHandle {
             slots: BTreeMap::new(),
             restarts: 0,
             retired: Retired::default(),
+            retired_counts: Vec::new(),
             shutting_down: false,
             quick_deaths: BTreeMap::new(),
             tickets,
@@ -197,6 +211,11 @@ impl PoolHandle {
 
     /// The workers as `/config` lists them.
     pub(crate) async fn status(&self) -> Vec<WorkerStatus> {
+        self.status_page().await.workers
+    }
+
+    /// The workers with their endpoint sets and counters, and the dead workers' counters.
+    pub(crate) async fn status_page(&self) -> PoolStatus {
         self.ask(|respond_to| PoolMsg::Status { respond_to })
             .await
             .unwrap_or_default()
@@ -236,6 +255,8 @@ struct Worker {
     started: Instant,
     /// Its last metrics text (retired when it dies, so counters never go backwards).
     last_metrics: String,
+    /// Its counters of its last `Status` reply (retired with `last_metrics`, the newer of each).
+    last_counts: Vec<MappingTotals>,
     /// Completes when the process has exited.
     exited: Receiver<()>,
 }
@@ -254,6 +275,8 @@ struct Pool {
     slots: BTreeMap<MappingId, u32>,
     restarts: u64,
     retired: Retired,
+    /// The status page's counters of the workers that died (`counters::sum` of each one's last).
+    retired_counts: Vec<MappingTotals>,
     shutting_down: bool,
     /// Per worker slot: deaths in a row soon after a start (the backoff's exponent).
     quick_deaths: BTreeMap<u32, u32>,
@@ -404,23 +427,49 @@ impl Pool {
         merge::merge(&own, &texts, &self.retired, &extra)
     }
 
-    async fn status(&self) -> Vec<WorkerStatus> {
-        let mut out = Vec::new();
-        for (id, w) in &self.workers {
-            let (active, endpoints) = match w.link.call(ToWorker::Status, Vec::new()).await {
-                Ok(FromWorker::Status {
-                    active, endpoints, ..
-                }) => (active, endpoints),
-                _ => (0, Vec::new()),
+    /// Asks every worker at once for its status (typed counters, not its metrics text: the
+    /// status page is cheap to build; docs/benchmarks.md). A worker that does not answer shows
+    /// no connections and the counters it last reported.
+    async fn status(&mut self) -> PoolStatus {
+        let calls: Vec<_> = self
+            .workers
+            .iter()
+            .map(|(id, w)| {
+                let link = w.link.clone();
+                let call = rt::spawn(async move { link.call(ToWorker::Status, Vec::new()).await });
+                (*id, call)
+            })
+            .collect();
+        let mut workers = Vec::with_capacity(calls.len());
+        for (id, call) in calls {
+            let reply = call.await;
+            let Some(w) = self.workers.get_mut(&id) else {
+                continue;
             };
-            out.push(WorkerStatus {
-                id: *id,
+            let (active, endpoints, mappings) = match reply {
+                Ok(FromWorker::Status {
+                    active,
+                    endpoints,
+                    mappings,
+                    ..
+                }) => {
+                    w.last_counts.clone_from(&mappings);
+                    (active, endpoints, mappings)
+                }
+                _ => (0, Vec::new(), w.last_counts.clone()),
+            };
+            workers.push(WorkerStatus {
+                id,
                 pid: w.pid,
                 generation: w.generation,
                 active_connections: active,
                 endpoints,
+                mappings,
             });
         }
-        out
+        PoolStatus {
+            workers,
+            retired: self.retired_counts.clone(),
+        }
     }
 }

@@ -256,18 +256,15 @@ impl Worker {
         (plane, reply)
     }
 
-    /// `Status`: the generation served and the connections open in this worker.
+    /// `Status`: the generation served, the connections open in this worker, its endpoint sets
+    /// and its counters per mapping.
     fn status(&self) -> FromWorker {
+        let mappings = crate::admin::status::counters::from_metrics(&self.metrics);
         FromWorker::Status {
             generation: self.serving,
-            active: self
-                .metrics
-                .snapshot()
-                .mappings
-                .iter()
-                .map(|m| m.active.max(0) as u64)
-                .sum(),
+            active: mappings.iter().map(|m| m.active.max(0) as u64).sum(),
             endpoints: self.endpoints.report(),
+            mappings,
         }
     }
 }

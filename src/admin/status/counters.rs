@@ -1,12 +1,17 @@
-//! Each mapping's counters for the status page, from either source of totals:
-//! this process's registry ([`from_snapshot`], threads) or the OpenMetrics text the worker
-//! pool merged over the Supervisor, every worker and the workers that died
-//! ([`from_openmetrics`], `--workers N`). Both give the same [`MappingTotals`] for the same
-//! counts (a unit test holds them to it).
+//! Each mapping's counters for the status page: a process's own registry ([`from_metrics`],
+//! read in place; what threads mode shows and what each worker sends in its `Status` reply),
+//! summed over processes with [`sum`] (the Supervisor, every worker and the counts the workers
+//! that died left behind). `from_snapshot` (tests) and [`from_openmetrics`] read the same numbers
+//! from the library's snapshot and from a metrics text (a dead worker's last one); all give
+//! the same [`MappingTotals`] for the same counts (unit tests hold them to it).
 
 use std::collections::BTreeMap;
 
+use std::cmp::Ordering;
+
 use super::MappingTotals;
+use crate::metrics::Metrics;
+#[cfg(test)]
 use crate::metrics::MetricsSnapshot;
 
 /// The families read, and what each sets.
@@ -21,7 +26,105 @@ type Key = (String, String, u16, String);
 /// A sample's labels, `(name, unescaped value)` in order.
 pub(crate) type Labels = Vec<(String, String)>;
 
-/// The totals of this process's registry, sorted by namespace, mapping, port and host.
+/// The totals of `metrics`, sorted by namespace, mapping, port and host, read in place (the
+/// names copied once per mapping, nothing per counter).
+pub(crate) fn from_metrics(metrics: &Metrics) -> Vec<MappingTotals> {
+    let mut out = Vec::new();
+    metrics.each_mapping(|id, c| {
+        let mut t = MappingTotals {
+            mapping: id.name.clone(),
+            namespace: id.namespace.clone(),
+            port: id.port,
+            host: id.host.clone(),
+            active: c.active,
+            accepted: c.accepted,
+            bytes_client_to_upstream: c.bytes_client_to_upstream,
+            bytes_upstream_to_client: c.bytes_upstream_to_client,
+            connect_failures: c.connect_failures,
+            ended: BTreeMap::new(),
+        };
+        for (reason, n) in c.ended {
+            if n > 0 {
+                *t.ended.entry(reason.as_str().to_string()).or_insert(0) += n;
+            }
+        }
+        out.push(t);
+    });
+    out.sort_unstable_by(order);
+    out
+}
+
+/// The order of every list here: namespace, mapping, port, host.
+fn order(a: &MappingTotals, b: &MappingTotals) -> Ordering {
+    (&a.namespace, &a.mapping, a.port, &a.host).cmp(&(&b.namespace, &b.mapping, b.port, &b.host))
+}
+
+/// The sum of sorted lists (several processes' totals), sorted: each mapping's counters and
+/// open connections add up. Linear in the lists' lengths; nothing is copied when they name
+/// the same mappings (every worker serves the same config).
+pub(crate) fn sum(lists: impl IntoIterator<Item = Vec<MappingTotals>>) -> Vec<MappingTotals> {
+    lists
+        .into_iter()
+        .fold(Vec::new(), |a, b| zip(a, b, u64::saturating_add))
+}
+
+/// The latest of two sorted lists of one process's counters (its last `Status` reply and its
+/// last metrics text, whichever is newer per counter), without its open connections: what a
+/// worker that died leaves to [`sum`].
+pub(crate) fn latest(a: Vec<MappingTotals>, b: Vec<MappingTotals>) -> Vec<MappingTotals> {
+    let mut out = zip(a, b, u64::max);
+    for t in &mut out {
+        t.active = 0;
+    }
+    out
+}
+
+/// Merges sorted `a` and `b`, combining the counters of a mapping in both with `f` (open
+/// connections add up).
+fn zip(a: Vec<MappingTotals>, b: Vec<MappingTotals>, f: fn(u64, u64) -> u64) -> Vec<MappingTotals> {
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match order(x, y) {
+                Ordering::Less => a.next(),
+                Ordering::Greater => b.next(),
+                Ordering::Equal => match (a.next(), b.next()) {
+                    (Some(mut x), Some(y)) => {
+                        combine(&mut x, y, f);
+                        Some(x)
+                    }
+                    (x, _) => x,
+                },
+            },
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(t) => out.push(t),
+            None => return out,
+        }
+    }
+}
+
+fn combine(into: &mut MappingTotals, t: MappingTotals, f: fn(u64, u64) -> u64) {
+    into.active = into.active.saturating_add(t.active);
+    into.accepted = f(into.accepted, t.accepted);
+    into.bytes_client_to_upstream = f(into.bytes_client_to_upstream, t.bytes_client_to_upstream);
+    into.bytes_upstream_to_client = f(into.bytes_upstream_to_client, t.bytes_upstream_to_client);
+    into.connect_failures = f(into.connect_failures, t.connect_failures);
+    for (reason, n) in t.ended {
+        let slot = into.ended.entry(reason).or_insert(0);
+        *slot = f(*slot, n);
+    }
+}
+
+/// The totals of this process's registry through the library's snapshot (the page's old
+/// path, kept for the tests and the benchmark), sorted as [`from_metrics`]'s.
+#[cfg(test)]
 pub(crate) fn from_snapshot(snapshot: &MetricsSnapshot) -> Vec<MappingTotals> {
     let mut out: BTreeMap<Key, MappingTotals> = BTreeMap::new();
     for m in &snapshot.mappings {
@@ -40,7 +143,7 @@ pub(crate) fn from_snapshot(snapshot: &MetricsSnapshot) -> Vec<MappingTotals> {
     out.into_values().collect()
 }
 
-/// The totals in an OpenMetrics (or Prometheus) text, sorted as [`from_snapshot`]'s. Lines
+/// The totals in an OpenMetrics (or Prometheus) text, sorted as [`from_metrics`]'s. Lines
 /// that do not parse are skipped.
 pub(crate) fn from_openmetrics(text: &str) -> Vec<MappingTotals> {
     let mut out: BTreeMap<Key, MappingTotals> = BTreeMap::new();

@@ -228,8 +228,8 @@ fn days_left_and_expiring_follow_not_after() {
     assert!(unreadable.expiring, "an unreadable certificate is flagged");
 }
 
-/// The same counts read from this process's registry and from its OpenMetrics text give
-/// the same totals (the threads and the workers paths of the page).
+/// The same counts read from this process's registry (in place and through the library's
+/// snapshot) and from its OpenMetrics text (a dead worker's last) give the same totals.
 #[test]
 fn counters_from_the_registry_and_from_the_text_agree() {
     let metrics = Metrics::new();
@@ -260,6 +260,7 @@ fn counters_from_the_registry_and_from_the_text_agree() {
     let from_registry = counters::from_snapshot(&metrics.snapshot());
     let from_text = counters::from_openmetrics(&metrics.render_openmetrics());
     assert_eq!(from_registry, from_text);
+    assert_eq!(counters::from_metrics(&metrics), from_registry);
     assert_eq!(from_registry.len(), 2);
     let hostile = from_text.iter().find(|m| m.mapping == HOSTILE).unwrap();
     assert_eq!((hostile.accepted, hostile.active), (4, 1));
@@ -273,6 +274,63 @@ fn counters_from_the_registry_and_from_the_text_agree() {
     let quoted = from_text.iter().find(|m| m.namespace == "ns").unwrap();
     assert_eq!(quoted.mapping, "b\"\\\nc");
     assert_eq!((quoted.accepted, quoted.active), (5, 2));
+}
+
+fn totals(mapping: &str, active: i64, accepted: u64, ended: &[(&str, u64)]) -> MappingTotals {
+    MappingTotals {
+        mapping: mapping.into(),
+        namespace: "default".into(),
+        port: 80,
+        active,
+        accepted,
+        bytes_client_to_upstream: accepted * 10,
+        ended: ended.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        ..MappingTotals::default()
+    }
+}
+
+/// Workers' counters add up per mapping (one only a worker knows is kept, in order); a dead
+/// worker leaves the newer of its two last views of each counter and no open connections, so
+/// the totals do not go backwards when it is replaced.
+#[test]
+fn workers_counters_sum_and_a_dead_workers_stay() {
+    let a = vec![
+        totals("a", 1, 3, &[("client_closed", 2)]),
+        totals("c", 0, 1, &[]),
+    ];
+    let b = vec![
+        totals("a", 2, 4, &[("client_closed", 1), ("io_error", 1)]),
+        totals("b", 1, 1, &[]),
+        totals("c", 0, 2, &[]),
+    ];
+    let sum = counters::sum([a.clone(), b.clone()]);
+    let names: Vec<&str> = sum.iter().map(|t| t.mapping.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(
+        sum[0],
+        totals("a", 3, 7, &[("client_closed", 3), ("io_error", 1)])
+    );
+    assert_eq!((sum[1].accepted, sum[2].accepted), (1, 3));
+    // Worker b dies: its last Status reply said 4 accepted; its last metrics text (a second
+    // later) 5 and one more connection ended.
+    let text_view = vec![totals("a", 1, 5, &[("client_closed", 2), ("io_error", 1)])];
+    let retired = counters::latest(b, text_view);
+    assert_eq!(
+        retired[0],
+        totals("a", 0, 5, &[("client_closed", 2), ("io_error", 1)])
+    );
+    let after = counters::sum([a, retired]);
+    assert_eq!(
+        after[0],
+        totals("a", 1, 8, &[("client_closed", 4), ("io_error", 1)])
+    );
+    assert!(
+        after
+            .iter()
+            .zip(&sum)
+            .all(|(n, o)| n.accepted >= o.accepted)
+    );
+    assert!(counters::sum(Vec::<Vec<MappingTotals>>::new()).is_empty());
 }
 
 #[test]

@@ -1,16 +1,15 @@
-//! Gathering the status snapshot from a route table, counters and endpoint sets; and its
-//! cost for 1,000 mappings (an ignored benchmark).
+//! Gathering the status snapshot from a route table, counters and endpoint sets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 use crate::route::{Families, MappingId, RouteTable, ServiceHost, Upstream};
-use crate::state::endpoints::{EndpointKey, EndpointRow};
+use crate::state::endpoints::EndpointRow;
 
-fn upstream(name: &str, port: u16, service_port: u16, share: u8) -> Upstream {
+pub(super) fn upstream(name: &str, port: u16, service_port: u16, share: u8) -> Upstream {
     Upstream {
         mapping: Arc::new(MappingId {
             name: name.into(),
@@ -30,7 +29,7 @@ fn upstream(name: &str, port: u16, service_port: u16, share: u8) -> Upstream {
 }
 
 /// `listeners` raw listeners on 127.0.0.1:10000.., each with `per` weighted mappings.
-fn table(listeners: u16, per: u16) -> RouteTable {
+pub(super) fn table(listeners: u16, per: u16) -> RouteTable {
     let mut table = RouteTable::default();
     for l in 0..listeners {
         let port = 10_000 + l;
@@ -48,7 +47,7 @@ fn table(listeners: u16, per: u16) -> RouteTable {
     table
 }
 
-fn facts(mappings: Vec<MappingTotals>, sets: Vec<EndpointSet>) -> Facts {
+pub(super) fn facts(mappings: Vec<MappingTotals>, sets: Vec<EndpointSet>) -> Facts {
     Facts {
         uptime_s: 5,
         now_unix_ms: 1_700_000_000_000,
@@ -114,78 +113,6 @@ fn each_upstream_gets_its_own_endpoint_set_and_weight() {
         ]
     );
     assert!(s.certificates.is_empty());
-}
-
-/// The cost of `/status.json` for 1,000 mappings (100 listeners × 10), each with one resolved
-/// endpoint and counters, threads mode: counters, endpoint report, build and JSON.
-///
-/// Run: `cargo test --lib api::status::tests::bench -- --ignored --nocapture`
-#[test]
-#[ignore = "benchmark"]
-fn bench_status_json_for_1000_mappings() {
-    let table = table(100, 10);
-    let metrics = Metrics::new();
-    let registry = EndpointRegistry::new(metrics.clone());
-    let mut held = Vec::new();
-    for (_, group, up) in table.upstreams() {
-        let m = metrics.mapping(&up.mapping);
-        m.accepted();
-        let state = registry.state(EndpointKey::of(up, group.families));
-        state.refresh(&[SocketAddr::from(([10, 0, 0, 1], up.port))], None);
-        held.push(state);
-    }
-    let snap = Snapshot {
-        table: Arc::new(table),
-        ready: true,
-        last_reload: None,
-    };
-    let once = || {
-        let mappings = counters::from_snapshot(&metrics.snapshot());
-        let s = build(&snap, facts(mappings, registry.report()));
-        s.json().len()
-    };
-    let bytes = once();
-    let runs = 50;
-    let t0 = Instant::now();
-    for _ in 0..runs {
-        std::hint::black_box(once());
-    }
-    let each = t0.elapsed() / runs;
-    let stage = |what: &str, f: &dyn Fn()| {
-        let t = Instant::now();
-        for _ in 0..runs {
-            f();
-        }
-        eprintln!("  {what}: {:?}", t.elapsed() / runs);
-    };
-    stage("counters", &|| {
-        std::hint::black_box(counters::from_snapshot(&metrics.snapshot()));
-    });
-    stage("endpoint report", &|| {
-        std::hint::black_box(registry.report());
-    });
-    let (mappings, sets) = (
-        counters::from_snapshot(&metrics.snapshot()),
-        registry.report(),
-    );
-    stage("build", &|| {
-        std::hint::black_box(build(&snap, facts(mappings.clone(), sets.clone())));
-    });
-    let s = build(&snap, facts(mappings.clone(), sets.clone()));
-    stage("json", &|| {
-        std::hint::black_box(s.json());
-    });
-    let text = metrics.render_openmetrics();
-    let t1 = Instant::now();
-    for _ in 0..runs {
-        std::hint::black_box(counters::from_openmetrics(&text));
-    }
-    let parse = t1.elapsed() / runs;
-    eprintln!(
-        "status.json for 1000 mappings: {each:?} per build ({bytes} bytes); the workers' path \
-         parses the merged text ({} bytes) in {parse:?} more",
-        text.len()
-    );
 }
 
 /// A group originating TLS with a context's client certificate lists that certificate.

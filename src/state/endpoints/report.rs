@@ -5,7 +5,6 @@
 //! A set is named by its mapping and service (`host:port`), not by its listener: the mapping's
 //! id carries the port, and a mapping routes to one service per group.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::EndpointRegistry;
 use super::endpoint::EndpointState;
-use crate::route::MappingId;
 
 /// One upstream's endpoints in one process (or summed over processes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,13 +55,15 @@ pub(crate) struct LastCheck {
 }
 
 impl EndpointSet {
-    /// True when the set belongs to `id` and routes to `service`.
-    pub(crate) fn is(&self, id: &MappingId, service: &str) -> bool {
-        self.mapping == id.name
-            && self.namespace == id.namespace
-            && self.port == id.port
-            && self.host == id.host
-            && self.service == service
+    /// What sets are merged and sorted by: namespace, mapping, port, host, service.
+    pub(crate) fn key(&self) -> (&str, &str, u16, &str, &str) {
+        (
+            &self.namespace,
+            &self.mapping,
+            self.port,
+            &self.host,
+            &self.service,
+        )
     }
 }
 
@@ -120,18 +120,13 @@ fn badness(state: &str) -> u8 {
 /// different keys): per address the connections and failures add up, the state is the worst
 /// one reported and the last check the latest. Sorted by mapping, then service.
 pub(crate) fn merge(sets: impl IntoIterator<Item = EndpointSet>) -> Vec<EndpointSet> {
-    type Key = (String, String, u16, String, String);
-    let mut out: BTreeMap<Key, EndpointSet> = BTreeMap::new();
+    let mut sets: Vec<EndpointSet> = sets.into_iter().collect();
+    // Stable: the sets of one key stay in the order given (their rows' order below).
+    sets.sort_by(|a, b| a.key().cmp(&b.key()));
+    let mut out: Vec<EndpointSet> = Vec::with_capacity(sets.len());
     for set in sets {
-        let key = (
-            set.namespace.clone(),
-            set.mapping.clone(),
-            set.port,
-            set.host.clone(),
-            set.service.clone(),
-        );
-        let Some(into) = out.get_mut(&key) else {
-            out.insert(key, set);
+        let Some(into) = out.last_mut().filter(|into| into.key() == set.key()) else {
+            out.push(set);
             continue;
         };
         for row in set.endpoints {
@@ -150,7 +145,7 @@ pub(crate) fn merge(sets: impl IntoIterator<Item = EndpointSet>) -> Vec<Endpoint
             }
         }
     }
-    out.into_values().collect()
+    out
 }
 
 #[cfg(test)]
@@ -162,6 +157,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+    use crate::route::MappingId;
     use crate::route::balance::HealthCheck;
     use crate::route::{Families, ServiceHost};
     use crate::state::endpoints::EndpointKey;

@@ -6,6 +6,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Pool, PoolMsg, Worker};
+use crate::admin::status::counters;
 use crate::rt;
 use crate::workers::channel;
 use crate::workers::codec::{FromWorker, PoolError, ToWorker};
@@ -47,6 +48,7 @@ impl Pool {
                 generation: 0,
                 started: Instant::now(),
                 last_metrics: String::new(),
+                last_counts: Vec::new(),
                 exited,
             },
         );
@@ -106,6 +108,11 @@ impl Pool {
             return;
         }
         self.retired.add(&dead.last_metrics);
+        let last = counters::latest(
+            dead.last_counts,
+            counters::from_openmetrics(&dead.last_metrics),
+        );
+        self.retired_counts = counters::sum([std::mem::take(&mut self.retired_counts), last]);
         // Its connections are gone: so are their slots under the limits.
         self.counters.release_worker(id);
         let quick = dead.started.elapsed() < Duration::from_secs(5);
