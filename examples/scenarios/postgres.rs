@@ -68,6 +68,11 @@ fn pg_bin() -> Option<PathBuf> {
     found.pop().map(|(_, b)| b)
 }
 
+/// Whether PostgreSQL (its `initdb`) is installed where Debian puts it.
+pub(crate) fn installed() -> bool {
+    pg_bin().is_some()
+}
+
 /// The user the servers run as when this runs as root: `postgres`, else `nobody`.
 fn server_user() -> Option<&'static str> {
     // SAFETY: getuid(2) reads the process's own uid.
