@@ -21,7 +21,10 @@ use common::net::local;
 use common::pki::{Ca, write_secret};
 use common::wait::eventually;
 use common::yaml::{mapping_with, tls_context};
-use pg::{WHO, conninfo, direct_tls, psql, servers, startup_message};
+use pg::{
+    WHO, conninfo, direct_tls, first_message_of_psql_with_kerberos, psql, psql_with_kerberos,
+    servers, startup_message,
+};
 
 /// Sends `first` in clear and returns the bytes the proxy answers before it closes.
 fn answer_to(port: u16, first: &[u8]) -> Vec<u8> {
@@ -76,16 +79,22 @@ fn psql_reaches_each_database_by_sni_through_one_port_when_tcpmap_terminates() {
             + &mapping_with("db2", p, local(s.db2.port), "host: db2.example\ntls: true\n")
             + &mapping_with("clear", p, local(s.db1.port), "")
     });
+    // gssencmode=prefer with Kerberos credentials at hand: libpq sends the GSSENCRequest
+    // first, tcpmap answers `N`, and libpq goes on with the SSLRequest on the same connection.
+    assert_eq!(
+        first_message_of_psql_with_kerberos(s),
+        [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]
+    );
     let verify = format!(
         "sslmode=verify-full sslrootcert={} gssencmode=prefer",
         proxy_ca_file.display()
     );
     assert_eq!(
-        psql(s, &conninfo(port, "db1.example", &verify), WHO).unwrap(),
+        psql_with_kerberos(s, &conninfo(port, "db1.example", &verify), WHO).unwrap(),
         "db1|clear"
     );
     assert_eq!(
-        psql(s, &conninfo(port, "db2.example", &verify), WHO).unwrap(),
+        psql_with_kerberos(s, &conninfo(port, "db2.example", &verify), WHO).unwrap(),
         "db2|tls"
     );
     // sslmode=disable: a startup message in clear, to the host-less mapping.
@@ -135,6 +144,13 @@ fn passthrough_relays_each_servers_own_tls_and_cancels_go_to_the_host_less_mappi
     );
     assert_eq!(
         psql(s, &conninfo(port, "db2.example", &verify), WHO).unwrap(),
+        "db2|tls"
+    );
+    // gssencmode=prefer with Kerberos credentials: tcpmap answers the GSSENCRequest `N` (the
+    // servers never see it), then passes the SSLRequest on.
+    let gss = format!("{verify} gssencmode=prefer");
+    assert_eq!(
+        psql_with_kerberos(s, &conninfo(port, "db2.example", &gss), WHO).unwrap(),
         "db2|tls"
     );
     // An IP address as host: libpq sends no SNI, the host-less mapping takes the client's

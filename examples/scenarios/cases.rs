@@ -1,5 +1,6 @@
-//! The five scenarios: each starts its upstreams and a proxy on its example config, then
-//! checks what a client sees through it. A scenario that cannot even start is one failed case.
+//! The scenarios (the `postgres` one is in postgres.rs): each starts its upstreams and a proxy
+//! on its example config, then checks what a client sees through it. A scenario that cannot
+//! even start is one failed case.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -20,6 +21,7 @@ pub(crate) fn run(name: &'static str, env: &Env) -> Vec<Outcome> {
         "termination" => termination(env),
         "termination-origination" => termination_origination(env),
         "origination" => origination(env),
+        "postgres" => super::postgres::scenario(env),
         _ => Err(format!("no scenario `{name}`")),
     };
     let (proxy, cases) = match result {

@@ -2,16 +2,20 @@
 //! tcpmap and driven by real clients, on one machine, with nothing to set up.
 //!
 //! For each config in `examples/config/` (ssh, cockroach, termination, termination-origination,
-//! origination) it starts in-process upstreams (an SSH-like server that speaks first, an echo
+//! origination, postgres) it starts in-process upstreams (an SSH-like server that speaks first, an echo
 //! server, TLS echo servers that report the SNI and client certificate they saw), starts a proxy
 //! on the example with its listener port moved to a free port and its service ports pointed at
 //! those upstreams (the service names resolve through a temporary hosts file, each name to its
-//! own 127.0.0.N address), connects clients and prints one line per checked case.
+//! own 127.0.0.N address), connects clients and prints one line per checked case. The
+//! `postgres` scenario starts two real PostgreSQL servers and drives `psql`: it needs Debian's
+//! `postgresql`; without it, a run of all scenarios skips it with a note on stderr, and
+//! `-- postgres` fails saying how to install it.
 //!
 //! Run all: `cargo run --release --example scenarios`; one: `cargo run --release --example
 //! scenarios -- termination`. Exits 1 if any case fails. `tests/scenarios.rs` runs it as a test.
 
 mod cases;
+pub(crate) mod postgres;
 mod tls;
 mod upstreams;
 
@@ -23,21 +27,25 @@ use std::time::Duration;
 use tcpmap::ProxyHandle;
 
 /// The service names of the examples and the loopback address each resolves to.
-pub(crate) const HOSTS: [(&str, Ipv4Addr); 5] = [
+pub(crate) const HOSTS: [(&str, Ipv4Addr); 8] = [
     ("upstream", Ipv4Addr::new(127, 0, 0, 2)),
     ("cockroach", Ipv4Addr::new(127, 0, 0, 3)),
     ("upstream-host-1", Ipv4Addr::new(127, 0, 0, 4)),
     ("upstream-host-2", Ipv4Addr::new(127, 0, 0, 5)),
     ("upstream-host", Ipv4Addr::new(127, 0, 0, 6)),
+    ("db1", Ipv4Addr::new(127, 0, 0, 7)),
+    ("db2", Ipv4Addr::new(127, 0, 0, 8)),
+    ("reports-db", Ipv4Addr::new(127, 0, 0, 9)),
 ];
 
 /// Every scenario, in run order; each is named after its `examples/config/NAME.yaml`.
-pub(crate) const SCENARIOS: [&str; 5] = [
+pub(crate) const SCENARIOS: [&str; 6] = [
     "ssh",
     "cockroach",
     "termination",
     "termination-origination",
     "origination",
+    "postgres",
 ];
 
 /// One checked case: one line of the table.
@@ -168,6 +176,12 @@ pub(crate) fn run(selected: &[String]) -> Result<Vec<Outcome>, String> {
     let env = Env::new()?;
     let mut outcomes = Vec::new();
     for name in SCENARIOS {
+        // Run all: the postgres scenario only where PostgreSQL is installed (the others need
+        // nothing); asked for by name, it fails saying how to install it.
+        if selected.is_empty() && name == "postgres" && !postgres::installed() {
+            eprintln!("scenarios: postgres skipped: {}", postgres::INSTALL);
+            continue;
+        }
         if selected.is_empty() || selected.iter().any(|s| s == name) {
             outcomes.extend(cases::run(name, &env));
         }

@@ -312,3 +312,100 @@ pub fn direct_tls(
     let name = cluster_name_over(&mut tls);
     Ok((alpn, name))
 }
+
+// --- gssencmode=prefer: libpq sends a GSSENCRequest only when it holds Kerberos credentials ---
+
+/// A Kerberos credential cache (MIT's file format, version 4) holding one made-up TGT for
+/// `postgres@TEST.INVALID` that expires in a day. No KDC ever sees it: it only makes
+/// `gss_acquire_cred` succeed, which is what libpq checks before it sends a GSSENCRequest
+/// (without credentials, `gssencmode=prefer` skips the GSSENCRequest and the test would prove
+/// nothing). It lives in the first server's directory (removed when that server stops).
+/// Returns the value for `KRB5CCNAME`.
+pub fn fake_kerberos_ccache(s: &Servers) -> &'static str {
+    static CCACHE: OnceLock<String> = OnceLock::new();
+    CCACHE.get_or_init(|| {
+        fn data(out: &mut Vec<u8>, b: &[u8]) {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        fn principal(out: &mut Vec<u8>, realm: &[u8], parts: &[&[u8]]) {
+            out.extend_from_slice(&1u32.to_be_bytes()); // KRB5_NT_PRINCIPAL
+            out.extend_from_slice(&(parts.len() as u32).to_be_bytes());
+            data(out, realm);
+            for p in parts {
+                data(out, p);
+            }
+        }
+        let realm = b"TEST.INVALID";
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        let mut c = vec![0x05, 0x04, 0, 0]; // version 4, no header fields
+        principal(&mut c, realm, &[b"postgres"]); // the default principal
+        principal(&mut c, realm, &[b"postgres"]); // the credential's client
+        principal(&mut c, realm, &[b"krbtgt", realm]); // ... and its server: a TGT
+        c.extend_from_slice(&18u16.to_be_bytes()); // aes256-cts key, all zero
+        data(&mut c, &[0; 32]);
+        for t in [now, now, now + 86_400, now + 86_400] {
+            c.extend_from_slice(&t.to_be_bytes()); // auth, start, end, renew-till
+        }
+        c.push(0); // is_skey
+        c.extend_from_slice(&[0; 12]); // flags, no addresses, no authdata
+        data(&mut c, &[0x61; 16]); // the "ticket"
+        data(&mut c, &[]); // no second ticket
+        let path = s.ca_file.with_file_name("krb5cc");
+        std::fs::write(&path, c).unwrap();
+        format!("FILE:{}", path.display())
+    })
+}
+
+/// `psql CONNINFO -c SQL` holding [`fake_kerberos_ccache`]'s credentials, so that
+/// `gssencmode=prefer` in `conninfo` really sends a GSSENCRequest first.
+pub fn psql_with_kerberos(s: &Servers, conninfo: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(&s.psql)
+        .args(["-X", "-A", "-t", "-q", "-d", conninfo, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("KRB5CCNAME", fake_kerberos_ccache(s))
+        .env_remove("PGSSLMODE")
+        .env_remove("PGHOST")
+        .env_remove("PGGSSENCMODE")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The first message `psql_with_kerberos` sends with `gssencmode=prefer`, as a listener that
+/// accepts one connection sees it (then closes). The tests check it is the GSSENCRequest, so
+/// a libpq built without GSSAPI, or credentials it does not accept, fail loudly.
+pub fn first_message_of_psql_with_kerberos(s: &Servers) -> [u8; 8] {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let info = conninfo(port, "db1.example", "gssencmode=prefer sslmode=require");
+    let ccache = fake_kerberos_ccache(s);
+    let client = std::thread::spawn({
+        let psql = s.psql.clone();
+        move || {
+            let _ = Command::new(psql)
+                .args(["-X", "-d", &info, "-c", "SELECT 1"])
+                .env("PGCONNECT_TIMEOUT", "10")
+                .env("KRB5CCNAME", ccache)
+                .env_remove("PGGSSENCMODE")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    });
+    let (mut c, _) = listener.accept().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = [0u8; 8];
+    c.read_exact(&mut first).unwrap();
+    drop(c);
+    drop(listener);
+    client.join().unwrap();
+    first
+}
