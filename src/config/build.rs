@@ -176,6 +176,7 @@ fn termination(
                 client_auth: required,
                 config,
                 certificate: h.cert.chain.first().cloned(),
+                postgres: Default::default(),
             }
         }
         CertSource::Context(i) => {
@@ -196,6 +197,7 @@ fn termination(
                 client_auth: c.cert_required,
                 config,
                 certificate: cert.chain.first().cloned(),
+                postgres: Default::default(),
             }
         }
     };

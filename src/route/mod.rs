@@ -407,6 +407,9 @@ pub(crate) struct Termination {
     /// The certificate it presents (the chain's first; the status page reads its names and
     /// expiry).
     pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// `config` with ALPN `postgresql` added, for Postgres clients that offer it (a
+    /// `starttls: postgres` listener): made once, by the first such client of the generation.
+    pub postgres: std::sync::OnceLock<Arc<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for Termination {

@@ -355,14 +355,18 @@ mod tests {
     }
 
     fn table() -> RouteTable {
-        let addr: SocketAddr = "0.0.0.0:2222".parse().unwrap();
-        let g = Group::new(
+        plain_table(Group::new(
             None,
             vec![upstream("a", "one", 80, 70), upstream("b", "two", 81, 30)],
             None,
             Some(Duration::from_millis(5000)),
             Families::default(),
-        );
+        ))
+    }
+
+    /// A table with one raw listener, on 0.0.0.0:2222, served by `g`.
+    fn plain_table(g: Group) -> RouteTable {
+        let addr: SocketAddr = "0.0.0.0:2222".parse().unwrap();
         let mut t = RouteTable::default();
         t.listeners.insert(
             addr,
@@ -447,19 +451,7 @@ mod tests {
             per: crate::route::fleet::RatePer::ClientIp,
             dry_run,
         });
-        let addr: SocketAddr = "0.0.0.0:2222".parse().unwrap();
-        let g = Group::new(None, vec![up], None, None, Families::default());
-        let mut t = RouteTable::default();
-        t.listeners.insert(
-            addr,
-            Listener {
-                addr,
-                plain: Some(Arc::new(g)),
-                hosts: HostMap::default(),
-                proxy_protocol: Default::default(),
-            },
-        );
-        t
+        plain_table(Group::new(None, vec![up], None, None, Families::default()))
     }
 
     #[test]

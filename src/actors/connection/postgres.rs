@@ -27,7 +27,7 @@ use super::{Client, Conn};
 use crate::close::{CloseReason, Side};
 use crate::metrics::HandshakeFailure;
 use crate::postgres::{self, DECISION_BYTES, First, Invalid};
-use crate::route::{Group, Listener};
+use crate::route::{Group, Listener, Termination};
 use crate::rt::Async;
 
 /// How a client on a Postgres listener started.
@@ -291,15 +291,19 @@ pub(super) fn offers_alpn<'a>(mut offer: impl Iterator<Item = &'a [u8]>) -> bool
 
 /// The server config for a terminated Postgres client that offers ALPN `postgresql`
 /// ([`offers_alpn`]): the group's own, with `postgresql` added to its ALPN protocols when they
-/// lack it (libpq 17 refuses a server that selects no protocol). Clients that do not offer it
-/// get the group's config as it is.
-pub(super) fn with_postgresql_alpn(
-    config: &Arc<rustls::ServerConfig>,
-) -> Arc<rustls::ServerConfig> {
-    if config.alpn_protocols.iter().any(|p| p == ALPN) {
-        return config.clone();
-    }
-    let mut with = (**config).clone();
-    with.alpn_protocols.push(ALPN.to_vec());
-    Arc::new(with)
+/// lack it (libpq 17 refuses a server that selects no protocol), made once per generation and
+/// termination ([`Termination::postgres`]), not per connection. Clients that do not offer it get
+/// the group's config as it is.
+pub(super) fn with_postgresql_alpn(term: &Termination) -> Arc<rustls::ServerConfig> {
+    let made = term.postgres.get_or_init(|| {
+        let config = &term.config;
+        if config.alpn_protocols.iter().any(|p| p == ALPN) {
+            return config.clone();
+        }
+        // Shares the session store and the ticketer (`Arc`s): tickets resume across both.
+        let mut with = (**config).clone();
+        with.alpn_protocols.push(ALPN.to_vec());
+        Arc::new(with)
+    });
+    made.clone()
 }

@@ -95,7 +95,7 @@ impl Conn {
         // rustls starts with it (one parse of the hello in rustls, not a `LazyConfigAcceptor`'s
         // parse, copy and hand-over; fewer allocations per handshake, see docs/benchmarks.md).
         let config = if offers_postgresql {
-            super::postgres::with_postgresql_alpn(&term.config)
+            super::postgres::with_postgresql_alpn(term)
         } else {
             term.config.clone()
         };

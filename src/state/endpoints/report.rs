@@ -157,10 +157,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::route::MappingId;
     use crate::route::balance::HealthCheck;
-    use crate::route::{Families, ServiceHost};
-    use crate::state::endpoints::EndpointKey;
 
     fn row(address: &str, state: &str, active: u64, failures: u64, at: Option<u64>) -> EndpointRow {
         EndpointRow {
@@ -191,19 +188,7 @@ mod tests {
     #[test]
     fn the_report_shows_connect_failures_and_the_last_check() {
         let reg = EndpointRegistry::new(Metrics::new());
-        let key = EndpointKey {
-            mapping: MappingId {
-                name: "m".into(),
-                namespace: "default".into(),
-                port: 1,
-                host: String::new(),
-            },
-            host: ServiceHost::Dns("svc.test".into()),
-            port: 80,
-            families: Families::V4,
-            health: None,
-        };
-        let s = reg.state(key);
+        let s = reg.state(super::super::tests::key());
         let addrs: Vec<SocketAddr> = vec![([127, 0, 0, 1], 80).into(), ([127, 0, 0, 2], 80).into()];
         let list = s.refresh(&addrs, None);
         s.record(&list, 1, false);

@@ -8,9 +8,9 @@ use crate::metrics::Metrics;
 use crate::route::balance::Policy;
 use crate::route::{Families, MappingId, ServiceHost};
 
-fn state() -> Arc<UpstreamState> {
-    let reg = EndpointRegistry::new(Metrics::new());
-    let key = EndpointKey {
+/// The endpoint set of mapping `m` for `svc.test:80`, without health checks.
+pub(super) fn key() -> EndpointKey {
+    EndpointKey {
         mapping: MappingId {
             name: "m".into(),
             namespace: "default".into(),
@@ -21,9 +21,13 @@ fn state() -> Arc<UpstreamState> {
         port: 80,
         families: Families::V4,
         health: None,
-    };
+    }
+}
+
+fn state() -> Arc<UpstreamState> {
+    let reg = EndpointRegistry::new(Metrics::new());
     // The registry holds only a Weak: the state lives as long as the test holds it.
-    reg.state(key)
+    reg.state(key())
 }
 
 fn addrs(n: u8) -> Vec<SocketAddr> {
