@@ -1,7 +1,7 @@
 //! HealthActor: the active health checks and the endpoint-state gauges, on one timer.
 //!
 //! ```text
-//! loop: sleep until the earliest due probe (at most 1 s)
+//! loop: sleep until the earliest due probe (at most 1 s) or a new set with a health check
 //!   ├─ every endpoint set: refresh the state gauges (ejections end by time alone)
 //!   └─ each set with `health_check` whose interval passed:
 //!        stale list? ─ ResolverHandle::resolve_endpoints ─▶ UpstreamState::refresh
@@ -72,6 +72,8 @@ async fn run(registry: &Weak<EndpointRegistry>, resolver: &ResolverHandle) {
         let Some(reg) = registry.upgrade() else {
             return;
         };
+        // Listening before reading the sets: a set created from here on ends the sleep.
+        let added = reg.checks_added();
         let states = reg.live();
         drop(reg);
         let now = Instant::now();
@@ -98,7 +100,8 @@ async fn run(registry: &Weak<EndpointRegistry>, resolver: &ResolverHandle) {
         }
         join_all(rounds).await;
         drop(states);
-        rt::sleep(next.saturating_duration_since(Instant::now()).max(MIN_TICK)).await;
+        let nap = rt::sleep(next.saturating_duration_since(Instant::now()).max(MIN_TICK));
+        futures_lite::future::or(nap, added).await;
     }
 }
 

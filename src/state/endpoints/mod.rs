@@ -77,6 +77,9 @@ pub(crate) struct EndpointRegistry {
     states: Mutex<HashMap<EndpointKey, Weak<UpstreamState>>>,
     /// The shared client table (a worker) and each mapping's index in it.
     shared_clients: Mutex<SharedClients>,
+    /// Notified when a set with a health check is created, so the HealthActor probes it
+    /// at once instead of at the end of its current sleep (up to a second).
+    checks_added: event_listener::Event,
 }
 
 /// The client table shared with other workers and the mappings counted in it.
@@ -94,6 +97,7 @@ impl EndpointRegistry {
             metrics,
             states: Mutex::new(HashMap::new()),
             shared_clients: Mutex::new(SharedClients::default()),
+            checks_added: event_listener::Event::new(),
         })
     }
 
@@ -135,9 +139,19 @@ impl EndpointRegistry {
                 .unwrap_or_else(PoisonError::into_inner);
             c.table.clone().zip(c.index.get(&key.mapping).copied())
         };
+        let checked = key.health.is_some();
         let s = Arc::new(UpstreamState::new(key.clone(), self.epoch, metrics, shared));
         states.insert(key, Arc::downgrade(&s));
+        drop(states);
+        if checked {
+            self.checks_added.notify(usize::MAX);
+        }
         s
+    }
+
+    /// A listener notified when a set with a health check is created after this call.
+    pub(crate) fn checks_added(&self) -> event_listener::EventListener {
+        self.checks_added.listen()
     }
 
     /// Forgets the states no generation holds any more (called once per applied config).

@@ -105,3 +105,37 @@ fn least_request_counts_held_loads() {
         assert_ne!(s.pick(&list, Policy::LeastRequest, ip, &[]), Some(0));
     }
 }
+
+#[test]
+fn a_new_set_with_a_health_check_wakes_the_health_actor_and_others_do_not() {
+    use crate::route::balance::HealthCheck;
+    use futures_lite::future::{block_on, poll_once};
+    use std::time::Duration;
+    let reg = EndpointRegistry::new(Metrics::new());
+    let mut added = reg.checks_added();
+    let _plain = reg.state(key());
+    assert!(
+        block_on(poll_once(&mut added)).is_none(),
+        "a set without a health check leaves the actor asleep"
+    );
+    let checked = EndpointKey {
+        health: Some(HealthCheck {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+        }),
+        ..key()
+    };
+    let _held = reg.state(checked.clone());
+    assert!(
+        block_on(poll_once(&mut added)).is_some(),
+        "a new checked set ends the actor's sleep"
+    );
+    let mut again = reg.checks_added();
+    let _same = reg.state(checked);
+    assert!(
+        block_on(poll_once(&mut again)).is_none(),
+        "a set already held (a reload keeping it) is not new"
+    );
+}
