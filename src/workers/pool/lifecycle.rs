@@ -48,7 +48,7 @@ impl Pool {
                 generation: 0,
                 started: Instant::now(),
                 last_metrics: String::new(),
-                last_counts: Vec::new(),
+                last_counts: super::LastCounts::Named(Vec::new()),
                 exited,
             },
         );
@@ -109,7 +109,7 @@ impl Pool {
         }
         self.retired.add(&dead.last_metrics);
         let last = counters::latest(
-            dead.last_counts,
+            dead.last_counts.named(),
             counters::from_openmetrics(&dead.last_metrics),
         );
         self.retired_counts = counters::sum([std::mem::take(&mut self.retired_counts), last]);
