@@ -123,7 +123,7 @@ impl StatusSource {
             match &w.counts {
                 Some(counts) => numbers.add(counts),
                 None => {
-                    numbers.add_named(index, w.mappings);
+                    numbers.add_named(index, &w.mappings);
                     numbers.add_sets(index, &w.endpoints);
                 }
             }
@@ -134,7 +134,7 @@ impl StatusSource {
                 active_connections: w.active_connections,
             });
         }
-        numbers.add_named(index, retired);
+        numbers.add_named(index, &retired);
         let workers = WorkersView {
             mode: "processes".into(),
             count: processes.len(),

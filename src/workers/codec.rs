@@ -174,7 +174,9 @@ pub(crate) enum ToWorker {
     Metrics,
     /// Reply: `Status`.
     Status,
-    /// The status page's numbers by place. Reply: `Counts` when the worker serves
+    /// The status page's numbers by place, asked only of a worker whose `Status` said it reads
+    /// this request (`counts: true`; an older binary's would take it for a broken channel).
+    /// Reply: `Counts` when the worker serves
     /// `generation` and its index of that table has `fingerprint` (the Supervisor's), else
     /// `Status` (by name: the Supervisor places what it can).
     Counts {
@@ -240,6 +242,10 @@ pub(crate) enum FromWorker {
         /// from a worker of an older binary).
         #[serde(default)]
         mappings: Vec<crate::admin::status::MappingTotals>,
+        /// The worker answers `ToWorker::Counts` (absent from a worker of an older binary,
+        /// which cannot read that request: the pool asks it by name only).
+        #[serde(default)]
+        counts: bool,
     },
     /// The status page's numbers by place (`ToWorker::Counts`): travels as a binary frame
     /// (`status_wire::encode_reply`), never as JSON.
@@ -457,6 +463,7 @@ mod tests {
                 active: 3,
                 ..Default::default()
             }],
+            counts: true,
         };
         let frame = encode(&reply).unwrap();
         assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);

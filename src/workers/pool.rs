@@ -82,7 +82,7 @@ pub(crate) struct WorkerStatus {
 pub(crate) struct PoolStatus {
     pub(crate) workers: Vec<WorkerStatus>,
     /// Sorted as the workers' `mappings`, with no open connections.
-    pub(crate) retired: Vec<MappingTotals>,
+    pub(crate) retired: Arc<Vec<MappingTotals>>,
 }
 
 enum PoolMsg {
@@ -157,7 +157,7 @@ impl PoolHandle {
             slots: BTreeMap::new(),
             restarts: 0,
             retired: Retired::default(),
-            retired_counts: Vec::new(),
+            retired_counts: Arc::default(),
             shutting_down: false,
             quick_deaths: BTreeMap::new(),
             tickets,
@@ -268,6 +268,9 @@ struct Worker {
     last_counts: LastCounts,
     /// Completes when the process has exited.
     exited: Receiver<()>,
+    /// It said it reads `ToWorker::Counts` (in a `Status` reply; a worker is asked by name
+    /// until then).
+    counts: bool,
 }
 
 struct Pool {
@@ -285,7 +288,7 @@ struct Pool {
     restarts: u64,
     retired: Retired,
     /// The status page's counters of the workers that died (`counters::sum` of each one's last).
-    retired_counts: Vec<MappingTotals>,
+    retired_counts: Arc<Vec<MappingTotals>>,
     shutting_down: bool,
     /// Per worker slot: deaths in a row soon after a start (the backoff's exponent).
     quick_deaths: BTreeMap<u32, u32>,
@@ -440,18 +443,18 @@ impl Pool {
     /// status page is cheap to build; docs/benchmarks.md), by place in `index` when given. A
     /// worker that does not answer shows no connections and the counters it last reported.
     async fn status(&mut self, index: Option<Arc<StatusIndex>>) -> PoolStatus {
-        let ask = match &index {
-            Some(i) => ToWorker::Counts {
-                generation: i.generation,
-                fingerprint: i.fingerprint,
-            },
-            None => ToWorker::Status,
-        };
         let calls: Vec<_> = self
             .workers
             .iter()
             .map(|(id, w)| {
-                let (link, ask) = (w.link.clone(), ask.clone());
+                let ask = match &index {
+                    Some(i) if w.counts => ToWorker::Counts {
+                        generation: i.generation,
+                        fingerprint: i.fingerprint,
+                    },
+                    _ => ToWorker::Status,
+                };
+                let link = w.link.clone();
                 let call = rt::spawn(async move { link.call(ask, Vec::new()).await });
                 (*id, call)
             })
@@ -483,11 +486,13 @@ impl Pool {
                         active,
                         endpoints,
                         mappings,
+                        counts,
                         ..
                     }),
                     _,
                 ) => {
-                    if let Some(index) = &index {
+                    let asked_counts = std::mem::replace(&mut w.counts, counts);
+                    if let (Some(index), true) = (&index, asked_counts) {
                         // Another generation (a reload under way) or another binary's index.
                         tracing::debug!(
                             worker = id,

@@ -508,6 +508,40 @@ mod tests {
         assert_eq!(codec::decode_all(&frame), 1);
     }
 
+    /// A worker says in its `Status` reply that it reads `Counts`; an older one says nothing
+    /// (then it is never sent one), and an older Supervisor skips the word.
+    #[test]
+    fn a_status_reply_says_whether_the_worker_reads_counts() {
+        let old = br#"{"Status":{"generation":1,"active":2}}"#;
+        let mut frame = (old.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(old);
+        let (reply, _): (FromWorker, _) = codec::decode(&frame).unwrap().unwrap();
+        assert!(matches!(
+            reply,
+            FromWorker::Status {
+                counts: false,
+                active: 2,
+                ..
+            }
+        ));
+        #[derive(serde::Deserialize)]
+        enum OldFromWorker {
+            Status { generation: u64 },
+        }
+        let new = FromWorker::Status {
+            generation: 3,
+            active: 0,
+            endpoints: Vec::new(),
+            mappings: Vec::new(),
+            counts: true,
+        };
+        let (OldFromWorker::Status { generation }, _) =
+            codec::decode(&codec::encode(&new).unwrap())
+                .unwrap()
+                .unwrap();
+        assert_eq!(generation, 3);
+    }
+
     proptest! {
         #[test]
         fn a_binary_body_is_total(body in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -273,6 +273,7 @@ impl Worker {
             active: mappings.iter().map(|m| m.active.max(0) as u64).sum(),
             endpoints: self.endpoints.report(),
             mappings,
+            counts: true,
         }
     }
 }

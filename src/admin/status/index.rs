@@ -423,7 +423,7 @@ impl Dynamic {
 
     /// Adds named counters, sorted (a worker that answered by name, the dead workers' counts):
     /// those of `index`'s mappings by place, the others to `extra`.
-    pub(crate) fn add_named(&mut self, index: &StatusIndex, totals: Vec<MappingTotals>) {
+    pub(crate) fn add_named(&mut self, index: &StatusIndex, totals: &[MappingTotals]) {
         let mut rest = Vec::new();
         let mut places = index.mappings.iter().enumerate().peekable();
         for t in totals {
@@ -432,14 +432,14 @@ impl Dynamic {
             match places.peek() {
                 Some((p, m)) if mapping_order(m) == key => {
                     if let Some(slot) = self.counts.get_mut(*p) {
-                        let c = Counts::from_totals(&t);
+                        let c = Counts::from_totals(t);
                         match slot {
                             Some(into) => into.add(&c),
                             None => *slot = Some(c),
                         }
                     }
                 }
-                _ => rest.push(t),
+                _ => rest.push(t.clone()),
             }
         }
         if !rest.is_empty() {

@@ -135,6 +135,7 @@ fn bench_status_json_for_1000_mappings() {
             } else {
                 Vec::new()
             },
+            counts: with_counts,
         })
         .unwrap()
     };
@@ -215,10 +216,21 @@ fn bench_status_json_for_1000_mappings() {
         }
         layout.write(&snap, &top(), &numbers)
     });
+    // After a worker died: the counts it left (by name) are placed on every request too.
+    let retired = counters::from_metrics(&p.metrics);
+    let with_retired = time(|| {
+        let mut numbers = layout.index.gather(&own, None);
+        for f in &frames {
+            numbers.add(&decode_counts(f).numbers);
+        }
+        numbers.add_named(&layout.index, &retired);
+        layout.write(&snap, &top(), &numbers)
+    });
     eprintln!(
         "workers ({WORKERS}), by place (after): {supervisor_placed:?} per /status.json in the \
-         Supervisor, of which {decoded_placed:?} decoding the Counts replies ({} bytes each); \
-         each worker spends {worker_placed:?} on its reply",
+         Supervisor ({with_retired:?} once a worker died), of which {decoded_placed:?} \
+         decoding the Counts replies ({} bytes each); each worker spends {worker_placed:?} on \
+         its reply",
         frames[0].len()
     );
     eprintln!(

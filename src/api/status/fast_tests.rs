@@ -151,7 +151,7 @@ fn two_workers_by_place_and_by_name_sum_to_the_same_bytes() {
     );
     // Worker b answers by name (it serves another generation, or is of another binary).
     let mut numbers = index.gather(&a.metrics, Some(&a.registry));
-    numbers.add_named(index, counters::from_metrics(&b.metrics));
+    numbers.add_named(index, &counters::from_metrics(&b.metrics));
     numbers.add_sets(index, &b.registry.report());
     assert_eq!(
         text(&layout.write(&snap, &top(), &numbers)),
