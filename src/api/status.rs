@@ -134,7 +134,7 @@ impl StatusSource {
                 active_connections: w.active_connections,
             });
         }
-        numbers.add_named(index, &retired);
+        numbers.add(&layout.retired(&retired));
         let workers = WorkersView {
             mode: "processes".into(),
             count: processes.len(),

@@ -217,13 +217,13 @@ fn bench_status_json_for_1000_mappings() {
         layout.write(&snap, &top(), &numbers)
     });
     // After a worker died: the counts it left (by name) are placed on every request too.
-    let retired = counters::from_metrics(&p.metrics);
+    let retired = Arc::new(counters::from_metrics(&p.metrics));
     let with_retired = time(|| {
         let mut numbers = layout.index.gather(&own, None);
         for f in &frames {
             numbers.add(&decode_counts(f).numbers);
         }
-        numbers.add_named(&layout.index, &retired);
+        numbers.add(&layout.retired(&retired));
         layout.write(&snap, &top(), &numbers)
     });
     eprintln!(

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{ReloadView, WorkersView, certificates, listener};
 use crate::actors::Snapshot;
@@ -34,7 +34,12 @@ pub(crate) struct Layout {
     prefix_ends: Vec<usize>,
     /// The certificates, their days left counted from the epoch (set again per request).
     certificates: Vec<CertificateView>,
+    /// The counts dead workers left, placed by the index (they change only when one dies).
+    retired: Mutex<Option<Retired>>,
 }
+
+/// The dead workers' counts by name, and by place.
+type Retired = (Arc<Vec<MappingTotals>>, Arc<Dynamic>);
 
 /// The values of the snapshot's first fields (besides the table's).
 pub(crate) struct Top {
@@ -91,7 +96,21 @@ impl Layout {
             prefixes,
             prefix_ends,
             certificates: certificates(table, 0),
+            retired: Mutex::new(None),
         })
+    }
+
+    /// `retired` (the dead workers' counts by name) placed by the index: made once per list.
+    pub(crate) fn retired(&self, retired: &Arc<Vec<MappingTotals>>) -> Arc<Dynamic> {
+        let mut held = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, placed)) = held.as_ref().filter(|(l, _)| Arc::ptr_eq(l, retired)) {
+            return placed.clone();
+        }
+        let mut placed = Dynamic::empty(&self.index);
+        placed.add_named(&self.index, retired);
+        let placed = Arc::new(placed);
+        *held = Some((retired.clone(), placed.clone()));
+        placed
     }
 
     /// `/status.json`'s body for `snap` (the table of this layout), `top` and the numbers `d`

@@ -157,6 +157,18 @@ fn two_workers_by_place_and_by_name_sum_to_the_same_bytes() {
         text(&layout.write(&snap, &top(), &numbers)),
         text(&expected)
     );
+    // Worker b died: what it counted stays (placed once, then shared), its connections close.
+    let retired = Arc::new(counters::latest(
+        counters::from_metrics(&b.metrics),
+        Vec::new(),
+    ));
+    let placed = layout.retired(&retired);
+    assert!(Arc::ptr_eq(&placed, &layout.retired(&retired)));
+    let mut after = index.gather(&a.metrics, Some(&a.registry));
+    after.add(&placed);
+    let mut by_name = index.gather(&a.metrics, Some(&a.registry));
+    by_name.add_named(index, &retired);
+    assert_eq!(after, by_name);
     // And the numbers by name again are what the snapshot type shows.
     let (mappings, sets) = numbers.named(index);
     assert_eq!(
