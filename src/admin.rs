@@ -42,6 +42,10 @@ pub(crate) struct AdminState {
     /// `/` and `/status.json`: the status page's snapshot (totals over every worker).
     pub(crate) status:
         Arc<dyn Fn() -> futures_lite::future::Boxed<status::StatusSnapshot> + Send + Sync>,
+    /// `/status.json` written directly (the same bytes as the snapshot's `json()`, made
+    /// without building it; `None`: from `status`).
+    pub(crate) status_json:
+        Option<Arc<dyn Fn() -> futures_lite::future::Boxed<Vec<u8>> + Send + Sync>>,
 }
 
 /// What the admin endpoint asks the worker pool (answers come over the control channels).
@@ -60,6 +64,7 @@ enum Fetched {
     Metrics(String),
     Workers(serde_json::Value),
     Status(Box<status::StatusSnapshot>),
+    StatusJson(Vec<u8>),
 }
 
 /// Limits that keep one client from hurting the others.
@@ -180,7 +185,11 @@ async fn connection(stream: ControlStream, state: Arc<AdminState>, limits: Admin
                 (Some(w), "/config") if req.method() == Method::GET => {
                     Fetched::Workers((w.status)().await)
                 }
-                (_, "/" | "/status.json") if req.method() == Method::GET => {
+                (_, "/status.json") if req.method() == Method::GET => match &state.status_json {
+                    Some(json) => Fetched::StatusJson(json().await),
+                    None => Fetched::Status(Box::new((state.status)().await)),
+                },
+                (_, "/") if req.method() == Method::GET => {
                     Fetched::Status(Box::new((state.status)().await))
                 }
                 _ => Fetched::Nothing,
@@ -271,13 +280,12 @@ fn route(
             }
         }
         "/" | "/status.json" => {
-            let Fetched::Status(snapshot) = fetched else {
+            let body = match (fetched, path) {
+                (Fetched::StatusJson(body), _) => body,
+                (Fetched::Status(snapshot), "/") => snapshot.page(),
+                (Fetched::Status(snapshot), _) => snapshot.json(),
                 // HEAD: the headers of a GET, without building a snapshot.
-                return with_type(StatusCode::OK, status::content_type(path), Vec::new());
-            };
-            let body = match path {
-                "/" => snapshot.page(),
-                _ => snapshot.json(),
+                _ => Vec::new(),
             };
             with_type(StatusCode::OK, status::content_type(path), body)
         }

@@ -17,6 +17,7 @@
 //! in the page has `<`, `>` and `&` escaped so no string can end its `<script>` element.
 
 pub(crate) mod counters;
+pub(crate) mod index;
 #[cfg(test)]
 pub(crate) mod tests;
 pub(crate) mod x509;
@@ -198,17 +199,23 @@ impl CertificateView {
     /// The view of certificate `der` from `source`, at wall-clock `now_unix_s`.
     pub(crate) fn new(source: &str, der: &[u8], now_unix_s: i64) -> Self {
         let info = x509::parse(der);
-        let not_after_unix = info.as_ref().map_or(0, |i| i.not_after_unix);
-        let days_left = (not_after_unix - now_unix_s).div_euclid(86_400);
-        CertificateView {
+        let mut view = CertificateView {
             source: source.to_string(),
             subject: info.as_ref().map(|i| i.subject.clone()).unwrap_or_default(),
-            names: info.map(|i| i.names).unwrap_or_default(),
-            not_after_unix,
-            days_left,
-            expiring: days_left <= EXPIRING_DAYS,
+            names: info.as_ref().map(|i| i.names.clone()).unwrap_or_default(),
+            not_after_unix: info.as_ref().map_or(0, |i| i.not_after_unix),
+            days_left: 0,
+            expiring: true,
             used_by: Vec::new(),
-        }
+        };
+        view.set_now(now_unix_s);
+        view
+    }
+
+    /// Counts `days_left` (and `expiring`) from wall-clock `now_unix_s`.
+    pub(crate) fn set_now(&mut self, now_unix_s: i64) {
+        self.days_left = (self.not_after_unix - now_unix_s).div_euclid(86_400);
+        self.expiring = self.days_left <= EXPIRING_DAYS;
     }
 }
 

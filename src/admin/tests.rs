@@ -32,6 +32,7 @@ fn start(limits: AdminLimits) -> Fixture {
         config_json: Arc::new(|| serde_json::json!({"generation": 3, "listeners": []})),
         workers: None,
         status: Arc::new(|| Box::pin(async { status::tests::sample() })),
+        status_json: None,
     };
     let listener =
         crate::rt::block_on(bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).expect("bind admin");
@@ -226,6 +227,7 @@ fn panicking_state_gives_500_and_counts() {
         config_json: Arc::new(|| serde_json::Value::Null),
         workers: None,
         status: Arc::new(|| Box::pin(async { status::tests::sample() })),
+        status_json: None,
     };
     let req = Request::get("/ambassador/v0/check_ready")
         .body(())

@@ -52,7 +52,9 @@ pub(super) async fn start_admin(
         endpoints: endpoints.clone(),
         pool: pool.clone(),
         threads: threads.clone(),
+        layout: Default::default(),
     };
+    let json_source = source.clone();
     let workers = pool.map(|pool| {
         let own = metrics.clone();
         let for_status = pool.clone();
@@ -78,6 +80,10 @@ pub(super) async fn start_admin(
             let source = source.clone();
             Box::pin(async move { source.snapshot().await })
         }),
+        status_json: Some(Arc::new(move || {
+            let source = json_source.clone();
+            Box::pin(async move { source.json().await })
+        })),
     };
     let (stop, stopped) = rt::tripwire();
     let task = rt::spawn(crate::admin::serve(listener, state, stopped));

@@ -20,7 +20,10 @@ use rustix::net::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::codec;
+use super::codec::{self, CodecError, FromWorker};
+
+/// A frame decoder: the first message in the bytes and how many it took, or "need more".
+type Decoder<T> = fn(&[u8]) -> Result<Option<(T, usize)>, CodecError>;
 
 /// Descriptors per `sendmsg` (the kernel's limit is 253).
 const FDS_PER_MESSAGE: usize = 64;
@@ -64,7 +67,18 @@ impl Channel {
 
     /// Sends `msg` with `fds` attached.
     pub(crate) fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        let frame = codec::encode(msg).map_err(io::Error::other)?;
+        self.send_frame(&codec::encode(msg).map_err(io::Error::other)?, fds)
+    }
+
+    /// Sends a worker's reply (the binary frame for `Counts`, JSON for the others).
+    pub(crate) fn send_reply(&self, reply: &FromWorker) -> io::Result<()> {
+        self.send_frame(
+            &super::status_wire::encode_reply(reply).map_err(io::Error::other)?,
+            &[],
+        )
+    }
+
+    fn send_frame(&self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         let mut sent = 0;
         // Each batch of descriptors rides on one byte of the frame (a frame is always longer
         // than its number of batches: the body names each socket's address).
@@ -106,8 +120,17 @@ impl Channel {
 
     /// Receives the next message (`UnexpectedEof` when the other end is gone).
     pub(crate) fn recv<T: DeserializeOwned>(&mut self) -> io::Result<T> {
+        self.recv_with(codec::decode::<T>)
+    }
+
+    /// Receives a worker's reply (binary or JSON, `status_wire::decode_reply`).
+    pub(crate) fn recv_reply(&mut self) -> io::Result<FromWorker> {
+        self.recv_with(super::status_wire::decode_reply)
+    }
+
+    fn recv_with<T>(&mut self, decode: Decoder<T>) -> io::Result<T> {
         loop {
-            match codec::decode::<T>(&self.buf) {
+            match decode(&self.buf) {
                 Ok(Some((msg, used))) => {
                     self.buf.drain(..used);
                     return Ok(msg);

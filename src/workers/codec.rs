@@ -1,6 +1,8 @@
 //! The control channel's messages and their wire format (pure: bytes in, values out).
 //!
-//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. File
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON — or, for a
+//! worker's `Counts` reply only, a 0 byte (never the first byte of JSON) and the binary form of
+//! `status_wire.rs` (its `encode_reply` and `decode_reply`). File
 //! descriptors (listening sockets, the shared counters) travel beside the bytes as
 //! `SCM_RIGHTS` (`channel.rs`); a message says how many it carries and in which order.
 //!
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use super::status_wire::{WorkerCounts, decode_reply};
 use crate::config::Bundle;
 use crate::state::ticket_keys::TicketKeys;
 
@@ -171,6 +174,17 @@ pub(crate) enum ToWorker {
     Metrics,
     /// Reply: `Status`.
     Status,
+    /// The status page's numbers by place, asked only of a worker whose `Status` said it reads
+    /// this request (`counts: true`; an older binary's would take it for a broken channel).
+    /// Reply: `Counts` when the worker serves
+    /// `generation` and its index of that table has `fingerprint` (the Supervisor's), else
+    /// `Status` (by name: the Supervisor places what it can).
+    Counts {
+        /// The Supervisor's active generation.
+        generation: u64,
+        /// Its index's fingerprint.
+        fingerprint: u64,
+    },
     /// Stop every listener (the ports refuse once all workers did), keep the connections.
     /// Reply: `Stopped`.
     StopAccepting,
@@ -228,7 +242,15 @@ pub(crate) enum FromWorker {
         /// from a worker of an older binary).
         #[serde(default)]
         mappings: Vec<crate::admin::status::MappingTotals>,
+        /// The worker answers `ToWorker::Counts` (absent from a worker of an older binary,
+        /// which cannot read that request: the pool asks it by name only).
+        #[serde(default)]
+        counts: bool,
     },
+    /// The status page's numbers by place (`ToWorker::Counts`): travels as a binary frame
+    /// (`status_wire::encode_reply`), never as JSON.
+    #[serde(skip)]
+    Counts(Box<WorkerCounts>),
     /// Every listener is closed.
     Stopped,
     /// Drained; the process exits next.
@@ -354,7 +376,7 @@ pub fn decode_all(bytes: &[u8]) -> usize {
             let step = if as_request {
                 decode::<ToWorker>(rest).map(|m| m.map(|(_, used)| used))
             } else {
-                decode::<FromWorker>(rest).map(|m| m.map(|(_, used)| used))
+                decode_reply(rest).map(|m| m.map(|(_, used)| used))
             };
             match step {
                 Ok(Some(used)) => {
@@ -441,6 +463,7 @@ mod tests {
                 active: 3,
                 ..Default::default()
             }],
+            counts: true,
         };
         let frame = encode(&reply).unwrap();
         assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);

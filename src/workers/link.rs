@@ -34,7 +34,9 @@ impl Link {
                 let mut channel = channel;
                 while let Ok(req) = rx.recv() {
                     let fds: Vec<_> = req.fds.iter().map(|f| f.as_fd()).collect();
-                    let reply = channel.send(&req.msg, &fds).and_then(|()| channel.recv());
+                    let reply = channel
+                        .send(&req.msg, &fds)
+                        .and_then(|()| channel.recv_reply());
                     let broken = reply.is_err();
                     let _ = req.respond_to.send(reply);
                     if broken {

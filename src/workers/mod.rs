@@ -17,7 +17,8 @@
 //!                 shared memory (memfd): --max-connections and circuit-breaker counts
 //! ```
 //!
-//! - `codec` (pure): the messages and their frames; `merge` (pure): `/metrics` totals;
+//! - `codec` (pure): the messages and their frames; `status_wire` (pure): the binary
+//!   `Counts` reply (the status page's numbers by place); `merge` (pure): `/metrics` totals;
 //!   `cpus`: what `auto` means.
 //! - `channel`: one end of a control channel; `shm`: the shared counters (the crate's only
 //!   `unsafe`); `pool`: the Supervisor's side (`link`: one worker's channel as it uses it;
@@ -37,5 +38,6 @@ pub(crate) mod merge;
 pub(crate) mod plane;
 pub(crate) mod pool;
 pub(crate) mod shm;
+pub(crate) mod status_wire;
 pub(crate) mod upgrade;
 pub(crate) mod worker;

@@ -31,7 +31,9 @@ use super::codec::{FromWorker, PoolError, Settings, Slot, ToWorker};
 use super::link::Link;
 use super::merge::{self, Retired};
 use super::shm::Counters;
+use super::status_wire::WorkerCounts;
 use crate::admin::status::MappingTotals;
+use crate::admin::status::index::{Dynamic, StatusIndex};
 use crate::config::Bundle;
 use crate::route::MappingId;
 use crate::rt::{self, Receiver, Sender};
@@ -68,6 +70,10 @@ pub(crate) struct WorkerStatus {
     /// Its counters per mapping, sorted (the status page sums them; not shown in `/config`).
     #[serde(skip)]
     pub(crate) mappings: Vec<MappingTotals>,
+    /// Its counters and endpoints by place in the index asked for (then `endpoints` and
+    /// `mappings` are empty; not shown in `/config`).
+    #[serde(skip)]
+    pub(crate) counts: Option<Arc<Dynamic>>,
 }
 
 /// What the status page reads of the pool: every live worker, and the counters the workers
@@ -76,7 +82,7 @@ pub(crate) struct WorkerStatus {
 pub(crate) struct PoolStatus {
     pub(crate) workers: Vec<WorkerStatus>,
     /// Sorted as the workers' `mappings`, with no open connections.
-    pub(crate) retired: Vec<MappingTotals>,
+    pub(crate) retired: Arc<Vec<MappingTotals>>,
 }
 
 enum PoolMsg {
@@ -96,6 +102,7 @@ enum PoolMsg {
         respond_to: Sender<String>,
     },
     Status {
+        index: Option<Arc<StatusIndex>>,
         respond_to: Sender<PoolStatus>,
     },
     Exited {
@@ -150,7 +157,7 @@ impl PoolHandle {
             slots: BTreeMap::new(),
             restarts: 0,
             retired: Retired::default(),
-            retired_counts: Vec::new(),
+            retired_counts: Arc::default(),
             shutting_down: false,
             quick_deaths: BTreeMap::new(),
             tickets,
@@ -211,12 +218,13 @@ impl PoolHandle {
 
     /// The workers as `/config` lists them.
     pub(crate) async fn status(&self) -> Vec<WorkerStatus> {
-        self.status_page().await.workers
+        self.status_page(None).await.workers
     }
 
-    /// The workers with their endpoint sets and counters, and the dead workers' counters.
-    pub(crate) async fn status_page(&self) -> PoolStatus {
-        self.ask(|respond_to| PoolMsg::Status { respond_to })
+    /// The workers with their endpoint sets and counters (by place in `index` when given and
+    /// the worker serves its table, else by name), and the dead workers' counters.
+    pub(crate) async fn status_page(&self, index: Option<Arc<StatusIndex>>) -> PoolStatus {
+        self.ask(|respond_to| PoolMsg::Status { index, respond_to })
             .await
             .unwrap_or_default()
     }
@@ -255,10 +263,14 @@ struct Worker {
     started: Instant,
     /// Its last metrics text (retired when it dies, so counters never go backwards).
     last_metrics: String,
-    /// Its counters of its last `Status` reply (retired with `last_metrics`, the newer of each).
-    last_counts: Vec<MappingTotals>,
+    /// Its counters of its last `Status` or `Counts` reply (retired with `last_metrics`, the
+    /// newer of each).
+    last_counts: LastCounts,
     /// Completes when the process has exited.
     exited: Receiver<()>,
+    /// It said it reads `ToWorker::Counts` (in a `Status` reply; a worker is asked by name
+    /// until then).
+    counts: bool,
 }
 
 struct Pool {
@@ -276,7 +288,7 @@ struct Pool {
     restarts: u64,
     retired: Retired,
     /// The status page's counters of the workers that died (`counters::sum` of each one's last).
-    retired_counts: Vec<MappingTotals>,
+    retired_counts: Arc<Vec<MappingTotals>>,
     shutting_down: bool,
     /// Per worker slot: deaths in a row soon after a start (the backoff's exponent).
     quick_deaths: BTreeMap<u32, u32>,
@@ -314,8 +326,8 @@ impl Pool {
                 PoolMsg::Metrics { own, respond_to } => {
                     let _ = respond_to.send(self.metrics(own).await);
                 }
-                PoolMsg::Status { respond_to } => {
-                    let _ = respond_to.send(self.status().await);
+                PoolMsg::Status { index, respond_to } => {
+                    let _ = respond_to.send(self.status(index).await);
                 }
                 PoolMsg::Exited { id, pid, status } => self.exited(id, pid, status).await,
                 PoolMsg::Respawn { id } => self.respawn(id).await,
@@ -428,15 +440,22 @@ impl Pool {
     }
 
     /// Asks every worker at once for its status (typed counters, not its metrics text: the
-    /// status page is cheap to build; docs/benchmarks.md). A worker that does not answer shows
-    /// no connections and the counters it last reported.
-    async fn status(&mut self) -> PoolStatus {
+    /// status page is cheap to build; docs/benchmarks.md), by place in `index` when given. A
+    /// worker that does not answer shows no connections and the counters it last reported.
+    async fn status(&mut self, index: Option<Arc<StatusIndex>>) -> PoolStatus {
         let calls: Vec<_> = self
             .workers
             .iter()
             .map(|(id, w)| {
+                let ask = match &index {
+                    Some(i) if w.counts => ToWorker::Counts {
+                        generation: i.generation,
+                        fingerprint: i.fingerprint,
+                    },
+                    _ => ToWorker::Status,
+                };
                 let link = w.link.clone();
-                let call = rt::spawn(async move { link.call(ToWorker::Status, Vec::new()).await });
+                let call = rt::spawn(async move { link.call(ask, Vec::new()).await });
                 (*id, call)
             })
             .collect();
@@ -446,30 +465,86 @@ impl Pool {
             let Some(w) = self.workers.get_mut(&id) else {
                 continue;
             };
-            let (active, endpoints, mappings) = match reply {
-                Ok(FromWorker::Status {
-                    active,
-                    endpoints,
-                    mappings,
-                    ..
-                }) => {
-                    w.last_counts.clone_from(&mappings);
-                    (active, endpoints, mappings)
-                }
-                _ => (0, Vec::new(), w.last_counts.clone()),
-            };
-            workers.push(WorkerStatus {
+            let mut status = WorkerStatus {
                 id,
                 pid: w.pid,
                 generation: w.generation,
-                active_connections: active,
-                endpoints,
-                mappings,
-            });
+                active_connections: 0,
+                endpoints: Vec::new(),
+                mappings: Vec::new(),
+                counts: None,
+            };
+            match (reply, &index) {
+                (Ok(FromWorker::Counts(c)), Some(index)) if fits(&c, index) => {
+                    let numbers = Arc::new(c.numbers);
+                    status.active_connections = numbers.active();
+                    w.last_counts = LastCounts::Placed(index.clone(), numbers.clone());
+                    status.counts = Some(numbers);
+                }
+                (
+                    Ok(FromWorker::Status {
+                        active,
+                        endpoints,
+                        mappings,
+                        counts,
+                        ..
+                    }),
+                    _,
+                ) => {
+                    let asked_counts = std::mem::replace(&mut w.counts, counts);
+                    if let (Some(index), true) = (&index, asked_counts) {
+                        // Another generation (a reload under way) or another binary's index.
+                        tracing::debug!(
+                            worker = id,
+                            serves = w.generation,
+                            asked = index.generation,
+                            "worker answered the status page by name"
+                        );
+                    }
+                    w.last_counts = LastCounts::Named(mappings.clone());
+                    status.active_connections = active;
+                    status.endpoints = endpoints;
+                    status.mappings = mappings;
+                }
+                _ => match (&w.last_counts, &index) {
+                    (LastCounts::Placed(i, numbers), Some(index)) if Arc::ptr_eq(i, index) => {
+                        status.counts = Some(numbers.clone());
+                    }
+                    (last, _) => status.mappings = last.named(),
+                },
+            }
+            workers.push(status);
         }
         PoolStatus {
             workers,
             retired: self.retired_counts.clone(),
+        }
+    }
+}
+
+/// Whether worker counts `c` are placed by `index` (its generation, its fingerprint, its shape).
+pub(crate) fn fits(c: &WorkerCounts, index: &StatusIndex) -> bool {
+    c.generation == index.generation
+        && c.fingerprint == index.fingerprint
+        && c.numbers.counts.len() == index.mappings.len()
+        && c.numbers.ends.len() == index.sets.len()
+}
+
+/// A worker's counters as its last status reply gave them.
+#[derive(Debug, Clone)]
+enum LastCounts {
+    /// By name (a `Status` reply; empty before the first).
+    Named(Vec<MappingTotals>),
+    /// By place in an index (a `Counts` reply).
+    Placed(Arc<StatusIndex>, Arc<Dynamic>),
+}
+
+impl LastCounts {
+    /// The counters by name, sorted (open connections included).
+    fn named(&self) -> Vec<MappingTotals> {
+        match self {
+            LastCounts::Named(m) => m.clone(),
+            LastCounts::Placed(index, numbers) => numbers.named(index).0,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! Prepare{bundle} + socket fds  ─▶ config::build_bundle (the Supervisor's pure code) ─▶ held
 //! Commit                        ─▶ LocalPlane.serve(table, given sockets, generation)
 //! Metrics / Status              ─▶ this worker's registry / generation and open connections
+//! Counts{generation, fingerprint} ─▶ the status page's numbers by place (binary), or Status
 //! StopAccepting                 ─▶ close the listeners (the first step of a drain)
 //! Shutdown                      ─▶ drain like `tcpmap run` does, reply, exit 0
 //! ```
@@ -29,10 +30,12 @@ use std::time::Duration;
 use super::channel::Channel;
 use super::codec::{FromWorker, Settings, Slot, ToWorker, WorkerError};
 use super::shm::{Counters, Tally};
+use super::status_wire::WorkerCounts;
 use crate::actors::resolver::{ResolverConfig, ResolverHandle};
 use crate::actors::supervisor::plane::Change;
 use crate::actors::supervisor::{ApplyError, LocalPlane};
 use crate::actors::{Count, Limits, Shared};
+use crate::admin::status::index::StatusIndex;
 use crate::config::Bundle;
 use crate::metrics::Metrics;
 use crate::route::{MappingId, RouteTable};
@@ -111,6 +114,8 @@ struct Worker {
     pending: Option<Pending>,
     /// The generation committed last (0 before the first).
     serving: u64,
+    /// The status page's index of the table served (`Counts` replies place numbers by it).
+    index: Option<Arc<StatusIndex>>,
     drain_timeout: Duration,
 }
 
@@ -177,6 +182,7 @@ impl Worker {
             _counters: counters,
             pending: None,
             serving: 0,
+            index: None,
             drain_timeout: Duration::from_millis(settings.drain_timeout_ms),
         };
         (worker, plane)
@@ -245,10 +251,12 @@ impl Worker {
         let Some(p) = self.pending.take() else {
             return (plane, FromWorker::failed(WorkerError::NothingPrepared));
         };
+        let index = Arc::new(StatusIndex::new(&p.table));
         let (plane, result) = on_loop(plane, move |plane| commit(plane, p));
         let reply = match result {
             Ok(generation) => {
                 self.serving = generation;
+                self.index = Some(index);
                 FromWorker::Committed { generation }
             }
             Err(e) => FromWorker::failed(refused(e)),
@@ -265,6 +273,28 @@ impl Worker {
             active: mappings.iter().map(|m| m.active.max(0) as u64).sum(),
             endpoints: self.endpoints.report(),
             mappings,
+            counts: true,
+        }
+    }
+}
+
+impl Worker {
+    /// `Counts`: the status page's numbers placed by this worker's index when it is the one
+    /// the Supervisor asks for (same generation, same fingerprint), else `Status` (by name).
+    fn counts(&self, generation: u64, fingerprint: u64) -> FromWorker {
+        match &self.index {
+            Some(index)
+                if index.generation == generation
+                    && index.fingerprint == fingerprint
+                    && self.serving == generation =>
+            {
+                FromWorker::Counts(Box::new(WorkerCounts {
+                    generation,
+                    fingerprint,
+                    numbers: index.gather(&self.metrics, Some(&self.endpoints)),
+                }))
+            }
+            _ => self.status(),
         }
     }
 }
@@ -319,6 +349,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 text: worker.metrics.render_openmetrics(),
             },
             ToWorker::Status => worker.status(),
+            ToWorker::Counts {
+                generation,
+                fingerprint,
+            } => worker.counts(generation, fingerprint),
             ToWorker::StopAccepting => {
                 plane = on_loop(plane, |mut p| async move {
                     p.stop().await;
@@ -337,7 +371,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
                 return Ok(());
             }
         };
-        channel.send(&reply, &[])?;
+        channel.send_reply(&reply)?;
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn from_metrics(metrics: &Metrics) -> Vec<MappingTotals> {
 }
 
 /// The order of every list here: namespace, mapping, port, host.
-fn order(a: &MappingTotals, b: &MappingTotals) -> Ordering {
+pub(crate) fn order(a: &MappingTotals, b: &MappingTotals) -> Ordering {
     (&a.namespace, &a.mapping, a.port, &a.host).cmp(&(&b.namespace, &b.mapping, b.port, &b.host))
 }
 

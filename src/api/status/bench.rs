@@ -13,11 +13,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::fast::{Layout, Top};
 use super::tests::{facts, table};
 use super::*;
+use crate::admin::status::counters;
 use crate::state::endpoints::EndpointKey;
+use crate::state::endpoints::merge_reports;
 use crate::workers::codec::{self, FromWorker};
 use crate::workers::merge::{self, Retired};
+use crate::workers::status_wire::WorkerCounts;
 
 const RUNS: u32 = 200;
 const WORKERS: usize = 2;
@@ -87,9 +91,37 @@ fn bench_status_json_for_1000_mappings() {
         build(&snap, facts(mappings, p.registry.report())).json()
     });
     eprintln!(
-        "threads: {threads:?} per /status.json ({} bytes; old path {old_threads:?}): counters \
-         {counters:?}, endpoint report {report:?}, build {built:?}, JSON {json:?}",
+        "threads, by name (before): {threads:?} per /status.json ({} bytes; old path \
+         {old_threads:?}): counters {counters:?}, endpoint report {report:?}, build {built:?}, \
+         JSON {json:?}",
         s.json().len()
+    );
+    // By place: the generation's layout (made once per reload), the numbers, the JSON.
+    let layout_made = time(|| Layout::new(&snap.table).unwrap());
+    let layout = Layout::new(&snap.table).unwrap();
+    let top = || Top {
+        now_unix_ms: 1_700_000_000_000,
+        uptime_s: 5,
+        workers: WorkersView {
+            mode: "threads".into(),
+            count: 2,
+            processes: Vec::new(),
+        },
+    };
+    let gathered = time(|| layout.index.gather(&p.metrics, Some(&p.registry)));
+    let numbers = layout.index.gather(&p.metrics, Some(&p.registry));
+    let written = time(|| layout.write(&snap, &top(), &numbers));
+    let placed = time(|| {
+        let numbers = layout.index.gather(&p.metrics, Some(&p.registry));
+        layout.write(&snap, &top(), &numbers)
+    });
+    assert_eq!(
+        layout.write(&snap, &top(), &numbers),
+        build(&snap, facts(mappings.clone(), sets.clone())).json()
+    );
+    eprintln!(
+        "threads, by place (after): {placed:?} per /status.json: numbers {gathered:?}, JSON \
+         {written:?}; the layout (once per generation) {layout_made:?}"
     );
 
     // Workers: each worker's replies as frames (the old Status reply had no counters).
@@ -103,6 +135,7 @@ fn bench_status_json_for_1000_mappings() {
             } else {
                 Vec::new()
             },
+            counts: with_counts,
         })
         .unwrap()
     };
@@ -155,6 +188,51 @@ fn bench_status_json_for_1000_mappings() {
         build(&snap, facts(mappings, merge_reports(sets))).json()
     });
     let decoded = time(|| new_frames.iter().map(|f| decode(f)).collect::<Vec<_>>());
+    // By place: each worker's binary `Counts` reply (its own index of the same table).
+    let worker = Layout::new(&snap.table).unwrap();
+    let counts_frame = || {
+        crate::workers::status_wire::encode_reply(&FromWorker::Counts(Box::new(WorkerCounts {
+            generation: 4,
+            fingerprint: worker.index.fingerprint,
+            numbers: worker.index.gather(&p.metrics, Some(&p.registry)),
+        })))
+        .unwrap()
+    };
+    let worker_placed = time(counts_frame);
+    let frames: Vec<Vec<u8>> = (0..WORKERS).map(|_| counts_frame()).collect();
+    let decode_counts = |f: &[u8]| match crate::workers::status_wire::decode_reply(f)
+        .unwrap()
+        .unwrap()
+        .0
+    {
+        FromWorker::Counts(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let decoded_placed = time(|| frames.iter().map(|f| decode_counts(f)).collect::<Vec<_>>());
+    let supervisor_placed = time(|| {
+        let mut numbers = layout.index.gather(&own, None);
+        for f in &frames {
+            numbers.add(&decode_counts(f).numbers);
+        }
+        layout.write(&snap, &top(), &numbers)
+    });
+    // After a worker died: the counts it left (by name) are placed on every request too.
+    let retired = Arc::new(counters::from_metrics(&p.metrics));
+    let with_retired = time(|| {
+        let mut numbers = layout.index.gather(&own, None);
+        for f in &frames {
+            numbers.add(&decode_counts(f).numbers);
+        }
+        numbers.add(&layout.retired(&retired));
+        layout.write(&snap, &top(), &numbers)
+    });
+    eprintln!(
+        "workers ({WORKERS}), by place (after): {supervisor_placed:?} per /status.json in the \
+         Supervisor ({with_retired:?} once a worker died), of which {decoded_placed:?} \
+         decoding the Counts replies ({} bytes each); each worker spends {worker_placed:?} on \
+         its reply",
+        frames[0].len()
+    );
     eprintln!(
         "workers ({WORKERS}): {new:?} per /status.json in the Supervisor, of which {decoded:?} \
          decoding the Status replies ({} bytes each); each worker spends {worker_new:?} on its \

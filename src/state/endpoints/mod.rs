@@ -30,12 +30,10 @@ mod report;
 mod tests;
 mod upstream;
 
-pub(crate) use endpoint::EndpointLoad;
+pub(crate) use endpoint::{EndpointLoad, EndpointState};
 #[cfg(test)]
-use endpoint::EndpointState;
-#[cfg(test)]
-pub(crate) use report::LastCheck;
-pub(crate) use report::{EndpointRow, EndpointSet, merge as merge_reports, unix_ms};
+pub(crate) use report::merge as merge_reports;
+pub(crate) use report::{EndpointRow, EndpointSet, LastCheck, Row, unix_ms};
 pub(crate) use upstream::{ClientSlot, UpstreamState};
 
 use std::collections::HashMap;

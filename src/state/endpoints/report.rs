@@ -5,13 +5,15 @@
 //! A set is named by its mapping and service (`host:port`), not by its listener: the mapping's
 //! id carries the port, and a mapping routes to one service per group.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::EndpointRegistry;
 use super::endpoint::EndpointState;
+use super::{EndpointRegistry, UpstreamState};
+use crate::route::MappingId;
 
 /// One upstream's endpoints in one process (or summed over processes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +69,92 @@ impl EndpointSet {
     }
 }
 
+/// One endpoint's numbers, typed: what an [`EndpointRow`] shows, without its strings (the
+/// status page's per-request form; the address and state are spelled out when written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Row {
+    /// The address.
+    pub(crate) addr: SocketAddr,
+    /// Its state.
+    pub(crate) state: EndpointState,
+    /// Connections open (and connects in progress) to it now.
+    pub(crate) active: u64,
+    /// Failed connects to it since it appeared.
+    pub(crate) connect_failures: u64,
+    /// The last active health check.
+    pub(crate) last_check: Option<LastCheck>,
+}
+
+impl Row {
+    /// Adds another process's view of the same address: counts add up, the worst state and
+    /// the latest check win (what [`merge`] does with rows).
+    pub(crate) fn add(&mut self, other: &Row) {
+        self.active = self.active.saturating_add(other.active);
+        self.connect_failures = self.connect_failures.saturating_add(other.connect_failures);
+        if badness(other.state.as_str()) > badness(self.state.as_str()) {
+            self.state = other.state;
+        }
+        if other.last_check.map(|c| c.at_unix_ms) > self.last_check.map(|c| c.at_unix_ms) {
+            self.last_check = other.last_check;
+        }
+    }
+
+    /// The row as the snapshot shows it.
+    pub(crate) fn view(&self) -> EndpointRow {
+        EndpointRow {
+            address: self.addr.to_string(),
+            state: self.state.as_str().to_string(),
+            active: self.active,
+            connect_failures: self.connect_failures,
+            last_check: self.last_check,
+        }
+    }
+}
+
+impl EndpointRow {
+    /// The row typed (`None`: an address or state this binary does not read).
+    pub(crate) fn row(&self) -> Option<Row> {
+        let state = [
+            EndpointState::Healthy,
+            EndpointState::Ejected,
+            EndpointState::Unhealthy,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == self.state)?;
+        Some(Row {
+            addr: self.address.parse().ok()?,
+            state,
+            active: self.active,
+            connect_failures: self.connect_failures,
+            last_check: self.last_check,
+        })
+    }
+}
+
+impl UpstreamState {
+    /// The mapping this set belongs to.
+    pub(crate) fn mapping(&self) -> &MappingId {
+        &self.key.mapping
+    }
+
+    /// Appends this set's endpoints, as rows, to `out`.
+    pub(crate) fn rows(&self, out: &mut Vec<Row>) {
+        let now_ms = self.now_ms();
+        let list = self.list();
+        out.extend(list.endpoints.iter().map(|e| {
+            Row {
+                addr: e.addr,
+                state: e.state(now_ms),
+                active: u64::from(e.active()),
+                connect_failures: e.connect_failures.load(Ordering::Relaxed),
+                last_check: e
+                    .last_check()
+                    .map(|(ok, at_unix_ms)| LastCheck { ok, at_unix_ms }),
+            }
+        }));
+    }
+}
+
 /// The wall clock in ms since the Unix epoch (0 if the clock is before it).
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -79,28 +167,16 @@ impl EndpointRegistry {
     /// Every live endpoint set of this process, merged by mapping and service.
     pub(crate) fn report(&self) -> Vec<EndpointSet> {
         let sets = self.live().into_iter().map(|s| {
-            let now_ms = s.now_ms();
-            let list = s.list();
             let (host, port, _) = s.service();
+            let mut rows = Vec::new();
+            s.rows(&mut rows);
             EndpointSet {
                 mapping: s.key.mapping.name.clone(),
                 namespace: s.key.mapping.namespace.clone(),
                 port: s.key.mapping.port,
                 host: s.key.mapping.host.clone(),
                 service: format!("{host}:{port}"),
-                endpoints: list
-                    .endpoints
-                    .iter()
-                    .map(|e| EndpointRow {
-                        address: e.addr.to_string(),
-                        state: e.state(now_ms).as_str().to_string(),
-                        active: u64::from(e.active()),
-                        connect_failures: e.connect_failures.load(Ordering::Relaxed),
-                        last_check: e
-                            .last_check()
-                            .map(|(ok, at_unix_ms)| LastCheck { ok, at_unix_ms }),
-                    })
-                    .collect(),
+                endpoints: rows.iter().map(Row::view).collect(),
             }
         });
         merge(sets)

@@ -48,8 +48,9 @@ impl Pool {
                 generation: 0,
                 started: Instant::now(),
                 last_metrics: String::new(),
-                last_counts: Vec::new(),
+                last_counts: super::LastCounts::Named(Vec::new()),
                 exited,
+                counts: false,
             },
         );
         tracing::debug!(worker = id, pid, "worker started");
@@ -109,10 +110,11 @@ impl Pool {
         }
         self.retired.add(&dead.last_metrics);
         let last = counters::latest(
-            dead.last_counts,
+            dead.last_counts.named(),
             counters::from_openmetrics(&dead.last_metrics),
         );
-        self.retired_counts = counters::sum([std::mem::take(&mut self.retired_counts), last]);
+        let before = std::mem::take(&mut self.retired_counts);
+        self.retired_counts = std::sync::Arc::new(counters::sum([before.to_vec(), last]));
         // Its connections are gone: so are their slots under the limits.
         self.counters.release_worker(id);
         let quick = dead.started.elapsed() < Duration::from_secs(5);
