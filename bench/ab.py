@@ -9,7 +9,8 @@ Each round runs `bench/bench.py --only tcpmap --reps 1` once per variant, in tur
 rotated by one each round (so load from other work on the machine falls on every variant alike), with `BENCH_TCPMAP` set to the
 variant's binary and its `K=V` settings in the proxy's environment (a variant named by
 a bench target alone, e.g. `floor`, `floor-splice`, `haproxy` or `envoy`, runs that target as
-bench.py finds it, in the same rounds); then it prints, per metric,
+bench.py finds it, in the same rounds; `NAME=target:TARGET,K=V` the same with settings, e.g.
+`--variant floor1m=target:floor-splice,BENCH_FLOOR_ARGS=--pipe=1048576`); then it prints, per metric,
 each variant's median over the rounds (n in brackets) and its ratio to the first variant.
 CPU per operation is the row to read on a shared machine; rates move with other load.
 
@@ -30,18 +31,19 @@ import report  # noqa: E402
 
 
 def parse_variant(text):
-    """(name, tcpmap binary or None for another bench target, extra environment)."""
+    """(name, tcpmap binary or `target:NAME` for another bench target, extra environment)."""
     if "=" not in text:
-        return text, None, {}
+        return text, f"target:{text}", {}
     name, _, rest = text.partition("=")
     parts = rest.split(",")
     env = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    return name, os.path.abspath(parts[0]), env
+    binary = parts[0] if parts[0].startswith("target:") else os.path.abspath(parts[0])
+    return name, binary, env
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, help="name=binary[,K=V...]")
+    ap.add_argument("--variant", action="append", required=True, help="name=binary[,K=V...], a target name, or name=target:TARGET[,K=V...]")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
@@ -57,8 +59,9 @@ def main():
         shift = rnd % len(variants)
         for name, binary, extra in variants[shift:] + variants[:shift]:
             path = os.path.join(out, f"ab-{name}-{rnd}.json")
-            target = "tcpmap" if binary else name
-            env = dict(os.environ, **extra, **({"BENCH_TCPMAP": binary} if binary else {}))
+            other = binary.startswith("target:")
+            target = binary.removeprefix("target:") if other else "tcpmap"
+            env = dict(os.environ, **extra, **({} if other else {"BENCH_TCPMAP": binary}))
             cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--only", target, "--reps", "1",
                    "--seconds", str(args.seconds), "--scenarios", args.scenarios, "--pause", "0.5",
                    "--workers", str(args.workers), "--idle-count", str(args.idle_count), "--json", path]

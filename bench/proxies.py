@@ -119,11 +119,12 @@ PLAIN_ONLY = ("floor", "floor-splice")
 def floor_specs(v, n):
     """`floor` (read/write through a 64 KiB buffer per direction) and `floor-splice` (splice
     through a pipe): the smallest epoll relay, n threads with a SO_REUSEPORT listener each, on
-    the plain ports only (bulk, short connections, idle)."""
+    the plain ports only (bulk, short connections, idle); $BENCH_FLOOR_ARGS is appended (e.g.
+    `--pipe 65536`, `--buf 262144`)."""
     binary = find_floor()
     if not binary:
         return {}
-    argv = [binary, "--threads", n]
+    argv = [binary, "--threads", n] + os.environ.get("BENCH_FLOOR_ARGS", "").split()
     for listen, up in (("px_bulk", "up_iperf"), ("px_http", "up_http"), ("px_idle", "up_hold")):
         argv += ["--map", f"{v[listen]}={v[up]}"]
     return {"floor": (argv, {}, f"--threads {n} (read/write)"),

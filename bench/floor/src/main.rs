@@ -95,9 +95,16 @@ fn parse() -> Opts {
         pipe: 256 * 1024,
     };
     let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
+    while let Some(arg) = args.next() {
+        // `--opt value` or `--opt=value`.
+        let (a, mut inline) = match arg.split_once('=') {
+            Some((a, v)) if a.starts_with("--") => (a.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
         let mut val = || {
-            args.next()
+            inline
+                .take()
+                .or_else(|| args.next())
                 .unwrap_or_else(|| usage(&format!("{a} needs a value")))
         };
         match a.as_str() {
