@@ -2,12 +2,15 @@
 """Alternated A/B runs of tcpmap builds or settings: medians of each metric per variant.
 
     python3 bench/ab.py --variant old=/path/to/tcpmap --variant new=target/release/tcpmap \\
-        [--variant nosplice=target/release/tcpmap,TCPMAP_NO_SPLICE=1] \\
+        [--variant nosplice=target/release/tcpmap,TCPMAP_NO_SPLICE=1] [--variant floor] \\
         [--rounds 5] [--seconds 3] [--workers 2] [--scenarios tls_hs,tls_res]
 
 Each round runs `bench/bench.py --only tcpmap --reps 1` once per variant, in turn, the order
 rotated by one each round (so load from other work on the machine falls on every variant alike), with `BENCH_TCPMAP` set to the
-variant's binary and its `K=V` settings in the proxy's environment; then it prints, per metric,
+variant's binary and its `K=V` settings in the proxy's environment (a variant named by
+a bench target alone, e.g. `floor`, `floor-splice`, `haproxy` or `envoy`, runs that target as
+bench.py finds it, in the same rounds; `NAME=target:TARGET,K=V` the same with settings, e.g.
+`--variant floor1m=target:floor-splice,BENCH_FLOOR_ARGS=--pipe=1048576`); then it prints, per metric,
 each variant's median over the rounds (n in brackets) and its ratio to the first variant.
 CPU per operation is the row to read on a shared machine; rates move with other load.
 
@@ -28,15 +31,19 @@ import report  # noqa: E402
 
 
 def parse_variant(text):
+    """(name, tcpmap binary or `target:NAME` for another bench target, extra environment)."""
+    if "=" not in text:
+        return text, f"target:{text}", {}
     name, _, rest = text.partition("=")
     parts = rest.split(",")
     env = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    return name, os.path.abspath(parts[0]), env
+    binary = parts[0] if parts[0].startswith("target:") else os.path.abspath(parts[0])
+    return name, binary, env
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, help="name=binary[,K=V...]")
+    ap.add_argument("--variant", action="append", required=True, help="name=binary[,K=V...], a target name, or name=target:TARGET[,K=V...]")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
@@ -52,14 +59,16 @@ def main():
         shift = rnd % len(variants)
         for name, binary, extra in variants[shift:] + variants[:shift]:
             path = os.path.join(out, f"ab-{name}-{rnd}.json")
-            env = dict(os.environ, BENCH_TCPMAP=binary, **extra)
-            cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--only", "tcpmap", "--reps", "1",
+            other = binary.startswith("target:")
+            target = binary.removeprefix("target:") if other else "tcpmap"
+            env = dict(os.environ, **extra, **({} if other else {"BENCH_TCPMAP": binary}))
+            cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--only", target, "--reps", "1",
                    "--seconds", str(args.seconds), "--scenarios", args.scenarios, "--pause", "0.5",
                    "--workers", str(args.workers), "--idle-count", str(args.idle_count), "--json", path]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
             try:
                 with open(path) as f:
-                    got = json.load(f)["results"].get("tcpmap", [])
+                    got = json.load(f)["results"].get(target, [])
             except (OSError, ValueError):
                 got = []
             rows[name] += got

@@ -18,6 +18,8 @@ import report  # noqa: E402
 import scenarios as sc  # noqa: E402
 
 PLAIN_PORTS = ["px_bulk", "px_http", "px_idle", "px_tls_http", "px_tls_sink"]
+# The scenarios a plain-only target (px.PLAIN_ONLY: the floor relay) runs.
+PLAIN_SCENARIOS = {"bulk", "bulk8", "short", "idle"}
 
 
 def log(msg):
@@ -68,15 +70,20 @@ def run_target(name, spec, v, args, results):
         proc = None
     else:
         argv, env, _ = spec
+        plain = name in px.PLAIN_ONLY
+        if plain:
+            scen = scen & PLAIN_SCENARIOS
         proc = px.Proc(argv, env=env, log=f"{v['out']}/{name}.log")
-        if (not px.wait_ports([v[k] for k in PLAIN_PORTS]) or not px.probe(v["px_http"])
-                or not px.probe(v["px_tls_http"], tls=True) or not proc.alive()):
+        if (not px.wait_ports([v[k] for k in (PLAIN_PORTS[:3] if plain else PLAIN_PORTS)])
+                or not px.probe(v["px_http"])
+                or not (plain or px.probe(v["px_tls_http"], tls=True)) or not proc.alive()):
             proc.stop()
             log(f"  {name}: did not start (see bench/out/{name}.log); skipped")
             return
         ports = {"bulk": v["px_bulk"], "http": v["px_http"], "tls_http": v["px_tls_http"],
                  "tls_sink": v["px_tls_sink"], "tls_resume": v["px_tls_resume"]}
     steps = [("bulk", lambda: sc.bulk(ports["bulk"], proc, secs)),
+             ("bulk8", lambda: sc.bulk(ports["bulk"], proc, secs, streams=8)),
              ("short", lambda: sc.short(ports["http"], proc, secs)),
              ("tls_hs", lambda: sc.tls_handshakes(ports["tls_http"], proc, secs, args.hs_threads)),
              ("tls_res", lambda: sc.tls_resumed(ports["tls_resume"], proc, secs, args.hs_threads)),
@@ -113,8 +120,9 @@ def main():
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; --quick: 1)")
     ap.add_argument("--seconds", type=int, default=None, help="seconds per load run (default 5; --quick: 2)")
     ap.add_argument("--idle-count", type=int, default=None, help="idle connections (default 9000)")
-    ap.add_argument("--only", default="", help="comma list of targets (direct,tcpmap,tcpmap-lib,haproxy,nginx,envoy,traefik)")
-    ap.add_argument("--scenarios", default="bulk,short,tls_hs,tls_res,tls_bulk,tls_pull,idle")
+    ap.add_argument("--only", default="", help="comma list of targets (direct,tcpmap,tcpmap-lib,haproxy,nginx,envoy,traefik,"
+                    "floor,floor-splice)")
+    ap.add_argument("--scenarios", default="bulk,bulk8,short,tls_hs,tls_res,tls_bulk,tls_pull,idle")
     ap.add_argument("--hs-threads", type=int, default=2, help="handshake client threads")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between scenarios")
     ap.add_argument("--workers", type=int, default=None,
@@ -133,7 +141,8 @@ def main():
     v["out"] = out
     v.update(px.make_cert(out))
     specs = px.proxy_specs(v, args.workers)
-    targets = ["direct"] + [n for n in ("tcpmap", "tcpmap-lib", "haproxy", "nginx", "envoy", "traefik")
+    targets = ["direct"] + [n for n in ("tcpmap", "tcpmap-lib", "haproxy", "nginx", "envoy", "traefik",
+                                              "floor", "floor-splice")
                              if n in specs]
     if args.only:
         wanted = args.only.split(",")
@@ -144,7 +153,7 @@ def main():
     versions["python"] = sys.version.split()[0]
     if "tcpmap" not in specs:
         log("tcpmap: target/release/tcpmap not found (cargo build --release); column will be pending")
-    per_rep = len(targets) * (len(args.scenarios & {"bulk", "short", "tls_hs", "tls_res", "tls_bulk", "tls_pull"})
+    per_rep = len(targets) * (len(args.scenarios & {"bulk", "bulk8", "short", "tls_hs", "tls_res", "tls_bulk", "tls_pull"})
                               * (args.seconds + args.pause + 1) + 8)
     log(f"targets: {', '.join(targets)}; {args.reps} rep(s) x {args.seconds} s; "
         f"about {per_rep * args.reps // 60 + 1} min")

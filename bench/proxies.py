@@ -105,6 +105,32 @@ def tcpmap_lib_spec(v, n):
     return {"tcpmap-lib": (argv, {"ASYNC_STD_THREAD_COUNT": "1"}, f"ProxyBuilder::workers({n})")}
 
 
+def find_floor():
+    """The physical-limit relay (bench/floor): $BENCH_FLOOR, else target/release/floor
+    (bench/run.sh builds it)."""
+    p = os.environ.get("BENCH_FLOOR") or os.path.join(ROOT, "target/release/floor")
+    return p if os.path.exists(p) else None
+
+
+# Targets that relay plain TCP only (no TLS ports): the TLS rows show "–" for them.
+PLAIN_ONLY = ("floor", "floor-splice")
+
+
+def floor_specs(v, n):
+    """`floor` (read/write through a 64 KiB buffer per direction) and `floor-splice` (splice
+    through a pipe): the smallest epoll relay, n threads with a SO_REUSEPORT listener each, on
+    the plain ports only (bulk, short connections, idle); $BENCH_FLOOR_ARGS is appended (e.g.
+    `--pipe 65536`, `--buf 262144`)."""
+    binary = find_floor()
+    if not binary:
+        return {}
+    argv = [binary, "--threads", n] + os.environ.get("BENCH_FLOOR_ARGS", "").split()
+    for listen, up in (("px_bulk", "up_iperf"), ("px_http", "up_http"), ("px_idle", "up_hold")):
+        argv += ["--map", f"{v[listen]}={v[up]}"]
+    return {"floor": (argv, {}, f"--threads {n} (read/write)"),
+            "floor-splice": (argv + ["--splice"], {}, f"--threads {n} --splice")}
+
+
 def tcpmap_has_workers(binary):
     """True when this tcpmap build has `run --workers` (worker processes)."""
     try:
@@ -139,6 +165,7 @@ def proxy_specs(v, workers=1):
             setting = f"ASYNC_STD_THREAD_COUNT={n}"
         specs["tcpmap"] = (argv, env, setting)
     specs.update(tcpmap_lib_spec(v, n))
+    specs.update(floor_specs(v, n))
     if shutil.which("haproxy"):
         specs["haproxy"] = (["haproxy", "-db", "-f", render("haproxy.cfg", f"{out}/haproxy.cfg", v)], {},
                             f"nbthread {n}")
@@ -271,7 +298,8 @@ class Proc:
 def version(name, argv0):
     """One-line version string of a tool or proxy."""
     cmds = {"haproxy": [argv0, "-v"], "nginx": [argv0, "-v"], "envoy": [argv0, "--version"],
-            "traefik": [argv0, "version"], "tcpmap": [argv0, "--version"], "iperf3": [argv0, "--version"],
+            "traefik": [argv0, "version"], "tcpmap": [argv0, "--version"],
+            "floor": ["echo", "floor (bench/floor)"], "floor-splice": ["echo", "floor (bench/floor) --splice"], "iperf3": [argv0, "--version"],
             "wrk": [argv0, "-v"], "socat": [argv0, "-V"], "openssl": [argv0, "version"]}
     try:
         r = subprocess.run(cmds[name], capture_output=True, text=True, timeout=20)

@@ -12,6 +12,8 @@ import sys
 METRICS = [
     ("bulk_gbps", "bulk, 1 stream (Gbit/s)", True, True),
     ("bulk_cpu_s_per_gb", "proxy CPU per GB, plain (s/GB)", False, False),
+    ("bulk8_gbps", "bulk, 8 streams (Gbit/s)", True, True),
+    ("bulk8_cpu_s_per_gb", "proxy CPU per GB, 8 streams (s/GB)", False, False),
     ("short_cps", "short connections/s", True, True),
     ("short_cpu_us_per_conn", "proxy CPU per short connection (µs)", False, False),
     ("tls_hs_per_s", "TLS full handshakes/s (+1 GET)", True, True),
@@ -141,7 +143,35 @@ def goals(med):
     rel("tls_bulk_gbps", True, 1.0, "TLS bulk ≥ best peer")
     lines += _resumed_goals(rel, t)
     absolute("idle_kb_per_conn", 2.5, "≤ 2.5 KiB per idle plaintext connection")
+    rel("bulk8_gbps", True, 1.0, "bulk, 8 streams ≥ best peer")
+    lines += _floor_lines(med)
     return "\n".join(lines)
+
+
+# The plain rows a floor target (bench/floor, the smallest epoll relay) runs.
+FLOOR_KEYS = ("bulk_gbps", "bulk_cpu_s_per_gb", "bulk8_gbps", "bulk8_cpu_s_per_gb", "short_cps",
+              "short_cpu_us_per_conn")
+
+
+def _floor_lines(med):
+    """tcpmap and the best peer against the physical-limit relay, where it ran."""
+    lines = []
+    for floor in ("floor", "floor-splice"):
+        f = med.get(floor)
+        if not f:
+            continue
+        for key, label, higher, _ in METRICS:
+            if key not in FLOOR_KEYS or not f.get(key):
+                continue
+            best, who = _best(med, key, higher)
+            cells = [f"tcpmap {fmt(med.get('tcpmap', {}).get(key))}"]
+            if best is not None:
+                cells.append(f"{who} {fmt(best)}")
+            ratios = [f"{n} {v / f[key]:.2f}×" for n, v in
+                      (("tcpmap", med.get("tcpmap", {}).get(key)), (who, best)) if v is not None]
+            lines.append(f"- {label}, against {floor} {fmt(f[key])}: " + ", ".join(cells)
+                         + (f" ({', '.join(ratios)} of the floor)" if ratios else ""))
+    return ["", "Against the physical-limit relay:"] + lines if lines else []
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ note_tcpmap_lib
 # The TLS client/sink (bench/tlsload, rustls) into target/release/ (a no-op when up to date).
 echo "building bench/tlsload (cargo build --release; ~2 min the first time)..." >&2
 CARGO_TARGET_DIR="$PWD/target" timeout 900 cargo build --release --quiet --manifest-path bench/tlsload/Cargo.toml
+# The physical-limit relay (bench/floor, libc only; seconds to build): targets floor, floor-splice.
+CARGO_TARGET_DIR="$PWD/target" timeout 900 cargo build --release --quiet --manifest-path bench/floor/Cargo.toml
 
 # 9000 idle connections need ~18000 descriptors in the proxy and 9000 in each helper.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"

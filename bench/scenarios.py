@@ -28,12 +28,13 @@ def _per(cpu0, proc, denom, scale):
     return (proc.cpu() - cpu0) / denom * scale
 
 
-def bulk(port, proc, secs):
-    """iperf3, 1 stream, `secs` seconds: Gbit/s and proxy CPU seconds per GB."""
+def bulk(port, proc, secs, streams=1):
+    """iperf3, `streams` parallel streams (1: `bulk_*`, else `bulk8_*`), `secs` seconds: Gbit/s
+    and proxy CPU seconds per GB."""
     for attempt in range(3):
         c0 = _cpu(proc)
         r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs), "-J",
-                            "--connect-timeout", "3000"],
+                            "-P", str(streams), "--connect-timeout", "3000"],
                            capture_output=True, text=True, timeout=secs + 30)
         res = json.loads(r.stdout)
         if "error" not in res:
@@ -43,8 +44,9 @@ def bulk(port, proc, secs):
         raise RuntimeError(f"iperf3: {res.get('error')}")
     end = res["end"]["sum_received"]
     moved = end["bytes"]
-    return {"bulk_gbps": end["bits_per_second"] / 1e9,
-            "bulk_cpu_s_per_gb": _per(c0, proc, moved / 1e9, 1)}
+    key = "bulk" if streams == 1 else "bulk8"
+    return {f"{key}_gbps": end["bits_per_second"] / 1e9,
+            f"{key}_cpu_s_per_gb": _per(c0, proc, moved / 1e9, 1)}
 
 
 def short(port, proc, secs):

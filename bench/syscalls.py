@@ -4,13 +4,14 @@ on the proxy.
 
     python3 bench/syscalls.py [--target tcpmap|haproxy|nginx] [--seconds 3] [--conns 16]
                               [--workers N] [--tcpmap PATH] [--env K=V ...]
-                              [--load short|tls-bulk|tls-pull|tls-full|tls-resume] [--perf]
+                              [--load short|bulk|bulk8|tls-bulk|tls-pull|tls-full|tls-resume] [--perf]
 
 Starts the bench's nginx upstream (answers `ok`, no keep-alive) and one proxy with the
 bench configs, warms it up, attaches `strace -c -f` to every process of the proxy's tree,
 runs `wrk -H 'Connection: close' -c16 -t1 -d3s` at its plain HTTP port (one request per
 TCP connection), detaches and prints each syscall's count divided by the number of
-connections wrk completed. With `--load tls-bulk` the load is `tlsload push` (one TLS
+connections wrk completed. With `--load bulk` (or `bulk8`) the load is iperf3 with one (eight)
+streams through the plain bulk port to an iperf3 server, counts per MB. With `--load tls-bulk` the load is `tlsload push` (one TLS
 connection pushing 1 MiB writes through the proxy's TLS-terminating port to a plain sink)
 and counts are per MB moved; `--load tls-pull` is the other direction (`tlsload pull`: one
 TLS connection reading a huge response of the nginx upstream); `--load tls-full` and
@@ -66,9 +67,9 @@ def start(args, v, out, wrap=()):
                   "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
                  log=f"{out}/nginx-upstream.log")
     sink = px.Proc(sc.TOOLS + ["sink", "--port", str(v["up_sink"])], log=f"{out}/sink.log")
-    started = [up, sink]
+    started = [up, sink, px.Proc(["iperf3", "-s", "-p", str(v["up_iperf"])], log=f"{out}/iperf3.log")]
     try:
-        if not px.wait_ports([v["up_http"], v["up_sink"]]):
+        if not px.wait_ports([v["up_http"], v["up_sink"], v["up_iperf"]]):
             raise SystemExit("upstream did not start")
         proc = px.Proc(list(wrap) + argv, env=env, log=f"{out}/{args.target}-strace.log")
         started.append(proc)
@@ -161,6 +162,9 @@ def load_argv(args, v):
         port = v["px_tls_resume"] if resume else v["px_tls_http"]
         return [sc.TLSLOAD, "handshakes", "--port", str(port), "--threads", "1",
                 "--resume", "on" if resume else "off", "--seconds", str(args.seconds)]
+    if args.load in ("bulk", "bulk8"):
+        return ["iperf3", "-c", "127.0.0.1", "-p", str(v["px_bulk"]), "-t", str(args.seconds), "-J",
+                "-P", "8" if args.load == "bulk8" else "1"]
     if args.load == "tls-bulk":
         return [sc.TLSLOAD, "push", "--port", str(v["px_tls_sink"]), "--seconds", str(args.seconds)]
     if args.load == "tls-pull":
@@ -176,9 +180,10 @@ def main():
     ap.add_argument("--conns", type=int, default=16, help="wrk concurrent connections")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], help="K=V for the proxy (repeatable)")
-    ap.add_argument("--load", choices=["short", "tls-bulk", "tls-pull", "tls-full", "tls-resume"],
+    ap.add_argument("--load", choices=["short", "bulk", "bulk8", "tls-bulk", "tls-pull", "tls-full", "tls-resume"],
                     default="short",
-                    help="short: wrk, one request per connection; tls-bulk: tlsload push; "
+                    help="short: wrk, one request per connection; bulk / bulk8: iperf3, 1 / 8 "
+                         "streams through the plain bulk port; tls-bulk: tlsload push; "
                          "tls-pull: tlsload pull (GET /big over TLS); tls-full / tls-resume: "
                          "tlsload handshakes without / with session resumption")
     ap.add_argument("--perf", action="store_true",
@@ -215,15 +220,18 @@ def main():
                   "-c", px.render("nginx-upstream.conf", f"{out}/nginx-upstream.conf", v)],
                  log=f"{out}/nginx-upstream.log")
     sink = px.Proc(sc.TOOLS + ["sink", "--port", str(v["up_sink"])], log=f"{out}/sink.log")
+    iperf = px.Proc(["iperf3", "-s", "-p", str(v["up_iperf"])], log=f"{out}/iperf3.log")
     proc = None
     try:
-        if not px.wait_ports([v["up_http"], v["up_sink"]]):
+        if not px.wait_ports([v["up_http"], v["up_sink"], v["up_iperf"]]):
             raise SystemExit("upstream did not start")
         proc = px.Proc(argv, env=env, log=f"{out}/{args.target}-strace.log")
         if not px.wait_ports([v["px_http"]]) or not px.probe(v["px_http"]):
             raise SystemExit(f"{args.target} did not start; see {out}/{args.target}-strace.log")
         if args.load in ("tls-full", "tls-resume"):
             load = handshake_load(args, v)
+        elif args.load in ("bulk", "bulk8"):
+            load = load_argv(args, v)
         elif args.load in ("tls-bulk", "tls-pull"):
             if not os.path.exists(sc.TLSLOAD):
                 raise SystemExit(f"{sc.TLSLOAD} missing: bench/run.sh builds it")
@@ -265,6 +273,7 @@ def main():
         if proc is not None:
             proc.stop()
         sink.stop()
+        iperf.stop()
         up.stop()
 
 
@@ -290,6 +299,12 @@ def done(stdout, load):
             raise SystemExit(f"tlsload output not understood: {stdout[-300:]}")
         print(f"handshakes: {res['handshakes']}, resumed: {res['resumed']}, errors: {res['errors']}")
         return res["handshakes"], "handshake"
+    if load in ("bulk", "bulk8"):
+        try:
+            res = json.loads(stdout)
+            return res["end"]["sum_received"]["bytes"] / 1e6, "MB"
+        except (ValueError, KeyError):
+            raise SystemExit(f"iperf3 output not understood: {stdout[-300:]}")
     if load in ("tls-bulk", "tls-pull"):
         try:
             res = json.loads(stdout.strip().splitlines()[-1])

@@ -29,6 +29,7 @@ mod relay;
 mod route;
 #[cfg(test)]
 mod tests;
+mod until;
 mod upstream;
 
 use std::net::{SocketAddr, TcpStream};

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncWriteExt;
 
+use super::until::until;
 use super::{Client, Conn};
 use crate::close::{CloseReason, Side};
 use crate::net::copy::{self, Progress, RelayStats, TcpHalfClose};
@@ -144,25 +145,6 @@ where
 
 /// How long a client told to close has to take its close_notify.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
-
-/// The relay's result, unless `stop` completes first: then its reason. Both are pinned by
-/// the caller, so each is stored once in the connection's future (an `async fn` taking them
-/// by value would hold them twice), and this adds only the two pointers.
-fn until<'a, T, R, S>(
-    mut relay: Pin<&'a mut R>,
-    mut stop: Pin<&'a mut S>,
-) -> impl Future<Output = Result<T, CloseReason>> + 'a
-where
-    R: Future<Output = T> + ?Sized,
-    S: Future<Output = CloseReason> + ?Sized,
-{
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(v) = relay.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        stop.as_mut().poll(cx).map(Err)
-    })
-}
 
 /// Completes when a relaying connection accepted at `accepted` is to close: at its maximum
 /// age `max_age` less its jitter (`max_duration`) or when a close order's time for it comes
