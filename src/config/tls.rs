@@ -176,6 +176,10 @@ pub fn server_config(
         crls: &params.crls,
     })?;
     config.send_tls13_tickets = TLS13_TICKETS;
+    // TLS 1.3 clients are served with records in our own buffers: rustls hands the keys over
+    // after the handshake (`actors::connection::handshake`). The flag also tells the connection
+    // that this config allows TLS 1.3.
+    config.enable_secret_extraction = versions.contains(&&rustls::version::TLS13);
     Ok(Arc::new(config))
 }
 

@@ -10,6 +10,8 @@ pub(crate) mod prefixed;
 pub(crate) mod proxy_header;
 pub(crate) mod socket;
 pub(crate) mod splice;
+pub(crate) mod tls_record;
+pub(crate) mod tls_stream;
 
 #[cfg(test)]
 mod relay_bench;

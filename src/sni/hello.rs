@@ -14,6 +14,10 @@ use super::{Cause, Rejection};
 const EXT_SERVER_NAME: u16 = 0;
 /// Extension number of application_layer_protocol_negotiation (RFC 7301).
 const EXT_ALPN: u16 = 16;
+/// Extension number of supported_versions (RFC 8446 §4.2.1).
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+/// TLS 1.3 in supported_versions.
+const TLS13: [u8; 2] = [3, 4];
 /// server_name entry type of a DNS host name.
 const NAME_TYPE_HOST: u8 = 0;
 
@@ -25,12 +29,20 @@ pub struct ClientHello {
     pub sni: Option<String>,
     /// The ALPN protocol_name_list as sent (validated), empty without the extension.
     alpn: Vec<u8>,
+    /// supported_versions lists TLS 1.3.
+    tls13: bool,
 }
 
 impl ClientHello {
     /// The protocols the client offers with ALPN, in its order of preference.
     pub fn alpn(&self) -> Alpn<'_> {
         Alpn(&self.alpn)
+    }
+
+    /// Whether the client offers TLS 1.3 (its supported_versions extension lists it; a list
+    /// that does not parse counts as no offer, the TLS stack judges it).
+    pub fn offers_tls13(&self) -> bool {
+        self.tls13
     }
 }
 
@@ -90,6 +102,11 @@ pub(super) fn parse(body: &[u8]) -> Result<ClientHello, Rejection> {
                 Name::None => {}
             },
             EXT_ALPN => hello.alpn = alpn(data).map_err(reject)?.to_vec(),
+            EXT_SUPPORTED_VERSIONS => {
+                hello.tls13 = Cursor(data)
+                    .vec8()
+                    .is_ok_and(|list| list.chunks_exact(2).any(|v| v == TLS13));
+            }
             _ => {}
         }
     }

@@ -21,6 +21,7 @@
 //! Every step that a peer controls is bounded by a deadline.
 
 pub(crate) mod close;
+mod handshake;
 mod log;
 mod postgres;
 mod preamble;
@@ -43,6 +44,7 @@ use super::Generation;
 use crate::close::{CloseReason, Side};
 use crate::net::copy::{RelayEnd, RelayStats, TcpHalfClose};
 use crate::net::prefixed::Prefixed;
+use crate::net::tls_stream::{Negotiated, RecordStream};
 use crate::proxy_protocol::Accept;
 use crate::route::{HostGroup, MappingId, StartTls, TlsMode};
 
@@ -91,10 +93,13 @@ struct Record {
     postgres: Option<postgres::PgStart>,
 }
 
-/// The client side after routing: plain (with bytes already read to forward), or TLS.
+/// The client side after routing: plain (with bytes already read to forward), or TLS we
+/// terminate: TLS 1.3 with records in our own buffers (`handshake.rs`), or rustls's buffered
+/// stream for the rest.
 enum Client {
     Plain(Async<TcpStream>, Vec<u8>),
     Tls(Box<futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>>),
+    Records(Box<RecordStream>),
 }
 
 impl Client {
@@ -103,6 +108,23 @@ impl Client {
         match self {
             Client::Plain(s, _) => s,
             Client::Tls(tls) => &tls.get_ref().0.get_ref().0,
+            Client::Records(tls) => tls.socket(),
+        }
+    }
+
+    /// What the client's TLS negotiated, when we terminate it.
+    fn negotiated(&self) -> Option<Negotiated> {
+        match self {
+            Client::Plain(..) => None,
+            Client::Tls(tls) => {
+                let conn = &tls.get_ref().1;
+                Some(Negotiated {
+                    alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+                    version: conn.protocol_version(),
+                    peer_certificates: conn.peer_certificates().is_some(),
+                })
+            }
+            Client::Records(tls) => Some(tls.negotiated().clone()),
         }
     }
 }

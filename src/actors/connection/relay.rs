@@ -16,6 +16,7 @@ use super::until::until;
 use super::{Client, Conn};
 use crate::close::{CloseReason, Side};
 use crate::net::copy::{self, Progress, RelayStats, TcpHalfClose};
+use crate::net::tls_stream::RecordStream;
 use crate::route::{Group, TlsMode, Upstream};
 use crate::rt::Async;
 
@@ -63,39 +64,81 @@ impl Conn {
             }
             (Client::Tls(mut c), None) => {
                 self.rec.tls = TlsMode::Terminate;
-                let mut c = CloseNotifyOptional::batching(&mut *c);
-                let stop = self.stop(upstream);
-                let stats = Box::pin(async {
-                    let mut stop = pin!(stop);
-                    // `up` is closed when this returns: the last EOF needs no shutdown(2).
-                    let relay = copy::relay_to_plain_upstream(&mut c, &up, idle, progress);
-                    let stats = until(pin!(relay), stop.as_mut()).await;
-                    close_notify_if_told(&mut c, &stats).await;
-                    stats
-                })
-                .await;
-                self.note_unclean_close(&c);
-                stats
+                let c = CloseNotifyOptional::batching(&mut *c);
+                self.terminated(c, up, upstream, idle).await
+            }
+            (Client::Records(mut c), None) => {
+                self.rec.tls = TlsMode::Terminate;
+                let c = CloseNotifyOptional::new(&mut c);
+                self.terminated(c, up, upstream, idle).await
             }
             (Client::Tls(mut c), Some(orig)) => {
                 self.rec.tls = TlsMode::TerminateOriginate;
-                let mut up =
+                let up =
                     Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
-                let progress = &self.admission.progress;
-                let mut c = CloseNotifyOptional::batching(&mut *c);
-                let stop = self.stop(upstream);
-                let stats = Box::pin(async {
-                    let mut stop = pin!(stop);
-                    let relay = copy::relay(&mut c, &mut *up, idle, progress);
-                    let stats = until(pin!(relay), stop.as_mut()).await;
-                    close_notify_if_told(&mut c, &stats).await;
-                    stats
-                })
-                .await;
-                self.note_unclean_close(&c);
-                stats
+                let c = CloseNotifyOptional::batching(&mut *c);
+                self.terminated_originated(c, up, upstream, idle).await
+            }
+            (Client::Records(mut c), Some(orig)) => {
+                self.rec.tls = TlsMode::TerminateOriginate;
+                let up =
+                    Box::new(Box::pin(self.originate(TcpHalfClose(up), upstream, orig)).await?);
+                let c = CloseNotifyOptional::new(&mut c);
+                self.terminated_originated(c, up, upstream, idle).await
             }
         }
+    }
+
+    /// A terminated client and a plain upstream: relays, sends close_notify if told to close.
+    async fn terminated<S>(
+        &mut self,
+        mut c: CloseNotifyOptional<S>,
+        up: Async<TcpStream>,
+        upstream: &Upstream,
+        idle: Option<Duration>,
+    ) -> Result<RelayStats, CloseReason>
+    where
+        CloseNotifyOptional<S>: AsyncRead + AsyncWrite + Unpin,
+    {
+        let progress = &self.admission.progress;
+        let stop = self.stop(upstream);
+        let stats = Box::pin(async {
+            let mut stop = pin!(stop);
+            // `up` is closed when this returns: the last EOF needs no shutdown(2).
+            let relay = copy::relay_to_plain_upstream(&mut c, &up, idle, progress);
+            let stats = until(pin!(relay), stop.as_mut()).await;
+            close_notify_if_told(&mut c, &stats).await;
+            stats
+        })
+        .await;
+        self.note_unclean_close(&c);
+        stats
+    }
+
+    /// A terminated client and an upstream we originate TLS to.
+    async fn terminated_originated<S, U>(
+        &mut self,
+        mut c: CloseNotifyOptional<S>,
+        mut up: Box<U>,
+        upstream: &Upstream,
+        idle: Option<Duration>,
+    ) -> Result<RelayStats, CloseReason>
+    where
+        CloseNotifyOptional<S>: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite + Unpin,
+    {
+        let progress = &self.admission.progress;
+        let stop = self.stop(upstream);
+        let stats = Box::pin(async {
+            let mut stop = pin!(stop);
+            let relay = copy::relay(&mut c, &mut *up, idle, progress);
+            let stats = until(pin!(relay), stop.as_mut()).await;
+            close_notify_if_told(&mut c, &stats).await;
+            stats
+        })
+        .await;
+        self.note_unclean_close(&c);
+        stats
     }
 
     /// [`Conn::stop`] on the heap, for the plain path (whose future is otherwise small): without
@@ -224,6 +267,35 @@ impl<'a, IO> CloseNotifyOptional<&'a mut futures_rustls::server::TlsStream<IO>> 
             closed_without_notify: false,
             queued: 0,
         }
+    }
+}
+
+impl<'a> CloseNotifyOptional<&'a mut RecordStream> {
+    /// The record stream batches small writes itself, as [`CloseNotifyOptional::batching`] does.
+    fn new(tls: &'a mut RecordStream) -> Self {
+        CloseNotifyOptional {
+            inner: tls,
+            closed_without_notify: false,
+            queued: 0,
+        }
+    }
+}
+
+impl AsyncWrite for CloseNotifyOptional<&mut RecordStream> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_close(cx)
     }
 }
 

@@ -13,9 +13,6 @@ use crate::route::{Group, HostTls, Listener, Termination};
 use crate::rt::Async;
 use crate::sni::Peek;
 
-/// The client's TLS stream once terminated.
-type ServerTls = futures_rustls::server::TlsStream<Prefixed<TcpHalfClose<Async<TcpStream>>>>;
-
 impl Conn {
     /// Route: which group serves the connection, and is the client side TLS we terminate?
     ///
@@ -42,9 +39,11 @@ impl Conn {
         }
         let peeked = self.read_hello(&stream, already).await;
         let mut offers_postgresql = false;
+        let mut offers_tls13 = false;
         let matched = match &peeked.verdict {
             Peek::Hello(hello) => {
                 self.rec.sni.clone_from(&hello.sni);
+                offers_tls13 = hello.offers_tls13();
                 offers_postgresql =
                     self.rec.postgres.is_some() && super::postgres::offers_alpn(hello.alpn());
                 routes.by_hello(hello.sni.as_deref(), hello.alpn())
@@ -67,9 +66,10 @@ impl Conn {
                 }
                 HostTls::Terminate(term) => term,
             };
+            let hello = peeked.bytes;
             let tls =
-                Box::pin(self.terminate(stream, peeked.bytes, term, offers_postgresql)).await?;
-            return Ok((&host.group, Client::Tls(Box::new(tls))));
+                Box::pin(self.terminate(stream, hello, term, offers_postgresql, offers_tls13));
+            return Ok((&host.group, tls.await?));
         }
         if let Some(plain) = &routes.plain {
             if !peeked.timed_out || peeked.bytes.is_empty() {
@@ -90,7 +90,8 @@ impl Conn {
         hello: Vec<u8>,
         term: &Termination,
         offers_postgresql: bool,
-    ) -> Result<ServerTls, CloseReason> {
+        offers_tls13: bool,
+    ) -> Result<Client, CloseReason> {
         // The group, so its config, is already chosen from our own read of the ClientHello:
         // rustls starts with it (one parse of the hello in rustls, not a `LazyConfigAcceptor`'s
         // parse, copy and hand-over; fewer allocations per handshake, see docs/benchmarks.md).
@@ -99,17 +100,30 @@ impl Conn {
         } else {
             term.config.clone()
         };
-        let handshake = futures_rustls::TlsAcceptor::from(config)
-            .accept(Prefixed::new(hello, TcpHalfClose(stream)));
         let left = self
             .handshake_deadline()
             .saturating_duration_since(Instant::now());
+        // TLS 1.3 (the config allows it when it allows extracting its keys): records in our
+        // own buffers (`handshake.rs`); anything else on rustls's buffered stream.
+        let done = if offers_tls13 && config.enable_secret_extraction {
+            let handshake = super::handshake::accept(stream, hello, config);
+            crate::rt::timeout(left, handshake).await.map(|r| match r {
+                Ok(tls) => Ok(Client::Records(Box::new(tls))),
+                Err(e) => Err(e.describe()),
+            })
+        } else {
+            let handshake = futures_rustls::TlsAcceptor::from(config)
+                .accept(Prefixed::new(hello, TcpHalfClose(stream)));
+            crate::rt::timeout(left, handshake).await.map(|r| match r {
+                Ok(tls) => Ok(Client::Tls(Box::new(tls))),
+                Err(e) => Err(handshake_error(&e)),
+            })
+        };
         let shared = &self.admission.shared;
-        match crate::rt::timeout(left, handshake).await {
-            Some(Ok(tls)) => Ok(tls),
-            Some(Err(e)) => {
-                let why = handshake_error(&e);
-                tracing::debug!(error = %e, "client TLS handshake failed: {why}");
+        match done {
+            Some(Ok(client)) => Ok(client),
+            Some(Err(why)) => {
+                tracing::debug!("client TLS handshake failed: {why}");
                 self.rec.detail = Some(why);
                 shared
                     .metrics

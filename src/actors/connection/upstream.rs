@@ -172,22 +172,19 @@ impl Conn {
                     value: sni.as_bytes().to_vec(),
                 });
             }
-            if let Client::Tls(tls) = client {
-                let conn = &tls.get_ref().1;
-                if let Some(alpn) = conn.alpn_protocol() {
+            if let Some(tls) = client.negotiated() {
+                if let Some(alpn) = tls.alpn {
                     header.tlvs.push(Tlv {
                         kind: proxy_protocol::tlv::ALPN,
-                        value: alpn.to_vec(),
+                        value: alpn,
                     });
                 }
-                let name = match conn.protocol_version() {
+                let name = match tls.version {
                     Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
                     Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
                     _ => "TLS",
                 };
-                header
-                    .tlvs
-                    .push(Ssl::tlv(name, conn.peer_certificates().is_some()));
+                header.tlvs.push(Ssl::tlv(name, tls.peer_certificates));
             }
         }
         let mut w = up;
