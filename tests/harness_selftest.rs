@@ -27,11 +27,16 @@ fn the_registry_never_hands_out_a_port_twice() {
 }
 
 /// Takes the first port offered, before the proxy can bind it, as another process would.
-fn squat_first(squatters: &RefCell<Vec<TcpListener>>, port: u16) {
+/// When another process on the machine already holds it (a test run in another checkout
+/// uses the same range), that process is the squatter: the port is just as taken.
+fn squat_first(squatters: &RefCell<Vec<(u16, Option<TcpListener>)>>, port: u16) {
     if squatters.borrow().is_empty() {
-        squatters
-            .borrow_mut()
-            .push(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let held = match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => Some(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+            Err(e) => panic!("cannot squat on port {port}: {e}"),
+        };
+        squatters.borrow_mut().push((port, held));
     }
 }
 
@@ -47,7 +52,7 @@ fn an_embedded_start_retries_when_its_port_was_taken() {
         },
         |b| b,
     );
-    let taken = squatters.borrow()[0].local_addr().unwrap().port();
+    let taken = squatters.borrow()[0].0;
     assert_ne!(port, taken, "the proxy cannot listen on the squatted port");
     let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, b"after a retry");
@@ -67,7 +72,7 @@ fn a_daemon_start_retries_when_its_port_was_taken() {
         },
         &[],
     );
-    let taken = squatters.borrow()[0].local_addr().unwrap().port();
+    let taken = squatters.borrow()[0].0;
     assert_ne!(port, taken);
     let mut s = net::connect(net::local(port));
     net::roundtrip(&mut s, b"after a retry");
