@@ -9,7 +9,9 @@
 //! `MappingMetrics`, looked up once per config generation with `Metrics::mapping`
 //! (a lock there is fine) and then updated by connections with atomics only.
 //! Global, rarely-hit events (reloads, handshake failures, DNS, limits) go through
-//! the methods on `Metrics`. The families and their registration: `families.rs`.
+//! the methods on `Metrics`. The families and their registration: `families.rs`; the
+//! connect latency histogram: `latency.rs`; a worker's counters by place for the pool's
+//! snapshot: `kept.rs`.
 //!
 //! Every name has the `tcpmap_` prefix; per-mapping series carry the labels
 //! `mapping`, `namespace`, `port`, `host` (`host=""` when the mapping has no SNI host).
