@@ -90,6 +90,16 @@ fn bench_snapshot_for_1000_mappings() {
              Supervisor {old_supervisor:?} -> {new_supervisor:?}"
         );
     }
+    // Where the new path's time goes, on the worker.
+    let keep = time(|| metrics.keep());
+    let kept = metrics.keep();
+    let encode = time(|| encode_reply(&FromWorker::Kept(Box::new(kept.clone()))));
+    let clone = time(|| kept.clone());
+    println!(
+        "worker, new: reading the registry {keep:?}, framing {encode:?} (of which a copy {clone:?}); \
+         the text part {} bytes",
+        kept.rest.len()
+    );
     // A death: the old path parsed the text into `Retired`; the new renders it first.
     let text = metrics.render_openmetrics();
     let kept = metrics.keep();
