@@ -110,15 +110,12 @@ impl EndpointFamilies {
         handles
     }
 
-    /// Calls `f` with each mapping that has endpoint series and its counters, sorted.
-    pub(super) fn each_counters(&self, mut f: impl FnMut(&MappingId, [u64; COUNTERS])) {
-        let made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
-        for (id, h) in made.iter() {
-            f(
-                id,
-                [&h.ejections, &h.attempts, &h.retries, &h.per_ip].map(Counter::get),
-            );
-        }
+    /// Calls `f` with the handles made, by mapping (under their lock).
+    pub(super) fn with_made<T>(
+        &self,
+        f: impl FnOnce(&BTreeMap<MappingId, EndpointMetrics>) -> T,
+    ) -> T {
+        f(&self.made.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -156,7 +153,12 @@ impl EndpointMetrics {
         }
     }
 
-    /// Adds `counters` (as [`EndpointFamilies::each_counters`] gives them).
+    /// The counters: ejections, attempts, retries, refused per IP.
+    pub(super) fn counters(&self) -> [u64; COUNTERS] {
+        [&self.ejections, &self.attempts, &self.retries, &self.per_ip].map(Counter::get)
+    }
+
+    /// Adds `counters` (as [`Self::counters`] gives them).
     pub(super) fn add_counters(&self, counters: &[u64; COUNTERS]) {
         for (c, n) in [&self.ejections, &self.attempts, &self.retries, &self.per_ip]
             .into_iter()

@@ -42,56 +42,74 @@ pub(crate) struct KeptMapping {
 }
 
 impl Metrics {
-    /// The counters and histograms of this registry, by place (see the module docs).
+    /// The counters and histograms of this registry, by place (see the module docs; a worker
+    /// writes them straight from [`Metrics::each_kept`], the tests read them here).
+    #[cfg(test)]
     pub(crate) fn keep(&self) -> Kept {
-        let mut mappings: Vec<KeptMapping> = {
-            let map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
-            map.values()
-                .map(|m| {
-                    let mut n = [0u64; NUMBERS];
-                    let (buckets, sum) = m.connect_latency.numbers();
-                    let counters = std::iter::once(&m.accepted)
-                        .chain(&m.ended)
-                        .chain(&m.io_errors)
-                        .chain([&m.bytes_c2u, &m.bytes_u2c, &m.connect_failures])
-                        .map(|c| c.get());
-                    let all = counters.chain(buckets).chain(std::iter::once(sum));
-                    for (slot, v) in n.iter_mut().zip(all) {
-                        *slot = v;
-                    }
-                    KeptMapping {
-                        id: m.id.clone(),
-                        numbers: Some(n),
-                        endpoints: None,
-                    }
-                })
-                .collect()
-        };
-        let mut others = Vec::new();
-        let mut at = 0;
-        self.endpoints.each_counters(|id, counters| {
-            // Both lists are sorted by id: walk them together.
-            while mappings.get(at).is_some_and(|m| m.id < *id) {
-                at += 1;
-            }
-            match mappings.get_mut(at) {
-                Some(m) if m.id == *id => m.endpoints = Some(counters),
-                _ => others.push(KeptMapping {
-                    id: id.clone(),
-                    numbers: None,
-                    endpoints: Some(counters),
-                }),
-            }
+        let mut mappings = Vec::new();
+        self.each_kept(|id, numbers, endpoints| {
+            mappings.push(KeptMapping {
+                id: id.clone(),
+                numbers: numbers.copied(),
+                endpoints: endpoints.copied(),
+            });
         });
-        if !others.is_empty() {
-            mappings.extend(others);
-            mappings.sort_by(|a, b| a.id.cmp(&b.id));
-        }
         Kept {
             mappings,
-            rest: self.render_parts(&[1, 3]),
+            rest: self.kept_rest(),
         }
     }
+
+    /// Calls `f` with every mapping that has series, sorted by id, and its numbers, under the
+    /// registry's locks and without copying an id (the worker writes its `Kept` reply from
+    /// here: `kept_wire::encode_registry`). `f` must not call back into this registry.
+    pub(crate) fn each_kept(
+        &self,
+        mut f: impl FnMut(&MappingId, Option<&[u64; NUMBERS]>, Option<&[u64; ENDPOINT_NUMBERS]>),
+    ) {
+        let map = self.mappings.lock().unwrap_or_else(PoisonError::into_inner);
+        self.endpoints.with_made(|made| {
+            // Both maps are sorted by id: walk them together.
+            let mut own = map.iter().peekable();
+            let mut ends = made.iter().peekable();
+            loop {
+                let (take_own, take_end) = match (own.peek(), ends.peek()) {
+                    (None, None) => break,
+                    (Some((a, _)), Some((b, _))) => (a <= b, b <= a),
+                    (own, _) => (own.is_some(), own.is_none()),
+                };
+                let m = own.next_if(|_| take_own);
+                let e = ends.next_if(|_| take_end);
+                let Some(id) = m.map(|(id, _)| id).or(e.map(|(id, _)| id)) else {
+                    break;
+                };
+                let numbers = m.map(|(_, m)| numbers(m));
+                let counters = e.map(|(_, e)| e.counters());
+                f(id, numbers.as_ref(), counters.as_ref());
+            }
+        });
+    }
+
+    /// The text of the process-wide and fleet families (no `# EOF`): [`Kept::rest`].
+    pub(crate) fn kept_rest(&self) -> String {
+        self.render_parts(&[1, 3])
+    }
+}
+
+/// A mapping's own numbers, as [`NUMBERS`] lays them out.
+fn numbers(m: &super::MappingMetrics) -> [u64; NUMBERS] {
+    let mut n = [0u64; NUMBERS];
+    let (buckets, sum) = m.connect_latency.numbers();
+    let counters = std::iter::once(&m.accepted)
+        .chain(&m.ended)
+        .chain(&m.io_errors)
+        .chain([&m.bytes_c2u, &m.bytes_u2c, &m.connect_failures])
+        .map(|c| c.get());
+    let all = counters.chain(buckets).chain(std::iter::once(sum));
+    for (slot, v) in n.iter_mut().zip(all) {
+        *slot = v;
+    }
+    n
 }
 
 impl Kept {

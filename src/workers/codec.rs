@@ -263,6 +263,10 @@ pub(crate) enum FromWorker {
     /// (`kept_wire.rs`), never JSON.
     #[serde(skip)]
     Kept(Box<crate::metrics::Kept>),
+    /// What a worker sends for `Kept`: its body already written from the registry
+    /// (`kept_wire::encode_registry`); it reads back as `Kept`.
+    #[serde(skip)]
+    KeptFrame(Vec<u8>),
     /// Every listener is closed.
     Stopped,
     /// Drained; the process exits next.

@@ -83,7 +83,11 @@ fn bench_snapshot_for_1000_mappings() {
             .unwrap()
         });
         let old_supervisor = time(|| codec::decode::<FromWorker>(&old_frame).unwrap());
-        let new_worker = time(|| encode_reply(&FromWorker::Kept(Box::new(metrics.keep()))));
+        let new_worker = time(|| {
+            let mut body = Vec::new();
+            crate::workers::kept_wire::encode_registry(&metrics, &mut body);
+            encode_reply(&FromWorker::KeptFrame(body)).unwrap()
+        });
         let new_supervisor = time(|| decode_reply(&new_frame).unwrap());
         println!(
             "round {round}: worker {old_worker:?} -> {new_worker:?}, \
@@ -91,14 +95,16 @@ fn bench_snapshot_for_1000_mappings() {
         );
     }
     // Where the new path's time goes, on the worker.
-    let keep = time(|| metrics.keep());
-    let kept = metrics.keep();
-    let encode = time(|| encode_reply(&FromWorker::Kept(Box::new(kept.clone()))));
-    let clone = time(|| kept.clone());
+    let mut body = Vec::new();
+    let read = time(|| {
+        body.clear();
+        crate::workers::kept_wire::encode_registry(&metrics, &mut body);
+    });
+    let rest = time(|| metrics.kept_rest());
     println!(
-        "worker, new: reading the registry {keep:?}, framing {encode:?} (of which a copy {clone:?}); \
-         the text part {} bytes",
-        kept.rest.len()
+        "worker, new: reading and writing the numbers {read:?}, of which the text part {rest:?} \
+         ({} bytes)",
+        metrics.kept_rest().len()
     );
     // A death: the old path parsed the text into `Retired`; the new renders it first.
     let text = metrics.render_openmetrics();

@@ -17,7 +17,7 @@
 
 use super::status_wire::{Reader, WireError, put, put_str};
 use crate::metrics::kept::{ENDPOINT_NUMBERS, NUMBERS};
-use crate::metrics::{Kept, KeptMapping};
+use crate::metrics::{Kept, KeptMapping, Metrics};
 use crate::route::MappingId;
 
 const MAGIC: &[u8; 4] = b"TMK1";
@@ -28,19 +28,44 @@ pub(crate) fn encode(k: &Kept, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
     put(out, k.mappings.len() as u64);
     for m in &k.mappings {
-        put_str(out, &m.id.name);
-        put_str(out, &m.id.namespace);
-        put(out, u64::from(m.id.port));
-        put_str(out, &m.id.host);
-        out.push(u8::from(m.numbers.is_some()) | (u8::from(m.endpoints.is_some()) << 1));
-        for n in m.numbers.iter().flatten() {
-            put(out, *n);
-        }
-        for n in m.endpoints.iter().flatten() {
-            put(out, *n);
-        }
+        put_mapping(out, &m.id, m.numbers.as_ref(), m.endpoints.as_ref());
     }
     put_str(out, &k.rest);
+}
+
+/// Appends what `metrics.keep()` holds, read straight from the registry (no copy of an id:
+/// what a worker answers `Keep` with).
+pub(crate) fn encode_registry(metrics: &Metrics, out: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    let mut n: u64 = 0;
+    metrics.each_kept(|id, numbers, endpoints| {
+        n += 1;
+        put_mapping(&mut body, id, numbers, endpoints);
+    });
+    out.reserve(body.len() + 16);
+    out.extend_from_slice(MAGIC);
+    put(out, n);
+    out.extend_from_slice(&body);
+    put_str(out, &metrics.kept_rest());
+}
+
+fn put_mapping(
+    out: &mut Vec<u8>,
+    id: &MappingId,
+    numbers: Option<&[u64; NUMBERS]>,
+    endpoints: Option<&[u64; ENDPOINT_NUMBERS]>,
+) {
+    put_str(out, &id.name);
+    put_str(out, &id.namespace);
+    put(out, u64::from(id.port));
+    put_str(out, &id.host);
+    out.push(u8::from(numbers.is_some()) | (u8::from(endpoints.is_some()) << 1));
+    for n in numbers.into_iter().flatten() {
+        put(out, *n);
+    }
+    for n in endpoints.into_iter().flatten() {
+        put(out, *n);
+    }
 }
 
 /// The [`Kept`] in `body` (all of it).
@@ -160,6 +185,34 @@ mod tests {
         let (back, used) = decode_reply(&frame).unwrap().unwrap();
         assert_eq!(used, frame.len());
         assert_eq!(back, FromWorker::Kept(Box::new(sample())));
+    }
+
+    #[test]
+    fn the_registry_encodes_as_its_kept_numbers() {
+        let m = Metrics::new();
+        for (i, name) in ["b", "a", "c"].iter().enumerate() {
+            let id = MappingId {
+                name: (*name).into(),
+                namespace: "ns".into(),
+                port: 80,
+                host: String::new(),
+            };
+            if i != 2 {
+                m.mapping(&id).accepted();
+            }
+            if i != 0 {
+                m.endpoints(&id).attempt(true);
+            }
+        }
+        let kept = m.keep();
+        assert_eq!(kept.mappings.len(), 3);
+        let mut direct = Vec::new();
+        encode_registry(&m, &mut direct);
+        assert_eq!(direct, encoded(&kept));
+        // In a frame it reads back as the numbers.
+        let frame = encode_reply(&FromWorker::KeptFrame(direct)).unwrap();
+        let (back, _) = decode_reply(&frame).unwrap().unwrap();
+        assert_eq!(back, FromWorker::Kept(Box::new(kept)));
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub(crate) fn encode_reply(reply: &FromWorker) -> Result<Vec<u8>, CodecError> {
             super::kept_wire::encode(kept, &mut frame);
             frame
         }
+        FromWorker::KeptFrame(body) => {
+            let mut frame = Vec::with_capacity(5 + body.len());
+            frame.extend_from_slice(&[0, 0, 0, 0, KEPT]);
+            frame.extend_from_slice(body);
+            frame
+        }
         _ => return codec::encode(reply),
     };
     let body = frame.len() - 4;

@@ -352,7 +352,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
             ToWorker::Metrics => FromWorker::Metrics {
                 text: worker.metrics.render_openmetrics(),
             },
-            ToWorker::Keep => FromWorker::Kept(Box::new(worker.metrics.keep())),
+            ToWorker::Keep => {
+                let mut body = Vec::new();
+                super::kept_wire::encode_registry(&worker.metrics, &mut body);
+                FromWorker::KeptFrame(body)
+            }
             ToWorker::Status => worker.status(),
             ToWorker::Counts {
                 generation,
