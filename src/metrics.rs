@@ -9,7 +9,9 @@
 //! `MappingMetrics`, looked up once per config generation with `Metrics::mapping`
 //! (a lock there is fine) and then updated by connections with atomics only.
 //! Global, rarely-hit events (reloads, handshake failures, DNS, limits) go through
-//! the methods on `Metrics`. The families and their registration: `families.rs`.
+//! the methods on `Metrics`. The families and their registration: `families.rs`; the
+//! connect latency histogram: `latency.rs`; a worker's counters by place for the pool's
+//! snapshot: `kept.rs`.
 //!
 //! Every name has the `tcpmap_` prefix; per-mapping series carry the labels
 //! `mapping`, `namespace`, `port`, `host` (`host=""` when the mapping has no SNI host).
@@ -19,6 +21,8 @@
 mod endpoints;
 mod families;
 pub(crate) mod fleet;
+pub(crate) mod kept;
+mod latency;
 mod mapping;
 #[cfg(test)]
 mod tests;
@@ -33,6 +37,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub(crate) use endpoints::EndpointMetrics;
+pub(crate) use kept::{Kept, KeptMapping};
 pub(crate) use mapping::MappingMetrics;
 
 /// Prometheus text 0.0.4 of an OpenMetrics text (what [`Metrics::render`] does to its own).
@@ -56,7 +61,10 @@ type SharedBreaker = (
 
 /// The process-wide metrics registry.
 pub(crate) struct Metrics {
-    registry: Registry,
+    /// The families in the order of the exposition, one registry per part: per mapping,
+    /// process-wide, endpoints, fleet (a worker's retained counts render the first and third
+    /// from numbers, and take the others as text: `kept.rs`).
+    registries: [Registry; 4],
     families: MappingFamilies,
     globals: Globals,
     mappings: Mutex<BTreeMap<MappingId, Arc<MappingMetrics>>>,
@@ -227,13 +235,14 @@ impl Metrics {
     /// Creates the registry with every family registered (globals start at zero), in the
     /// order of the exposition: per mapping, process-wide, endpoints.
     pub(crate) fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("tcpmap");
-        let families = MappingFamilies::register(&mut registry);
-        let globals = Globals::register(&mut registry);
-        let endpoints = endpoints::EndpointFamilies::register(&mut registry);
-        let fleet = fleet::FleetMetrics::register(&mut registry);
+        let mut registries = [(); 4].map(|()| Registry::with_prefix("tcpmap"));
+        let [r_mappings, r_globals, r_endpoints, r_fleet] = &mut registries;
+        let families = MappingFamilies::register(r_mappings);
+        let globals = Globals::register(r_globals);
+        let endpoints = endpoints::EndpointFamilies::register(r_endpoints);
+        let fleet = fleet::FleetMetrics::register(r_fleet);
         Arc::new(Metrics {
-            registry,
+            registries,
             families,
             globals,
             mappings: Mutex::new(BTreeMap::new()),
@@ -325,9 +334,18 @@ impl Metrics {
 
     /// OpenMetrics 1.0 text (serve as `application/openmetrics-text; version=1.0.0`).
     pub(crate) fn render_openmetrics(&self) -> String {
+        let mut out = self.render_parts(&[0, 1, 2, 3]);
+        out.push_str("# EOF\n");
+        out
+    }
+
+    /// The families of registries `parts` (places in `registries`), without `# EOF`.
+    fn render_parts(&self, parts: &[usize]) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        for r in parts.iter().filter_map(|p| self.registries.get(*p)) {
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode_registry(&mut out, r);
+        }
         out
     }
 

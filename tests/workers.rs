@@ -672,4 +672,21 @@ fn a_sigkilled_worker_keeps_the_counts_of_connections_it_served_over_a_second_ag
         samples_sum(&text, "tcpmap_connections_ended_total", "plain"),
         20.0
     );
+    // The snapshot is by place (not the text): the bytes, the latency histogram and the
+    // endpoint counters are kept too.
+    for direction in ["client_to_upstream", "upstream_to_client"] {
+        let labels = [("mapping", "plain"), ("direction", direction)];
+        assert_eq!(metric(&text, "tcpmap_bytes_total", &labels), 100.0);
+    }
+    let plain = [("mapping", "plain")];
+    let latency = "tcpmap_upstream_connect_duration_seconds";
+    assert_eq!(metric(&text, &format!("{latency}_count"), &plain), 20.0);
+    let inf = [("mapping", "plain"), ("le", "+Inf")];
+    assert_eq!(metric(&text, &format!("{latency}_bucket"), &inf), 20.0);
+    assert!(metric(&text, &format!("{latency}_sum"), &plain) > 0.0);
+    assert_eq!(
+        metric(&text, "tcpmap_upstream_connect_attempts_total", &plain),
+        20.0,
+        "{text}"
+    );
 }

@@ -17,8 +17,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
 use super::mapping::MappingLabels;
 use crate::route::MappingId;
+
+/// The counters of one mapping's endpoint series: ejections, attempts, retries, refused per IP.
+pub(super) const COUNTERS: usize = 4;
 
 /// Mapping labels plus the endpoint `state`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +44,8 @@ pub(super) struct EndpointFamilies {
     attempts: Family<MappingLabels, Counter>,
     retries: Family<MappingLabels, Counter>,
     per_ip: Family<MappingLabels, Counter>,
+    /// The handles made, by mapping (what a worker's retained counts read).
+    made: Mutex<BTreeMap<MappingId, EndpointMetrics>>,
 }
 
 impl EndpointFamilies {
@@ -85,7 +93,7 @@ impl EndpointFamilies {
             };
             self.endpoints.get_or_create(&s).clone()
         };
-        EndpointMetrics {
+        let handles = EndpointMetrics {
             healthy: state("healthy"),
             ejected: state("ejected"),
             unhealthy: state("unhealthy"),
@@ -93,7 +101,21 @@ impl EndpointFamilies {
             attempts: self.attempts.get_or_create(&l).clone(),
             retries: self.retries.get_or_create(&l).clone(),
             per_ip: self.per_ip.get_or_create(&l).clone(),
-        }
+        };
+        self.made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.clone())
+            .or_insert_with(|| handles.clone());
+        handles
+    }
+
+    /// Calls `f` with the handles made, by mapping (under their lock).
+    pub(super) fn with_made<T>(
+        &self,
+        f: impl FnOnce(&BTreeMap<MappingId, EndpointMetrics>) -> T,
+    ) -> T {
+        f(&self.made.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -128,6 +150,21 @@ impl EndpointMetrics {
         self.attempts.inc();
         if retry {
             self.retries.inc();
+        }
+    }
+
+    /// The counters: ejections, attempts, retries, refused per IP.
+    pub(super) fn counters(&self) -> [u64; COUNTERS] {
+        [&self.ejections, &self.attempts, &self.retries, &self.per_ip].map(Counter::get)
+    }
+
+    /// Adds `counters` (as [`Self::counters`] gives them).
+    pub(super) fn add_counters(&self, counters: &[u64; COUNTERS]) {
+        for (c, n) in [&self.ejections, &self.attempts, &self.retries, &self.per_ip]
+            .into_iter()
+            .zip(counters)
+        {
+            c.inc_by(*n);
         }
     }
 

@@ -9,20 +9,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
+use super::latency::Latency;
 use super::mapping::{BytesLabels, EndedLabels, MappingLabels, SideLabels};
 use super::{PROXY_REJECT_REASONS, Refusal};
-
-/// Upstream connect latency buckets, in seconds (0.5 ms .. 3 s).
-const CONNECT_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
-];
-
-fn connect_histogram() -> Histogram {
-    Histogram::new(CONNECT_BUCKETS)
-}
 
 /// A single `key="value"` label set for the global families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,7 +59,7 @@ pub(super) struct MappingFamilies {
     pub(super) io_errors: Family<SideLabels, Counter>,
     pub(super) bytes: Family<BytesLabels, Counter>,
     pub(super) connect_failures: Family<MappingLabels, Counter>,
-    pub(super) connect_latency: Family<MappingLabels, Histogram, fn() -> Histogram>,
+    pub(super) connect_latency: Family<MappingLabels, Latency>,
 }
 
 impl MappingFamilies {
@@ -115,7 +106,7 @@ impl MappingFamilies {
                 r,
                 "upstream_connect_duration_seconds",
                 "Time to connect to an upstream (successful connects), per mapping",
-                Family::new_with_constructor(connect_histogram),
+                Family::default(),
             ),
         }
     }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::text::escape_label;
 use crate::close::{CloseReason, Side};
@@ -135,7 +134,7 @@ pub(crate) struct MappingMetrics {
     pub(super) bytes_c2u: Counter,
     pub(super) bytes_u2c: Counter,
     pub(super) connect_failures: Counter,
-    pub(super) connect_latency: Histogram,
+    pub(super) connect_latency: super::latency::Latency,
     pub(super) in_flight: Breaker,
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes of JSON — or, for a
 //! worker's `Counts` reply only, a 0 byte (never the first byte of JSON) and the binary form of
-//! `status_wire.rs` (its `encode_reply` and `decode_reply`). File
+//! `status_wire.rs` (its `encode_reply` and `decode_reply`); for its `Kept` reply, a 1 byte
+//! and the binary form of `kept_wire.rs`. File
 //! descriptors (listening sockets, the shared counters) travel beside the bytes as
 //! `SCM_RIGHTS` (`channel.rs`); a message says how many it carries and in which order.
 //!
@@ -172,6 +173,9 @@ pub(crate) enum ToWorker {
     Abort,
     /// Reply: `Metrics` (the worker's registry as OpenMetrics text).
     Metrics,
+    /// The once-a-second snapshot: the worker's counters and histograms by place, asked only
+    /// of a worker whose `Committed` said it reads this request (`keeps: true`). Reply: `Kept`.
+    Keep,
     /// Reply: `Status`.
     Status,
     /// The status page's numbers by place, asked only of a worker whose `Status` said it reads
@@ -220,6 +224,10 @@ pub(crate) enum FromWorker {
     Committed {
         /// Its generation.
         generation: u64,
+        /// The worker answers `ToWorker::Keep` (absent from a worker of an older binary: the
+        /// pool snapshots its metrics text instead).
+        #[serde(default)]
+        keeps: bool,
     },
     /// The prepared config is dropped.
     Aborted,
@@ -251,6 +259,14 @@ pub(crate) enum FromWorker {
     /// (`status_wire::encode_reply`), never as JSON.
     #[serde(skip)]
     Counts(Box<WorkerCounts>),
+    /// The worker's counters and histograms by place (`ToWorker::Keep`): a binary frame
+    /// (`kept_wire.rs`), never JSON.
+    #[serde(skip)]
+    Kept(Box<crate::metrics::Kept>),
+    /// What a worker sends for `Kept`: its body already written from the registry
+    /// (`kept_wire::encode_registry`); it reads back as `Kept`.
+    #[serde(skip)]
+    KeptFrame(Vec<u8>),
     /// Every listener is closed.
     Stopped,
     /// Drained; the process exits next.
@@ -401,6 +417,7 @@ mod tests {
             ToWorker::Commit,
             ToWorker::Abort,
             ToWorker::Metrics,
+            ToWorker::Keep,
             ToWorker::Status,
             ToWorker::Shutdown {
                 graceful: true,
@@ -600,7 +617,8 @@ mod tests {
         fn failures_round_trip(message in ".{0,40}", generation in any::<u64>()) {
             let typed = FromWorker::failed(WorkerError::Other(message.clone()));
             let untyped = FromWorker::Failed { message, error: None };
-            for reply in [typed, untyped, FromWorker::Committed { generation }] {
+            let committed = FromWorker::Committed { generation, keeps: generation % 2 == 0 };
+            for reply in [typed, untyped, committed] {
                 let frame = encode(&reply).unwrap();
                 prop_assert_eq!(decode::<FromWorker>(&frame).unwrap().unwrap().0, reply);
             }

@@ -18,7 +18,8 @@
 //! ```
 //!
 //! - `codec` (pure): the messages and their frames; `status_wire` (pure): the binary
-//!   `Counts` reply (the status page's numbers by place); `merge` (pure): `/metrics` totals;
+//!   `Counts` reply (the status page's numbers by place); `kept_wire` (pure): the binary `Kept`
+//!   reply (a worker's counters by place, what the pool keeps of it); `merge` (pure): `/metrics` totals;
 //!   `cpus`: what `auto` means.
 //! - `channel`: one end of a control channel; `shm`: the shared counters (the crate's only
 //!   `unsafe`); `pool`: the Supervisor's side (`link`: one worker's channel as it uses it;
@@ -33,6 +34,9 @@
 pub(crate) mod channel;
 pub(crate) mod codec;
 pub(crate) mod cpus;
+#[cfg(test)]
+mod kept_bench;
+pub(crate) mod kept_wire;
 pub(crate) mod link;
 pub(crate) mod merge;
 pub(crate) mod plane;

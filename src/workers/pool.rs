@@ -40,7 +40,7 @@ use crate::rt::{self, Receiver, Sender};
 use crate::state::ticket_keys::{TicketKeys, unix_now};
 use crate::state::tickets;
 
-/// How often the pool snapshots every worker's metrics (the most of its counter increments a
+/// How often the pool snapshots every worker's counters (the most of its counter increments a
 /// SIGKILLed worker can lose; docs/operations.md, "What a worker crash costs").
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
@@ -86,8 +86,8 @@ pub(crate) struct PoolStatus {
 }
 
 enum PoolMsg {
-    /// Take every worker's metrics text now (the once-a-second snapshot: a worker killed
-    /// later loses at most the last second of its counter increments).
+    /// Take every worker's counters now (the once-a-second snapshot: a worker killed later
+    /// loses at most the last second of its counter increments).
     Snapshot,
     Apply {
         generation: u64,
@@ -261,8 +261,8 @@ struct Worker {
     link: Link,
     generation: u64,
     started: Instant,
-    /// Its last metrics text (retired when it dies, so counters never go backwards).
-    last_metrics: String,
+    /// Its last counters (retired when it dies, so counters never go backwards).
+    last_metrics: LastMetrics,
     /// Its counters of its last `Status` or `Counts` reply (retired with `last_metrics`, the
     /// newer of each).
     last_counts: LastCounts,
@@ -271,6 +271,34 @@ struct Worker {
     /// It said it reads `ToWorker::Counts` (in a `Status` reply; a worker is asked by name
     /// until then).
     counts: bool,
+    /// It said it reads `ToWorker::Keep` (in its `Committed` reply; the snapshot asks an older
+    /// binary's worker for its metrics text).
+    keeps: bool,
+}
+
+/// A worker's counters as the pool last took them.
+#[derive(Debug)]
+enum LastMetrics {
+    /// Its metrics text (`/metrics` asked for it, or a worker that does not read `Keep`).
+    Text(String),
+    /// By place (the snapshot's `Keep`).
+    Kept(Box<crate::metrics::Kept>),
+}
+
+impl Default for LastMetrics {
+    fn default() -> Self {
+        LastMetrics::Text(String::new())
+    }
+}
+
+impl LastMetrics {
+    /// As OpenMetrics text (what `merge::Retired` and the status page's counters read).
+    fn text(&self) -> String {
+        match self {
+            LastMetrics::Text(t) => t.clone(),
+            LastMetrics::Kept(k) => k.text(),
+        }
+    }
 }
 
 struct Pool {
@@ -398,13 +426,20 @@ impl Pool {
         }
     }
 
-    /// Stores every live worker's metrics text as its last (what is kept when it dies).
+    /// Stores every live worker's counters as its last (what is kept when it dies): by place
+    /// (`Keep`, tens of microseconds for 1,000 mappings; docs/benchmarks.md), or as text from a
+    /// worker that does not read `Keep`.
     async fn snapshot(&mut self) {
         for w in self.workers.values_mut() {
-            if let Ok(FromWorker::Metrics { text }) =
-                w.link.call(ToWorker::Metrics, Vec::new()).await
-            {
-                w.last_metrics = text;
+            let ask = if w.keeps {
+                ToWorker::Keep
+            } else {
+                ToWorker::Metrics
+            };
+            match w.link.call(ask, Vec::new()).await {
+                Ok(FromWorker::Kept(k)) => w.last_metrics = LastMetrics::Kept(k),
+                Ok(FromWorker::Metrics { text }) => w.last_metrics = LastMetrics::Text(text),
+                _ => {}
             }
         }
     }
@@ -418,11 +453,11 @@ impl Pool {
             };
             let text = match w.link.call(ToWorker::Metrics, Vec::new()).await {
                 Ok(FromWorker::Metrics { text }) => {
-                    w.last_metrics = text.clone();
+                    w.last_metrics = LastMetrics::Text(text.clone());
                     text
                 }
                 // Gone or slow: show what it last reported (its replacement starts at zero).
-                _ => w.last_metrics.clone(),
+                _ => w.last_metrics.text(),
             };
             texts.push(text);
         }

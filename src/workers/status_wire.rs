@@ -29,13 +29,30 @@ const MAGIC: &[u8; 4] = b"TMS1";
 /// The first byte of a frame's binary body (JSON text never starts with it).
 const BINARY: u8 = 0;
 
-/// One frame holding a worker's `reply`: binary for `Counts`, JSON for the others.
+/// The first byte of a `Kept` reply's binary body (`kept_wire.rs`).
+const KEPT: u8 = 1;
+
+/// One frame holding a worker's `reply`: binary for `Counts` and `Kept`, JSON for the others.
 pub(crate) fn encode_reply(reply: &FromWorker) -> Result<Vec<u8>, CodecError> {
-    let FromWorker::Counts(counts) = reply else {
-        return codec::encode(reply);
+    let mut frame = match reply {
+        FromWorker::Counts(counts) => {
+            let mut frame = vec![0, 0, 0, 0, BINARY];
+            encode(counts, &mut frame);
+            frame
+        }
+        FromWorker::Kept(kept) => {
+            let mut frame = vec![0, 0, 0, 0, KEPT];
+            super::kept_wire::encode(kept, &mut frame);
+            frame
+        }
+        FromWorker::KeptFrame(body) => {
+            let mut frame = Vec::with_capacity(5 + body.len());
+            frame.extend_from_slice(&[0, 0, 0, 0, KEPT]);
+            frame.extend_from_slice(body);
+            frame
+        }
+        _ => return codec::encode(reply),
     };
-    let mut frame = vec![0, 0, 0, 0, BINARY];
-    encode(counts, &mut frame);
     let body = frame.len() - 4;
     if body > MAX_FRAME {
         return Err(CodecError::TooLong(body));
@@ -61,6 +78,11 @@ pub(crate) fn decode_reply(buf: &[u8]) -> Result<Option<(FromWorker, usize)>, Co
             let counts = decode(rest).map_err(|e| CodecError::Malformed(e.to_string()))?;
             Ok(Some((FromWorker::Counts(Box::new(counts)), 4 + len)))
         }
+        Some((&KEPT, rest)) => {
+            let kept =
+                super::kept_wire::decode(rest).map_err(|e| CodecError::Malformed(e.to_string()))?;
+            Ok(Some((FromWorker::Kept(Box::new(kept)), 4 + len)))
+        }
         _ => codec::decode(buf),
     }
 }
@@ -79,7 +101,7 @@ pub(crate) struct WorkerCounts {
 /// Why bytes are not a [`WorkerCounts`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("status counts: {0}")]
-pub(crate) struct WireError(&'static str);
+pub(crate) struct WireError(pub(super) &'static str);
 
 /// Appends `c` to `out`.
 pub(crate) fn encode(c: &WorkerCounts, out: &mut Vec<u8>) {
@@ -175,7 +197,7 @@ fn unzigzag(n: u64) -> i64 {
 }
 
 /// LEB128.
-fn put(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn put(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -183,7 +205,7 @@ fn put(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     put(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
@@ -244,22 +266,22 @@ pub(crate) fn decode(body: &[u8]) -> Result<WorkerCounts, WireError> {
 }
 
 /// The bytes not read yet.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let (head, rest) = self.0.split_at_checked(n).ok_or(WireError("truncated"))?;
         self.0 = rest;
         Ok(head)
     }
 
-    fn byte(&mut self) -> Result<u8, WireError> {
+    pub(super) fn byte(&mut self) -> Result<u8, WireError> {
         let (first, rest) = self.0.split_first().ok_or(WireError("truncated"))?;
         self.0 = rest;
         Ok(*first)
     }
 
-    fn num(&mut self) -> Result<u64, WireError> {
+    pub(super) fn num(&mut self) -> Result<u64, WireError> {
         let mut n: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -276,7 +298,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A count of items of at least `min` bytes each, no more than the bytes left hold.
-    fn count(&mut self, min: usize) -> Result<usize, WireError> {
+    pub(super) fn count(&mut self, min: usize) -> Result<usize, WireError> {
         let n = usize::try_from(self.num()?).map_err(|_| WireError("count too large"))?;
         if n > self.0.len() / min {
             return Err(WireError("count larger than the bytes left"));
@@ -284,13 +306,13 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
-    fn str(&mut self) -> Result<String, WireError> {
+    pub(super) fn str(&mut self) -> Result<String, WireError> {
         let n = self.count(1)?;
         let bytes = self.take(n)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| WireError("not UTF-8"))
     }
 
-    fn port(&mut self) -> Result<u16, WireError> {
+    pub(super) fn port(&mut self) -> Result<u16, WireError> {
         u16::try_from(self.num()?).map_err(|_| WireError("bad port"))
     }
 

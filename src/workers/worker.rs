@@ -13,6 +13,7 @@
 //! Prepare{bundle} + socket fds  ─▶ config::build_bundle (the Supervisor's pure code) ─▶ held
 //! Commit                        ─▶ LocalPlane.serve(table, given sockets, generation)
 //! Metrics / Status              ─▶ this worker's registry / generation and open connections
+//! Keep                          ─▶ its counters and histograms by place (binary; the snapshot)
 //! Counts{generation, fingerprint} ─▶ the status page's numbers by place (binary), or Status
 //! StopAccepting                 ─▶ close the listeners (the first step of a drain)
 //! Shutdown                      ─▶ drain like `tcpmap run` does, reply, exit 0
@@ -257,7 +258,10 @@ impl Worker {
             Ok(generation) => {
                 self.serving = generation;
                 self.index = Some(index);
-                FromWorker::Committed { generation }
+                FromWorker::Committed {
+                    generation,
+                    keeps: true,
+                }
             }
             Err(e) => FromWorker::failed(refused(e)),
         };
@@ -348,6 +352,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
             ToWorker::Metrics => FromWorker::Metrics {
                 text: worker.metrics.render_openmetrics(),
             },
+            ToWorker::Keep => {
+                let mut body = Vec::new();
+                super::kept_wire::encode_registry(&worker.metrics, &mut body);
+                FromWorker::KeptFrame(body)
+            }
             ToWorker::Status => worker.status(),
             ToWorker::Counts {
                 generation,

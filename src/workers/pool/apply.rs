@@ -63,9 +63,10 @@ impl Pool {
         let commits: Vec<_> = commits.collect();
         for (id, task) in ids.iter().zip(commits) {
             match task.await {
-                Ok(FromWorker::Committed { generation }) => {
+                Ok(FromWorker::Committed { generation, keeps }) => {
                     if let Some(w) = self.workers.get_mut(id) {
                         w.generation = generation;
+                        w.keeps = keeps;
                     }
                 }
                 // It died between prepare and commit: its replacement starts on this config.

@@ -47,10 +47,11 @@ impl Pool {
                 link,
                 generation: 0,
                 started: Instant::now(),
-                last_metrics: String::new(),
+                last_metrics: super::LastMetrics::default(),
                 last_counts: super::LastCounts::Named(Vec::new()),
                 exited,
                 counts: false,
+                keeps: false,
             },
         );
         tracing::debug!(worker = id, pid, "worker started");
@@ -87,11 +88,14 @@ impl Pool {
         PoolError::expect(id, w.link.call(prepare, fds).await, |r| {
             *r == FromWorker::Prepared
         })?;
+        let mut keeps = false;
         PoolError::expect(id, w.link.call(ToWorker::Commit, Vec::new()).await, |r| {
+            keeps = matches!(r, FromWorker::Committed { keeps: true, .. });
             matches!(r, FromWorker::Committed { .. })
         })?;
         if let Some(w) = self.workers.get_mut(&id) {
             w.generation = generation;
+            w.keeps = keeps;
         }
         Ok(())
     }
@@ -108,11 +112,10 @@ impl Pool {
             tracing::info!(worker = id, pid, %status, "worker exited");
             return;
         }
-        self.retired.add(&dead.last_metrics);
-        let last = counters::latest(
-            dead.last_counts.named(),
-            counters::from_openmetrics(&dead.last_metrics),
-        );
+        // Its counters as it last gave them (rendered as text only now, once).
+        let text = dead.last_metrics.text();
+        self.retired.add(&text);
+        let last = counters::latest(dead.last_counts.named(), counters::from_openmetrics(&text));
         let before = std::mem::take(&mut self.retired_counts);
         self.retired_counts = std::sync::Arc::new(counters::sum([before.to_vec(), last]));
         // Its connections are gone: so are their slots under the limits.
