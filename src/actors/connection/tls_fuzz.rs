@@ -80,14 +80,17 @@ fn pki() -> &'static Pki {
     })
 }
 
-/// Keeps the client's first application traffic secret (for its KeyUpdates).
+/// Keeps the first application traffic secrets, client's and server's (for KeyUpdates).
 #[derive(Debug, Default)]
-struct SecretLog(Mutex<Vec<u8>>);
+struct SecretLog(Mutex<(Vec<u8>, Vec<u8>)>);
 
 impl rustls::KeyLog for SecretLog {
     fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        if label == "CLIENT_TRAFFIC_SECRET_0" {
-            *self.0.lock().unwrap() = secret.to_vec();
+        let mut s = self.0.lock().unwrap();
+        match label {
+            "CLIENT_TRAFFIC_SECRET_0" => s.0 = secret.to_vec(),
+            "SERVER_TRAFFIC_SECRET_0" => s.1 = secret.to_vec(),
+            _ => {}
         }
     }
 }
@@ -114,15 +117,15 @@ fn expand_label(alg: hkdf::Algorithm, secret: &[u8], label: &[u8], len: usize) -
     out
 }
 
-/// The client's sending side: its current secret and keys.
-struct ClientTx {
+/// One direction's current traffic secret and keys.
+struct Direction {
     alg: hkdf::Algorithm,
     chacha: bool,
     secret: Vec<u8>,
     keys: Keys,
 }
 
-impl ClientTx {
+impl Direction {
     fn keys_from(&self) -> Keys {
         let key: [u8; 32] = expand_label(self.alg, &self.secret, b"key", 32)
             .try_into()
@@ -139,7 +142,7 @@ impl ClientTx {
         Keys::new(0, &secrets).unwrap()
     }
 
-    /// Moves to the next traffic secret (after sending a KeyUpdate).
+    /// Moves to the next traffic secret (after a KeyUpdate).
     fn update(&mut self) {
         let len = self.secret.len();
         self.secret = expand_label(self.alg, &self.secret, b"traffic upd", len);
@@ -213,7 +216,14 @@ pub fn tls13_session(input: &[u8]) -> Option<usize> {
     let Some(read) = finished else {
         panic!("the server side hung");
     };
-    t.join().expect("the client side failed");
+    let echoed = t.join().expect("the client side failed");
+    if let Some(echoed) = echoed {
+        assert_eq!(
+            Some(echoed),
+            read,
+            "the server's close_notify came before all its echo"
+        );
+    }
     read
 }
 
@@ -239,37 +249,87 @@ async fn serve(sock: TcpStream, cfg: Arc<rustls::ServerConfig>) -> Option<usize>
 }
 
 /// Reads whatever the server sends until it closes (in a thread of its own).
-fn drain(sock: &TcpStream) -> std::thread::JoinHandle<()> {
+fn drain(sock: &TcpStream) -> std::thread::JoinHandle<Option<usize>> {
     let mut r = sock.try_clone().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        None
+    })
+}
+
+/// Reads and opens every record the server sends after the handshake, following its
+/// KeyUpdates, in a thread of its own: the plaintext bytes once a close_notify ends them (None
+/// when the stream ends otherwise). A record that does not open is a finding: it panics.
+fn verify(sock: &TcpStream, mut rx: Direction) -> std::thread::JoinHandle<Option<usize>> {
+    let mut r = sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let (mut buf, mut held, mut plain) = (vec![0u8; 4 * record::MAX_RECORD], 0, 0);
+        loop {
+            while let Ok(Some(len)) = record::record_len(&buf[..held]) {
+                if held < len {
+                    break;
+                }
+                let (kind, n) = record::open(&mut rx.keys, &mut buf[..len])
+                    .unwrap_or_else(|e| panic!("a record from the server does not open: {e:?}"));
+                let content = buf[record::HEADER..record::HEADER + n].to_vec();
+                match kind {
+                    record::APPLICATION_DATA => plain += n,
+                    record::ALERT => return (content == [1, 0]).then_some(plain),
+                    record::HANDSHAKE => {
+                        let mut msgs = &content[..];
+                        while let [typ, a, b, c, rest @ ..] = msgs {
+                            let body = usize::from_be_bytes([0, 0, 0, 0, 0, *a, *b, *c]);
+                            assert!(rest.len() >= body, "a handshake message split: {content:?}");
+                            if *typ == 24 {
+                                assert_eq!(&rest[..body], [0], "our KeyUpdate requests none");
+                                rx.update();
+                            }
+                            msgs = &rest[body..];
+                        }
+                    }
+                    other => panic!("the server sent inner type {other}"),
+                }
+                buf.copy_within(len..held, 0);
+                held -= len;
+            }
+            match r.read(&mut buf[held..]) {
+                Ok(n) if n > 0 => held += n,
+                _ => return None,
+            }
+        }
     })
 }
 
 /// The client's ClientHello then `bytes` (or, `late`, its handshake up to the server's flight,
-/// then `bytes` in place of its Finished).
-fn garbage_in_handshake(cfg: Arc<rustls::ClientConfig>, sock: TcpStream, bytes: &[u8], late: bool) {
+/// then `bytes` in place of its Finished). None: nothing to compare.
+fn garbage_in_handshake(
+    cfg: Arc<rustls::ClientConfig>,
+    sock: TcpStream,
+    bytes: &[u8],
+    late: bool,
+) -> Option<usize> {
     let name = ServerName::try_from("localhost").unwrap();
     let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
     let mut sock = sock;
     if conn.write_tls(&mut sock).is_err() {
-        return;
+        return None;
     }
     while late && conn.is_handshaking() && !conn.wants_write() {
         match conn.read_tls(&mut sock) {
             Ok(n) if n > 0 && conn.process_new_packets().is_ok() => {}
-            _ => return,
+            _ => return None,
         }
     }
     let drained = drain(&sock);
     let _ = sock.write_all(bytes);
     let _ = sock.shutdown(Shutdown::Write);
-    drained.join().unwrap();
+    drained.join().unwrap()
 }
 
-/// A finished handshake, then the script of records.
-fn records(cfg: Arc<rustls::ClientConfig>, sock: TcpStream, bytes: &[u8]) {
+/// A finished handshake, then the script of records: the bytes echoed before the server's
+/// close_notify (None when it sent none).
+fn records(cfg: Arc<rustls::ClientConfig>, sock: TcpStream, bytes: &[u8]) -> Option<usize> {
     let log = Arc::new(SecretLog::default());
     let mut cfg = (*cfg).clone();
     cfg.key_log = log.clone();
@@ -284,21 +344,28 @@ fn records(cfg: Arc<rustls::ClientConfig>, sock: TcpStream, bytes: &[u8]) {
         ConnectionTrafficSecrets::Chacha20Poly1305 { .. } => (hkdf::HKDF_SHA256, true),
         _ => (hkdf::HKDF_SHA384, false),
     };
-    let mut tx = ClientTx {
+    let (tx_secret, rx_secret) = log.0.lock().unwrap().clone();
+    let mut tx = Direction {
         alg,
         chacha,
-        secret: log.0.lock().unwrap().clone(),
+        secret: tx_secret,
         keys: Keys::new(secrets.tx.0, &secrets.tx.1).unwrap(),
     };
+    let rx = Direction {
+        alg,
+        chacha,
+        secret: rx_secret,
+        keys: Keys::new(secrets.rx.0, &secrets.rx.1).unwrap(),
+    };
     let mut sock = c.sock;
-    let drained = drain(&sock);
+    let verified = verify(&sock, rx);
     let _ = run_script(&mut tx, &mut sock, Script(bytes));
     let _ = sock.shutdown(Shutdown::Write);
-    drained.join().unwrap();
+    verified.join().unwrap()
 }
 
 /// Plays the script (see [`tls13_session`]); Err once the server stopped taking bytes.
-fn run_script(tx: &mut ClientTx, sock: &mut TcpStream, mut s: Script<'_>) -> std::io::Result<()> {
+fn run_script(tx: &mut Direction, sock: &mut TcpStream, mut s: Script<'_>) -> std::io::Result<()> {
     let mut pending = Vec::new();
     while let Some(op) = s.byte() {
         match op % 8 {
