@@ -75,5 +75,12 @@ pub mod internals {
     pub use crate::config::validate::service::{ParsedService, parse_service};
     pub use crate::workers::codec::decode_all as decode_control_frames;
 }
+/// The TLS 1.3 record path driven by a hostile client, for the `tls13_records` fuzz target
+/// (feature `testkit`): not part of the API.
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::actors::connection::tls_fuzz::{DEADLINE, tls13_session};
+}
 pub use metrics::MetricsSnapshot;
 pub use route::Routes;

@@ -219,3 +219,39 @@ fn postgres_first_inputs() {
         }
     }
 }
+
+/// The plaintext bytes the server reads from each named TLS 1.3 record seed
+/// (`fuzz/seeds/tls13_records/NAME`; None: the handshake fails).
+const TLS13_SEEDS: [(&str, Option<usize>); 12] = [
+    ("data_keyupdates_close", Some(5)),
+    // "hello", "world", then a record past 2^14 bytes: record_overflow.
+    ("chacha_split_records", Some(10)),
+    // 2^14 bytes are one record's most; 128 bytes more are not.
+    ("big_records", Some(16_384)),
+    // A warning user_canceled between data is ignored; close_notify is the end.
+    ("alerts", Some(2)),
+    ("fatal_alert", Some(0)),
+    ("handshake_types", Some(0)),
+    // Empty records between data are fine; a record of padding only is not.
+    ("empty_and_padding", Some(12)),
+    ("unencrypted_record", Some(1)),
+    ("huge_length_header", Some(1)),
+    // 32 KeyUpdates in a row are allowed, the 33rd after data is not.
+    ("keyupdate_storm", Some(1)),
+    ("garbage_after_hello", None),
+    ("garbage_for_finished", None),
+];
+
+#[test]
+fn tls13_records_inputs() {
+    let files = inputs("tls13_records");
+    assert!(files.len() >= TLS13_SEEDS.len(), "seeds missing: {files:?}");
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        let read = tcpmap::fuzzing::tls13_session(&data);
+        let name = f.file_stem().unwrap().to_str().unwrap();
+        if let Some((_, want)) = TLS13_SEEDS.iter().find(|(n, _)| *n == name) {
+            assert_eq!(read, *want, "{}", f.display());
+        }
+    }
+}

@@ -111,6 +111,9 @@ pub(crate) struct RecordStream {
     /// close_notify (or a fatal alert) queued: nothing more is written.
     close_sent: bool,
     empty_in_a_row: u8,
+    /// Our answer to an update_requested is queued and no data after it yet: further requests
+    /// get no answer of their own (RFC 8446 §4.6.3), so answers never outgrow [`RESERVE`].
+    answer_queued: bool,
 }
 
 impl RecordStream {
@@ -157,6 +160,7 @@ impl RecordStream {
             },
             close_sent: false,
             empty_in_a_row: 0,
+            answer_queued: false,
         })
     }
 
@@ -307,15 +311,22 @@ impl RecordStream {
         }
         let (seq, secrets) = self.kernel.update_rx_secret().map_err(internal)?;
         self.rx = Keys::new(seq, &secrets).map_err(internal)?;
-        if request == 1 && !self.close_sent {
+        if request == 1 && !self.close_sent && !self.answer_queued {
             self.update_tx()?;
+            self.answer_queued = true;
         }
         Ok(true)
     }
 
-    /// Sends KeyUpdate(update_not_requested) and moves to our next key.
+    /// Sends KeyUpdate(update_not_requested) and moves to our next key (not when the record
+    /// found no room: the peer could not read what we send after it).
     fn update_tx(&mut self) -> Result<(), Fatal> {
-        self.queue(record::HANDSHAKE, &[24, 0, 0, 1, 0]);
+        self.room();
+        if self.queue(record::HANDSHAKE, &[24, 0, 0, 1, 0]) == 0 {
+            return Err(internal(rustls::Error::General(
+                "no room for a KeyUpdate".into(),
+            )));
+        }
         let (seq, secrets) = self.kernel.update_tx_secret().map_err(internal)?;
         self.tx = Keys::new(seq, &secrets).map_err(internal)?;
         Ok(())
@@ -512,6 +523,7 @@ impl AsyncWrite for RecordStream {
             if this.queue(record::APPLICATION_DATA, chunk) == 0 {
                 return Poll::Ready(Err(io::Error::other("TLS record did not fit")));
             }
+            this.answer_queued = false;
             done += n;
         }
         if this.out_end - this.out_start >= BATCH {

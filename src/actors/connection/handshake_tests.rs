@@ -323,3 +323,59 @@ fn garbage_mid_handshake_gets_an_alert_and_ends_it() {
     assert!(rest.len() > 100, "{} bytes", rest.len());
     assert_eq!(rest[rest.len() - 24..][0], 23, "last record is protected");
 }
+
+#[test]
+fn key_update_requests_while_our_output_is_full_get_one_answer() {
+    // RFC 8446 §4.6.3: a peer that receives several update_requested while silent answers
+    // with a single KeyUpdate. Our answers go in the output's reserve: one per request would
+    // overflow it, and an answer that did not fit would still move our key (the client could
+    // no longer read us).
+    const REQUESTS: usize = 6;
+    let (server_cfg, client_cfg) = configs();
+    let (sock, proxy) = pair();
+    let blob: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let blob2 = blob.clone();
+    let server = async move {
+        let mut tls = accept(proxy, Vec::new(), server_cfg).await.unwrap();
+        // Fill the socket and our output while the client is not reading.
+        let mut sent = 0;
+        loop {
+            let chunk = &blob2[sent % blob2.len()..];
+            match futures_lite::future::poll_once(tls.write(chunk)).await {
+                Some(n) => sent += n.unwrap(),
+                None => break,
+            }
+        }
+        // Every request arrives while our output is full.
+        let mut buf = [0u8; REQUESTS];
+        tls.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, [7; REQUESTS]);
+        let rest = blob2.len() - sent % blob2.len();
+        tls.write_all(&blob2[blob2.len() - rest..]).await.unwrap();
+        tls.close().await.unwrap();
+        sent + rest
+    };
+    let client = move || {
+        let mut c = connected(client_cfg, sock);
+        // Straight to the socket: rustls's stream would read (and so drain us) while writing.
+        for _ in 0..REQUESTS {
+            c.conn.refresh_traffic_keys().unwrap();
+            c.conn.writer().write_all(&[7]).unwrap();
+        }
+        let bytes = wire(&mut c);
+        c.sock.write_all(&bytes).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got)
+            .expect("the client reads every record");
+        got
+    };
+    let t = std::thread::spawn(client);
+    let sent = rt::block_on(async {
+        rt::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("server side hung")
+    });
+    let got = t.join().unwrap();
+    assert_eq!(got.len(), sent);
+    assert!(got.chunks(blob.len()).all(|c| blob.starts_with(c)));
+}

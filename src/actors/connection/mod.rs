@@ -30,6 +30,8 @@ mod relay;
 mod route;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "testkit")]
+pub(crate) mod tls_fuzz;
 mod until;
 mod upstream;
 
