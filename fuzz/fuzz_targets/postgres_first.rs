@@ -10,7 +10,10 @@ use tcpmap::postgres::{DECISION_BYTES, First, classify};
 fuzz_target!(|data: &[u8]| {
     let whole = classify(data);
     if data.len() >= DECISION_BYTES {
-        assert!(!matches!(whole, Ok(First::NeedMore(_))), "undecided after 8 bytes");
+        assert!(
+            !matches!(whole, Ok(First::NeedMore(_))),
+            "undecided after 8 bytes"
+        );
     }
     for k in 0..=data.len().min(DECISION_BYTES + 1) {
         match classify(&data[..k]) {
