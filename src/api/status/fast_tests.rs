@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fast::{Layout, Top};
-use super::tests::{facts, table, upstream};
+use super::tests::{facts, originating_table, table, upstream};
 use super::*;
 use crate::admin::status::counters;
 use crate::admin::status::index::{Dynamic, StatusIndex};
 use crate::admin::status::tests::HOSTILE;
 use crate::close::CloseReason;
+use crate::route::MappingId;
 use crate::route::balance::HealthCheck;
-use crate::route::{Families, MappingId};
 use crate::state::endpoints::{EndpointKey, UpstreamState, merge_reports};
 
 /// One process: its registries, and the endpoint sets of `snap`'s upstreams it holds.
@@ -181,30 +181,7 @@ fn two_workers_by_place_and_by_name_sum_to_the_same_bytes() {
 /// problems and an unresolved upstream come out as the snapshot writes them.
 #[test]
 fn certificates_and_the_last_reload_are_written_alike() {
-    use crate::route::{Origination, OriginationMode};
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap();
-    params.not_after = rcgen::date_time_ymd(2023, 11, 24);
-    let der = params.self_signed(&key).unwrap().der().clone();
-    let config =
-        crate::config::tls::client_config(None, &crate::config::tls::TlsParams::default(), None)
-            .unwrap();
-    let origination = Origination {
-        mode: OriginationMode::Context("up<&>".into()),
-        sni: None,
-        verify: false,
-        config,
-        certificate: Some(der),
-    };
-    let ups = vec![upstream(HOSTILE, 10_000, 443, 100)];
-    let group = Group::new(None, ups, Some(origination), None, Families::V4);
-    let mut table = RouteTable::default();
-    table
-        .listener_at(
-            SocketAddr::from(([127, 0, 0, 1], 10_000)),
-            Default::default(),
-        )
-        .plain = Some(Arc::new(group));
+    let mut table = originating_table("up<&>", vec![upstream(HOSTILE, 10_000, 443, 100)]);
     table.set_generation(9);
     let mut snap = snapshot(table);
     snap.last_reload = Some(crate::actors::ReloadResult {

@@ -115,9 +115,10 @@ fn each_upstream_gets_its_own_endpoint_set_and_weight() {
     assert!(s.certificates.is_empty());
 }
 
-/// A group originating TLS with a context's client certificate lists that certificate.
-#[test]
-fn an_origination_client_certificate_is_listed() {
+/// One plain listener on 127.0.0.1:10000 serving `ups` through a group that originates TLS
+/// with context `context`'s client certificate (self-signed for `client.example`, expired
+/// 2023-11-24).
+pub(super) fn originating_table(context: &str, ups: Vec<Upstream>) -> RouteTable {
     use crate::route::{Origination, OriginationMode};
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["client.example".to_string()]).unwrap();
@@ -127,13 +128,12 @@ fn an_origination_client_certificate_is_listed() {
         crate::config::tls::client_config(None, &crate::config::tls::TlsParams::default(), None)
             .unwrap();
     let origination = Origination {
-        mode: OriginationMode::Context("up".into()),
+        mode: OriginationMode::Context(context.into()),
         sni: None,
         verify: false,
         config,
         certificate: Some(der),
     };
-    let ups = vec![upstream("m", 10_000, 443, 100)];
     let group = Group::new(None, ups, Some(origination), None, Families::V4);
     let mut table = RouteTable::default();
     table
@@ -142,6 +142,13 @@ fn an_origination_client_certificate_is_listed() {
             Default::default(),
         )
         .plain = Some(Arc::new(group));
+    table
+}
+
+/// A group originating TLS with a context's client certificate lists that certificate.
+#[test]
+fn an_origination_client_certificate_is_listed() {
+    let table = originating_table("up", vec![upstream("m", 10_000, 443, 100)]);
     let snap = Snapshot {
         table: Arc::new(table),
         ready: true,
