@@ -26,6 +26,7 @@ use super::MappingTotals;
 use super::counters;
 use crate::close::CloseReason;
 use crate::metrics::{MappingCounts, Metrics};
+use crate::route::balance::hash;
 use crate::route::{MappingId, RouteTable};
 use crate::state::endpoints::{EndpointRegistry, EndpointSet, Row, UpstreamState};
 
@@ -315,20 +316,18 @@ fn set_order(s: &SetKey) -> (&str, &str, u16, &str, &str) {
     (ns, name, port, host, &s.service)
 }
 
-/// FNV-1a, 64 bits: the same on every binary and platform.
+/// FNV-1a, 64 bits (`route::balance::hash`'s): the same on every binary and platform.
 struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        Fnv(hash::FNV_BASIS)
     }
 }
 
 impl Fnv {
     fn bytes(&mut self, b: &[u8]) {
-        for byte in b {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.0 = hash::fnv1a(self.0, b);
     }
 
     fn str(&mut self, s: &str) {

@@ -23,12 +23,18 @@ pub(crate) const RING_POINTS: usize = 256;
 /// 64-bit FNV-1a over `bytes`, then the SplitMix64 finalizer (FNV alone spreads short
 /// inputs such as IPv4 addresses poorly over the high bits).
 pub(crate) fn hash64(bytes: &[u8], seed: u64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    mix(fnv1a(FNV_BASIS ^ seed, bytes))
+}
+
+/// 64-bit FNV-1a's offset basis: the state before any byte.
+pub(crate) const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a, continued from state `h` over `bytes` (the same on every platform).
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    mix(h)
+    h
 }
 
 /// The SplitMix64 finalizer.
